@@ -1,0 +1,28 @@
+# The two commands of the README's Quickstart, and what they stand on.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint install
+
+$(BIN)/mailer: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $(BIN)/mailer
+
+install: $(BIN)/mailer
+
+## demo: install, then run the whole story on the embedded defaults (SQLite, a Maildir outbox)
+demo: install
+	$(BIN)/mailer demo demo
+
+## test: install, then run every test, each on SQLite and on PostgreSQL
+test: install
+	$(BIN)/pytest
+
+## lint: ruff and mypy, both clean
+lint: install
+	$(BIN)/ruff check mailer tests bench
+	$(BIN)/ruff format --check mailer tests bench
+	$(BIN)/mypy

@@ -1,0 +1,101 @@
+"""The ``mailer`` command: a thin click layer over the library.
+
+It parses options, calls the library, prints the result (or JSON with ``--json``), and turns a
+``MailerError`` into its message and exit code. Each command group lives in its own module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mailer import __version__
+from mailer.audience.shape import Shape, load_shape
+from mailer.db import Database, open_database
+from mailer.errors import MailerError
+from mailer.settings import Settings, load
+
+
+class App:
+    """What every command needs, opened lazily: settings, the shape of the lists, the database."""
+
+    def __init__(self, workspace: Path | None) -> None:
+        self.workspace_arg = workspace
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load(self.workspace_arg)
+
+    @cached_property
+    def shape(self) -> Shape:
+        return load_shape(self.settings.path("lists"))
+
+    @cached_property
+    def db(self) -> Database:
+        return open_database(self.settings)
+
+
+class MailerGroup(click.Group):
+    """Turns a MailerError raised anywhere below into a clear message and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MailerError as exc:
+            click.secho(f"Error: {exc}", err=True, fg="red")
+            ctx.exit(exc.exit_code)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
+    """Print ``data`` as JSON for scripts, or call ``human`` to print it for people."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    else:
+        human()
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON, for scripts.")
+
+
+@click.group(cls=MailerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--workspace",
+    "-w",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="MAILER_WORKSPACE",
+    help="The workspace folder (mailer.toml, lists/, campaigns/, templates/). "
+    "Default: $MAILER_WORKSPACE, else the current folder.",
+)
+@click.version_option(__version__, prog_name="mailer")
+@click.pass_context
+def cli(ctx: click.Context, workspace: Path | None) -> None:
+    """mailer: the right message to the right members, on time, with a way out that always works.
+
+    \b
+    Start here:
+      mailer demo demo          a workspace with the Kent network, its members, its newsletter
+      mailer init DIR           a new, empty workspace for your network
+      mailer lists sync         load lists/regions.toml, interests.toml into the database
+      mailer lists import F.csv import members (never resubscribes anyone who left)
+      mailer lists count EXPR   how many members a segment reaches
+    """
+    ctx.obj = App(workspace)
+
+
+def main() -> None:
+    cli(prog_name="mailer")
+
+
+# Command groups register themselves on `cli` when imported.
+from mailer.cli import campaigns, db, lists, members, setup  # noqa: E402, F401
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,105 @@
+"""Opening the database: engines, sessions, and Alembic migrations shipped in the package.
+
+SQLite (WAL, foreign keys, a busy timeout) is the embedded default; PostgreSQL is reached by URL
+through psycopg 3. ``open_database`` upgrades the schema on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailer.errors import DatabaseError
+from mailer.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with the settings mailer relies on (WAL and foreign keys on SQLite)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision() -> str:
+    script = ScriptDirectory(str(MIGRATIONS))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (default: the newest)."""
+    command.upgrade(alembic_config(engine), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    command.downgrade(alembic_config(engine), revision)
+
+
+@dataclass
+class Database:
+    """An open database: the engine and a session factory."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in a transaction, committed on success and rolled back on error."""
+        with self.sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(settings: Settings | str, *, migrate: bool = True) -> Database:
+    """Open the workspace's database, upgrading its schema first if it is behind."""
+    url = settings if isinstance(settings, str) else settings.sqlalchemy_url
+    engine = make_engine(url)
+    try:
+        if migrate and current_revision(engine) != head_revision():
+            upgrade(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        raise DatabaseError(
+            f"cannot open the database: {exc.orig}",
+            hint="check database_url in mailer.toml or MAILER_DATABASE_URL",
+        ) from exc
+    return Database(engine, sessionmaker(engine, expire_on_commit=False))

@@ -1,0 +1,154 @@
+"""The database tables, as SQLAlchemy 2.0 typed models.
+
+The audience: regions (a tree), interests, members with their interests and free-form fields, an
+append-only consent log, and suppressions keyed by a hash of the normalised address. Suppression is
+separate from membership: no import and no admin action removes one silently.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as naive UTC everywhere and always returned timezone-aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where UTC is required")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Region(Base):
+    """A node of the region tree. ``path`` is ``/south-east/kent/`` so that a prefix finds descendants."""
+
+    __tablename__ = "regions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"), index=True)
+    path: Mapped[str] = mapped_column(String(1000), index=True)
+
+
+class Interest(Base):
+    """A topic or team members opt into (refugees, MP advocacy, schools, …)."""
+
+    __tablename__ = "interests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class Member(Base):
+    """A person on the list. ``email`` is the normalised address; ``address_hash`` keys suppressions."""
+
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    address_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    postcode: Mapped[str] = mapped_column(String(16), default="")
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    region: Mapped[Region | None] = relationship(lazy="joined")
+    interests: Mapped[list[Interest]] = relationship(secondary="member_interests", order_by="Interest.slug")
+    fields: Mapped[list[MemberField]] = relationship(
+        cascade="all, delete-orphan", order_by="MemberField.name"
+    )
+
+
+class MemberInterest(Base):
+    __tablename__ = "member_interests"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    interest_id: Mapped[int] = mapped_column(
+        ForeignKey("interests.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class MemberField(Base):
+    """A free-form field from an extra CSV column (``student = yes``); segments can test it."""
+
+    __tablename__ = "member_fields"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(String(1000), default="")
+
+    __table_args__ = (Index("ix_member_fields_name_value", "name", "value"),)
+
+
+class ConsentEvent(Base):
+    """One line of the consent log: appended to, never rewritten.
+
+    ``address_hash`` outlives the member: erasing a member nulls ``member_id`` and keeps the rest,
+    which holds no personal data.
+    """
+
+    __tablename__ = "consent_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"), index=True)
+    address_hash: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(32))  # subscribe, confirm, unsubscribe, preferences, erase
+    source: Mapped[str] = mapped_column(String(32))  # import, signup, one-click, link, mailto, bounce, admin
+    wording: Mapped[str] = mapped_column(Text, default="")
+    campaign: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Suppression(Base):
+    """An address that must never be mailed again, by the hash of its normalised form."""
+
+    __tablename__ = "suppressions"
+
+    address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))  # unsubscribe, hard-bounce, complaint, erasure, admin
+    source: Mapped[str] = mapped_column(String(32))  # one-click, link, mailto, bounce, admin, import
+    campaign: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,147 @@
+"""Shared fixtures: a real database on each backend, a workspace, and the demo shape.
+
+Every test that takes ``database_url`` (or a fixture built on it) runs twice: on SQLite and on
+PostgreSQL. PostgreSQL gets a database of its own for this test session, emptied between tests.
+Without a PostgreSQL server those runs are skipped, except under CI (``CI=true``), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from mailer.audience.shape import Shape, load_shape, sync
+from mailer.db import Database, open_database
+from mailer.models import Base
+from mailer.settings import Settings, load
+from mailer.workspace import init_workspace
+
+REPO = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("MAILER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_SECRET = "test-secret-key-not-for-production"
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"PostgreSQL is required under CI: {reason}", pytrace=False)
+    pytest.skip(f"PostgreSQL not available: {reason}")
+
+
+def create_pg_database() -> str:
+    """Create an empty PostgreSQL database and return its URL (dropped by ``drop_pg_database``)."""
+    name = f"mailer_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_session_url() -> Iterator[str]:
+    """One PostgreSQL database for the whole test session, at the newest schema."""
+    try:
+        url = create_pg_database()
+    except Exception as exc:  # any connection problem means: no server here
+        _unavailable(str(exc).splitlines()[0])
+        raise
+    db = open_database(url)
+    db.dispose()
+    yield url
+    drop_pg_database(url)
+
+
+def _empty_pg(url: str) -> None:
+    engine = create_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A database at the newest schema with no rows, on each backend in turn."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'mailer.db'}"
+    url: str = request.getfixturevalue("pg_session_url")
+    _empty_pg(url)
+    return url
+
+
+@pytest.fixture
+def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database with no schema at all (for migration tests), on each backend in turn."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    try:
+        url = create_pg_database()
+    except Exception as exc:
+        _unavailable(str(exc).splitlines()[0])
+        raise
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """A fresh workspace made by ``mailer init``, with the demo network's lists."""
+    root = tmp_path / "ws"
+    init_workspace(root)
+    return root
+
+
+@pytest.fixture
+def env(database_url: str, workspace: Path) -> dict[str, str]:
+    """Environment for running ``mailer`` as a subprocess against this test's database."""
+    out = dict(os.environ)
+    out.update(
+        MAILER_WORKSPACE=str(workspace),
+        MAILER_DATABASE_URL=database_url,
+        MAILER_SECRET=TEST_SECRET,
+    )
+    return out
+
+
+@pytest.fixture
+def settings(workspace: Path, database_url: str) -> Settings:
+    return load(workspace, env={"MAILER_DATABASE_URL": database_url, "MAILER_SECRET": TEST_SECRET})
+
+
+@pytest.fixture
+def shape(workspace: Path) -> Shape:
+    return load_shape(workspace / "lists")
+
+
+@pytest.fixture
+def db(settings: Settings, shape: Shape) -> Iterator[Database]:
+    """The test's database, migrated, with the demo regions and interests synced."""
+    database = open_database(settings)
+    with database.session() as session:
+        sync(session, shape)
+    yield database
+    database.dispose()

@@ -152,3 +152,71 @@ class Suppression(Base):
     campaign: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Campaign(Base):
+    """One send of an issue or alert. ``status``: draft, scheduled, sending, paused, sent, cancelled."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # newsletter, alert
+    title: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(500))
+    audience: Mapped[str] = mapped_column(Text)
+    issue_date: Mapped[str] = mapped_column(String(10))  # the issue's "today", ISO date
+    source: Mapped[str] = mapped_column(Text, default="")  # the issue file as sent, for the archive
+    status: Mapped[str] = mapped_column(String(32), default="draft", index=True)
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Variant(Base):
+    """What one group of members sees: rendered once, filled per recipient at send time."""
+
+    __tablename__ = "variants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(500), default="")
+    item_ids: Mapped[str] = mapped_column(Text, default="")  # space-separated, in editor order
+    subject: Mapped[str] = mapped_column(String(500))
+    preheader: Mapped[str] = mapped_column(String(500), default="")
+    text: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_variants_campaign_key", "campaign_id", "key", unique=True),)
+
+
+class Delivery(Base):
+    """One member's copy of one campaign: the queue the delivery engine works through.
+
+    ``status``: pending, sending (claimed under a lease), sent, failed, suppressed, skipped, cancelled.
+    ``id`` names the delivery in the VERP return path (bounces+ID@…) and the Message-ID.
+    """
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"), index=True)
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id", ondelete="CASCADE"))
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_deliveries_campaign_member", "campaign_id", "member_id", unique=True),
+        Index("ix_deliveries_campaign_status", "campaign_id", "status", "id"),
+    )

@@ -1,0 +1,277 @@
+"""Signed, purpose-bound link tokens for unsubscribe, preferences, confirmation and view links.
+
+A token is a few packed bytes and a truncated HMAC-SHA256, written in lower-case base32 without
+padding, so that it fits both a URL (``https://BASE/u/TOKEN``) and the local part of a mailto
+address (``unsubscribe+TOKEN@list-domain``)::
+
+    byte 0      format: version (2 bits, 01) | has-campaign (1 bit) | purpose code (5 bits)
+    byte 1      key id: first byte of SHA-256 of the signing key (to pick the key when verifying)
+    varint      member id (unsigned LEB128)
+    varint      campaign id, when the has-campaign bit is set
+    varint      issue time, seconds since 2024-01-01T00:00:00Z
+    8 bytes     HMAC-SHA256(key, "mailer-token-v1\\0" + the bytes above), truncated to 64 bits
+
+Sizes: a token for member 325,000 of campaign 42 issued in 2026 is 18 bytes, 29 characters; the
+mailto local part ``unsubscribe+`` + token is 41 octets. The largest ids accepted (2**53 - 1 each)
+give 31 bytes, 50 characters and a 62-octet local part, so a token always fits the 64 octets
+RFC 5321 allows for a local part (``MAX_TOKEN_LENGTH``).
+
+Case: base32 (RFC 4648 alphabet) is case-insensitive, and ``verify`` accepts any case, so a relay
+that upper-cases a local part or a browser that lower-cases a URL does not break a token. One encoding
+serves URLs and mailto addresses alike.
+
+A token carries the member id and campaign id readable by anyone (they are signed, not encrypted);
+it never carries an email address. The MAC is 64 bits: forging one takes about 2**63 tries on the
+server, which rate limits and logs would notice long before.
+
+Keys come from ``Settings.secrets`` (``MAILER_SECRET``, comma-separated, newest first): the first
+signs, any verifies, so a key can be rotated by putting the new one first and dropping the old one
+once its tokens no longer matter. ``TokenData.key_index`` says which key verified.
+
+The campaign is its numeric id (the primary key of the campaign's row in the database, assigned by
+the delivery engine), not its slug, to keep the token short. Unsubscribe and preferences tokens should
+carry it so the unsubscribe is recorded with the campaign that prompted it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from mailer.errors import ConfigError, TokenError
+
+#: Purpose names and their one-byte codes. Codes are part of the format: never reuse or renumber one.
+PURPOSES: dict[str, int] = {"unsubscribe": 1, "preferences": 2, "confirm": 3, "view": 4}
+_PURPOSE_NAMES = {code: name for name, code in PURPOSES.items()}
+
+#: Paths of the web app's pages for each purpose: ``link(base_url, purpose, token)``.
+LINK_PATHS: dict[str, str] = {"unsubscribe": "/u/", "preferences": "/p/", "confirm": "/c/", "view": "/v/"}
+
+#: The mailto unsubscribe address is ``MAILTO_PREFIX + token + "@" + list_domain``.
+MAILTO_PREFIX = "unsubscribe+"
+
+#: The largest member or campaign id a token holds (so the mailto local part stays within 64 octets).
+MAX_ID = 2**53 - 1
+#: The longest token ``sign`` can produce: 50 characters (62 with ``unsubscribe+``).
+MAX_TOKEN_LENGTH = 50
+
+#: What an end user is told for every bad token, whatever check failed.
+PUBLIC_MESSAGE = "This link is not valid. It may be incomplete, mistyped or out of date."
+
+_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+_EPOCH_SECONDS = int(_EPOCH.timestamp())
+_MAX_TIME = 2**35 - 1  # seconds after the epoch: beyond the year 3000
+_VERSION = 0b01
+_HAS_CAMPAIGN = 0b0010_0000
+_MAC_SIZE = 8
+_MAC_PREFIX = b"mailer-token-v1\0"
+_KEY_ID_PREFIX = b"mailer-token-key-id\0"
+_FUTURE_SKEW = timedelta(minutes=5)
+_TOKEN_RE = re.compile(r"[A-Za-z2-7]{16,64}")
+
+
+@dataclass(frozen=True)
+class TokenData:
+    """What a verified token says."""
+
+    purpose: str
+    member_id: int
+    campaign: int | None
+    issued_at: datetime  # aware, UTC, whole seconds
+    key_index: int  # which of the keys verified it: 0 is the newest
+
+
+class InvalidToken(TokenError):
+    """A token failed verification. ``str()`` is the same for every cause; ``reason`` is for logs."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(PUBLIC_MESSAGE)
+
+
+def sign(
+    purpose: str,
+    member_id: int,
+    *,
+    keys: list[str],
+    campaign: int | None = None,
+    now: datetime | None = None,
+) -> str:
+    """A token for ``purpose`` (a key of ``PURPOSES``) and ``member_id``, signed with ``keys[0]``.
+
+    ``campaign`` is the campaign's numeric id; ``now`` (aware) is the issue time, default the current time.
+    """
+    code = _purpose_code(purpose)
+    _check_id("member_id", member_id)
+    if campaign is not None:
+        _check_id("campaign", campaign)
+    key = _key_bytes(keys)[0]
+    issued = _seconds(now or datetime.now(UTC))
+    if not 0 <= issued <= _MAX_TIME:
+        raise ValueError(f"issue time {now} is outside the range a token can hold (2024 to 3000)")
+    payload = _payload(code, _key_id(key), member_id, campaign, issued)
+    return _b32(payload + _mac(key, payload))
+
+
+def verify(
+    token: str,
+    purpose: str,
+    *,
+    keys: list[str],
+    max_age: timedelta | None = None,
+    now: datetime | None = None,
+) -> TokenData:
+    """Check ``token`` and return what it says; raise ``InvalidToken`` (a ``TokenError``) if it is
+    malformed, forged, truncated, signed by no key in ``keys``, for another purpose, older than
+    ``max_age`` or issued in the future (beyond five minutes of clock skew)."""
+    expected_code = _purpose_code(purpose)
+    key_list = _key_bytes(keys)
+    raw = _unb32(token)
+    if raw is None or len(raw) < 2 + 3 + _MAC_SIZE:
+        raise InvalidToken("malformed: not base32 or too short")
+    payload, mac = raw[:-_MAC_SIZE], raw[-_MAC_SIZE:]
+    fmt, key_id = payload[0], payload[1]
+    if fmt >> 6 != _VERSION:
+        raise InvalidToken(f"malformed: unknown version {fmt >> 6}")
+    fields, ok = _read_varints(payload, 2, 3 if fmt & _HAS_CAMPAIGN else 2)
+    if not ok:
+        raise InvalidToken("malformed: bad or trailing fields")
+    matched = None
+    for index, key in enumerate(key_list):
+        if _key_id(key) == key_id and hmac.compare_digest(_mac(key, payload), mac):
+            matched = index
+            break
+    if matched is None:
+        if all(_key_id(key) != key_id for key in key_list):
+            raise InvalidToken("unknown key: signed with a key not in the key list (rotated out?)")
+        raise InvalidToken("bad signature")
+    code = fmt & 0b1_1111
+    if code != expected_code:
+        raise InvalidToken(f"wrong purpose: {_PURPOSE_NAMES.get(code, code)!r}, expected {purpose!r}")
+    member_id, *rest = fields
+    campaign = rest[0] if len(rest) == 2 else None
+    issued_at = _EPOCH + timedelta(seconds=rest[-1])
+    current = now or datetime.now(UTC)
+    if issued_at > current + _FUTURE_SKEW:
+        raise InvalidToken(f"issued in the future: {issued_at.isoformat()}")
+    if max_age is not None and current - issued_at > max_age:
+        raise InvalidToken(f"expired: issued {issued_at.isoformat()}, max age {max_age}")
+    return TokenData(_PURPOSE_NAMES[code], member_id, campaign, issued_at, matched)
+
+
+def link(base_url: str, purpose: str, token: str) -> str:
+    """The web app's URL for ``token``: e.g. ``https://BASE/u/TOKEN`` for an unsubscribe token."""
+    return base_url.rstrip("/") + LINK_PATHS[purpose] + token
+
+
+def mailto_address(token: str, list_domain: str) -> str:
+    """The mailto unsubscribe address for ``token``: ``unsubscribe+TOKEN@list_domain``."""
+    return f"{MAILTO_PREFIX}{token}@{list_domain}"
+
+
+def token_from_mailto(address: str, list_domain: str) -> str | None:
+    """The token in an ``unsubscribe+TOKEN@list_domain`` address (any case), or None."""
+    local, _, domain = address.strip().strip("<>").rpartition("@")
+    if domain.lower() != list_domain.lower() or not local.lower().startswith(MAILTO_PREFIX):
+        return None
+    return local[len(MAILTO_PREFIX) :] or None
+
+
+# -- internals ---------------------------------------------------------------------------------------
+
+
+def _purpose_code(purpose: str) -> int:
+    try:
+        return PURPOSES[purpose]
+    except KeyError:
+        raise ValueError(f"unknown token purpose {purpose!r}; known: {', '.join(PURPOSES)}") from None
+
+
+def _check_id(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        raise ValueError(f"{name} must be an int from 0 to {MAX_ID}, got {value!r}")
+
+
+def _key_bytes(keys: list[str]) -> list[bytes]:
+    out = [k.encode("utf-8") for k in keys if k]
+    if not out:
+        raise ConfigError(
+            "no key for signed links",
+            field="secret",
+            hint="set MAILER_SECRET (several, comma-separated, newest first) or create .mailer-secret",
+        )
+    return out
+
+
+def _key_id(key: bytes) -> int:
+    return hashlib.sha256(_KEY_ID_PREFIX + key).digest()[0]
+
+
+def _mac(key: bytes, payload: bytes) -> bytes:
+    return hmac.digest(key, _MAC_PREFIX + payload, "sha256")[:_MAC_SIZE]
+
+
+def _seconds(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    return int(moment.timestamp()) - _EPOCH_SECONDS
+
+
+def _payload(code: int, key_id: int, member_id: int, campaign: int | None, issued: int) -> bytes:
+    fmt = (_VERSION << 6) | code | (_HAS_CAMPAIGN if campaign is not None else 0)
+    out = bytearray((fmt, key_id))
+    for value in (member_id, campaign, issued):
+        if value is not None:
+            _write_varint(out, value)
+    return bytes(out)
+
+
+def _write_varint(out: bytearray, value: int) -> None:
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _read_varints(data: bytes, pos: int, count: int) -> tuple[list[int], bool]:
+    """``count`` canonical varints from ``data[pos:]``, which must be used up exactly."""
+    values: list[int] = []
+    for _ in range(count):
+        value = shift = 0
+        while True:
+            if pos >= len(data) or shift > 56:
+                return values, False
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                if byte == 0 and shift > 7:  # a padded (non-canonical) varint
+                    return values, False
+                break
+        values.append(value)
+    ok = pos == len(data) and values[0] <= MAX_ID and (count == 2 or values[1] <= MAX_ID)
+    return values, ok and values[-1] <= _MAX_TIME
+
+
+def _b32(data: bytes) -> str:
+    return base64.b32encode(data).decode("ascii").rstrip("=").lower()
+
+
+def _unb32(token: str) -> bytes | None:
+    if not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
+        return None
+    text = token.upper()
+    if len(text) % 8 in (1, 3, 6):  # lengths no whole number of bytes encodes to
+        return None
+    try:
+        raw = base64.b32decode(text + "=" * (-len(text) % 8))
+    except binascii.Error:
+        return None
+    # Refuse a second spelling of the same bytes (non-zero padding bits).
+    return raw if _b32(raw) == text.lower() else None

@@ -1,0 +1,463 @@
+"""Messages built once per variant and filled per recipient, checked against the email package."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.header
+import email.policy
+import email.utils
+import itertools
+import re
+import shutil
+import subprocess
+from dataclasses import replace
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import TypedDict
+
+import dkim
+import pytest
+from dkim.util import parse_tag_value
+
+from mailer import tokens
+from mailer.errors import ConfigError, InvalidInput, RenderError
+from mailer.message import DkimKey as DkimKeyType
+from mailer.message import (
+    MessageParts,
+    MessageTemplate,
+    Recipient,
+    delivery_id_from_verp,
+    reference_message,
+    verp_address,
+)
+from mailer.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = REPO / "campaigns" / "2025-11-kent-network" / "issue.yaml"  # the seed issue's text
+GOLDEN = REPO / "tests" / "golden" / "2025-11-kent-network"  # the renderer's output for three variants
+KEYS = ["test-key"]
+DATE = datetime(2025, 11, 17, 9, 30, tzinfo=UTC)
+SETTINGS = Settings(
+    organisation="Amnesty International UK, Kent Network",
+    from_address="newsletter@kent.example.org",
+    reply_to="kent@example.org",
+    list_domain="lists.example.org",
+    base_url="https://news.example.org/",
+    secret=",".join(KEYS),
+)
+
+
+class ListArgs(TypedDict):
+    campaign_slug: str
+    list_name: str
+    default_name: str
+
+
+LIST: ListArgs = {
+    "campaign_slug": "kent-2025-11",
+    "list_name": "Kent Network newsletter",
+    "default_name": "friend",
+}
+
+NAMES = [
+    "Jane Smith",
+    "Zoë Ó Briain",
+    "李小龍",
+    'Jane "JJ" Smith',
+    "Smith, John",
+    "Dr. Who",
+    "O'Brien",
+    "",
+    ".dot at the start",
+    "From Mars",
+    "Émile Zola-Dupont",
+    "😀 Emoji Person",
+    "Back\\slash",
+    "Ångström (Lab) <x@y>",
+    "=?utf-8?q?not_decoded?=",
+    "trailing space ",
+    "multiple    spaces\tand tab",
+    "A very long ASCII name that goes on and on, well past what fits on one header line",
+    "Ünïcödé " * 12,
+    "Evil\r\nBcc: victim@example.org",
+    "Evil\nX-Injected: yes",
+    "Nul\x00byte",
+    "Wąsowski-Żółć",
+    "Σωκράτης",
+    "Мария Иванова",
+    "محمد",
+]
+ADDRESSES = [
+    "jane@example.org",
+    "jo+news@example.org",
+    "jo+tag.more@sub.example.co.uk",
+    '"john smith"@example.org',
+    '"quote\\"d,here"@example.org',
+    "o'brien@example.ie",
+    "user@xn--bcher-kva.example",
+    "very.long.local.part.that.is.quite.long.indeed.x@a-rather-long-domain-name.example.org",
+    "UPPER.Case@Example.ORG",
+]
+
+HEADERS = ["From", "To", "Reply-To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Id"]
+HEADERS += ["List-Unsubscribe", "List-Unsubscribe-Post", "Content-Type"]
+
+
+def seed_parts(subject: str = "Kent Network newsletter: November 2025") -> MessageParts:
+    """A ~60 KB variant made of the seed issue's text, with every slot and the awkward cases."""
+    paragraphs = [p for p in SEED.read_text(encoding="utf-8").splitlines() if p.strip()]
+    text_lines = ["Dear [[mailer:name]],", "", *paragraphs, ""]
+    text_lines += [
+        ".a line starting with a dot",
+        "..two dots",
+        ".",
+        "From the editor: a line that mbox would mangle",
+        "trailing spaces   ",
+        "tab\tinside and at the end\t",
+        "equals = sign and =?utf-8?q?x?= lookalike",
+        "x" * 1500,
+        "Sent to [[mailer:email]]. [[mailer:name]], you can [[mailer:name]]",
+        "Unsubscribe: [[mailer:unsubscribe_url]]",
+        "Preferences: [[mailer:preferences_url]]",
+        "[[mailer:unsubscribe_url]]",
+    ]
+    text = "\n".join(text_lines)
+    html_body = "".join(f"<p>{p}</p>\n" for p in paragraphs)
+    html = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>News</title></head>\n'
+        '<body style="margin:0">\n<p>Dear [[mailer:name]],</p>\n'
+        + html_body * 2
+        + "<p>"
+        + "Long line with no breaks. " * 80
+        + "</p>\n"
+        + ".starts with a dot\n"
+        + '<p>Sent to [[mailer:email]]. <a href="[[mailer:unsubscribe_url]]">Unsubscribe</a> or '
+        + '<a href="[[mailer:preferences_url]]">change what you get</a>.</p>\n</body></html>'
+    )
+    return MessageParts(subject=subject, text=text, html=html, preheader="Highlights: Write for Rights")
+
+
+def recipients(count: int = 240) -> list[Recipient]:
+    pairs = itertools.islice(itertools.product(NAMES, ADDRESSES), count)
+    out = []
+    for i, (name, address) in enumerate(pairs):
+        delivery, member = 1000 + i, 500_000 + 7 * i
+        out.append(
+            Recipient(
+                delivery_id=delivery,
+                member_id=member,
+                email=address,
+                name=name,
+                unsubscribe_token=tokens.sign("unsubscribe", member, keys=KEYS, campaign=42, now=DATE),
+                preferences_token=tokens.sign("preferences", member, keys=KEYS, campaign=42, now=DATE),
+            )
+        )
+    return out
+
+
+def dot_stuff(message: bytes) -> bytes:
+    """SMTP DATA the plain way (RFC 5321 4.5.2): double a leading dot, end with CRLF . CRLF."""
+    lines = message.split(b"\r\n")
+    assert lines[-1] == b""
+    return (
+        b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines[:-1]) + b".\r\n"
+    )
+
+
+def check_wire_format(raw: bytes, address: str = "") -> None:
+    """ASCII, CRLF only, no line over 998 octets, and header lines within 78 except for a long address."""
+    assert raw.isascii()
+    assert raw.endswith(b"\r\n")
+    assert raw.count(b"\n") == raw.count(b"\r\n") == raw.count(b"\r")
+    lines = raw.split(b"\r\n")
+    assert max(len(line) for line in lines) <= 998
+    header_block = raw.split(b"\r\n\r\n", 1)[0]
+    long = [line for line in header_block.split(b"\r\n") if len(line) > 78]
+    assert all(address and address.encode() in line for line in long), long
+
+
+def parse(raw: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def body(msg: EmailMessage, subtype: str) -> str:
+    part = msg.get_body((subtype,))
+    assert isinstance(part, EmailMessage)
+    content = part.get_content()
+    assert isinstance(content, str)
+    return content.replace("\r\n", "\n")
+
+
+def raw_header(raw: bytes, name: str) -> str:
+    """The unfolded, undecoded value of header ``name`` in ``raw``."""
+    match = re.search(rb"(?:^|\r\n)" + name.encode() + rb": ((?:.|\r\n[ \t])*)\r\n", raw)
+    assert match, name
+    return match[1].decode("ascii").replace("\r\n", "")
+
+
+def assert_same(filled: EmailMessage, ref: EmailMessage, raw: bytes, subject: str | None = None) -> None:
+    """Every header that matters, decoded, and both decoded bodies are equal. ``subject``, when given,
+    is the expected Subject (the email package decodes a literal "=?...?=" in a Subject it is given)."""
+    for name in HEADERS:
+        assert len(filled.get_all(name, [])) == 1, name
+    for name in ("From", "To", "Reply-To"):
+        mine, theirs = filled[name].addresses, ref[name].addresses
+        assert len(mine) == len(theirs) == 1
+        assert mine[0].addr_spec == theirs[0].addr_spec
+        expected = theirs[0].display_name
+        value = raw_header(raw, name)
+        if re.search(r"\?=\s+=\?", value):
+            # A name too long for one encoded word is in adjacent encoded words, whose separating white
+            # space RFC 2047 (6.2) says to ignore. Python's address parser keeps it (a known bug), so
+            # decode with email.header, which follows the RFC.
+            decoded = str(email.header.make_header(email.header.decode_header(value)))
+            assert decoded == f"{expected} <{theirs[0].addr_spec}>"
+        else:
+            assert mine[0].display_name == expected
+    for name in ("Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post", "MIME-Version"):
+        assert str(filled[name]) == str(ref[name]), name
+    assert str(filled["Subject"]) == (str(ref["Subject"]) if subject is None else subject)
+    assert filled["Date"].datetime == ref["Date"].datetime
+    assert email.utils.parseaddr(str(filled["List-Id"])) == email.utils.parseaddr(str(ref["List-Id"]))
+    assert filled.get_content_type() == "multipart/alternative"
+    parts = list(filled.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert all(p.get_content_charset() == "utf-8" for p in parts)
+    assert all(p["Content-Transfer-Encoding"] == "quoted-printable" for p in parts)
+    assert not filled.defects and not any(p.defects for p in parts)
+    assert body(filled, "plain") == body(ref, "plain")
+    assert body(filled, "html") == body(ref, "html")
+
+
+@pytest.fixture(scope="module")
+def template() -> MessageTemplate:
+    return MessageTemplate.build(seed_parts(), settings=SETTINGS, **LIST)
+
+
+def test_filled_messages_equal_the_email_package_s(template: MessageTemplate) -> None:
+    parts = seed_parts()
+    people = recipients()
+    assert len(people) >= 200
+    for person in people:
+        raw = template.fill(person, date=DATE)
+        check_wire_format(raw, person.email)
+        ref = reference_message(parts, person, settings=SETTINGS, date=DATE, **LIST)
+        assert_same(parse(raw), ref, raw)
+
+
+def test_rendered_variants(template: MessageTemplate) -> None:
+    """The renderer's own output (its golden files) fills and parses like the reference."""
+    variants = sorted(GOLDEN.glob("*.txt"))
+    assert variants
+    for path in variants:
+        parts = MessageParts(
+            subject="Kent Network newsletter: November 2025",
+            text=path.read_text(encoding="utf-8"),
+            html=path.with_suffix(".html").read_text(encoding="utf-8"),
+        )
+        rendered = MessageTemplate.build(parts, settings=SETTINGS, **LIST)
+        for person in recipients()[::23]:
+            raw = rendered.fill(person, date=DATE)
+            check_wire_format(raw, person.email)
+            ref = reference_message(parts, person, settings=SETTINGS, date=DATE, **LIST)
+            assert_same(parse(raw), ref, raw)
+            assert rendered.fill_wire(person, date=DATE) == dot_stuff(raw)
+
+
+def test_a_filled_message_is_about_60_kb(template: MessageTemplate) -> None:
+    size = len(template.fill(recipients(1)[0]))
+    assert 50_000 < size < 80_000
+
+
+def test_headers_and_values(template: MessageTemplate) -> None:
+    person = recipients(4)[3]  # Jane Smith, "john smith"@example.org
+    msg = parse(template.fill(person, date=DATE))
+    token = person.unsubscribe_token
+    assert str(msg["From"]) == '"Amnesty International UK, Kent Network" <newsletter@kent.example.org>'
+    assert str(msg["To"]) == 'Jane Smith <"john smith"@example.org>'
+    assert str(msg["Message-ID"]) == "<d1003.kent-2025-11@lists.example.org>"
+    assert str(msg["List-Id"]) == "Kent Network newsletter <kent-network-newsletter.lists.example.org>"
+    assert str(msg["List-Unsubscribe"]) == (
+        f"<https://news.example.org/u/{token}>, <mailto:unsubscribe+{token}@lists.example.org>"
+    )
+    assert str(msg["List-Unsubscribe-Post"]) == "List-Unsubscribe=One-Click"
+    assert "Return-Path" not in msg
+    text = body(msg, "plain")
+    assert text.startswith("Dear Jane Smith,\n")
+    assert f"\nUnsubscribe: https://news.example.org/u/{token}\n" in text
+    assert f"\nPreferences: https://news.example.org/p/{person.preferences_token}\n" in text
+    assert '\nSent to "john smith"@example.org. Jane Smith, you can Jane Smith\n' in text
+    html = body(msg, "html")
+    assert f'<a href="https://news.example.org/u/{token}">' in html
+    assert "Sent to &quot;john smith&quot;@example.org." in html
+    assert '<body style="margin:0"><div style="display:none;' in html
+    assert template.return_path(person) == "bounces+1003@lists.example.org"
+    assert verp_address(1003, "lists.example.org") == template.return_path(person)
+    assert delivery_id_from_verp("<Bounces+1003@LISTS.example.org>", "lists.example.org") == 1003
+    assert delivery_id_from_verp("bounces+x1@lists.example.org", "lists.example.org") is None
+    assert delivery_id_from_verp("bounces+1@other.example.org", "lists.example.org") is None
+
+
+def test_message_id_is_stable_per_delivery(template: MessageTemplate) -> None:
+    person = recipients(1)[0]
+    first = parse(template.fill(person))["Message-ID"]
+    again = MessageTemplate.build(seed_parts(), settings=SETTINGS, **LIST)
+    assert parse(again.fill(replace(person, name="Renamed")))["Message-ID"] == first
+    assert parse(again.fill(replace(person, delivery_id=2)))["Message-ID"] != first
+
+
+def test_names_and_escaping(template: MessageTemplate) -> None:
+    person = replace(recipients(1)[0], name='Zoë <b>"Bold"</b> & Co')
+    msg = parse(template.fill(person))
+    assert msg["To"].addresses[0].display_name == 'Zoë <b>"Bold"</b> & Co'
+    assert body(msg, "plain").startswith('Dear Zoë <b>"Bold"</b> & Co,\n')
+    assert "<p>Dear Zoë &lt;b&gt;&quot;Bold&quot;&lt;/b&gt; &amp; Co,</p>" in body(msg, "html")
+    nameless = parse(template.fill(replace(person, name="  ")))
+    assert str(nameless["To"]) == "jane@example.org"
+    assert body(nameless, "plain").startswith("Dear friend,\n")
+
+
+def test_no_header_injection_through_name_or_subject() -> None:
+    parts = seed_parts(subject="Hello\r\nBcc: everyone@example.org\nX-Evil: 1\rX-Also: 2")
+    template = MessageTemplate.build(parts, settings=SETTINGS, **LIST)
+    person = replace(recipients(1)[0], name="Evil\r\nBcc: victim@example.org\r\n\r\nbody")
+    raw = template.fill(person, date=DATE)
+    check_wire_format(raw)
+    msg = parse(raw)
+    names = {k.lower() for k in msg}
+    assert names == {h.lower() for h in HEADERS}
+    assert str(msg["Subject"]) == "Hello Bcc: everyone@example.org X-Evil: 1 X-Also: 2"
+    assert msg["To"].addresses[0].display_name == "Evil Bcc: victim@example.org body"
+    assert_same(msg, reference_message(parts, person, settings=SETTINGS, date=DATE, **LIST), raw)
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Plain",
+        "",
+        "Zoë’s news — November",
+        "A " + "long " * 40 + "subject",
+        "x" * 200,
+        "=?utf-8?q?looks_encoded?=",
+        "李小龍 " * 20,
+    ],
+)
+def test_subjects(subject: str) -> None:
+    parts = seed_parts(subject=subject)
+    template = MessageTemplate.build(parts, settings=SETTINGS, **LIST)
+    person = recipients(1)[0]
+    raw = template.fill(person, date=DATE)
+    check_wire_format(raw)
+    ref = reference_message(parts, person, settings=SETTINGS, date=DATE, **LIST)
+    assert_same(parse(raw), ref, raw, subject=" ".join(subject.split()))
+
+
+def test_fill_wire_is_the_dot_stuffed_message(template: MessageTemplate) -> None:
+    for person in recipients()[::7]:
+        plain = template.fill(person, date=DATE)
+        wire = template.fill_wire(person, date=DATE)
+        assert wire == dot_stuff(plain)
+        assert wire.endswith(b"\r\n.\r\n")
+    # Lines starting with a dot, in the template and in a value, survive the round trip.
+    person = replace(recipients(1)[0], name=".Dot")
+    msg = parse(template.fill(person))
+    text = body(msg, "plain")
+    assert "\n.a line starting with a dot\n..two dots\n.\n" in text
+    assert text.startswith("Dear .Dot,\n")
+    assert "\n.starts with a dot\n" in body(msg, "html")
+
+
+def test_date_defaults_to_now(template: MessageTemplate) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    msg = parse(template.fill(recipients(1)[0]))
+    assert before <= msg["Date"].datetime <= datetime.now(UTC)
+
+
+def test_addresses_mailer_cannot_send_to(template: MessageTemplate) -> None:
+    person = recipients(1)[0]
+    for bad in ("zoë@example.org", "no-at-sign", "a b@example.org", "x@y\r\nBcc: z@example.org", "<x@y.org>"):
+        with pytest.raises(InvalidInput) as info:
+            template.fill(replace(person, email=bad))
+        assert info.value.field == "email"
+    with pytest.raises(InvalidInput, match="SMTPUTF8"):
+        template.fill(replace(person, email="zoë@example.org"))
+    with pytest.raises(InvalidInput, match="not a link token"):
+        template.fill(replace(person, unsubscribe_token="abc>\r\nBcc: x"))
+
+
+def test_bad_templates_and_settings() -> None:
+    with pytest.raises(RenderError, match=r"\[\[mailer:nmae\]\]"):
+        MessageTemplate.build(MessageParts("S", "Dear [[mailer:nmae]]", "<p></p>"), settings=SETTINGS, **LIST)
+    for field, settings in [
+        ("from_address", replace(SETTINGS, from_address="not an address")),
+        ("reply_to", replace(SETTINGS, reply_to="zoë@example.org")),
+        ("list_domain", replace(SETTINGS, list_domain="localhost")),
+        ("base_url", replace(SETTINGS, base_url="ftp://x.org")),
+        ("base_url", replace(SETTINGS, base_url='https://x.org/"><script>')),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            MessageTemplate.build(seed_parts(), settings=settings, **LIST)
+        assert info.value.field == field
+
+
+# -- DKIM ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[DkimKeyType, bytes]:
+    """A fresh 2048-bit RSA key made with openssl, and its DNS TXT record."""
+    openssl = shutil.which("openssl")
+    assert openssl, "the DKIM tests need the openssl command to make a key"
+    folder = tmp_path_factory.mktemp("dkim")
+    private = folder / "private.pem"
+    subprocess.run([openssl, "genrsa", "-out", str(private), "2048"], check=True, capture_output=True)
+    public = subprocess.run(
+        [openssl, "rsa", "-in", str(private), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    return DkimKeyType(
+        selector="mail2025", domain="kent.example.org", private_key=private.read_bytes()
+    ), record
+
+
+def test_dkim_signature_verifies_and_covers_the_list_headers(dkim_key: tuple[DkimKeyType, bytes]) -> None:
+    key, record = dkim_key
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
+        return record if name == b"mail2025._domainkey.kent.example.org." else None
+
+    parts = seed_parts()
+    template = MessageTemplate.build(parts, settings=SETTINGS, dkim=key, **LIST)
+    for person in recipients()[::37]:
+        raw = template.fill(person, date=DATE)
+        assert raw.startswith(b"DKIM-Signature: ")
+        check_wire_format(raw)
+        assert dkim.verify(raw, dnsfunc=dnsfunc)
+        # DKIM's t= tag is the signing second, so compare fill_wire with its own fill, signature apart.
+        wire = template.fill_wire(person, date=DATE)
+        assert dkim.verify(wire[: -len(b".\r\n")], dnsfunc=dnsfunc)
+        assert wire == dot_stuff(wire[: -len(b".\r\n")])
+        assert wire.split(b"\r\nFrom: ", 1)[1] == dot_stuff(raw).split(b"\r\nFrom: ", 1)[1]
+        msg = parse(raw)
+        assert_same(msg, reference_message(parts, person, settings=SETTINGS, date=DATE, **LIST), raw)
+        tags = parse_tag_value(msg["DKIM-Signature"].encode())
+        signed = [h.strip().lower() for h in tags[b"h"].split(b":")]
+        for required in (b"from", b"subject", b"list-unsubscribe", b"list-unsubscribe-post", b"to"):
+            assert signed.count(required) == 2  # signed, and over-signed against a second copy
+        assert tags[b"d"] == b"kent.example.org" and tags[b"s"] == b"mail2025"
+        # Changing a signed header, or adding a second one, breaks the signature.
+        token = person.unsubscribe_token.encode()
+        assert not dkim.verify(raw.replace(token, token[::-1]), dnsfunc=dnsfunc)
+        head, rest = raw.split(b"\r\nFrom: ", 1)
+        assert not dkim.verify(head + b"\r\nFrom: evil@example.com\r\nFrom: " + rest, dnsfunc=dnsfunc)
+
+
+def test_a_bad_dkim_key_is_reported_at_build() -> None:
+    bad = DkimKeyType(selector="s", domain="kent.example.org", private_key=b"not a key")
+    with pytest.raises(ConfigError, match="DKIM"):
+        MessageTemplate.build(seed_parts(), settings=SETTINGS, dkim=bad, **LIST)

@@ -1,0 +1,342 @@
+"""Composing: which items, highlights and calendar entries a member sees (DESIGN.md "Variants").
+
+A member sees an item when the item's regions are empty or contain the member's region or an
+ancestor of it, and the item's interests are empty or share one with the member's. An event follows
+the same rule with its own regions and interests, inheriting its item's when it sets none, and shows
+only when its item shows; calendar-only entries follow the rule with their own (empty: everyone).
+Events before the issue's date are left out of the calendar. Highlights and the calendar follow the
+items a member sees.
+
+Members who see the same items and calendar entries share one ``Variant`` (its ``key`` is a short
+hash of what is visible), so rendering runs once per variant. ``plan`` groups an audience's members
+by (region, interests) in SQL and maps each group to its variant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy import ColumnElement, func, literal, select
+from sqlalchemy.orm import Session
+
+from mailer.audience.shape import Shape
+from mailer.content import Alert, Event, Item, Newsletter
+from mailer.models import Interest, Member, MemberInterest, Region
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+Issue = Newsletter | Alert
+
+
+class Loaded(Protocol):
+    """What ``plan`` and the renderer need of a loaded issue (``mailer.content.LoadedIssue``)."""
+
+    @property
+    def slug(self) -> str: ...
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def issue(self) -> Issue: ...
+
+
+@dataclass(frozen=True)
+class CalendarEntry:
+    """A dated entry of the calendar: an item's event, or a calendar-only entry (``item_id`` None).
+
+    ``key`` is unique within the issue and stable: ``{item_id}-{n}`` for the item's n-th event
+    (1-based), ``calendar-{n}`` for the n-th calendar-only entry. It names the entry's UID.
+    """
+
+    key: str
+    event: Event
+    item_id: str | None = None
+
+    @property
+    def sort_key(self) -> tuple[datetime, bool]:
+        # By date and time; an all-day entry before the timed ones of its day.
+        return (self.event.start_at(), not self.event.all_day)
+
+
+@dataclass(frozen=True)
+class Highlight:
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What one group of members sees: items in the editor's order, their highlights, the calendar."""
+
+    key: str
+    label: str
+    items: tuple[Item, ...]
+    highlights: tuple[Highlight, ...]
+    calendar: tuple[CalendarEntry, ...]
+
+    @property
+    def item_ids(self) -> tuple[str, ...]:
+        return tuple(i.id for i in self.items)
+
+
+def highlight_of(item: Item) -> str | None:
+    """The item's line in the highlights, or None for a report with no highlight."""
+    value: object = item.highlight
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def calendar_entries(issue: Issue) -> list[CalendarEntry]:
+    """Every calendar entry of the issue, in the editor's order, with its key."""
+    if not isinstance(issue, Newsletter):
+        return []
+    out = [
+        CalendarEntry(f"{item.id}-{n}", event, item.id)
+        for item in issue.items
+        for n, event in enumerate(item.events, 1)
+    ]
+    out.extend(CalendarEntry(f"calendar-{n}", event) for n, event in enumerate(issue.calendar, 1))
+    return out
+
+
+def find_entry(issue: Issue, key: str) -> CalendarEntry | None:
+    """The calendar entry with this key (the web app's ``.ics`` route uses it)."""
+    return next((e for e in calendar_entries(issue) if e.key == key), None)
+
+
+def relevant_interests(issue: Issue) -> frozenset[str]:
+    """Every interest the issue's items, events and calendar entries name: only these decide variants."""
+    if not isinstance(issue, Newsletter):
+        return frozenset()
+    names: set[str] = set()
+    for item in issue.items:
+        names.update(item.interests)
+        for event in item.events:
+            names.update(event.interests or ())
+    for event in issue.calendar:
+        names.update(event.interests or ())
+    return frozenset(names)
+
+
+def _is_past(event: Event, today: date) -> bool:
+    end = event.end.date() if isinstance(event.end, datetime) else event.day
+    return end < today
+
+
+def _matches(
+    regions: Sequence[str], interests: Sequence[str], seen_regions: frozenset[str], member: frozenset[str]
+) -> bool:
+    region_ok = not regions or any(r in seen_regions for r in regions)
+    return region_ok and (not interests or any(i in member for i in interests))
+
+
+def _key(kind: str, item_ids: Iterable[str], entry_keys: Iterable[str]) -> str:
+    text = kind + "|" + ",".join(item_ids) + "|" + ",".join(entry_keys)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def variant_label(shape: Shape, region: str | None, interests: Iterable[str]) -> str:
+    """``Kent · refugees``: the region's name and the interests, for people."""
+    where = shape.regions[region].name if region in shape.regions else (region or "no region")
+    chosen = sorted(interests)
+    return f"{where} · {', '.join(chosen)}" if chosen else f"{where} · no interests"
+
+
+def _variant(issue: Issue, items: list[Item], entries: list[CalendarEntry], label: str) -> Variant:
+    entries = sorted(entries, key=lambda e: e.sort_key)
+    highlights = tuple(Highlight(i.id, h) for i in items if (h := highlight_of(i)) is not None)
+    key = _key(issue.kind, (i.id for i in items), (e.key for e in entries))
+    return Variant(key, label, tuple(items), highlights, tuple(entries))
+
+
+def compose(issue: Issue, shape: Shape, region: str | None, interests: frozenset[str]) -> Variant:
+    """The variant a member in ``region`` (None: no region) with ``interests`` sees."""
+    seen = frozenset(shape.ancestors(region)) if region in shape.regions else frozenset()
+    label = variant_label(shape, region, interests)
+    if not isinstance(issue, Newsletter):
+        return _variant(issue, [], [], label)
+    items = [i for i in issue.items if _matches(i.regions, i.interests, seen, interests)]
+    shown = {i.id: i for i in items}
+    entries = []
+    for entry in calendar_entries(issue):
+        if _is_past(entry.event, issue.date):
+            continue
+        item = shown.get(entry.item_id) if entry.item_id is not None else None
+        if entry.item_id is not None and item is None:
+            continue
+        ev = entry.event
+        regions = ev.regions if ev.regions is not None else (item.regions if item else [])
+        wanted = ev.interests if ev.interests is not None else (item.interests if item else [])
+        if _matches(regions, wanted, seen, interests):
+            entries.append(entry)
+    return _variant(issue, items, entries, label)
+
+
+def compose_all(issue: Issue) -> Variant:
+    """The editor's full issue: every item, every highlight, every calendar entry not yet past."""
+    if not isinstance(issue, Newsletter):
+        return _variant(issue, [], [], "Full issue")
+    entries = [e for e in calendar_entries(issue) if not _is_past(e.event, issue.date)]
+    return _variant(issue, list(issue.items), entries, "Full issue (every item)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning a send: the audience's members grouped by what they see
+
+
+@dataclass(frozen=True)
+class Group:
+    """Members of one region with one set of (relevant) interests, and the variant they get."""
+
+    region: str | None
+    interests: frozenset[str]
+    members: int
+    variant_key: str
+
+
+@dataclass
+class PlannedVariant:
+    variant: Variant
+    members: int = 0
+    groups: list[Group] = field(default_factory=list)
+
+
+def _parse_interests(text: str | None) -> frozenset[str]:
+    return frozenset(s for s in (text or "").split(",") if s)
+
+
+@dataclass
+class VariantPlan:
+    """The distinct variants an audience gets, with member counts; ``recipients`` streams who gets which.
+
+    ``variants`` is ordered by number of members, most first, then by key.
+    """
+
+    slug: str
+    audience: str
+    issue: Issue
+    shape: Shape
+    condition: ColumnElement[bool]
+    variants: list[PlannedVariant]
+
+    @property
+    def total(self) -> int:
+        return sum(v.members for v in self.variants)
+
+    def variant(self, key: str) -> Variant:
+        for planned in self.variants:
+            if planned.variant.key == key:
+                return planned.variant
+        raise KeyError(key)
+
+    def variant_for(self, region: str | None, interests: frozenset[str]) -> Variant:
+        """The variant of a (region, interests) group; one that appeared after planning is added."""
+        interests = interests & relevant_interests(self.issue)
+        for planned in self.variants:
+            for group in planned.groups:
+                if group.region == region and group.interests == interests:
+                    return planned.variant
+        variant = compose(self.issue, self.shape, region, interests)
+        for planned in self.variants:
+            if planned.variant.key == variant.key:
+                planned.groups.append(Group(region, interests, 0, variant.key))
+                return planned.variant
+        self.variants.append(PlannedVariant(variant, 0, [Group(region, interests, 0, variant.key)]))
+        return variant
+
+    def recipients(self, session: Session, chunk_size: int = 5000) -> Iterator[list[tuple[int, str]]]:
+        """(member_id, variant_key) of every member of the audience, in id order, ``chunk_size`` at a time.
+
+        Two plain queries per chunk (members, then their relevant interests), never ORM objects.
+        """
+        relevant = relevant_interests(self.issue)
+        by_group: dict[tuple[str | None, frozenset[str]], str] = {}
+        last_id = 0
+        while True:
+            rows = session.execute(
+                select(Member.id, Region.slug)
+                .outerjoin(Region, Member.region_id == Region.id)
+                .where(self.condition, Member.id > last_id)
+                .order_by(Member.id)
+                .limit(chunk_size)
+            ).all()
+            if not rows:
+                return
+            first, last_id = rows[0][0], rows[-1][0]
+            chosen: dict[int, set[str]] = {}
+            if relevant:
+                for member_id, slug in session.execute(
+                    select(MemberInterest.member_id, Interest.slug)
+                    .join(Interest, Interest.id == MemberInterest.interest_id)
+                    .where(MemberInterest.member_id.between(first, last_id), Interest.slug.in_(relevant))
+                ):
+                    chosen.setdefault(member_id, set()).add(slug)
+            out = []
+            for member_id, region in rows:
+                group = (region, frozenset(chosen.get(member_id, ())))
+                key = by_group.get(group)
+                if key is None:
+                    key = by_group[group] = self.variant_for(*group).key
+                out.append((member_id, key))
+            yield out
+            if len(rows) < chunk_size:
+                return
+
+
+def plan(session: Session, loaded: Loaded, shape: Shape, audience: str | None = None) -> VariantPlan:
+    """Group the audience's members (default: the issue's ``audience``) into the variants they get.
+
+    One query counts members per (region, relevant interests) group with GROUP BY; each group is
+    composed once and groups that see the same things share a variant. Suppressed members never count.
+    """
+    from mailer.audience.segments import compile_segment
+
+    issue = loaded.issue
+    expression = audience or issue.audience
+    condition = compile_segment(expression, shape)
+    relevant = relevant_interests(issue)
+    if relevant:
+        per_member = (
+            select(
+                Member.id.label("member_id"),
+                Region.slug.label("region"),
+                func.aggregate_strings(Interest.slug, ",").label("interests"),
+            )
+            .outerjoin(Region, Member.region_id == Region.id)
+            .outerjoin(MemberInterest, MemberInterest.member_id == Member.id)
+            .outerjoin(Interest, (Interest.id == MemberInterest.interest_id) & Interest.slug.in_(relevant))
+            .where(condition)
+            .group_by(Member.id, Region.slug)
+            .subquery()
+        )
+    else:
+        per_member = (
+            select(Member.id.label("member_id"), Region.slug.label("region"), literal("").label("interests"))
+            .outerjoin(Region, Member.region_id == Region.id)
+            .where(condition)
+            .subquery()
+        )
+    counts = session.execute(
+        select(per_member.c.region, per_member.c.interests, func.count()).group_by(
+            per_member.c.region, per_member.c.interests
+        )
+    ).all()
+    groups: dict[tuple[str | None, frozenset[str]], int] = {}
+    for region, interests, n in counts:
+        group = (region, _parse_interests(interests))
+        groups[group] = groups.get(group, 0) + int(n)
+    by_key: dict[str, PlannedVariant] = {}
+    for (region, interests), n in sorted(
+        groups.items(), key=lambda g: (-g[1], g[0][0] or "", sorted(g[0][1]))
+    ):
+        variant = compose(issue, shape, region, interests)
+        planned = by_key.setdefault(variant.key, PlannedVariant(variant))
+        planned.members += n
+        planned.groups.append(Group(region, interests, n, variant.key))
+    variants = sorted(by_key.values(), key=lambda p: (-p.members, p.variant.key))
+    return VariantPlan(loaded.slug, expression, issue, shape, condition, variants)

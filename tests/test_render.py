@@ -1,0 +1,726 @@
+"""Rendering: golden files of the seed issue, HTML and text rules, safety, templates, previews.
+
+Golden files live in tests/golden/<slug>/<variant>.{txt,html}. After a deliberate change to the
+templates or the seed issue, rewrite them and review the diff:
+
+    MAILER_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_render.py
+
+Without that variable a missing or different golden file fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import date
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from mailer.audience.addresses import address_hash
+from mailer.audience.shape import Shape
+from mailer.cli import cli
+from mailer.compose import compose, compose_all
+from mailer.content import Alert, Item, Link, LoadedIssue, Newsletter, load_issue
+from mailer.db import Database
+from mailer.errors import RenderError
+from mailer.models import Interest, Member, MemberInterest, Region
+from mailer.preview import PreviewRequest, preview, watch, watched_files
+from mailer.render import SLOTS, RenderedVariant, Renderer, fill_slots, long_lines, markdown, markdown_text
+from mailer.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+SEED_SLUG = "2025-11-kent-network"
+SEED_PATH = REPO / "campaigns" / SEED_SLUG / "issue.yaml"
+ALERT_PATH = REPO / "campaigns" / "2025-11-echr-alert" / "issue.yaml"
+UPDATE = os.environ.get("MAILER_UPDATE_GOLDEN", "") not in ("", "0")
+
+VARIANTS = {
+    # golden name: (region, interests)
+    "kent-no-interests": ("kent", frozenset[str]()),
+    "maidstone-refugees": ("maidstone-medway-swale", frozenset({"refugees"})),
+    "canterbury-schools": ("canterbury", frozenset({"schools"})),
+}
+
+# The seed's 18 highlight lines, in the seed's order (copied from seeds/004_c3d5667b87322864.txt).
+SEED_HIGHLIGHTS = [
+    "learn about the work of Kent Stand Up to Racism at our speaker meeting this Tuesday",
+    "tell us who you would like as speakers at our 2026 meetings",
+    "participate in this year’s Write for Rights Campaign",
+    "call on your MP to stand up for the UK’s membership of the European Convention on Human Rights",
+    "order and display Amnesty posters calling for the arrest of Benjamin Netanyahu",
+    "learn about using personal divestment as a powerful force for change",
+    "become better able to talk confidently about refugees with our friends, families and wider communities",
+    "support Safe Passage’s campaign for the government to restore refugee family reunion",
+    "call on the Prime Minister to mend the UK’s social security system",
+    "call on the government to extend and mandate Relationships and Sex Education to sixth form and "
+    "college students",
+    "attend one of the launches of our Student Action Network’s Defend Dissent Campaign on 25 and 27 "
+    "November",
+    "support our efforts to strengthen links with our local MPs",
+    "join our new Working with Schools Team",
+    "volunteer to join our new Social Media Team",
+    "buy your Christmas cards and presents from the Amnesty shop",
+    "join the online training session on 25 November on when and how to take direct action",
+    "support the elimination of violence against women at Human Rights Solidarity’s Stand Up at Trafalgar "
+    "Square on 22 November",
+    "march with Soroptimist International in Canterbury on 29 November to raise awareness of domestic "
+    "violence against women and girls",
+]
+
+# The seed's nine calendar entries, sorted by date and time, as the plain text writes them.
+SEED_CALENDAR = [
+    "Tuesday 18 November at 7:30pm: Kent Network speaker meeting with Steve Wilkins, Kent Stand Up To "
+    "Racism. Online. Email speakers@example.org for a link.",
+    "Saturday 22 November at noon: Human Rights Solidarity Stand Up at Trafalgar Square to mark the "
+    "International Day for the Elimination of Violence Against Women. Trafalgar Square, London. Contact "
+    "Ceyda Kemanci at stand-up@example.org.",
+    "Tuesday 25 November from 6:00pm to 7:30pm: Online training session on Direct Action. Online.",
+    "Tuesday 25 November at 6:30pm: London launch of Student Action Network’s Defend Dissent Campaign. "
+    "Sheikh Zayed Theatre, London School of Economics, 54 Lincoln's Inn Fields, London, WC2A 3LJ.",
+    "Thursday 27 November at 6:30pm: Online launch of Student Action Network’s Defend Dissent Campaign. "
+    "On Zoom – details after you register.",
+    "Saturday 29 November: Write for Rights stall at Faversham market. Email faversham-stall@example.org.",
+    "Saturday 29 November at 10:45am: Soroptimist International Canterbury march to raise awareness of "
+    "domestic violence against women and girls. Starting at The Buttermarket, Canterbury.",
+    "Monday 1 December from 7:30pm to 9:00pm: Maidstone, Medway and Swale Group meeting. Maidstone "
+    "Community Support Centre, 39-48 Marsham Street, Maidstone, ME14 1HH, and online. Email "
+    "mmands-group@example.org.",
+    "Wednesday 3 December from 1:00pm to 3:00pm: Monthly Guantanamo vigil. Outside the Houses of "
+    "Parliament, London. Email vigil@example.org.",
+]
+
+
+@pytest.fixture
+def golden_settings(tmp_path: Path) -> Settings:
+    """Fixed settings for golden output: the packaged templates and a fixed base URL."""
+    root = tmp_path / "golden-ws"
+    (root / "templates").mkdir(parents=True)
+    return Settings(workspace=root, base_url="https://kent.example.org", organisation="Kent Network")
+
+
+@pytest.fixture
+def seed(shape: Shape) -> LoadedIssue:
+    return load_issue(SEED_PATH, shape)
+
+
+@pytest.fixture
+def renderer(golden_settings: Settings) -> Renderer:
+    return Renderer(golden_settings)
+
+
+def render_named(renderer: Renderer, seed: LoadedIssue, shape: Shape, name: str) -> RenderedVariant:
+    region, interests = VARIANTS[name]
+    return renderer.render(compose(seed.issue, shape, region, interests), seed)
+
+
+def check_golden(path: Path, actual: str) -> None:
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual, encoding="utf-8")
+    assert path.exists(), f"no golden file {path}: run with MAILER_UPDATE_GOLDEN=1 to write it"
+    expected = path.read_text(encoding="utf-8")
+    assert actual == expected, f"{path} differs: run with MAILER_UPDATE_GOLDEN=1 and review the diff"
+
+
+# ---------------------------------------------------------------------------------------------
+# Golden files
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_golden_text_and_html(renderer: Renderer, seed: LoadedIssue, shape: Shape, name: str) -> None:
+    rendered = render_named(renderer, seed, shape, name)
+    check_golden(GOLDEN / SEED_SLUG / f"{name}.txt", rendered.text)
+    check_golden(GOLDEN / SEED_SLUG / f"{name}.html", rendered.html)
+
+
+def test_golden_variants_differ_as_targeted(renderer: Renderer, seed: LoadedIssue, shape: Shape) -> None:
+    kent = render_named(renderer, seed, shape, "kent-no-interests").text
+    medway = render_named(renderer, seed, shape, "maidstone-refugees").text
+    schools = render_named(renderer, seed, shape, "canterbury-schools").text
+    assert "\nREFUGEES\n" in medway and "\nREFUGEES\n" not in kent
+    assert "Write for Rights stall at Faversham market" in medway
+    assert "Faversham market" not in kent and "Faversham market" not in schools.split("CALENDAR")[1]
+    assert "\nWORKING WITH SCHOOLS\n" in schools and "\nWORKING WITH SCHOOLS\n" not in medway
+    assert "Soroptimist International Canterbury march" in schools.split("CALENDAR")[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# The full issue's text: every highlight and every calendar entry of the seed
+
+
+def section(text: str, start: str, end_marker: str) -> list[str]:
+    lines = text.splitlines()
+    i = lines.index(start)
+    j = next(k for k in range(i + 1, len(lines)) if lines[k].startswith(end_marker))
+    return lines[i + 1 : j]
+
+
+def bullets(lines: list[str]) -> list[str]:
+    """ "· " lines joined with their indented continuation lines (stopping at link lines)."""
+    out: list[str] = []
+    open_ = False
+    for line in lines:
+        if line.startswith("· "):
+            out.append(line[2:])
+            open_ = True
+        elif open_ and line.startswith("  ") and not line.rstrip().endswith(":") and "://" not in line:
+            out[-1] += " " + line.strip()
+        else:
+            open_ = False
+    return out
+
+
+def test_full_issue_text_has_all_highlights_and_the_calendar(renderer: Renderer, seed: LoadedIssue) -> None:
+    text = renderer.render(compose_all(seed.issue), seed).text
+    assert text.startswith("AMNESTY INTERNATIONAL KENT NETWORK NEWSLETTER: NOVEMBER 2025\n")
+    highlights = bullets(section(text, "This month you can:", "NEXT SPEAKER MEETING"))
+    assert highlights == SEED_HIGHLIGHTS
+    calendar = bullets(section(text, "CALENDAR", "All the best"))
+    assert calendar == SEED_CALENDAR
+    assert text.count("Add to calendar") == 9
+    for title in ("\nSOUTH EAST REGIONAL GATHERING: 18 OCTOBER\n", "\nPROTECT THE PROTEST\n"):
+        assert title in text  # reports: sections with no highlight
+    assert "All the best\nGraham\n" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain-text rules
+
+
+def all_rendered(renderer: Renderer, seed: LoadedIssue, shape: Shape) -> list[RenderedVariant]:
+    alert = load_issue(ALERT_PATH, shape)
+    out = [render_named(renderer, seed, shape, name) for name in VARIANTS]
+    out.append(renderer.render(compose_all(seed.issue), seed))
+    out.append(renderer.render(compose_all(alert.issue), alert))
+    return out
+
+
+def test_text_lines_at_most_78_except_lone_urls(renderer: Renderer, seed: LoadedIssue, shape: Shape) -> None:
+    for rendered in all_rendered(renderer, seed, shape):
+        assert long_lines(rendered.text) == []
+        for line in rendered.text.splitlines():
+            assert len(line) <= 78 or re.fullmatch(r"(https?|mailto):\S+", line), line
+
+
+def test_long_lines_rule_and_its_exception() -> None:
+    url = "https://www.example.org/" + "a" * 90
+    assert long_lines(f"short\n{url}\n") == []
+    assert long_lines("word " * 20) == ["word " * 20]
+    assert long_lines(f"see {url}") == [f"see {url}"]
+    md = markdown()
+    body = markdown_text(md, f"Read [the long report]({url}) and then {url} too, as ever, once more.")
+    assert body.refs == [url]
+    for line in body.text.splitlines():
+        assert len(line) <= 78 or line == url
+
+
+def test_text_keeps_every_link(renderer: Renderer, seed: LoadedIssue) -> None:
+    text = renderer.render(compose_all(seed.issue), seed).text
+    urls = set(re.findall(r"https?://[^\s)\]]+", SEED_PATH.read_text(encoding="utf-8")))
+    assert isinstance(seed.issue, Newsletter)
+    urls -= {item.image.src for item in seed.issue.items if item.image}  # images are not links
+    assert urls, "the seed issue has links"
+    for url in urls:
+        assert url in text, f"{url} lost from the plain text"
+
+
+def test_markdown_to_text_lists_links_and_bullets() -> None:
+    md = markdown()
+    body = markdown_text(
+        md,
+        "Intro with [a link](https://example.org/a) and <https://example.org/b> and x@example.org:\n\n"
+        "- one\n- two [more](https://example.org/c)\n\n1. first\n2. second\n",
+    )
+    assert body.refs == ["https://example.org/a", "https://example.org/c"]
+    assert body.text == (
+        "Intro with a link [1] and https://example.org/b and x@example.org:\n\n"
+        "· one\n· two more [2]\n\n1. first\n2. second"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML rules
+
+
+class Outline(HTMLParser):
+    """Headings, images, ids, links and scripts of an HTML document."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headings: list[tuple[str, str]] = []
+        self.images: list[dict[str, str | None]] = []
+        self.ids: set[str] = set()
+        self.hrefs: list[str] = []
+        self.scripts = 0
+        self.lang: str | None = None
+        self._heading: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "html":
+            self.lang = a.get("lang")
+        if a.get("id"):
+            self.ids.add(str(a["id"]))
+        if tag == "img":
+            self.images.append(a)
+        if tag == "a" and a.get("href") is not None:
+            self.hrefs.append(str(a["href"]))
+        if tag == "script":
+            self.scripts += 1
+        if re.fullmatch(r"h[1-6]", tag):
+            self._heading = tag
+            self.headings.append((tag, ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self._heading:
+            self._heading = None
+
+    def handle_data(self, data: str) -> None:
+        if self._heading:
+            tag, text = self.headings[-1]
+            self.headings[-1] = (tag, text + data)
+
+
+def outline(html: str) -> Outline:
+    parser = Outline()
+    parser.feed(html)
+    return parser
+
+
+def test_html_of_the_seed(renderer: Renderer, seed: LoadedIssue, shape: Shape) -> None:
+    for name in VARIANTS:
+        rendered = render_named(renderer, seed, shape, name)
+        doc = outline(rendered.html)
+        assert doc.lang == "en-GB"
+        assert doc.scripts == 0 and "<script" not in rendered.html.lower()
+        assert len(rendered.html.encode("utf-8")) < 100_000
+        assert all((img.get("alt") or "").strip() for img in doc.images)
+        # Headings in order: one h1 (the title), then h2 for highlights, each section and the calendar.
+        levels = [tag for tag, _ in doc.headings]
+        assert levels[0] == "h1" and levels.count("h1") == 1 and set(levels[1:]) == {"h2"}
+        assert doc.headings[1][1] == "Highlights" and doc.headings[-1][1] == "Calendar"
+        # Every highlight links to a section that exists.
+        internal = [h[1:] for h in doc.hrefs if h.startswith("#")]
+        assert internal and all(target in doc.ids for target in internal)
+        # An "add to calendar" link per calendar entry, and the footer's links.
+        ics = {h for h in doc.hrefs if h.endswith(".ics")}
+        variant = compose(seed.issue, shape, *VARIANTS[name])
+        assert len(ics) == len(variant.calendar)
+        assert all(h.startswith("https://kent.example.org/calendar/event/2025-11-kent-network-") for h in ics)
+        assert SLOTS["unsubscribe_url"] in doc.hrefs and SLOTS["preferences_url"] in doc.hrefs
+        assert f"https://kent.example.org/archive/{SEED_SLUG}/{variant.key}" in doc.hrefs
+        assert "Dear [[mailer:name]]," in rendered.html and "Dear [[mailer:name]]," in rendered.text
+        assert "Sent by Kent Network" in rendered.html
+        assert rendered.subject == "Kent Network newsletter: November 2025"
+        assert rendered.preheader and rendered.preheader in rendered.html
+
+
+def test_full_issue_html_has_the_image_with_alt(renderer: Renderer, seed: LoadedIssue) -> None:
+    rendered = renderer.render(compose_all(seed.issue), seed)
+    doc = outline(rendered.html)
+    assert len(doc.images) == 1
+    assert (
+        doc.images[0]["alt"]
+        == "Cover of the Refugee Council guide: ten practical tips for talking about refugees"
+    )
+    assert len(rendered.html.encode("utf-8")) < 100_000
+
+
+# Contrast: every text colour against the background it sits on, WCAG AA (4.5:1).
+
+
+def luminance(colour: str) -> float:
+    colour = colour.lstrip("#")
+    if len(colour) == 3:
+        colour = "".join(c * 2 for c in colour)
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+VOID = {"br", "img", "meta", "link", "hr", "input", "col", "area", "base", "source", "wbr"}
+HEX = r"#[0-9a-fA-F]{6}\b|#[0-9a-fA-F]{3}\b"
+
+
+class Colours(HTMLParser):
+    """(text colour, background colour) of every element that sets a text colour."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[tuple[str, str]] = []
+        self.pairs: set[tuple[str, str]] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        style = (a.get("style") or "").replace(" ", "")
+        background = self.stack[-1][1] if self.stack else "#ffffff"
+        found = re.search(r"background(?:-color)?:(" + HEX + ")", style)
+        if found:
+            background = found.group(1)
+        elif a.get("bgcolor"):
+            background = str(a["bgcolor"])
+        colour = re.search(r"(?<![-\w])color:(" + HEX + ")", style)
+        if colour and "display:none" not in style:  # the hidden preheader is not read
+            self.pairs.add((colour.group(1).lower(), background.lower()))
+        if tag not in VOID:
+            self.stack.append((tag, background))
+
+    def handle_endtag(self, tag: str) -> None:
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i][0] == tag:
+                del self.stack[i:]
+                return
+
+
+def test_colours_have_enough_contrast(renderer: Renderer, seed: LoadedIssue, shape: Shape) -> None:
+    for rendered in all_rendered(renderer, seed, shape):
+        parser = Colours()
+        parser.feed(rendered.html)
+        assert len(parser.pairs) >= 3  # text on white, on the yellow band, in the grey footer
+        for fg, bg in parser.pairs:
+            assert contrast(fg, bg) >= 4.5, f"{fg} on {bg}: {contrast(fg, bg):.2f}"
+    assert contrast("#777777", "#ffffff") < 4.5  # the check can fail
+
+
+# ---------------------------------------------------------------------------------------------
+# Safety: an item cannot inject script or markup
+
+
+def hostile_issue() -> Newsletter:
+    item = Item.model_construct(
+        id="evil",
+        title="<b>Bold</b> title",
+        highlight="<script>alert('h')</script> highlight",
+        body=(
+            "Hello <script>alert(1)</script> and <img src=x onerror=alert(2)>.\n\n"
+            "[click](javascript:alert(1)) [data](data:text/html;base64,PHNjcmlwdD4=) "
+            "[vb](vbscript:msgbox) [ok](https://example.org/ok) ![](https://example.org/no-alt.png)\n\n"
+            '<a href="javascript:alert(3)">raw</a>'
+        ),
+        links=[Link.model_construct(text="bad link", url="javascript:alert(4)")],
+        contact="<i>me</i>",
+        image=None,
+        regions=[],
+        interests=[],
+        events=[],
+    )
+    return Newsletter.model_construct(
+        kind="newsletter",
+        title="Test <script>",
+        subject="Test",
+        preheader="",
+        date=date(2025, 11, 17),
+        audience="all",
+        intro="",
+        items=[item],
+        calendar=[],
+        sign_off="",
+    )
+
+
+def test_item_cannot_inject_script_or_markup(renderer: Renderer, tmp_path: Path) -> None:
+    issue = hostile_issue()
+    loaded = LoadedIssue(slug="evil", path=tmp_path / "issue.yaml", issue=issue, warnings=[])
+    rendered = renderer.render(compose_all(issue), loaded)
+    html = rendered.html.lower()
+    doc = outline(rendered.html)
+    assert doc.scripts == 0 and "<script" not in html
+    assert "javascript:" not in " ".join(doc.hrefs).lower()
+    assert not any(h.lower().startswith(("data:", "vbscript:")) for h in doc.hrefs)
+    assert "onerror" not in "".join(f"{k}" for img in doc.images for k in img)
+    assert "<b>bold</b>" not in html and "<i>me</i>" not in html
+    assert "&lt;script&gt;" in html  # shown as text, harmless
+    assert "https://example.org/ok" in doc.hrefs
+    assert all((img.get("alt") or "").strip() for img in doc.images)  # the alt-less image is dropped
+    assert "javascript:" not in " ".join(re.findall(r"\[\d+\] (\S+)", rendered.text))
+    assert "bad link: javascript" not in rendered.text
+
+
+def test_markdown_validates_links() -> None:
+    md = markdown()
+    assert md.validateLink("https://example.org") and md.validateLink("mailto:a@example.org")
+    for bad in (
+        "javascript:alert(1)",
+        "JavaScript:alert(1)",
+        "data:text/html,x",
+        "file:///etc/passwd",
+        "ftp://x",
+    ):
+        assert not md.validateLink(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Alerts
+
+
+def test_alert_has_title_body_one_button_and_footer(renderer: Renderer, shape: Shape) -> None:
+    alert = load_issue(ALERT_PATH, shape)
+    assert isinstance(alert.issue, Alert)
+    rendered = renderer.render(compose_all(alert.issue), alert)
+    doc = outline(rendered.html)
+    assert doc.lang == "en-GB"
+    assert [t for t, _ in doc.headings] == ["h1"]
+    assert doc.hrefs.count(alert.issue.button.url) == 1
+    assert alert.issue.button.text in rendered.html
+    assert alert.issue.button.url in rendered.text
+    assert SLOTS["unsubscribe_url"] in rendered.text and SLOTS["unsubscribe_url"] in doc.hrefs
+    assert long_lines(rendered.text) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates: workspace overrides, errors with file and line
+
+
+def test_workspace_template_overrides_the_default(golden_settings: Settings, seed: LoadedIssue) -> None:
+    (golden_settings.path("templates") / "newsletter.txt.j2").write_text(
+        "{{ title }} for {{ slots.name }}\n", encoding="utf-8"
+    )
+    rendered = Renderer(golden_settings).render(compose_all(seed.issue), seed)
+    assert rendered.text == f"{seed.issue.title} for [[mailer:name]]\n"
+    assert "<h2" in rendered.html  # the HTML still comes from the default
+
+
+def test_template_syntax_error_names_file_and_line(golden_settings: Settings, seed: LoadedIssue) -> None:
+    path = golden_settings.path("templates") / "newsletter.txt.j2"
+    path.write_text("line one\nline two\n{% for x in %}\n", encoding="utf-8")
+    with pytest.raises(RenderError) as err:
+        Renderer(golden_settings).render(compose_all(seed.issue), seed)
+    assert err.value.line == 3
+    assert str(err.value.path).endswith("newsletter.txt.j2")
+    assert str(path) in str(err.value) or "newsletter.txt.j2:3" in str(err.value)
+
+
+def test_template_runtime_error_names_file_and_line(golden_settings: Settings, seed: LoadedIssue) -> None:
+    path = golden_settings.path("templates") / "newsletter.txt.j2"
+    path.write_text("ok\n\n{{ no_such_value }}\n", encoding="utf-8")
+    with pytest.raises(RenderError) as err:
+        Renderer(golden_settings).render(compose_all(seed.issue), seed)
+    assert err.value.line == 3 and str(err.value.path) == str(path)
+    assert "no_such_value" in str(err.value)
+
+
+def test_broken_mjml_is_a_render_error(golden_settings: Settings, seed: LoadedIssue) -> None:
+    (golden_settings.path("templates") / "newsletter.mjml.j2").write_text("<mjml><mj-body>", encoding="utf-8")
+    with pytest.raises(RenderError) as err:
+        Renderer(golden_settings).render(compose_all(seed.issue), seed)
+    assert str(err.value.path) == "newsletter.mjml.j2"
+
+
+def test_fill_slots_escapes_for_html() -> None:
+    text = "Dear [[mailer:name]], [[mailer:unsubscribe_url]] [[mailer:other]]"
+    values = {"name": "Ann & <Bob>", "unsubscribe_url": "https://x.org/u?a=1&b=2"}
+    assert (
+        fill_slots(text, values, html=False) == "Dear Ann & <Bob>, https://x.org/u?a=1&b=2 [[mailer:other]]"
+    )
+    assert fill_slots(text, values, html=True) == (
+        "Dear Ann &amp; &lt;Bob&gt;, https://x.org/u?a=1&amp;b=2 [[mailer:other]]"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Previews
+
+
+def seed_workspace(settings: Settings) -> Path:
+    folder = settings.workspace / "campaigns" / SEED_SLUG
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SEED_PATH, folder / "issue.yaml")
+    return folder / "issue.yaml"
+
+
+def test_preview_region_and_interest(golden_settings: Settings, shape: Shape, tmp_path: Path) -> None:
+    issue_path = seed_workspace(golden_settings)
+    loaded = load_issue(issue_path, shape)
+    request = PreviewRequest(region="maidstone-medway-swale", interests=("refugees",))
+    result = preview(golden_settings, shape, loaded, request, tmp_path / "out")
+    assert [p.suffix for p in result.paths] == [".html", ".txt"]
+    text = result.paths[1].read_text(encoding="utf-8")
+    assert "Dear Alex Example," in text and "[[mailer:" not in text
+    assert "\nREFUGEES\n" in text
+    assert result.label == "Maidstone, Medway & Swale · refugees"
+
+
+def test_preview_member_and_index_from_the_database(
+    db: Database, settings: Settings, shape: Shape, database_url: str
+) -> None:
+    seed_workspace(settings)
+    with db.session() as session:
+        regions = {r.slug: r.id for r in session.scalars(select(Region))}
+        refugees = session.scalars(select(Interest).where(Interest.slug == "refugees")).one()
+        for email, name, region in [
+            ("ann@example.org", "Ann Lee", "maidstone-medway-swale"),
+            ("bob@example.org", "Bob Roe", "kent"),
+            ("cat@example.org", "Cat Poe", "thanet"),
+        ]:
+            m = Member(email=email, address_hash=address_hash(email), name=name, region_id=regions[region])
+            session.add(m)
+            session.flush()
+            if email == "ann@example.org":
+                session.add(MemberInterest(member_id=m.id, interest_id=refugees.id))
+    runner = CliRunner()
+    env = {"MAILER_DATABASE_URL": database_url, "MAILER_SECRET": "x"}
+    base = ["-w", str(settings.workspace), "campaigns", "preview", SEED_SLUG]
+    out = settings.workspace / "out"
+    result = runner.invoke(
+        cli, [*base, "--member", "Ann@Example.org", "-o", str(out), "--format", "text"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    (written,) = out.glob("member-*.txt")
+    text = written.read_text(encoding="utf-8")
+    assert "Dear Ann Lee," in text and "\nREFUGEES\n" in text
+
+    result = runner.invoke(cli, base, env=env)
+    assert result.exit_code == 0, result.output
+    folder = settings.workspace / "preview" / SEED_SLUG
+    index = (folder / "index.html").read_text(encoding="utf-8")
+    assert "2 variants for 3 members" in index
+    keys = re.findall(r'href="([0-9a-f]{12})\.html"', index)
+    assert len(keys) == 2 and all(
+        (folder / f"{k}.html").exists() and (folder / f"{k}.txt").exists() for k in keys
+    )
+
+    missing = runner.invoke(cli, [*base, "--member", "nobody@example.org"], env=env)
+    assert missing.exit_code != 0 and "no member 'nobody@example.org'" in missing.output
+
+
+def test_preview_rejects_unknown_names_and_bad_combinations(
+    golden_settings: Settings, tmp_path: Path
+) -> None:
+    root = golden_settings.workspace
+    shutil.copytree(REPO / "lists", root / "lists", ignore=shutil.ignore_patterns("members.csv"))
+    seed_workspace(golden_settings)
+    runner = CliRunner()
+    base = ["-w", str(root), "campaigns", "preview", SEED_SLUG, "-o", str(tmp_path / "o")]
+    bad = runner.invoke(cli, [*base, "--region", "kentt"])
+    assert bad.exit_code == 2 and "did you mean 'kent'" in bad.output
+    both = runner.invoke(cli, [*base, "--all", "--member", "a@example.org"])
+    assert both.exit_code == 2 and "cannot be combined" in both.output
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def edit_title(issue_path: Path, new: str) -> None:
+    text = issue_path.read_text(encoding="utf-8")
+    text = re.sub(r"^title: .*$", f'title: "{new}"', text, count=1, flags=re.M)
+    issue_path.write_text(text, encoding="utf-8")
+
+
+def test_watch_rerenders_after_an_edit_in_a_thread(
+    golden_settings: Settings, shape: Shape, tmp_path: Path
+) -> None:
+    issue_path = seed_workspace(golden_settings)
+    out = tmp_path / "watch"
+    request = PreviewRequest(full=True, formats=("text",))
+    errors: list[str] = []
+
+    def rebuild() -> None:
+        preview(golden_settings, shape, load_issue(issue_path, shape), request, out)
+
+    rebuild()
+    target = out / "all.txt"
+    assert target.read_text(encoding="utf-8").startswith("AMNESTY INTERNATIONAL")
+    stop = threading.Event()
+    counts: list[int] = []
+    thread = threading.Thread(
+        target=lambda: counts.append(
+            watch(
+                lambda: watched_files(golden_settings, issue_path),
+                rebuild,
+                stop,
+                interval=0.05,
+                on_error=lambda e: errors.append(str(e)),
+            )
+        )
+    )
+    thread.start()
+    try:
+        time.sleep(0.2)  # let the watcher take its first snapshot
+        issue_path.write_text(
+            issue_path.read_text(encoding="utf-8").replace("kind: newsletter", "kind: nope")
+        )
+        assert wait_until(lambda: bool(errors)), "a broken file is reported, and watching goes on"
+        issue_path.write_text(SEED_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+        edit_title(issue_path, "Kent Network Newsletter: December 2025")
+        assert wait_until(
+            lambda: target.read_text(encoding="utf-8").startswith("KENT NETWORK NEWSLETTER: DECEMBER")
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive() and counts and counts[0] >= 1
+
+
+def test_preview_watch_command_rerenders_after_an_edit(golden_settings: Settings, tmp_path: Path) -> None:
+    root = golden_settings.workspace
+    shutil.copytree(REPO / "lists", root / "lists", ignore=shutil.ignore_patterns("members.csv"))
+    issue_path = seed_workspace(golden_settings)
+    out = tmp_path / "watched"
+    env = dict(os.environ, MAILER_WORKSPACE=str(root), MAILER_SECRET="x")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mailer",
+            "campaigns",
+            "preview",
+            SEED_SLUG,
+            "--all",
+            "--watch",
+            "-o",
+            str(out),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        target = out / "all.txt"
+        assert wait_until(lambda: target.exists() and target.stat().st_size > 0), "first render"
+        assert proc.stdout is not None
+        line = ""
+        while "watching" not in line:  # the watcher has taken its snapshot after this line
+            line = proc.stdout.readline()
+            assert line, "the command ended early"
+        time.sleep(0.5)
+        edit_title(issue_path, "Edited while watching")
+        assert wait_until(lambda: target.read_text(encoding="utf-8").startswith("EDITED WHILE WATCHING"))
+        assert proc.poll() is None  # still watching
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_watched_files_leave_out_the_preview_output(golden_settings: Settings) -> None:
+    issue_path = seed_workspace(golden_settings)
+    folder = issue_path.parent
+    (folder / "poster.png").write_bytes(b"png")
+    assert folder / "poster.png" in watched_files(golden_settings, issue_path)
+    # Previews written into the campaign's own folder (-o campaigns/SLUG) never trigger another.
+    (folder / "all.txt").write_text("x", encoding="utf-8")
+    files = watched_files(golden_settings, issue_path, exclude=folder)
+    assert issue_path in files and folder / "all.txt" not in files
+    assert any(p.name == "newsletter.mjml.j2" for p in files)

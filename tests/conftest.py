@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -20,6 +21,9 @@ from mailer.db import Database, open_database
 from mailer.models import Base
 from mailer.settings import Settings, load
 from mailer.workspace import init_workspace
+
+if TYPE_CHECKING:
+    from smtp_server import SmtpTestServer
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("MAILER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -145,3 +149,32 @@ def db(settings: Settings, shape: Shape) -> Iterator[Database]:
         sync(session, shape)
     yield database
     database.dispose()
+
+
+# --- SMTP test servers (tests/smtp_server.py): real aiosmtpd on 127.0.0.1, a free port each ---------
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpTestServer]:
+    """An aiosmtpd server advertising PIPELINING that records what it accepts; see smtp_server.py."""
+    from smtp_server import SmtpTestServer
+
+    with SmtpTestServer() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_server_factory() -> Iterator[Callable[..., SmtpTestServer]]:
+    """Start more servers (``factory(pipelining=False)``, TLS, AUTH); all stop at teardown."""
+    from smtp_server import SmtpTestServer
+
+    started: list[SmtpTestServer] = []
+
+    def factory(**options: Any) -> SmtpTestServer:
+        server = SmtpTestServer(**options).start()
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()

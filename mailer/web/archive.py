@@ -1,0 +1,197 @@
+"""The archive of sent issues: ``/archive/`` (with an Atom feed), each issue's full public edition
+at ``/archive/{slug}/``, and the "view in browser" link of each variant at ``/archive/{slug}/{key}``.
+
+No personal data is shown: the slot markers left in rendered variants (the member's name, their
+unsubscribe and preferences links) are replaced with neutral text and a link to a page explaining
+that those links are personal (``NEUTRAL_SLOTS``).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, time
+from typing import Any
+
+from sqlalchemy import select
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from mailer.compose import compose_all
+from mailer.models import Campaign, Variant
+from mailer.render import SLOT_PATTERN, Renderer
+from mailer.settings import Settings
+from mailer.web.context import Web, web
+from mailer.web.issues import STARTED, SentIssue, sent_issue, sent_issues
+
+ATOM = "http://www.w3.org/2005/Atom"
+ATOM_TYPE = "application/atom+xml; charset=utf-8"
+
+EDITION_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    # A rendered issue has inline styles and remote images, and never any script.
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src https: data: 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+}
+
+
+def neutral_slots(settings: Settings) -> dict[str, str]:
+    """What replaces each slot marker in a public copy."""
+    links = settings.base_url.rstrip("/") + "/links"
+    return {"name": "reader", "unsubscribe_url": links, "preferences_url": links}
+
+
+def neutralise(html: str, settings: Settings) -> str:
+    """``html`` with every slot marker replaced by neutral text (HTML-escaped); unknown ones emptied."""
+    values = neutral_slots(settings)
+
+    def sub(m: Any) -> str:
+        value = values.get(m.group(1), "")
+        return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+
+    return SLOT_PATTERN.sub(sub, html)
+
+
+def _edition(w: Web, sent: SentIssue) -> str:
+    """The full public edition of a sent issue (every item), rendered once and kept."""
+    key = ("edition", sent.campaign_id, id(sent.issue))
+    if key not in w.cache:
+        renderer = Renderer(w.settings)
+        rendered = renderer.render(compose_all(sent.issue), sent)
+        w.cache[key] = neutralise(rendered.html, w.settings)
+    html: str = w.cache[key]
+    return html
+
+
+def _issue_url(settings: Settings, slug: str) -> str:
+    return f"{settings.base_url.rstrip('/')}/archive/{slug}/"
+
+
+async def index(request: Request) -> Response:
+    w = web(request)
+    issues = await w.read(lambda s: sent_issues(s, w.cache))
+    return w.pages.page(request, "archive.html", {"issues": issues})
+
+
+def atom_feed(issues: list[SentIssue], settings: Settings) -> bytes:
+    """An Atom 1.0 feed (RFC 4287) of the sent issues, newest first."""
+    ET.register_namespace("", ATOM)
+
+    def el(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+        node = ET.SubElement(parent, f"{{{ATOM}}}{tag}", attrs)
+        if text is not None:
+            node.text = text
+        return node
+
+    def stamp(sent: SentIssue) -> datetime:
+        return sent.sent_at or datetime.combine(sent.issue.date, time(), UTC)
+
+    base = settings.base_url.rstrip("/")
+    feed = ET.Element(f"{{{ATOM}}}feed")
+    el(feed, "id", f"{base}/archive/")
+    el(feed, "title", f"{settings.organisation}: newsletter archive")
+    updated = max((stamp(s) for s in issues), default=datetime(2024, 1, 1, tzinfo=UTC))
+    el(feed, "updated", updated.astimezone(UTC).isoformat(timespec="seconds"))
+    el(feed, "link", href=f"{base}/archive/feed.atom", rel="self", type="application/atom+xml")
+    el(feed, "link", href=f"{base}/archive/", rel="alternate", type="text/html")
+    author = el(feed, "author")
+    el(author, "name", settings.organisation)
+    for sent in issues:
+        entry = el(feed, "entry")
+        el(entry, "id", _issue_url(settings, sent.slug))
+        el(entry, "title", sent.title)
+        el(entry, "updated", stamp(sent).astimezone(UTC).isoformat(timespec="seconds"))
+        el(entry, "published", stamp(sent).astimezone(UTC).isoformat(timespec="seconds"))
+        el(entry, "link", href=_issue_url(settings, sent.slug), rel="alternate", type="text/html")
+        summary = sent.issue.preheader or getattr(sent.issue, "intro", "") or sent.subject
+        el(entry, "summary", " ".join(summary.split()))
+    return bytes(ET.tostring(feed, encoding="utf-8", xml_declaration=True))
+
+
+async def feed(request: Request) -> Response:
+    w = web(request)
+    issues = await w.read(lambda s: sent_issues(s, w.cache))
+    return Response(atom_feed(issues, w.settings), media_type=ATOM_TYPE)
+
+
+async def edition(request: Request) -> Response:
+    """The full public edition of a sent issue."""
+    w = web(request)
+    slug = request.path_params["slug"]
+    sent = await w.read(lambda s: sent_issue(s, w.cache, slug))
+    if sent is None:
+        raise HTTPException(404)
+    return HTMLResponse(_edition(w, sent), headers=EDITION_HEADERS)
+
+
+async def variant(request: Request) -> Response:
+    """A stored variant, as its members got it, with the personal slots made neutral."""
+    w = web(request)
+    slug, key = request.path_params["slug"], request.path_params["key"]
+
+    def find(session: Any) -> str | None:
+        html = session.scalar(
+            select(Variant.html)
+            .join(Campaign, Campaign.id == Variant.campaign_id)
+            .where(Campaign.slug == slug, Campaign.status.in_(STARTED), Variant.key == key)
+        )
+        return None if html is None else str(html)
+
+    html = await w.read(find)
+    if html is None:
+        raise HTTPException(404)
+    return HTMLResponse(neutralise(html, w.settings), headers=EDITION_HEADERS)
+
+
+async def links(request: Request) -> Response:
+    w = web(request)
+    return w.pages.message(
+        request,
+        "Your personal links",
+        "This is a public copy of one of our emails, so its links to unsubscribe and to change your "
+        "preferences are not yours. Use the links at the foot of the email you received: they work "
+        "at once, with no login.",
+        link=("/subscribe", "Not a member yet? Sign up"),
+    )
+
+
+routes = [
+    Route("/archive/", index, methods=["GET"]),
+    Route("/archive/feed.atom", feed, methods=["GET"]),
+    Route("/archive/{slug}/", edition, methods=["GET"]),
+    Route("/archive/{slug}/{key}", variant, methods=["GET"]),
+    Route("/links", links, methods=["GET"]),
+]
+
+
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
+
+
+async def campaign_file(request: Request) -> Response:
+    """An image from a started campaign's folder (``{base_url}/files/{slug}/{name}``, as the mail links)."""
+    from starlette.responses import FileResponse
+
+    w = web(request)
+    slug, name = request.path_params["slug"], request.path_params["name"]
+    suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if suffix not in IMAGE_TYPES or "/" in name or "\\" in name or name.startswith("."):
+        raise HTTPException(404)
+    started = await w.read(
+        lambda s: s.scalar(select(Campaign.id).where(Campaign.slug == slug, Campaign.status.in_(STARTED)))
+    )
+    folder = w.settings.path("campaigns", slug).resolve()
+    path = (folder / name).resolve()
+    if started is None or path.parent != folder or not path.is_file():
+        raise HTTPException(404)
+    return FileResponse(path, media_type=IMAGE_TYPES[suffix], headers={"X-Content-Type-Options": "nosniff"})
+
+
+routes.append(Route("/files/{slug}/{name}", campaign_file, methods=["GET"]))

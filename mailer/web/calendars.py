@@ -1,0 +1,249 @@
+"""Calendar feeds (RFC 5545, built with ``icalendar``): ``/calendar/{region}.ics``, ``/calendar/all.ics``
+and one event's ``/calendar/event/{uid}.ics`` (the "add to calendar" link in the email).
+
+A region's feed holds the upcoming events of sent issues that a member living in that region could
+see: the issue's audience reaches the region, and the event's regions (its own, else its item's) are
+empty or name the region or one of its ancestors. Interests are not applied: a feed is public and
+has no member behind it, so an event for the refugees team shows in every feed of its region. An
+audience's interest and field conditions are likewise taken as "may match".
+
+UIDs are the email's (``mailer.calendar_text.event_uid``), so rebuilding a feed or downloading an
+event from two places gives the same UID and a calendar client updates rather than duplicates.
+DTSTAMP is the time the issue was sent, in UTC, so it is stable too; times are Europe/London, with
+its VTIMEZONE in the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import icalendar
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mailer.audience import segments
+from mailer.audience.shape import Shape
+from mailer.calendar_text import event_uid, place_text, sentence
+from mailer.compose import CalendarEntry, calendar_entries
+from mailer.content import Event, Newsletter
+from mailer.errors import MailerError
+from mailer.settings import Settings
+from mailer.web.context import web
+from mailer.web.issues import STARTED, SentIssue, sent_issues
+
+LONDON = "Europe/London"
+MEDIA_TYPE = "text/calendar; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class FeedEvent:
+    """One calendar entry of a sent issue, with its UID."""
+
+    sent: SentIssue
+    entry: CalendarEntry
+    regions: tuple[str, ...]
+    uid: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Who an event is for
+
+
+def _may_reach(node: segments.Node, seen: frozenset[str]) -> bool | None:
+    """Whether a member whose region and ancestors are ``seen`` matches ``node``: True, False, or
+    None when it depends on their interests or fields."""
+    match node:
+        case segments.All():
+            return True
+        case segments.RegionIs(slug=slug):
+            return slug in seen
+        case segments.InterestIs() | segments.FieldIs() | segments.SegmentRef():
+            return None
+        case segments.Not(operand=operand):
+            inner = _may_reach(operand, seen)
+            return None if inner is None else not inner
+        case segments.And(operands=operands):
+            values = [_may_reach(o, seen) for o in operands]
+            return False if False in values else (None if None in values else True)
+        case segments.Or(operands=operands):
+            values = [_may_reach(o, seen) for o in operands]
+            return True if True in values else (None if None in values else False)
+    return None  # pragma: no cover
+
+
+def audience_reaches(expression: str, shape: Shape, region: str) -> bool:
+    """Whether the audience ``expression`` may include members living in ``region``."""
+    try:
+        node = segments.resolve(segments.parse(expression), shape)
+    except MailerError:
+        return True  # an audience that no longer resolves: its events stay public
+    return _may_reach(node, frozenset(shape.ancestors(region))) is not False
+
+
+def entry_regions(issue: Newsletter, entry: CalendarEntry) -> tuple[str, ...]:
+    """The regions an entry is for: its own, else its item's; () is the whole audience."""
+    if entry.event.regions is not None:
+        return tuple(entry.event.regions)
+    item = next((i for i in issue.items if i.id == entry.item_id), None)
+    return tuple(item.regions) if item is not None else ()
+
+
+def is_upcoming(event: Event, today: date) -> bool:
+    end = event.end.date() if isinstance(event.end, datetime) else event.day
+    return end >= today
+
+
+def issue_events(sent: SentIssue, list_domain: str) -> list[FeedEvent]:
+    issue = sent.issue
+    if not isinstance(issue, Newsletter):
+        return []
+    return [
+        FeedEvent(sent, entry, entry_regions(issue, entry), event_uid(sent.slug, entry.key, list_domain))
+        for entry in calendar_entries(issue)
+    ]
+
+
+def feed_events(
+    issues: Iterable[SentIssue], shape: Shape, region: str | None, today: date, list_domain: str
+) -> list[FeedEvent]:
+    """The upcoming events of ``issues`` for a member of ``region`` (None: every event), by start."""
+    out = []
+    for sent in issues:
+        if region is not None and not audience_reaches(sent.issue.audience, shape, region):
+            continue
+        seen = frozenset(shape.ancestors(region)) if region is not None else frozenset()
+        for fe in issue_events(sent, list_domain):
+            if not is_upcoming(fe.entry.event, today):
+                continue
+            if region is None or not fe.regions or any(r in seen for r in fe.regions):
+                out.append(fe)
+    out.sort(key=lambda fe: (fe.entry.sort_key, fe.uid))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# iCalendar
+
+
+def _stamp(sent: SentIssue) -> datetime:
+    if sent.sent_at is not None:
+        return sent.sent_at.astimezone(UTC).replace(microsecond=0)
+    return datetime.combine(sent.issue.date, time(), UTC)
+
+
+def ics_event(fe: FeedEvent, settings: Settings) -> icalendar.Event:
+    """The VEVENT of one entry."""
+    ev = fe.entry.event
+    base = settings.base_url.rstrip("/")
+    archive = f"{base}/archive/{fe.sent.slug}/"
+    out = icalendar.Event()
+    out.add("uid", fe.uid)
+    out.add("dtstamp", _stamp(fe.sent))
+    out.add("summary", ev.title)
+    if ev.all_day:
+        last = ev.end.date() if isinstance(ev.end, datetime) else ev.day
+        out.add("dtstart", ev.day)
+        out.add("dtend", last + timedelta(days=1))
+    else:
+        out.add("dtstart", ev.start_at())
+        end = ev.end_at()
+        if end is not None:
+            out.add("dtend", end)
+    place = place_text(ev)
+    if place:
+        out.add("location", place[0].upper() + place[1:])
+    lines = []
+    if ev.contact:
+        lines.append(sentence(ev.contact))
+    if ev.booking is not None:
+        lines.append(f"{ev.booking.text}: {ev.booking.url}")
+    lines.append(f"From {fe.sent.issue.title}: {archive}")
+    out.add("description", "\n".join(lines))
+    out.add("url", ev.booking.url if ev.booking is not None else archive)
+    out.add("transp", "OPAQUE")
+    return out
+
+
+def ics_calendar(events: list[FeedEvent], settings: Settings, name: str) -> bytes:
+    """A VCALENDAR of ``events`` with the Europe/London VTIMEZONE covering them."""
+    cal = icalendar.Calendar()
+    cal.add("prodid", f"-//{settings.organisation}//mailer//EN")
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", "PUBLISH")
+    cal.add("x-wr-calname", name)
+    cal.add("x-wr-timezone", LONDON)
+    timed = [fe.entry.event.day for fe in events if not fe.entry.event.all_day]
+    if timed:
+        first, last = min(timed), max(timed)
+        cal.add_component(
+            icalendar.Timezone.from_tzid(
+                LONDON, first_date=date(first.year, 1, 1), last_date=date(last.year + 1, 12, 31)
+            )
+        )
+    for fe in events:
+        cal.add_component(ics_event(fe, settings))
+    return bytes(cal.to_ical())
+
+
+# ---------------------------------------------------------------------------------------------
+# Routes
+
+
+def _ics(body: bytes, filename: str | None = None) -> Response:
+    headers = {"Cache-Control": "public, max-age=900", "X-Content-Type-Options": "nosniff"}
+    if filename:
+        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return Response(body, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _today(now: datetime) -> date:
+    return now.astimezone(ZoneInfo(LONDON)).date()
+
+
+async def index(request: Request) -> Response:
+    """A page listing the feeds, for people."""
+    w = web(request)
+    regions = [(r.slug, w.shape.label(r.slug), depth) for depth, r in w.shape.walk()]
+    return w.pages.page(request, "calendars.html", {"regions": regions})
+
+
+async def feed(request: Request) -> Response:
+    w = web(request)
+    name = request.path_params["name"]
+    region: str | None = None
+    if name != "all":
+        if name not in w.shape.regions:
+            raise HTTPException(404)
+        region = name
+    issues = await w.read(lambda s: sent_issues(s, w.cache))
+    events = feed_events(issues, w.shape, region, _today(w.clock()), w.settings.list_domain)
+    label = w.shape.regions[region].name if region else "all regions"
+    return _ics(ics_calendar(events, w.settings, f"{w.settings.organisation}: events in {label}"))
+
+
+async def one_event(request: Request) -> Response:
+    """One event's .ics, by its UID without the domain (``{slug}-{entry key}``), past or upcoming."""
+    w = web(request)
+    local = request.path_params["uid"]
+    issues = await w.read(lambda s: sent_issues(s, w.cache, STARTED))
+    for sent in issues:
+        if not local.startswith(sent.slug + "-"):
+            continue
+        for fe in issue_events(sent, w.settings.list_domain):
+            if fe.uid.split("@", 1)[0] == local:
+                body = ics_calendar([fe], w.settings, fe.entry.event.title)
+                return _ics(body, filename=f"{local}.ics")
+    raise HTTPException(404)
+
+
+routes = [
+    Route("/calendar/", index, methods=["GET"]),
+    Route("/calendar/event/{uid}.ics", one_event, methods=["GET"]),
+    Route("/calendar/{name}.ics", feed, methods=["GET"]),
+]

@@ -1,0 +1,116 @@
+"""Sent issues as the archive and the calendar feeds see them: read from the ``campaigns`` table.
+
+A campaign row keeps the issue file as sent (``source``), so the archive shows what went out even if
+the workspace's file changed or went since. Parsed issues are kept per (campaign, source), in the
+app's state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailer import content
+from mailer.content import Alert, Newsletter
+from mailer.errors import ContentError, Problem
+from mailer.models import Campaign
+
+#: Statuses whose members may hold the mail, so "view in browser" must work.
+STARTED = ("sending", "paused", "sent", "cancelled")
+
+
+@dataclass(frozen=True)
+class SentIssue:
+    """A campaign that went out, with its issue parsed (``slug``, ``path``, ``issue``: ``compose.Loaded``)."""
+
+    campaign_id: int
+    slug: str
+    title: str
+    subject: str
+    status: str
+    sent_at: datetime | None
+    issue: Newsletter | Alert
+
+    @property
+    def path(self) -> Path:
+        return Path("campaigns") / self.slug / content.ISSUE_FILE
+
+
+def parse_source(slug: str, text: str) -> Newsletter | Alert:
+    """The issue in ``text`` (an issue file as sent), validated without the workspace's lists.
+
+    Regions and interests are not checked against today's lists (they may have changed since), nor
+    local image files (the archive links them under /files/).
+    """
+    path = Path("campaigns") / slug / content.ISSUE_FILE
+    try:
+        data: Any = yaml.load(text, Loader=content._IssueYAMLLoader)
+        model: type[Newsletter] | type[Alert] = Alert if data.get("kind") == "alert" else Newsletter
+        return model.model_validate(data, context={"shape": None, "folder": None})
+    except (yaml.YAMLError, AttributeError, ValidationError) as exc:
+        raise ContentError([Problem(f"the issue as sent does not load: {exc}", path=path)]) from exc
+
+
+def _row_issue(cache: dict[Any, Any], row: Any) -> Newsletter | Alert | None:
+    key = ("issue", row.id, hashlib.sha256(row.source.encode()).hexdigest())
+    if key not in cache:
+        try:
+            cache[key] = parse_source(row.slug, row.source)
+        except ContentError:
+            cache[key] = None  # not shown, rather than breaking every page
+    issue: Newsletter | Alert | None = cache[key]
+    return issue
+
+
+def sent_issues(
+    session: Session, cache: dict[Any, Any], statuses: tuple[str, ...] = ("sent",), *, slug: str | None = None
+) -> list[SentIssue]:
+    """Campaigns in ``statuses`` (only ``slug``, if given) with their issues, newest first."""
+    query = select(
+        Campaign.id,
+        Campaign.slug,
+        Campaign.title,
+        Campaign.subject,
+        Campaign.status,
+        Campaign.source,
+        Campaign.issue_date,
+        Campaign.started_at,
+        Campaign.finished_at,
+    ).where(Campaign.status.in_(statuses))
+    if slug is not None:
+        query = query.where(Campaign.slug == slug)
+    rows = session.execute(query).all()
+    out = []
+    for row in rows:
+        issue = _row_issue(cache, row)
+        if issue is None:
+            continue
+        out.append(
+            SentIssue(
+                campaign_id=row.id,
+                slug=row.slug,
+                title=row.title,
+                subject=row.subject,
+                status=row.status,
+                sent_at=row.finished_at or row.started_at,
+                issue=issue,
+            )
+        )
+    out.sort(key=lambda s: (s.issue.date, s.slug), reverse=True)
+    return out
+
+
+def sent_issue(
+    session: Session, cache: dict[Any, Any], slug: str, statuses: tuple[str, ...] = ("sent",)
+) -> SentIssue | None:
+    """The campaign ``slug`` if it is in ``statuses``, with its issue."""
+    found = sent_issues(session, cache, statuses, slug=slug)
+    return found[0] if found else None

@@ -1,0 +1,66 @@
+"""The web app's system mails (the sign-up confirmation, "you are already subscribed"): one message
+at a time, built with the ``email`` package from a template and sent through the configured relay.
+
+A mail template (``templates/web/mail/<name>``) starts with a ``Subject:`` line, then a blank line,
+then the plain-text body.
+"""
+
+from __future__ import annotations
+
+import os
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr, getaddresses, make_msgid
+from typing import TYPE_CHECKING, Any
+
+from mailer.errors import RenderError, TransportError
+from mailer.models import utcnow
+from mailer.settings import Settings
+from mailer.transport import data_payload, open_transport
+
+if TYPE_CHECKING:
+    from mailer.web.context import SendMail
+    from mailer.web.pages import Pages
+
+
+def system_mail(
+    pages: Pages, settings: Settings, template: str, *, to: str, name: str = "", **context: Any
+) -> EmailMessage:
+    """The message of ``web/mail/<template>`` for ``to``: From the organisation, auto-generated."""
+    rendered = pages.text(f"mail/{template}", name=name, **context)
+    head, sep, body = rendered.partition("\n\n")
+    if not sep or not head.startswith("Subject:"):
+        raise RenderError("a mail template starts with a Subject: line and a blank line", path=template)
+    msg = EmailMessage()
+    msg["Subject"] = " ".join(head.removeprefix("Subject:").split())
+    msg["From"] = formataddr((settings.organisation, settings.from_address))
+    msg["To"] = formataddr((name, to)) if name else to
+    if settings.reply_to:
+        msg["Reply-To"] = settings.reply_to
+    msg["Date"] = format_datetime(utcnow())
+    msg["Message-ID"] = make_msgid(domain=settings.list_domain)
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
+    msg.set_content(body.strip("\n") + "\n")
+    return msg
+
+
+def relay_sender(settings: Settings, *, timeout: float = 30.0) -> SendMail:
+    """Send one message at a time through ``settings.relays`` (SMTP relays or a Maildir outbox),
+    a connection per message: system mails are few. Raises ``TransportError`` if it is refused."""
+
+    async def send(message: EmailMessage) -> None:
+        recipients = [addr for _name, addr in getaddresses(message.get_all("To", []))]
+        payload = data_payload(message.as_bytes(policy=SMTP))
+        async with open_transport(
+            settings.relays, concurrency=1, timeout=timeout, env=os.environ
+        ) as transport:
+            for recipient in recipients:
+                result = await transport.send(settings.from_address, recipient, payload)
+                if not result.ok:
+                    raise TransportError(
+                        f"the relay did not take the mail to {recipient}: {result.text}",
+                        code=result.code,
+                        temporary=result.temporary,
+                    )
+
+    return send

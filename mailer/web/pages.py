@@ -1,0 +1,88 @@
+"""Page rendering for the web app: Jinja2 templates under ``templates/web/``, workspace first.
+
+A workspace overrides a page by putting a template of the same name in its own
+``templates/web/`` (the loader is ``mailer.render.template_loader``, shared with the mail templates).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from mailer.render import template_loader
+from mailer.settings import Settings
+from mailer.web.csrf import Csrf
+
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    # Links carry tokens: never send them on to another site.
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+class Pages:
+    """The page templates and what every page gets (the organisation, the base URL)."""
+
+    def __init__(self, settings: Settings, csrf: Csrf) -> None:
+        self.settings = settings
+        self.csrf = csrf
+        self.env = jinja2.Environment(
+            loader=template_loader(settings),
+            autoescape=jinja2.select_autoescape(["html", "xml", "j2"], default_for_string=True),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def text(self, template: str, **context: Any) -> str:
+        """Render ``web/<template>`` with ``context`` plus the common values."""
+        values = {
+            "organisation": self.settings.organisation,
+            "base_url": self.settings.base_url.rstrip("/"),
+            **context,
+        }
+        return self.env.get_template(f"web/{template}").render(values)
+
+    def page(
+        self,
+        request: Request,
+        name: str,
+        context: dict[str, Any] | None = None,
+        *,
+        status: int = 200,
+        csrf_scope: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> HTMLResponse:
+        """An HTML page; with ``csrf_scope`` its forms get a CSRF value (and the cookie is set)."""
+        values = dict(context or {})
+        token = None
+        if csrf_scope is not None:
+            token = self.csrf.issue(request, csrf_scope)
+            values["csrf"] = token.value
+        body = self.text(name, **values)
+        all_headers = dict(PAGE_HEADERS)
+        all_headers.update(headers or {})
+        response = HTMLResponse(body, status_code=status, headers=all_headers)
+        if token is not None:
+            self.csrf.set_cookie(response, token)
+        return response
+
+    def message(
+        self,
+        request: Request,
+        title: str,
+        text: str,
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> HTMLResponse:
+        """A plain page with a heading and a paragraph (errors, "done" pages)."""
+        context = {"title": title, "text": text, **extra}
+        return self.page(request, "message.html", context, status=status, headers=headers)

@@ -1,0 +1,428 @@
+"""Sign-up with double opt-in: ``/subscribe`` (and an embeddable form), ``/confirm/{token}``.
+
+1. ``POST /subscribe`` checks the form (name, email, region or postcode, interests, the consent box
+   with the wording from ``Settings.consent_wording``), then mails the address: a confirmation link
+   for a new (or unsubscribed) address, or "you are already subscribed; manage your preferences
+   here" for a current member. The page says the same in every case ("check your inbox"), so it
+   never tells a stranger who is a member. Nothing is stored: the pending sign-up travels, encrypted,
+   in the confirmation link (``mailer.web.confirmation``).
+2. ``GET /confirm/{token}`` shows what will be saved and a button; it changes nothing.
+3. ``POST /confirm/{token}`` (with a CSRF value) creates or updates the member and appends a
+   ``subscribe`` event to the consent log with the time, source "signup" and the wording shown.
+
+A suppressed address can come back only this way: ``resubscribe_confirmed`` is the one documented
+path that removes a suppression, and only for a confirmation link issued after the suppression.
+
+Against bots: a honeypot field (``website``, hidden from people and screen readers) that, when
+filled, gets the usual page and no mail; and rate limits, in memory for this one process (see
+``mailer.web.ratelimit``): form posts per client IP address, and mails per address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mailer import tokens
+from mailer.audience.addresses import address_hash, clean_name, normalise
+from mailer.audience.shape import Shape
+from mailer.errors import InvalidInput, MailerError
+from mailer.models import ConsentEvent, Interest, Member, Region, Suppression, utcnow
+from mailer.web import confirmation
+from mailer.web.confirmation import SignupData
+from mailer.web.context import Web, client_ip, web
+from mailer.web.forms import read_form, text, texts
+from mailer.web.mail import system_mail
+from mailer.web.preferences import NAME_LIMIT, region_options
+
+HONEYPOT = "website"
+POSTCODE_LIMIT = 16
+
+
+class StaleConfirmation(MailerError):
+    """A confirmation link issued before the address was suppressed: it cannot lift the suppression."""
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    member_id: int
+    created: bool
+    resubscribed: bool
+
+
+@dataclass(frozen=True)
+class SignupForm:
+    """The form as posted (for showing it again) and the problems with it, by field."""
+
+    values: dict[str, object]
+    errors: dict[str, str]
+
+
+def _postcode(value: str) -> str:
+    return " ".join(value.upper().split())[:POSTCODE_LIMIT]
+
+
+def validate_signup(
+    shape: Shape,
+    *,
+    email: str,
+    name: str,
+    region: str,
+    postcode: str,
+    interests: list[str],
+    consent: bool,
+    wording: str,
+    now: datetime,
+) -> tuple[SignupData | None, SignupForm]:
+    """Check a sign-up; the data to seal into the confirmation link, or None and the problems."""
+    errors: dict[str, str] = {}
+    address = ""
+    try:
+        address = normalise(email)
+    except InvalidInput:
+        errors["email"] = "Enter your email address, like name@example.org."
+    cleaned = clean_name(name)
+    if len(cleaned) > NAME_LIMIT:
+        errors["name"] = f"Your name can be at most {NAME_LIMIT} characters long."
+    code = _postcode(postcode)
+    chosen: str | None = None
+    if region:
+        if region in shape.regions:
+            chosen = region
+        else:
+            errors["region"] = "Choose your region from the list."
+    elif code:
+        chosen = shape.region_for_postcode(code)
+        if chosen is None:
+            errors["region"] = (
+                "We do not know the area of that postcode yet: choose your region from the list."
+            )
+    else:
+        errors["region"] = "Choose your region, or give your postcode."
+    if any(i not in shape.interests for i in interests):
+        errors["interests"] = "Choose interests from the list."
+    if not consent:
+        errors["consent"] = "Tick the box to agree to receive our emails."
+    values: dict[str, object] = {
+        "email": email,
+        "name": cleaned,
+        "region": region,
+        "postcode": code,
+        "interests": [i for i in interests if i in shape.interests],
+        "consent": consent,
+    }
+    form = SignupForm(values, errors)
+    if errors:
+        return None, form
+    data = SignupData(
+        email=address,
+        name=cleaned,
+        region=chosen,
+        postcode=code,
+        interests=tuple(sorted(set(interests))),
+        wording=wording,
+        issued_at=now,
+    )
+    return data, form
+
+
+# ---------------------------------------------------------------------------------------------
+# The database side: confirming, and the one path that lifts a suppression
+
+
+def resubscribe_confirmed(
+    session: Session, address_hash: str, *, member_id: int | None, wording: str, requested_at: datetime
+) -> bool:
+    """Lift the suppression of ``address_hash`` because its owner confirmed a new sign-up.
+
+    The only code in mailer that removes a suppression. The caller must hold a confirmation that
+    came back from the address itself (double opt-in) and was issued after the suppression (see
+    ``confirm_signup``). Appends a ``resubscribe`` event to the consent log recording the suppression
+    lifted. Returns False when the address was not suppressed.
+    """
+    suppression = session.get(Suppression, address_hash)
+    if suppression is None:
+        return False
+    was = (
+        f"reason {suppression.reason}, source {suppression.source}, "
+        f"campaign {suppression.campaign or '-'}, since {suppression.created_at:%Y-%m-%dT%H:%M:%SZ}"
+    )
+    session.add(
+        ConsentEvent(
+            member_id=member_id,
+            address_hash=address_hash,
+            action="resubscribe",
+            source="signup",
+            wording=wording,
+            campaign=None,
+            detail=f"suppression lifted by a confirmed sign-up requested {requested_at:%Y-%m-%dT%H:%M:%SZ}; "
+            f"it was: {was}",
+            created_at=utcnow(),
+        )
+    )
+    session.delete(suppression)
+    session.flush()
+    return True
+
+
+def confirm_signup(session: Session, data: SignupData) -> Confirmed:
+    """Create or update the member of a confirmed sign-up and log the consent.
+
+    Raises ``StaleConfirmation`` when the address was suppressed after the link was issued (an old
+    link must not undo a later unsubscribe). Confirming twice is harmless: the member is updated to
+    the same choices and the log gets a second line.
+    """
+    digest = address_hash(data.email)
+    suppression = session.get(Suppression, digest)
+    if suppression is not None and suppression.created_at.replace(microsecond=0) > data.issued_at:
+        raise StaleConfirmation(
+            "this confirmation link was issued before the address unsubscribed",
+            hint="sign up again to get a new confirmation link",
+        )
+    region_id = None
+    if data.region:
+        region_id = session.scalar(select(Region.id).where(Region.slug == data.region))
+    member = session.scalar(select(Member).where(Member.address_hash == digest))
+    created = member is None
+    if member is None:
+        member = Member(
+            email=data.email,
+            address_hash=digest,
+            name=data.name,
+            postcode=data.postcode,
+            region_id=region_id,
+            created_at=utcnow(),
+            updated_at=utcnow(),
+        )
+        session.add(member)
+        session.flush()
+    else:
+        if data.name:
+            member.name = data.name
+        if data.postcode:
+            member.postcode = data.postcode
+        if region_id is not None:
+            member.region_id = region_id
+        member.updated_at = utcnow()
+    rows = session.scalars(select(Interest).where(Interest.slug.in_(data.interests))).all()
+    member.interests = sorted(rows, key=lambda i: i.slug)
+    resubscribed = False
+    if suppression is not None:
+        resubscribed = resubscribe_confirmed(
+            session, digest, member_id=member.id, wording=data.wording, requested_at=data.issued_at
+        )
+    session.add(
+        ConsentEvent(
+            member_id=member.id,
+            address_hash=digest,
+            action="subscribe",
+            source="signup",
+            wording=data.wording,
+            campaign=None,
+            detail=f"double opt-in: requested {data.issued_at:%Y-%m-%dT%H:%M:%SZ}, confirmed from the "
+            f"link mailed to the address; region {data.region or '-'}; "
+            f"interests {', '.join(data.interests) or '-'}",
+            created_at=utcnow(),
+        )
+    )
+    session.flush()
+    return Confirmed(member.id, created, resubscribed)
+
+
+def member_status(session: Session, digest: str) -> tuple[int | None, bool]:
+    """(member id or None, suppressed) for an address hash."""
+    member_id = session.scalar(select(Member.id).where(Member.address_hash == digest))
+    return member_id, session.get(Suppression, digest) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Routes
+
+
+def _form_page(
+    w: Web, request: Request, form: SignupForm | None = None, *, status: int = 200, notice: str = ""
+) -> Response:
+    values = form.values if form else {}
+    preset_region = request.query_params.get("region", "")
+    return w.pages.page(
+        request,
+        "subscribe.html",
+        {
+            "action": "/subscribe",
+            "regions": region_options(w.shape),
+            "interests": [w.shape.interests[s] for s in w.shape.interests],
+            "wording": w.settings.consent_wording,
+            "values": {
+                "email": values.get("email", ""),
+                "name": values.get("name", ""),
+                "region": values.get("region", preset_region if preset_region in w.shape.regions else ""),
+                "postcode": values.get("postcode", ""),
+                "interests": values.get("interests", []),
+                "consent": values.get("consent", False),
+            },
+            "errors": form.errors if form else {},
+            "notice": notice,
+            "honeypot": HONEYPOT,
+        },
+        status=status,
+        csrf_scope="/subscribe",
+    )
+
+
+async def subscribe_page(request: Request) -> Response:
+    return _form_page(web(request), request)
+
+
+async def embed_page(request: Request) -> Response:
+    """A page with the HTML of a small sign-up form to paste into another site."""
+    w = web(request)
+    snippet = w.pages.text("embed_snippet.html", honeypot=HONEYPOT, wording=w.settings.consent_wording)
+    return w.pages.page(request, "embed.html", {"snippet": snippet})
+
+
+def _check_inbox(w: Web, request: Request) -> Response:
+    return w.pages.page(request, "check_inbox.html")
+
+
+async def subscribe(request: Request) -> Response:
+    w = web(request)
+    wait = w.signup_limiter.hit(client_ip(request))
+    if wait is not None:
+        return w.pages.message(
+            request,
+            "Too many sign-ups",
+            "There have been too many sign-ups from your connection. Please try again later.",
+            status=429,
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+    form = await read_form(request)
+    consent = text(form, "consent", 10) == "yes"
+    data, checked = validate_signup(
+        w.shape,
+        email=text(form, "email", 320),
+        name=text(form, "name", 1000),
+        region=text(form, "region", 100),
+        postcode=text(form, "postcode", 100),
+        interests=texts(form, "interests"),
+        consent=consent,
+        wording=w.settings.consent_wording,
+        now=w.clock(),
+    )
+    if not w.csrf.check(request, form, "/subscribe"):
+        # A post from an embedded form (another site) or an expired page: nothing is sent; the
+        # form comes back filled in, with a fresh CSRF value, to check and send.
+        return _form_page(
+            w,
+            request,
+            SignupForm(checked.values, {}),
+            status=403,
+            notice="Please check your details and press Subscribe to finish signing up.",
+        )
+    if data is None:
+        return _form_page(w, request, checked, status=400)
+    if text(form, HONEYPOT, 1000):
+        return _check_inbox(w, request)  # a bot: the usual answer, and no mail
+    digest = address_hash(data.email)
+    if w.address_limiter.hit(digest) is not None:
+        return _check_inbox(w, request)  # enough mail to that address for now; say nothing more
+    member_id, suppressed = await w.read(lambda s: member_status(s, digest))
+    if member_id is not None and not suppressed:
+        prefs = tokens.sign("preferences", member_id, keys=w.keys)
+        message = system_mail(
+            w.pages,
+            w.settings,
+            "already.txt",
+            to=data.email,
+            name=data.name,
+            preferences_url=tokens.link(w.settings.base_url, "preferences", prefs),
+        )
+    else:
+        token = confirmation.seal(data, keys=w.keys)
+        message = system_mail(
+            w.pages,
+            w.settings,
+            "confirm.txt",
+            to=data.email,
+            name=data.name,
+            confirm_url=f"{w.settings.base_url.rstrip('/')}/confirm/{token}",
+            days=confirmation.MAX_AGE.days,
+        )
+    try:
+        await w.send_mail(message)
+    except MailerError:
+        return w.pages.message(
+            request,
+            "Please try again later",
+            "We could not send the confirmation email just now. Please try again in a few minutes.",
+            status=503,
+        )
+    return _check_inbox(w, request)
+
+
+def _summary(w: Web, data: SignupData) -> dict[str, object]:
+    return {
+        "email": data.email,
+        "name": data.name,
+        "region": w.shape.label(data.region) if data.region in w.shape.regions else "",
+        "interests": [w.shape.interests[i].name for i in data.interests if i in w.shape.interests],
+        "wording": data.wording,
+    }
+
+
+async def confirm_page(request: Request) -> Response:
+    """GET: what will be saved, and the button. Changes nothing."""
+    w = web(request)
+    data = confirmation.unseal(request.path_params["token"], keys=w.keys, now=w.clock())
+    return w.pages.page(
+        request,
+        "confirm.html",
+        {"action": request.url.path, **_summary(w, data)},
+        csrf_scope=request.url.path,
+    )
+
+
+async def confirm(request: Request) -> Response:
+    """POST: confirm the sign-up."""
+    w = web(request)
+    data = confirmation.unseal(request.path_params["token"], keys=w.keys, now=w.clock())
+    form = await read_form(request)
+    if not w.csrf.check(request, form, request.url.path):
+        return w.pages.message(
+            request,
+            "Please try again",
+            "This form had expired, so nothing was changed. Go back, reload the page and press the "
+            "button again.",
+            status=403,
+        )
+    try:
+        done = await w.write(lambda s: confirm_signup(s, data))
+    except StaleConfirmation:
+        return w.pages.message(
+            request,
+            "This link is out of date",
+            "This confirmation link was sent before you unsubscribed, so it cannot subscribe you "
+            "again. If you would like our emails again, please sign up once more.",
+            status=409,
+            link=("/subscribe", "Sign up again"),
+        )
+    prefs = tokens.sign("preferences", done.member_id, keys=w.keys)
+    return w.pages.page(
+        request,
+        "confirmed.html",
+        {"preferences_path": tokens.LINK_PATHS["preferences"] + prefs, **_summary(w, data)},
+    )
+
+
+routes = [
+    Route("/subscribe", subscribe_page, methods=["GET"]),
+    Route("/subscribe", subscribe, methods=["POST"]),
+    Route("/subscribe/embed", embed_page, methods=["GET"]),
+    Route("/confirm/{token}", confirm_page, methods=["GET"]),
+    Route("/confirm/{token}", confirm, methods=["POST"]),
+]

@@ -1,0 +1,113 @@
+"""Unsubscribe at ``/u/{token}``, the URL in every message's List-Unsubscribe header.
+
+- GET and HEAD show a page with a button and change nothing: mail scanners follow links.
+- A POST whose form says ``List-Unsubscribe=One-Click`` (RFC 8058; urlencoded or multipart)
+  unsubscribes at once: no cookie, no CSRF value, no second step, and the answer is 200 with a small
+  page, never a redirect. The signed token in the URL is what authorises it. Source "one-click".
+- The page's own button posts the same URL with a CSRF value instead (source "link") and then
+  offers the preferences page.
+
+Either way the unsubscribe is a suppression (``suppression.suppress_hash``) recorded with its source
+and the campaign named in the token; repeating it is harmless (the suppression is added once; each
+request is logged in the consent log). The write is one short transaction, retried when the
+database is busy, and every send checks suppressions again at each batch.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mailer import tokens
+from mailer.audience.suppression import suppress_hash
+from mailer.models import Campaign, Member
+from mailer.web.context import web
+from mailer.web.forms import read_form
+
+ONE_CLICK = ("List-Unsubscribe", "One-Click")
+
+
+def campaign_label(session: Session, campaign_id: int | None) -> str | None:
+    """The campaign a token names, as recorded in the consent log: its slug (``#id`` if unknown)."""
+    if campaign_id is None:
+        return None
+    slug = session.scalar(select(Campaign.slug).where(Campaign.id == campaign_id))
+    return slug or f"#{campaign_id}"
+
+
+def unsubscribe_member(
+    session: Session, member_id: int, *, source: str, campaign_id: int | None, detail: str = ""
+) -> bool:
+    """Suppress the member's address; True if it was not suppressed before.
+
+    A member erased since the mail went out has no row (and their suppression outlived them): nothing
+    to do, and False.
+    """
+    address_hash = session.scalar(select(Member.address_hash).where(Member.id == member_id))
+    if address_hash is None:
+        return False
+    return suppress_hash(
+        session,
+        address_hash,
+        reason="unsubscribe",
+        source=source,
+        campaign=campaign_label(session, campaign_id),
+        detail=detail,
+    )
+
+
+async def page(request: Request) -> Response:
+    """GET/HEAD: the page with the button. Verifies the token; writes nothing."""
+    w = web(request)
+    token = request.path_params["token"]
+    data = tokens.verify(token, "unsubscribe", keys=w.keys)
+    preferences = tokens.sign("preferences", data.member_id, keys=w.keys, campaign=data.campaign)
+    return w.pages.page(
+        request,
+        "unsubscribe.html",
+        {"action": request.url.path, "preferences_path": tokens.LINK_PATHS["preferences"] + preferences},
+        csrf_scope=request.url.path,
+    )
+
+
+async def post(request: Request) -> Response:
+    """POST: one-click (RFC 8058) or the page's button (with a CSRF value)."""
+    w = web(request)
+    token = request.path_params["token"]
+    data = tokens.verify(token, "unsubscribe", keys=w.keys)
+    form = await read_form(request)
+    if form.get(ONE_CLICK[0]) == ONE_CLICK[1]:
+        source = "one-click"
+    elif w.csrf.check(request, form, request.url.path):
+        source = "link"
+    else:
+        return w.pages.message(
+            request,
+            "Please try again",
+            "This form had expired, so nothing was changed. Go back, reload the page and press the "
+            "button again.",
+            status=403,
+        )
+
+    def work(session: Session) -> bool:
+        return unsubscribe_member(session, data.member_id, source=source, campaign_id=data.campaign)
+
+    await w.write(work)
+    preferences = tokens.sign("preferences", data.member_id, keys=w.keys, campaign=data.campaign)
+    return w.pages.page(
+        request,
+        "unsubscribed.html",
+        {
+            "one_click": source == "one-click",
+            "preferences_path": tokens.LINK_PATHS["preferences"] + preferences,
+        },
+    )
+
+
+routes = [
+    Route("/u/{token}", page, methods=["GET"]),
+    Route("/u/{token}", post, methods=["POST"]),
+]

@@ -1,0 +1,910 @@
+"""The members' web app over HTTP, on the real app and both databases.
+
+Unsubscribe (GET/HEAD change nothing; one-click POST in both encodings; the page's button with
+CSRF), preferences (CSRF, consent log), sign-up with double opt-in through a real aiosmtpd server,
+bad tokens, honeypot and rate limits, the archive and its Atom feed, concurrency with a busy
+database, and the app served by a real uvicorn server (and by ``mailer serve``).
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from markupsafe import escape
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
+from starlette.applications import Starlette
+
+with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from mailer import tokens
+from mailer.audience.addresses import address_hash, normalise
+from mailer.audience.shape import Shape
+from mailer.audience.suppression import is_suppressed, suppress
+from mailer.compose import compose
+from mailer.content import load_issue
+from mailer.db import Database
+from mailer.models import Campaign, ConsentEvent, Interest, Member, Region, Suppression, Variant
+from mailer.render import Renderer, browser_url
+from mailer.settings import Settings
+from mailer.web import confirmation, create_app
+from mailer.web.confirmation import SignupData
+from mailer.web.context import Limits
+from mailer.web.writes import write, writer_database
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = REPO / "campaigns" / "2025-11-kent-network" / "issue.yaml"
+SLUG = "2025-11-kent-network"
+
+
+# ---------------------------------------------------------------------------------------------
+# The mail the app sends: the shared aiosmtpd server (conftest's ``smtp_server``), parsed
+
+
+@dataclass
+class Mailbox:
+    """What the real SMTP server received, parsed with the ``email`` package."""
+
+    server: Any  # tests/smtp_server.py's SmtpTestServer
+
+    @property
+    def messages(self) -> list[tuple[list[str], EmailMessage]]:
+        out = []
+        for received in self.server.messages:
+            msg = email.message_from_bytes(received.data, policy=email.policy.default)
+            assert isinstance(msg, EmailMessage)
+            out.append((list(received.rcpt_tos), msg))
+        return out
+
+    def wait(self, count: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.server.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def body(self, index: int = -1) -> str:
+        part = self.messages[index][1].get_body(("plain",))
+        assert part is not None
+        return str(part.get_content())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Clock:
+    """The app's clock: the real time shifted by ``offset``."""
+
+    offset: timedelta = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@pytest.fixture
+def web_settings(settings: Settings, smtp_server: Any) -> Settings:
+    return replace(settings, relay=smtp_server.url)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def app(web_settings: Settings, db: Database, shape: Shape, clock: Clock) -> Starlette:
+    return create_app(web_settings, shape=shape, database=db, clock=clock)
+
+
+@pytest.fixture
+def client(app: Starlette) -> Iterator[TestClient]:
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        yield c
+
+
+@pytest.fixture
+def box(smtp_server: Any) -> Mailbox:
+    return Mailbox(smtp_server)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def add_member(
+    db: Database,
+    address: str,
+    *,
+    region: str | None = "kent",
+    interests: tuple[str, ...] = ("refugees",),
+    name: str = "Ann Example",
+) -> int:
+    with db.session() as s:
+        region_id = s.scalar(select(Region.id).where(Region.slug == region)) if region else None
+        chosen = list(s.scalars(select(Interest).where(Interest.slug.in_(interests))))
+        normal = normalise(address)
+        member = Member(
+            email=normal, address_hash=address_hash(normal), name=name, region_id=region_id, interests=chosen
+        )
+        s.add(member)
+        s.flush()
+        return member.id
+
+
+def add_campaign(db: Database, slug: str = SLUG, *, status: str = "sent", source: str | None = None) -> int:
+    text_ = SEED.read_text(encoding="utf-8") if source is None else source
+    with db.session() as s:
+        row = Campaign(
+            slug=slug,
+            kind="newsletter",
+            title="Amnesty International Kent Network Newsletter: November 2025",
+            subject="Kent Network newsletter: November 2025",
+            audience="region:kent",
+            issue_date="2025-11-17",
+            source=text_,
+            status=status,
+            started_at=datetime(2025, 11, 17, 8, 0, tzinfo=UTC) if status != "draft" else None,
+            finished_at=datetime(2025, 11, 17, 8, 30, tzinfo=UTC) if status == "sent" else None,
+        )
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def snapshot(db: Database) -> tuple[Any, ...]:
+    """Everything a request might change: the consent log, suppressions, members and interests."""
+    with db.session() as s:
+        return (
+            s.scalar(select(func.count()).select_from(ConsentEvent)),
+            sorted(s.execute(select(Suppression.address_hash, Suppression.source)).all()),
+            sorted(s.execute(select(Member.id, Member.name, Member.region_id, Member.email)).all()),
+            sorted((m.id, tuple(i.slug for i in m.interests)) for m in s.scalars(select(Member))),
+        )
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, "no CSRF field in the page"
+    return m.group(1)
+
+
+def multipart(fields: list[tuple[str, str]]) -> tuple[bytes, dict[str, str]]:
+    """A multipart/form-data body as a mail provider sends it (no files)."""
+    boundary = "----mailerTestBoundary7MA4YWxkTrZu0gW"
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields
+    )
+    body += f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def consent_events(db: Database, member_id: int | None = None) -> list[ConsentEvent]:
+    with db.session() as s:
+        query = select(ConsentEvent).order_by(ConsentEvent.id)
+        if member_id is not None:
+            query = query.where(ConsentEvent.member_id == member_id)
+        return list(s.scalars(query))
+
+
+def suppression(db: Database, address: str) -> Suppression | None:
+    with db.session() as s:
+        return s.get(Suppression, address_hash(normalise(address)))
+
+
+def unsub_token(settings: Settings, member_id: int, campaign: int | None = None) -> str:
+    return tokens.sign("unsubscribe", member_id, keys=settings.secrets, campaign=campaign)
+
+
+def prefs_token(settings: Settings, member_id: int, campaign: int | None = None) -> str:
+    return tokens.sign("preferences", member_id, keys=settings.secrets, campaign=campaign)
+
+
+# ---------------------------------------------------------------------------------------------
+# Unsubscribe
+
+
+def test_unsubscribe_get_and_head_change_nothing(
+    client: TestClient, db: Database, settings: Settings
+) -> None:
+    member = add_member(db, "ann@example.org")
+    campaign = add_campaign(db)
+    token = unsub_token(settings, member, campaign)
+    before = snapshot(db)
+    page = client.get(f"/u/{token}")
+    assert page.status_code == 200
+    assert 'method="post"' in page.text and "Unsubscribe from all emails" in page.text
+    assert 'lang="en-GB"' in page.text and 'name="viewport"' in page.text
+    head = client.head(f"/u/{token}")
+    assert head.status_code == 200 and head.content == b""
+    for _ in range(3):  # a scanner following the link again and again
+        client.get(f"/u/{token}")
+    assert snapshot(db) == before
+    assert suppression(db, "ann@example.org") is None
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart", "no content type"])
+def test_one_click_post_unsubscribes_without_cookies(
+    app: Starlette, db: Database, settings: Settings, encoding: str
+) -> None:
+    member = add_member(db, "bob@example.org")
+    campaign = add_campaign(db)
+    token = unsub_token(settings, member, campaign)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as fresh:  # no cookies at all
+        if encoding == "urlencoded":
+            response = fresh.post(
+                f"/u/{token}", data={"List-Unsubscribe": "One-Click"}, follow_redirects=False
+            )
+        elif encoding == "multipart":
+            body, headers = multipart([("List-Unsubscribe", "One-Click")])
+            response = fresh.post(f"/u/{token}", content=body, headers=headers, follow_redirects=False)
+        else:
+            response = fresh.post(
+                f"/u/{token}", content=b"List-Unsubscribe=One-Click", follow_redirects=False
+            )
+        assert not fresh.cookies
+    assert response.status_code == 200
+    assert "You are unsubscribed" in response.text
+    assert "set-cookie" not in response.headers
+    row = suppression(db, "bob@example.org")
+    assert row is not None and row.source == "one-click" and row.reason == "unsubscribe"
+    assert row.campaign == SLUG
+    events = consent_events(db, member)
+    assert [(e.action, e.source, e.campaign) for e in events] == [("unsubscribe", "one-click", SLUG)]
+
+
+def test_one_click_twice_is_harmless(client: TestClient, db: Database, settings: Settings) -> None:
+    member = add_member(db, "carol@example.org")
+    token = unsub_token(settings, member)
+    for _ in range(2):
+        response = client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
+        assert response.status_code == 200
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Suppression)) == 1
+    assert [e.action for e in consent_events(db, member)] == ["unsubscribe", "unsubscribe"]
+
+
+def test_page_button_unsubscribes_with_csrf_and_offers_preferences(
+    client: TestClient, db: Database, settings: Settings
+) -> None:
+    member = add_member(db, "dan@example.org")
+    campaign = add_campaign(db)
+    token = unsub_token(settings, member, campaign)
+    page = client.get(f"/u/{token}")
+    response = client.post(f"/u/{token}", data={"csrf": csrf_of(page.text)}, follow_redirects=False)
+    assert response.status_code == 200
+    assert "You are unsubscribed" in response.text
+    m = re.search(r'href="(/p/[a-z2-7]+)"', response.text)
+    assert m, "the page offers the preferences page"
+    assert client.get(m.group(1)).status_code == 200
+    row = suppression(db, "dan@example.org")
+    assert row is not None and row.source == "link" and row.campaign == SLUG
+
+
+def test_page_button_needs_csrf(client: TestClient, app: Starlette, db: Database, settings: Settings) -> None:
+    member = add_member(db, "erin@example.org")
+    other = add_member(db, "frank@example.org")
+    token = unsub_token(settings, member)
+    before = snapshot(db)
+    # No CSRF value at all (a cross-site form post).
+    assert client.post(f"/u/{token}", data={"confirm": "yes"}).status_code == 403
+    # A value with no cookie behind it.
+    page = client.get(f"/u/{token}")
+    with TestClient(app, base_url="http://127.0.0.1:8000") as stranger:
+        assert stranger.post(f"/u/{token}", data={"csrf": csrf_of(page.text)}).status_code == 403
+    # A value made for another member's page.
+    other_page = client.get(f"/u/{unsub_token(settings, other)}")
+    assert client.post(f"/u/{token}", data={"csrf": csrf_of(other_page.text)}).status_code == 403
+    # A forged value.
+    assert client.post(f"/u/{token}", data={"csrf": "0" * 32}).status_code == 403
+    assert snapshot(db) == before
+
+
+def test_unsubscribe_of_an_erased_member_still_answers_200(client: TestClient, settings: Settings) -> None:
+    token = unsub_token(settings, 987654)
+    response = client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad tokens
+
+
+def _tampered(token: str) -> str:
+    middle = len(token) // 2
+    swap = "a" if token[middle] != "a" else "b"
+    return token[:middle] + swap + token[middle + 1 :]
+
+
+def test_bad_tokens_get_a_plain_400_that_reveals_nothing(
+    client: TestClient, db: Database, settings: Settings
+) -> None:
+    member = add_member(db, "grace@example.org", name="Grace Hopper")
+    good = unsub_token(settings, member)
+    other_key = tokens.sign("unsubscribe", member, keys=["some-other-key"])
+    prefs = prefs_token(settings, member)
+    bad = {
+        "forged": "a" * 29,
+        "truncated": good[:-4],
+        "tampered": _tampered(good),
+        "other key": other_key,
+        "wrong purpose": prefs,
+        "not base32": "hello-world!",
+    }
+    before = snapshot(db)
+    pages = set()
+    for label, token in bad.items():
+        for method in ("GET", "POST"):
+            response = client.request(method, f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
+            assert response.status_code == 400, (label, method)
+            assert tokens.PUBLIC_MESSAGE in response.text
+            assert "grace" not in response.text.lower() and "Hopper" not in response.text
+            pages.add(response.text)
+    for token in (_tampered(prefs), prefs[:-3], good, tokens.sign("preferences", member, keys=["x"])):
+        for method in ("GET", "POST"):
+            response = client.request(method, f"/p/{token}", data={"name": "Changed"})
+            assert response.status_code == 400
+            pages.add(response.text)
+    assert len(pages) == 1, "every bad token gets the same page"
+    assert snapshot(db) == before
+
+
+def test_bad_confirmation_tokens_get_400(client: TestClient, settings: Settings, clock: Clock) -> None:
+    data = SignupData("heidi@example.org", "Heidi", "kent", "", (), "wording", datetime.now(UTC))
+    good = confirmation.seal(data, keys=settings.secrets)
+    assert client.get(f"/confirm/{good}").status_code == 200
+    for token in (good[:-5], _tampered(good), "x" * 40, confirmation.seal(data, keys=["another-key"])):
+        response = client.get(f"/confirm/{token}")
+        assert response.status_code == 400
+        assert tokens.PUBLIC_MESSAGE in response.text and "heidi" not in response.text
+    clock.offset = timedelta(days=8)  # the link is a week old
+    assert client.get(f"/confirm/{good}").status_code == 400
+
+
+def test_tokens_never_carry_the_address_in_clear(settings: Settings) -> None:
+    address = "ivan.address@example.org"
+    data = SignupData(address, "Ivan", "kent", "ME14 1HH", ("refugees",), "wording", datetime.now(UTC))
+    token = confirmation.seal(data, keys=settings.secrets)
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert b"ivan" not in raw.lower() and "ivan" not in token.lower()
+    assert confirmation.unseal(token, keys=settings.secrets).email == address
+    # Rotation: a new key first, the old one still opens old links.
+    rotated = ["a-newer-key", *settings.secrets]
+    assert confirmation.unseal(token, keys=rotated).email == address
+
+
+# ---------------------------------------------------------------------------------------------
+# Preferences
+
+
+def test_preferences_page_shows_choices_and_changes_nothing(
+    client: TestClient, db: Database, settings: Settings
+) -> None:
+    member = add_member(db, "judy@example.org", region="canterbury", interests=("refugees", "schools"))
+    before = snapshot(db)
+    page = client.get(f"/p/{prefs_token(settings, member)}")
+    assert page.status_code == 200
+    assert 'value="Ann Example"' in page.text
+    assert re.search(r'<option value="canterbury" selected>', page.text)
+    assert re.search(r'value="refugees" checked', page.text) and re.search(
+        r'value="schools" checked', page.text
+    )
+    assert not re.search(r'value="palestine" checked', page.text)
+    assert '<label for="interest-refugees">' in page.text and '<label for="region">' in page.text
+    client.head(f"/p/{prefs_token(settings, member)}")
+    assert snapshot(db) == before
+
+
+def test_preferences_save_changes_and_logs_them(client: TestClient, db: Database, settings: Settings) -> None:
+    member = add_member(db, "ken@example.org", region="kent", interests=("refugees", "schools"))
+    campaign = add_campaign(db)
+    token = prefs_token(settings, member, campaign)
+    page = client.get(f"/p/{token}")
+    form = {"csrf": csrf_of(page.text), "name": "Ken  Example\n", "region": "canterbury"}
+    response = client.post(f"/p/{token}", data={**form, "interests": ["schools", "palestine"]})
+    assert response.status_code == 200
+    assert "Your preferences are saved" in response.text
+    with db.session() as s:
+        row = s.get(Member, member)
+        assert row is not None
+        assert row.name == "Ken Example"
+        assert row.region is not None and row.region.slug == "canterbury"
+        assert [i.slug for i in row.interests] == ["palestine", "schools"]
+    events = consent_events(db, member)
+    assert [(e.action, e.source, e.campaign) for e in events] == [("preferences", "link", SLUG)]
+    detail = events[0].detail
+    assert "left interest refugees" in detail and "joined interest palestine" in detail
+    assert "region kent -> canterbury" in detail and "name changed" in detail
+    # Saving the same again changes nothing and logs nothing.
+    again = client.post(f"/p/{token}", data={**form, "interests": ["schools", "palestine"]})
+    assert "Nothing changed" in again.text
+    assert len(consent_events(db, member)) == 1
+    assert suppression(db, "ken@example.org") is None
+
+
+def test_preferences_leave_every_interest(client: TestClient, db: Database, settings: Settings) -> None:
+    member = add_member(db, "leo@example.org", interests=("refugees",))
+    token = prefs_token(settings, member)
+    page = client.get(f"/p/{token}")
+    response = client.post(f"/p/{token}", data={"csrf": csrf_of(page.text), "name": "Leo", "region": "kent"})
+    assert response.status_code == 200
+    with db.session() as s:
+        row = s.get(Member, member)
+        assert row is not None and row.interests == []
+    assert suppression(db, "leo@example.org") is None  # leaving a topic is not leaving the list
+
+
+def test_preferences_need_csrf(client: TestClient, app: Starlette, db: Database, settings: Settings) -> None:
+    member = add_member(db, "mia@example.org")
+    other = add_member(db, "ned@example.org")
+    token = prefs_token(settings, member)
+    before = snapshot(db)
+    form = {"name": "Changed", "region": "thanet", "interests": "schools"}
+    assert client.post(f"/p/{token}", data=form).status_code == 403
+    assert client.post(f"/p/{token}/leave", data={}).status_code == 403
+    other_page = client.get(f"/p/{prefs_token(settings, other)}")
+    assert client.post(f"/p/{token}", data={**form, "csrf": csrf_of(other_page.text)}).status_code == 403
+    page = client.get(f"/p/{token}")
+    with TestClient(app, base_url="http://127.0.0.1:8000") as stranger:
+        response = stranger.post(f"/p/{token}/leave", data={"csrf": csrf_of(page.text)})
+        assert response.status_code == 403
+    assert snapshot(db) == before
+
+
+def test_preferences_reject_unknown_region(client: TestClient, db: Database, settings: Settings) -> None:
+    member = add_member(db, "olga@example.org")
+    token = prefs_token(settings, member)
+    page = client.get(f"/p/{token}")
+    before = snapshot(db)
+    response = client.post(f"/p/{token}", data={"csrf": csrf_of(page.text), "region": "atlantis"})
+    assert response.status_code == 400
+    assert "Choose your region from the list" in response.text
+    assert snapshot(db) == before
+
+
+def test_preferences_leave_everything(client: TestClient, db: Database, settings: Settings) -> None:
+    member = add_member(db, "pat@example.org")
+    campaign = add_campaign(db)
+    token = prefs_token(settings, member, campaign)
+    page = client.get(f"/p/{token}")
+    response = client.post(f"/p/{token}/leave", data={"csrf": csrf_of(page.text)})
+    assert response.status_code == 200 and "You are unsubscribed" in response.text
+    row = suppression(db, "pat@example.org")
+    assert row is not None and row.source == "link" and row.campaign == SLUG
+    after = client.get(f"/p/{token}")
+    assert "You have unsubscribed" in after.text and "Save my preferences" not in after.text
+    # A saved form from before cannot change a suppressed member, nor resubscribe them.
+    before = snapshot(db)
+    client.post(f"/p/{token}", data={"csrf": csrf_of(page.text), "name": "X", "region": "thanet"})
+    assert snapshot(db) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Sign-up
+
+
+def signup(client: TestClient, **fields: Any) -> httpx.Response:
+    page = client.get("/subscribe")
+    form: dict[str, Any] = {
+        "csrf": csrf_of(page.text),
+        "name": "Quinn Example",
+        "email": "quinn@example.org",
+        "region": "",
+        "postcode": "ME14 1HH",
+        "interests": ["refugees", "schools"],
+        "consent": "yes",
+        "website": "",
+    }
+    form.update(fields)
+    response: httpx.Response = client.post("/subscribe", data=form)
+    return response
+
+
+def link_in(body: str, path: str) -> str:
+    m = re.search(r"https?://[^/\s]+(" + re.escape(path) + r"[A-Za-z0-9_=-]+)", body)
+    assert m, f"no {path} link in:\n{body}"
+    return m.group(1)
+
+
+def test_signup_confirm_creates_member_and_consent(
+    client: TestClient, db: Database, settings: Settings, box: Mailbox
+) -> None:
+    page = client.get("/subscribe")
+    assert str(escape(settings.consent_wording)) in page.text
+    assert '<label for="email">' in page.text and 'for="consent"' in page.text
+    response = signup(client, email="Quinn@Example.org")
+    assert response.status_code == 200 and "Check your inbox" in response.text
+    box.wait(1)
+    assert len(box.messages) == 1
+    rcpts, msg = box.messages[0]
+    assert rcpts == ["quinn@example.org"]
+    assert "confirm" in str(msg["Subject"]).lower()
+    assert msg["Auto-Submitted"] == "auto-generated"
+    path = link_in(box.body(), "/confirm/")
+    assert "quinn" not in path.lower()
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Member)) == 0  # nothing stored yet
+
+    before = snapshot(db)
+    confirm_page = client.get(path)
+    assert confirm_page.status_code == 200 and "quinn@example.org" in confirm_page.text
+    client.head(path)
+    assert snapshot(db) == before
+    assert client.post(path, data={}).status_code == 403  # no CSRF value
+    assert snapshot(db) == before
+
+    done = client.post(path, data={"csrf": csrf_of(confirm_page.text)})
+    assert done.status_code == 200 and "You are signed up" in done.text
+    with db.session() as s:
+        member = s.scalar(select(Member).where(Member.email == "quinn@example.org"))
+        assert member is not None
+        assert member.name == "Quinn Example"
+        assert member.region is not None and member.region.slug == "maidstone-medway-swale"  # from ME14
+        assert member.postcode == "ME14 1HH"
+        assert [i.slug for i in member.interests] == ["refugees", "schools"]
+        member_id = member.id
+    events = consent_events(db, member_id)
+    assert [(e.action, e.source) for e in events] == [("subscribe", "signup")]
+    assert events[0].wording == settings.consent_wording
+    assert events[0].created_at is not None
+    # Confirming again is harmless.
+    assert client.post(path, data={"csrf": csrf_of(confirm_page.text)}).status_code == 200
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Member)) == 1
+
+
+def test_existing_member_gets_a_mail_not_an_error(
+    client: TestClient, db: Database, settings: Settings, box: Mailbox
+) -> None:
+    add_member(db, "rita@example.org")
+    new = signup(client, email="somebody.new@example.org")
+    existing = signup(client, email="RITA@example.org")
+    assert existing.status_code == new.status_code == 200
+    assert existing.text == new.text, "the page never tells who is a member"
+    box.wait(2)
+    assert len(box.messages) == 2
+    rcpts, msg = box.messages[1]
+    assert rcpts == ["rita@example.org"]
+    assert "already subscribed" in str(msg["Subject"])
+    body = box.body(1)
+    assert "/confirm/" not in body
+    prefs = link_in(body, "/p/")
+    assert client.get(prefs).status_code == 200
+
+
+def test_suppressed_address_resubscribes_only_by_confirming(
+    client: TestClient, db: Database, settings: Settings, box: Mailbox
+) -> None:
+    member = add_member(db, "sam@example.org")
+    with db.session() as s:
+        suppress(s, "sam@example.org", reason="unsubscribe", source="one-click", campaign=SLUG)
+    response = signup(client, email="sam@example.org", postcode="", region="thanet")
+    assert response.status_code == 200
+    box.wait(1)
+    assert "confirm" in str(box.messages[0][1]["Subject"]).lower()
+    path = link_in(box.body(), "/confirm/")
+    assert is_suppressed_now(db, "sam@example.org"), "signing up alone lifts nothing"
+    page = client.get(path)
+    assert is_suppressed_now(db, "sam@example.org")
+    done = client.post(path, data={"csrf": csrf_of(page.text)})
+    assert done.status_code == 200
+    assert not is_suppressed_now(db, "sam@example.org")
+    actions = [(e.action, e.source) for e in consent_events(db, member)]
+    assert actions == [("unsubscribe", "one-click"), ("resubscribe", "signup"), ("subscribe", "signup")]
+    lifted = consent_events(db, member)[1]
+    assert "suppression lifted" in lifted.detail and "one-click" in lifted.detail
+    with db.session() as s:
+        row = s.get(Member, member)
+        assert row is not None and row.region is not None and row.region.slug == "thanet"
+
+
+def is_suppressed_now(db: Database, address: str) -> bool:
+    with db.session() as s:
+        return is_suppressed(s, address)
+
+
+def test_old_confirmation_link_cannot_undo_a_later_unsubscribe(
+    client: TestClient, db: Database, settings: Settings, box: Mailbox, clock: Clock
+) -> None:
+    clock.offset = timedelta(minutes=-10)  # the sign-up happened ten minutes ago
+    signup(client, email="tess@example.org")
+    box.wait(1)
+    path = link_in(box.body(), "/confirm/")
+    page = client.get(path)
+    assert client.post(path, data={"csrf": csrf_of(page.text)}).status_code == 200
+    with db.session() as s:
+        suppress(s, "tess@example.org", reason="unsubscribe", source="link")
+    again = client.post(path, data={"csrf": csrf_of(page.text)})
+    assert again.status_code == 409
+    assert is_suppressed_now(db, "tess@example.org")
+
+
+def test_honeypot_gets_the_usual_page_and_no_mail(client: TestClient, db: Database, box: Mailbox) -> None:
+    human = signup(client, email="human@example.org")
+    bot = signup(client, email="bot@example.org", website="http://spam.example")
+    assert bot.status_code == 200 and bot.text == human.text
+    box.wait(1)
+    time.sleep(0.2)
+    assert [r for r, _ in box.messages] == [["human@example.org"]]
+
+
+def test_signup_rate_limit_per_client(
+    web_settings: Settings, db: Database, shape: Shape, box: Mailbox
+) -> None:
+    app = create_app(web_settings, shape=shape, database=db, limits=Limits(signups_per_client=2))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        assert signup(client, email="u1@example.org").status_code == 200
+        assert signup(client, email="u2@example.org").status_code == 200
+        limited = signup(client, email="u3@example.org")
+        assert limited.status_code == 429
+        assert int(limited.headers["Retry-After"]) > 0
+    box.wait(2)
+    time.sleep(0.2)
+    assert sorted(r[0] for r, _ in box.messages) == ["u1@example.org", "u2@example.org"]
+
+
+def test_signup_mails_per_address_are_limited(
+    web_settings: Settings, db: Database, shape: Shape, box: Mailbox
+) -> None:
+    app = create_app(web_settings, shape=shape, database=db, limits=Limits(mails_per_address=1))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        first = signup(client, email="vic@example.org")
+        second = signup(client, email="VIC@example.org")
+        assert first.status_code == second.status_code == 200 and first.text == second.text
+    box.wait(1)
+    time.sleep(0.2)
+    assert len(box.messages) == 1
+
+
+def test_signup_checks_the_form(client: TestClient, box: Mailbox) -> None:
+    no_consent = signup(client, consent="")
+    assert no_consent.status_code == 400 and "Tick the box" in no_consent.text
+    bad_email = signup(client, email="not an address")
+    assert bad_email.status_code == 400 and "Enter your email address" in bad_email.text
+    nowhere = signup(client, postcode="ZZ1 1ZZ")
+    assert nowhere.status_code == 400 and "choose your region" in nowhere.text
+    assert 'value="Quinn Example"' in nowhere.text  # what was typed comes back
+    time.sleep(0.2)
+    assert box.messages == []
+
+
+def test_signup_without_csrf_sends_nothing(client: TestClient, app: Starlette, box: Mailbox) -> None:
+    """A post from another site (an embedded form) gets the form back, filled in, to finish here."""
+    form = {"email": "wendy@example.org", "postcode": "CT1 1AA", "consent": "yes", "name": "Wendy"}
+    with TestClient(app, base_url="http://127.0.0.1:8000") as stranger:
+        response = stranger.post("/subscribe", data=form)
+        assert response.status_code == 403
+        assert 'value="wendy@example.org"' in response.text and "press Subscribe" in response.text
+        # ...and pressing Subscribe on it works.
+        finish = stranger.post("/subscribe", data={**form, "csrf": csrf_of(response.text)})
+        assert finish.status_code == 200
+    box.wait(1)
+    assert [r for r, _ in box.messages] == [["wendy@example.org"]]
+
+
+def test_embed_page_offers_a_form_snippet(client: TestClient) -> None:
+    page = client.get("/subscribe/embed")
+    assert page.status_code == 200
+    assert "&lt;form method=&#34;post&#34; action=&#34;http://127.0.0.1:8000/subscribe&#34;&gt;" in page.text
+
+
+# ---------------------------------------------------------------------------------------------
+# Archive
+
+
+def rendered_variant(
+    settings: Settings, shape: Shape, region: str, interests: frozenset[str]
+) -> tuple[str, str]:
+    loaded = load_issue(SEED, shape)
+    variant = compose(loaded.issue, shape, region, interests)
+    return variant.key, Renderer(settings).render(variant, loaded).html
+
+
+def test_archive_lists_sent_issues_with_atom(client: TestClient, db: Database, settings: Settings) -> None:
+    add_campaign(db)
+    add_campaign(db, "2025-12-draft", status="draft")
+    add_campaign(db, "2025-12-sending", status="sending")
+    page = client.get("/archive/")
+    assert page.status_code == 200
+    assert f'href="/archive/{SLUG}/"' in page.text
+    assert "2025-12-draft" not in page.text and "2025-12-sending" not in page.text
+    assert 'type="application/atom+xml"' in page.text
+    feed = client.get("/archive/feed.atom")
+    assert feed.headers["content-type"].startswith("application/atom+xml")
+    root = ET.fromstring(feed.content)
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    entries = root.findall("a:entry", ns)
+    assert [e.findtext("a:id", namespaces=ns) for e in entries] == [f"{settings.base_url}/archive/{SLUG}/"]
+    assert entries[0].findtext("a:updated", namespaces=ns) == "2025-11-17T08:30:00+00:00"
+    assert root.findtext("a:title", namespaces=ns)
+
+
+def test_archive_full_edition_has_every_item_and_no_personal_slots(
+    client: TestClient, db: Database, shape: Shape
+) -> None:
+    add_campaign(db)
+    add_member(db, "xena@example.org", name="Xena Private")
+    response = client.get(f"/archive/{SLUG}/")
+    assert response.status_code == 200
+    html = response.text
+    issue = load_issue(SEED, shape).issue
+    for item in issue.items:  # type: ignore[union-attr]
+        assert item.id in html  # every section's anchor
+    assert "[[mailer:" not in html and "Xena" not in html
+    assert "Dear reader" in html
+    assert (
+        "script" not in response.headers["content-security-policy"]
+        or "'none'" in response.headers["content-security-policy"]
+    )
+    assert client.get("/archive/2025-12-nothing/").status_code == 404
+    add_campaign(db, "2025-12-draft", status="draft")
+    assert client.get("/archive/2025-12-draft/").status_code == 404
+
+
+def test_view_in_browser_shows_the_readers_variant(
+    client: TestClient, db: Database, settings: Settings, shape: Shape
+) -> None:
+    campaign = add_campaign(db, status="sending")  # members click it while the send goes on
+    key, html = rendered_variant(settings, shape, "canterbury", frozenset({"refugees"}))
+    with db.session() as s:
+        s.add(Variant(campaign_id=campaign, key=key, label="x", subject="s", text="t", html=html))
+    url = browser_url(settings, SLUG, key)
+    assert url in html  # the link the email carries...
+    response = client.get(url.removeprefix(settings.base_url))  # ...opens this variant
+    assert response.status_code == 200
+    assert "[[mailer:" not in response.text
+    assert "Soroptimist" in response.text  # Canterbury's item
+    assert "Faversham market" not in response.text  # Maidstone's calendar entry is not theirs
+    assert f"{settings.base_url}/links" in response.text
+    assert client.get(f"/archive/{SLUG}/nosuchkey").status_code == 404
+
+
+# ---------------------------------------------------------------------------------------------
+# Concurrency: a busy database and simultaneous unsubscribes
+
+
+def test_write_retries_a_locked_database(db: Database) -> None:
+    calls = []
+
+    def work(session: Any) -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("INSERT ...", {}, Exception("database is locked"))
+        return "done"
+
+    assert write(db, work) == "done" and len(calls) == 3
+    with pytest.raises(OperationalError):
+        write(db, lambda s: (_ for _ in ()).throw(OperationalError("x", {}, Exception("disk I/O error"))))
+
+
+def test_one_click_waits_for_a_busy_writer(client: TestClient, db: Database, settings: Settings) -> None:
+    """A send holding the write lock (SQLite) or the suppressions table (PostgreSQL) for a while:
+    the one-click POST waits and succeeds, it does not fail with "database is locked"."""
+    member = add_member(db, "yann@example.org")
+    token = unsub_token(settings, member)
+    holder = writer_database(settings.sqlalchemy_url)
+    started = threading.Event()
+
+    def hold() -> None:
+        with holder.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                trans = conn.begin()  # BEGIN IMMEDIATE (writer_database): the write lock
+                conn.execute(text("UPDATE members SET name = name"))
+            else:
+                trans = conn.begin()
+                conn.execute(text("LOCK TABLE suppressions IN EXCLUSIVE MODE"))
+            started.set()
+            time.sleep(1.0)
+            trans.commit()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    started.wait(5)
+    response = client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
+    thread.join()
+    holder.dispose()
+    assert response.status_code == 200
+    assert suppression(db, "yann@example.org") is not None
+
+
+@contextmanager
+def live_server(app: Starlette) -> Iterator[str]:
+    """The app served by a real uvicorn server on a free port, in a thread."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_real_server_one_click_and_concurrent_unsubscribes(
+    app: Starlette, db: Database, settings: Settings
+) -> None:
+    members = [add_member(db, f"crowd{n}@example.org") for n in range(8)]
+    campaign = add_campaign(db)
+    with live_server(app) as base, httpx.Client(base_url=base, follow_redirects=False) as http:
+        token = unsub_token(settings, members[0], campaign)
+        before = snapshot(db)
+        assert http.get(f"/u/{token}").status_code == 200
+        assert http.head(f"/u/{token}").status_code == 200
+        assert snapshot(db) == before
+        body, headers = multipart([("List-Unsubscribe", "One-Click")])
+        one = http.post(f"/u/{token}", content=body, headers=headers)
+        assert one.status_code == 200 and "set-cookie" not in one.headers
+        assert suppression(db, "crowd0@example.org") is not None
+
+        # Every member's provider posts twice at once, all together.
+        results: list[int] = []
+
+        def post(member: int) -> None:
+            with httpx.Client(base_url=base) as own:
+                r = own.post(
+                    f"/u/{unsub_token(settings, member, campaign)}", data={"List-Unsubscribe": "One-Click"}
+                )
+                results.append(r.status_code)
+
+        threads = [threading.Thread(target=post, args=(m,)) for m in members[1:] for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert results == [200] * 14
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Suppression)) == 8
+        assert s.scalar(select(func.count()).select_from(ConsentEvent)) == 15
+
+
+def test_mailer_serve_runs_the_app(env: dict[str, str], db: Database) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        response = None
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/subscribe")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert response is not None and response.status_code == 200
+        assert "Sign up" in response.text
+    finally:
+        proc.terminate()
+        proc.wait(10)

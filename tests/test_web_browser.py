@@ -1,0 +1,319 @@
+"""The members' pages in a real browser: headless Chromium (Debian's /usr/bin/chromium) driven by
+Playwright, against the app served by uvicorn, at phone and desktop widths.
+
+Unsubscribe with the page's button, change interests on the preferences page, and sign up and
+confirm through the mail a real aiosmtpd server received. Every page is checked for what works
+without a mouse or good eyes (one h1, headings in order, a label for every field, no sideways
+scrolling on a phone) and photographed; set MAILER_SCREENSHOTS=DIR to keep the pictures.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, sync_playwright
+from sqlalchemy import select
+from starlette.applications import Starlette
+
+from mailer import tokens
+from mailer.audience.addresses import address_hash, normalise
+from mailer.audience.shape import Shape
+from mailer.db import Database
+from mailer.models import Campaign, ConsentEvent, Interest, Member, Region, Suppression
+from mailer.settings import Settings
+from mailer.web import create_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+WIDTHS = {"phone": (375, 740), "desktop": (1280, 900)}
+SEED = Path(__file__).resolve().parent.parent / "campaigns" / "2025-11-kent-network" / "issue.yaml"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing: apt-get install -y chromium"
+        if IN_CI:
+            pytest.fail(f"Chromium is required under CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wanted = os.environ.get("MAILER_SCREENSHOTS")
+    folder = Path(wanted) if wanted else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def live_server(app: Starlette, port: int) -> Iterator[str]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@dataclass
+class Site:
+    base: str
+    settings: Settings
+    db: Database
+    smtp: Any  # tests/smtp_server.py's SmtpTestServer
+
+
+@pytest.fixture
+def site(settings: Settings, db: Database, shape: Shape, smtp_server: Any) -> Iterator[Site]:
+    port = free_port()
+    configured = replace(settings, relay=smtp_server.url, base_url=f"http://127.0.0.1:{port}")
+    app = create_app(configured, shape=shape, database=db)
+    with live_server(app, port) as base:
+        yield Site(base, configured, db, smtp_server)
+
+
+@pytest.fixture(params=list(WIDTHS))
+def page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[Page]:
+    width, height = WIDTHS[request.param]
+    context = browser.new_context(viewport={"width": width, "height": height}, java_script_enabled=False)
+    tab = context.new_page()
+    tab.width_name = request.param  # type: ignore[attr-defined]
+    yield tab
+    context.close()
+
+
+def add_member(db: Database, address: str, interests: tuple[str, ...] = ("refugees",)) -> int:
+    with db.session() as s:
+        normal = normalise(address)
+        member = Member(
+            email=normal,
+            address_hash=address_hash(normal),
+            name="Ann Example",
+            region_id=s.scalar(select(Region.id).where(Region.slug == "kent")),
+            interests=list(s.scalars(select(Interest).where(Interest.slug.in_(interests)))),
+        )
+        s.add(member)
+        s.flush()
+        return member.id
+
+
+def check_page(page: Page, screenshots: Path, name: str) -> None:
+    """What every page owes its readers, checked in the browser; then a photo of it."""
+    facts = page.evaluate(
+        r"""() => {
+          const headings = [...document.querySelectorAll('h1,h2,h3,h4,h5,h6')].map(h => +h.tagName[1]);
+          const fields = [...document.querySelectorAll('input,select,textarea')]
+            .filter(el => el.type !== 'hidden' && !el.closest('[aria-hidden="true"]'));
+          const unlabelled = fields.filter(el => !(el.id && document.querySelector(`label[for="${el.id}"]`)))
+            .map(el => el.name);
+          const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
+          const lum = ([r, g, b]) => {
+            const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+            return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+          };
+          const background = el => {
+            for (; el; el = el.parentElement) {
+              const c = rgb(getComputedStyle(el).backgroundColor);
+              if (c.length === 3 || c[3] > 0) return c.slice(0, 3);
+            }
+            return [255, 255, 255];
+          };
+          const lowContrast = [];
+          for (const el of document.querySelectorAll('body *')) {
+            const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+            if (!own || el.closest('[aria-hidden="true"]')) continue;
+            const a = lum(rgb(getComputedStyle(el).color)), b = lum(background(el));
+            const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+            const said = el.textContent.trim().slice(0, 30);
+            if (ratio < 4.5) lowContrast.push(`${el.tagName} ${ratio.toFixed(2)} ${said}`);
+          }
+          return {
+            lowContrast,
+            lang: document.documentElement.lang,
+            headings,
+            unlabelled,
+            overflow: document.documentElement.scrollWidth - window.innerWidth,
+            viewport: !!document.querySelector('meta[name=viewport]'),
+          };
+        }"""
+    )
+    assert facts["lowContrast"] == [], "text contrast at least 4.5:1"
+    assert facts["lang"] == "en-GB"
+    assert facts["viewport"]
+    assert facts["headings"].count(1) == 1 and facts["headings"][0] == 1
+    assert all(b - a <= 1 for a, b in zip(facts["headings"], facts["headings"][1:], strict=False))
+    assert facts["unlabelled"] == []
+    assert facts["overflow"] <= 0, "no sideways scrolling"
+    page.screenshot(path=str(screenshots / f"{name}-{page.width_name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_unsubscribe_with_the_button(page: Page, site: Site, screenshots: Path) -> None:
+    member = add_member(site.db, "ann@example.org")
+    with site.db.session() as s:
+        campaign = Campaign(
+            slug="2025-11-kent-network",
+            kind="newsletter",
+            title="Kent",
+            subject="Kent",
+            audience="region:kent",
+            issue_date="2025-11-17",
+            source=SEED.read_text(encoding="utf-8"),
+            status="sending",
+        )
+        s.add(campaign)
+        s.flush()
+        campaign_id = campaign.id
+    token = tokens.sign("unsubscribe", member, keys=site.settings.secrets, campaign=campaign_id)
+    page.goto(f"{site.base}/u/{token}")
+    check_page(page, screenshots, "unsubscribe")
+    with site.db.session() as s:
+        assert s.get(Suppression, address_hash("ann@example.org")) is None  # looking changed nothing
+    page.get_by_role("button", name="Unsubscribe from all emails").click()
+    page.get_by_role("heading", name="You are unsubscribed").wait_for()
+    check_page(page, screenshots, "unsubscribed")
+    with site.db.session() as s:
+        row = s.get(Suppression, address_hash("ann@example.org"))
+        assert row is not None and row.source == "link" and row.campaign == "2025-11-kent-network"
+    page.get_by_role("link", name="Go to your preferences").click()
+    page.get_by_text("You have unsubscribed").wait_for()
+
+
+def test_change_interests_on_the_preferences_page(page: Page, site: Site, screenshots: Path) -> None:
+    member = add_member(site.db, "ben@example.org", interests=("refugees", "palestine"))
+    token = tokens.sign("preferences", member, keys=site.settings.secrets)
+    page.goto(f"{site.base}/p/{token}")
+    check_page(page, screenshots, "preferences")
+    page.get_by_label("Refugees").uncheck()
+    page.get_by_label("Working with schools").check()
+    page.get_by_label("Your home region").select_option("canterbury")
+    page.get_by_label("Your name").fill("Ben Example")
+    page.get_by_role("button", name="Save my preferences").click()
+    page.get_by_text("Your preferences are saved.").wait_for()
+    check_page(page, screenshots, "preferences-saved")
+    assert page.get_by_label("Working with schools").is_checked()
+    assert not page.get_by_label("Refugees").is_checked()
+    with site.db.session() as s:
+        row = s.get(Member, member)
+        assert row is not None
+        assert sorted(i.slug for i in row.interests) == ["palestine", "schools"]
+        assert row.region is not None and row.region.slug == "canterbury" and row.name == "Ben Example"
+        events = list(s.scalars(select(ConsentEvent).where(ConsentEvent.member_id == member)))
+        assert [e.action for e in events] == ["preferences"]
+
+
+def test_sign_up_and_confirm_through_the_mail(page: Page, site: Site, screenshots: Path) -> None:
+    address = f"new.{page.width_name}@example.org"  # type: ignore[attr-defined]
+    page.goto(f"{site.base}/subscribe")
+    check_page(page, screenshots, "subscribe")
+    page.get_by_label("Your name").fill("Cat Example")
+    page.get_by_label("Your email address").fill(address)
+    page.get_by_label("Or your postcode").fill("ct1 2aa")
+    page.get_by_label("Refugees").check()
+    page.get_by_label(re.compile("^I agree")).check()
+    page.get_by_role("button", name="Subscribe").click()
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    check_page(page, screenshots, "check-inbox")
+
+    deadline = time.monotonic() + 10
+    while not site.smtp.messages and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (received,) = site.smtp.messages
+    assert received.rcpt_tos == [address]
+    msg = email.message_from_bytes(received.data, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    body = msg.get_body(("plain",))
+    assert body is not None
+    link = re.search(r"(http://127\.0\.0\.1:\d+/confirm/\S+)", str(body.get_content()))
+    assert link, "the mail holds the confirmation link"
+    with site.db.session() as s:
+        assert s.scalar(select(Member).where(Member.email == address)) is None
+
+    page.goto(link.group(1))
+    check_page(page, screenshots, "confirm")
+    page.get_by_role("button", name="Confirm my sign-up").click()
+    page.get_by_role("heading", name="You are signed up").wait_for()
+    check_page(page, screenshots, "confirmed")
+    with site.db.session() as s:
+        member = s.scalar(select(Member).where(Member.email == address))
+        assert member is not None and member.name == "Cat Example"
+        assert member.region is not None and member.region.slug == "canterbury"
+        assert [i.slug for i in member.interests] == ["refugees"]
+        consent = s.scalar(select(ConsentEvent).where(ConsentEvent.member_id == member.id))
+        assert consent is not None and consent.source == "signup"
+        assert consent.wording == site.settings.consent_wording
+        assert consent.created_at <= datetime.now(UTC)
+
+
+def test_the_other_pages(page: Page, site: Site, screenshots: Path) -> None:
+    with site.db.session() as s:
+        s.add(
+            Campaign(
+                slug="2025-11-kent-network",
+                kind="newsletter",
+                title="Amnesty International Kent Network Newsletter: November 2025",
+                subject="Kent",
+                audience="region:kent",
+                issue_date="2025-11-17",
+                source=SEED.read_text(encoding="utf-8"),
+                status="sent",
+            )
+        )
+    for path, name, heading in [
+        ("/", "home", "Kent Network"),
+        ("/archive/", "archive", "Past newsletters"),
+        ("/calendar/", "calendars", "Event calendars"),
+        ("/subscribe/embed", "embed", "Put our sign-up form on your website"),
+        ("/u/notavalidtoken", "bad-link", "This link does not work"),
+        ("/links", "links", "Your personal links"),
+        ("/nowhere", "not-found", "Page not found"),
+    ]:
+        page.goto(site.base + path)
+        page.get_by_role("heading", name=heading, exact=True).wait_for()
+        check_page(page, screenshots, name)
+    page.goto(site.base + "/archive/")
+    page.get_by_role("link", name="Amnesty International Kent Network Newsletter: November 2025").click()
+    page.get_by_text("Write for Rights 2025").first.wait_for()
+    page.screenshot(path=str(screenshots / f"edition-{page.width_name}.png"))  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes  # as received after DATA, dot-stuffing undone, CRLF line endings
     connection: int  # 1 for the first connection the server accepted, and so on
+    received_at: float = field(default_factory=time.time)  # wall clock, comparable across processes
 
 
 @dataclass

@@ -25,3 +25,30 @@ def init(directory: Path, organisation: str | None) -> None:
         click.echo(f"  wrote {path}")
     click.echo(f"Workspace ready in {directory}. Next: edit lists/regions.toml, then")
     click.echo(f"  mailer -w {directory} lists sync")
+
+
+@cli.command("demo")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="demo")
+def demo(directory: Path) -> None:
+    """Run the whole story in DIRECTORY (default: ./demo) on the embedded defaults.
+
+    It makes a workspace with the Kent and Central England networks, imports the 500 demo
+    members, and sends the Kent November newsletter and the ECHR alert to a Maildir outbox
+    (SQLite, no mail leaves the machine). Running it again sends nothing twice.
+    """
+    from mailer.demo import run_demo
+
+    result = run_demo(directory, echo=click.echo)
+    for slug, status in result.sent.items():
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(status.counts.items()))
+        click.echo(f"{slug}: {status.status} ({counts})")
+    click.echo("")
+    click.echo(f"Workspace:  {result.workspace}")
+    click.echo(f"Outbox:     {result.outbox}/new  (one file per message; open one in a mail client)")
+    click.echo(
+        f"Preview:    mailer -w {result.workspace} campaigns preview 2025-11-kent-network --all --open"
+    )
+    click.echo(f"Status:     mailer -w {result.workspace} campaigns status 2025-11-kent-network")
+    click.echo(f"Web app:    mailer -w {result.workspace} serve   (then open the link below)")
+    if result.unsubscribe_link:
+        click.echo(f"Unsubscribe link of one member: {result.unsubscribe_link}")

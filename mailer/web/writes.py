@@ -1,9 +1,8 @@
 """Short write transactions that survive a busy database.
 
-The web app shares the database with a running send. On SQLite a write transaction that started as a
-read can fail at once with "database is locked" when another connection wrote in between (the busy
-timeout does not help then), so the web app's writes begin with ``BEGIN IMMEDIATE`` (they wait for
-the write lock up to the busy timeout instead) and are retried a few times on "database is locked".
+The web app shares the database with a running send. On SQLite every transaction begins with
+``BEGIN IMMEDIATE`` (mailer.db.make_engine), so a write waits for the lock up to the busy timeout
+instead of failing; writes are still retried a few times on "database is locked".
 On both databases a write that lost a race on a unique key (two one-click POSTs for the same
 address at once) is retried too: the second try sees the other's row.
 """
@@ -13,9 +12,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import Engine, event
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,21 +32,9 @@ def is_busy(exc: OperationalError) -> bool:
 
 
 def writer_database(url: str) -> Database:
-    """A Database for short write transactions: on SQLite every transaction is ``BEGIN IMMEDIATE``."""
+    """A Database of the web app's own for short write transactions."""
     engine = make_engine(url)
-    if engine.dialect.name == "sqlite":
-        _immediate(engine)
     return Database(engine, sessionmaker(engine, expire_on_commit=False))
-
-
-def _immediate(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _autocommit_driver(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
-
-    @event.listens_for(engine, "begin")
-    def _begin_immediate(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def write(db: Database, work: Callable[[Session], T], *, attempts: int = ATTEMPTS) -> T:

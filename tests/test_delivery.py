@@ -1,0 +1,450 @@
+"""The delivery engine against a real aiosmtpd server, on SQLite and PostgreSQL.
+
+Every eligible member receives exactly their variant, once; suppressed members and members outside
+the audience get nothing; faults are recorded and retried; a killed send resumes without losing
+anyone and with duplicates within the documented bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from smtp_server import SmtpTestServer
+from sqlalchemy import select
+
+from mailer import delivery
+from mailer.audience import suppression
+from mailer.audience.importer import import_csv
+from mailer.audience.shape import Shape
+from mailer.audience.synthetic import generate, write_csv
+from mailer.compose import compose
+from mailer.content import load_campaign
+from mailer.db import Database
+from mailer.errors import DeliveryError
+from mailer.models import Campaign, Delivery, Member, Suppression
+from mailer.models import Variant as VariantRow
+from mailer.render import fill_slots
+from mailer.settings import Settings
+from mailer.tokens import link
+from mailer.transport import open_transport
+
+SLUG = "2025-11-kent-network"
+FAST_RETRIES = (0.05, 0.1, 0.2)
+
+
+def add_campaign(workspace: Path, audience: str | None = None) -> None:
+    dest = workspace / "campaigns" / SLUG
+    shutil.copytree(REPO / "campaigns" / SLUG, dest)
+    if audience is not None:
+        path = dest / "issue.yaml"
+        path.write_text(path.read_text().replace("audience: region:kent", f"audience: {audience}", 1))
+
+
+def add_members(db: Database, shape: Shape, tmp_path: Path, count: int, seed: int = 7) -> None:
+    csv_path = tmp_path / f"members-{count}.csv"
+    write_csv(csv_path, generate(count, shape, seed=seed))
+    with db.session() as session:
+        report = import_csv(session, csv_path, shape)
+    assert report.rejected == 0
+
+
+def send(db: Database, settings: Settings, url: str, **engine_options: object) -> delivery.Summary:
+    engine = delivery.Engine(db, settings, SLUG, retry_delays=FAST_RETRIES, **engine_options)  # type: ignore[arg-type]
+
+    async def main() -> delivery.Summary:
+        async with open_transport(url, concurrency=4, timeout=2.0) as transport:
+            return await engine.run(transport)
+
+    return asyncio.run(main())
+
+
+def prepare_and_enqueue(db: Database, settings: Settings, shape: Shape) -> delivery.Enqueued:
+    prepared = delivery.prepare(db, settings, shape, SLUG)
+    return delivery.enqueue(db, prepared)
+
+
+def parse(data: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def delivery_id_of(mail_from: str) -> int:
+    m = re.fullmatch(r"bounces\+(\d+)@.+", mail_from)
+    assert m, mail_from
+    return int(m.group(1))
+
+
+def check_message(data: bytes, msg: EmailMessage) -> None:
+    """The headers every mailing carries, and the limits every message keeps."""
+    assert all(len(line) <= 998 for line in data.split(b"\r\n"))
+    assert data.isascii()
+    for header in ("From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe"):
+        assert msg[header], header
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert re.fullmatch(
+        r"<https://?[^>]+/u/[a-z0-9]+>, <mailto:unsubscribe\+[a-z0-9]+@[^>]+>", msg["List-Unsubscribe"]
+    ) or ("/u/" in msg["List-Unsubscribe"] and "mailto:unsubscribe+" in msg["List-Unsubscribe"])
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = [p.get_content_type() for p in msg.iter_parts()]
+    assert parts == ["text/plain", "text/html"]
+
+
+def expected_audience(db: Database, shape: Shape, region: str) -> set[str]:
+    """Members of ``region`` or below who are not suppressed, computed without the segment compiler."""
+    below = set(shape.descendants(region))
+    with db.session() as session:
+        suppressed = set(session.scalars(select(Suppression.address_hash)))
+        return {
+            m.email
+            for m in session.scalars(select(Member))
+            if m.region is not None and m.region.slug in below and m.address_hash not in suppressed
+        }
+
+
+def test_every_eligible_member_gets_their_variant_once(
+    db: Database,
+    settings: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    smtp_server: SmtpTestServer,
+) -> None:
+    add_campaign(workspace)
+    add_members(db, shape, tmp_path, 600)
+    with db.session() as session:
+        kent = sorted(expected_audience(db, shape, "kent"))
+        for address in kent[:5]:
+            suppression.suppress(session, address, reason="unsubscribe", source="link")
+    expected = expected_audience(db, shape, "kent")
+    assert len(expected) > 50
+
+    enqueued = prepare_and_enqueue(db, settings, shape)
+    assert enqueued.created and enqueued.deliveries == len(expected)
+    summary = send(db, settings, smtp_server.url, batch_size=37)
+    assert summary.sent == len(expected) and summary.failed == 0
+
+    received = smtp_server.messages
+    recipients = Counter(r for m in received for r in m.rcpt_tos)
+    assert set(recipients) == expected  # nobody outside the audience, nobody suppressed
+    assert max(recipients.values()) == 1  # nobody twice
+
+    loaded = load_campaign(settings.workspace, SLUG, shape)
+    with db.session() as session:
+        variants = {v.id: v for v in session.scalars(select(VariantRow))}
+        for got in received:
+            d = session.get(Delivery, delivery_id_of(got.mail_from))
+            assert d is not None and d.status == "sent"
+            member = session.get(Member, d.member_id)
+            assert member is not None and [member.email] == got.rcpt_tos
+            # The variant is the one the rule in DESIGN.md gives this member...
+            region = member.region.slug if member.region else None
+            want = compose(loaded.issue, shape, region, frozenset(i.slug for i in member.interests))
+            row = variants[d.variant_id]
+            assert row.item_ids.split() == list(want.item_ids)
+            # ...and the text part is that variant's, with this member's slots filled.
+            msg = parse(got.data)
+            check_message(got.data, msg)
+            text = msg.get_body(("plain",))
+            assert text is not None
+            body = text.get_content().replace("\r\n", "\n")
+            unsub = re.search(r"/u/([a-z0-9]+)", msg["List-Unsubscribe"])
+            prefs = re.search(r"/p/([a-z0-9]+)", body)
+            assert unsub and prefs
+            values = {
+                "name": member.name or "friend",
+                "email": member.email,
+                "unsubscribe_url": link(settings.base_url, "unsubscribe", unsub.group(1)),
+                "preferences_url": link(settings.base_url, "preferences", prefs.group(1)),
+            }
+            assert body == fill_slots(row.text, values, html=False)
+            assert member.email in msg["To"]
+    status = delivery.campaign_status(db, shape, SLUG)
+    assert status.status == "sent" and status.counts == {"sent": len(expected)}
+    assert sum(sum(c.values()) for _, c in status.by_region) == len(expected)
+
+
+def test_faults_are_retried_or_recorded_and_nothing_is_lost(
+    db: Database,
+    settings: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    smtp_server: SmtpTestServer,
+) -> None:
+    add_campaign(workspace)
+    add_members(db, shape, tmp_path, 400)
+    audience = sorted(expected_audience(db, shape, "kent"))
+    unknown, rejected_policy, flaky = audience[0], audience[1], audience[2]
+    smtp_server.reject(re.escape(unknown))  # 550 5.1.1: hard bounce, suppressed
+    smtp_server.reject(
+        re.escape(rejected_policy), reply="554 5.7.1 Rejected by policy"
+    )  # failed, not suppressed
+    smtp_server.tempfail(re.escape(flaky), times=1)  # 451 once, then accepted
+    smtp_server.tempfail(nth=5, times=1)
+    smtp_server.drop(nth=9, times=1)  # the connection drops in the middle of DATA
+    smtp_server.delay(3.0, nth=14, times=1)  # slower than the 2 s timeout
+
+    prepare_and_enqueue(db, settings, shape)
+    summary = send(db, settings, smtp_server.url, batch_size=50)
+
+    received = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
+    assert set(received) == set(audience) - {unknown, rejected_policy}
+    assert summary.failed == 2 and summary.hard_bounces == 1
+    assert summary.retried >= 4
+    with db.session() as session:
+        rows = {
+            m.email: d
+            for d, m in session.execute(
+                select(Delivery, Member).join(Member, Member.id == Delivery.member_id)
+            )
+        }
+        assert rows[unknown].status == "failed" and rows[unknown].last_code == 550
+        assert "5.1.1" in rows[unknown].last_error
+        assert rows[rejected_policy].status == "failed" and rows[rejected_policy].last_code == 554
+        assert rows[flaky].status == "sent" and rows[flaky].attempts == 2
+        assert suppression.is_suppressed(session, unknown)
+        assert not suppression.is_suppressed(session, rejected_policy)
+        assert {d.status for e, d in rows.items() if e not in (unknown, rejected_policy)} == {"sent"}
+    # The one slow message may have reached the server before its timeout: that is the only
+    # kind of duplicate a timeout can cause, and there is at most one here.
+    assert sum(n - 1 for n in received.values()) <= 1
+
+
+def test_too_many_errors_in_a_row_pause_the_campaign(
+    db: Database,
+    settings: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    smtp_server: SmtpTestServer,
+) -> None:
+    add_campaign(workspace)
+    add_members(db, shape, tmp_path, 600)
+    smtp_server.tempfail()  # every message, every time
+    prepare_and_enqueue(db, settings, shape)
+    summary = send(db, settings, smtp_server.url, max_attempts=1)
+    assert summary.stopped_because.startswith("paused after")
+    with db.session() as session:
+        campaign = session.scalars(select(Campaign)).one()
+        assert campaign.status == "paused" and "451" in campaign.status_reason
+    # Mending the relay and sending again delivers everyone not yet sent or failed.
+    smtp_server.clear_faults()
+    again = send(db, settings, smtp_server.url)
+    counts = delivery.status_counts(db, delivery.Engine(db, settings, SLUG).campaign_id)
+    assert counts.get("pending", 0) == counts.get("sending", 0) == 0
+    assert again.sent == counts["sent"] > 0
+
+
+def test_unsubscribe_during_a_send_stops_that_members_message(
+    db: Database,
+    settings: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    smtp_server: SmtpTestServer,
+) -> None:
+    add_campaign(workspace)
+    add_members(db, shape, tmp_path, 600)
+    audience = sorted(expected_audience(db, shape, "kent"))
+    prepare_and_enqueue(db, settings, shape)
+    with db.session() as session:
+        order = [
+            m.email
+            for m in session.scalars(
+                select(Member).join(Delivery, Delivery.member_id == Member.id).order_by(Delivery.id)
+            )
+        ]
+    late = order[-1]
+    smtp_server.delay(0.01)  # slow enough that the send is still running when they leave
+    done = threading.Event()
+    result: list[delivery.Summary] = []
+
+    def run() -> None:
+        result.append(send(db, settings, smtp_server.url, batch_size=10))
+        done.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while len(smtp_server.messages) < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with db.session() as session:  # the library call the web app makes on a one-click POST
+        suppression.suppress(session, late, reason="unsubscribe", source="one-click", campaign=SLUG)
+    thread.join(60)
+    assert done.is_set()
+    received = {r for m in smtp_server.messages for r in m.rcpt_tos}
+    assert late not in received
+    assert received == set(audience) - {late}
+    assert result[0].suppressed == 0  # counted from the database below
+    with db.session() as session:
+        row = session.execute(
+            select(Delivery.status).join(Member, Member.id == Delivery.member_id).where(Member.email == late)
+        ).scalar_one()
+        assert row == "suppressed"
+
+
+def test_limit_dry_run_and_status(
+    db: Database,
+    settings: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    smtp_server: SmtpTestServer,
+) -> None:
+    add_campaign(workspace)
+    add_members(db, shape, tmp_path, 300)
+    expected = expected_audience(db, shape, "kent")
+    prepare_and_enqueue(db, settings, shape)
+    first = send(db, settings, smtp_server.url, limit=7, batch_size=5)
+    assert first.sent == 7 and len(smtp_server.messages) == 7
+    status = delivery.campaign_status(db, shape, SLUG)
+    assert status.status == "paused" and status.counts["pending"] == len(expected) - 7
+    rest = send(db, settings, smtp_server.url)
+    assert rest.sent == len(expected) - 7
+    assert len({r for m in smtp_server.messages for r in m.rcpt_tos}) == len(expected)
+    assert delivery.campaign_status(db, shape, SLUG).status == "sent"
+    with pytest.raises(DeliveryError, match="sent already"):
+        delivery.check_sendable("sent", SLUG)
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailer", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_cli_test_send_and_dry_run_change_nothing(
+    db: Database,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    env: dict[str, str],
+    smtp_server: SmtpTestServer,
+) -> None:
+    add_campaign(workspace)
+    add_members(db, shape, tmp_path, 200)
+    member = sorted(expected_audience(db, shape, "kent"))[0]
+    env = dict(env, MAILER_RELAY=smtp_server.url)
+    out = run_cli(env, "campaigns", "send", SLUG, "--test", member, "--test", "editor@example.org")
+    assert out.returncode == 0, out.stderr
+    got = smtp_server.messages
+    assert sorted(r for m in got for r in m.rcpt_tos) == sorted([member, "editor@example.org"])
+    for m in got:
+        msg = parse(m.data)
+        check_message(m.data, msg)
+        assert msg["Subject"].startswith("[TEST] ")
+    dry = run_cli(env, "campaigns", "send", SLUG, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert '"dry_run": true' in dry.stdout
+    with db.session() as session:
+        assert session.scalars(select(Campaign)).first() is None
+        assert session.scalars(select(Delivery)).first() is None
+    refused = run_cli(env, "campaigns", "send", SLUG)  # no terminal, no --yes
+    assert refused.returncode != 0 and "--yes" in refused.stderr
+    assert len(smtp_server.messages) == 2
+
+
+def test_a_killed_send_resumes_with_bounded_duplicates(
+    db: Database,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    env: dict[str, str],
+    smtp_server: SmtpTestServer,
+) -> None:
+    """SIGKILL mid-send, then `send` again: everyone gets the newsletter, duplicates within the bound."""
+    add_campaign(workspace, audience="all")
+    add_members(db, shape, tmp_path, 3000)
+    with db.session() as session:
+        everyone = set(session.scalars(select(Member.email)))
+    env = dict(env, MAILER_RELAY=smtp_server.url)
+    smtp_server.delay(0.002)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "campaigns", "send", SLUG, "--in-process", "--yes"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while len(smtp_server.messages) < 600 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the send finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = len(smtp_server.messages)
+    assert 0 < before < len(everyone)
+
+    smtp_server.clear_faults()
+    again = run_cli(env, "campaigns", "send", SLUG, "--in-process", "--yes", "--json")
+    assert again.returncode == 0, again.stderr
+    received = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
+    assert set(received) == everyone  # nobody lost
+    duplicates = sum(n - 1 for n in received.values())
+    bound = delivery.FLUSH_RESULTS + 4 * 8  # results not yet recorded + the transport's window
+    assert duplicates <= bound, f"{duplicates} duplicates, bound {bound}"
+    with db.session() as session:
+        statuses = Counter(session.scalars(select(Delivery.status)))
+    assert statuses == Counter({"sent": len(everyone)})
+
+
+def test_sigterm_finishes_in_flight_and_stops(
+    db: Database,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    env: dict[str, str],
+    smtp_server: SmtpTestServer,
+) -> None:
+    add_campaign(workspace, audience="all")
+    add_members(db, shape, tmp_path, 1500)
+    env = dict(env, MAILER_RELAY=smtp_server.url)
+    smtp_server.delay(0.003)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "campaigns", "send", SLUG, "--in-process", "--yes"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while len(smtp_server.messages) < 200 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert "stopped by SIGTERM" in out, (out, err)
+    received = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
+    with db.session() as session:
+        sent = set(
+            session.scalars(
+                select(Member.email)
+                .join(Delivery, Delivery.member_id == Member.id)
+                .where(Delivery.status == "sent")
+            )
+        )
+        assert session.scalars(select(Delivery).where(Delivery.status == "sending")).first() is None
+    # Every message the server took was recorded as sent before the process stopped.
+    assert sent == set(received)
+    assert max(received.values()) == 1

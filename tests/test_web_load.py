@@ -1,0 +1,131 @@
+"""Issue 5's load test: one-click unsubscribes arriving while a 20,000-message send runs.
+
+The send runs in this process (the delivery engine, into the aiosmtpd test server); the web app
+runs as a second process (``mailer serve``) on the same database; 1,000 one-click POSTs go to it
+from 8 client threads. Every POST must answer 200 and be recorded; no member whose unsubscribe was
+recorded before their batch was claimed may receive the newsletter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+import threading
+import time
+from pathlib import Path
+
+from conftest import REPO
+from smtp_server import SmtpTestServer
+from sqlalchemy import select
+from test_delivery import SLUG, add_campaign, add_members
+
+from mailer import delivery, tokens
+from mailer.audience.shape import Shape
+from mailer.db import Database
+from mailer.models import ConsentEvent, Delivery, Member, Suppression
+from mailer.settings import Settings
+from mailer.transport import open_transport
+
+MEMBERS = 20_000
+POSTS = 1_000
+BATCH = 200
+# A message already claimed when its member unsubscribes may still go out: that is the batch in
+# flight. It reaches the server within seconds of the claim; anything later is a failure.
+GRACE_SECONDS = 5.0
+
+
+def _bench_web():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("bench_web", REPO / "bench" / "web.py")
+    assert spec and spec.loader
+    sys.path.insert(0, str(REPO / "bench"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_click_posts_during_a_send_are_all_recorded_and_honoured(
+    db: Database,
+    settings: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    env: dict[str, str],
+    smtp_server: SmtpTestServer,
+) -> None:
+    bench_web = _bench_web()
+    add_campaign(workspace, audience="all")
+    add_members(db, shape, tmp_path, MEMBERS)
+    with db.session() as session:
+        ids = list(session.scalars(select(Member.id).order_by(Member.id)))
+    # Leavers spread over the later three quarters of the send, so most POSTs land before their batch.
+    chosen = ids[len(ids) // 4 :: (3 * len(ids) // 4) // POSTS][:POSTS]
+    assert len(chosen) == POSTS
+    prepared = delivery.prepare(db, settings, shape, SLUG)
+    enqueued = delivery.enqueue(db, prepared)
+    token_of = {
+        m: tokens.sign("unsubscribe", m, keys=settings.secrets, campaign=enqueued.campaign_id) for m in chosen
+    }
+
+    server, base = bench_web.start_server(env)
+    try:
+        engine = delivery.Engine(db, settings, SLUG, batch_size=BATCH)
+        summaries: list[delivery.Summary] = []
+
+        async def run() -> None:
+            async with open_transport(smtp_server.url, concurrency=4, timeout=10) as transport:
+                summaries.append(await engine.run(transport))
+
+        sender = threading.Thread(target=lambda: asyncio.run(run()))
+        sender.start()
+        deadline = time.monotonic() + 60
+        while len(smtp_server.messages) < 500 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        results = bench_web.one_click(base, [token_of[m] for m in chosen])
+        still_sending = sender.is_alive()
+        sender.join(300)
+        assert not sender.is_alive()
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    assert still_sending, "the send ended before the POSTs did: the test did not overlap them"
+    assert sorted(status for _, status, _ in results) == [200] * POSTS
+    done_at = {token: at for token, _, at in results}
+
+    received_at: dict[str, float] = {}
+    for message in smtp_server.messages:
+        for rcpt in message.rcpt_tos:
+            received_at[rcpt] = message.received_at
+    with db.session() as session:
+        rows = session.execute(
+            select(Member.id, Member.email, Member.address_hash, Delivery.status)
+            .join(Delivery, Delivery.member_id == Member.id)
+            .where(Member.id.in_(chosen))
+        ).all()
+        suppressed = set(
+            session.scalars(select(Suppression.address_hash).where(Suppression.source == "one-click"))
+        )
+        logged = set(
+            session.scalars(
+                select(ConsentEvent.member_id).where(
+                    ConsentEvent.source == "one-click", ConsentEvent.campaign == SLUG
+                )
+            )
+        )
+        all_statuses = set(session.scalars(select(Delivery.status).distinct()))
+    assert len(rows) == POSTS
+    stopped = 0
+    for member_id, email, address_hash, status in rows:
+        assert address_hash in suppressed  # every POST recorded as a suppression...
+        assert member_id in logged  # ...with its source and campaign in the consent log
+        if status == "suppressed":
+            stopped += 1
+            assert email not in received_at  # skipped at its batch: never sent
+        else:
+            assert status == "sent"
+            # Claimed before the unsubscribe: it went out with the batch that was in flight.
+            assert received_at[email] <= done_at[token_of[member_id]] + GRACE_SECONDS
+    assert stopped > POSTS // 2, f"only {stopped} of {POSTS} unsubscribes landed before their batch"
+    assert all_statuses <= {"sent", "suppressed"}
+    assert len(received_at) == MEMBERS - stopped

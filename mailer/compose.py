@@ -205,6 +205,14 @@ class PlannedVariant:
     members: int = 0
     groups: list[Group] = field(default_factory=list)
 
+    @property
+    def label(self) -> str:
+        """The largest group's label, and how many other groups share this variant."""
+        others = len(self.groups) - 1
+        if others <= 0:
+            return self.variant.label
+        return f"{self.variant.label} and {others} more group{'s' if others > 1 else ''}"
+
 
 def _parse_interests(text: str | None) -> frozenset[str]:
     return frozenset(s for s in (text or "").split(",") if s)

@@ -106,7 +106,7 @@ class Prepared:
 
     def by_variant(self) -> list[tuple[str, str, int]]:
         """(key, label, members) of each variant, most members first."""
-        return [(p.variant.key, p.variant.label, p.members) for p in self.plan.variants]
+        return [(p.variant.key, p.label, p.members) for p in self.plan.variants]
 
     def by_region(self) -> list[tuple[str, int]]:
         """(region label, members) for every home region of the audience, largest first."""
@@ -195,6 +195,7 @@ def enqueue(db: Database, prepared: Prepared, *, scheduled_at: datetime | None =
         session.add(campaign)
         session.flush()
         variant_ids: dict[str, int] = {}
+        labels = {p.variant.key: p.label for p in prepared.plan.variants}
 
         def variant_id(key: str) -> int:
             if key not in variant_ids:
@@ -203,7 +204,7 @@ def enqueue(db: Database, prepared: Prepared, *, scheduled_at: datetime | None =
                 row = VariantRow(
                     campaign_id=campaign.id,
                     key=key,
-                    label=v.label,
+                    label=labels.get(key, v.label),
                     item_ids=" ".join(v.item_ids),
                     subject=r.subject,
                     preheader=r.preheader,

@@ -364,7 +364,7 @@ def test_variants_command(db: Database, seed: LoadedIssue, settings: Settings, d
     data = json.loads(result.output)
     assert data["recipients"] == 8 and len(data["variants"]) == 4
     first = data["variants"][0]
-    assert first["label"] == "Kent · no interests" and first["recipients"] == 3
+    assert first["label"] == "Kent · no interests and 1 more group" and first["recipients"] == 3
     assert first["items"][0] == "speaker-meeting" and "refugees" not in first["items"]
     human = runner.invoke(cli, args, env=env)
     assert human.exit_code == 0, human.output

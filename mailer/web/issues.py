@@ -52,7 +52,7 @@ def parse_source(slug: str, text: str) -> Newsletter | Alert:
     """
     path = Path("campaigns") / slug / content.ISSUE_FILE
     try:
-        data: Any = yaml.load(text, Loader=content._IssueYAMLLoader)
+        data: Any = yaml.load(text, Loader=content.IssueYAMLLoader)
         model: type[Newsletter] | type[Alert] = Alert if data.get("kind") == "alert" else Newsletter
         return model.model_validate(data, context={"shape": None, "folder": None})
     except (yaml.YAMLError, AttributeError, ValidationError) as exc:

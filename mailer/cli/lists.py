@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
 import click
 
+from mailer.audience import segments as segments_lib
+from mailer.audience.addresses import clean_name
+from mailer.audience.importer import import_csv
 from mailer.audience.shape import sync
+from mailer.audience.stats import AudienceStats, stats
+from mailer.audience.synthetic import generate, write_csv, write_rows
 from mailer.cli import App, cli, emit, json_option, pass_app
 
 
@@ -33,3 +44,203 @@ def sync_command(app: App, as_json: bool) -> None:
             click.echo(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in data.items() if v))
 
     emit(as_json, data, human)
+
+
+@lists_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check the file and report what would change; change nothing.")
+@json_option
+@pass_app
+def import_command(app: App, file: Path, dry_run: bool, as_json: bool) -> None:
+    """Import members from a CSV file (never resubscribes anyone who left).
+
+    \b
+    Columns (a header line names them; only email is required):
+      email, name, postcode, region, interests (;-separated), consent_source, consent_date
+    Any other column becomes a member field that segments can test (field.student = "yes").
+
+    Addresses are validated and normalised; rows for the same address are merged (the last
+    non-empty cell wins, interests are combined); members already held are updated, and an empty
+    cell never clears what is held. An empty region comes from the postcode. Rejected rows are
+    reported with their line and reason and written to FILE's name + .rejected.csv. A suppressed
+    address stays suppressed, whatever the file says. The import is one transaction: it all
+    happens, or none of it does. lists/regions.toml and interests.toml are synced first.
+    """
+    shape = app.shape
+    show_bar = not as_json and sys.stderr.isatty()
+    bars: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            for other in bars.values():
+                other.render_finish()
+            label = "Checking rows" if stage == "check" else "Writing members"
+            bar = bars[stage] = click.progressbar(length=total, label=label, file=sys.stderr)
+        bar.update(done - bar.pos)
+
+    with app.db.session() as session:
+        synced = None if dry_run else sync(session, shape)
+        report = import_csv(session, file, shape, dry_run=dry_run, progress=progress if show_bar else None)
+    for bar in bars.values():
+        bar.render_finish()
+    data = report.to_dict()
+    if synced is not None and synced.changed:
+        data["lists_synced"] = vars(synced)
+
+    def human() -> None:
+        verb = "would be" if dry_run else "were"
+        click.echo(f"{file}: {report.rows} row(s) read{' (dry run: nothing changed)' if dry_run else ''}")
+        click.echo(f"  added:     {report.added}")
+        click.echo(f"  updated:   {report.updated}")
+        click.echo(f"  unchanged: {report.unchanged}")
+        click.echo(f"  rejected:  {report.rejected}")
+        if report.merged:
+            click.echo(f"  merged:    {report.merged} row(s) repeated an earlier address and {verb} merged")
+        if report.cleaned:
+            click.echo(f"  cleaned:   {report.cleaned} row(s) had control characters (CR, LF, …) removed")
+        if report.suppressed:
+            click.echo(
+                f"  suppressed, kept suppressed: {report.suppressed}"
+                + (f" ({report.not_added} not added: no member record)" if report.not_added else "")
+            )
+        for r in report.rejections:
+            click.echo(f"  line {r.row}: {clean_name(r.email) or '(no address)'}: {r.reason}")
+        if report.rejected_path is not None:
+            click.echo(f"rejected rows written to {report.rejected_path}")
+
+    emit(as_json, data, human)
+
+
+@lists_group.command("generate")
+@click.argument("count", type=click.IntRange(min=0))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the CSV to this file instead of standard output.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="The same seed gives the same members.")
+@pass_app
+def generate_command(app: App, count: int, output: Path | None, seed: int) -> None:
+    """Write COUNT synthetic members as CSV (example.org addresses), for demos and benchmarks.
+
+    They are spread over the regions in lists/regions.toml with postcodes in their areas; some
+    leave the region empty so that the import assigns it from the postcode.
+    """
+    rows = generate(count, app.shape, seed=seed)
+    if output is None:
+        write_rows(sys.stdout, rows)
+        return
+    n = write_csv(output, rows)
+    click.echo(f"wrote {n} member(s) to {output}", err=True)
+
+
+EXPRESSION_HELP = """
+\b
+EXPR is a saved segment's name (lists/segments.toml) or an expression:
+  region:kent                 Kent and every region below it
+  interest:refugees           members who chose that interest
+  field.student = "yes"       a free-form field from an imported column (also !=)
+  all                         everyone
+combined with and, or, not and parentheses (not binds tighter than and, and than or):
+  region:kent and (interest:refugees or interest:womens-rights) and not field.student = "yes"
+Quote the whole expression for your shell. Suppressed members never count.
+"""
+
+
+@lists_group.command("count", epilog=EXPRESSION_HELP)
+@click.argument("expression", metavar="EXPR")
+@json_option
+@pass_app
+def count_command(app: App, expression: str, as_json: bool) -> None:
+    """How many members EXPR reaches.
+
+    \b
+    Examples:
+      mailer lists count kent-refugees
+      mailer lists count 'region:west-midlands and interest:mp-advocacy'
+      mailer lists count --json all          prints {"count": N}
+    """
+    segments_lib.compile_segment(expression, app.shape)  # a bad expression fails before the database opens
+    with app.db.session() as session:
+        n = segments_lib.count(session, expression, app.shape)
+    if as_json:
+        click.echo(json.dumps({"count": n}))
+    else:
+        click.echo(str(n))
+
+
+@lists_group.command("export", epilog=EXPRESSION_HELP)
+@click.option(
+    "--segment", "-s", "expression", default="all", metavar="EXPR", help="Who to export (default: all)."
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the CSV to this file instead of standard output.",
+)
+@pass_app
+def export_command(app: App, expression: str, output: Path | None) -> None:
+    """Export members as CSV, one row per member.
+
+    Columns: email, name, postcode, region, interests (;-separated), then one column per
+    free-form field. Suppressed members are never exported. Rows are streamed in chunks, so a
+    national list does not have to fit in memory.
+
+    \b
+    Examples:
+      mailer lists export > everyone.csv
+      mailer lists export --segment 'region:kent and interest:refugees' -o kent-refugees.csv
+    """
+    shape = app.shape
+    segments_lib.compile_segment(expression, shape)  # a bad expression fails before anything opens
+    with app.db.session() as session:
+        if output is None:
+            try:
+                segments_lib.write_csv(session, sys.stdout, shape, expression)
+                sys.stdout.flush()
+            except BrokenPipeError:  # `mailer lists export | head`: the reader has all it wants
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # keep the exit quiet
+            return
+        with output.open("w", newline="", encoding="utf-8") as fh:
+            n = segments_lib.write_csv(session, fh, shape, expression)
+    click.echo(f"wrote {n} member(s) to {output}", err=True)
+
+
+def _stats_table(s: AudienceStats) -> None:
+    width = max([len("(no region)"), *(2 * r.depth + len(r.name) for r in s.regions)]) + 2
+    click.echo(f"{'Region':<{width}}{'Members':>9}{'Suppressed':>12}{'Own':>9}{'Own supp.':>11}")
+    for r in s.regions:
+        label = "  " * r.depth + r.name
+        click.echo(
+            f"{label:<{width}}{r.total_members:>9}{r.total_suppressed:>12}{r.members:>9}{r.suppressed:>11}"
+        )
+    nowhere = "(no region)"
+    click.echo(f"{nowhere:<{width}}{s.without_region:>9}{s.without_region_suppressed:>12}")
+    click.echo(f"{'Total':<{width}}{s.members:>9}{s.suppressed:>12}")
+    click.echo("")
+    iwidth = max([len("Interest"), *(len(i.name) for i in s.interests)]) + 2
+    click.echo(f"{'Interest':<{iwidth}}{'Members':>9}{'Suppressed':>12}")
+    for i in s.interests:
+        click.echo(f"{i.name:<{iwidth}}{i.members:>9}{i.suppressed:>12}")
+    click.echo("")
+    click.echo(
+        f"{s.reachable} of {s.members} members can be mailed; "
+        f"{s.suppressions} suppression(s) on record ({s.suppressions - s.suppressed} not on the list)."
+    )
+
+
+@lists_group.command("stats")
+@json_option
+@pass_app
+def stats_command(app: App, as_json: bool) -> None:
+    """Members and suppressions per region and per interest.
+
+    A region's Members and Suppressed include every region below it; Own counts only members
+    whose home region is exactly that one. Suppressed members stay on the list but are never mailed.
+    """
+    with app.db.session() as session:
+        result = stats(session, app.shape)
+    emit(as_json, result.to_dict(), lambda: _stats_table(result))

@@ -1,0 +1,237 @@
+"""One member at a time: show, export (a subject access request), unsubscribe, forget (erasure).
+
+Every function takes the address in any spelling that normalises the same and raises
+``UnknownName`` (with a hint) when nobody holds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from mailer.audience import addresses, suppression
+from mailer.errors import InvalidInput, UnknownName
+from mailer.models import ConsentEvent, Member, MemberField, MemberInterest, Region, Suppression, utcnow
+
+
+@dataclass(frozen=True)
+class SuppressionRecord:
+    reason: str
+    source: str
+    campaign: str | None
+    detail: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Suppression) -> SuppressionRecord:
+        return cls(row.reason, row.source, row.campaign, row.detail, row.created_at)
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    """Everything in the member's own row, with their region, interests, fields and suppression."""
+
+    id: int
+    email: str
+    name: str
+    postcode: str
+    region: str | None  # the slug, e.g. maidstone-medway-swale
+    region_label: str | None  # e.g. South East › Kent › Maidstone, Medway & Swale
+    interests: list[str]
+    fields: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    suppression: SuppressionRecord | None
+
+    @property
+    def suppressed(self) -> bool:
+        return self.suppression is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["suppressed"] = self.suppressed
+        out: dict[str, Any] = _jsonable(data)
+        return out
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    action: str
+    source: str
+    wording: str
+    campaign: str | None
+    detail: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    """What ``forget`` removed and kept."""
+
+    address_hash: str
+    interests_removed: int
+    fields_removed: int
+    consent_events_kept: int  # now holding only the address hash
+    newly_suppressed: bool  # False when the address was already suppressed (it stays so)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _normalise(email: str) -> str:
+    try:
+        return addresses.normalise(email)
+    except InvalidInput as exc:
+        raise UnknownName(
+            f"{email!r} is not a valid address, so no member has it",
+            field="email",
+            hint=exc.problems[0].message if exc.problems else None,
+        ) from None
+
+
+def _unknown(session: Session, email: str, normalised: str) -> UnknownName:
+    erased = session.scalar(
+        select(func.max(ConsentEvent.created_at)).where(
+            ConsentEvent.address_hash == addresses.address_hash(normalised), ConsentEvent.action == "erase"
+        )
+    )
+    if erased is not None:
+        return UnknownName(
+            f"no member has the address {email!r}: its data was erased on {erased:%Y-%m-%d}",
+            field="email",
+            hint="only its suppression remains, so it will never be mailed or imported again",
+        )
+    return UnknownName(
+        f"no member has the address {email!r}",
+        field="email",
+        hint="check the spelling; `mailer lists export` lists every member",
+    )
+
+
+def _member(session: Session, email: str) -> Member:
+    normalised = _normalise(email)
+    member = session.scalar(select(Member).where(Member.email == normalised))
+    if member is None:
+        raise _unknown(session, email, normalised)
+    return member
+
+
+def _region_label(session: Session, region: Region | None) -> str | None:
+    if region is None:
+        return None
+    slugs = [s for s in region.path.split("/") if s]
+    rows = session.execute(select(Region.slug, Region.name).where(Region.slug.in_(slugs)))
+    names = {slug: name for slug, name in rows}
+    return " › ".join(names.get(s, s) for s in slugs)
+
+
+def _record(session: Session, member: Member) -> MemberRecord:
+    held = session.get(Suppression, member.address_hash)
+    return MemberRecord(
+        id=member.id,
+        email=member.email,
+        name=member.name,
+        postcode=member.postcode,
+        region=member.region.slug if member.region else None,
+        region_label=_region_label(session, member.region),
+        interests=[i.slug for i in member.interests],
+        fields={f.name: f.value for f in member.fields},
+        created_at=member.created_at,
+        updated_at=member.updated_at,
+        suppression=SuppressionRecord.of(held) if held else None,
+    )
+
+
+def show(session: Session, email: str) -> MemberRecord:
+    """The member with address ``email``."""
+    return _record(session, _member(session, email))
+
+
+def consent_log(session: Session, address_hash: str, member_id: int | None = None) -> list[ConsentRecord]:
+    """The consent-log lines for an address (by hash, and by member id where there is one), oldest first."""
+    where = ConsentEvent.address_hash == address_hash
+    if member_id is not None:
+        where = where | (ConsentEvent.member_id == member_id)
+    rows = session.scalars(
+        select(ConsentEvent).where(where).order_by(ConsentEvent.created_at, ConsentEvent.id)
+    )
+    return [ConsentRecord(e.action, e.source, e.wording, e.campaign, e.detail, e.created_at) for e in rows]
+
+
+def export(session: Session, email: str) -> dict[str, Any]:
+    """Everything held about the person with address ``email``, JSON-serialisable (a subject access
+    request): their member row, region, interests and fields, every consent-log line, and whether and
+    why they are suppressed. For an erased address only the suppression and the log remain."""
+    normalised = _normalise(email)
+    address_hash = addresses.address_hash(normalised)
+    member = session.scalar(select(Member).where(Member.email == normalised))
+    held = session.get(Suppression, address_hash)
+    events = consent_log(session, address_hash, member.id if member else None)
+    if member is None and held is None and not events:
+        raise _unknown(session, email, normalised)
+    data: dict[str, Any] = _jsonable(
+        {
+            "address": normalised,
+            "address_hash": address_hash,
+            "exported_at": utcnow(),
+            "member": _record(session, member).to_dict() if member else None,
+            "suppression": asdict(SuppressionRecord.of(held)) if held else None,
+            "consent_log": [asdict(e) for e in events],
+        }
+    )
+    return data
+
+
+def unsubscribe(
+    session: Session,
+    email: str,
+    source: str = "admin",
+    campaign: str | None = None,
+    *,
+    reason: str = "unsubscribe",
+    detail: str = "",
+) -> bool:
+    """Suppress the member with address ``email``; True if they were not suppressed before.
+
+    The member's row stays (they can be shown and exported); they are never mailed again.
+    """
+    member = _member(session, email)
+    return suppression.suppress_hash(
+        session, member.address_hash, reason=reason, source=source, campaign=campaign, detail=detail
+    )
+
+
+def forget(session: Session, email: str) -> ForgetReport:
+    """Erase the member with address ``email``: their row, interests and fields are deleted; their
+    consent-log lines keep only the address hash; a suppression (reason ``erasure``) keeps them from
+    being mailed or imported again, and an ``erase`` event is appended to the log."""
+    member = _member(session, email)
+    member_id, address_hash = member.id, member.address_hash
+    newly = suppression.suppress_hash(
+        session, address_hash, reason="erasure", source="admin", detail="personal data erased on request"
+    )
+    interests = session.execute(delete(MemberInterest).where(MemberInterest.member_id == member_id))
+    fields = session.execute(delete(MemberField).where(MemberField.member_id == member_id))
+    kept = session.execute(
+        update(ConsentEvent).where(ConsentEvent.member_id == member_id).values(member_id=None)
+    )
+    session.expunge(member)
+    session.execute(delete(Member).where(Member.id == member_id))
+    return ForgetReport(
+        address_hash=address_hash,
+        interests_removed=interests.rowcount,  # type: ignore[attr-defined]
+        fields_removed=fields.rowcount,  # type: ignore[attr-defined]
+        consent_events_kept=kept.rowcount,  # type: ignore[attr-defined]
+        newly_suppressed=newly,
+    )

@@ -1,0 +1,406 @@
+"""Importing members from CSV: validation, merging, suppression kept, atomicity, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mailer.audience import addresses, members
+from mailer.audience.importer import fast_normalise, import_csv, rejected_path_for
+from mailer.audience.shape import Shape
+from mailer.audience.suppression import is_suppressed
+from mailer.audience.synthetic import generate, write_csv
+from mailer.db import Database
+from mailer.errors import InvalidInput
+from mailer.models import ConsentEvent, Interest, Member, MemberField, MemberInterest, Region, Suppression
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_MEMBERS = REPO / "lists" / "members.csv"
+HEADER = "email,name,postcode,region,interests,consent_source,consent_date,student\n"
+
+
+def dump(session: Session) -> dict[str, Any]:
+    """Everything an import can touch, in a comparable form."""
+    slug_of = {id_: slug for id_, slug in session.execute(select(Region.id, Region.slug))}
+    people = {
+        m.id: (m.email, m.address_hash, m.name, m.postcode, slug_of.get(m.region_id), m.updated_at)
+        for m in session.scalars(select(Member))
+    }
+    interests: dict[str, set[str]] = {}
+    for member_id, slug in session.execute(
+        select(MemberInterest.member_id, Interest.slug).join(
+            Interest, Interest.id == MemberInterest.interest_id
+        )
+    ):
+        interests.setdefault(people[member_id][0], set()).add(slug)
+    fields: dict[str, dict[str, str]] = {}
+    for f in session.scalars(select(MemberField)):
+        fields.setdefault(people[f.member_id][0], {})[f.name] = f.value
+    consent = session.execute(
+        select(ConsentEvent.action, ConsentEvent.source, func.count()).group_by(
+            ConsentEvent.action, ConsentEvent.source
+        )
+    )
+    return {
+        "members": sorted(people.values()),
+        "interests": interests,
+        "fields": fields,
+        "consent": sorted(tuple(r) for r in consent),
+        "suppressions": sorted(
+            tuple(r) for r in session.execute(select(Suppression.address_hash, Suppression.reason))
+        ),
+    }
+
+
+def run_import(db: Database, path: Path, shape: Shape, **kw: Any) -> Any:
+    with db.session() as session:
+        return import_csv(session, path, shape, **kw)
+
+
+def snapshot(db: Database) -> dict[str, Any]:
+    with db.session() as session:
+        return dump(session)
+
+
+@pytest.fixture
+def demo_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "members.csv"
+    shutil.copy(DEMO_MEMBERS, path)
+    return path
+
+
+def test_importing_the_demo_members_twice_gives_the_same_database(
+    db: Database, shape: Shape, demo_csv: Path
+) -> None:
+    first = run_import(db, demo_csv, shape)
+    assert (first.rows, first.added, first.updated, first.rejected) == (500, 500, 0, 0)
+    after_first = snapshot(db)
+    second = run_import(db, demo_csv, shape)
+    assert (second.added, second.updated, second.unchanged, second.rejected) == (0, 0, 500, 0)
+    assert snapshot(db) == after_first
+    assert len(after_first["members"]) == 500
+    assert after_first["consent"] == [("subscribe", s, n) for _a, s, n in after_first["consent"]]
+    assert sum(n for _a, _s, n in after_first["consent"]) == 500
+    assert not rejected_path_for(demo_csv).exists()
+
+
+def test_the_demo_members_arrive_as_the_csv_says(db: Database, shape: Shape, demo_csv: Path) -> None:
+    run_import(db, demo_csv, shape)
+    with demo_csv.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    state = snapshot(db)
+    by_email = {m[0]: m for m in state["members"]}
+    for row in rows:
+        email = addresses.normalise(row["email"])
+        _e, _h, name, postcode, region, _u = by_email[email]
+        assert name == row["name"] and postcode == row["postcode"]
+        expected_region = row["region"] or shape.region_for_postcode(row["postcode"])
+        assert region == expected_region
+        assert state["interests"].get(email, set()) == {s for s in row["interests"].split(";") if s}
+        assert state["fields"][email] == {"student": row["student"], "joined": row["joined"]}
+    assert any(not row["region"] and row["postcode"] for row in rows)  # postcode assignment exercised
+    assert any(any(ord(c) > 127 for c in row["name"]) for row in rows)
+
+
+BAD_ROWS = (
+    HEADER
+    + "ann@example.org,Ann Smith,ME14 1HH,,refugees,signup,2024-03-01,no\n"  # 2: good (region from ME)
+    + "not-an-address,Bad Address,,kent,,,,\n"  # 3: invalid address
+    + ",No Address,,kent,,,,\n"  # 4: no address
+    + "ANN@Example.ORG,,,,schools,,,yes\n"  # 5: duplicate of line 2: merged
+    + 'bob@example.org,"Bob\r\nEvil: injected",CT1 2AB,,,,,\n'  # 6-7: CR/LF in the name: cleaned
+    + "cat@example.org,Cat,,atlantis,,,,\n"  # 8: unknown region
+    + "dan@example.org,Dan,,kent,knitting,,,\n"  # 9: unknown interest
+    + "eve@example.org,Eve,,Kent,Refugees; mp-advocacy,,01/02/2023,\n"  # 10: names accepted
+    + "fay@example.org,Fay,,kent,,,yesterday,\n"  # 11: bad consent date
+    + "gus@foo.test,Gus,,kent,,,,\n"  # 12: special-use domain
+)
+
+
+def test_bad_rows_are_reported_by_line_and_every_good_row_is_kept(
+    db: Database, shape: Shape, tmp_path: Path
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(BAD_ROWS, encoding="utf-8", newline="")
+    report = run_import(db, path, shape)
+    rejected = {r.row: r for r in report.rejections}
+    assert sorted(rejected) == [3, 4, 8, 9, 11, 12]
+    assert "not-an-address" in rejected[3].email and "@" in rejected[3].reason
+    assert rejected[4].reason == "no email address"
+    assert "unknown region 'atlantis'" in rejected[8].reason
+    assert "unknown interest 'knitting'" in rejected[9].reason
+    assert "consent_date 'yesterday'" in rejected[11].reason
+    assert (report.added, report.merged, report.cleaned, report.rejected) == (3, 1, 1, 6)
+
+    state = snapshot(db)
+    by_email = {m[0]: m for m in state["members"]}
+    assert set(by_email) == {"ann@example.org", "bob@example.org", "eve@example.org"}
+    assert by_email["ann@example.org"][2:5] == ("Ann Smith", "ME14 1HH", "maidstone-medway-swale")
+    assert state["interests"]["ann@example.org"] == {"refugees", "schools"}  # unioned
+    assert state["fields"]["ann@example.org"] == {"student": "yes"}  # the later row wins
+    assert by_email["bob@example.org"][2] == "Bob Evil: injected"  # cleaned, never raw
+    assert by_email["bob@example.org"][4] == "canterbury"
+    assert by_email["eve@example.org"][4] == "kent"
+    assert state["interests"]["eve@example.org"] == {"refugees", "mp-advocacy"}
+
+    out = rejected_path_for(path)
+    assert out == tmp_path / "crm.rejected.csv" and report.rejected_path == out
+    with out.open(newline="", encoding="utf-8") as fh:
+        written = list(csv.DictReader(fh))
+    assert [int(r["row"]) for r in written] == [3, 4, 8, 9, 11, 12]
+    assert written[2]["region"] == "atlantis" and written[2]["email"] == "cat@example.org"
+    assert written[2]["reason"] == rejected[8].reason
+    # Fixing the file and importing again clears the stale list.
+    path.write_text(HEADER + "ann@example.org,Ann,,,,,,\n", encoding="utf-8")
+    assert run_import(db, path, shape).rejected_path is None and not out.exists()
+
+
+def test_a_suppressed_address_stays_suppressed_whatever_the_import_says(
+    db: Database, shape: Shape, demo_csv: Path
+) -> None:
+    run_import(db, demo_csv, shape)
+    with demo_csv.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    left, erased = addresses.normalise(rows[0]["email"]), addresses.normalise(rows[1]["email"])
+    with db.session() as session:
+        assert members.unsubscribe(session, left, source="one-click", campaign="2025-11-newsletter")
+        members.forget(session, erased)
+    before = snapshot(db)
+    # The CRM export still has both as ordinary rows; the one who left has a new name too.
+    rows[0]["name"] = "New Name"
+    path = demo_csv.parent / "crm-export.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    report = run_import(db, path, shape)
+    assert (report.suppressed, report.not_added, report.updated, report.added) == (2, 1, 1, 0)
+    assert {n.email for n in report.kept_suppressed} == {left, erased}
+    after = snapshot(db)
+    assert after["suppressions"] == before["suppressions"]
+    assert after["consent"] == before["consent"]  # nothing appended, nothing rewritten
+    with db.session() as session:
+        assert is_suppressed(session, left) and is_suppressed(session, erased)
+        assert members.show(session, left).name == "New Name"
+        assert session.scalar(select(Member).where(Member.email == erased)) is None
+    # And again: still nothing comes back.
+    again = run_import(db, path, shape)
+    assert (again.added, again.not_added, again.suppressed) == (0, 1, 2)
+    assert snapshot(db)["suppressions"] == before["suppressions"]
+
+
+def test_dry_run_changes_nothing(db: Database, shape: Shape, demo_csv: Path) -> None:
+    empty = snapshot(db)
+    report = run_import(db, demo_csv, shape, dry_run=True)
+    assert report.dry_run and report.added == 500
+    assert snapshot(db) == empty
+    run_import(db, demo_csv, shape)
+    full = snapshot(db)
+    changed = demo_csv.read_text(encoding="utf-8").replace(",no,", ",maybe,")
+    demo_csv.write_text(changed, encoding="utf-8")
+    report = run_import(db, demo_csv, shape, dry_run=True)
+    assert report.updated > 0
+    assert snapshot(db) == full
+
+
+def test_an_import_that_fails_part_way_leaves_the_database_as_it_was(
+    db: Database, shape: Shape, tmp_path: Path
+) -> None:
+    path = tmp_path / "big.csv"
+    write_csv(path, generate(300, shape, seed=5))
+    run_import(db, path, shape)
+    before = snapshot(db)
+    write_csv(path, generate(4500, shape, seed=5))  # the same 300 first, then 4,200 new
+
+    calls: list[tuple[str, int, int]] = []
+
+    def interrupt(stage: str, done: int, total: int) -> None:
+        calls.append((stage, done, total))
+        if stage == "write" and done > 2000:
+            raise KeyboardInterrupt  # a person pressing ctrl-C half way through the writing
+
+    with pytest.raises(KeyboardInterrupt):
+        run_import(db, path, shape, progress=interrupt)
+    assert [c for c in calls if c[0] == "write"] == [("write", 2000, 4200), ("write", 4000, 4200)]
+    assert snapshot(db) == before
+    report = run_import(db, path, shape)
+    assert (report.added, report.unchanged) == (4200, 300)
+
+
+def test_a_database_error_part_way_rolls_back_the_whole_import(
+    db: Database, shape: Shape, tmp_path: Path
+) -> None:
+    """The database refuses a row in the second chunk: the first chunk's rows go too."""
+    path = tmp_path / "big.csv"
+    rows = list(generate(3000, shape, seed=9))
+    write_csv(path, rows)
+    before = snapshot(db)
+    clash = addresses.normalise(rows[2500]["email"])
+
+    def sneak_in(stage: str, done: int, total: int) -> None:
+        # Between chunks, a member with an address from the next chunk appears (as if another process
+        # had added them after the import read the database): the unique index refuses the import's row.
+        if stage == "write" and done == 2000:
+            session.execute(insert(Member).values(email=clash, address_hash=addresses.address_hash(clash)))
+
+    with pytest.raises(IntegrityError), db.session() as session:
+        import_csv(session, path, shape, progress=sneak_in)
+    assert snapshot(db) == before
+
+
+def test_malformed_files_are_refused_naming_the_file_and_line(
+    db: Database, shape: Shape, tmp_path: Path
+) -> None:
+    before = snapshot(db)
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(b"email,name\nann@example.org,Ann\nzoe@example.org,Zo\xeb\n")
+    with pytest.raises(InvalidInput) as err:
+        run_import(db, latin1, shape)
+    assert err.value.problems[0].line == 3 and "latin1.csv:3" in str(err.value) and "UTF-8" in str(err.value)
+
+    no_email = tmp_path / "no-email.csv"
+    no_email.write_text("name,postcode\nAnn,ME1 1AA\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match=r"no-email.csv:1: no email column"):
+        run_import(db, no_email, shape)
+
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("email,name\nann@example.org,Ann\nbob@example.org,Bob,Extra\ncat@example.org\n")
+    with pytest.raises(InvalidInput) as err:
+        run_import(db, ragged, shape)
+    assert [p.line for p in err.value.problems] == [3, 4]
+    assert "ragged.csv:3" in str(err.value)
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(InvalidInput, match="empty"):
+        run_import(db, empty, shape)
+    assert snapshot(db) == before
+
+
+def test_updates_follow_the_rules_for_empty_cells_fields_and_interests(
+    db: Database, shape: Shape, tmp_path: Path
+) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text(
+        "Email,Name,Postcode,Region,Interests,Date Joined\nann@example.org,Ann,ME1 1AA,,refugees,2020\n",
+        encoding="utf-8",
+    )
+    first = run_import(db, path, shape)
+    assert first.fields == ["date_joined"]
+    path.write_text(
+        "email,name,postcode,region,interests,date joined,team\nANN@example.org,,,,schools,,press\n",
+        encoding="utf-8",
+    )
+    report = run_import(db, path, shape)
+    assert report.updated == 1
+    with db.session() as session:
+        ann = members.show(session, "ann@example.org")
+    assert (ann.name, ann.postcode, ann.region) == ("Ann", "ME1 1AA", "maidstone-medway-swale")
+    assert ann.interests == ["refugees", "schools"]  # added to, never taken away
+    assert ann.fields == {"date_joined": "2020", "team": "press"}
+
+
+def test_a_small_file_into_a_large_database(db: Database, shape: Shape, demo_csv: Path) -> None:
+    """Only the file's addresses are looked up (in chunks) when the database holds many more."""
+    run_import(db, demo_csv, shape)
+    with demo_csv.open(newline="", encoding="utf-8") as fh:
+        emails = [addresses.normalise(row["email"]) for row in csv.DictReader(fh)]
+    with db.session() as session:
+        for email in emails[:10]:
+            members.unsubscribe(session, email)
+    path = demo_csv.parent / "few.csv"
+    path.write_text(
+        f"email,name,interests\n{emails[0]},Renamed,\n{emails[20]},,events\nnew@example.org,New,\n",
+        encoding="utf-8",
+    )
+    report = run_import(db, path, shape)
+    assert (report.added, report.updated, report.suppressed, report.not_added) == (1, 2, 1, 0)
+    with db.session() as session:
+        assert members.show(session, emails[0]).name == "Renamed"
+        assert members.show(session, emails[0]).suppressed
+        assert "events" in members.show(session, emails[20]).interests
+        assert not members.show(session, "new@example.org").suppressed
+
+
+def test_the_fast_address_check_agrees_with_email_validator() -> None:
+    """Every address the fast path accepts, email-validator accepts and normalises the same way."""
+    rng = random.Random(7)
+    pieces = ["a", "Z", "9", ".", "-", "+", "_", "'", "..", "--", "xn--", "é", " ", "@", "!", "#", '"']
+    tlds = ["org", "ORG", "uk", "test", "local", "localhost", "x", "c0m", "1", "onion", "arpa", "co.uk"]
+    corpus = [row["email"] for row in csv.DictReader(DEMO_MEMBERS.open(encoding="utf-8"))]
+    for _ in range(4000):
+        local = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+        host = "".join(rng.choice(pieces[:6]) for _ in range(rng.randint(1, 5)))
+        corpus.append(f"{local}@{host}.{rng.choice(tlds)}")
+    corpus += ["a" * 64 + "@example.org", "a" * 65 + "@example.org", "x@" + "a" * 63 + ".org"]
+    corpus += ["x@" + "a" * 64 + ".org", "x@" + ".".join(["abcdefghi"] * 26) + ".org", "ab--cd@ab--cd.org"]
+    accepted = 0
+    for raw in corpus:
+        fast = fast_normalise(raw)
+        if fast is None:
+            continue
+        accepted += 1
+        assert addresses.normalise(raw) == fast, raw
+    assert accepted > 600
+
+
+def mailer(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailer", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        check=False,
+    )
+
+
+def test_cli_import_reports_as_text_and_json(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(BAD_ROWS, encoding="utf-8", newline="")
+    dry = mailer(env, "lists", "import", str(path), "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    data = json.loads(dry.stdout)
+    assert data["dry_run"] is True and data["added"] == 3 and data["rejected"] == 6
+    assert mailer(env, "lists", "count", "--json", "all").stdout.strip() == '{"count": 0}'
+
+    done = mailer(env, "lists", "import", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "added:     3" in done.stdout and "rejected:  6" in done.stdout
+    assert "line 8: cat@example.org: unknown region 'atlantis'" in done.stdout
+    assert f"rejected rows written to {tmp_path / 'crm.rejected.csv'}" in done.stdout
+    assert "cleaned:   1" in done.stdout and "merged:    1" in done.stdout
+
+    again = json.loads(mailer(env, "lists", "import", str(path), "--json").stdout)
+    assert (again["added"], again["unchanged"], again["rejected"]) == (0, 3, 6)
+    assert again["rejections"][0] == {
+        "row": 3,
+        "email": "not-an-address",
+        "reason": again["rejections"][0]["reason"],
+    }
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name\nAnn\n", encoding="utf-8")
+    refused = mailer(env, "lists", "import", str(bad))
+    assert refused.returncode == 2 and "bad.csv:1: no email column" in refused.stderr
+
+
+def test_cli_generate_writes_members_that_import_cleanly(env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "synthetic.csv"
+    made = mailer(env, "lists", "generate", "40", "--seed", "3", "-o", str(out))
+    assert made.returncode == 0, made.stderr
+    again = mailer(env, "lists", "generate", "40", "--seed", "3")
+    assert again.stdout == out.read_text(encoding="utf-8")
+    report = json.loads(mailer(env, "lists", "import", str(out), "--json").stdout)
+    assert (report["added"], report["rejected"]) == (40, 0)

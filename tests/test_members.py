@@ -1,0 +1,166 @@
+"""One member at a time: show, export (subject access), unsubscribe, forget (erasure)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from mailer.audience import addresses, members
+from mailer.audience.importer import import_csv
+from mailer.audience.shape import Shape
+from mailer.audience.suppression import is_suppressed
+from mailer.db import Database
+from mailer.errors import UnknownName
+from mailer.models import ConsentEvent, Member, MemberField, MemberInterest, Suppression
+
+CSV = (
+    "email,name,postcode,region,interests,consent_source,consent_date,student\n"
+    "zoe@example.org,Zoë Ó Briain,ME14 1HH,,refugees;schools,signup,2024-03-01,no\n"
+    "ann@example.org,Ann,,kent,,,,yes\n"
+)
+
+
+@pytest.fixture
+def people(db: Database, shape: Shape, tmp_path: Path) -> Database:
+    path = tmp_path / "people.csv"
+    path.write_text(CSV, encoding="utf-8")
+    with db.session() as session:
+        import_csv(session, path, shape)
+    return db
+
+
+def test_show_gives_the_member_with_region_interests_fields(people: Database) -> None:
+    with people.session() as session:
+        zoe = members.show(session, "ZOE@example.org")
+    assert (zoe.email, zoe.name, zoe.postcode) == ("zoe@example.org", "Zoë Ó Briain", "ME14 1HH")
+    assert zoe.region == "maidstone-medway-swale"
+    assert zoe.region_label == "South East › Kent › Maidstone, Medway & Swale"
+    assert zoe.interests == ["refugees", "schools"] and zoe.fields == {"student": "no"}
+    assert not zoe.suppressed
+    json.dumps(zoe.to_dict())
+
+
+def test_unknown_addresses_are_named_with_a_hint(people: Database) -> None:
+    with people.session() as session:
+        with pytest.raises(UnknownName, match=r"no member has the address 'nobody@example\.org'") as err:
+            members.show(session, "nobody@example.org")
+        assert err.value.problem.hint
+        with pytest.raises(UnknownName, match="not a valid address"):
+            members.export(session, "nobody")
+        with pytest.raises(UnknownName):
+            members.unsubscribe(session, "nobody@example.org")
+        with pytest.raises(UnknownName):
+            members.forget(session, "nobody@example.org")
+
+
+def test_unsubscribe_suppresses_and_keeps_the_member(people: Database) -> None:
+    with people.session() as session:
+        assert members.unsubscribe(session, "ann@example.org", campaign="2025-11-newsletter")
+        assert not members.unsubscribe(session, "ann@example.org")
+    with people.session() as session:
+        ann = members.show(session, "ann@example.org")
+        assert ann.suppression is not None
+        assert (ann.suppression.reason, ann.suppression.source, ann.suppression.campaign) == (
+            "unsubscribe",
+            "admin",
+            "2025-11-newsletter",
+        )
+
+
+def test_export_holds_everything_about_the_person(people: Database) -> None:
+    with people.session() as session:
+        members.unsubscribe(session, "zoe@example.org")
+        data = members.export(session, "zoe@example.org")
+    json.dumps(data)  # serialisable as it is
+    assert data["address"] == "zoe@example.org"
+    assert data["address_hash"] == addresses.hash_of("zoe@example.org")
+    assert data["member"]["name"] == "Zoë Ó Briain" and data["member"]["fields"] == {"student": "no"}
+    assert data["suppression"]["reason"] == "unsubscribe"
+    assert [e["action"] for e in data["consent_log"]] == ["subscribe", "unsubscribe"]
+    assert data["consent_log"][0]["source"] == "signup"
+    assert "2024-03-01" in data["consent_log"][0]["detail"]
+
+
+def test_forget_erases_personal_data_and_keeps_the_hash(people: Database) -> None:
+    with people.session() as session:
+        zoe_id = members.show(session, "zoe@example.org").id
+        report = members.forget(session, "Zoe@Example.org")
+    assert (report.interests_removed, report.fields_removed, report.consent_events_kept) == (2, 1, 2)
+    assert report.address_hash == addresses.hash_of("zoe@example.org") and report.newly_suppressed
+    with people.session() as session:
+        assert session.scalar(select(Member).where(Member.email == "zoe@example.org")) is None
+        for model in (MemberInterest, MemberField):
+            assert (
+                session.scalar(select(func.count()).select_from(model).where(model.member_id == zoe_id)) == 0
+            )
+        log = session.scalars(
+            select(ConsentEvent)
+            .where(ConsentEvent.address_hash == report.address_hash)
+            .order_by(ConsentEvent.id)
+        ).all()
+        assert [(e.action, e.member_id) for e in log] == [("subscribe", None), ("erase", None)]
+        assert session.get(Suppression, report.address_hash).reason == "erasure"  # type: ignore[union-attr]
+        assert is_suppressed(session, "zoe@example.org")
+        with pytest.raises(UnknownName, match="erased"):
+            members.show(session, "zoe@example.org")
+        data = members.export(session, "zoe@example.org")
+        assert data["member"] is None and data["suppression"]["reason"] == "erasure"
+        assert "Zoë" not in json.dumps(data, ensure_ascii=False)
+        assert members.show(session, "ann@example.org").name == "Ann"  # others untouched
+
+
+def mailer(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailer", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        check=False,
+    )
+
+
+def test_cli_members_commands(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(CSV, encoding="utf-8")
+    assert mailer(env, "lists", "import", str(path)).returncode == 0
+
+    shown = mailer(env, "members", "show", "zoe@example.org")
+    assert shown.returncode == 0 and "Zoë Ó Briain" in shown.stdout and "subscribed" in shown.stdout
+    data = json.loads(mailer(env, "members", "show", "zoe@example.org", "--json").stdout)
+    assert data["region"] == "maidstone-medway-swale" and data["suppressed"] is False
+
+    out = mailer(env, "members", "unsubscribe", "ann@example.org", "--json")
+    assert json.loads(out.stdout) == {
+        "email": "ann@example.org",
+        "suppressed": True,
+        "newly_suppressed": True,
+    }
+    assert "suppressed: unsubscribe via admin" in mailer(env, "members", "show", "ann@example.org").stdout
+
+    export = json.loads(mailer(env, "members", "export", "ann@example.org").stdout)
+    assert [e["action"] for e in export["consent_log"]] == ["subscribe", "unsubscribe"]
+
+    refused = mailer(env, "members", "forget", "zoe@example.org", stdin="n\n")
+    assert refused.returncode == 1 and "Aborted" in refused.stderr
+    assert mailer(env, "members", "show", "zoe@example.org").returncode == 0  # still there
+
+    confirmed = mailer(env, "members", "forget", "zoe@example.org", stdin="y\n")
+    assert confirmed.returncode == 0 and "erased" in confirmed.stdout
+    gone = mailer(env, "members", "show", "zoe@example.org")
+    assert gone.returncode == 2 and "erased" in gone.stderr
+
+    forgot = json.loads(mailer(env, "members", "forget", "ann@example.org", "--yes", "--json").stdout)
+    assert forgot["erased"] is True and forgot["newly_suppressed"] is False  # already unsubscribed
+
+    unknown = mailer(env, "members", "forget", "nobody@example.org", "--yes")
+    assert unknown.returncode == 2 and "no member has the address" in unknown.stderr
+
+    # A later import of the same file brings neither back.
+    report = json.loads(mailer(env, "lists", "import", str(path), "--json").stdout)
+    assert (report["added"], report["suppressed"], report["not_added"]) == (0, 2, 2)

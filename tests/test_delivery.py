@@ -448,3 +448,30 @@ def test_sigterm_finishes_in_flight_and_stops(
     # Every message the server took was recorded as sent before the process stopped.
     assert sent == set(received)
     assert max(received.values()) == 1
+
+
+def test_subject_access_export_lists_mailings_and_forget_unlinks_them(
+    db: Database,
+    settings: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    smtp_server: SmtpTestServer,
+) -> None:
+    from mailer.audience import members
+
+    add_campaign(workspace)
+    add_members(db, shape, tmp_path, 150)
+    someone = sorted(expected_audience(db, shape, "kent"))[0]
+    prepare_and_enqueue(db, settings, shape)
+    send(db, settings, smtp_server.url)
+    with db.session() as session:
+        mailings = members.export(session, someone)["mailings"]
+    assert [(m["campaign"], m["status"]) for m in mailings] == [(SLUG, "sent")]
+    with db.session() as session:
+        member_id = session.scalar(select(Member.id).where(Member.email == someone))
+        members.forget(session, someone)
+    with db.session() as session:
+        assert session.scalar(select(Delivery).where(Delivery.member_id == member_id)) is None
+        assert members.export(session, someone)["mailings"] == []
+        assert suppression.is_suppressed(session, someone)

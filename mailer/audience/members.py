@@ -188,9 +188,26 @@ def export(session: Session, email: str) -> dict[str, Any]:
             "member": _record(session, member).to_dict() if member else None,
             "suppression": asdict(SuppressionRecord.of(held)) if held else None,
             "consent_log": [asdict(e) for e in events],
+            "mailings": _mailings(session, member.id) if member else [],
         }
     )
     return data
+
+
+def _mailings(session: Session, member_id: int) -> list[dict[str, Any]]:
+    """Every campaign addressed to the member: what, when, and what became of it."""
+    from mailer.models import Campaign, Delivery
+
+    rows = session.execute(
+        select(Campaign.slug, Campaign.subject, Delivery.status, Delivery.sent_at, Delivery.last_code)
+        .join(Campaign, Campaign.id == Delivery.campaign_id)
+        .where(Delivery.member_id == member_id)
+        .order_by(Delivery.id)
+    ).all()
+    return [
+        {"campaign": slug, "subject": subject, "status": status, "sent_at": sent_at, "last_code": code}
+        for slug, subject, status, sent_at, code in rows
+    ]
 
 
 def unsubscribe(

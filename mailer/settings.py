@@ -60,12 +60,36 @@ class Settings:
     rate_per_hour: int = _setting(0, "Most messages per hour per relay; 0 means no limit.")
     concurrency: int = _setting(8, "SMTP connections per relay.")
     batch_size: int = _setting(500, "Deliveries claimed and checked against suppressions at a time.")
+    lease_seconds: float = _setting(
+        60.0,
+        "How long a claim on a batch of deliveries lasts unless renewed; a dead worker's unsent "
+        "messages go to other workers after this. Keep it well above heartbeat_seconds.",
+    )
+    heartbeat_seconds: float = _setting(
+        5.0, "How often a sender renews its leases and a worker reports that it is alive."
+    )
     consent_wording: str = _setting(
         "I agree to receive the network's newsletter and action alerts by email. "
         "I can unsubscribe at any time with the link in every message.",
         "What members agree to at sign-up; recorded in the consent log with each sign-up.",
     )
     timezone: str = _setting("Europe/London", "Time zone of event times and the issue date.")
+    soft_bounce_limit: int = _setting(
+        3,
+        "Soft bounces (4.x.x, 5.2.2 mailbox full, other non-address failures) within soft_bounce_days "
+        "that suppress an address. Hard bounces (5.1.x) suppress at once.",
+    )
+    soft_bounce_days: int = _setting(30, "The window, in days, in which soft bounces are counted.")
+    admin_password: str = field(
+        default="",
+        repr=False,
+        metadata={
+            "help": "Password of the web app's /admin/ report pages (HTTP Basic). Set "
+            "MAILER_ADMIN_PASSWORD; without it the admin pages are closed.",
+            "env": "MAILER_ADMIN_PASSWORD",
+            "internal": True,
+        },
+    )
     secret: str = field(
         default="",
         repr=False,

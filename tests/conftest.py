@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -178,3 +179,37 @@ def smtp_server_factory() -> Iterator[Callable[..., SmtpTestServer]]:
     yield factory
     for server in started:
         server.stop()
+
+
+# --- a real browser: Debian's Chromium driven by Playwright (never a downloaded browser) ------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@contextmanager
+def launch_chromium() -> Iterator[Any]:
+    """Headless Chromium, started here and closed on leaving; without it the test is skipped,
+    except under CI, where that fails. Start it after any ``asyncio.run`` the test needs: the sync
+    Playwright driver keeps an event loop running in this thread while the browser is open."""
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing: apt-get install -y chromium"
+        if IN_CI:
+            pytest.fail(f"Chromium is required under CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -95,7 +95,18 @@ def main() -> None:
 
 
 # Command groups register themselves on `cli` when imported.
-from mailer.cli import campaigns, db, lists, members, setup  # noqa: E402, F401
+from mailer.cli import (  # noqa: E402, F401
+    campaigns,
+    db,
+    inbound,
+    lists,
+    members,
+    reports,
+    sending,
+    serve,
+    setup,
+    workers,
+)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -8,6 +8,7 @@ Routes, by concern:
 - ``/archive/``, ``/archive/feed.atom``, ``/archive/{slug}/[{key}]``, ``/files/…``  ``archive.py``
 - ``/calendar/``, ``/calendar/{region}.ics``, ``/calendar/all.ics``, ``/calendar/event/{uid}.ics``
                                                                                ``calendars.py``
+- ``/admin/``, ``/admin/campaigns/{slug}``: reports, HTTP Basic (MAILER_ADMIN_PASSWORD)   ``admin.py``
 
 A bad, forged, truncated or expired token gets the same plain 400 page, whatever was wrong with it.
 """
@@ -30,7 +31,7 @@ from mailer.audience.shape import Shape, load_shape
 from mailer.db import Database, open_database
 from mailer.errors import ConfigError, TokenError
 from mailer.settings import Settings
-from mailer.web import archive, calendars, preferences, signup, unsubscribe
+from mailer.web import admin, archive, calendars, preferences, signup, unsubscribe
 from mailer.web.context import Limits, SendMail, Web, web
 from mailer.web.csrf import Csrf
 from mailer.web.mail import relay_sender
@@ -115,6 +116,7 @@ def create_app(
         *signup.routes,
         *archive.routes,
         *calendars.routes,
+        *admin.routes,
     ]
     app = Starlette(
         routes=routes,

@@ -1,0 +1,80 @@
+"""``mailer inbound``: bounces, complaints and mailed unsubscribes, read from a mailbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mailer.cli import App, cli, emit, json_option, pass_app
+from mailer.inbound import ProcessReport, classify, process_source
+
+
+@cli.group("inbound")
+def inbound_group() -> None:
+    """Bounces, complaints (ARF), mailed unsubscribes and auto-replies."""
+
+
+def _show(report: ProcessReport) -> None:
+    for o in report.outcomes:
+        where = f" delivery {o.delivery_id}" if o.delivery_id else ""
+        campaign = f" ({o.campaign})" if o.campaign else ""
+        status = f" {o.status}" if o.status else ""
+        click.echo(f"{o.key}: {o.kind}{status}{where}{campaign}: {o.action}")
+    new = report.messages - report.duplicates
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(report.by_kind.items())) or "nothing new"
+    click.echo(
+        f"{report.messages} message(s) in {report.source}: {new} new ({kinds}), "
+        f"{report.duplicates} seen before; {report.suppressed} address(es) suppressed."
+    )
+
+
+@inbound_group.command("process")
+@click.argument("source")
+@json_option
+@pass_app
+def process_command(app: App, source: str, as_json: bool) -> None:
+    """Read SOURCE and act on each new mail: a Maildir folder, an mbox file, or
+    imaps://user@host/folder (password from MAILER_IMAP_PASSWORD).
+
+    \b
+    Hard bounces (5.1.x) and complaints suppress the member at once; soft bounces (4.x.x, 5.2.2)
+    after soft_bounce_limit within soft_bounce_days; policy blocks (5.7.x) count against the
+    campaign only; mail to unsubscribe+TOKEN@ unsubscribes; auto-replies are ignored.
+    Processed mail moves into the Maildir's .processed folder (IMAP: flagged); a mail seen
+    before is never acted on twice, so running this again changes nothing.
+    """
+    report = process_source(app.db, app.settings, source)
+    emit(as_json, report.as_dict(), lambda: _show(report))
+
+
+@inbound_group.command("classify")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@json_option
+@pass_app
+def classify_command(app: App, files: tuple[Path, ...], as_json: bool) -> None:
+    """Say what each mail FILE is (hard/soft bounce, policy, delay, complaint, unsubscribe,
+    auto-reply), without changing anything."""
+    results = []
+    for path in files:
+        c = classify(path.read_bytes(), app.settings.list_domain)
+        results.append(
+            {
+                "file": str(path),
+                "kind": c.kind,
+                "status": c.status,
+                "delivery_id": c.delivery_id,
+                "recipients": [f.recipient for f in c.failures] or ([c.complainant] if c.complainant else []),
+                "reason": c.reason,
+            }
+        )
+
+    def human() -> None:
+        for r in results:
+            status = f" {r['status']}" if r["status"] else ""
+            delivery = f" delivery {r['delivery_id']}" if r["delivery_id"] else ""
+            click.echo(f"{r['file']}: {r['kind']}{status}{delivery} ({r['reason']})")
+
+    emit(as_json, results, human)

@@ -1,0 +1,103 @@
+"""The organisers' report pages at ``/admin/``, behind HTTP Basic auth.
+
+- ``/admin/``: the list over time (members by region, joined and lost) and every issue's
+  unsubscribes and bounces, with links to each campaign;
+- ``/admin/campaigns/{slug}``: one campaign's report, the same page as
+  ``mailer campaigns report SLUG --html FILE``.
+
+The password is ``MAILER_ADMIN_PASSWORD`` (``Settings.admin_password``); any user name is accepted.
+Without a password set, the pages are closed (403). Pages are plain HTML with inline SVG charts: no
+JavaScript, no cookies; they are never cached.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from mailer import report
+from mailer.errors import UnknownName
+from mailer.web.context import web
+from mailer.web.pages import PAGE_HEADERS
+
+REALM = 'Basic realm="mailer reports", charset="UTF-8"'
+
+
+def _password_of(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _user, sep, password = decoded.partition(":")
+    return password if sep else None
+
+
+def check(request: Request) -> Response | None:
+    """None if the request may see the admin pages, else the response refusing it."""
+    w = web(request)
+    expected = w.settings.admin_password
+    if not expected:
+        return w.pages.message(
+            request,
+            "Reports are closed",
+            "The report pages need a password: set MAILER_ADMIN_PASSWORD where the web app runs.",
+            status=403,
+        )
+    given = _password_of(request)
+    if given is None or not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        return w.pages.message(
+            request,
+            "Password needed",
+            "The report pages need the organisers' password.",
+            status=401,
+            headers={"WWW-Authenticate": REALM},
+        )
+    return None
+
+
+def _html(body: str) -> HTMLResponse:
+    return HTMLResponse(body, headers=dict(PAGE_HEADERS))
+
+
+async def index(request: Request) -> Response:
+    refused = check(request)
+    if refused is not None:
+        return refused
+    w = web(request)
+    page = await w.read(lambda s: report.page_data(s, w.shape, w.settings.organisation, now=w.clock()))
+    nav = [(f"/admin/campaigns/{i.slug}", f"{i.issue_date}: {i.title}") for i in reversed(page.issues)]
+    return _html(report.render_page(w.settings, page, template="web/admin.html", nav=nav))
+
+
+async def campaign(request: Request) -> Response:
+    refused = check(request)
+    if refused is not None:
+        return refused
+    w = web(request)
+    slug = request.path_params["slug"]
+    try:
+        page = await w.read(
+            lambda s: report.page_data(s, w.shape, w.settings.organisation, slug, now=w.clock())
+        )
+    except UnknownName:
+        return w.pages.message(
+            request, "Page not found", "No campaign of that name has been sent.", status=404
+        )
+    return _html(
+        report.render_page(w.settings, page, template="web/admin.html", nav=[("/admin/", "All reports")])
+    )
+
+
+routes = [
+    Route("/admin/", index, methods=["GET"]),
+    Route("/admin/campaigns/{slug}", campaign, methods=["GET"]),
+]

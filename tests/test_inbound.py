@@ -1,0 +1,538 @@
+"""Inbound mail: the fixture corpus classified, then processed into suppressions and bounce records,
+once, from a Maildir and from an mbox file, on SQLite and PostgreSQL.
+
+The corpus (tests/fixtures/bounces/, see its README) names deliveries 1001-1010 by VERP and example
+members; ``adapt`` rewrites a fixture to a real delivery and member of the test's database.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from sqlalchemy import func, select
+
+from mailer import delivery, tokens
+from mailer.audience import suppression
+from mailer.audience.importer import import_csv
+from mailer.audience.shape import Shape
+from mailer.audience.synthetic import generate, write_csv
+from mailer.db import Database
+from mailer.errors import ConfigError, MailerError
+from mailer.inbound import classify, process_message, process_source
+from mailer.inbound.classify import reply_status, status_kind
+from mailer.inbound.sources import PROCESSED_FOLDER, open_source
+from mailer.models import BounceEvent, ConsentEvent, Delivery, InboundMessage, Member, Suppression
+from mailer.settings import Settings
+
+CORPUS = Path(__file__).resolve().parent / "fixtures" / "bounces"
+SLUG = "2025-11-kent-network"
+LIST_DOMAIN = "lists.example.org"
+
+
+@dataclass(frozen=True)
+class Expect:
+    kind: str
+    status: str
+    delivery_id: int | None  # the VERP id written in the fixture
+    member: str  # the member address written in the fixture (rewritten by ``adapt``)
+    reported: str = ""  # the address the report itself names, when it names one
+    suppressed: bool = False  # does processing it suppress the member?
+
+
+EXPECTED: dict[str, Expect] = {
+    "postfix-user-unknown.eml": Expect(
+        "hard-bounce", "5.1.1", 1001, "alice@example.net", "alice@example.net", suppressed=True
+    ),
+    "exim-mailbox-full.eml": Expect("soft-bounce", "5.2.2", 1002, "bob@example.net", "bob@example.net"),
+    # A forwarded address: the report names an address the list never had; VERP finds the member.
+    "exchange-recipient-not-found.eml": Expect(
+        "hard-bounce", "5.1.10", 1003, "carol@example.com", "c.jones@corp.example.com", suppressed=True
+    ),
+    "gmail-dmarc-policy.eml": Expect("policy", "5.7.26", 1004, "dan@example.com", "dan@example.com"),
+    "yahoo-no-account.eml": Expect(
+        "hard-bounce", "5.1.1", 1005, "erin@example.com", "erin@example.com", suppressed=True
+    ),
+    "postfix-delayed.eml": Expect("delay", "4.4.1", 1006, "frank@example.net", "frank@example.net"),
+    "out-of-office.eml": Expect("auto-reply", "", 1007, "grace@example.org"),
+    "vacation-subject-only.eml": Expect("auto-reply", "", 1010, "judy@example.com"),
+    "arf-complaint.eml": Expect(
+        "complaint", "", 1008, "heidi@example.net", "heidi@example.net", suppressed=True
+    ),
+    "mailto-unsubscribe.eml": Expect("unsubscribe", "", None, "ivan@example.org", suppressed=True),
+}
+
+
+def test_the_table_covers_the_corpus() -> None:
+    assert {p.name for p in CORPUS.glob("*.eml")} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_fixture_is_classified(name: str) -> None:
+    expect = EXPECTED[name]
+    c = classify((CORPUS / name).read_bytes(), LIST_DOMAIN)
+    assert c.kind == expect.kind, c.reason
+    assert c.status == expect.status
+    assert c.delivery_id == expect.delivery_id
+    reported = [f.recipient for f in c.failures] or ([c.complainant] if c.complainant else [])
+    assert reported == ([expect.reported] if expect.reported else [])
+    if expect.kind == "unsubscribe":
+        assert c.token == "TOKEN"
+
+
+def test_the_delivery_is_found_by_message_id_without_verp() -> None:
+    raw = (CORPUS / "postfix-user-unknown.eml").read_bytes()
+    raw = raw.replace(b"bounces+1001@lists.example.org", b"newsletter@example.org")
+    c = classify(raw, LIST_DOMAIN)
+    assert c.kind == "hard-bounce" and c.delivery_id == 1001  # from <d1001.…@lists.example.org>
+    assert classify(raw.replace(b"<d1001.", b"<x1001."), LIST_DOMAIN).delivery_id is None
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "status", "kind"),
+    [
+        (550, "5.1.1 <jo@example.org>: Recipient address rejected: User unknown", "5.1.1", "hard"),
+        (552, "5.2.2 Mailbox full", "5.2.2", "soft"),
+        (554, "5.7.1 Rejected by policy", "5.7.1", "policy"),
+        (450, "4.2.0 Greylisted, try again later", "4.2.0", "soft"),
+        (550, "No such user here", "5.1.1", "hard"),
+        (554, "Message refused", "5.0.0", "soft"),
+        (None, "connection dropped", "", "soft"),
+    ],
+)
+def test_reply_status(code: int | None, text: str, status: str, kind: str) -> None:
+    assert reply_status(code, text) == status
+    assert status_kind(status) == kind
+
+
+def test_a_bounce_without_failed_action_is_not_a_failure() -> None:
+    raw = (CORPUS / "postfix-user-unknown.eml").read_bytes().replace(b"Action: failed", b"Action: delivered")
+    assert classify(raw, LIST_DOMAIN).kind != "hard-bounce"
+
+
+def test_a_persons_reply_is_not_a_bounce() -> None:
+    raw = (
+        b"From: Jo <jo@example.org>\nTo: bounces+12@lists.example.org\nSubject: Re: Kent Network newsletter\n"
+        b"Message-ID: <reply-1@example.org>\n\nThanks! The mailbox is full of good news. 550 5.1.1 ha.\n"
+    )
+    c = classify(raw, LIST_DOMAIN)
+    assert c.kind == "unknown" and c.delivery_id == 12
+
+
+# -- with a database ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    """A campaign enqueued for Kent's members: deliveries to aim bounces at."""
+
+    campaign_id: int
+    deliveries: dict[str, int]  # member email → delivery id
+    member_ids: dict[str, int]
+
+
+def add_campaign(workspace: Path) -> None:
+    shutil.copytree(REPO / "campaigns" / SLUG, workspace / "campaigns" / SLUG)
+
+
+def add_members(db: Database, shape: Shape, tmp_path: Path, count: int, seed: int = 11) -> None:
+    csv_path = tmp_path / f"members-{count}.csv"
+    write_csv(csv_path, generate(count, shape, seed=seed))
+    with db.session() as session:
+        assert import_csv(session, csv_path, shape).rejected == 0
+
+
+def enqueue(db: Database, settings: Settings, shape: Shape, workspace: Path, tmp_path: Path) -> Sent:
+    add_campaign(workspace)
+    add_members(db, shape, tmp_path, 150)
+    enqueued = delivery.enqueue(db, delivery.prepare(db, settings, shape, SLUG))
+    return sent_of(db, enqueued.campaign_id)
+
+
+def sent_of(db: Database, campaign_id: int) -> Sent:
+    with db.session() as session:
+        rows = session.execute(
+            select(Member.email, Delivery.id, Member.id)
+            .join(Delivery, Delivery.member_id == Member.id)
+            .where(Delivery.campaign_id == campaign_id)
+            .order_by(Member.email)
+        ).all()
+    assert len(rows) >= 20
+    return Sent(campaign_id, {e: d for e, d, _m in rows}, {e: m for e, _d, m in rows})
+
+
+def adapt(name: str, delivery_id: int, address: str, *, token: str = "", message_id: str = "") -> bytes:
+    """A fixture rewritten to name ``delivery_id`` and member ``address`` (and a real token)."""
+    expect = EXPECTED[name]
+    raw = (CORPUS / name).read_bytes()
+    if expect.delivery_id is not None:
+        raw = raw.replace(f"bounces+{expect.delivery_id}@".encode(), f"bounces+{delivery_id}@".encode())
+        raw = raw.replace(f"<d{expect.delivery_id}.".encode(), f"<d{delivery_id}.".encode())
+    raw = raw.replace(expect.member.encode(), address.encode())
+    if token:
+        raw = raw.replace(b"unsubscribe+TOKEN@", f"unsubscribe+{token}@".encode())
+    if message_id:
+        head, sep, body = raw.partition(b"\n\n")
+        lines = [line for line in head.split(b"\n") if not line.lower().startswith(b"message-id:")]
+        raw = b"\n".join([*lines, f"Message-ID: <{message_id}>".encode()]) + sep + body
+    return raw
+
+
+def corpus_for(
+    sent: Sent, settings: Settings, emails: list[str] | None = None
+) -> dict[str, tuple[str, bytes]]:
+    """Every fixture aimed at its own member of the campaign (the first of ``emails``, default all
+    members in order): name → (member email, bytes)."""
+    emails = emails or sorted(sent.deliveries)
+    out = {}
+    for i, name in enumerate(sorted(EXPECTED)):
+        email = emails[i]
+        token = tokens.sign(
+            "unsubscribe", sent.member_ids[email], keys=settings.secrets, campaign=sent.campaign_id
+        )
+        out[name] = (email, adapt(name, sent.deliveries[email], email, token=token))
+    return out
+
+
+def make_maildir(path: Path, messages: list[bytes]) -> Path:
+    box = mailbox.Maildir(str(path), create=True)
+    for raw in messages:
+        box.add(raw)
+    box.close()
+    return path
+
+
+def snapshot(db: Database) -> dict[str, object]:
+    """Everything processing can change, to compare before and after a second run."""
+    with db.session() as session:
+        return {
+            "suppressions": sorted(
+                session.execute(select(Suppression.address_hash, Suppression.reason, Suppression.source))
+            ),
+            "consent": session.scalar(select(func.count()).select_from(ConsentEvent)),
+            "events": sorted(session.execute(select(BounceEvent.delivery_id, BounceEvent.kind))),
+            "inbound": session.scalar(select(func.count()).select_from(InboundMessage)),
+        }
+
+
+def test_processing_the_corpus_twice_changes_nothing(
+    db: Database, settings: Settings, shape: Shape, workspace: Path, tmp_path: Path
+) -> None:
+    sent = enqueue(db, settings, shape, workspace, tmp_path)
+    corpus = corpus_for(sent, settings)
+    maildir = make_maildir(tmp_path / "Maildir", [raw for _email, raw in corpus.values()])
+
+    first = process_source(db, settings, maildir)
+    assert first.messages == len(EXPECTED) and first.duplicates == 0
+    assert first.by_kind == {
+        "hard-bounce": 3,
+        "soft-bounce": 1,
+        "policy": 1,
+        "delay": 1,
+        "auto-reply": 2,
+        "complaint": 1,
+        "unsubscribe": 1,
+    }
+    with db.session() as session:
+        for name, (email, _raw) in corpus.items():
+            assert suppression.is_suppressed(session, email) == EXPECTED[name].suppressed, name
+        reasons = {
+            email: session.get(
+                Suppression, session.scalar(select(Member.address_hash).where(Member.email == email))
+            )
+            for email, _raw in corpus.values()
+        }
+        hard = reasons[corpus["postfix-user-unknown.eml"][0]]
+        assert hard is not None and (hard.reason, hard.source, hard.campaign) == (
+            "hard-bounce",
+            "bounce",
+            SLUG,
+        )
+        complaint = reasons[corpus["arf-complaint.eml"][0]]
+        assert complaint is not None and (complaint.reason, complaint.campaign) == ("complaint", SLUG)
+        unsub = reasons[corpus["mailto-unsubscribe.eml"][0]]
+        assert unsub is not None and (unsub.reason, unsub.source, unsub.campaign) == (
+            "unsubscribe",
+            "mailto",
+            SLUG,
+        )
+        kinds = dict(session.execute(select(BounceEvent.delivery_id, BounceEvent.kind)).all())
+    assert kinds == {
+        sent.deliveries[corpus[name][0]]: kind
+        for name, kind in [
+            ("postfix-user-unknown.eml", "hard"),
+            ("exchange-recipient-not-found.eml", "hard"),
+            ("yahoo-no-account.eml", "hard"),
+            ("exim-mailbox-full.eml", "soft"),
+            ("gmail-dmarc-policy.eml", "policy"),
+            ("postfix-delayed.eml", "delay"),
+            ("arf-complaint.eml", "complaint"),
+        ]
+    }
+    # Processed mail was moved aside; the Maildir has nothing left to do.
+    assert not list((maildir / "new").iterdir()) and not list((maildir / "cur").iterdir())
+    assert len(list((maildir / PROCESSED_FOLDER / "cur").iterdir())) == len(EXPECTED)
+
+    before = snapshot(db)
+    second = process_source(db, settings, maildir)
+    assert second.messages == 0
+    # The same mails dropped in again (a relay delivering twice, a mailbox re-synced): all seen before.
+    make_maildir(maildir, [raw for _email, raw in corpus.values()])
+    third = process_source(db, settings, maildir)
+    assert third.messages == len(EXPECTED) and third.duplicates == len(EXPECTED) and third.suppressed == 0
+    assert snapshot(db) == before
+
+
+def test_an_mbox_is_left_alone_and_processed_once(
+    db: Database, settings: Settings, shape: Shape, workspace: Path, tmp_path: Path
+) -> None:
+    sent = enqueue(db, settings, shape, workspace, tmp_path)
+    corpus = corpus_for(sent, settings)
+    path = tmp_path / "bounces.mbox"
+    box = mailbox.mbox(str(path))
+    for _email, raw in corpus.values():
+        box.add(raw)
+    box.close()
+    size = path.stat().st_size
+
+    first = process_source(db, settings, path)
+    assert first.messages == len(EXPECTED) and first.duplicates == 0 and first.suppressed == 5
+    before = snapshot(db)
+    second = process_source(db, settings, path)
+    assert second.duplicates == len(EXPECTED) and second.suppressed == 0
+    assert snapshot(db) == before
+    assert path.stat().st_size == size
+
+
+def test_soft_bounces_suppress_after_the_limit_within_the_window(
+    db: Database, settings: Settings, shape: Shape, workspace: Path, tmp_path: Path
+) -> None:
+    assert (settings.soft_bounce_limit, settings.soft_bounce_days) == (3, 30)
+    sent = enqueue(db, settings, shape, workspace, tmp_path)
+    email = sorted(sent.deliveries)[0]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def bounce(n: int, when: datetime) -> str:
+        raw = adapt(
+            "exim-mailbox-full.eml", sent.deliveries[email], email, message_id=f"soft-{n}@example.net"
+        )
+        return process_message(db, settings, raw, now=when).action
+
+    assert bounce(1, start) == "soft bounce 1 of 3"
+    # 40 days later the first no longer counts.
+    assert bounce(2, start + timedelta(days=40)) == "soft bounce 1 of 3"
+    assert bounce(3, start + timedelta(days=45)) == "soft bounce 2 of 3"
+    with db.session() as session:
+        assert not suppression.is_suppressed(session, email)
+    assert bounce(4, start + timedelta(days=50)) == "suppressed (3 soft bounces)"
+    with db.session() as session:
+        row = suppression.suppression_of(
+            session, session.scalar(select(Member.address_hash).where(Member.email == email))
+        )
+        assert row is not None and row.reason == "hard-bounce" and row.campaign == SLUG
+        assert row.detail.startswith("3 soft bounces in 30 days; last: 5.2.2")
+
+
+def test_mailed_unsubscribe_needs_a_valid_token(
+    db: Database, settings: Settings, shape: Shape, workspace: Path, tmp_path: Path
+) -> None:
+    sent = enqueue(db, settings, shape, workspace, tmp_path)
+    email = sorted(sent.deliveries)[3]
+    member_id = sent.member_ids[email]
+    forged = tokens.sign("unsubscribe", member_id, keys=["another-key"], campaign=sent.campaign_id)
+    wrong_purpose = tokens.sign("preferences", member_id, keys=settings.secrets, campaign=sent.campaign_id)
+    for n, token in enumerate((forged, wrong_purpose)):
+        raw = adapt("mailto-unsubscribe.eml", 0, email, token=token, message_id=f"bad-{n}@example.org")
+        outcome = process_message(db, settings, raw)
+        assert outcome.kind == "unsubscribe" and outcome.action.startswith("ignored: the unsubscribe token")
+    with db.session() as session:
+        assert not suppression.is_suppressed(session, email)
+    # Upper-cased by a relay on the way: still the same token.
+    good = tokens.sign("unsubscribe", member_id, keys=settings.secrets, campaign=sent.campaign_id).upper()
+    outcome = process_message(db, settings, adapt("mailto-unsubscribe.eml", 0, email, token=good))
+    assert outcome.action == "unsubscribed" and outcome.campaign == SLUG and outcome.member_id == member_id
+    with db.session() as session:
+        event = session.scalars(
+            select(ConsentEvent).where(
+                ConsentEvent.member_id == member_id, ConsentEvent.action == "unsubscribe"
+            )
+        ).one()
+        assert (event.action, event.source, event.campaign) == ("unsubscribe", "mailto", SLUG)
+
+
+def test_a_bounce_without_verp_finds_the_member_by_address(
+    db: Database, settings: Settings, shape: Shape, workspace: Path, tmp_path: Path
+) -> None:
+    sent = enqueue(db, settings, shape, workspace, tmp_path)
+    email = sorted(sent.deliveries)[5]
+    raw = adapt("postfix-user-unknown.eml", 0, email)
+    raw = raw.replace(b"bounces+0@lists.example.org", b"newsletter@example.org").replace(b"<d0.", b"<x0.")
+    outcome = process_message(db, settings, raw)
+    assert outcome.kind == "hard-bounce" and outcome.delivery_id is None
+    with db.session() as session:
+        row = suppression.suppression_of(
+            session, session.scalar(select(Member.address_hash).where(Member.email == email))
+        )
+        assert row is not None and row.reason == "hard-bounce" and row.campaign is None
+    # An address nobody on the list has: recorded, nothing suppressed.
+    stranger = raw.replace(email.encode(), b"nobody@example.net").replace(
+        b"20251117180411.3F1A", b"20251117180411.3F1B"
+    )
+    outcome = process_message(db, settings, stranger)
+    assert outcome.action.startswith("hard: no member found") and not outcome.suppressed
+
+
+def test_sources_refuse_what_they_cannot_read(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a Maildir"):
+        open_source(tmp_path)
+    with pytest.raises(ConfigError, match="no such Maildir"):
+        open_source(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="in clear"):
+        open_source("imap://jo@imap.example.org/INBOX")
+    with pytest.raises(ConfigError, match="MAILER_IMAP_PASSWORD"):
+        open_source("imaps://jo@imap.example.org/INBOX", imap_password="")
+
+
+# -- IMAP, against a real Dovecot on 127.0.0.1 ---------------------------------------------------------
+
+DOVECOT = Path("/usr/sbin/dovecot")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+DOVECOT_CONF = """\
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/log
+protocols = imap
+listen = 127.0.0.1
+ssl = required
+ssl_cert = <{root}/server.pem
+ssl_key = <{root}/server.pem
+auth_mechanisms = plain
+auth_failure_delay = 0
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {root}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={root}/home/%u
+}}
+mail_location = maildir:~/Maildir
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    port = {port}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"""
+
+
+@dataclass
+class ImapServer:
+    url: str
+    password: str
+    maildir: Path  # the user's INBOX, to drop mail into
+    uid: int
+    gid: int
+
+
+@pytest.fixture
+def imap_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ImapServer]:
+    """A throwaway Dovecot (Debian's dovecot-imapd) serving one user's Maildir over IMAPS, with a
+    certificate from a test CA that ``ssl.create_default_context`` trusts through SSL_CERT_FILE."""
+    if not DOVECOT.exists():
+        reason = f"{DOVECOT} is missing: apt-get install -y dovecot-imapd"
+        if IN_CI:
+            pytest.fail(f"Dovecot is required under CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    import pwd
+
+    import trustme
+
+    root = Path(tempfile.mkdtemp(prefix="mailer-imap-"))  # short: Dovecot's sockets live below it
+    root.chmod(0o755)
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(root / "server.pem"))
+    ca.cert_pem.write_to_path(str(root / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(root / "ca.pem"))
+    password = "imap-test-password"
+    (root / "passwd").write_text(f"jo:{{PLAIN}}{password}::::::\n")
+    (root / "passwd").chmod(0o644)
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        uid, gid = nobody.pw_uid, nobody.pw_gid
+    else:
+        uid, gid = os.geteuid(), os.getegid()
+    maildir = root / "home" / "jo" / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    for path in [root / "home", root / "home" / "jo", maildir, *maildir.iterdir()]:
+        os.chown(path, uid, gid)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    (root / "dovecot.conf").write_text(DOVECOT_CONF.format(root=root, uid=uid, gid=gid, port=port))
+    proc = subprocess.Popen([str(DOVECOT), "-F", "-c", str(root / "dovecot.conf")])
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, (
+                    (root / "log").read_text() if (root / "log").exists() else "no log"
+                )
+                assert time.monotonic() < deadline, "Dovecot did not start"
+                time.sleep(0.05)
+        yield ImapServer(f"imaps://jo@127.0.0.1:{port}/INBOX", password, maildir, uid, gid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_an_imap_folder_is_processed_once_and_flagged(
+    db: Database,
+    settings: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    imap_server: ImapServer,
+) -> None:
+    sent = enqueue(db, settings, shape, workspace, tmp_path)
+    corpus = corpus_for(sent, settings)
+    for n, (_email, raw) in enumerate(corpus.values()):
+        path = imap_server.maildir / "new" / f"{1763400000 + n}.M{n}P1.test"
+        path.write_bytes(raw)
+        os.chown(path, imap_server.uid, imap_server.gid)
+
+    with pytest.raises(MailerError, match="cannot read"):
+        process_source(db, settings, imap_server.url, imap_password="wrong")
+    first = process_source(db, settings, imap_server.url, imap_password=imap_server.password)
+    assert first.messages == len(EXPECTED) and first.duplicates == 0 and first.suppressed == 5
+    before = snapshot(db)
+    # Flagged on the server: the second run reads nothing.
+    second = process_source(db, settings, imap_server.url, imap_password=imap_server.password)
+    assert second.messages == 0
+    assert snapshot(db) == before
+    # The messages are still there, marked read (Dovecot keeps the flags in the file names).
+    names = [p.name for p in (imap_server.maildir / "cur").iterdir()]
+    assert len(names) == len(EXPECTED) and all("S" in name.rpartition(":2,")[2] for name in names)

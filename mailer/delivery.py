@@ -56,11 +56,11 @@ from mailer.compose import VariantPlan, plan
 from mailer.content import LoadedIssue, load_campaign
 from mailer.db import Database
 from mailer.errors import DeliveryError, InvalidInput, UnknownName
-from mailer.message import MessageParts, MessageTemplate, Recipient
+from mailer.message import DkimKey, MessageParts, MessageTemplate, Recipient
 from mailer.models import Campaign, Delivery, Member, Region, Suppression
 from mailer.models import Variant as VariantRow
 from mailer.render import RenderedVariant, Renderer
-from mailer.settings import Settings
+from mailer.settings import Settings, dkim_private_key
 from mailer.transport import Outgoing, SendResult, SendStream, Transport
 
 log = logging.getLogger(__name__)
@@ -142,16 +142,21 @@ def prepare(
 
 
 def template_for(settings: Settings, slug: str, rendered: RenderedVariant | VariantRow) -> MessageTemplate:
-    """The message template of one variant (built once, filled per recipient)."""
-    parts = MessageParts(
-        subject=rendered.subject, text=rendered.text, html=rendered.html, preheader=rendered.preheader
-    )
+    """The message template of one variant (built once, filled per recipient), DKIM-signed when
+    the settings name a key. The rendered HTML carries its own preheader (mj-preview)."""
+    parts = MessageParts(subject=rendered.subject, text=rendered.text, html=rendered.html)
+    key = dkim_private_key(settings)
+    dkim = None
+    if key is not None:
+        domain = settings.dkim_domain or settings.from_address.rpartition("@")[2]
+        dkim = DkimKey(selector=settings.dkim_selector, domain=domain, private_key=key)
     return MessageTemplate.build(
         parts,
         settings=settings,
         campaign_slug=slug,
         list_name=settings.organisation,
         default_name="friend",
+        dkim=dkim,
     )
 
 

@@ -90,6 +90,21 @@ class Settings:
             "internal": True,
         },
     )
+    dkim_selector: str = _setting(
+        "",
+        "DKIM: the selector of the signing key (its public key is at SELECTOR._domainkey.DOMAIN); "
+        "empty means no DKIM signature (e.g. when the relay signs).",
+    )
+    dkim_domain: str = _setting("", "DKIM: the signing domain (d=); empty means the From address's domain.")
+    dkim_key_file: str = field(
+        default=".mailer-dkim.pem",
+        metadata={
+            "help": "DKIM: the private key (PEM), readable only by its owner. Set MAILER_DKIM_KEY_FILE, or "
+            "keep it in .mailer-dkim.pem in the workspace.",
+            "env": "MAILER_DKIM_KEY_FILE",
+            "internal": True,
+        },
+    )
     secret: str = field(
         default="",
         repr=False,
@@ -174,6 +189,39 @@ def _coerce(name: str, value: Any, default: Any, path: Path) -> Any:
     return value
 
 
+def _from_env(var: str, text: str, default: Any) -> Any:
+    """An environment variable's text as the type of the setting it overrides."""
+    if isinstance(default, str):
+        return text
+    try:
+        return type(default)(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"expected {type(default).__name__}, got {text!r}", field=var, hint=f"default is {default!r}"
+        ) from exc
+
+
+def _private_file(path: Path) -> bytes:
+    """The content of a file that must be readable only by its owner (a key)."""
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError("the key file is readable by others", path=path, hint=f"run: chmod 600 {path}")
+    return path.read_bytes()
+
+
+def dkim_private_key(settings: Settings) -> bytes | None:
+    """The DKIM private key (PEM) when DKIM is configured (``dkim_selector``), else None."""
+    if not settings.dkim_selector:
+        return None
+    path = settings.workspace / settings.dkim_key_file
+    if not path.exists():
+        raise ConfigError(
+            "dkim_selector is set but there is no private key",
+            path=path,
+            hint="write the PEM key there (chmod 600) or set MAILER_DKIM_KEY_FILE",
+        )
+    return _private_file(path)
+
+
 def _read_secret_file(workspace: Path) -> str:
     path = workspace / SECRET_FILE
     if not path.exists():
@@ -240,7 +288,7 @@ def load(workspace: Path | str | None = None, env: dict[str, str] | None = None)
     for f in fields(Settings):
         var = f.metadata.get("env")
         if var and env.get(var):
-            values[f.name] = env[var]
+            values[f.name] = _from_env(var, env[var], f.default)
     if not values.get("secret"):
         values["secret"] = _read_secret_file(root)
     return Settings(**values)

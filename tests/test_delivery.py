@@ -33,7 +33,7 @@ from mailer.audience.importer import import_csv
 from mailer.audience.shape import Shape
 from mailer.audience.synthetic import generate, write_csv
 from mailer.compose import compose
-from mailer.content import load_campaign
+from mailer.content import Newsletter, load_campaign
 from mailer.db import Database
 from mailer.errors import DeliveryError
 from mailer.models import Campaign, Delivery, Member, Suppression
@@ -475,3 +475,42 @@ def test_subject_access_export_lists_mailings_and_forget_unlinks_them(
         assert session.scalar(select(Delivery).where(Delivery.member_id == member_id)) is None
         assert members.export(session, someone)["mailings"] == []
         assert suppression.is_suppressed(session, someone)
+
+
+def test_dkim_from_settings_signs_every_message_and_the_preheader_shows_once(
+    db: Database,
+    settings: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    smtp_server: SmtpTestServer,
+) -> None:
+    import base64
+    import dataclasses
+
+    import dkim
+
+    key = workspace / ".mailer-dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    key.chmod(0o600)
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes | None:
+        return record if name == b"mail2025._domainkey.kent.example.org." else None
+
+    signing = dataclasses.replace(settings, dkim_selector="mail2025", dkim_domain="kent.example.org")
+    add_campaign(workspace)
+    add_members(db, shape, tmp_path, 120)
+    loaded = load_campaign(workspace, SLUG, shape)
+    assert isinstance(loaded.issue, Newsletter) and loaded.issue.preheader
+    prepare_and_enqueue(db, signing, shape)
+    send(db, signing, smtp_server.url)
+    assert smtp_server.messages
+    for got in smtp_server.messages:
+        assert dkim.verify(got.data, dnsfunc=dns)
+        html = parse(got.data).get_body(("html",))
+        assert html is not None
+        assert html.get_content().count(loaded.issue.preheader) == 1

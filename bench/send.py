@@ -22,7 +22,6 @@ import argparse
 import email.policy
 import json
 import os
-import resource
 import shutil
 import smtplib
 import subprocess
@@ -35,8 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from transport import ensure_postfix_tools, free_port, run_smtp_source
 
-from mailer.audience.importer import import_csv
-from mailer.audience.shape import load_shape, sync
+from mailer.audience.shape import load_shape
 from mailer.audience.synthetic import generate, write_csv
 from mailer.db import open_database
 from mailer.settings import load
@@ -54,17 +52,19 @@ def make_workspace(root: Path, members: int) -> Path:
     shutil.copytree(ROOT / "campaigns" / SLUG, ws / "campaigns" / SLUG)
     issue = ws / "campaigns" / SLUG / "issue.yaml"
     issue.write_text(issue.read_text().replace("audience: region:kent", "audience: all", 1))
-    settings = load(ws, env={"MAILER_SECRET": SECRET})
     shape = load_shape(ws / "lists")
     csv_path = root / "members.csv"
     write_csv(csv_path, generate(members, shape, seed=11))
-    db = open_database(settings)
+    # The import runs in a process of its own: a child forked from a large process would report
+    # that process's peak RSS as its own (Linux keeps ru_maxrss across exec).
     start = time.perf_counter()
-    with db.session() as session:
-        sync(session, shape)
-        report = import_csv(session, csv_path, shape)
-    db.dispose()
-    print(f"  set-up: imported {report.added} members in {time.perf_counter() - start:.1f}s", flush=True)
+    subprocess.run(
+        [sys.executable, "-m", "mailer", "-w", str(ws), "lists", "import", str(csv_path), "--json"],
+        env=dict(os.environ, MAILER_SECRET=SECRET),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    print(f"  set-up: imported {members:,} members in {time.perf_counter() - start:.1f}s", flush=True)
     return ws
 
 
@@ -76,19 +76,26 @@ def run_mailer(ws: Path, port: int) -> dict[str, float]:
         MAILER_SECRET=SECRET,
         MAILER_RELAY=f"smtp://127.0.0.1:{port}",
     )
-    start = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "mailer", "campaigns", "send", SLUG, "--yes", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    wall = time.perf_counter() - start
-    if out.returncode != 0:
-        raise SystemExit(f"mailer send failed:\n{out.stdout}\n{out.stderr}")
-    summary = json.loads(out.stdout)
-    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailer", "campaigns", "send", SLUG, "--yes", "--json"],
+            env=env,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
+        # wait4: the peak RSS of this process alone (RUSAGE_CHILDREN is the largest of all children).
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"mailer send failed:\n{stdout.decode()}\n{stderr.decode()}")
+    summary = json.loads(stdout)
+    rss_mb = usage.ru_maxrss / 1024
     return {
         "sent": summary["sent"],
         "failed": summary["failed"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -39,16 +41,16 @@ def demo(directory: Path) -> None:
     from mailer.demo import run_demo
 
     result = run_demo(directory, echo=click.echo)
+    # Show the command as it was run (after `make demo` it is .venv/bin/mailer, not on the PATH).
+    me = sys.argv[0] if os.sep in sys.argv[0] and sys.argv[0].endswith("mailer") else "mailer"
     for slug, status in result.sent.items():
         counts = ", ".join(f"{k} {v}" for k, v in sorted(status.counts.items()))
         click.echo(f"{slug}: {status.status} ({counts})")
     click.echo("")
     click.echo(f"Workspace:  {result.workspace}")
     click.echo(f"Outbox:     {result.outbox}/new  (one file per message; open one in a mail client)")
-    click.echo(
-        f"Preview:    mailer -w {result.workspace} campaigns preview 2025-11-kent-network --all --open"
-    )
-    click.echo(f"Status:     mailer -w {result.workspace} campaigns status 2025-11-kent-network")
-    click.echo(f"Web app:    mailer -w {result.workspace} serve   (then open the link below)")
+    click.echo(f"Preview:    {me} -w {result.workspace} campaigns preview 2025-11-kent-network --all --open")
+    click.echo(f"Status:     {me} -w {result.workspace} campaigns status 2025-11-kent-network")
+    click.echo(f"Web app:    {me} -w {result.workspace} serve   (then open the link below)")
     if result.unsubscribe_link:
         click.echo(f"Unsubscribe link of one member: {result.unsubscribe_link}")

@@ -1,0 +1,55 @@
+"""`mailer demo`: the whole story on the embedded defaults (SQLite, a Maildir outbox)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from starlette.testclient import TestClient
+
+from mailer.settings import load
+from mailer.web import create_app
+
+
+def run_demo(folder: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "mailer", "demo", str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return out.stdout
+
+
+def test_demo_sends_once_to_the_outbox_and_prints_a_working_unsubscribe_link(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    first = run_demo(folder)
+    outbox = sorted((folder / "outbox" / "new").iterdir())
+    kent = re.search(r"2025-11-kent-network: sent \(sent (\d+)\)", first)
+    alert = re.search(r"2025-11-echr-alert: sent \(sent (\d+)\)", first)
+    assert kent and alert
+    assert len(outbox) == int(kent.group(1)) + int(alert.group(1)) > 100
+    message = email.message_from_bytes(outbox[0].read_bytes(), policy=email.policy.default)
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "serve" in first
+    link = re.search(r"Unsubscribe link of one member: (\S+)", first)
+    assert link
+
+    # The link works in the members' web app: the page changes nothing, the one-click POST unsubscribes.
+    settings = load(folder, env={})
+    path = link.group(1).removeprefix(settings.base_url)
+    client = TestClient(create_app(settings))
+    assert client.get(path).status_code == 200
+    assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+
+    second = run_demo(folder)  # nothing is sent twice
+    assert len(list((folder / "outbox" / "new").iterdir())) == len(outbox)
+    assert "sending" not in second

@@ -55,7 +55,7 @@ def add_campaign(workspace: Path, audience: str | None = None) -> None:
         path.write_text(path.read_text().replace("audience: region:kent", f"audience: {audience}", 1))
 
 
-def add_members(db: Database, shape: Shape, tmp_path: Path, count: int, seed: int = 7) -> None:
+def add_members(db: Database, shape: Shape, tmp_path: Path, count: int, seed: int = 11) -> None:
     csv_path = tmp_path / f"members-{count}.csv"
     write_csv(csv_path, generate(count, shape, seed=seed))
     with db.session() as session:
@@ -323,6 +323,17 @@ def test_limit_dry_run_and_status(
         delivery.check_sendable("sent", SLUG)
 
 
+def start_send(env: dict[str, str], **pipes: int) -> subprocess.Popen[str]:
+    """`mailer campaigns send SLUG --in-process --yes` as a child process, to be stopped by the test."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mailer", "campaigns", "send", SLUG, "--in-process", "--yes"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        **pipes,  # type: ignore[call-overload]
+    )
+
+
 def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mailer", *args],
@@ -380,13 +391,7 @@ def test_a_killed_send_resumes_with_bounded_duplicates(
         everyone = set(session.scalars(select(Member.email)))
     env = dict(env, MAILER_RELAY=smtp_server.url)
     smtp_server.delay(0.002)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer", "campaigns", "send", SLUG, "--in-process", "--yes"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = start_send(env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while len(smtp_server.messages) < 600 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.005)
@@ -421,14 +426,7 @@ def test_sigterm_finishes_in_flight_and_stops(
     add_members(db, shape, tmp_path, 1500)
     env = dict(env, MAILER_RELAY=smtp_server.url)
     smtp_server.delay(0.003)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer", "campaigns", "send", SLUG, "--in-process", "--yes"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_send(env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while len(smtp_server.messages) < 200 and time.monotonic() < deadline:
         time.sleep(0.005)

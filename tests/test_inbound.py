@@ -20,14 +20,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 from sqlalchemy import func, select
+from test_delivery import add_campaign, add_members
 
 from mailer import delivery, tokens
 from mailer.audience import suppression
-from mailer.audience.importer import import_csv
 from mailer.audience.shape import Shape
-from mailer.audience.synthetic import generate, write_csv
 from mailer.db import Database
 from mailer.errors import ConfigError, MailerError
 from mailer.inbound import classify, process_message, process_source
@@ -140,17 +138,6 @@ class Sent:
     campaign_id: int
     deliveries: dict[str, int]  # member email → delivery id
     member_ids: dict[str, int]
-
-
-def add_campaign(workspace: Path) -> None:
-    shutil.copytree(REPO / "campaigns" / SLUG, workspace / "campaigns" / SLUG)
-
-
-def add_members(db: Database, shape: Shape, tmp_path: Path, count: int, seed: int = 11) -> None:
-    csv_path = tmp_path / f"members-{count}.csv"
-    write_csv(csv_path, generate(count, shape, seed=seed))
-    with db.session() as session:
-        assert import_csv(session, csv_path, shape).rejected == 0
 
 
 def enqueue(db: Database, settings: Settings, shape: Shape, workspace: Path, tmp_path: Path) -> Sent:

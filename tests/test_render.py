@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from seed import SEED_HIGHLIGHTS
 from sqlalchemy import select
 
 from mailer.audience.addresses import address_hash
@@ -51,32 +52,6 @@ VARIANTS = {
     "maidstone-refugees": ("maidstone-medway-swale", frozenset({"refugees"})),
     "canterbury-schools": ("canterbury", frozenset({"schools"})),
 }
-
-# The seed's 18 highlight lines, in the seed's order (copied from seeds/004_c3d5667b87322864.txt).
-SEED_HIGHLIGHTS = [
-    "learn about the work of Kent Stand Up to Racism at our speaker meeting this Tuesday",
-    "tell us who you would like as speakers at our 2026 meetings",
-    "participate in this year’s Write for Rights Campaign",
-    "call on your MP to stand up for the UK’s membership of the European Convention on Human Rights",
-    "order and display Amnesty posters calling for the arrest of Benjamin Netanyahu",
-    "learn about using personal divestment as a powerful force for change",
-    "become better able to talk confidently about refugees with our friends, families and wider communities",
-    "support Safe Passage’s campaign for the government to restore refugee family reunion",
-    "call on the Prime Minister to mend the UK’s social security system",
-    "call on the government to extend and mandate Relationships and Sex Education to sixth form and "
-    "college students",
-    "attend one of the launches of our Student Action Network’s Defend Dissent Campaign on 25 and 27 "
-    "November",
-    "support our efforts to strengthen links with our local MPs",
-    "join our new Working with Schools Team",
-    "volunteer to join our new Social Media Team",
-    "buy your Christmas cards and presents from the Amnesty shop",
-    "join the online training session on 25 November on when and how to take direct action",
-    "support the elimination of violence against women at Human Rights Solidarity’s Stand Up at Trafalgar "
-    "Square on 22 November",
-    "march with Soroptimist International in Canterbury on 29 November to raise awareness of domestic "
-    "violence against women and girls",
-]
 
 # The seed's nine calendar entries, sorted by date and time, as the plain text writes them.
 SEED_CALENDAR = [

@@ -346,3 +346,15 @@ class SendStream(AsyncIterator[SendResult]):
         self._outstanding += 1
         self._submit(Job(message, self))
         return True
+
+
+async def send_one(
+    submit: Callable[[Job], None], sender: str, recipient: str, payload: bytes, key: object = None
+) -> SendResult:
+    """A transport's ``send``: check the envelope and payload, queue one job, await its result."""
+    check_address(sender, "sender")
+    check_address(recipient, "recipient")
+    check_payload(payload)
+    future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
+    submit(Job(Outgoing(sender, recipient, payload, key), FutureSink(future)))
+    return await future

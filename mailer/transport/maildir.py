@@ -22,14 +22,12 @@ from urllib.parse import unquote, urlsplit
 
 from mailer.errors import ConfigError, TransportError
 from mailer.transport.base import (
-    FutureSink,
     Job,
     Outgoing,
     SendResult,
     SendStream,
-    check_address,
-    check_payload,
     message_from_payload,
+    send_one,
 )
 
 
@@ -94,12 +92,7 @@ class MaildirTransport:
         await asyncio.gather(*self._workers, return_exceptions=True)
 
     async def send(self, sender: str, recipient: str, payload: bytes, *, key: object = None) -> SendResult:
-        check_address(sender, "sender")
-        check_address(recipient, "recipient")
-        check_payload(payload)
-        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
-        self._submit(Job(Outgoing(sender, recipient, payload, key), FutureSink(future)))
-        return await future
+        return await send_one(self._submit, sender, recipient, payload, key)
 
     def send_many(
         self, messages: Iterable[Outgoing] | AsyncIterable[Outgoing], *, window: int | None = None

@@ -64,13 +64,11 @@ import aiosmtplib
 
 from mailer.errors import ConfigError, TransportError
 from mailer.transport.base import (
-    FutureSink,
     Job,
     Outgoing,
     SendResult,
     SendStream,
-    check_address,
-    check_payload,
+    send_one,
 )
 from mailer.transport.limits import RateLimiter
 
@@ -379,12 +377,7 @@ class SmtpPool:
     # -- sending ----------------------------------------------------------------------------------
     async def send(self, sender: str, recipient: str, payload: bytes, *, key: object = None) -> SendResult:
         """Send one message (a ready DATA payload) and return what became of it."""
-        check_address(sender, "sender")
-        check_address(recipient, "recipient")
-        check_payload(payload)
-        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
-        self._submit(Job(Outgoing(sender, recipient, payload, key), FutureSink(future)))
-        return await future
+        return await send_one(self._submit, sender, recipient, payload, key)
 
     def send_many(
         self, messages: Iterable[Outgoing] | AsyncIterable[Outgoing], *, window: int | None = None

@@ -81,11 +81,16 @@ def cli(ctx: click.Context, workspace: Path | None) -> None:
 
     \b
     Start here:
-      mailer demo demo          a workspace with the Kent network, its members, its newsletter
-      mailer init DIR           a new, empty workspace for your network
-      mailer lists sync         load lists/regions.toml, interests.toml into the database
-      mailer lists import F.csv import members (never resubscribes anyone who left)
-      mailer lists count EXPR   how many members a segment reaches
+      mailer demo                       the whole story in ./demo: lists, members, a newsletter sent
+      mailer init DIR                   a new workspace for your network
+      mailer lists import FILE.csv      import members (never resubscribes anyone who left)
+      mailer lists count EXPR           how many members a segment reaches
+      mailer campaigns new|check SLUG   write and check an issue
+      mailer campaigns preview SLUG     see what a member would get
+      mailer campaigns send SLUG        send it (--test ADDRESS first)
+      mailer serve                      the members' web app (unsubscribe, preferences, sign-up)
+      mailer inbound process SOURCE     bounces, complaints, mailed unsubscribes
+      mailer worker                     on PostgreSQL: share sends across processes and machines
     """
     ctx.obj = App(workspace)
 

@@ -13,7 +13,7 @@ from mailer.errors import MailerError, Problem
 
 @cli.group("campaigns")
 def campaigns_group() -> None:
-    """Newsletters and alerts: new, check, variants, preview, send."""
+    """Newsletters and alerts: new, check, variants, preview, send, status, report, pause, resume, cancel."""
 
 
 @campaigns_group.command("new")

@@ -21,7 +21,6 @@ Rules an editor relies on:
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -44,7 +43,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from mailer.errors import ContentError, MailerError, Problem, UnknownName
+from mailer.errors import ContentError, MailerError, Problem, UnknownName, suggest
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -153,7 +152,7 @@ def _check_slug(kind: str, value: str, info: ValidationInfo) -> str:
         raise PydanticCustomError(
             f"unknown_{kind}",
             "unknown {kind} {value}",
-            {"kind": kind, "value": repr(value), "hint": _suggest(value, list(known), f"{kind}s")},
+            {"kind": kind, "value": repr(value), "hint": suggest(value, list(known), f"{kind}s")},
         )
     return value
 
@@ -164,15 +163,6 @@ def _region(value: str, info: ValidationInfo) -> str:
 
 def _interest(value: str, info: ValidationInfo) -> str:
     return _check_slug("interest", value, info)
-
-
-def _suggest(name: str, known: list[str], what: str) -> str:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    close += [k for k in known if name and name in k and k not in close][: 3 - len(close)]
-    if close:
-        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
-    listed = ", ".join(sorted(known)[:15]) + (", …" if len(known) > 15 else "")
-    return f"known {what}: {listed}" if known else f"there are no {what} in lists/"
 
 
 When = Annotated[datetime | date, PlainValidator(_when)]
@@ -548,7 +538,7 @@ def _problem(err: Any, model: type[BaseModel], path: Path, lines: dict[Loc, tupl
     elif kind == "extra_forbidden":
         message = f"unknown field {name!r}"
         known = _model_fields(model, loc[:-1])
-        hint = _suggest(str(name), known, "fields") if known else None
+        hint = suggest(str(name), known, "fields") if known else None
     elif kind == "string_too_short" and name == "highlight":
         message = "the highlight is empty"
         hint = _MISSING_HINTS["highlight"]
@@ -776,7 +766,7 @@ def load_campaign(workspace: Path, slug: str, shape: Shape | None) -> LoadedIssu
         raise UnknownName(
             f"no campaign {slug!r} in {workspace / 'campaigns'}",
             field="campaign",
-            hint=_suggest(slug, known, "campaigns")
+            hint=suggest(slug, known, "campaigns")
             if known
             else "create one with `mailer campaigns new SLUG`",
         )

@@ -57,7 +57,7 @@ from mailer.content import LoadedIssue, load_campaign
 from mailer.db import Database
 from mailer.errors import DeliveryError, InvalidInput, UnknownName
 from mailer.message import DkimKey, MessageParts, MessageTemplate, Recipient
-from mailer.models import Campaign, Delivery, Member, Region, Suppression
+from mailer.models import Campaign, Delivery, Member, Region, Suppression, utcnow
 from mailer.models import Variant as VariantRow
 from mailer.render import RenderedVariant, Renderer
 from mailer.settings import Settings, dkim_private_key
@@ -74,10 +74,6 @@ LEASE = timedelta(minutes=5)
 STATUS_SECONDS = 0.5  # how often a running engine reads its campaign's status (pause, cancel)
 
 STATES = ("pending", "sending", "sent", "failed", "suppressed", "skipped", "cancelled")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 # ---------------------------------------------------------------------------------------------

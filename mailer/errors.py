@@ -7,6 +7,7 @@ message and ``exit_code``; nothing else is caught there.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,21 @@ def toml_error_location(exc: Exception) -> tuple[str, int | None, int | None]:
     if not m:
         return text, None, None
     return text[: m.start()], int(m.group(1)), int(m.group(2))
+
+
+def suggest(name: str, known: Iterable[str], what: str, *, shown: int = 15) -> str:
+    """A hint for an unknown ``name``: the close matches among ``known`` ("did you mean 'kent'?"),
+    else the first ``shown`` known names ("known regions: ashford, …"). ``what`` is the plural noun."""
+    import difflib
+
+    names = sorted(known)
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    close += [k for k in names if name and name in k and k not in close][: 3 - len(close)]
+    if close:
+        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    if not names:
+        return f"there are no {what} defined"
+    return f"known {what}: " + ", ".join(names[:shown]) + (", …" if len(names) > shown else "")
 
 
 class MailerError(Exception):

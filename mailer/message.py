@@ -51,11 +51,10 @@ from email.utils import format_datetime
 from mailer.audience.addresses import clean_name
 from mailer.errors import ConfigError, InvalidInput, Problem, RenderError
 from mailer.settings import Settings
+from mailer.slots import MARKER_PATTERN, SLOT_NAMES, fill_slots, unknown_markers
 from mailer.tokens import LINK_PATHS, MAILTO_PREFIX
 
 #: The per-recipient markers a renderer may write, literally, in the text and HTML parts.
-SLOT_NAMES = ("name", "email", "unsubscribe_url", "preferences_url")
-MARKER_RE = re.compile(r"\[\[mailer:([^\]\s]*)\]\]")
 
 VERP_PREFIX = "bounces+"
 #: Headers the DKIM signature covers; those in DKIM_OVERSIGNED are signed once more than they occur,
@@ -197,7 +196,7 @@ class MessageTemplate:
         unknown slot marker."""
         domain, base_url, from_addr, reply_addr = _checked_settings(settings)
         for part, text in (("text", parts.text), ("html", parts.html)):
-            unknown = sorted({m for m in MARKER_RE.findall(text) if m not in SLOT_NAMES})
+            unknown = unknown_markers(text)
             if unknown:
                 raise RenderError(
                     f"unknown slot marker [[mailer:{unknown[0]}]] in the {part} part",
@@ -425,7 +424,7 @@ def _encode_body(builder: _ChunkBuilder, body: str, prefix: str) -> None:
     """Encode ``body`` into ``builder``, each marker becoming a slot on encoded lines of its own."""
     writer = _QPWriter()
     for line in body.split("\n")[:-1]:  # the body ends with "\n"
-        pieces = MARKER_RE.split(line)
+        pieces = MARKER_PATTERN.split(line)
         for i in range(0, len(pieces) - 1, 2):
             writer.write(pieces[i], eol=False)
             writer.soft_break()
@@ -645,9 +644,6 @@ def reference_message(
         "preferences_url": base_url + LINK_PATHS["preferences"] + recipient.preferences_token,
     }
 
-    def substitute(text: str, escape: bool) -> str:
-        return MARKER_RE.sub(lambda m: html.escape(values[m[1]]) if escape else values[m[1]], text)
-
     msg = EmailMessage()
     msg["From"] = Address(display_name=org, addr_spec=from_addr)
     msg["To"] = Address(display_name=name, addr_spec=recipient.email)
@@ -660,8 +656,9 @@ def reference_message(
         f"<{unsubscribe}>, <mailto:{MAILTO_PREFIX}{recipient.unsubscribe_token}@{domain}>"
     )
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content(substitute(_normalise_text(parts.text), False))
+    msg.set_content(fill_slots(_normalise_text(parts.text), values, html=False))
     msg.add_alternative(
-        substitute(_normalise_text(_with_preheader(parts.html, parts.preheader)), True), subtype="html"
+        fill_slots(_normalise_text(_with_preheader(parts.html, parts.preheader)), values, html=True),
+        subtype="html",
     )
     return msg

@@ -6,7 +6,6 @@ for the personal links). ``watch`` re-renders whenever the issue file or a templ
 
 from __future__ import annotations
 
-import difflib
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -18,10 +17,11 @@ from sqlalchemy.orm import Session
 from mailer.audience.addresses import normalise
 from mailer.audience.shape import Shape
 from mailer.compose import Loaded, Variant, VariantPlan, compose, compose_all, plan, relevant_interests
-from mailer.errors import MailerError, UnknownName
+from mailer.errors import MailerError, UnknownName, suggest
 from mailer.models import Member
-from mailer.render import PACKAGED_TEMPLATES, RenderedVariant, Renderer, fill_slots
+from mailer.render import PACKAGED_TEMPLATES, RenderedVariant, Renderer
 from mailer.settings import Settings
+from mailer.slots import fill_slots
 
 SAMPLE_NAME = "Alex Example"
 FORMATS = ("html", "text")
@@ -37,24 +37,16 @@ def preview_dir(settings: Settings, slug: str) -> Path:
     return settings.path("preview", slug)
 
 
-def _suggest(name: str, known: Iterable[str], what: str) -> str:
-    known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    if close:
-        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
-    return f"known {what}: " + ", ".join(known[:15]) + (", …" if len(known) > 15 else "")
-
-
 def check_choice(shape: Shape, region: str | None, interests: Sequence[str]) -> None:
     """Raise ``UnknownName`` for a region or interest the lists do not have."""
     if region is not None and region not in shape.regions:
         raise UnknownName(
-            f"no region {region!r}", field="region", hint=_suggest(region, shape.regions, "regions")
+            f"no region {region!r}", field="region", hint=suggest(region, shape.regions, "regions")
         )
     for name in interests:
         if name not in shape.interests:
             raise UnknownName(
-                f"no interest {name!r}", field="interest", hint=_suggest(name, shape.interests, "interests")
+                f"no interest {name!r}", field="interest", hint=suggest(name, shape.interests, "interests")
             )
 
 

@@ -33,18 +33,10 @@ from mailer.compose import CalendarEntry, Loaded, Variant
 from mailer.content import Alert, Item, Newsletter
 from mailer.errors import RenderError
 from mailer.settings import Settings
+from mailer.slots import SLOTS
 
 PACKAGED_TEMPLATES = Path(__file__).parent / "templates"
 WIDTH = 78
-
-SLOTS = {
-    "name": "[[mailer:name]]",
-    "unsubscribe_url": "[[mailer:unsubscribe_url]]",
-    "preferences_url": "[[mailer:preferences_url]]",
-}
-"""The per-recipient slot markers written into both parts, by slot name."""
-
-SLOT_PATTERN = re.compile(r"\[\[mailer:([a-z_]+)\]\]")
 
 ALLOWED_SCHEMES = ("http://", "https://", "mailto:")
 
@@ -521,21 +513,6 @@ class Renderer:
             html=html,
             variant_key=variant.key,
         )
-
-
-def render(variant: Variant, loaded: Loaded, settings: Settings) -> RenderedVariant:
-    """Render one variant (a new ``Renderer`` each call; keep a ``Renderer`` to render many)."""
-    return Renderer(settings).render(variant, loaded)
-
-
-def fill_slots(text: str, values: dict[str, str], *, html: bool) -> str:
-    """Replace the slot markers with ``values`` (HTML-escaped when ``html``); for previews and tests."""
-
-    def sub(m: re.Match[str]) -> str:
-        value = values.get(m.group(1), m.group(0))
-        return str(Markup.escape(value)) if html else value
-
-    return SLOT_PATTERN.sub(sub, text)
 
 
 def long_lines(text: str, width: int = WIDTH) -> list[str]:

@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session
 from mailer import delivery
 from mailer.db import Database
 from mailer.errors import ConfigError, DeliveryError, MailerError
-from mailer.models import Campaign, Delivery, RateBucket, WorkerRow
+from mailer.models import Campaign, Delivery, RateBucket, WorkerRow, utcnow
 from mailer.settings import Settings
 from mailer.transport import RateLimiter, SmtpPool, Transport, open_transport, parse_relay
 
@@ -246,7 +246,7 @@ def worker_health(
     db: Database, settings: Settings, *, within: timedelta = timedelta(days=1)
 ) -> list[WorkerHealth]:
     """Every worker heard from within ``within``, alive ones first; with what each holds now."""
-    now = delivery.utcnow()
+    now = utcnow()
     limit = alive_after(settings)
     with db.session() as session:
         rows = session.scalars(select(WorkerRow).where(WorkerRow.heartbeat_at >= now - within)).all()
@@ -441,7 +441,7 @@ class Worker:
     # -- the workers table ----------------------------------------------------------------------------
     def _register(self) -> None:
         """Write this worker's row; refuse a name in use, and beside a live worker on SQLite."""
-        now = delivery.utcnow()
+        now = utcnow()
         limit = timedelta(seconds=alive_after(self.settings))
         with self.db.session() as session:
             live = session.scalars(
@@ -479,7 +479,7 @@ class Worker:
             session.execute(
                 update(WorkerRow)
                 .where(WorkerRow.name == self.name)
-                .values(heartbeat_at=delivery.utcnow(), sent=self.summary().sent, **values)
+                .values(heartbeat_at=utcnow(), sent=self.summary().sent, **values)
             )
 
     async def _heartbeats(self) -> None:

@@ -38,8 +38,8 @@ from mailer.db import Database
 from mailer.errors import DeliveryError
 from mailer.models import Campaign, Delivery, Member, Suppression
 from mailer.models import Variant as VariantRow
-from mailer.render import fill_slots
 from mailer.settings import Settings
+from mailer.slots import fill_slots
 from mailer.tokens import link
 from mailer.transport import open_transport
 

@@ -36,8 +36,9 @@ from mailer.db import Database
 from mailer.errors import RenderError
 from mailer.models import Interest, Member, MemberInterest, Region
 from mailer.preview import PreviewRequest, preview, watch, watched_files
-from mailer.render import SLOTS, RenderedVariant, Renderer, fill_slots, long_lines, markdown, markdown_text
+from mailer.render import RenderedVariant, Renderer, long_lines, markdown, markdown_text
 from mailer.settings import Settings
+from mailer.slots import SLOTS, fill_slots
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"

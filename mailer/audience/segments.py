@@ -58,7 +58,7 @@ from sqlalchemy.orm import Session
 
 from mailer.audience.shape import Shape
 from mailer.audience.suppression import suppressed_clause
-from mailer.errors import SegmentSyntaxError, UnknownName
+from mailer.errors import SegmentSyntaxError, UnknownName, suggest
 from mailer.models import Interest, Member, MemberField, MemberInterest, Region
 
 # ---------------------------------------------------------------------------------------------
@@ -324,18 +324,10 @@ def parse(expression: str) -> Node:
 # Names: saved segments expanded, every region and interest checked against the shape
 
 
-def _suggest(name: str, known: Sequence[str], what: str) -> str:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    if close:
-        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
-    if not known:
-        return f"there are no {what}s defined"
-    listed = ", ".join(sorted(known)[:12]) + (", …" if len(known) > 12 else "")
-    return f"known {what}s: {listed}"
-
-
 def _unknown(what: str, name: str, known: Sequence[str], where: str) -> UnknownName:
-    return UnknownName(f"unknown {what} {name!r}{where}", field=what, hint=_suggest(name, known, what))
+    return UnknownName(
+        f"unknown {what} {name!r}{where}", field=what, hint=suggest(name, known, what + "s", shown=12)
+    )
 
 
 def resolve(node: Node, shape: Shape, *, _stack: tuple[str, ...] = ()) -> Node:

@@ -19,6 +19,7 @@ from mailer import delivery
 from mailer.cli import App, emit, json_option, pass_app
 from mailer.cli.campaigns import campaigns_group
 from mailer.errors import DeliveryError
+from mailer.models import utcnow
 from mailer.transport import Transport, transport_for
 from mailer.worker import alive_workers, shared_transport
 
@@ -156,7 +157,7 @@ def send(
     """
     settings = app.settings
     when = delivery.parse_send_time(at, settings.timezone) if at else None
-    if when is not None and when <= delivery.utcnow() and not tests and not dry_run:
+    if when is not None and when <= utcnow() and not tests and not dry_run:
         raise DeliveryError(
             f"{at} ({settings.timezone}) has passed",
             field="--at",

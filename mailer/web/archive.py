@@ -20,8 +20,9 @@ from starlette.routing import Route
 
 from mailer.compose import compose_all
 from mailer.models import Campaign, Variant
-from mailer.render import SLOT_PATTERN, Renderer
+from mailer.render import Renderer
 from mailer.settings import Settings
+from mailer.slots import fill_slots
 from mailer.web.context import Web, web
 from mailer.web.issues import STARTED, SentIssue, sent_issue, sent_issues
 
@@ -45,13 +46,7 @@ def neutral_slots(settings: Settings) -> dict[str, str]:
 
 def neutralise(html: str, settings: Settings) -> str:
     """``html`` with every slot marker replaced by neutral text (HTML-escaped); unknown ones emptied."""
-    values = neutral_slots(settings)
-
-    def sub(m: Any) -> str:
-        value = values.get(m.group(1), "")
-        return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
-
-    return SLOT_PATTERN.sub(sub, html)
+    return fill_slots(html, neutral_slots(settings), html=True, missing="")
 
 
 def _edition(w: Web, sent: SentIssue) -> str:

@@ -1,0 +1,49 @@
+"""The per-recipient slot markers: written once into a rendered variant, filled in per recipient.
+
+The renderer writes ``[[mailer:NAME]]`` where a recipient's own value goes (their name, their
+unsubscribe and preferences links); the message builder turns each marker into a slot of the wire
+bytes, and previews and public copies replace them with sample or neutral values. This module is
+the one definition of the markers, shared by all of them.
+"""
+
+from __future__ import annotations
+
+import html as html_module
+import re
+from collections.abc import Mapping
+
+SLOT_NAMES = ("name", "email", "unsubscribe_url", "preferences_url")
+"""Every slot a rendered variant may hold."""
+
+MARKER_PATTERN = re.compile(r"\[\[mailer:([^\]\s]*)\]\]")
+"""A slot marker; group 1 is the slot's name (which may be one we do not know)."""
+
+
+def marker(name: str) -> str:
+    """The marker written for slot ``name``: ``[[mailer:name]]``."""
+    return f"[[mailer:{name}]]"
+
+
+SLOTS = {name: marker(name) for name in SLOT_NAMES}
+"""The markers by slot name, as the templates write them (``{{ slots.unsubscribe_url }}``)."""
+
+
+def unknown_markers(text: str) -> list[str]:
+    """The names of markers in ``text`` that are not slots, sorted."""
+    return sorted({m for m in MARKER_PATTERN.findall(text) if m not in SLOT_NAMES})
+
+
+def fill_slots(text: str, values: Mapping[str, str], *, html: bool, missing: str | None = None) -> str:
+    """Replace each marker with its value in ``values`` (HTML-escaped when ``html``).
+
+    A marker with no value is left as it is, or replaced by ``missing`` when that is given.
+    For previews, public copies and tests; the send path fills slots in the wire bytes instead.
+    """
+
+    def sub(m: re.Match[str]) -> str:
+        value = values.get(m.group(1))
+        if value is None:
+            return m.group(0) if missing is None else missing
+        return html_module.escape(value) if html else value
+
+    return MARKER_PATTERN.sub(sub, text)

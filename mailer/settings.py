@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from mailer.errors import ConfigError, toml_error_location
 
@@ -123,6 +124,11 @@ class Settings:
 
     def path(self, *parts: str) -> Path:
         return self.workspace.joinpath(*parts)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The ``timezone`` setting as a zone: event times, issue dates and ``--at`` are wall-clock times in it."""
+        return ZoneInfo(self.timezone)
 
     @property
     def relays(self) -> list[str]:

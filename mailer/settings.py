@@ -127,7 +127,7 @@ class Settings:
 
     @property
     def zone(self) -> ZoneInfo:
-        """The ``timezone`` setting as a zone: event times, issue dates and ``--at`` are wall-clock times in it."""
+        """The ``timezone`` setting as a zone: event times, issue dates and ``--at`` are wall-clock in it."""
         return ZoneInfo(self.timezone)
 
     @property

@@ -24,17 +24,15 @@ from sqlalchemy import ColumnElement, func, literal, select
 from sqlalchemy.orm import Session
 
 from mailer.audience.shape import Shape
-from mailer.content import Alert, Event, Item, Newsletter
+from mailer.issue.schema import Event, Issue, Item, Newsletter
 from mailer.models import Interest, Member, MemberInterest, Region
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-Issue = Newsletter | Alert
-
 
 class Loaded(Protocol):
-    """What ``plan`` and the renderer need of a loaded issue (``mailer.content.LoadedIssue``)."""
+    """What ``plan`` and the renderer need of a loaded issue (``mailer.issue.LoadedIssue``)."""
 
     @property
     def slug(self) -> str: ...
@@ -61,7 +59,7 @@ class CalendarEntry:
     @property
     def sort_key(self) -> tuple[datetime, bool]:
         # By date and time; an all-day entry before the timed ones of its day.
-        return (self.event.start_at(), not self.event.all_day)
+        return (self.event.wall_start, not self.event.all_day)
 
 
 @dataclass(frozen=True)
@@ -102,11 +100,6 @@ def calendar_entries(issue: Issue) -> list[CalendarEntry]:
     ]
     out.extend(CalendarEntry(f"calendar-{n}", event) for n, event in enumerate(issue.calendar, 1))
     return out
-
-
-def find_entry(issue: Issue, key: str) -> CalendarEntry | None:
-    """The calendar entry with this key (the web app's ``.ics`` route uses it)."""
-    return next((e for e in calendar_entries(issue) if e.key == key), None)
 
 
 def relevant_interests(issue: Issue) -> frozenset[str]:

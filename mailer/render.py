@@ -28,10 +28,10 @@ from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 from markupsafe import Markup
 
-from mailer.calendar_text import calendar_line, calendar_url, event_uid, place_text, sentence, when_text
 from mailer.compose import CalendarEntry, Loaded, Variant
-from mailer.content import Alert, Item, Newsletter
 from mailer.errors import RenderError
+from mailer.issue import Alert, Item, Newsletter
+from mailer.issue.calendar_text import calendar_line, calendar_url, event_uid, place_text, sentence, when_text
 from mailer.settings import Settings
 from mailer.slots import SLOTS
 

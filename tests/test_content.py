@@ -6,19 +6,20 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+from cli_runner import MailerCli
 from seed import SEED_HIGHLIGHTS
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer.audience.addresses import hash_of
 from mailer.audience.shape import Shape, load_shape
-from mailer.content import (
+from mailer.db import Database
+from mailer.errors import ContentError, UnknownName
+from mailer.issue import (
     Alert,
     Event,
     Item,
@@ -29,9 +30,8 @@ from mailer.content import (
     load_issue,
     new_campaign,
 )
-from mailer.db import Database
-from mailer.errors import ContentError, UnknownName
 from mailer.models import Interest, Member, MemberInterest, Region
+from mailer.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "content"
@@ -193,8 +193,9 @@ items:
     item = newsletter(loaded).items[0]
     assert item.is_report and item.highlight is None
     event = item.events[0]
-    assert event.end_at() == datetime(2025, 12, 1, 21, 0, tzinfo=event.start_at().tzinfo)
-    assert str(event.start_at().tzinfo) == "Europe/London"
+    zone = Settings().zone
+    assert event.end_at(zone) == datetime(2025, 12, 1, 21, 0, tzinfo=event.start_at(zone).tzinfo)
+    assert str(event.start_at(zone).tzinfo) == "Europe/London"
     assert loaded.line("items[0].events[0].end") == 10
 
 
@@ -441,50 +442,44 @@ def test_scaffold_refuses_to_overwrite_and_checks_the_slug(tmp_path: Path, repo_
 # The commands
 
 
-def mailer(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args], env=env, capture_output=True, text=True, check=False
-    )
-
-
 def copy_campaign(workspace: Path, slug: str) -> Path:
     target = workspace / "campaigns" / slug
     shutil.copytree(REPO / "campaigns" / slug, target)
     return target / "issue.yaml"
 
 
-def test_cli_check_exit_codes_and_output(env: dict[str, str], workspace: Path) -> None:
+def test_cli_check_exit_codes_and_output(mailer_cli: MailerCli, workspace: Path) -> None:
     copy_campaign(workspace, KENT)
-    ok = mailer(env, "campaigns", "check", KENT)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
+    ok = mailer_cli("campaigns", "check", KENT)
+    assert ok.exit_code == 0, ok.stdout + ok.stderr
     assert "OK: 0 error(s)" in ok.stdout
 
     bad = workspace / "campaigns" / "broken" / "issue.yaml"
     bad.parent.mkdir()
     shutil.copy(FIXTURES / "duplicate_ids.yaml", bad)
-    failed = mailer(env, "campaigns", "check", "broken")
-    assert failed.returncode == 2
+    failed = mailer_cli("campaigns", "check", "broken")
+    assert failed.exit_code == 2
     assert "broken/issue.yaml:11: items[1].id: duplicate item id 'write-for-rights'" in failed.stdout
     assert "NOT READY: 1 error(s)" in failed.stdout
 
-    as_json = mailer(env, "campaigns", "check", "broken", "--json")
-    assert as_json.returncode == 2
+    as_json = mailer_cli("campaigns", "check", "broken", "--json")
+    assert as_json.exit_code == 2
     data = json.loads(as_json.stdout)
     assert data["ok"] is False
     assert [(e["line"], e["field"]) for e in data["errors"]] == [(11, "items[1].id")]
 
-    missing = mailer(env, "campaigns", "check", "no-such-campaign")
-    assert missing.returncode == 2
+    missing = mailer_cli("campaigns", "check", "no-such-campaign")
+    assert missing.exit_code == 2
     assert "no campaign 'no-such-campaign'" in missing.stderr
 
 
-def test_cli_check_prints_warnings_and_exits_0(env: dict[str, str], workspace: Path) -> None:
+def test_cli_check_prints_warnings_and_exits_0(mailer_cli: MailerCli, workspace: Path) -> None:
     path = copy_campaign(workspace, KENT)
     path.write_text(
         path.read_text(encoding="utf-8").replace("date: 2025-11-17", "date: 2025-11-23"), encoding="utf-8"
     )
-    result = mailer(env, "campaigns", "check", KENT, "--no-database")
-    assert result.returncode == 0, result.stderr
+    result = mailer_cli("campaigns", "check", KENT, "--no-database")
+    assert result.exit_code == 0, result.stderr
     assert re.search(
         r"issue\.yaml:\d+: warning: items\[0\]\.events\[0\]\.start: the event is on 2025-11-18", result.stdout
     )
@@ -493,29 +488,29 @@ def test_cli_check_prints_warnings_and_exits_0(env: dict[str, str], workspace: P
 
 
 def test_cli_check_runs_the_audience_warnings_with_a_database(
-    env: dict[str, str], workspace: Path, db: Database
+    mailer_cli: MailerCli, workspace: Path, db: Database
 ) -> None:
     copy_campaign(workspace, ECHR)
-    result = mailer(env, "campaigns", "check", ECHR)
-    assert result.returncode == 0, result.stderr
+    result = mailer_cli("campaigns", "check", ECHR)
+    assert result.exit_code == 0, result.stderr
     assert "warning: audience: no member is in the audience 'interest:mp-advocacy'" in result.stdout
     with db.session() as session:
         add_member(session, "mp@example.org", "kent", ["mp-advocacy"])
-    result = mailer(env, "campaigns", "check", ECHR)
+    result = mailer_cli("campaigns", "check", ECHR)
     assert "OK: 0 error(s), 0 warning(s)" in result.stdout
 
 
-def test_cli_new_scaffolds_and_refuses_to_overwrite(env: dict[str, str], workspace: Path) -> None:
-    made = mailer(env, "campaigns", "new", "2025-12-alert", "--kind", "alert")
-    assert made.returncode == 0, made.stderr
+def test_cli_new_scaffolds_and_refuses_to_overwrite(mailer_cli: MailerCli, workspace: Path) -> None:
+    made = mailer_cli("campaigns", "new", "2025-12-alert", "--kind", "alert")
+    assert made.exit_code == 0, made.stderr
     path = workspace / "campaigns" / "2025-12-alert" / "issue.yaml"
     assert path.read_text(encoding="utf-8").startswith("# An action alert")
-    again = mailer(env, "campaigns", "new", "2025-12-alert")
-    assert again.returncode == 2
+    again = mailer_cli("campaigns", "new", "2025-12-alert")
+    assert again.exit_code == 2
     assert "already exists" in again.stderr
-    bad = mailer(env, "campaigns", "new", "Bad Name")
-    assert bad.returncode == 2
+    bad = mailer_cli("campaigns", "new", "Bad Name")
+    assert bad.exit_code == 2
     assert "not a valid campaign name" in bad.stderr
-    check = mailer(env, "campaigns", "check", "2025-12-alert", "--no-database")
-    assert check.returncode == 2
+    check = mailer_cli("campaigns", "check", "2025-12-alert", "--no-database")
+    assert check.exit_code == 2
     assert "still to fill in (it says TODO)" in check.stdout

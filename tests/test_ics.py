@@ -15,10 +15,10 @@ import pytest
 from starlette.applications import Starlette
 
 from mailer.audience.shape import Shape
-from mailer.calendar_text import event_uid
 from mailer.compose import calendar_entries, compose
-from mailer.content import load_issue
 from mailer.db import Database
+from mailer.issue import load_issue
+from mailer.issue.calendar_text import event_uid
 from mailer.models import Campaign
 from mailer.render import Renderer
 from mailer.settings import Settings

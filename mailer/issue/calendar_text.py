@@ -1,8 +1,8 @@
 """Dates and times written the British way, and the stable identity of each calendar entry.
 
 "Tuesday 18 November at 7:30pm", "Tuesday 25 November from 6:00pm to 7:30pm", "Saturday 22 November
-at noon", "Saturday 29 November" (all day). Times are wall-clock times in Europe/London, as the issue
-file gives them.
+at noon", "Saturday 29 November" (all day). Times are wall-clock times in the workspace's time zone
+(the ``timezone`` setting), as the issue file gives them.
 
 Each calendar entry has a UID, ``{slug}-{entry_key}@{list_domain}`` (the entry key is
 ``{item_id}-{n}`` for an item's n-th event, ``calendar-{n}`` for the n-th calendar-only entry), and
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
-from mailer.content import Event
+from mailer.issue.schema import Event
 
 
 def time_text(t: time) -> str:

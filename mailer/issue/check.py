@@ -1,0 +1,146 @@
+"""Checking a campaign: ``mailer campaigns check`` reports every problem instead of raising.
+
+``audience_warnings`` are the warnings that need the members (an item no member of the audience
+would see, an audience with no members); ``check_campaign`` loads the issue and gathers its errors,
+the file's warnings and these into a ``CheckResult``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mailer.errors import ContentError, Problem
+from mailer.issue.load import LoadedIssue, campaign_path, load_campaign
+from mailer.issue.schema import Alert
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from mailer.audience.shape import Shape
+    from mailer.db import Database
+
+
+def audience_warnings(session: Session, loaded: LoadedIssue, shape: Shape) -> list[Problem]:
+    """Warnings that need the members: an item (or calendar entry, or an event targeted on its own)
+    that no member of the issue's audience would see, and an audience with no members at all.
+
+    A member sees an item when the item's regions are empty or contain the member's region or an
+    ancestor of it, and the item's interests are empty or share one with the member's.
+    """
+    from sqlalchemy import exists, or_, select
+
+    from mailer.audience.segments import compile_segment
+    from mailer.models import Interest, Member, MemberInterest, Region
+
+    issue = loaded.issue
+    audience = compile_segment(issue.audience, shape)
+    if session.scalar(select(exists().where(audience))) is not True:
+        return [
+            loaded.problem(
+                f"no member is in the audience {issue.audience!r}",
+                "audience",
+                hint="check the audience, or import the members first (mailer lists import)",
+            )
+        ]
+    if isinstance(issue, Alert):
+        return []
+
+    def anyone(regions: list[str], interests: list[str]) -> bool:
+        conditions = [audience]
+        if regions:
+            below = select(Region.id).where(or_(*(Region.path.like(shape.path(r) + "%") for r in regions)))
+            conditions.append(Member.region_id.in_(below))
+        if interests:
+            chosen = select(Interest.id).where(Interest.slug.in_(interests))
+            conditions.append(
+                exists().where(MemberInterest.member_id == Member.id, MemberInterest.interest_id.in_(chosen))
+            )
+        return session.scalar(select(exists().where(*conditions))) is True
+
+    def targeting(regions: list[str], interests: list[str]) -> str:
+        parts = [
+            f"regions {', '.join(regions)}" if regions else "",
+            f"interests {', '.join(interests)}" if interests else "",
+        ]
+        return " and ".join(p for p in parts if p)
+
+    out: list[Problem] = []
+    hint = "check its regions and interests; it may be fine if members are still to be imported"
+    for i, item in enumerate(issue.items):
+        if not anyone(item.regions, item.interests):
+            out.append(
+                loaded.problem(
+                    f"no member in the audience would see item {item.id!r} "
+                    f"({targeting(item.regions, item.interests)})",
+                    f"items[{i}]",
+                    hint=hint,
+                )
+            )
+            continue
+        for j, e in enumerate(item.events):
+            if e.regions is None and e.interests is None:
+                continue
+            regions = item.regions if e.regions is None else e.regions
+            interests = item.interests if e.interests is None else e.interests
+            if not anyone(regions, interests):
+                out.append(
+                    loaded.problem(
+                        f"no member in the audience would see this event ({targeting(regions, interests)})",
+                        f"items[{i}].events[{j}]",
+                        hint=hint,
+                    )
+                )
+    for j, e in enumerate(issue.calendar):
+        regions, interests = e.regions or [], e.interests or []
+        if not anyone(regions, interests):
+            out.append(
+                loaded.problem(
+                    "no member in the audience would see this calendar entry "
+                    f"({targeting(regions, interests)})",
+                    f"calendar[{j}]",
+                    hint=hint,
+                )
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What ``mailer campaigns check`` found: errors (the issue cannot be sent), warnings, notes."""
+
+    slug: str
+    path: Path
+    errors: list[Problem]
+    warnings: list[Problem]
+    notes: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check_campaign(workspace: Path, slug: str, shape: Shape | None, database: Database | None) -> CheckResult:
+    """Check ``campaigns/<slug>/issue.yaml`` and report every problem instead of raising.
+
+    With a database, the audience warnings run too (an item no member would see); without one a
+    note says they did not. Raises ``UnknownName`` only if there is no such campaign.
+    """
+    path = campaign_path(workspace, slug)
+    notes: list[str] = []
+    try:
+        loaded = load_campaign(workspace, slug, shape)
+    except ContentError as exc:
+        return CheckResult(slug, path, exc.problems, exc.warnings, notes)
+    warnings = list(loaded.warnings)
+    if database is None or shape is None:
+        notes.append("the audience was not checked against the members: no database")
+    else:
+        with database.session() as session:
+            warnings.extend(audience_warnings(session, loaded, shape))
+    warnings.sort(key=lambda p: p.line or 0)
+    return CheckResult(slug, path, [], warnings, notes)
+
+
+__all__ = ["CheckResult", "audience_warnings", "check_campaign"]

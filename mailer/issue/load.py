@@ -1,0 +1,375 @@
+"""Loading an issue file: read the YAML, validate it as a whole, and say what is wrong and where.
+
+``load_issue`` / ``load_campaign`` report every problem at once in one ``ContentError``, each with
+its file, line and field (``items[3].events[0].end``), pydantic's errors turned into messages a
+person can act on. The loaded issue carries the warnings the file alone can give
+(``content_warnings``: events before the issue date, ``http://`` links); those that need the members
+are in ``mailer.issue.check``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, get_args
+
+from pydantic import BaseModel, ValidationError
+
+from mailer.errors import ContentError, Problem, UnknownName, suggest
+from mailer.issue.schema import SLUG, Alert, Event, Issue, Newsletter
+from mailer.issue.yaml_loader import Lines, Loc, field_name, read_yaml
+
+if TYPE_CHECKING:
+    from mailer.audience.shape import Shape
+
+ISSUE_FILE = "issue.yaml"
+TODO = "TODO"
+_HTTP_IN_TEXT = re.compile(r"http://[^\s)>\]\"']+")
+
+# ---------------------------------------------------------------------------------------------
+# Turning pydantic's errors into problems a person can act on
+
+_MISSING_HINTS = {
+    "highlight": "write the item's line in the HIGHLIGHTS, or `highlight: false` for a report with none",
+    "alt": "describe the image for people who cannot see it, e.g. alt: Cover of the guide",
+    "kind": "kind: newsletter, or kind: alert",
+}
+
+
+def _model_fields(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The field names of the model found at ``loc`` (for suggesting the field an editor meant)."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        info = current.model_fields.get(part)
+        current = _find_model(info.annotation) if info else None
+    return list(current.model_fields) if current else []
+
+
+def _find_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _find_model(arg)
+        if found:
+            return found
+    return None
+
+
+def _problem(err: Any, model: type[BaseModel], path: Path, lines: Lines) -> Problem:
+    loc: Loc = tuple(err["loc"])
+    kind: str = err["type"]
+    ctx: dict[str, Any] = err.get("ctx") or {}
+    name = loc[-1] if loc else ""
+    hint: str | None = ctx.get("hint")
+    if kind == "missing":
+        message = "missing highlight" if name == "highlight" else f"{name} is required"
+        hint = _MISSING_HINTS.get(str(name))
+    elif kind == "extra_forbidden":
+        message = f"unknown field {name!r}"
+        known = _model_fields(model, loc[:-1])
+        hint = suggest(str(name), known, "fields") if known else None
+    elif kind == "string_too_short" and name == "highlight":
+        message = "the highlight is empty"
+        hint = _MISSING_HINTS["highlight"]
+    elif kind == "string_pattern_mismatch" and name == "id":
+        message = f"not a valid id: {err['input']!r}"
+        hint = "use lower-case letters, digits and hyphens, e.g. write-for-rights"
+    elif kind.startswith(
+        ("string_type", "int_", "bool_", "list_type", "model_type", "model_attributes_type")
+    ):
+        message = f"{err['msg'][0].lower()}{err['msg'][1:]}, got {err['input']!r}"
+    else:
+        message = err["msg"]
+        message = message.removeprefix("Value error, ")
+    at = lines.get(loc)
+    probe = loc
+    while at is None and probe:
+        probe = probe[:-1]
+        at = lines.get(probe)
+    return Problem(
+        message,
+        path=path,
+        line=at[0] if at else None,
+        field=field_name(loc) or None,
+        hint=hint,
+    )
+
+
+def _todo_problems(data: Any, loc: Loc, path: Path, lines: Lines) -> list[Problem]:
+    out: list[Problem] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            out.extend(_todo_problems(value, (*loc, str(key)), path, lines))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            out.extend(_todo_problems(value, (*loc, i), path, lines))
+    elif isinstance(data, str) and TODO in data:
+        at = lines.get(loc)
+        out.append(
+            Problem(
+                "still to fill in (it says TODO)",
+                path=path,
+                line=at[0] if at else None,
+                field=field_name(loc),
+                hint="replace the TODO text, or delete the field or item if you do not need it",
+            )
+        )
+    return out
+
+
+def _raw_problems(data: dict[str, Any], path: Path, lines: Lines) -> list[Problem]:
+    """Checks across items, made on the file's data so that they run even when an item is invalid."""
+    out: list[Problem] = []
+    items = data.get("items")
+    if not isinstance(items, list):
+        return out
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        if "highlight" in item and item["highlight"] is None:
+            at = lines.get(("items", i, "highlight"))
+            out.append(
+                Problem(
+                    "missing highlight",
+                    path=path,
+                    line=at[0] if at else None,
+                    field=f"items[{i}].highlight",
+                    hint=_MISSING_HINTS["highlight"],
+                )
+            )
+        ident = item.get("id")
+        if not isinstance(ident, str):
+            continue
+        if ident in first:
+            j = first[ident]
+            at, other = lines.get(("items", i, "id")), lines.get(("items", j, "id"))
+            out.append(
+                Problem(
+                    f"duplicate item id {ident!r} "
+                    f"(items[{j}] at line {other[0] if other else '?'} has it too)",
+                    path=path,
+                    line=at[0] if at else None,
+                    field=f"items[{i}].id",
+                    hint="every item needs an id of its own: it is the anchor its highlight links to",
+                )
+            )
+        else:
+            first[ident] = i
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass(frozen=True)
+class LoadedIssue:
+    """A validated issue file: the issue, where it came from, its warnings and its fields' lines."""
+
+    slug: str
+    path: Path
+    issue: Issue
+    warnings: list[Problem]
+    lines: dict[str, int] = field(default_factory=dict)  # "items[3].events[0].end" -> line
+
+    def line(self, field_path: str) -> int | None:
+        """The line of a field (``items[3].title``), or of the nearest enclosing one."""
+        probe = field_path
+        while probe:
+            if probe in self.lines:
+                return self.lines[probe]
+            probe = re.sub(r"(\[\d+\]|\.[^.\[]+|^[^.\[]+)$", "", probe)
+        return None
+
+    def problem(self, message: str, field_path: str, hint: str | None = None) -> Problem:
+        """A warning about a field of this issue, located at its line."""
+        return Problem(
+            message,
+            path=self.path,
+            line=self.line(field_path),
+            field=field_path,
+            hint=hint,
+            severity="warning",
+        )
+
+
+def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
+    """Read and validate an issue file; raise ``ContentError`` listing every problem in it.
+
+    With ``shape`` the regions, interests and audience are checked against the workspace's lists;
+    with None (no lists at hand) those checks are skipped.
+    """
+    problems: list[Problem] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ContentError(
+            [Problem("no such issue file", path=path, hint="create one with `mailer campaigns new SLUG`")]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ContentError([Problem(f"cannot read the issue file: {exc}", path=path)]) from None
+
+    data, lines = read_yaml(text, path, problems)
+    if problems and data is None:
+        raise ContentError(problems, summary=_summary(path, len(problems)))
+    if not isinstance(data, dict):
+        problems.append(
+            Problem(
+                "an issue file is a set of fields (kind:, title:, …), not a single value",
+                path=path,
+                line=1,
+                hint="run `mailer campaigns new` for a skeleton",
+            )
+        )
+        raise ContentError(problems)
+
+    kind = data.get("kind")
+    model: type[Newsletter] | type[Alert]
+    if kind == "alert":
+        model = Alert
+    elif kind == "newsletter":
+        model = Newsletter
+    else:
+        at = lines.get(("kind",), (1, 1))
+        problems.append(
+            Problem(
+                f"unknown kind {kind!r}" if "kind" in data else "kind is required",
+                path=path,
+                line=at[0],
+                field="kind",
+                hint=_MISSING_HINTS["kind"],
+            )
+        )
+        raise ContentError(problems)
+
+    problems.extend(_raw_problems(data, path, lines))
+    problems.extend(_todo_problems(data, (), path, lines))
+    issue: Issue | None = None
+    try:
+        issue = model.model_validate(data, context={"shape": shape, "folder": path.parent})
+    except ValidationError as exc:
+        problems.extend(_problem(err, model, path, lines) for err in exc.errors())
+
+    # One problem per field: a TODO and a type error at the same place say the same thing twice.
+    unique: dict[tuple[str | None, str], Problem] = {}
+    for p in problems:
+        unique.setdefault((p.field, p.message), p)
+    problems = sorted(unique.values(), key=lambda p: (p.line or 0, p.field or ""))
+    if problems or issue is None:
+        raise ContentError(problems, summary=_summary(path, len(problems)))
+
+    loaded = LoadedIssue(
+        slug=path.parent.name,
+        path=path,
+        issue=issue,
+        warnings=[],
+        lines={field_name(loc): at[0] for loc, at in lines.items() if loc},
+    )
+    loaded.warnings.extend(content_warnings(loaded))
+    return loaded
+
+
+def _summary(path: Path, count: int) -> str:
+    return f"{path}: {count} problem{'s' if count != 1 else ''} found"
+
+
+def campaign_path(workspace: Path, slug: str) -> Path:
+    """``workspace/campaigns/<slug>/issue.yaml``."""
+    return workspace / "campaigns" / slug / ISSUE_FILE
+
+
+def campaign_slugs(workspace: Path) -> list[str]:
+    """The slugs of the workspace's campaigns (folders with an issue file), sorted."""
+    folder = workspace / "campaigns"
+    if not folder.is_dir():
+        return []
+    return sorted(p.parent.name for p in folder.glob(f"*/{ISSUE_FILE}"))
+
+
+def load_campaign(workspace: Path, slug: str, shape: Shape | None) -> LoadedIssue:
+    """Load ``campaigns/<slug>/issue.yaml`` of ``workspace``; ``UnknownName`` if there is none."""
+    path = campaign_path(workspace, slug)
+    if not SLUG.match(slug) or not path.is_file():
+        known = campaign_slugs(workspace)
+        raise UnknownName(
+            f"no campaign {slug!r} in {workspace / 'campaigns'}",
+            field="campaign",
+            hint=suggest(slug, known, "campaigns")
+            if known
+            else "create one with `mailer campaigns new SLUG`",
+        )
+    return load_issue(path, shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# Warnings the file alone can give (those that need the members: mailer.issue.check)
+
+
+def _http_links(text: str) -> list[str]:
+    return _HTTP_IN_TEXT.findall(text)
+
+
+def content_warnings(loaded: LoadedIssue) -> list[Problem]:
+    """Warnings that need only the file: events before the issue date, ``http://`` links."""
+    issue = loaded.issue
+    out: list[Problem] = []
+
+    def http(value: str, where: str) -> None:
+        for url in _http_links(value):
+            out.append(
+                loaded.problem(
+                    f"insecure link {url}",
+                    where,
+                    hint="use https:// if the site supports it; some mail programs warn about http:// links",
+                )
+            )
+
+    http(
+        issue.intro if isinstance(issue, Newsletter) else issue.body,
+        "intro" if isinstance(issue, Newsletter) else "body",
+    )
+    http(issue.sign_off, "sign_off")
+    if isinstance(issue, Alert):
+        http(issue.button.url, "button.url")
+        return out
+
+    def event(e: Event, where: str) -> None:
+        if e.day < issue.date:
+            out.append(
+                loaded.problem(
+                    f"the event is on {e.day:%Y-%m-%d}, before the issue's date {issue.date:%Y-%m-%d}",
+                    f"{where}.start",
+                    hint="it will be shown as past; check the date, or remove the event",
+                )
+            )
+        if e.booking:
+            http(e.booking.url, f"{where}.booking.url")
+        http(e.contact, f"{where}.contact")
+
+    for i, item in enumerate(issue.items):
+        http(item.body, f"items[{i}].body")
+        http(item.contact, f"items[{i}].contact")
+        for j, link in enumerate(item.links):
+            http(link.url, f"items[{i}].links[{j}].url")
+        if item.image:
+            http(item.image.src, f"items[{i}].image.src")
+        for j, e in enumerate(item.events):
+            event(e, f"items[{i}].events[{j}]")
+    for j, e in enumerate(issue.calendar):
+        event(e, f"calendar[{j}]")
+    return out
+
+
+__all__ = [
+    "ISSUE_FILE",
+    "LoadedIssue",
+    "campaign_path",
+    "campaign_slugs",
+    "content_warnings",
+    "load_campaign",
+    "load_issue",
+]

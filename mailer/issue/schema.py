@@ -1,0 +1,356 @@
+"""The issue schema: the pydantic models an issue file is validated into, and their field types.
+
+Each field type parses and explains its own mistakes (``PydanticCustomError`` with a ``hint``);
+``mailer.issue.load`` turns them into problems with a file, line and field. Validation context:
+``shape`` (the workspace's lists; None skips the region, interest and audience checks) and
+``folder`` (the campaign's folder, where image files are looked for).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from mailer.errors import MailerError, suggest
+
+SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_URL = re.compile(r"^(?:https?://[^\s/]+\S*|mailto:\S+@\S+)$")
+
+# ---------------------------------------------------------------------------------------------
+# Field types with their own parsing and messages
+
+
+def _when(value: object) -> date | datetime:
+    """``2025-11-29`` is a date (an all-day event); ``2025-11-18 19:30`` a date and time."""
+    if isinstance(value, datetime | date):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    raise PydanticCustomError(
+        "when",
+        "not a date or a date and time: {value}",
+        {"value": repr(value), "hint": "write 2025-11-29 for a whole day, 2025-11-18 19:30 for a time"},
+    )
+
+
+def _end(value: object) -> datetime | time | None:
+    """An end: a date and time (``2025-12-01 21:00``), a time on the start's day (``21:00``) or none."""
+    if value is None or isinstance(value, datetime | time):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return time.fromisoformat(text) if len(text) <= 8 else datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    raise PydanticCustomError(
+        "end",
+        "not a time or a date and time: {value}",
+        {"value": repr(value), "hint": "write 21:00, or 2025-12-01 21:00"},
+    )
+
+
+def _url(value: str) -> str:
+    if not _URL.match(value):
+        raise PydanticCustomError(
+            "url",
+            "not a link: {value}",
+            {"value": repr(value), "hint": "a link starts with https:// (or mailto: for an address)"},
+        )
+    return value
+
+
+def _image_src(value: str, info: ValidationInfo) -> str:
+    if re.match(r"^https?://", value):
+        return _url(value)
+    if ":" in value or value.startswith("/") or ".." in Path(value).parts:
+        raise PydanticCustomError(
+            "image_src",
+            "not an image address: {value}",
+            {
+                "value": repr(value),
+                "hint": "give an https:// address, or a file name in the campaign's folder",
+            },
+        )
+    folder = (info.context or {}).get("folder")
+    if isinstance(folder, Path) and not (folder / value).is_file():
+        raise PydanticCustomError(
+            "image_missing",
+            "image file {value} not found in {folder}",
+            {"value": repr(value), "folder": str(folder), "hint": "put the image next to issue.yaml"},
+        )
+    return value
+
+
+def _alt(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError(
+            "alt",
+            "the image has no alt text",
+            {"hint": "describe the image for people who cannot see it, e.g. alt: Cover of the guide"},
+        )
+    return value
+
+
+def _no_highlight(value: object) -> object:
+    """``highlight: false`` marks a report: a section with no line in the highlights."""
+    return None if value is False else value
+
+
+def _check_slug(kind: str, value: str, info: ValidationInfo) -> str:
+    shape = (info.context or {}).get("shape")
+    if shape is None:
+        return value
+    known: dict[str, Any] = shape.regions if kind == "region" else shape.interests
+    if value not in known:
+        raise PydanticCustomError(
+            f"unknown_{kind}",
+            "unknown {kind} {value}",
+            {"kind": kind, "value": repr(value), "hint": suggest(value, list(known), f"{kind}s")},
+        )
+    return value
+
+
+def _region(value: str, info: ValidationInfo) -> str:
+    return _check_slug("region", value, info)
+
+
+def _interest(value: str, info: ValidationInfo) -> str:
+    return _check_slug("interest", value, info)
+
+
+When = Annotated[datetime | date, PlainValidator(_when)]
+EndTime = Annotated[datetime | time | None, PlainValidator(_end)]
+Url = Annotated[str, AfterValidator(_url)]
+RegionSlug = Annotated[str, AfterValidator(_region)]
+InterestSlug = Annotated[str, AfterValidator(_interest)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Link(Model):
+    """A link listed under an item ("Book your ticket": https://…)."""
+
+    text: str
+    url: Url
+
+
+class Image(Model):
+    """An image in an item; ``alt`` is required (an empty alt is an error: describe the image).
+
+    ``src`` is an https:// address or a file in the campaign's folder.
+    """
+
+    src: Annotated[str, AfterValidator(_image_src)]
+    alt: Annotated[str, AfterValidator(_alt)]
+    width: int | None = None
+
+
+class Button(Model):
+    """An alert's one call to action."""
+
+    text: str
+    url: Url
+
+
+class Event(Model):
+    """A dated entry of the calendar.
+
+    ``start`` is a date for an all-day event, else a date and time (wall-clock, in the workspace's
+    ``timezone``). ``end`` is a date and time or a time on the start's day. ``location`` says where;
+    ``online: true`` says it can be joined online (with a location too: both). ``regions`` and
+    ``interests`` default to the item's (None means "inherit"; [] means "everyone in the audience").
+    """
+
+    title: str
+    start: When
+    end: EndTime = None
+    location: str = ""
+    online: bool = False
+    booking: Link | None = None
+    contact: str = ""
+    regions: list[RegionSlug] | None = None
+    interests: list[InterestSlug] | None = None
+
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, end: datetime | time | None, info: ValidationInfo) -> datetime | time | None:
+        start = info.data.get("start")
+        if end is None or start is None:
+            return end
+        if not isinstance(start, datetime):
+            raise PydanticCustomError(
+                "end_all_day",
+                "an all-day event has no end time",
+                {"hint": "give start a time too (2025-11-29 10:00), or leave out end"},
+            )
+        end_at = end if isinstance(end, datetime) else datetime.combine(start.date(), end)
+        if end_at < start:
+            raise PydanticCustomError(
+                "end_before_start",
+                "the event ends ({end}) before it starts ({start})",
+                {"end": f"{end_at:%Y-%m-%d %H:%M}", "start": f"{start:%Y-%m-%d %H:%M}"},
+            )
+        return end
+
+    @property
+    def all_day(self) -> bool:
+        return not isinstance(self.start, datetime)
+
+    @property
+    def day(self) -> date:
+        return self.start.date() if isinstance(self.start, datetime) else self.start
+
+    @property
+    def start_time(self) -> time | None:
+        return self.start.time() if isinstance(self.start, datetime) else None
+
+    @property
+    def end_time(self) -> time | None:
+        if isinstance(self.end, datetime):
+            return self.end.time()
+        return self.end
+
+    @property
+    def wall_start(self) -> datetime:
+        """The start as a wall-clock datetime, without a zone (midnight for an all-day event)."""
+        return self.start if isinstance(self.start, datetime) else datetime.combine(self.start, time())
+
+    def start_at(self, zone: ZoneInfo) -> datetime:
+        """The start as an aware datetime in ``zone`` (the ``timezone`` setting, ``Settings.zone``)."""
+        return self.wall_start.replace(tzinfo=zone)
+
+    def end_at(self, zone: ZoneInfo) -> datetime | None:
+        """The end as an aware datetime in ``zone`` (``Settings.zone``), if the event has one."""
+        if self.end is None:
+            return None
+        end = self.end if isinstance(self.end, datetime) else datetime.combine(self.day, self.end)
+        return end.replace(tzinfo=zone)
+
+
+class Item(Model):
+    """One section of a newsletter, with its line in the highlights and its events.
+
+    ``highlight`` is None for a report (``highlight: false`` in the file): a section with no line in
+    the highlights.
+    """
+
+    id: Annotated[str, Field(pattern=SLUG.pattern)]
+    title: str
+    highlight: Annotated[Annotated[str, Field(min_length=1)] | None, BeforeValidator(_no_highlight)]
+    body: str = ""
+    links: list[Link] = Field(default_factory=list)
+    contact: str = ""
+    image: Image | None = None
+    regions: list[RegionSlug] = Field(default_factory=list)
+    interests: list[InterestSlug] = Field(default_factory=list)
+    events: list[Event] = Field(default_factory=list)
+
+    @property
+    def is_report(self) -> bool:
+        """True for a section with no line in the highlights."""
+        return self.highlight is None
+
+
+def _audience(value: str, info: ValidationInfo) -> str:
+    shape = (info.context or {}).get("shape")
+    if shape is None:
+        return value
+    try:
+        from mailer.audience import segments
+    except ImportError:  # pragma: no cover - the segments module ships with the package
+        return value
+    try:
+        segments.resolve(segments.parse(value), shape)
+    except MailerError as exc:
+        # A syntax error's message shows the expression with a caret under the column; keep the
+        # first line (it names the column) and the advice after the caret, if any.
+        first, *rest = exc.message.splitlines()
+        advice = [line.strip() for line in rest[2:] if line.strip()]
+        raise PydanticCustomError(
+            "audience",
+            "not a valid audience {value}: {message}",
+            {
+                "value": repr(value),
+                "message": first,
+                "hint": exc.problem.hint
+                or (advice[0] if advice else "e.g. region:kent and (interest:refugees or interest:schools)"),
+            },
+        ) from None
+    return value
+
+
+Audience = Annotated[str, AfterValidator(_audience)]
+
+
+class Newsletter(Model):
+    kind: Literal["newsletter"]
+    title: str
+    subject: str
+    preheader: str = ""
+    date: date
+    audience: Audience = "all"
+    intro: str = ""
+    items: list[Item] = Field(default_factory=list)
+    calendar: list[Event] = Field(default_factory=list)
+    sign_off: str = ""
+
+    def events(self) -> list[tuple[Item | None, Event]]:
+        """Every event: the items' (with their item) then the calendar-only entries (item None)."""
+        out: list[tuple[Item | None, Event]] = [(item, e) for item in self.items for e in item.events]
+        out.extend((None, e) for e in self.calendar)
+        return out
+
+
+class Alert(Model):
+    kind: Literal["alert"]
+    title: str
+    subject: str
+    preheader: str = ""
+    date: date
+    audience: Audience
+    body: str
+    button: Button
+    sign_off: str = ""
+
+
+Issue = Newsletter | Alert
+"""An issue: a newsletter or an alert (``kind`` says which)."""
+
+__all__ = [
+    "SLUG",
+    "Alert",
+    "Audience",
+    "Button",
+    "EndTime",
+    "Event",
+    "Image",
+    "Issue",
+    "Item",
+    "Link",
+    "Model",
+    "Newsletter",
+    "Url",
+    "When",
+]

@@ -1,5 +1,5 @@
-"""``mailer campaigns send``, ``status``, ``pause``, ``resume`` and ``cancel``: the delivery engine
-from the command line.
+"""``mailer campaigns send``, ``status``, ``pause``, ``resume`` and ``cancel``: sending from the
+command line (the library is :mod:`mailer.sending`; these commands parse, confirm and print).
 
 On SQLite ``send`` sends from its own process. On PostgreSQL it enqueues the campaign for the
 ``mailer worker`` processes (``--in-process`` sends from this process anyway, alongside any workers);
@@ -8,93 +8,17 @@ On SQLite ``send`` sends from its own process. On PostgreSQL it enqueues the cam
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from mailer import delivery
 from mailer.cli import App, emit, json_option, pass_app
 from mailer.cli.campaigns import campaigns_group
 from mailer.errors import DeliveryError
-from mailer.models import utcnow
-from mailer.transport import Transport, transport_for
-from mailer.worker import alive_workers, shared_transport
 
-
-def _show_plan(prepared: delivery.Prepared) -> None:
-    click.echo(f"{prepared.slug}: {prepared.loaded.issue.subject!r}")
-    click.echo(f"audience: {prepared.audience}")
-    click.echo(f"{prepared.plan.total} member(s) in {len(prepared.plan.variants)} variant(s):")
-    for _key, label, n in prepared.by_variant():
-        click.echo(f"  {n:>7}  {label}")
-    click.echo("by home region:")
-    for label, n in prepared.by_region():
-        click.echo(f"  {n:>7}  {label}")
-
-
-class _Progress:
-    """A progress line on stderr with sent, failed, rate and ETA (only on a terminal)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total = total
-        self.enabled = enabled
-
-    def __call__(self, s: delivery.Summary) -> None:
-        if not self.enabled:
-            return
-        done = s.sent + s.failed + s.skipped + s.suppressed
-        rate = s.rate
-        eta = (self.total - done) / rate if rate else 0.0
-        width = 30
-        filled = int(width * done / self.total) if self.total else width
-        bar = "#" * filled + "-" * (width - filled)
-        click.echo(
-            f"\r[{bar}] {done}/{self.total} sent {s.sent} failed {s.failed} {rate:,.0f}/s ETA {eta:,.0f}s   ",
-            nl=False,
-            err=True,
-        )
-
-
-def run_engine(engine: delivery.Engine, app: App) -> delivery.Summary:
-    """Run the engine with SIGINT/SIGTERM finishing the messages in flight, then stopping."""
-
-    async def main() -> delivery.Summary:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, engine.stop, f"stopped by {signal.Signals(sig).name}")
-        async with _transport(app) as transport:
-            return await engine.run(transport)
-
-    return asyncio.run(main())
-
-
-def _transport(app: App) -> Transport:
-    """On PostgreSQL the relay's rate limit is shared with any workers; on SQLite it is this process's."""
-    if _on_postgresql(app):
-        return shared_transport(app.settings, app.db)
-    return transport_for(app.settings)
-
-
-def _on_postgresql(app: App) -> bool:
-    return app.db.engine.dialect.name == "postgresql"
-
-
-def _workers_line(app: App, slug: str) -> str:
-    alive = alive_workers(app.db, app.settings)
-    if alive:
-        return (
-            f"{len(alive)} worker(s) alive will send it; "
-            f"watch with `mailer workers` and `mailer campaigns status {slug}`"
-        )
-    if _on_postgresql(app):
-        return (
-            "no worker is running: start one or more with `mailer worker` (on any machine that shares this "
-            f"database), or send from here with `mailer campaigns send {slug} --in-process`"
-        )
-    return f"no worker is running: start `mailer worker`, or send now with `mailer campaigns send {slug}`"
+if TYPE_CHECKING:
+    from mailer.sending import Prepared, Queued, Scheduled, SendPlan, Sent, Summary, TestsSent
 
 
 @campaigns_group.command("send")
@@ -115,7 +39,7 @@ def _workers_line(app: App, slug: str) -> str:
     "--at",
     "at",
     metavar="WHEN",
-    help='Schedule instead of sending now: "2025-11-17 08:00", in the timezone setting (Europe/London); '
+    help='Schedule instead of sending now: "2025-11-17 08:00", wall-clock in the timezone setting; '
     "a running `mailer worker` starts it then.",
 )
 @click.option(
@@ -126,18 +50,7 @@ def _workers_line(app: App, slug: str) -> str:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 @json_option
 @pass_app
-def send(
-    app: App,
-    slug: str,
-    segment: str | None,
-    tests: tuple[str, ...],
-    dry_run: bool,
-    limit: int | None,
-    at: str | None,
-    in_process: bool,
-    yes: bool,
-    as_json: bool,
-) -> None:
+def send(app: App, /, slug: str, yes: bool, as_json: bool, **options: Any) -> None:
     """Send campaign SLUG: each member of its audience gets the variant meant for them, once.
 
     Everything is validated and rendered first; then it shows how many members of which regions
@@ -155,122 +68,107 @@ def send(
       mailer campaigns send 2025-11-kent-network --to-segment region:canterbury --yes
       mailer campaigns send 2025-11-kent-network --at "2025-11-17 08:00" --yes
     """
-    settings = app.settings
-    when = delivery.parse_send_time(at, settings.timezone) if at else None
-    if when is not None and when <= utcnow() and not tests and not dry_run:
-        raise DeliveryError(
-            f"{at} ({settings.timezone}) has passed",
-            field="--at",
-            hint="give a time to come, or leave out --at",
-        )
-    to_workers = _on_postgresql(app) and not in_process and when is None
-    if limit is not None and (to_workers or when is not None):
-        raise DeliveryError("--limit counts what this process sends", hint="add --in-process, without --at")
-    with app.db.session() as session:
-        existing = delivery.find_campaign(session, slug)
-        existing_status = existing.status if existing is not None else None
-    if existing_status is not None and not tests and not dry_run:
-        delivery.check_sendable(existing_status, slug)
-    prepared = delivery.prepare(app.db, settings, app.shape, slug, segment=segment)
+    from mailer import sending
 
-    if tests:
-        results = asyncio.run(_send_tests(app, prepared, list(tests)))
-        sent = [{"to": r.recipient, "ok": r.ok, "code": r.code, "text": r.text} for r in results]
-
-        def show_tests() -> None:
-            for d in sent:
-                click.echo(f"test to {d['to']}: {'sent' if d['ok'] else d['text']}")
-
-        emit(as_json, sent, show_tests)
-        if not all(r.ok for r in results):
+    plan = sending.plan_send(app.db, app.settings, app.shape, slug, **options)
+    if plan.mode not in ("test", "dry_run"):
+        _confirm(plan, yes, as_json)
+    progress = _progress if sys.stderr.isatty() and not as_json else None
+    result = sending.send(plan, progress=progress, stop_on_signals=True)
+    if isinstance(result, sending.TestsSent):
+        emit(as_json, result.as_dict()["tests"], lambda: _show_tests(result))
+        if not result.ok:
             sys.exit(1)
-        return
+    elif isinstance(result, sending.Sent):
+        if progress:
+            click.echo(err=True)
+        emit(as_json, result.as_dict(), lambda: _show_sent(result))
+        if result.paused:
+            sys.exit(3)
+    elif isinstance(result, sending.DryRun):
+        emit(as_json, result.as_dict(), lambda: _show_plan(plan.prepared, dry_run=True))
+    else:
+        emit(as_json, result.as_dict(), lambda: _show_queued(app, plan, result))
 
+
+def _confirm(plan: SendPlan, yes: bool, as_json: bool) -> None:
+    if plan.resuming:
+        if not as_json and plan.when is None:
+            click.echo(f"resuming {plan.slug} (was {plan.was})")
+        return
+    if not as_json:
+        _show_plan(plan.prepared)
+    if not yes and not sys.stdin.isatty():
+        raise DeliveryError("not sending without confirmation", hint="add --yes to send without a terminal")
+    if not yes:
+        what = f"Schedule for {plan.at} ({plan.settings.timezone})" if plan.at else "Send"
+        click.confirm(f"{what} to {plan.members} member(s)?", abort=True)
+
+
+def _show_plan(prepared: Prepared, dry_run: bool = False) -> None:
+    click.echo(f"{prepared.slug}: {prepared.loaded.issue.subject!r}")
+    click.echo(f"audience: {prepared.audience}")
+    click.echo(f"{prepared.plan.total} member(s) in {len(prepared.plan.variants)} variant(s):")
+    for _key, label, n in prepared.by_variant():
+        click.echo(f"  {n:>7}  {label}")
+    click.echo("by home region:")
+    for label, n in prepared.by_region():
+        click.echo(f"  {n:>7}  {label}")
     if dry_run:
-        data: dict[str, Any] = {
-            "campaign": slug,
-            "dry_run": True,
-            "members": prepared.plan.total,
-            "variants": [{"key": k, "label": lab, "members": n} for k, lab, n in prepared.by_variant()],
-            "by_region": dict(prepared.by_region()),
-        }
+        click.echo("dry run: nothing sent, nothing recorded")
 
-        def show_dry_run() -> None:
-            _show_plan(prepared)
-            click.echo("dry run: nothing sent, nothing recorded")
 
-        emit(as_json, data, show_dry_run)
-        return
+def _show_tests(result: TestsSent) -> None:
+    for r in result.results:
+        click.echo(f"test to {r.recipient}: {'sent' if r.ok else r.text}")
 
-    if existing_status is None:
-        if not as_json:
-            _show_plan(prepared)
-        if not yes:
-            if not sys.stdin.isatty():
-                raise DeliveryError(
-                    "not sending without confirmation", hint="add --yes to send without a terminal"
-                )
-            what = f"Schedule for {at} ({settings.timezone})" if at else "Send"
-            click.confirm(f"{what} to {prepared.plan.total} member(s)?", abort=True)
-    elif not as_json and when is None:
-        click.echo(f"resuming {slug} (was {existing_status})")
 
-    enqueued = delivery.enqueue(app.db, prepared, scheduled_at=when)
-    if when is not None or to_workers:
-        control = (
-            delivery.schedule_campaign(app.db, slug, when)
-            if when is not None
-            else delivery.start_campaign(app.db, slug)
+def _progress(s: Summary, total: int) -> None:
+    """A progress line on stderr with sent, failed, rate and ETA (only on a terminal)."""
+    done = s.sent + s.failed + s.skipped + s.suppressed
+    eta = (total - done) / s.rate if s.rate else 0.0
+    filled = int(30 * done / total) if total else 30
+    bar = "#" * filled + "-" * (30 - filled)
+    line = f"[{bar}] {done}/{total} sent {s.sent} failed {s.failed} {s.rate:,.0f}/s ETA {eta:,.0f}s   "
+    click.echo("\r" + line, nl=False, err=True)
+
+
+def _show_sent(result: Sent) -> None:
+    summary, status, slug = result.summary, result.status, result.summary.campaign
+    click.echo(
+        f"{slug}: sent {summary.sent}, failed {summary.failed}, suppressed {summary.suppressed}, "
+        f"skipped {summary.skipped} in {summary.seconds:.1f}s ({summary.rate:,.0f}/s)"
+    )
+    for email, code, text in summary.failures[:10]:
+        click.echo(f"  failed: {email}: {code or ''} {text}".rstrip())
+    if len(summary.failures) > 10:
+        click.echo(f"  … and {len(summary.failures) - 10} more (mailer campaigns status {slug})")
+    click.echo(f"campaign is {status.status}" + (f": {status.reason}" if status.reason else ""))
+    if status.status != "sent":
+        click.echo(f"run `mailer campaigns send {slug}` again to continue")
+
+
+def _show_queued(app: App, plan: SendPlan, result: Queued | Scheduled) -> None:
+    tz = plan.settings.timezone
+    when = f"scheduled for {plan.at} ({tz})" if result.scheduled_at else "queued for the workers"
+    click.echo(f"{plan.slug}: {result.pending} deliveries {when}")
+    click.echo(_workers_line(app, plan.slug, result.workers_alive))
+
+
+def _workers_line(app: App, slug: str, alive: list[str]) -> str:
+    from mailer.sending.orchestrate import on_postgresql
+
+    if alive:
+        return (
+            f"{len(alive)} worker(s) alive will send it; "
+            f"watch with `mailer workers` and `mailer campaigns status {slug}`"
         )
-        counts = delivery.status_counts(app.db, enqueued.campaign_id)
-        queued = {
-            **control.as_dict(),
-            "deliveries": enqueued.deliveries,
-            "pending": counts.get("pending", 0) + counts.get("sending", 0),
-            "scheduled_at": when.isoformat() if when else None,
-            "workers_alive": alive_workers(app.db, settings),
-        }
-
-        def show_queued() -> None:
-            if when is not None:
-                click.echo(f"{slug}: {queued['pending']} deliveries scheduled for {at} ({settings.timezone})")
-            else:
-                click.echo(f"{slug}: {queued['pending']} deliveries queued for the workers")
-            click.echo(_workers_line(app, slug))
-
-        emit(as_json, queued, show_queued)
-        return
-
-    pending = delivery.status_counts(app.db, enqueued.campaign_id)
-    open_ = pending.get("pending", 0) + pending.get("sending", 0)
-    progress = _Progress(min(open_, limit) if limit else open_, sys.stderr.isatty() and not as_json)
-    engine = delivery.Engine(app.db, settings, slug, limit=limit, progress=progress)
-    summary = run_engine(engine, app)
-    if progress.enabled:
-        click.echo(err=True)
-    status = delivery.campaign_status(app.db, app.shape, slug)
-
-    def human() -> None:
-        click.echo(
-            f"{slug}: sent {summary.sent}, failed {summary.failed}, suppressed {summary.suppressed}, "
-            f"skipped {summary.skipped} in {summary.seconds:.1f}s ({summary.rate:,.0f}/s)"
+    if on_postgresql(app.db):
+        return (
+            "no worker is running: start one or more with `mailer worker` (on any machine that shares this "
+            f"database), or send from here with `mailer campaigns send {slug} --in-process`"
         )
-        for email, code, text in summary.failures[:10]:
-            click.echo(f"  failed: {email}: {code or ''} {text}".rstrip())
-        if len(summary.failures) > 10:
-            click.echo(f"  … and {len(summary.failures) - 10} more (mailer campaigns status {slug})")
-        click.echo(f"campaign is {status.status}" + (f": {status.reason}" if status.reason else ""))
-        if status.status != "sent":
-            click.echo(f"run `mailer campaigns send {slug}` again to continue")
-
-    emit(as_json, {**summary.as_dict(), "status": status.as_dict()}, human)
-    if summary.stopped_because.startswith("paused"):
-        sys.exit(3)
-
-
-async def _send_tests(app: App, prepared: delivery.Prepared, addresses: list[str]) -> list[Any]:
-    async with transport_for(app.settings) as transport:
-        return await delivery.send_tests(app.db, app.settings, prepared, addresses, transport)
+    return f"no worker is running: start `mailer worker`, or send now with `mailer campaigns send {slug}`"
 
 
 @campaigns_group.command("status")
@@ -279,11 +177,13 @@ async def _send_tests(app: App, prepared: delivery.Prepared, addresses: list[str
 @pass_app
 def status(app: App, slug: str, as_json: bool) -> None:
     """Show a campaign's deliveries by state (pending, sent, failed, suppressed, skipped), by region."""
-    report = delivery.campaign_status(app.db, app.shape, slug)
+    from mailer.sending import STATES, campaign_status
+
+    report = campaign_status(app.db, app.shape, slug)
 
     def human() -> None:
         click.echo(f"{slug}: {report.status}" + (f" ({report.reason})" if report.reason else ""))
-        click.echo("  " + "  ".join(f"{s} {report.counts.get(s, 0)}" for s in delivery.STATES))
+        click.echo("  " + "  ".join(f"{s} {report.counts.get(s, 0)}" for s in STATES))
         for label, counts in report.by_region:
             click.echo(f"  {label}: " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items())))
 
@@ -299,7 +199,9 @@ def pause(app: App, slug: str, as_json: bool) -> None:
 
     What they had claimed goes back to the queue; `mailer campaigns resume SLUG` goes on from there.
     """
-    control = delivery.pause_campaign(app.db, slug, reason="paused by `mailer campaigns pause`")
+    from mailer.sending import pause_campaign
+
+    control = pause_campaign(app.db, slug, reason="paused by `mailer campaigns pause`")
 
     def human() -> None:
         click.echo(f"{slug}: paused (was {control.was}); resume with `mailer campaigns resume {slug}`")
@@ -313,11 +215,13 @@ def pause(app: App, slug: str, as_json: bool) -> None:
 @pass_app
 def resume(app: App, slug: str, as_json: bool) -> None:
     """Set paused campaign SLUG sending again, where it stopped; the workers take it up at once."""
-    control = delivery.resume_campaign(app.db, slug)
+    from mailer.sending import alive_workers, resume_campaign
+
+    control = resume_campaign(app.db, slug)
 
     def human() -> None:
         click.echo(f"{slug}: sending again (was {control.was})")
-        click.echo(_workers_line(app, slug))
+        click.echo(_workers_line(app, slug, alive_workers(app.db, app.settings)))
 
     emit(as_json, control.as_dict(), human)
 
@@ -333,13 +237,15 @@ def cancel(app: App, slug: str, yes: bool, as_json: bool) -> None:
     Messages already on a connection when a worker notices (within a second) finish and are
     recorded as sent; nothing else goes out. A cancelled campaign cannot be sent again.
     """
+    from mailer.sending import cancel_campaign
+
     if not yes:
         if not sys.stdin.isatty():
             raise DeliveryError(
                 "not cancelling without confirmation", hint="add --yes to cancel without a terminal"
             )
         click.confirm(f"Cancel every unsent message of {slug}? This cannot be undone.", abort=True)
-    control = delivery.cancel_campaign(app.db, slug)
+    control = cancel_campaign(app.db, slug)
 
     def human() -> None:
         click.echo(f"{slug}: cancelled (was {control.was}); {control.changed} unsent deliveries cancelled")

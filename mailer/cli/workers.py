@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from typing import TYPE_CHECKING
 
 import click
 
 from mailer.cli import App, cli, emit, json_option, pass_app
-from mailer.worker import Worker, WorkerSummary, worker_health
+
+if TYPE_CHECKING:
+    from mailer.sending import WorkerSummary
 
 
 @cli.command("worker")
@@ -45,6 +48,8 @@ def worker_command(
       mailer worker
       mailer worker --concurrency 16 --id mail-2
     """
+    from mailer.sending import Worker
+
     settings = app.settings
 
     def say(line: str) -> None:
@@ -83,6 +88,8 @@ def workers_command(app: App, as_json: bool) -> None:
     stopped reporting without saying goodbye (killed, or its machine is gone): its claims go back
     to the others when their leases end.
     """
+    from mailer.sending import worker_health
+
     health = worker_health(app.db, app.settings)
 
     def human() -> None:

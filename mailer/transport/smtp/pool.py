@@ -1,279 +1,36 @@
-"""Sending over SMTP relays: a pool of reused, pipelined connections with failover and rate limits.
+"""The SMTP pool: reused, pipelined connections to one or more relays, with failover and rate limits.
 
-How a connection works, and why
--------------------------------
-The slow part of sending ready bytes with ``smtplib`` or ``aiosmtplib.sendmail`` is not the wire:
-both re-scan every message to normalise line endings and dot-stuff it, and wait for each reply
-before the next command. Here the message builder hands over payloads that are already dot-stuffed
-(see :mod:`mailer.transport.base`), and each connection speaks SMTP PIPELINING (RFC 2920) when the
-relay offers it:
-
-1. ``MAIL FROM``, ``RCPT TO`` and ``DATA`` go out in one write; the three replies are read together.
-2. On ``354`` the payload is written as is, and, if another message is already waiting, its
-   ``MAIL``/``RCPT``/``DATA`` go out right behind it (RFC 2920 allows message content to open a
-   group), so each message costs one round trip, not four.
-3. The final reply to the payload is read together with the next message's envelope replies.
-
-A refused recipient (or sender) ends that transaction: its result is reported, and an ``RSET``
-leads the next group. Relays that do not offer PIPELINING get the same commands one at a time.
-
-aiosmtplib does the part of a connection it is good at and that must be right rather than fast:
-connecting, the greeting, EHLO/HELO, STARTTLS and implicit TLS with certificate checks, and AUTH.
-Its protocol object reads exactly one reply per command written (extra replies that arrive in the
-same packet are dropped, by design), so it cannot carry a pipelined exchange. Once the session is
-ready, the connection's asyncio transport (plain or TLS) is therefore handed to a small protocol
-of our own (``transport.set_protocol``), which parses every reply as it arrives and writes
-payloads straight to the socket. The aiosmtplib ``SMTP`` object is dropped at that point.
-
-The pool
---------
 ``SmtpPool(relays, concurrency=8, ...)`` runs ``concurrency`` worker tasks that pull messages from
-one queue, each on its own connection, reused for message after message. A connection that breaks
-(dropped, timed out, ``421``) is closed and replaced on the next message; the messages that were
-on it are reported as temporary failures, and the caller may requeue them (``SendStream.requeue``).
-A connection that died while idle is replaced silently before the next message.
+one queue, each on its own connection (:class:`~mailer.transport.smtp.connection.Connection`),
+reused for message after message. A connection that breaks (dropped, timed out, ``421``) is closed
+and replaced on the next message; the messages that were on it are reported as temporary failures,
+and the caller may requeue them (``SendStream.requeue``). A connection that died while idle is
+replaced silently before the next message.
 
 Relays are tried in order: when one cannot be connected to, the pool moves to the next and stays
 there (wrapping around to the first after the last). Rate limits apply per relay, across all of
 its connections (:class:`~mailer.transport.limits.RateLimiter`).
-
-Relay URLs
-----------
-``smtp://host[:25]``, ``smtp+starttls://user@host[:587]`` (STARTTLS required) and
-``smtps://user@host[:465]`` (TLS from the start). With a user name the pool logs in (AUTH); the
-password is taken from the ``MAILER_RELAY_PASSWORD`` environment variable, or, for tests and
-throwaway relays only, from the URL itself (``smtps://user:secret@host``, percent-encoded); it
-never appears in a label, a log line or a result.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import ssl
-from collections import deque
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import NamedTuple, Self
-from urllib.parse import unquote, urlsplit
+from typing import Self
 
 import aiosmtplib
 
 from mailer.errors import ConfigError, TransportError
-from mailer.transport.base import (
-    Job,
-    Outgoing,
-    SendResult,
-    SendStream,
-    send_one,
-)
+from mailer.transport.base import Job, Outgoing, SendResult, SendStream, send_one
 from mailer.transport.limits import RateLimiter
+from mailer.transport.smtp.connection import Connection, Reply
+from mailer.transport.smtp.relay import Relay, parse_relay
 
 log = logging.getLogger(__name__)
-
-PASSWORD_ENV = "MAILER_RELAY_PASSWORD"
-DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
-MAX_REPLY = 65536
-
-
-@dataclass(frozen=True)
-class Relay:
-    """One relay from a URL. ``label`` is the URL without any password."""
-
-    scheme: str
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-
-    @property
-    def label(self) -> str:
-        user = f"{self.username}@" if self.username else ""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{user}{host}:{self.port}"
-
-    def __str__(self) -> str:
-        return self.label
-
-
-def parse_relay(url: str, env: Mapping[str, str] | None = None) -> Relay:
-    """Parse an SMTP relay URL; the password comes from the URL or ``MAILER_RELAY_PASSWORD``."""
-    env = os.environ if env is None else env
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    hint = "use smtp://host:25, smtp+starttls://user@host:587 or smtps://user@host:465"
-    if scheme not in DEFAULT_PORTS:
-        raise ConfigError(f"unknown relay scheme in {url!r}", field="relay", hint=hint)
-    try:
-        port = parts.port or DEFAULT_PORTS[scheme]
-    except ValueError as exc:
-        raise ConfigError(f"bad port in relay {url!r}", field="relay", hint=hint) from exc
-    if not parts.hostname:
-        raise ConfigError(f"no host in relay {url!r}", field="relay", hint=hint)
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(f"unexpected path or options in relay {url!r}", field="relay", hint=hint)
-    username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password is not None else None
-    if username and password is None:
-        password = env.get(PASSWORD_ENV)
-        if not password:
-            raise ConfigError(
-                f"relay {scheme}://{username}@{parts.hostname} needs a password",
-                field="relay",
-                hint=f"set {PASSWORD_ENV} in the environment",
-            )
-    return Relay(scheme, parts.hostname, port, username, password)
-
-
-class Reply(NamedTuple):
-    code: int
-    text: str
-
-
-class _Connection(asyncio.Protocol):
-    """The pipelined hot path: writes ready bytes, parses every reply as it arrives."""
-
-    def __init__(
-        self,
-        transport: asyncio.Transport,
-        *,
-        relay: Relay,
-        number: int,
-        timeout: float,
-        pipelining: bool,
-        eightbit: bool,
-        smtputf8: bool,
-    ) -> None:
-        self.transport = transport
-        self.relay = relay
-        self.label = relay.label
-        self.number = number
-        self.timeout = timeout
-        self.pipelining = pipelining
-        self.eightbit = eightbit
-        self.smtputf8 = smtputf8
-        self.need_rset = False  # a refused transaction is still open on the server
-        self.sent_rset = False  # the envelope written last began with RSET
-        self.lost: TransportError | None = None
-        self._loop = asyncio.get_running_loop()
-        self._buffer = bytearray()
-        self._lines: list[bytes] = []
-        self._replies: deque[Reply] = deque()
-        self._want = 0
-        self._waiter: asyncio.Future[None] | None = None
-
-    # -- asyncio.Protocol -----------------------------------------------------------------------
-    def data_received(self, data: bytes) -> None:
-        buf = self._buffer
-        buf += data
-        pos = 0
-        while (end := buf.find(b"\n", pos)) >= 0:
-            line = bytes(buf[pos:end]).rstrip(b"\r")
-            pos = end + 1
-            sep = line[3:4]
-            if len(line) < 3 or not line[:3].isdigit() or sep not in (b"", b" ", b"-"):
-                self._break(TransportError(f"{self.label} sent a malformed reply: {line[:100]!r}"))
-                return
-            self._lines.append(line[4:])
-            if sep == b"-":
-                continue
-            text = b"\n".join(self._lines).decode("utf-8", "replace")
-            self._lines.clear()
-            self._replies.append(Reply(int(line[:3]), text))
-        if pos:
-            del buf[:pos]
-        if len(buf) > MAX_REPLY:
-            self._break(TransportError(f"{self.label} sent a reply line too long to be SMTP"))
-            return
-        waiter = self._waiter
-        if waiter is not None and len(self._replies) >= self._want and not waiter.done():
-            waiter.set_result(None)
-
-    def eof_received(self) -> bool:
-        return False  # close our side too; connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.lost is None:
-            reason = f": {exc}" if exc else ""
-            self.lost = TransportError(f"{self.label} closed the connection{reason}")
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(self.lost)
-
-    # -- use --------------------------------------------------------------------------------------
-    def write(self, data: bytes) -> None:
-        if self.lost is not None:
-            raise self.lost
-        self.transport.write(data)
-
-    async def read(self, count: int) -> list[Reply]:
-        """The next ``count`` replies; TransportError if the connection breaks or times out first."""
-        replies = self._replies
-        if len(replies) < count:
-            if self.lost is not None:
-                raise self.lost
-            self._want = count
-            waiter = self._waiter = self._loop.create_future()
-            timer = self._loop.call_later(self.timeout, self._time_out, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
-        return [replies.popleft() for _ in range(count)]
-
-    def _time_out(self, waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
-            self._break(TransportError(f"{self.label} did not reply within {self.timeout:g} s"))
-
-    def _break(self, error: TransportError) -> None:
-        if self.lost is None:
-            self.lost = error
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(self.lost)
-        self.transport.abort()
-
-    def abort(self) -> None:
-        self._break(TransportError(f"connection to {self.label} abandoned"))
-
-    async def quit(self) -> None:
-        """Say QUIT and close; never raises."""
-        if self.lost is None:
-            try:
-                self.write(b"QUIT\r\n")
-                self.timeout = min(self.timeout, 5.0)
-                await self.read(1)
-            except TransportError:
-                pass
-        if not self.transport.is_closing():
-            self.transport.close()
-        if self.lost is None:
-            self.lost = TransportError(f"connection to {self.label} closed")
-
-    # -- commands ---------------------------------------------------------------------------------
-    def envelope(self, message: Outgoing) -> tuple[bytes, bytes, bytes] | str:
-        """MAIL, RCPT and DATA commands for ``message``, or why the relay cannot take it."""
-        params = b""
-        try:
-            sender = message.sender.encode("ascii")
-            recipient = message.recipient.encode("ascii")
-        except UnicodeEncodeError:
-            if not self.smtputf8:
-                return f"{self.label} does not support SMTPUTF8, needed for non-ASCII addresses"
-            sender = message.sender.encode("utf-8")
-            recipient = message.recipient.encode("utf-8")
-            params = b" SMTPUTF8"
-        if self.eightbit and not message.payload.isascii():
-            params += b" BODY=8BITMIME"
-        return (
-            b"MAIL FROM:<" + sender + b">" + params + b"\r\n",
-            b"RCPT TO:<" + recipient + b">\r\n",
-            b"DATA\r\n",
-        )
 
 
 class SmtpPool:
@@ -321,7 +78,7 @@ class SmtpPool:
         self.connections_made = 0
         self._jobs: asyncio.Queue[Job | None] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
-        self._spare: list[_Connection] = []
+        self._spare: list[Connection] = []
         self._closing = False
         self._opened = False
 
@@ -414,7 +171,7 @@ class SmtpPool:
         return None
 
     # -- connections --------------------------------------------------------------------------------
-    async def _connect(self) -> _Connection:
+    async def _connect(self) -> Connection:
         """A ready connection to the first relay that works, starting at the active one."""
         errors: list[str] = []
         temporary = True
@@ -434,7 +191,7 @@ class SmtpPool:
             return conn
         raise TransportError("no relay could be reached: " + "; ".join(errors), temporary=temporary)
 
-    async def _open_connection(self, relay: Relay) -> _Connection:
+    async def _open_connection(self, relay: Relay) -> Connection:
         if self.tls_context is None and relay.scheme != "smtp":
             self.tls_context = ssl.create_default_context()  # the system's trust store, checked
         tls_context = self.tls_context if relay.scheme != "smtp" else None
@@ -469,7 +226,7 @@ class SmtpPool:
             client.close()
             raise TransportError(f"no transport after connecting to {relay.label}")
         self.connections_made += 1
-        conn = _Connection(
+        conn = Connection(
             transport,
             relay=relay,
             number=self.connections_made,
@@ -490,7 +247,7 @@ class SmtpPool:
             raise
 
     async def _work(self) -> None:
-        conn: _Connection | None = None
+        conn: Connection | None = None
         failures = 0
         job = await self._take()
         while job is not None:
@@ -511,7 +268,7 @@ class SmtpPool:
         if conn is not None:
             await conn.quit()
 
-    async def _serve(self, conn: _Connection, job: Job) -> Job | None:
+    async def _serve(self, conn: Connection, job: Job) -> Job | None:
         """Send ``job`` and every job after it on ``conn``.
 
         Returns None when the pool is stopping, or a job not yet tried when ``conn`` broke (the
@@ -571,7 +328,7 @@ class SmtpPool:
                     pending.sink.fail(exc if not isinstance(exc, asyncio.CancelledError) else _stopped())
             raise
 
-    def _write_envelope(self, conn: _Connection, job: Job) -> None:
+    def _write_envelope(self, conn: Connection, job: Job) -> None:
         commands = conn.envelope(job.message)
         if isinstance(commands, str):
             job.report(SendResult.failed(job.message, commands, temporary=False, relay=conn.label))
@@ -581,7 +338,7 @@ class SmtpPool:
         conn.need_rset = False
         conn.write((b"RSET\r\n" + mail if conn.sent_rset else mail) + rcpt + data)
 
-    async def _envelope_accepted(self, conn: _Connection, job: Job) -> bool:
+    async def _envelope_accepted(self, conn: Connection, job: Job) -> bool:
         """Read (or, without pipelining, exchange) the envelope replies; True on 354."""
         message = job.message
         if conn.pipelining:

@@ -2,11 +2,11 @@
 
 A worker loops, top to bottom:
 
-1. starts every scheduled campaign whose time has come (:func:`mailer.delivery.start_due`; any
-   worker may, and only one does, thanks to row locks);
-2. for each campaign that is ``sending``, runs a shared :class:`~mailer.delivery.Engine` on it: claim
-   a batch with ``FOR UPDATE SKIP LOCKED`` under a lease, send, record, claim the next, until the
-   queue is empty; the engine renews its leases every ``heartbeat_seconds`` and stops within
+1. starts every scheduled campaign whose time has come (:func:`mailer.sending.control.start_due`;
+   any worker may, and only one does, thanks to row locks);
+2. for each campaign that is ``sending``, runs a shared :class:`~mailer.sending.engine.Engine` on
+   it: claim a batch with ``FOR UPDATE SKIP LOCKED`` under a lease, send, record, claim the next,
+   until the queue is empty; the engine renews its leases every ``heartbeat_seconds`` and stops within
    ``STATUS_SECONDS`` of a ``pause`` or ``cancel``;
 3. sleeps a moment when there was nothing to do, and goes round again.
 
@@ -15,14 +15,10 @@ deliveries it holds, its rate), which ``mailer workers`` shows. SIGTERM (or Ctrl
 messages on a connection, records them, puts back what was claimed and not tried, and exits. A
 worker killed outright stops renewing its leases; once they end (``lease_seconds``), the other
 workers claim what it had not recorded as sent, so at most ``window + FLUSH_RESULTS`` of its
-messages can be sent twice (see :mod:`mailer.delivery`).
+messages can be sent twice (see :mod:`mailer.sending`).
 
-The relay's rate limit is shared by every process that sends through it, on every machine: it is a
-token bucket kept in the database (:class:`RateBucket` rows, updated under ``SELECT … FOR UPDATE``
-and timed by the database's clock), from which each process takes tokens in blocks of about
-``BLOCK_SECONDS`` of the rate, so the database sees a few small transactions a second, not one per
-message. Over any stretch of T seconds the relay sees at most ``rate × T`` messages plus one block
-per process and the bucket's capacity (one block).
+The relay's rate limit is shared by every process that sends through it, on every machine, through
+the database (:mod:`mailer.transport.shared_limits`).
 
 SQLite has no ``SKIP LOCKED``: there, run one worker per database (it refuses to start beside a
 live one); it is still what starts scheduled campaigns on a laptop.
@@ -33,174 +29,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
 
-from mailer import delivery
 from mailer.db import Database
 from mailer.errors import ConfigError, DeliveryError, MailerError
-from mailer.models import Campaign, Delivery, RateBucket, WorkerRow, utcnow
+from mailer.models import Campaign, Delivery, WorkerRow, utcnow
+from mailer.sending.control import sending_campaigns, start_due
+from mailer.sending.engine import Engine
+from mailer.sending.queue import renew_leases, worker_name
 from mailer.settings import Settings
-from mailer.transport import RateLimiter, SmtpPool, Transport, open_transport, parse_relay
+from mailer.transport import Transport
+from mailer.transport.shared_limits import shared_transport
 
 log = logging.getLogger(__name__)
 
-BLOCK_SECONDS = 0.1  # a process takes about this many seconds' worth of a relay's rate at a time
 ALIVE_BEATS = 3  # a worker is alive while its last heartbeat is at most this many heartbeats old
 POLL_SECONDS = 1.0  # the longest a worker with nothing to do waits before looking again
-
-
-# ---------------------------------------------------------------------------------------------
-# the shared rate limit
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """One limit of one relay as a token bucket: ``rate`` tokens a second, at most ``capacity``."""
-
-    name: str
-    rate: float
-    capacity: float
-
-
-def buckets_for(relay: str, per_second: float, per_hour: int) -> list[Bucket]:
-    """The buckets that enforce a relay's limits (none: no limit).
-
-    Per second: capacity one block, so a burst never exceeds a tenth of a second's worth. Per hour:
-    capacity a minute's worth and a rate that leaves room for it, so that no 3,600 seconds ever see
-    more than ``per_hour`` (a plain bucket would let up to twice the quota through in an hour).
-    """
-    out = []
-    if per_second > 0:
-        out.append(
-            Bucket(f"{relay} per second", per_second, max(1.0, math.floor(per_second * BLOCK_SECONDS)))
-        )
-    if per_hour > 0:
-        capacity = max(1.0, math.floor(per_hour / 60))
-        out.append(Bucket(f"{relay} per hour", max(per_hour - capacity, 1.0) / 3600, capacity))
-    return out
-
-
-def _db_clock(session: Session) -> float:
-    """Seconds since the epoch by the database's clock (the same for every machine)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return float(session.scalar(select(func.extract("epoch", func.clock_timestamp()))) or 0.0)
-    return time.time()
-
-
-def take_tokens(db: Database, buckets: list[Bucket], want: int, least: int = 1) -> tuple[int, float]:
-    """Take up to ``want`` tokens from every bucket at once: (granted, seconds to wait if none).
-
-    Nothing is granted unless at least ``least`` tokens are there, so that processes waiting on a
-    saturated relay come back for a useful block rather than one token at a time.
-    """
-    names = sorted(b.name for b in buckets)
-    with db.session() as session:
-        now = _db_clock(session)
-        query = select(RateBucket).where(RateBucket.name.in_(names)).order_by(RateBucket.name)
-        rows = {r.name: r for r in session.scalars(query.with_for_update())}
-        missing = [b for b in buckets if b.name not in rows]
-        if missing:
-            dialect = session.get_bind().dialect.name
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
-            values = [{"name": b.name, "tokens": b.capacity, "stamp": now} for b in missing]
-            session.execute(insert(RateBucket).values(values).on_conflict_do_nothing())
-            rows = {r.name: r for r in session.scalars(query.with_for_update())}
-        available = []
-        for b in buckets:
-            row = rows[b.name]
-            row.tokens = min(b.capacity, row.tokens + max(0.0, now - row.stamp) * b.rate)
-            row.stamp = max(row.stamp, now)
-            available.append(row.tokens)
-        granted = min(want, math.floor(min(available) + 1e-9))
-        if granted < least:
-            need = max(min(least, b.capacity) for b in buckets)
-            wait = max((need - rows[b.name].tokens) / b.rate for b in buckets)
-            return 0, max(wait, 0.001)
-        for b in buckets:
-            rows[b.name].tokens -= granted
-        return granted, 0.0
-
-
-class SharedRateLimiter(RateLimiter):
-    """A relay's limits shared through the database by every process sending through it.
-
-    A drop-in for the per-process :class:`~mailer.transport.RateLimiter` of an ``SmtpPool``: the
-    pool's connections take tokens from a local store, refilled a block at a time from the
-    database (in a thread, so the event loop never waits on it).
-    """
-
-    def __init__(self, db: Database, relay: str, per_second: float = 0.0, per_hour: int = 0) -> None:
-        super().__init__(0.0, 0)
-        self.db = db
-        self.buckets = buckets_for(relay, per_second, per_hour)
-        self.unlimited = not self.buckets
-        self.block = int(min((b.capacity for b in self.buckets), default=1.0))
-        self.least = max(1, self.block // 2)
-        self.tokens = 0
-        self.granted = 0  # tokens taken from the database so far
-        self._lock: asyncio.Lock | None = None
-
-    def reserve(self, take: bool = True) -> float:
-        """A send from the local store now (0.0), or how long to wait (``acquire`` refills)."""
-        if self.unlimited:
-            return 0.0
-        if self.tokens >= 1:
-            if take:
-                self.tokens -= 1
-            return 0.0
-        return BLOCK_SECONDS
-
-    async def acquire(self) -> None:
-        if self.unlimited:
-            return
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            while self.tokens < 1:
-                got, wait = await asyncio.to_thread(
-                    take_tokens, self.db, self.buckets, self.block, self.least
-                )
-                self.tokens += got
-                self.granted += got
-                if not got:
-                    await asyncio.sleep(wait)
-            self.tokens -= 1
-
-
-def shared_transport(
-    settings: Settings,
-    db: Database,
-    *,
-    concurrency: int | None = None,
-    env: Mapping[str, str] | None = None,
-) -> Transport:
-    """The workspace's transport, with each SMTP relay's rate limit shared through ``db``."""
-    env = os.environ if env is None else env
-    relays = settings.relays
-    concurrency = concurrency or settings.concurrency
-    if any(u.lower().startswith("maildir:") for u in relays):
-        return open_transport(relays, concurrency=concurrency, env=env)
-    limiters = [
-        SharedRateLimiter(db, parse_relay(u, env).label, settings.rate_per_second, settings.rate_per_hour)
-        for u in relays
-    ]
-    return SmtpPool(relays, concurrency=concurrency, limiters=limiters, env=env)
-
-
-# ---------------------------------------------------------------------------------------------
-# health
 
 
 @dataclass(frozen=True)
@@ -329,7 +181,7 @@ class Worker:
     ) -> None:
         self.db = db
         self.settings = settings
-        self.name = name or delivery.worker_name()
+        self.name = name or worker_name()
         self.concurrency = concurrency or settings.concurrency
         self.batch_size = batch_size
         self.transport = transport
@@ -343,8 +195,8 @@ class Worker:
             )
         self.poll = min(poll, self.heartbeat)
         self.say = say or (lambda line: log.info("%s", line))
-        self.engines: dict[str, delivery.Engine] = {}
-        self.current: delivery.Engine | None = None
+        self.engines: dict[str, Engine] = {}
+        self.current: Engine | None = None
         self.stopping = ""
         self._wake: asyncio.Event | None = None
         self._started = time.monotonic()
@@ -382,10 +234,10 @@ class Worker:
 
     async def _loop(self, transport: Transport) -> None:
         while not self.stopping:
-            for slug in delivery.start_due(self.db):
+            for slug in start_due(self.db):
                 self.say(f"started scheduled campaign {slug}")
             progressed = False
-            for _campaign_id, slug in delivery.sending_campaigns(self.db):
+            for _campaign_id, slug in sending_campaigns(self.db):
                 if self.stopping:
                     break
                 engine = self._engine(slug)
@@ -407,10 +259,10 @@ class Worker:
             if not progressed and not self.stopping:
                 await self._idle(self.poll)
 
-    def _engine(self, slug: str) -> delivery.Engine | None:
+    def _engine(self, slug: str) -> Engine | None:
         if slug not in self.engines:
             try:
-                self.engines[slug] = delivery.Engine(
+                self.engines[slug] = Engine(
                     self.db, self.settings, slug, worker=self.name, batch_size=self.batch_size, shared=True
                 )
             except MailerError as exc:
@@ -419,7 +271,7 @@ class Worker:
         return self.engines[slug]
 
     @staticmethod
-    def _done(engine: delivery.Engine) -> int:
+    def _done(engine: Engine) -> int:
         s = engine.summary
         return s.sent + s.failed + s.skipped + s.retried
 
@@ -493,7 +345,7 @@ class Worker:
                 engine = self.current
                 holding = 0
                 if engine is not None:
-                    holding = delivery.renew_leases(self.db, engine.campaign_id, self.name, engine.lease)
+                    holding = renew_leases(self.db, engine.campaign_id, self.name, engine.lease)
                 self._write_row(
                     state="running", campaign=engine.slug if engine else "", holding=holding, rate=rate
                 )

@@ -1,0 +1,133 @@
+"""Sending: each member gets their variant, once, and a stopped send resumes.
+
+The pipeline of a send, top to bottom (``mailer campaigns send`` is :func:`plan_send`, a
+confirmation, then :func:`send`):
+
+1. :mod:`~mailer.sending.prepare`: load and validate the issue, plan the audience's variants,
+   render each variant once and build its message template. Nothing is written; a broken issue
+   sends nothing. :func:`plan_send` (:mod:`~mailer.sending.orchestrate`) adds the checks of the send
+   itself (a time in the past, ``limit`` with workers, a campaign sent or cancelled already) and
+   says what :func:`send` will do.
+2. :mod:`~mailer.sending.queue`: ``enqueue`` snapshots the recipients into ``deliveries`` (one row
+   per campaign and member, in one transaction). Suppressed members get no row. A campaign already
+   enqueued is resumed instead.
+3. :mod:`~mailer.sending.control`: the campaign is marked ``sending`` (or ``scheduled``, for a
+   worker to start on time); ``pause``, ``resume`` and ``cancel`` act on every sender at once.
+4. :mod:`~mailer.sending.engine`: claim a batch of pending deliveries under a lease, re-check the
+   batch against suppressions (an unsubscribe made during the send stops that member's message),
+   fill each member's slots into ready wire bytes, hand them to the transport, and record every
+   outcome in bulk as it comes back. The engine runs in the sending process, or in any number of
+   :mod:`~mailer.sending.worker` processes.
+
+Test sends (:mod:`~mailer.sending.proofs`) go to named addresses, subject marked [TEST], and
+record nothing.
+
+What a kill can duplicate. A message counts as sent once its outcome is recorded. Outcomes are
+written at least every ``FLUSH_SECONDS`` or ``FLUSH_RESULTS`` results, and the transport holds at
+most ``window`` messages in flight. A process killed with SIGKILL therefore leaves at most
+``window + FLUSH_RESULTS`` messages that reached the relay without being recorded; only those can be
+sent twice when the send is resumed (the tests measure this bound). Nothing is ever lost: a claimed
+delivery with no recorded outcome goes back to the queue when its lease expires, or at once when the
+process that claimed it is gone.
+
+Many senders, one campaign. On PostgreSQL any number of processes (``mailer worker``, see
+:mod:`mailer.sending.worker`) run an ``Engine`` each on the same campaign: claims use ``FOR UPDATE
+SKIP LOCKED``, so no two hold the same delivery, and each renews the leases of what it holds every
+``heartbeat_seconds`` while it works. A process that dies stops renewing; once its leases end
+(``lease_seconds``), the others claim what it had not recorded. Each running engine reads the
+campaign's status every ``STATUS_SECONDS``: ``pause`` or ``cancel`` (:func:`pause_campaign`,
+:func:`cancel_campaign`) stops every sender within that time plus the messages already on a
+connection. The relay's rate limit is shared through the database
+(:mod:`mailer.transport.shared_limits`).
+"""
+
+from mailer.sending.control import (
+    CampaignStatus,
+    Control,
+    campaign_status,
+    cancel_campaign,
+    check_sendable,
+    parse_send_time,
+    pause_campaign,
+    resume_campaign,
+    schedule_campaign,
+    sending_campaigns,
+    start_campaign,
+    start_due,
+)
+from mailer.sending.engine import FLUSH_RESULTS, STATUS_SECONDS, Engine, Recorder, Summary
+from mailer.sending.orchestrate import (
+    DryRun,
+    Queued,
+    Scheduled,
+    SendPlan,
+    Sent,
+    TestsSent,
+    plan_send,
+    run_engine,
+    send,
+)
+from mailer.sending.prepare import Prepared, audience_of, prepare, template_for
+from mailer.sending.proofs import send_tests
+from mailer.sending.queue import (
+    STATES,
+    Claimed,
+    Enqueued,
+    claim,
+    enqueue,
+    find_campaign,
+    release_dead_claims,
+    renew_leases,
+    status_counts,
+    worker_name,
+)
+from mailer.sending.worker import Worker, WorkerHealth, WorkerSummary, alive_workers, worker_health
+
+__all__ = [
+    "FLUSH_RESULTS",
+    "STATES",
+    "STATUS_SECONDS",
+    "CampaignStatus",
+    "Claimed",
+    "Control",
+    "DryRun",
+    "Engine",
+    "Enqueued",
+    "Prepared",
+    "Queued",
+    "Recorder",
+    "Scheduled",
+    "SendPlan",
+    "Sent",
+    "Summary",
+    "TestsSent",
+    "Worker",
+    "WorkerHealth",
+    "WorkerSummary",
+    "alive_workers",
+    "audience_of",
+    "campaign_status",
+    "cancel_campaign",
+    "check_sendable",
+    "claim",
+    "enqueue",
+    "find_campaign",
+    "parse_send_time",
+    "pause_campaign",
+    "plan_send",
+    "prepare",
+    "release_dead_claims",
+    "renew_leases",
+    "resume_campaign",
+    "run_engine",
+    "schedule_campaign",
+    "send",
+    "send_tests",
+    "sending_campaigns",
+    "start_campaign",
+    "start_due",
+    "status_counts",
+    "template_for",
+    "worker_health",
+    "worker_name",
+]

@@ -1,0 +1,186 @@
+"""One pipelined SMTP connection: the hot path of sending.
+
+The slow part of sending ready bytes with ``smtplib`` or ``aiosmtplib.sendmail`` is not the wire:
+both re-scan every message to normalise line endings and dot-stuff it, and wait for each reply
+before the next command. Here the message builder hands over payloads that are already dot-stuffed
+(see :mod:`mailer.transport.base`), and each connection speaks SMTP PIPELINING (RFC 2920) when the
+relay offers it:
+
+1. ``MAIL FROM``, ``RCPT TO`` and ``DATA`` go out in one write; the three replies are read together.
+2. On ``354`` the payload is written as is, and, if another message is already waiting, its
+   ``MAIL``/``RCPT``/``DATA`` go out right behind it (RFC 2920 allows message content to open a
+   group), so each message costs one round trip, not four.
+3. The final reply to the payload is read together with the next message's envelope replies.
+
+A refused recipient (or sender) ends that transaction: its result is reported, and an ``RSET``
+leads the next group. Relays that do not offer PIPELINING get the same commands one at a time.
+
+aiosmtplib does the part of a connection it is good at and that must be right rather than fast:
+connecting, the greeting, EHLO/HELO, STARTTLS and implicit TLS with certificate checks, and AUTH
+(see :mod:`mailer.transport.smtp.pool`). Its protocol object reads exactly one reply per command
+written (extra replies that arrive in the same packet are dropped, by design), so it cannot carry a
+pipelined exchange. Once the session is ready, the connection's asyncio transport (plain or TLS) is
+therefore handed to :class:`Connection` (``transport.set_protocol``), which parses every reply as it
+arrives and writes payloads straight to the socket. The aiosmtplib ``SMTP`` object is dropped at
+that point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import NamedTuple
+
+from mailer.errors import TransportError
+from mailer.transport.base import Outgoing
+from mailer.transport.smtp.relay import Relay
+
+MAX_REPLY = 65536
+
+
+class Reply(NamedTuple):
+    code: int
+    text: str
+
+
+class Connection(asyncio.Protocol):
+    """The pipelined hot path: writes ready bytes, parses every reply as it arrives."""
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        *,
+        relay: Relay,
+        number: int,
+        timeout: float,
+        pipelining: bool,
+        eightbit: bool,
+        smtputf8: bool,
+    ) -> None:
+        self.transport = transport
+        self.relay = relay
+        self.label = relay.label
+        self.number = number
+        self.timeout = timeout
+        self.pipelining = pipelining
+        self.eightbit = eightbit
+        self.smtputf8 = smtputf8
+        self.need_rset = False  # a refused transaction is still open on the server
+        self.sent_rset = False  # the envelope written last began with RSET
+        self.lost: TransportError | None = None
+        self._loop = asyncio.get_running_loop()
+        self._buffer = bytearray()
+        self._lines: list[bytes] = []
+        self._replies: deque[Reply] = deque()
+        self._want = 0
+        self._waiter: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        buf = self._buffer
+        buf += data
+        pos = 0
+        while (end := buf.find(b"\n", pos)) >= 0:
+            line = bytes(buf[pos:end]).rstrip(b"\r")
+            pos = end + 1
+            sep = line[3:4]
+            if len(line) < 3 or not line[:3].isdigit() or sep not in (b"", b" ", b"-"):
+                self._break(TransportError(f"{self.label} sent a malformed reply: {line[:100]!r}"))
+                return
+            self._lines.append(line[4:])
+            if sep == b"-":
+                continue
+            text = b"\n".join(self._lines).decode("utf-8", "replace")
+            self._lines.clear()
+            self._replies.append(Reply(int(line[:3]), text))
+        if pos:
+            del buf[:pos]
+        if len(buf) > MAX_REPLY:
+            self._break(TransportError(f"{self.label} sent a reply line too long to be SMTP"))
+            return
+        waiter = self._waiter
+        if waiter is not None and len(self._replies) >= self._want and not waiter.done():
+            waiter.set_result(None)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.lost is None:
+            reason = f": {exc}" if exc else ""
+            self.lost = TransportError(f"{self.label} closed the connection{reason}")
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(self.lost)
+
+    # -- use --------------------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.lost is not None:
+            raise self.lost
+        self.transport.write(data)
+
+    async def read(self, count: int) -> list[Reply]:
+        """The next ``count`` replies; TransportError if the connection breaks or times out first."""
+        replies = self._replies
+        if len(replies) < count:
+            if self.lost is not None:
+                raise self.lost
+            self._want = count
+            waiter = self._waiter = self._loop.create_future()
+            timer = self._loop.call_later(self.timeout, self._time_out, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        return [replies.popleft() for _ in range(count)]
+
+    def _time_out(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            self._break(TransportError(f"{self.label} did not reply within {self.timeout:g} s"))
+
+    def _break(self, error: TransportError) -> None:
+        if self.lost is None:
+            self.lost = error
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(self.lost)
+        self.transport.abort()
+
+    def abort(self) -> None:
+        self._break(TransportError(f"connection to {self.label} abandoned"))
+
+    async def quit(self) -> None:
+        """Say QUIT and close; never raises."""
+        if self.lost is None:
+            try:
+                self.write(b"QUIT\r\n")
+                self.timeout = min(self.timeout, 5.0)
+                await self.read(1)
+            except TransportError:
+                pass
+        if not self.transport.is_closing():
+            self.transport.close()
+        if self.lost is None:
+            self.lost = TransportError(f"connection to {self.label} closed")
+
+    # -- commands ---------------------------------------------------------------------------------
+    def envelope(self, message: Outgoing) -> tuple[bytes, bytes, bytes] | str:
+        """MAIL, RCPT and DATA commands for ``message``, or why the relay cannot take it."""
+        params = b""
+        try:
+            sender = message.sender.encode("ascii")
+            recipient = message.recipient.encode("ascii")
+        except UnicodeEncodeError:
+            if not self.smtputf8:
+                return f"{self.label} does not support SMTPUTF8, needed for non-ASCII addresses"
+            sender = message.sender.encode("utf-8")
+            recipient = message.recipient.encode("utf-8")
+            params = b" SMTPUTF8"
+        if self.eightbit and not message.payload.isascii():
+            params += b" BODY=8BITMIME"
+        return (
+            b"MAIL FROM:<" + sender + b">" + params + b"\r\n",
+            b"RCPT TO:<" + recipient + b">\r\n",
+            b"DATA\r\n",
+        )

@@ -1,0 +1,169 @@
+"""The send as a library call: plan_send, then send, from Python alone (no click, no subprocess).
+
+Against the real aiosmtpd server (tests/smtp_server.py), on SQLite and PostgreSQL: a campaign is
+sent, scheduled and test-sent through ``mailer.sending``, and a send the checks refuse raises
+before anything is written or sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from smtp_server import SmtpTestServer
+from sqlalchemy import func, select
+from test_delivery import SLUG, add_campaign, add_members, expected_audience
+
+from mailer import sending
+from mailer.audience.shape import Shape
+from mailer.db import Database
+from mailer.errors import DeliveryError
+from mailer.models import Campaign, Delivery, utcnow
+from mailer.settings import Settings
+
+
+@pytest.fixture
+def relayed(settings: Settings, smtp_server: SmtpTestServer) -> Settings:
+    """The test's settings, sending to the test SMTP server."""
+    return dataclasses.replace(settings, relay=smtp_server.url)
+
+
+def rows(db: Database) -> tuple[int, int]:
+    """(campaigns, deliveries) in the database."""
+    with db.session() as session:
+        campaigns = session.scalar(select(func.count()).select_from(Campaign)) or 0
+        deliveries = session.scalar(select(func.count()).select_from(Delivery)) or 0
+    return campaigns, deliveries
+
+
+def test_a_campaign_is_sent_through_the_library(
+    db: Database,
+    relayed: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    smtp_server: SmtpTestServer,
+    backend: str,
+) -> None:
+    add_campaign(workspace)
+    add_members(db, shape, tmp_path, 300)
+    expected = expected_audience(db, shape, "kent")
+
+    # Without in_process, PostgreSQL leaves the send to the workers; SQLite sends from here.
+    default = sending.plan_send(db, relayed, shape, SLUG)
+    assert default.mode == ("queue" if backend == "postgresql" else "send")
+    plan = sending.plan_send(db, relayed, shape, SLUG, in_process=True)
+    assert plan.mode == "send" and not plan.resuming
+    assert plan.slug == SLUG and plan.members == len(expected)
+    assert sum(n for _key, _label, n in plan.prepared.by_variant()) == len(expected)
+    assert rows(db) == (0, 0)  # planning writes nothing
+
+    seen: list[tuple[int, int]] = []
+    engines: list[sending.Engine] = []
+    result = sending.send(
+        plan, progress=lambda summary, total: seen.append((summary.sent, total)), on_engine=engines.append
+    )
+
+    assert isinstance(result, sending.Sent)
+    assert result.summary.sent == len(expected) and result.summary.failed == 0
+    assert result.status.status == "sent" and not result.paused
+    assert result.as_dict()["status"]["counts"]["sent"] == len(expected)
+    assert seen and seen[-1] == (len(expected), len(expected))
+    assert len(engines) == 1 and engines[0].slug == SLUG
+    received = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
+    assert set(received) == expected and max(received.values()) == 1
+
+    with pytest.raises(DeliveryError, match="sent already"):
+        sending.plan_send(db, relayed, shape, SLUG, in_process=True)
+
+
+def test_a_campaign_is_scheduled_through_the_library(
+    db: Database,
+    relayed: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    smtp_server: SmtpTestServer,
+) -> None:
+    add_campaign(workspace)
+    add_members(db, shape, tmp_path, 200)
+    expected = expected_audience(db, shape, "kent")
+    at = (datetime.now(relayed.zone) + timedelta(days=1)).strftime("%Y-%m-%d %H:%M")
+
+    plan = sending.plan_send(db, relayed, shape, SLUG, at=at)
+    assert plan.mode == "schedule" and plan.at == at
+    assert plan.when == sending.parse_send_time(at, relayed.zone)
+    result = sending.send(plan)
+
+    assert isinstance(result, sending.Scheduled)
+    assert result.when == plan.when and result.pending == result.deliveries == len(expected)
+    data = result.as_dict()
+    assert data["status"] == "scheduled" and data["scheduled_at"] == plan.when.isoformat()
+    assert data["workers_alive"] == []
+    status = sending.campaign_status(db, shape, SLUG)
+    assert status.status == "scheduled" and status.counts == {"pending": len(expected)}
+    assert smtp_server.messages == []
+    # A worker starts it when its time comes, not before.
+    assert sending.start_due(db) == []
+    assert sending.start_due(db, now=plan.when) == [SLUG]
+
+
+def test_a_campaign_is_test_sent_through_the_library(
+    db: Database,
+    relayed: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    smtp_server: SmtpTestServer,
+) -> None:
+    add_campaign(workspace)
+    add_members(db, shape, tmp_path, 100)
+    member = sorted(expected_audience(db, shape, "kent"))[0]
+
+    plan = sending.plan_send(db, relayed, shape, SLUG, tests=[member, "editor@example.org"])
+    assert plan.mode == "test"
+    result = sending.send(plan)
+
+    assert isinstance(result, sending.TestsSent) and result.ok
+    assert [t["to"] for t in result.as_dict()["tests"]] == [member, "editor@example.org"]
+    got = smtp_server.messages
+    assert sorted(r for m in got for r in m.rcpt_tos) == sorted([member, "editor@example.org"])
+    for m in got:
+        msg = email.message_from_bytes(m.data, policy=email.policy.default)
+        assert str(msg["Subject"]).startswith("[TEST] ")
+    assert rows(db) == (0, 0)  # nothing recorded
+
+
+def test_a_send_the_checks_refuse_raises_before_any_side_effect(
+    db: Database,
+    relayed: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    smtp_server: SmtpTestServer,
+    backend: str,
+) -> None:
+    add_campaign(workspace)
+    add_members(db, shape, tmp_path, 50)
+    tomorrow = utcnow() + timedelta(days=1)
+
+    with pytest.raises(DeliveryError, match="has passed"):
+        sending.plan_send(db, relayed, shape, SLUG, at="2020-01-01 08:00")
+    with pytest.raises(DeliveryError, match="--limit counts what this process sends"):
+        sending.plan_send(db, relayed, shape, SLUG, at=tomorrow, limit=5)
+    if backend == "postgresql":  # --limit with the workers sending
+        with pytest.raises(DeliveryError, match="--limit counts what this process sends"):
+            sending.plan_send(db, relayed, shape, SLUG, limit=5)
+    with pytest.raises(DeliveryError, match="cannot read the time"):
+        sending.plan_send(db, relayed, shape, SLUG, at="tomorrow morning")
+    assert rows(db) == (0, 0) and smtp_server.messages == []
+
+    # A dry run checks and plans everything, and sends and records nothing.
+    dry = sending.send(sending.plan_send(db, relayed, shape, SLUG, dry_run=True))
+    assert isinstance(dry, sending.DryRun) and dry.as_dict()["dry_run"] is True
+    assert rows(db) == (0, 0) and smtp_server.messages == []

@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from mailer.audience import addresses, suppression
+from mailer.audience import addresses, consent
 from mailer.errors import InvalidInput, UnknownName
 from mailer.models import ConsentEvent, Member, MemberField, MemberInterest, Region, Suppression, utcnow
 
@@ -51,7 +51,7 @@ class MemberRecord:
     def suppressed(self) -> bool:
         return self.suppression is not None
 
-    def to_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["suppressed"] = self.suppressed
         out: dict[str, Any] = _jsonable(data)
@@ -185,7 +185,7 @@ def export(session: Session, email: str) -> dict[str, Any]:
             "address": normalised,
             "address_hash": address_hash,
             "exported_at": utcnow(),
-            "member": _record(session, member).to_dict() if member else None,
+            "member": _record(session, member).as_dict() if member else None,
             "suppression": asdict(SuppressionRecord.of(held)) if held else None,
             "consent_log": [asdict(e) for e in events],
             "mailings": _mailings(session, member.id) if member else [],
@@ -219,12 +219,11 @@ def unsubscribe(
     reason: str = "unsubscribe",
     detail: str = "",
 ) -> bool:
-    """Suppress the member with address ``email``; True if they were not suppressed before.
-
-    The member's row stays (they can be shown and exported); they are never mailed again.
+    """Suppress the member with address ``email`` (``consent.unsubscribe``); True if they were not
+    suppressed before. The member's row stays (they can be shown and exported); they are never mailed again.
     """
     member = _member(session, email)
-    return suppression.suppress_hash(
+    return consent.unsubscribe(
         session, member.address_hash, reason=reason, source=source, campaign=campaign, detail=detail
     )
 
@@ -235,20 +234,18 @@ def forget(session: Session, email: str) -> ForgetReport:
     being mailed or imported again, and an ``erase`` event is appended to the log."""
     member = _member(session, email)
     member_id, address_hash = member.id, member.address_hash
-    newly = suppression.suppress_hash(
+    newly = consent.unsubscribe(
         session, address_hash, reason="erasure", source="admin", detail="personal data erased on request"
     )
     interests = session.execute(delete(MemberInterest).where(MemberInterest.member_id == member_id))
     fields = session.execute(delete(MemberField).where(MemberField.member_id == member_id))
-    kept = session.execute(
-        update(ConsentEvent).where(ConsentEvent.member_id == member_id).values(member_id=None)
-    )
+    kept = consent.detach_log(session, member_id)
     session.expunge(member)
     session.execute(delete(Member).where(Member.id == member_id))
     return ForgetReport(
         address_hash=address_hash,
         interests_removed=interests.rowcount,  # type: ignore[attr-defined]
         fields_removed=fields.rowcount,  # type: ignore[attr-defined]
-        consent_events_kept=kept.rowcount,  # type: ignore[attr-defined]
+        consent_events_kept=kept,
         newly_suppressed=newly,
     )

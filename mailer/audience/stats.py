@@ -70,7 +70,7 @@ class AudienceStats:
     def reachable(self) -> int:
         return self.members - self.suppressed
 
-    def to_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         """A plain form for JSON, with the derived ``reachable`` figures included."""
         data = asdict(self)
         data["reachable"] = self.reachable

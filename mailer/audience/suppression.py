@@ -5,9 +5,10 @@ each one appends a line to the consent log as well. Suppression is separate from
 suppressed member keeps their row (until they are forgotten) but is never mailed, and every send
 filters with ``suppressed_clause()`` at enqueue and again per batch.
 
-Nothing in mailer deletes a suppression. Lifting one needs the person's own, fresh re-confirmation
-(a double opt-in sign-up confirmed from the address itself); that path is deliberately not here and,
-when it is built, must be the only code that removes a row, and must log it in the consent log.
+This is the low-level add; callers go through ``mailer.audience.consent``, which owns every consent
+rule. Nothing here deletes a suppression: lifting one needs the person's own, fresh re-confirmation
+(a double opt-in sign-up confirmed from the address itself), and ``consent.confirm_signup`` is the
+only code that does it, logging it in the consent log.
 """
 
 from __future__ import annotations

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mailer.cli import App, cli, emit, json_option, pass_app
-from mailer.inbound import ProcessReport, classify, process_source
+
+if TYPE_CHECKING:
+    from mailer.inbound import ProcessReport
 
 
 @cli.group("inbound")
@@ -44,6 +47,8 @@ def process_command(app: App, source: str, as_json: bool) -> None:
     Processed mail moves into the Maildir's .processed folder (IMAP: flagged); a mail seen
     before is never acted on twice, so running this again changes nothing.
     """
+    from mailer.inbound import process_source
+
     report = process_source(app.db, app.settings, source)
     emit(as_json, report.as_dict(), lambda: _show(report))
 
@@ -57,6 +62,8 @@ def process_command(app: App, source: str, as_json: bool) -> None:
 def classify_command(app: App, files: tuple[Path, ...], as_json: bool) -> None:
     """Say what each mail FILE is (hard/soft bounce, policy, delay, complaint, unsubscribe,
     auto-reply), without changing anything."""
+    from mailer.inbound import classify
+
     results = []
     for path in files:
         c = classify(path.read_bytes(), app.settings.list_domain)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from mailer.audience import members
 from mailer.cli import App, cli, emit, json_option, pass_app
+
+if TYPE_CHECKING:
+    from mailer.audience.members import MemberRecord
 
 
 @cli.group("members")
@@ -15,7 +18,7 @@ def members_group() -> None:
     """One member: show, export (subject access), unsubscribe, forget."""
 
 
-def _show(record: members.MemberRecord) -> None:
+def _show(record: MemberRecord) -> None:
     click.echo(f"{record.email}")
     click.echo(f"  name:      {record.name or '(none)'}")
     click.echo(f"  postcode:  {record.postcode or '(none)'}")
@@ -38,9 +41,11 @@ def _show(record: members.MemberRecord) -> None:
 @pass_app
 def show_command(app: App, email: str, as_json: bool) -> None:
     """Show the member with address EMAIL: region, interests, fields, and whether they are suppressed."""
+    from mailer.audience import members
+
     with app.db.session() as session:
         record = members.show(session, email)
-    emit(as_json, record.to_dict(), lambda: _show(record))
+    emit(as_json, record.as_dict(), lambda: _show(record))
 
 
 @members_group.command("export")
@@ -52,6 +57,8 @@ def export_command(app: App, email: str) -> None:
     The member's row, region, interests and fields, every line of the consent log about the
     address, and its suppression, if any.
     """
+    from mailer.audience import members
+
     with app.db.session() as session:
         data = members.export(session, email)
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
@@ -68,6 +75,8 @@ def unsubscribe_command(app: App, email: str, campaign: str | None, as_json: boo
     The member stays on record but is suppressed: never mailed again, and no import can
     resubscribe them.
     """
+    from mailer.audience import members
+
     with app.db.session() as session:
         newly = members.unsubscribe(session, email, source="admin", campaign=campaign)
     data = {"email": email, "suppressed": True, "newly_suppressed": newly}
@@ -90,6 +99,8 @@ def forget_command(app: App, email: str, yes: bool, as_json: bool) -> None:
     a hash of the address, and the address is suppressed, so no send and no later import can
     bring them back. This cannot be undone.
     """
+    from mailer.audience import members
+
     with app.db.session() as session:
         members.show(session, email)  # an unknown address fails before the question
     if not yes:

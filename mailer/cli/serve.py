@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from mailer.cli import App, cli, pass_app
-from mailer.settings import ensure_secret
 
 
 @cli.command("serve")
@@ -27,6 +26,7 @@ def serve(app: App, host: str, port: int, proxy: bool) -> None:
     """
     import uvicorn
 
+    from mailer.settings import ensure_secret
     from mailer.web import create_app
 
     settings = ensure_secret(app.settings)

@@ -21,7 +21,8 @@ The pipeline, per mail, in one transaction:
    auto-reply, unknown: recorded as seen; nothing else
    ========== ===========================================================================
 
-Then the source sets the mail aside (``Source.done``), after the commit.
+Every suppression goes through ``mailer.audience.consent``, which logs it in the consent log. Then
+the source sets the mail aside (``Source.done``), after the commit.
 """
 
 from __future__ import annotations
@@ -38,8 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mailer import tokens
-from mailer.audience import addresses
-from mailer.audience.suppression import suppress_hash
+from mailer.audience import addresses, consent
 from mailer.db import Database
 from mailer.errors import InvalidInput, TokenError
 from mailer.inbound.classify import Classification, Failure, classify
@@ -268,27 +268,21 @@ class _Act:
         except TokenError as exc:
             why = getattr(exc, "reason", str(exc))
             return self.outcome(f"ignored: the unsubscribe token is not valid ({why})")
-        member_hash = self.session.scalar(select(Member.address_hash).where(Member.id == data.member_id))
-        if member_hash is None:
-            return self.outcome("ignored: the member no longer exists")
-        campaign = None
-        if data.campaign is not None:
-            slug = self.session.scalar(select(Campaign.slug).where(Campaign.id == data.campaign))
-            campaign = slug or f"#{data.campaign}"
-        added = suppress_hash(
+        done = consent.unsubscribe_member(
             self.session,
-            member_hash,
-            reason="unsubscribe",
+            data.member_id,
             source="mailto",
-            campaign=campaign,
+            campaign_id=data.campaign,
             detail=f"mail to the unsubscribe address: {self.c.message_id}"[:500],
         )
+        if done is None:
+            return self.outcome("ignored: the member no longer exists")
         return Outcome(
             self.key,
             self.c.kind,
-            "unsubscribed" if added else "unsubscribed (was already suppressed)",
-            suppressed=added,
-            campaign=campaign,
+            "unsubscribed" if done.newly else "unsubscribed (was already suppressed)",
+            suppressed=done.newly,
+            campaign=done.campaign,
             member_id=data.member_id,
             reason=self.c.reason,
         )
@@ -358,7 +352,7 @@ class _Act:
 
     def _suppress(self, target: _Target, reason: str, detail: str) -> bool:
         assert target.address_hash is not None
-        return suppress_hash(
+        return consent.unsubscribe(
             self.session,
             target.address_hash,
             reason=reason,

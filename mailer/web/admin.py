@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from mailer import report
+from mailer import reports as report
 from mailer.errors import UnknownName
 from mailer.web.context import web
 from mailer.web.pages import PAGE_HEADERS

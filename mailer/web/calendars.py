@@ -7,18 +7,17 @@ empty or name the region or one of its ancestors. Interests are not applied: a f
 has no member behind it, so an event for the refugees team shows in every feed of its region. An
 audience's interest and field conditions are likewise taken as "may match".
 
-UIDs are the email's (``mailer.calendar_text.event_uid``), so rebuilding a feed or downloading an
+UIDs are the email's (``mailer.issue.calendar_text.event_uid``), so rebuilding a feed or downloading an
 event from two places gives the same UID and a calendar client updates rather than duplicates.
-DTSTAMP is the time the issue was sent, in UTC, so it is stable too; times are Europe/London, with
-its VTIMEZONE in the file.
+DTSTAMP is the time the issue was sent, in UTC, so it is stable too; times are in the ``timezone``
+setting's zone (Europe/London by default), with its VTIMEZONE in the file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import icalendar
 from starlette.exceptions import HTTPException
@@ -28,15 +27,14 @@ from starlette.routing import Route
 
 from mailer.audience import segments
 from mailer.audience.shape import Shape
-from mailer.calendar_text import event_uid, place_text, sentence
 from mailer.compose import CalendarEntry, calendar_entries
-from mailer.content import Event, Newsletter
 from mailer.errors import MailerError
+from mailer.issue import Event, Newsletter
+from mailer.issue.calendar_text import event_uid, place_text, sentence
 from mailer.settings import Settings
 from mailer.web.context import web
 from mailer.web.issues import STARTED, SentIssue, sent_issues
 
-LONDON = "Europe/London"
 MEDIA_TYPE = "text/calendar; charset=utf-8"
 
 
@@ -150,8 +148,8 @@ def ics_event(fe: FeedEvent, settings: Settings) -> icalendar.Event:
         out.add("dtstart", ev.day)
         out.add("dtend", last + timedelta(days=1))
     else:
-        out.add("dtstart", ev.start_at())
-        end = ev.end_at()
+        out.add("dtstart", ev.start_at(settings.zone))
+        end = ev.end_at(settings.zone)
         if end is not None:
             out.add("dtend", end)
     place = place_text(ev)
@@ -170,20 +168,20 @@ def ics_event(fe: FeedEvent, settings: Settings) -> icalendar.Event:
 
 
 def ics_calendar(events: list[FeedEvent], settings: Settings, name: str) -> bytes:
-    """A VCALENDAR of ``events`` with the Europe/London VTIMEZONE covering them."""
+    """A VCALENDAR of ``events`` with the VTIMEZONE of the ``timezone`` setting covering them."""
     cal = icalendar.Calendar()
     cal.add("prodid", f"-//{settings.organisation}//mailer//EN")
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
     cal.add("method", "PUBLISH")
     cal.add("x-wr-calname", name)
-    cal.add("x-wr-timezone", LONDON)
+    cal.add("x-wr-timezone", settings.timezone)
     timed = [fe.entry.event.day for fe in events if not fe.entry.event.all_day]
     if timed:
         first, last = min(timed), max(timed)
         cal.add_component(
             icalendar.Timezone.from_tzid(
-                LONDON, first_date=date(first.year, 1, 1), last_date=date(last.year + 1, 12, 31)
+                settings.timezone, first_date=date(first.year, 1, 1), last_date=date(last.year + 1, 12, 31)
             )
         )
     for fe in events:
@@ -202,8 +200,8 @@ def _ics(body: bytes, filename: str | None = None) -> Response:
     return Response(body, media_type=MEDIA_TYPE, headers=headers)
 
 
-def _today(now: datetime) -> date:
-    return now.astimezone(ZoneInfo(LONDON)).date()
+def _today(now: datetime, zone: tzinfo) -> date:
+    return now.astimezone(zone).date()
 
 
 async def index(request: Request) -> Response:
@@ -222,7 +220,7 @@ async def feed(request: Request) -> Response:
             raise HTTPException(404)
         region = name
     issues = await w.read(lambda s: sent_issues(s, w.cache))
-    events = feed_events(issues, w.shape, region, _today(w.clock()), w.settings.list_domain)
+    events = feed_events(issues, w.shape, region, _today(w.clock(), w.settings.zone), w.settings.list_domain)
     label = w.shape.regions[region].name if region else "all regions"
     return _ics(ics_calendar(events, w.settings, f"{w.settings.organisation}: events in {label}"))
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -23,23 +22,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mailer import tokens
+from mailer.audience.consent import SignupData
 from mailer.errors import ConfigError
 
 MAX_AGE = timedelta(days=7)
 _INFO = b"mailer-signup-confirm-v1"
-
-
-@dataclass(frozen=True)
-class SignupData:
-    """A sign-up waiting for confirmation. ``email`` is normalised; ``issued_at`` is aware UTC."""
-
-    email: str
-    name: str
-    region: str | None
-    postcode: str
-    interests: tuple[str, ...]
-    wording: str
-    issued_at: datetime
 
 
 def _fernet(keys: list[str]) -> MultiFernet:

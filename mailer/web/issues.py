@@ -18,9 +18,8 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailer import content
-from mailer.content import Alert, Newsletter
 from mailer.errors import ContentError, Problem
+from mailer.issue import ISSUE_FILE, Alert, IssueYAMLLoader, Newsletter
 from mailer.models import Campaign
 
 #: Statuses whose members may hold the mail, so "view in browser" must work.
@@ -41,7 +40,7 @@ class SentIssue:
 
     @property
     def path(self) -> Path:
-        return Path("campaigns") / self.slug / content.ISSUE_FILE
+        return Path("campaigns") / self.slug / ISSUE_FILE
 
 
 def parse_source(slug: str, text: str) -> Newsletter | Alert:
@@ -50,9 +49,9 @@ def parse_source(slug: str, text: str) -> Newsletter | Alert:
     Regions and interests are not checked against today's lists (they may have changed since), nor
     local image files (the archive links them under /files/).
     """
-    path = Path("campaigns") / slug / content.ISSUE_FILE
+    path = Path("campaigns") / slug / ISSUE_FILE
     try:
-        data: Any = yaml.load(text, Loader=content.IssueYAMLLoader)
+        data: Any = yaml.load(text, Loader=IssueYAMLLoader)
         model: type[Newsletter] | type[Alert] = Alert if data.get("kind") == "alert" else Newsletter
         return model.model_validate(data, context={"shape": None, "folder": None})
     except (yaml.YAMLError, AttributeError, ValidationError) as exc:

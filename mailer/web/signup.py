@@ -3,15 +3,16 @@
 1. ``POST /subscribe`` checks the form (name, email, region or postcode, interests, the consent box
    with the wording from ``Settings.consent_wording``), then mails the address: a confirmation link
    for a new (or unsubscribed) address, or "you are already subscribed; manage your preferences
-   here" for a current member. The page says the same in every case ("check your inbox"), so it
-   never tells a stranger who is a member. Nothing is stored: the pending sign-up travels, encrypted,
-   in the confirmation link (``mailer.web.confirmation``).
+   here" for a current member (``already_subscribed``). The page says the same in every
+   case ("check your inbox"), so it never tells a stranger who is a member. Nothing is stored: the
+   pending sign-up travels, encrypted, in the confirmation link (``mailer.web.confirmation``).
 2. ``GET /confirm/{token}`` shows what will be saved and a button; it changes nothing.
-3. ``POST /confirm/{token}`` (with a CSRF value) creates or updates the member and appends a
-   ``subscribe`` event to the consent log with the time, source "signup" and the wording shown.
+3. ``POST /confirm/{token}`` (with a CSRF value) has ``confirm_signup`` create or update the
+   member and append a ``subscribe`` event to the consent log with the time, source "signup" and the
+   wording shown.
 
-A suppressed address can come back only this way: ``resubscribe_confirmed`` is the one documented
-path that removes a suppression, and only for a confirmation link issued after the suppression.
+A suppressed address can come back only this way (``mailer.audience.consent``), and only for a
+confirmation link issued after the suppression.
 
 Against bots: a honeypot field (``website``, hidden from people and screen readers) that, when
 filled, gets the usual page and no mail; and rate limits, in memory for this one process (see
@@ -23,19 +24,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer import tokens
 from mailer.audience.addresses import address_hash, clean_name, normalise
+from mailer.audience.consent import SignupData, StaleConfirmation, already_subscribed, confirm_signup
 from mailer.audience.shape import Shape
 from mailer.errors import InvalidInput, MailerError
-from mailer.models import ConsentEvent, Interest, Member, Region, Suppression, utcnow
 from mailer.web import confirmation
-from mailer.web.confirmation import SignupData
 from mailer.web.context import Web, client_ip, web
 from mailer.web.forms import read_form, text, texts
 from mailer.web.mail import system_mail
@@ -43,17 +41,6 @@ from mailer.web.preferences import NAME_LIMIT, region_options
 
 HONEYPOT = "website"
 POSTCODE_LIMIT = 16
-
-
-class StaleConfirmation(MailerError):
-    """A confirmation link issued before the address was suppressed: it cannot lift the suppression."""
-
-
-@dataclass(frozen=True)
-class Confirmed:
-    member_id: int
-    created: bool
-    resubscribed: bool
 
 
 @dataclass(frozen=True)
@@ -130,115 +117,6 @@ def validate_signup(
         issued_at=now,
     )
     return data, form
-
-
-# ---------------------------------------------------------------------------------------------
-# The database side: confirming, and the one path that lifts a suppression
-
-
-def resubscribe_confirmed(
-    session: Session, address_hash: str, *, member_id: int | None, wording: str, requested_at: datetime
-) -> bool:
-    """Lift the suppression of ``address_hash`` because its owner confirmed a new sign-up.
-
-    The only code in mailer that removes a suppression. The caller must hold a confirmation that
-    came back from the address itself (double opt-in) and was issued after the suppression (see
-    ``confirm_signup``). Appends a ``resubscribe`` event to the consent log recording the suppression
-    lifted. Returns False when the address was not suppressed.
-    """
-    suppression = session.get(Suppression, address_hash)
-    if suppression is None:
-        return False
-    was = (
-        f"reason {suppression.reason}, source {suppression.source}, "
-        f"campaign {suppression.campaign or '-'}, since {suppression.created_at:%Y-%m-%dT%H:%M:%SZ}"
-    )
-    session.add(
-        ConsentEvent(
-            member_id=member_id,
-            address_hash=address_hash,
-            action="resubscribe",
-            source="signup",
-            wording=wording,
-            campaign=None,
-            detail=f"suppression lifted by a confirmed sign-up requested {requested_at:%Y-%m-%dT%H:%M:%SZ}; "
-            f"it was: {was}",
-            created_at=utcnow(),
-        )
-    )
-    session.delete(suppression)
-    session.flush()
-    return True
-
-
-def confirm_signup(session: Session, data: SignupData) -> Confirmed:
-    """Create or update the member of a confirmed sign-up and log the consent.
-
-    Raises ``StaleConfirmation`` when the address was suppressed after the link was issued (an old
-    link must not undo a later unsubscribe). Confirming twice is harmless: the member is updated to
-    the same choices and the log gets a second line.
-    """
-    digest = address_hash(data.email)
-    suppression = session.get(Suppression, digest)
-    if suppression is not None and suppression.created_at.replace(microsecond=0) > data.issued_at:
-        raise StaleConfirmation(
-            "this confirmation link was issued before the address unsubscribed",
-            hint="sign up again to get a new confirmation link",
-        )
-    region_id = None
-    if data.region:
-        region_id = session.scalar(select(Region.id).where(Region.slug == data.region))
-    member = session.scalar(select(Member).where(Member.address_hash == digest))
-    created = member is None
-    if member is None:
-        member = Member(
-            email=data.email,
-            address_hash=digest,
-            name=data.name,
-            postcode=data.postcode,
-            region_id=region_id,
-            created_at=utcnow(),
-            updated_at=utcnow(),
-        )
-        session.add(member)
-        session.flush()
-    else:
-        if data.name:
-            member.name = data.name
-        if data.postcode:
-            member.postcode = data.postcode
-        if region_id is not None:
-            member.region_id = region_id
-        member.updated_at = utcnow()
-    rows = session.scalars(select(Interest).where(Interest.slug.in_(data.interests))).all()
-    member.interests = sorted(rows, key=lambda i: i.slug)
-    resubscribed = False
-    if suppression is not None:
-        resubscribed = resubscribe_confirmed(
-            session, digest, member_id=member.id, wording=data.wording, requested_at=data.issued_at
-        )
-    session.add(
-        ConsentEvent(
-            member_id=member.id,
-            address_hash=digest,
-            action="subscribe",
-            source="signup",
-            wording=data.wording,
-            campaign=None,
-            detail=f"double opt-in: requested {data.issued_at:%Y-%m-%dT%H:%M:%SZ}, confirmed from the "
-            f"link mailed to the address; region {data.region or '-'}; "
-            f"interests {', '.join(data.interests) or '-'}",
-            created_at=utcnow(),
-        )
-    )
-    session.flush()
-    return Confirmed(member.id, created, resubscribed)
-
-
-def member_status(session: Session, digest: str) -> tuple[int | None, bool]:
-    """(member id or None, suppressed) for an address hash."""
-    member_id = session.scalar(select(Member.id).where(Member.address_hash == digest))
-    return member_id, session.get(Suppression, digest) is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,8 +209,8 @@ async def subscribe(request: Request) -> Response:
     digest = address_hash(data.email)
     if w.address_limiter.hit(digest) is not None:
         return _check_inbox(w, request)  # enough mail to that address for now; say nothing more
-    member_id, suppressed = await w.read(lambda s: member_status(s, digest))
-    if member_id is not None and not suppressed:
+    member_id = await w.read(lambda s: already_subscribed(s, digest))
+    if member_id is not None:
         prefs = tokens.sign("preferences", member_id, keys=w.keys)
         message = system_mail(
             w.pages,

@@ -7,7 +7,7 @@
 - The page's own button posts the same URL with a CSRF value instead (source "link") and then
   offers the preferences page.
 
-Either way the unsubscribe is a suppression (``suppression.suppress_hash``) recorded with its source
+Either way the unsubscribe is a suppression (``consent.unsubscribe_member``) recorded with its source
 and the campaign named in the token; repeating it is harmless (the suppression is added once; each
 request is logged in the consent log). The write is one short transaction, retried when the
 database is busy, and every send checks suppressions again at each batch.
@@ -15,48 +15,17 @@ database is busy, and every send checks suppressions again at each batch.
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer import tokens
-from mailer.audience.suppression import suppress_hash
-from mailer.models import Campaign, Member
+from mailer.audience import consent
 from mailer.web.context import web
 from mailer.web.forms import read_form
 
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
-
-
-def campaign_label(session: Session, campaign_id: int | None) -> str | None:
-    """The campaign a token names, as recorded in the consent log: its slug (``#id`` if unknown)."""
-    if campaign_id is None:
-        return None
-    slug = session.scalar(select(Campaign.slug).where(Campaign.id == campaign_id))
-    return slug or f"#{campaign_id}"
-
-
-def unsubscribe_member(
-    session: Session, member_id: int, *, source: str, campaign_id: int | None, detail: str = ""
-) -> bool:
-    """Suppress the member's address; True if it was not suppressed before.
-
-    A member erased since the mail went out has no row (and their suppression outlived them): nothing
-    to do, and False.
-    """
-    address_hash = session.scalar(select(Member.address_hash).where(Member.id == member_id))
-    if address_hash is None:
-        return False
-    return suppress_hash(
-        session,
-        address_hash,
-        reason="unsubscribe",
-        source=source,
-        campaign=campaign_label(session, campaign_id),
-        detail=detail,
-    )
 
 
 async def page(request: Request) -> Response:
@@ -92,8 +61,8 @@ async def post(request: Request) -> Response:
             status=403,
         )
 
-    def work(session: Session) -> bool:
-        return unsubscribe_member(session, data.member_id, source=source, campaign_id=data.campaign)
+    def work(session: Session) -> consent.Unsubscribed | None:
+        return consent.unsubscribe_member(session, data.member_id, source=source, campaign_id=data.campaign)
 
     await w.write(work)
     preferences = tokens.sign("preferences", data.member_id, keys=w.keys, campaign=data.campaign)

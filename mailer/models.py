@@ -277,7 +277,7 @@ class BounceEvent(Base):
 
 
 class WorkerRow(Base):
-    """A ``mailer worker`` process, as it last reported itself (see mailer/worker.py).
+    """A ``mailer worker`` process, as it last reported itself (see mailer/sending/worker.py).
 
     ``state``: running, stopped. A running worker whose ``heartbeat_at`` is older than a few
     heartbeats is lost (killed, or its machine is gone); its claims come back when their leases end.

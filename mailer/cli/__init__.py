@@ -1,7 +1,9 @@
 """The ``mailer`` command: a thin click layer over the library.
 
 It parses options, calls the library, prints the result (or JSON with ``--json``), and turns a
-``MailerError`` into its message and exit code. Each command group lives in its own module.
+``MailerError`` into its message and exit code. Each command group lives in its own module, which
+imports the library's stages inside its commands: ``mailer --help`` loads click and these modules
+only (``bench/cli_help.py`` times it).
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ import json
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mailer import __version__
-from mailer.audience.shape import Shape, load_shape
-from mailer.db import Database, open_database
 from mailer.errors import MailerError
-from mailer.settings import Settings, load
+
+if TYPE_CHECKING:
+    from mailer.audience.shape import Shape
+    from mailer.db import Database
+    from mailer.settings import Settings
 
 
 class App:
@@ -29,14 +33,20 @@ class App:
 
     @cached_property
     def settings(self) -> Settings:
+        from mailer.settings import load
+
         return load(self.workspace_arg)
 
     @cached_property
     def shape(self) -> Shape:
+        from mailer.audience.shape import load_shape
+
         return load_shape(self.settings.path("lists"))
 
     @cached_property
     def db(self) -> Database:
+        from mailer.db import open_database
+
         return open_database(self.settings)
 
 

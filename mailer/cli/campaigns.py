@@ -32,7 +32,7 @@ def new_command(app: App, slug: str, kind: str) -> None:
     SLUG is lower-case letters, digits and hyphens (e.g. 2025-12-kent-network). An existing file is
     never overwritten. Fill in every TODO, then run `mailer campaigns check SLUG`.
     """
-    from mailer.content import new_campaign
+    from mailer.issue import new_campaign
 
     path = new_campaign(app.settings.workspace, slug, kind, app.shape)
     click.echo(f"wrote {_shown(path)}")
@@ -75,8 +75,8 @@ def check_command(ctx: click.Context, app: App, slug: str, no_database: bool, as
     would see) are printed but do not fail the check. The audience is checked against the
     members when the workspace's database exists.
     """
-    from mailer.content import check_campaign
     from mailer.db import Database
+    from mailer.issue import check_campaign
 
     database: Database | None = None
     note = ""
@@ -130,7 +130,7 @@ def variants_command(app: App, slug: str, audience: str | None, as_json: bool) -
     database (the audience is the issue's `audience:` unless --audience is given).
     """
     from mailer.compose import plan
-    from mailer.content import load_campaign
+    from mailer.issue import load_campaign
 
     loaded = load_campaign(app.settings.workspace, slug, app.shape)
     with app.db.session() as session:
@@ -220,7 +220,7 @@ def preview_command(
     """
     import threading
 
-    from mailer.content import campaign_path, load_campaign
+    from mailer.issue import campaign_path, load_campaign
     from mailer.preview import PreviewRequest, PreviewResult, preview, preview_dir, watched_files
     from mailer.preview import watch as watch_files
 

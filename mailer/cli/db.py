@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from mailer import db as database
 from mailer.cli import App, cli, emit, json_option, pass_app
 
 
@@ -18,6 +17,8 @@ def db_group() -> None:
 @pass_app
 def upgrade(app: App, revision: str) -> None:
     """Bring the database schema up to date."""
+    from mailer import db as database
+
     engine = database.make_engine(app.settings.sqlalchemy_url)
     before = database.current_revision(engine)
     database.upgrade(engine, revision)
@@ -31,6 +32,8 @@ def upgrade(app: App, revision: str) -> None:
 @pass_app
 def status(app: App, as_json: bool) -> None:
     """Show the schema revision of the database and the newest one mailer knows."""
+    from mailer import db as database
+
     engine = database.make_engine(app.settings.sqlalchemy_url)
     data = {
         "url": engine.url.render_as_string(hide_password=True),

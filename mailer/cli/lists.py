@@ -6,17 +6,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from mailer.audience import segments as segments_lib
-from mailer.audience.addresses import clean_name
-from mailer.audience.importer import import_csv
-from mailer.audience.shape import sync
-from mailer.audience.stats import AudienceStats, stats
-from mailer.audience.synthetic import generate, write_csv, write_rows
 from mailer.cli import App, cli, emit, json_option, pass_app
+
+if TYPE_CHECKING:
+    from mailer.audience.stats import AudienceStats
 
 
 @cli.group("lists")
@@ -33,6 +30,8 @@ def sync_command(app: App, as_json: bool) -> None:
     Idempotent: running it twice changes nothing. A region or interest that members still use
     is never removed silently.
     """
+    from mailer.audience.shape import sync
+
     with app.db.session() as session:
         report = sync(session, app.shape)
     data = vars(report)
@@ -66,6 +65,10 @@ def import_command(app: App, file: Path, dry_run: bool, as_json: bool) -> None:
     address stays suppressed, whatever the file says. The import is one transaction: it all
     happens, or none of it does. lists/regions.toml and interests.toml are synced first.
     """
+    from mailer.audience.addresses import clean_name
+    from mailer.audience.importer import import_csv
+    from mailer.audience.shape import sync
+
     shape = app.shape
     show_bar = not as_json and sys.stderr.isatty()
     bars: dict[str, Any] = {}
@@ -84,7 +87,7 @@ def import_command(app: App, file: Path, dry_run: bool, as_json: bool) -> None:
         report = import_csv(session, file, shape, dry_run=dry_run, progress=progress if show_bar else None)
     for bar in bars.values():
         bar.render_finish()
-    data = report.to_dict()
+    data = report.as_dict()
     if synced is not None and synced.changed:
         data["lists_synced"] = vars(synced)
 
@@ -128,6 +131,8 @@ def generate_command(app: App, count: int, output: Path | None, seed: int) -> No
     They are spread over the regions in lists/regions.toml with postcodes in their areas; some
     leave the region empty so that the import assigns it from the postcode.
     """
+    from mailer.audience.synthetic import generate, write_csv, write_rows
+
     rows = generate(count, app.shape, seed=seed)
     if output is None:
         write_rows(sys.stdout, rows)
@@ -162,6 +167,8 @@ def count_command(app: App, expression: str, as_json: bool) -> None:
       mailer lists count 'region:west-midlands and interest:mp-advocacy'
       mailer lists count --json all          prints {"count": N}
     """
+    from mailer.audience import segments as segments_lib
+
     segments_lib.compile_segment(expression, app.shape)  # a bad expression fails before the database opens
     with app.db.session() as session:
         n = segments_lib.count(session, expression, app.shape)
@@ -194,6 +201,8 @@ def export_command(app: App, expression: str, output: Path | None) -> None:
       mailer lists export > everyone.csv
       mailer lists export --segment 'region:kent and interest:refugees' -o kent-refugees.csv
     """
+    from mailer.audience import segments as segments_lib
+
     shape = app.shape
     segments_lib.compile_segment(expression, shape)  # a bad expression fails before anything opens
     with app.db.session() as session:
@@ -241,6 +250,8 @@ def stats_command(app: App, as_json: bool) -> None:
     A region's Members and Suppressed include every region below it; Own counts only members
     whose home region is exactly that one. Suppressed members stay on the list but are never mailed.
     """
+    from mailer.audience.stats import stats
+
     with app.db.session() as session:
         result = stats(session, app.shape)
-    emit(as_json, result.to_dict(), lambda: _stats_table(result))
+    emit(as_json, result.as_dict(), lambda: _stats_table(result))

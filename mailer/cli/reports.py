@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from mailer import report as report_lib
 from mailer.cli import App, emit, json_option, pass_app
 from mailer.cli.campaigns import campaigns_group
 from mailer.cli.lists import lists_group
 
+if TYPE_CHECKING:
+    from mailer import reports as report_lib
+
 
 def _table(first: str, rows: list[tuple[str, report_lib.Figures]]) -> None:
+    from mailer import reports as report_lib
+
     names = report_lib.Figures.names()
     short = {
         "deliveries": "Deliv.",
@@ -31,6 +36,8 @@ def _table(first: str, rows: list[tuple[str, report_lib.Figures]]) -> None:
 
 
 def show_report(r: report_lib.CampaignReport) -> None:
+    from mailer import reports as report_lib
+
     click.echo(f"{r.slug}: {r.title} ({r.status})")
     for name in report_lib.Figures.names():
         click.echo(f"  {report_lib.LABELS[name]:<20}{getattr(r.total, name):>8}")
@@ -56,6 +63,8 @@ def report_command(app: App, slug: str, html_file: Path | None, as_json: bool) -
 
     Bounces and complaints come from `mailer inbound process`; unsubscribes from the consent log.
     """
+    from mailer import reports as report_lib
+
     with app.db.session() as session:
         result = report_lib.campaign_report(session, app.shape, slug)
         page = (
@@ -92,6 +101,8 @@ def show_history(h: report_lib.History) -> None:
 def history_command(app: App, months: int, as_json: bool) -> None:
     """Growth and losses month by month: members joined, members lost (by reason: unsubscribe,
     hard-bounce, complaint, erasure, admin), and members on the list at each month's end by region."""
+    from mailer import reports as report_lib
+
     with app.db.session() as session:
         h = report_lib.history(session, app.shape, months=months)
     emit(as_json, h.as_dict(), lambda: show_history(h))

@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from mailer.cli import cli
-from mailer.workspace import init_workspace
 
 
 @cli.command("init")
@@ -22,6 +21,8 @@ def init(directory: Path, organisation: str | None) -> None:
     interests to edit), templates/ (your overrides of the packaged templates) and campaigns/.
     Existing files are left alone.
     """
+    from mailer.workspace import init_workspace
+
     written = init_workspace(directory, organisation=organisation)
     for path in written:
         click.echo(f"  wrote {path}")

@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install
+.PHONY: demo test check lint install
 
 $(BIN)/mailer: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: install
 ## test: install, then run every test, each on SQLite and on PostgreSQL
 test: install
 	$(BIN)/pytest
+
+## check: the fast loop: lint, then the tests that need no browser, no PostgreSQL and no load
+check: lint
+	$(BIN)/pytest -m "not browser and not postgresql and not load"
 
 ## lint: ruff and mypy, both clean
 lint: install

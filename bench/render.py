@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from mailer.audience.shape import load_shape  # noqa: E402
 from mailer.compose import Variant, compose, relevant_interests  # noqa: E402
-from mailer.content import load_issue  # noqa: E402
+from mailer.issue import load_issue  # noqa: E402
 from mailer.render import Renderer  # noqa: E402
 from mailer.settings import Settings  # noqa: E402
 

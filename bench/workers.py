@@ -37,7 +37,7 @@ from send import average_size
 from sqlalchemy import create_engine, func, select, text, update
 from transport import ensure_postfix_tools, free_port, run_smtp_source
 
-from mailer import delivery
+from mailer import sending as delivery
 from mailer.audience.importer import import_csv
 from mailer.audience.shape import load_shape, sync
 from mailer.audience.synthetic import generate, write_csv
@@ -127,7 +127,7 @@ def run_workers(ws: Path, db: Database, count: int, members: int) -> tuple[float
     The first rate includes each worker noticing the campaign (it looks every second when idle) and
     loading its variants; the second runs from the first recorded send to the last.
     """
-    from mailer.worker import alive_workers
+    from mailer.sending import alive_workers
 
     settings = load(ws, env={"MAILER_SECRET": SECRET})
     reset(db)

@@ -12,22 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from cli_runner import MailerCli
 from sqlalchemy import select
 
 from mailer.audience.addresses import address_hash
 from mailer.audience.shape import Shape
-from mailer.calendar_text import calendar_line, calendar_url, day_text, event_uid, time_text, when_text
-from mailer.cli import cli
 from mailer.compose import (
+    calendar_entries,
     compose,
     compose_all,
-    find_entry,
     plan,
     relevant_interests,
 )
-from mailer.content import Event, LoadedIssue, Newsletter, load_issue
 from mailer.db import Database
+from mailer.issue import Event, LoadedIssue, Newsletter, load_issue
+from mailer.issue.calendar_text import calendar_line, calendar_url, day_text, event_uid, time_text, when_text
 from mailer.models import Interest, Member, MemberInterest, Region, Suppression
 from mailer.render import Renderer
 from mailer.settings import Settings
@@ -224,7 +223,7 @@ def test_entry_keys_name_items_and_calendar(shape: Shape) -> None:
     issue = small_issue()
     keys = [e.key for e in compose_all(issue).calendar]
     assert set(keys) == {"kent-only-1", "kent-only-3", "refugees-1", "calendar-1", "calendar-2", "calendar-3"}
-    found = find_entry(issue, "kent-only-3")
+    found = next((e for e in calendar_entries(issue) if e.key == "kent-only-3"), None)
     assert found is not None and found.event.title == "Medway stall"
 
 
@@ -351,22 +350,20 @@ def test_plan_of_an_alert_is_one_variant(db: Database, shape: Shape) -> None:
         assert len(chunk) == 2
 
 
-def test_variants_command(db: Database, seed: LoadedIssue, settings: Settings, database_url: str) -> None:
+def test_variants_command(db: Database, seed: LoadedIssue, settings: Settings, mailer_cli: MailerCli) -> None:
     add_members(db, MEMBERS)
     folder = settings.workspace / "campaigns" / SEED_SLUG
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "issue.yaml").write_text(SEED_PATH.read_text(encoding="utf-8"), encoding="utf-8")
-    runner = CliRunner()
-    env = {"MAILER_DATABASE_URL": database_url, "MAILER_SECRET": "x"}
     args = ["-w", str(settings.workspace), "campaigns", "variants", SEED_SLUG]
-    result = runner.invoke(cli, [*args, "--json"], env=env)
+    result = mailer_cli(*args, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["recipients"] == 8 and len(data["variants"]) == 4
     first = data["variants"][0]
     assert first["label"] == "Kent · no interests and 1 more group" and first["recipients"] == 3
     assert first["items"][0] == "speaker-meeting" and "refugees" not in first["items"]
-    human = runner.invoke(cli, args, env=env)
+    human = mailer_cli(*args)
     assert human.exit_code == 0, human.output
     assert "4 variants for 8 recipient(s) of region:kent" in human.output
     assert "Canterbury · schools  (2 recipient(s))" in human.output

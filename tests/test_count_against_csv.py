@@ -11,13 +11,12 @@ from __future__ import annotations
 import csv
 import json
 import re
-import subprocess
-import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_runner import MailerCli
 from conftest import REPO
 
 from mailer.audience.importer import import_csv
@@ -107,16 +106,10 @@ def imported(db: Database, shape: Shape) -> list[dict[str, object]]:
     return members[3:]
 
 
-def test_lists_count_agrees_with_the_csv(imported: list[dict[str, object]], env: dict[str, str]) -> None:
+def test_lists_count_agrees_with_the_csv(imported: list[dict[str, object]], mailer_cli: MailerCli) -> None:
     for expression, rule in CASES:
         expected = sum(1 for m in imported if rule(m))
-        out = subprocess.run(
-            [sys.executable, "-m", "mailer", "lists", "count", expression, "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        out = mailer_cli("lists", "count", expression, "--json", check=True)
         assert json.loads(out.stdout) == {"count": expected}, expression
     # and the expressions are not trivial: they pick different, non-empty parts of the list
     counts = {e: sum(1 for m in imported if r(m)) for e, r in CASES}
@@ -124,13 +117,8 @@ def test_lists_count_agrees_with_the_csv(imported: list[dict[str, object]], env:
 
 
 def test_unknown_region_is_an_error_not_an_empty_count(
-    imported: list[dict[str, object]], env: dict[str, str]
+    imported: list[dict[str, object]], env: dict[str, str], mailer_cli: MailerCli
 ) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "mailer", "lists", "count", "region:kentt"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode != 0 and "kent" in out.stderr
+    out = mailer_cli("lists", "count", "region:kentt")
+    assert out.exit_code != 0 and "kent" in out.stderr
     assert Path(env["MAILER_WORKSPACE"]).is_dir()

@@ -23,19 +23,20 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from cli_runner import MailerCli
 from conftest import REPO
 from smtp_server import SmtpTestServer
 from sqlalchemy import select
 
-from mailer import delivery
+from mailer import sending as delivery
 from mailer.audience import suppression
 from mailer.audience.importer import import_csv
 from mailer.audience.shape import Shape
 from mailer.audience.synthetic import generate, write_csv
 from mailer.compose import compose
-from mailer.content import Newsletter, load_campaign
 from mailer.db import Database
 from mailer.errors import DeliveryError
+from mailer.issue import Newsletter, load_campaign
 from mailer.models import Campaign, Delivery, Member, Suppression
 from mailer.models import Variant as VariantRow
 from mailer.settings import Settings
@@ -334,45 +335,34 @@ def start_send(env: dict[str, str], **pipes: int) -> subprocess.Popen[str]:
     )
 
 
-def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def test_cli_test_send_and_dry_run_change_nothing(
     db: Database,
     shape: Shape,
     workspace: Path,
     tmp_path: Path,
-    env: dict[str, str],
+    mailer_cli: MailerCli,
     smtp_server: SmtpTestServer,
 ) -> None:
     add_campaign(workspace)
     add_members(db, shape, tmp_path, 200)
     member = sorted(expected_audience(db, shape, "kent"))[0]
-    env = dict(env, MAILER_RELAY=smtp_server.url)
-    out = run_cli(env, "campaigns", "send", SLUG, "--test", member, "--test", "editor@example.org")
-    assert out.returncode == 0, out.stderr
+    env = {"MAILER_RELAY": smtp_server.url}
+    out = mailer_cli("campaigns", "send", SLUG, "--test", member, "--test", "editor@example.org", env=env)
+    assert out.exit_code == 0, out.stderr
     got = smtp_server.messages
     assert sorted(r for m in got for r in m.rcpt_tos) == sorted([member, "editor@example.org"])
     for m in got:
         msg = parse(m.data)
         check_message(m.data, msg)
         assert msg["Subject"].startswith("[TEST] ")
-    dry = run_cli(env, "campaigns", "send", SLUG, "--dry-run", "--json")
-    assert dry.returncode == 0, dry.stderr
+    dry = mailer_cli("campaigns", "send", SLUG, "--dry-run", "--json", env=env)
+    assert dry.exit_code == 0, dry.stderr
     assert '"dry_run": true' in dry.stdout
     with db.session() as session:
         assert session.scalars(select(Campaign)).first() is None
         assert session.scalars(select(Delivery)).first() is None
-    refused = run_cli(env, "campaigns", "send", SLUG)  # no terminal, no --yes
-    assert refused.returncode != 0 and "--yes" in refused.stderr
+    refused = mailer_cli("campaigns", "send", SLUG, env=env)  # no terminal, no --yes
+    assert refused.exit_code != 0 and "--yes" in refused.stderr
     assert len(smtp_server.messages) == 2
 
 
@@ -382,6 +372,7 @@ def test_a_killed_send_resumes_with_bounded_duplicates(
     workspace: Path,
     tmp_path: Path,
     env: dict[str, str],
+    mailer_cli: MailerCli,
     smtp_server: SmtpTestServer,
 ) -> None:
     """SIGKILL mid-send, then `send` again: everyone gets the newsletter, duplicates within the bound."""
@@ -402,8 +393,8 @@ def test_a_killed_send_resumes_with_bounded_duplicates(
     assert 0 < before < len(everyone)
 
     smtp_server.clear_faults()
-    again = run_cli(env, "campaigns", "send", SLUG, "--in-process", "--yes", "--json")
-    assert again.returncode == 0, again.stderr
+    again = mailer_cli("campaigns", "send", SLUG, "--in-process", "--yes", "--json", env=env)
+    assert again.exit_code == 0, again.stderr
     received = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
     assert set(received) == everyone  # nobody lost
     duplicates = sum(n - 1 for n in received.values())

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import MailerCli
 from sqlalchemy import inspect, select, text
 
 from mailer import db as database
@@ -144,21 +145,23 @@ def test_bad_shape_reports_every_problem_with_lines(tmp_path: Path) -> None:
 
 def test_cli_init_and_sync(tmp_path: Path) -> None:
     ws = tmp_path / "net"
-    run = [sys.executable, "-m", "mailer", "-w", str(ws)]
+    run = ["-w", str(ws)]
     env = dict(os.environ, MAILER_SECRET="s")
-    subprocess.run([sys.executable, "-m", "mailer", "init", str(ws)], check=True, env=env)
-    first = subprocess.run([*run, "lists", "sync"], check=True, env=env, capture_output=True, text=True)
+    # The installed console script, once as its own process; the rest runs in-process.
+    console_script = Path(sys.executable).with_name("mailer")
+    subprocess.run([str(console_script), "init", str(ws)], check=True, env=env)
+    mailer_cli = MailerCli(env)
+    first = mailer_cli(*run, "lists", "sync", check=True)
     assert "regions added: 45" in first.stdout
-    second = subprocess.run([*run, "lists", "sync"], check=True, env=env, capture_output=True, text=True)
+    second = mailer_cli(*run, "lists", "sync", check=True)
     assert "already in sync" in second.stdout
 
 
 def test_cli_error_names_the_file_and_exits_nonzero(tmp_path: Path) -> None:
     ws = tmp_path / "net"
-    subprocess.run([sys.executable, "-m", "mailer", "init", str(ws)], check=True)
+    mailer_cli = MailerCli(os.environ)
+    mailer_cli("init", str(ws), check=True)
     (ws / "lists" / "regions.toml").write_text('[[region]]\nslug = "x"\nparent = "y"\nname = "X"\n')
-    out = subprocess.run(
-        [sys.executable, "-m", "mailer", "-w", str(ws), "lists", "sync"], capture_output=True, text=True
-    )
-    assert out.returncode == 2
+    out = mailer_cli("-w", str(ws), "lists", "sync")
+    assert out.exit_code == 2
     assert "regions.toml:1: parent: region 'x' names unknown parent 'y'" in out.stderr

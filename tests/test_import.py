@@ -6,12 +6,11 @@ import csv
 import json
 import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import MailerCli
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -355,34 +354,23 @@ def test_the_fast_address_check_agrees_with_email_validator() -> None:
     assert accepted > 600
 
 
-def mailer(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        input=stdin,
-        check=False,
-    )
-
-
-def test_cli_import_reports_as_text_and_json(env: dict[str, str], tmp_path: Path) -> None:
+def test_cli_import_reports_as_text_and_json(mailer_cli: MailerCli, tmp_path: Path) -> None:
     path = tmp_path / "crm.csv"
     path.write_text(BAD_ROWS, encoding="utf-8", newline="")
-    dry = mailer(env, "lists", "import", str(path), "--dry-run", "--json")
-    assert dry.returncode == 0, dry.stderr
+    dry = mailer_cli("lists", "import", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.stderr
     data = json.loads(dry.stdout)
     assert data["dry_run"] is True and data["added"] == 3 and data["rejected"] == 6
-    assert mailer(env, "lists", "count", "--json", "all").stdout.strip() == '{"count": 0}'
+    assert mailer_cli("lists", "count", "--json", "all").stdout.strip() == '{"count": 0}'
 
-    done = mailer(env, "lists", "import", str(path))
-    assert done.returncode == 0, done.stderr
+    done = mailer_cli("lists", "import", str(path))
+    assert done.exit_code == 0, done.stderr
     assert "added:     3" in done.stdout and "rejected:  6" in done.stdout
     assert "line 8: cat@example.org: unknown region 'atlantis'" in done.stdout
     assert f"rejected rows written to {tmp_path / 'crm.rejected.csv'}" in done.stdout
     assert "cleaned:   1" in done.stdout and "merged:    1" in done.stdout
 
-    again = json.loads(mailer(env, "lists", "import", str(path), "--json").stdout)
+    again = json.loads(mailer_cli("lists", "import", str(path), "--json").stdout)
     assert (again["added"], again["unchanged"], again["rejected"]) == (0, 3, 6)
     assert again["rejections"][0] == {
         "row": 3,
@@ -392,15 +380,15 @@ def test_cli_import_reports_as_text_and_json(env: dict[str, str], tmp_path: Path
 
     bad = tmp_path / "bad.csv"
     bad.write_text("name\nAnn\n", encoding="utf-8")
-    refused = mailer(env, "lists", "import", str(bad))
-    assert refused.returncode == 2 and "bad.csv:1: no email column" in refused.stderr
+    refused = mailer_cli("lists", "import", str(bad))
+    assert refused.exit_code == 2 and "bad.csv:1: no email column" in refused.stderr
 
 
-def test_cli_generate_writes_members_that_import_cleanly(env: dict[str, str], tmp_path: Path) -> None:
+def test_cli_generate_writes_members_that_import_cleanly(mailer_cli: MailerCli, tmp_path: Path) -> None:
     out = tmp_path / "synthetic.csv"
-    made = mailer(env, "lists", "generate", "40", "--seed", "3", "-o", str(out))
-    assert made.returncode == 0, made.stderr
-    again = mailer(env, "lists", "generate", "40", "--seed", "3")
+    made = mailer_cli("lists", "generate", "40", "--seed", "3", "-o", str(out))
+    assert made.exit_code == 0, made.stderr
+    again = mailer_cli("lists", "generate", "40", "--seed", "3")
     assert again.stdout == out.read_text(encoding="utf-8")
-    report = json.loads(mailer(env, "lists", "import", str(out), "--json").stdout)
+    report = json.loads(mailer_cli("lists", "import", str(out), "--json").stdout)
     assert (report["added"], report["rejected"]) == (40, 0)

@@ -23,7 +23,8 @@ import pytest
 from sqlalchemy import func, select
 from test_delivery import add_campaign, add_members
 
-from mailer import delivery, tokens
+from mailer import sending as delivery
+from mailer import tokens
 from mailer.audience import suppression
 from mailer.audience.shape import Shape
 from mailer.db import Database

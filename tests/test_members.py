@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import MailerCli
 from sqlalchemy import func, select
 
 from mailer.audience import addresses, members
@@ -42,7 +41,7 @@ def test_show_gives_the_member_with_region_interests_fields(people: Database) ->
     assert zoe.region_label == "South East › Kent › Maidstone, Medway & Swale"
     assert zoe.interests == ["refugees", "schools"] and zoe.fields == {"student": "no"}
     assert not zoe.suppressed
-    json.dumps(zoe.to_dict())
+    json.dumps(zoe.as_dict())
 
 
 def test_unknown_addresses_are_named_with_a_hint(people: Database) -> None:
@@ -114,53 +113,42 @@ def test_forget_erases_personal_data_and_keeps_the_hash(people: Database) -> Non
         assert members.show(session, "ann@example.org").name == "Ann"  # others untouched
 
 
-def mailer(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        input=stdin,
-        check=False,
-    )
-
-
-def test_cli_members_commands(env: dict[str, str], tmp_path: Path) -> None:
+def test_cli_members_commands(mailer_cli: MailerCli, tmp_path: Path) -> None:
     path = tmp_path / "people.csv"
     path.write_text(CSV, encoding="utf-8")
-    assert mailer(env, "lists", "import", str(path)).returncode == 0
+    assert mailer_cli("lists", "import", str(path)).exit_code == 0
 
-    shown = mailer(env, "members", "show", "zoe@example.org")
-    assert shown.returncode == 0 and "Zoë Ó Briain" in shown.stdout and "subscribed" in shown.stdout
-    data = json.loads(mailer(env, "members", "show", "zoe@example.org", "--json").stdout)
+    shown = mailer_cli("members", "show", "zoe@example.org")
+    assert shown.exit_code == 0 and "Zoë Ó Briain" in shown.stdout and "subscribed" in shown.stdout
+    data = json.loads(mailer_cli("members", "show", "zoe@example.org", "--json").stdout)
     assert data["region"] == "maidstone-medway-swale" and data["suppressed"] is False
 
-    out = mailer(env, "members", "unsubscribe", "ann@example.org", "--json")
+    out = mailer_cli("members", "unsubscribe", "ann@example.org", "--json")
     assert json.loads(out.stdout) == {
         "email": "ann@example.org",
         "suppressed": True,
         "newly_suppressed": True,
     }
-    assert "suppressed: unsubscribe via admin" in mailer(env, "members", "show", "ann@example.org").stdout
+    assert "suppressed: unsubscribe via admin" in mailer_cli("members", "show", "ann@example.org").stdout
 
-    export = json.loads(mailer(env, "members", "export", "ann@example.org").stdout)
+    export = json.loads(mailer_cli("members", "export", "ann@example.org").stdout)
     assert [e["action"] for e in export["consent_log"]] == ["subscribe", "unsubscribe"]
 
-    refused = mailer(env, "members", "forget", "zoe@example.org", stdin="n\n")
-    assert refused.returncode == 1 and "Aborted" in refused.stderr
-    assert mailer(env, "members", "show", "zoe@example.org").returncode == 0  # still there
+    refused = mailer_cli("members", "forget", "zoe@example.org", input="n\n")
+    assert refused.exit_code == 1 and "Aborted" in refused.stderr
+    assert mailer_cli("members", "show", "zoe@example.org").exit_code == 0  # still there
 
-    confirmed = mailer(env, "members", "forget", "zoe@example.org", stdin="y\n")
-    assert confirmed.returncode == 0 and "erased" in confirmed.stdout
-    gone = mailer(env, "members", "show", "zoe@example.org")
-    assert gone.returncode == 2 and "erased" in gone.stderr
+    confirmed = mailer_cli("members", "forget", "zoe@example.org", input="y\n")
+    assert confirmed.exit_code == 0 and "erased" in confirmed.stdout
+    gone = mailer_cli("members", "show", "zoe@example.org")
+    assert gone.exit_code == 2 and "erased" in gone.stderr
 
-    forgot = json.loads(mailer(env, "members", "forget", "ann@example.org", "--yes", "--json").stdout)
+    forgot = json.loads(mailer_cli("members", "forget", "ann@example.org", "--yes", "--json").stdout)
     assert forgot["erased"] is True and forgot["newly_suppressed"] is False  # already unsubscribed
 
-    unknown = mailer(env, "members", "forget", "nobody@example.org", "--yes")
-    assert unknown.returncode == 2 and "no member has the address" in unknown.stderr
+    unknown = mailer_cli("members", "forget", "nobody@example.org", "--yes")
+    assert unknown.exit_code == 2 and "no member has the address" in unknown.stderr
 
     # A later import of the same file brings neither back.
-    report = json.loads(mailer(env, "lists", "import", str(path), "--json").stdout)
+    report = json.loads(mailer_cli("lists", "import", str(path), "--json").stdout)
     assert (report["added"], report["suppressed"], report["not_added"]) == (0, 2, 2)

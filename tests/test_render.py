@@ -1,7 +1,8 @@
 """Rendering: golden files of the seed issue, HTML and text rules, safety, templates, previews.
 
-Golden files live in tests/golden/<slug>/<variant>.{txt,html}. After a deliberate change to the
-templates or the seed issue, rewrite them and review the diff:
+Golden files live in tests/golden/<slug>/<variant>.{txt,html}; their input is a copy of the seed
+issue in tests/fixtures/campaigns/<slug>/, not the demo's campaign. After a deliberate change to the
+templates or that copy, rewrite them and review the diff:
 
     MAILER_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_render.py
 
@@ -23,17 +24,16 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_runner import MailerCli
 from seed import SEED_HIGHLIGHTS
 from sqlalchemy import select
 
 from mailer.audience.addresses import address_hash
 from mailer.audience.shape import Shape
-from mailer.cli import cli
 from mailer.compose import compose, compose_all
-from mailer.content import Alert, Item, Link, LoadedIssue, Newsletter, load_issue
 from mailer.db import Database
 from mailer.errors import RenderError
+from mailer.issue import Alert, Item, Link, LoadedIssue, Newsletter, load_issue
 from mailer.models import Interest, Member, MemberInterest, Region
 from mailer.preview import PreviewRequest, preview, watch, watched_files
 from mailer.render import RenderedVariant, Renderer, long_lines, markdown, markdown_text
@@ -43,7 +43,8 @@ from mailer.slots import SLOTS, fill_slots
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SEED_SLUG = "2025-11-kent-network"
-SEED_PATH = REPO / "campaigns" / SEED_SLUG / "issue.yaml"
+# The golden files' input: a copy of the demo's newsletter, so that editing the demo leaves them alone.
+SEED_PATH = Path(__file__).resolve().parent / "fixtures" / "campaigns" / SEED_SLUG / "issue.yaml"
 ALERT_PATH = REPO / "campaigns" / "2025-11-echr-alert" / "issue.yaml"
 UPDATE = os.environ.get("MAILER_UPDATE_GOLDEN", "") not in ("", "0")
 
@@ -533,7 +534,7 @@ def test_preview_region_and_interest(golden_settings: Settings, shape: Shape, tm
 
 
 def test_preview_member_and_index_from_the_database(
-    db: Database, settings: Settings, shape: Shape, database_url: str
+    db: Database, settings: Settings, shape: Shape, mailer_cli: MailerCli
 ) -> None:
     seed_workspace(settings)
     with db.session() as session:
@@ -549,19 +550,15 @@ def test_preview_member_and_index_from_the_database(
             session.flush()
             if email == "ann@example.org":
                 session.add(MemberInterest(member_id=m.id, interest_id=refugees.id))
-    runner = CliRunner()
-    env = {"MAILER_DATABASE_URL": database_url, "MAILER_SECRET": "x"}
     base = ["-w", str(settings.workspace), "campaigns", "preview", SEED_SLUG]
     out = settings.workspace / "out"
-    result = runner.invoke(
-        cli, [*base, "--member", "Ann@Example.org", "-o", str(out), "--format", "text"], env=env
-    )
+    result = mailer_cli(*base, "--member", "Ann@Example.org", "-o", str(out), "--format", "text")
     assert result.exit_code == 0, result.output
     (written,) = out.glob("member-*.txt")
     text = written.read_text(encoding="utf-8")
     assert "Dear Ann Lee," in text and "\nREFUGEES\n" in text
 
-    result = runner.invoke(cli, base, env=env)
+    result = mailer_cli(*base)
     assert result.exit_code == 0, result.output
     folder = settings.workspace / "preview" / SEED_SLUG
     index = (folder / "index.html").read_text(encoding="utf-8")
@@ -571,7 +568,7 @@ def test_preview_member_and_index_from_the_database(
         (folder / f"{k}.html").exists() and (folder / f"{k}.txt").exists() for k in keys
     )
 
-    missing = runner.invoke(cli, [*base, "--member", "nobody@example.org"], env=env)
+    missing = mailer_cli(*base, "--member", "nobody@example.org")
     assert missing.exit_code != 0 and "no member 'nobody@example.org'" in missing.output
 
 
@@ -581,11 +578,11 @@ def test_preview_rejects_unknown_names_and_bad_combinations(
     root = golden_settings.workspace
     shutil.copytree(REPO / "lists", root / "lists", ignore=shutil.ignore_patterns("members.csv"))
     seed_workspace(golden_settings)
-    runner = CliRunner()
+    mailer_cli = MailerCli(os.environ)
     base = ["-w", str(root), "campaigns", "preview", SEED_SLUG, "-o", str(tmp_path / "o")]
-    bad = runner.invoke(cli, [*base, "--region", "kentt"])
+    bad = mailer_cli(*base, "--region", "kentt")
     assert bad.exit_code == 2 and "did you mean 'kent'" in bad.output
-    both = runner.invoke(cli, [*base, "--all", "--member", "a@example.org"])
+    both = mailer_cli(*base, "--all", "--member", "a@example.org")
     assert both.exit_code == 2 and "cannot be combined" in both.output
 
 

@@ -11,8 +11,6 @@ import json
 import os
 import re
 import struct
-import subprocess
-import sys
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
@@ -20,19 +18,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cli_runner import MailerCli
 from conftest import launch_chromium
 from smtp_server import SmtpTestServer
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
 from test_inbound import SLUG, Sent, add_campaign, add_members, corpus_for, make_maildir, sent_of
 
-from mailer import delivery
+from mailer import sending as delivery
 from mailer.audience import suppression
 from mailer.audience.addresses import address_hash, normalise
 from mailer.audience.shape import Shape
 from mailer.db import Database
 from mailer.models import Delivery, Member, Region, Suppression, Variant
-from mailer.report import Figures, campaign_report, history, page_data, render_page
+from mailer.reports import Figures, campaign_report, history, page_data, render_page
 from mailer.settings import Settings
 from mailer.transport import open_transport
 from mailer.web import create_app
@@ -152,14 +151,6 @@ def expected_figures(db: Database, scenario: Scenario, by: str) -> dict[str, dic
     return {k: {name: c.get(name, 0) for name in Figures.names()} for k, c in out.items()}
 
 
-def run_cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "mailer", *args], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def test_report_counts_a_send_with_refusals_and_bounces(
     db: Database,
     settings: Settings,
@@ -167,13 +158,15 @@ def test_report_counts_a_send_with_refusals_and_bounces(
     workspace: Path,
     tmp_path: Path,
     smtp_server: SmtpTestServer,
-    env: dict[str, str],
+    mailer_cli: MailerCli,
 ) -> None:
     scenario = run_scenario(db, settings, shape, workspace, tmp_path, smtp_server)
 
-    processed = json.loads(run_cli(env, "inbound", "process", str(scenario.maildir), "--json"))
+    processed = json.loads(
+        mailer_cli("inbound", "process", str(scenario.maildir), "--json", check=True).stdout
+    )
     assert (processed["messages"], processed["new"], processed["suppressed"]) == (10, 10, 5)
-    again = json.loads(run_cli(env, "inbound", "process", str(scenario.maildir), "--json"))
+    again = json.loads(mailer_cli("inbound", "process", str(scenario.maildir), "--json", check=True).stdout)
     assert again["messages"] == 0
 
     deliveries = len(scenario.sent.deliveries)
@@ -202,10 +195,12 @@ def test_report_counts_a_send_with_refusals_and_bounces(
             assert not suppression.is_suppressed(session, email), email
 
     html_file = tmp_path / "report.html"
-    data = json.loads(run_cli(env, "campaigns", "report", SLUG, "--json", "--html", str(html_file)))
+    data = json.loads(
+        mailer_cli("campaigns", "report", SLUG, "--json", "--html", str(html_file), check=True).stdout
+    )
     assert data["total"] == expected_total
     assert {r["region"] for r in data["by_region"]} == {r.key for r in report.by_region}
-    text = run_cli(env, "campaigns", "report", SLUG)
+    text = mailer_cli("campaigns", "report", SLUG, check=True).stdout
     assert re.search(r"Hard bounces\s+4\b", text) and re.search(r"Unsubscribes\s+2\b", text)
 
     html = html_file.read_text(encoding="utf-8")
@@ -217,7 +212,7 @@ def test_report_counts_a_send_with_refusals_and_bounces(
         assert f'<title id="{chart}-title">' in svg.group(0) and f'<desc id="{chart}-desc">' in svg.group(0)
     assert "4</span> Hard bounces" in html
 
-    history_data = json.loads(run_cli(env, "lists", "history", "--json"))
+    history_data = json.loads(mailer_cli("lists", "history", "--json", check=True).stdout)
     joined = sum(m["joined"] for m in history_data["months"])
     assert joined == 150 - 0  # every imported member joined in the window
     assert sum(m["left"] for m in history_data["months"]) == len(scenario.suppressed)
@@ -347,8 +342,8 @@ def test_report_html_shows_its_charts_in_chromium(
     tmp_path: Path,
     smtp_server: SmtpTestServer,
 ) -> None:
-    from mailer.charts import COLOURS
     from mailer.inbound import process_source
+    from mailer.reports.charts import COLOURS
 
     scenario = run_scenario(db, settings, shape, workspace, tmp_path, smtp_server)
     process_source(db, settings, scenario.maildir)

@@ -7,13 +7,12 @@ import io
 import json
 import os
 import random
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from cli_runner import MailerCli
 from sqlalchemy import select
 
 from mailer.audience.addresses import hash_of
@@ -506,13 +505,7 @@ def test_export_refuses_a_bad_expression_before_writing(db: Database, shape: Sha
 # The command line
 
 
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", "lists", *args], env=env, capture_output=True, text=True, check=False
-    )
-
-
-def test_cli_count_json(db: Database, shape: Shape, people: list[Person], env: dict[str, str]) -> None:
+def test_cli_count_json(db: Database, shape: Shape, people: list[Person], mailer_cli: MailerCli) -> None:
     expression = 'region:kent and (interest:refugees or interest:womens-rights) and not field.student = "yes"'
     expected = sum(
         1
@@ -522,11 +515,11 @@ def test_cli_count_json(db: Database, shape: Shape, people: list[Person], env: d
         and {"refugees", "womens-rights"} & p.interests
         and p.fields.get("student") != "yes"
     )
-    result = run(env, "count", "--json", expression)
-    assert result.returncode == 0, result.stderr
+    result = mailer_cli("lists", "count", "--json", expression)
+    assert result.exit_code == 0, result.stderr
     assert result.stdout == json.dumps({"count": expected}) + "\n"
     assert json.loads(result.stdout) == {"count": expected}
-    plain = run(env, "count", "kent-refugees")
+    plain = mailer_cli("lists", "count", "kent-refugees")
     assert plain.stdout.strip() == str(
         sum(
             1
@@ -536,38 +529,38 @@ def test_cli_count_json(db: Database, shape: Shape, people: list[Person], env: d
     )
 
 
-def test_cli_count_errors(db: Database, env: dict[str, str]) -> None:
-    result = run(env, "count", "region:kent and")
-    assert result.returncode == 2
+def test_cli_count_errors(db: Database, mailer_cli: MailerCli) -> None:
+    result = mailer_cli("lists", "count", "region:kent and")
+    assert result.exit_code == 2
     assert "column 16" in result.stderr
     assert "    region:kent and\n" in result.stderr and "                   ^" in result.stderr
-    result = run(env, "count", "interest:refugee")
-    assert result.returncode == 2
+    result = mailer_cli("lists", "count", "interest:refugee")
+    assert result.exit_code == 2
     assert "did you mean 'refugees'" in result.stderr
     assert result.stdout == ""
 
 
 def test_cli_export_to_file_and_stdout(
-    db: Database, shape: Shape, people: list[Person], env: dict[str, str], tmp_path: Path
+    db: Database, shape: Shape, people: list[Person], mailer_cli: MailerCli, tmp_path: Path
 ) -> None:
     target = tmp_path / "kent.csv"
-    result = run(env, "export", "--segment", "region:kent", "-o", str(target))
-    assert result.returncode == 0, result.stderr
+    result = mailer_cli("lists", "export", "--segment", "region:kent", "-o", str(target))
+    assert result.exit_code == 0, result.stderr
     expected = expected_rows(people, lambda p: in_region(shape, p, "kent"))
     rows = list(csv.reader(target.open(newline="", encoding="utf-8")))
     assert rows[1:] == expected
     assert f"wrote {len(expected)} member(s)" in result.stderr
-    everyone = run(env, "export")
+    everyone = mailer_cli("lists", "export")
     rows = list(csv.reader(io.StringIO(everyone.stdout)))
     assert rows[0][0] == "email"
     assert len(rows) - 1 == sum(not p.suppressed for p in people)
-    bad = run(env, "export", "--segment", "region:", "-o", str(tmp_path / "never.csv"))
-    assert bad.returncode == 2
+    bad = mailer_cli("lists", "export", "--segment", "region:", "-o", str(tmp_path / "never.csv"))
+    assert bad.exit_code == 2
     assert not (tmp_path / "never.csv").exists()
 
 
 def test_cli_help_shows_the_syntax() -> None:
     for command in ("count", "export"):
-        result = run(dict(os.environ), command, "--help")
-        assert result.returncode == 0
+        result = MailerCli(os.environ)("lists", command, "--help")
+        assert result.exit_code == 0
         assert "interest:refugees" in result.stdout and 'field.student = "yes"' in result.stdout

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
+from cli_runner import MailerCli
 from sqlalchemy import select
 
 from mailer.audience.addresses import hash_of
@@ -94,10 +93,10 @@ def test_stats_of_an_empty_database(db: Database, shape: Shape) -> None:
     assert all(r.total_members == 0 for r in result.regions)
 
 
-def test_cli_stats(db: Database, env: dict[str, str]) -> None:
+def test_cli_stats(db: Database, mailer_cli: MailerCli) -> None:
     insert(db)
-    run = [sys.executable, "-m", "mailer", "lists", "stats"]
-    as_json = subprocess.run([*run, "--json"], env=env, capture_output=True, text=True, check=True)
+    run = ["lists", "stats"]
+    as_json = mailer_cli(*run, "--json", check=True)
     data = json.loads(as_json.stdout)
     assert (data["members"], data["suppressed"], data["reachable"], data["suppressions"]) == (10, 3, 7, 4)
     kent = next(r for r in data["regions"] if r["slug"] == "kent")
@@ -113,7 +112,7 @@ def test_cli_stats(db: Database, env: dict[str, str]) -> None:
         "reachable": 1,
         "total_reachable": 3,
     }
-    table = subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout
+    table = mailer_cli(*run, check=True).stdout
     lines = table.splitlines()
     assert lines[0].split() == ["Region", "Members", "Suppressed", "Own", "Own", "supp."]
     kent_line = next(line for line in lines if line.strip().startswith("Kent "))

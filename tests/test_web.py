@@ -41,16 +41,16 @@ with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the 
 
 from mailer import tokens
 from mailer.audience.addresses import address_hash, normalise
+from mailer.audience.consent import SignupData
 from mailer.audience.shape import Shape
 from mailer.audience.suppression import is_suppressed, suppress
 from mailer.compose import compose
-from mailer.content import load_issue
 from mailer.db import Database
+from mailer.issue import load_issue
 from mailer.models import Campaign, ConsentEvent, Interest, Member, Region, Suppression, Variant
 from mailer.render import Renderer, browser_url
 from mailer.settings import Settings
 from mailer.web import confirmation, create_app
-from mailer.web.confirmation import SignupData
 from mailer.web.context import Limits
 from mailer.web.writes import write, writer_database
 

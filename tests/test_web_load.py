@@ -15,12 +15,14 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 from smtp_server import SmtpTestServer
 from sqlalchemy import select
 from test_delivery import SLUG, add_campaign, add_members
 
-from mailer import delivery, tokens
+from mailer import sending as delivery
+from mailer import tokens
 from mailer.audience.shape import Shape
 from mailer.db import Database
 from mailer.models import ConsentEvent, Delivery, Member, Suppression
@@ -33,6 +35,8 @@ BATCH = 200
 # A message already claimed when its member unsubscribes may still go out: that is the batch in
 # flight. It reaches the server within seconds of the claim; anything later is a failure.
 GRACE_SECONDS = 5.0
+
+pytestmark = pytest.mark.load
 
 
 def _bench_web():  # type: ignore[no-untyped-def]

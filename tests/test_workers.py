@@ -24,19 +24,21 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from cli_runner import MailerCli
 from conftest import REPO, TEST_SECRET, _empty_pg
 from smtp_server import SmtpTestServer
 from sqlalchemy import select
 
-from mailer import delivery
+from mailer import sending as delivery
 from mailer.audience.importer import import_csv
 from mailer.audience.shape import Shape, load_shape, sync
 from mailer.audience.synthetic import generate, write_csv
 from mailer.db import Database, open_database
 from mailer.errors import DeliveryError
 from mailer.models import Campaign, Delivery, Member
+from mailer.sending import Worker
 from mailer.settings import Settings, load
-from mailer.worker import Worker, buckets_for, take_tokens
+from mailer.transport.shared_limits import buckets_for, take_tokens
 
 SLUG = "2025-11-echr-alert"
 LEASE = 3.0
@@ -176,20 +178,9 @@ def workers_factory(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Worke
         w.stop_all()
 
 
-def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def cli_json(env: dict[str, str], *args: str) -> object:
-    out = run_cli(env, *args, "--json")
-    assert out.returncode == 0, out.stderr
+    out = MailerCli(env)(*args, "--json")
+    assert out.exit_code == 0, out.stderr
     return json.loads(out.stdout)
 
 
@@ -224,6 +215,7 @@ def health(env: dict[str, str]) -> dict[str, dict[str, object]]:
 # three workers, 30,000 deliveries, one of them killed
 
 
+@pytest.mark.load
 def test_three_workers_share_a_campaign_and_survive_a_kill(
     pg_workspace: PgWorkspace,
     smtp_server: SmtpTestServer,
@@ -238,7 +230,7 @@ def test_three_workers_share_a_campaign_and_survive_a_kill(
     assert isinstance(queued, dict)
     assert queued["status"] == "sending" and queued["pending"] == len(everyone)
     assert queued["workers_alive"] == []
-    human = run_cli(env, "campaigns", "status", SLUG)
+    human = MailerCli(env)("campaigns", "status", SLUG)
     assert "sending" in human.stdout
     assert not smtp_server.messages  # nothing is sent without a worker
 
@@ -309,6 +301,7 @@ def sample_counts(server: SmtpTestServer, seconds: float) -> list[tuple[float, i
     return out
 
 
+@pytest.mark.load
 def test_scheduled_send_starts_on_time_and_pause_resume_act_on_every_worker(
     pg_workspace: PgWorkspace,
     smtp_server: SmtpTestServer,
@@ -354,6 +347,7 @@ def test_scheduled_send_starts_on_time_and_pause_resume_act_on_every_worker(
     assert statuses(ws.db) == Counter({"sent": len(everyone)})
 
 
+@pytest.mark.load
 def test_cancel_stops_every_worker_and_cancels_claimed_batches(
     pg_workspace: PgWorkspace,
     smtp_server: SmtpTestServer,
@@ -391,11 +385,12 @@ def test_cancel_stops_every_worker_and_cancels_claimed_batches(
     assert not {email for _, status, email in rows if status == "cancelled"} & set(got)
     claimed_status = Counter(status for i, status, _ in rows if i in claimed)
     assert claimed_status["cancelled"] > 0  # claimed, not yet sent: cancelled, and never sent
-    refused = run_cli(env, "campaigns", "resume", SLUG)
-    assert refused.returncode != 0 and "cancelled" in refused.stderr
+    refused = MailerCli(env)("campaigns", "resume", SLUG)
+    assert refused.exit_code != 0 and "cancelled" in refused.stderr
     assert campaign_status(ws.db) == "cancelled"
 
 
+@pytest.mark.load
 def test_the_rate_limit_is_shared_by_every_worker_and_sigterm_stops_cleanly(
     pg_workspace: PgWorkspace,
     smtp_server: SmtpTestServer,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from mailer import delivery, tokens
+from mailer import sending as delivery
+from mailer import tokens
 from mailer.audience.importer import import_csv
 from mailer.audience.shape import load_shape, sync
 from mailer.audience.stats import stats

@@ -1,14 +1,16 @@
 """Inbound mail: the fixture corpus classified, then processed into suppressions and bounce records,
 once, from a Maildir and from an mbox file, on SQLite and PostgreSQL.
 
-The corpus (tests/fixtures/bounces/, see its README) names deliveries 1001-1010 by VERP and example
-members; ``adapt`` rewrites a fixture to a real delivery and member of the test's database.
+The corpus (tests/fixtures/bounces/, see its README) names deliveries 1001-1010 by signed VERP tags
+(made with ``FIXTURE_KEY``) and example members; ``adapt`` rewrites a fixture to a real delivery, its
+tag under the test's key, and its member. Forged and malformed mail: tests/hostile/test_mail.py.
 """
 
 from __future__ import annotations
 
 import mailbox
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -38,6 +40,8 @@ from mailer.settings import Settings
 CORPUS = Path(__file__).resolve().parent / "fixtures" / "bounces"
 SLUG = "2025-11-kent-network"
 LIST_DOMAIN = "lists.example.org"
+#: The key the corpus's VERP tags are signed with (see its README).
+FIXTURE_KEY = "bounce-fixtures-key: not a secret, only for tests/fixtures/bounces"
 
 
 @dataclass(frozen=True)
@@ -80,22 +84,28 @@ def test_the_table_covers_the_corpus() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_fixture_is_classified(name: str) -> None:
     expect = EXPECTED[name]
-    c = classify((CORPUS / name).read_bytes(), LIST_DOMAIN)
+    c = classify((CORPUS / name).read_bytes(), LIST_DOMAIN, keys=[FIXTURE_KEY])
     assert c.kind == expect.kind, c.reason
     assert c.status == expect.status
     assert c.delivery_id == expect.delivery_id
+    assert c.proof == ("verp" if expect.delivery_id is not None else "")
+    # Without the key, the same tags name nothing.
+    assert classify((CORPUS / name).read_bytes(), LIST_DOMAIN, keys=["another-key"]).proof != "verp"
     reported = [f.recipient for f in c.failures] or ([c.complainant] if c.complainant else [])
     assert reported == ([expect.reported] if expect.reported else [])
     if expect.kind == "unsubscribe":
         assert c.token == "TOKEN"
 
 
-def test_the_delivery_is_found_by_message_id_without_verp() -> None:
+def test_the_delivery_is_named_by_the_returned_message_id_without_verp() -> None:
     raw = (CORPUS / "postfix-user-unknown.eml").read_bytes()
-    raw = raw.replace(b"bounces+1001@lists.example.org", b"newsletter@example.org")
-    c = classify(raw, LIST_DOMAIN)
-    assert c.kind == "hard-bounce" and c.delivery_id == 1001  # from <d1001.…@lists.example.org>
-    assert classify(raw.replace(b"<d1001.", b"<x1001."), LIST_DOMAIN).delivery_id is None
+    raw = re.sub(rb"bounces\+1001-[a-z2-7]+@lists\.example\.org", b"newsletter@example.org", raw)
+    c = classify(raw, LIST_DOMAIN, keys=[FIXTURE_KEY])
+    # From <d1001.…@lists.example.org> in the message/rfc822 part: process checks it against the database.
+    assert c.kind == "hard-bounce" and c.delivery_id == 1001 and c.proof == "message-id"
+    assert c.quoted_message_id == "<d1001.2025-11-kent-network@lists.example.org>"
+    unnamed = classify(raw.replace(b"<d1001.", b"<x1001."), LIST_DOMAIN, keys=[FIXTURE_KEY])
+    assert unnamed.delivery_id is None and unnamed.proof == "" and unnamed.kind == "hard-bounce"
 
 
 @pytest.mark.parametrize(
@@ -117,16 +127,59 @@ def test_reply_status(code: int | None, text: str, status: str, kind: str) -> No
 
 def test_a_bounce_without_failed_action_is_not_a_failure() -> None:
     raw = (CORPUS / "postfix-user-unknown.eml").read_bytes().replace(b"Action: failed", b"Action: delivered")
-    assert classify(raw, LIST_DOMAIN).kind != "hard-bounce"
+    assert classify(raw, LIST_DOMAIN, keys=[FIXTURE_KEY]).kind != "hard-bounce"
 
 
 def test_a_persons_reply_is_not_a_bounce() -> None:
+    to = tokens.VERP_PREFIX + tokens.verp_tag(12, LIST_DOMAIN, keys=[FIXTURE_KEY]) + "@" + LIST_DOMAIN
     raw = (
-        b"From: Jo <jo@example.org>\nTo: bounces+12@lists.example.org\nSubject: Re: Kent Network newsletter\n"
-        b"Message-ID: <reply-1@example.org>\n\nThanks! The mailbox is full of good news. 550 5.1.1 ha.\n"
+        f"From: Jo <jo@example.org>\nTo: {to}\nSubject: Re: Kent Network newsletter\n"
+        "Message-ID: <reply-1@example.org>\n\nThanks! The mailbox is full of good news. 550 5.1.1 ha.\n"
+    ).encode()
+    c = classify(raw, LIST_DOMAIN, keys=[FIXTURE_KEY])
+    assert c.kind == "unknown" and c.delivery_id == 12 and c.proof == "verp"
+    # The unsigned form of earlier versions names nothing.
+    unsigned = classify(
+        raw.replace(to.encode(), b"bounces+12@lists.example.org"), LIST_DOMAIN, keys=[FIXTURE_KEY]
     )
-    c = classify(raw, LIST_DOMAIN)
-    assert c.kind == "unknown" and c.delivery_id == 12
+    assert unsigned.delivery_id is None and "no signature" in unsigned.unproven
+
+
+def test_an_unreadable_mail_is_quarantined_unless_its_headers_say_unsubscribe() -> None:
+    unsubscribe = (CORPUS / "mailto-unsubscribe.eml").read_bytes()
+    head, _, _body = unsubscribe.partition(b"\n\n")
+    head = b"\n".join(line for line in head.split(b"\n") if not line.lower().startswith(b"content-type"))
+    poison = b'Content-Type: text/plain; charset="x-no-such-charset"\n\n\xff\xfe stop\n'
+    c = classify(head + b"\n" + poison, LIST_DOMAIN)
+    assert c.kind == "unsubscribe" and c.token == "TOKEN" and "x-no-such-charset" in c.reason
+    other = classify(head.replace(b"unsubscribe+TOKEN@", b"someone@") + b"\n" + poison, LIST_DOMAIN)
+    assert (
+        other.kind == "quarantined" and other.reason == "unknown charset 'x-no-such-charset' in a text part"
+    )
+    assert other.message_id == "<CAF1unsub20251117192000@mail.example.org>"
+
+
+def test_verp_tags_are_signed_short_and_case_insensitive() -> None:
+    new, old = "a-newer-key-for-the-verp-tests", FIXTURE_KEY
+    address = verp(325_000, [old])
+    assert address == verp(325_000, [old]) and address != verp(325_001, [old]) != verp(325_000, [new])
+    local = address.partition("@")[0]
+    assert local.islower() and len(local) <= 64
+    assert len(verp(tokens.MAX_ID, [old]).partition("@")[0]) == 41
+    for spelling in (address, address.upper(), f"<{address.title()}>"):
+        tag = tokens.read_verp(spelling, LIST_DOMAIN, keys=[new, old])  # rotated: the old key still verifies
+        assert tag == tokens.VerpTag(325_000, True)
+    assert tokens.read_verp(address, LIST_DOMAIN, keys=[new]) == tokens.VerpTag(
+        325_000, False, "a bad signature (not made with any of our keys)"
+    )
+    unsigned = tokens.read_verp("bounces+325000@lists.example.org", LIST_DOMAIN, keys=[old])
+    assert unsigned is not None and not unsigned.verified and "no signature" in unsigned.reason
+    # Another id with the same MAC, another domain, or not a VERP address at all.
+    mac = local.rpartition("-")[2]
+    moved = tokens.read_verp(f"bounces+325001-{mac}@{LIST_DOMAIN}", LIST_DOMAIN, keys=[old])
+    assert moved is not None and not moved.verified
+    assert tokens.read_verp(address.replace(LIST_DOMAIN, "example.net"), LIST_DOMAIN, keys=[old]) is None
+    assert tokens.read_verp(f"unsubscribe+{mac}@{LIST_DOMAIN}", LIST_DOMAIN, keys=[old]) is None
 
 
 # -- with a database ----------------------------------------------------------------------------------
@@ -160,12 +213,27 @@ def sent_of(db: Database, campaign_id: int) -> Sent:
     return Sent(campaign_id, {e: d for e, d, _m in rows}, {e: m for e, _d, m in rows})
 
 
-def adapt(name: str, delivery_id: int, address: str, *, token: str = "", message_id: str = "") -> bytes:
-    """A fixture rewritten to name ``delivery_id`` and member ``address`` (and a real token)."""
+def verp(delivery_id: int, keys: list[str]) -> str:
+    """The signed envelope sender of ``delivery_id`` (what the engine sends as MAIL FROM)."""
+    return f"{tokens.VERP_PREFIX}{tokens.verp_tag(delivery_id, LIST_DOMAIN, keys=keys)}@{LIST_DOMAIN}"
+
+
+def adapt(
+    name: str,
+    delivery_id: int,
+    address: str,
+    *,
+    keys: list[str],
+    token: str = "",
+    message_id: str = "",
+) -> bytes:
+    """A fixture rewritten to name ``delivery_id`` (its VERP tag signed with ``keys``, and its
+    Message-ID) and member ``address`` (and a real token)."""
     expect = EXPECTED[name]
     raw = (CORPUS / name).read_bytes()
     if expect.delivery_id is not None:
-        raw = raw.replace(f"bounces+{expect.delivery_id}@".encode(), f"bounces+{delivery_id}@".encode())
+        pattern = rf"bounces\+{expect.delivery_id}-[a-z2-7]{{16}}@lists\.example\.org".encode()
+        raw = re.sub(pattern, verp(delivery_id, keys).encode(), raw)
         raw = raw.replace(f"<d{expect.delivery_id}.".encode(), f"<d{delivery_id}.".encode())
     raw = raw.replace(expect.member.encode(), address.encode())
     if token:
@@ -189,7 +257,7 @@ def corpus_for(
         token = tokens.sign(
             "unsubscribe", sent.member_ids[email], keys=settings.secrets, campaign=sent.campaign_id
         )
-        out[name] = (email, adapt(name, sent.deliveries[email], email, token=token))
+        out[name] = (email, adapt(name, sent.deliveries[email], email, keys=settings.secrets, token=token))
     return out
 
 
@@ -303,32 +371,47 @@ def test_an_mbox_is_left_alone_and_processed_once(
     assert path.stat().st_size == size
 
 
-def test_soft_bounces_suppress_after_the_limit_within_the_window(
+def another_campaign(db: Database, settings: Settings, shape: Shape, workspace: Path, slug: str) -> Sent:
+    """The same issue sent again as ``slug``: one more delivery to each member."""
+    shutil.copytree(workspace / "campaigns" / SLUG, workspace / "campaigns" / slug)
+    enqueued = delivery.enqueue(db, delivery.prepare(db, settings, shape, slug))
+    return sent_of(db, enqueued.campaign_id)
+
+
+def test_soft_bounces_of_distinct_deliveries_suppress_after_the_limit_within_the_window(
     db: Database, settings: Settings, shape: Shape, workspace: Path, tmp_path: Path
 ) -> None:
     assert (settings.soft_bounce_limit, settings.soft_bounce_days) == (3, 30)
-    sent = enqueue(db, settings, shape, workspace, tmp_path)
-    email = sorted(sent.deliveries)[0]
+    first = enqueue(db, settings, shape, workspace, tmp_path)
+    more = [another_campaign(db, settings, shape, workspace, f"2025-12-kent-network-{n}") for n in (1, 2, 3)]
+    email = sorted(first.deliveries)[0]
+    a, b, c, d = (sent.deliveries[email] for sent in (first, *more))
     start = datetime(2026, 1, 1, tzinfo=UTC)
 
-    def bounce(n: int, when: datetime) -> str:
+    def bounce(delivery_id: int, n: int, when: datetime) -> str:
         raw = adapt(
-            "exim-mailbox-full.eml", sent.deliveries[email], email, message_id=f"soft-{n}@example.net"
+            "exim-mailbox-full.eml",
+            delivery_id,
+            email,
+            keys=settings.secrets,
+            message_id=f"soft-{n}@example.net",
         )
         return process_message(db, settings, raw, now=when).action
 
-    assert bounce(1, start) == "soft bounce 1 of 3"
+    assert bounce(a, 1, start) == "soft bounce 1 of 3"
+    # The same delivery bouncing again (a relay's second report) counts once.
+    assert bounce(a, 2, start + timedelta(days=1)) == "soft bounce 1 of 3"
     # 40 days later the first no longer counts.
-    assert bounce(2, start + timedelta(days=40)) == "soft bounce 1 of 3"
-    assert bounce(3, start + timedelta(days=45)) == "soft bounce 2 of 3"
+    assert bounce(b, 3, start + timedelta(days=40)) == "soft bounce 1 of 3"
+    assert bounce(c, 4, start + timedelta(days=45)) == "soft bounce 2 of 3"
     with db.session() as session:
         assert not suppression.is_suppressed(session, email)
-    assert bounce(4, start + timedelta(days=50)) == "suppressed (3 soft bounces)"
+    assert bounce(d, 5, start + timedelta(days=50)) == "suppressed (3 soft bounces)"
     with db.session() as session:
         row = suppression.suppression_of(
             session, session.scalar(select(Member.address_hash).where(Member.email == email))
         )
-        assert row is not None and row.reason == "hard-bounce" and row.campaign == SLUG
+        assert row is not None and row.reason == "hard-bounce" and row.campaign == "2025-12-kent-network-3"
         assert row.detail.startswith("3 soft bounces in 30 days; last: 5.2.2")
 
 
@@ -338,17 +421,20 @@ def test_mailed_unsubscribe_needs_a_valid_token(
     sent = enqueue(db, settings, shape, workspace, tmp_path)
     email = sorted(sent.deliveries)[3]
     member_id = sent.member_ids[email]
+    keys = settings.secrets
     forged = tokens.sign("unsubscribe", member_id, keys=["another-key"], campaign=sent.campaign_id)
-    wrong_purpose = tokens.sign("preferences", member_id, keys=settings.secrets, campaign=sent.campaign_id)
+    wrong_purpose = tokens.sign("preferences", member_id, keys=keys, campaign=sent.campaign_id)
     for n, token in enumerate((forged, wrong_purpose)):
-        raw = adapt("mailto-unsubscribe.eml", 0, email, token=token, message_id=f"bad-{n}@example.org")
+        raw = adapt(
+            "mailto-unsubscribe.eml", 0, email, keys=keys, token=token, message_id=f"bad-{n}@example.org"
+        )
         outcome = process_message(db, settings, raw)
         assert outcome.kind == "unsubscribe" and outcome.action.startswith("ignored: the unsubscribe token")
     with db.session() as session:
         assert not suppression.is_suppressed(session, email)
     # Upper-cased by a relay on the way: still the same token.
-    good = tokens.sign("unsubscribe", member_id, keys=settings.secrets, campaign=sent.campaign_id).upper()
-    outcome = process_message(db, settings, adapt("mailto-unsubscribe.eml", 0, email, token=good))
+    good = tokens.sign("unsubscribe", member_id, keys=keys, campaign=sent.campaign_id).upper()
+    outcome = process_message(db, settings, adapt("mailto-unsubscribe.eml", 0, email, keys=keys, token=good))
     assert outcome.action == "unsubscribed" and outcome.campaign == SLUG and outcome.member_id == member_id
     with db.session() as session:
         event = session.scalars(
@@ -359,26 +445,42 @@ def test_mailed_unsubscribe_needs_a_valid_token(
         assert (event.action, event.source, event.campaign) == ("unsubscribe", "mailto", SLUG)
 
 
-def test_a_bounce_without_verp_finds_the_member_by_address(
+def test_a_bounce_without_verp_acts_only_with_the_message_id_sent_to_the_address_it_names(
     db: Database, settings: Settings, shape: Shape, workspace: Path, tmp_path: Path
 ) -> None:
     sent = enqueue(db, settings, shape, workspace, tmp_path)
-    email = sorted(sent.deliveries)[5]
-    raw = adapt("postfix-user-unknown.eml", 0, email)
-    raw = raw.replace(b"bounces+0@lists.example.org", b"newsletter@example.org").replace(b"<d0.", b"<x0.")
+    email, other = sorted(sent.deliveries)[5:7]
+    raw = adapt("postfix-user-unknown.eml", sent.deliveries[email], email, keys=settings.secrets)
+    raw = re.sub(rb"bounces\+\d+-[a-z2-7]{16}@lists\.example\.org", b"newsletter@example.org", raw)
+    assert b"bounces+" not in raw
+
+    def suppressed(address: str) -> bool:
+        with db.session() as session:
+            return suppression.is_suppressed(session, address)
+
+    # The Message-ID of another member's delivery, or a made-up one: unverified, nothing changes.
+    wrong = raw.replace(f"<d{sent.deliveries[email]}.".encode(), f"<d{sent.deliveries[other]}.".encode())
+    outcome = process_message(db, settings, wrong.replace(b"20251117180411.3F1A", b"20251117180411.3F1C"))
+    assert outcome.kind == "unverified" and outcome.claimed == "hard-bounce" and not outcome.suppressed
+    assert "not a recipient this report names" in outcome.action
+    made_up = raw.replace(f".{SLUG}@".encode(), b".another-slug@")
+    outcome = process_message(db, settings, made_up.replace(b"20251117180411.3F1A", b"20251117180411.3F1D"))
+    assert outcome.kind == "unverified" and "is not the one delivery" in outcome.action
+    assert not suppressed(email) and not suppressed(other)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(BounceEvent)) == 0
+        kinds = set(session.scalars(select(InboundMessage.kind)))
+    assert kinds == {"unverified"}
+
+    # The Message-ID that delivery had, in the returned message, for the address the DSN names: acts.
     outcome = process_message(db, settings, raw)
-    assert outcome.kind == "hard-bounce" and outcome.delivery_id is None
+    assert outcome.kind == "hard-bounce" and outcome.delivery_id == sent.deliveries[email]
+    assert outcome.suppressed and outcome.campaign == SLUG
     with db.session() as session:
         row = suppression.suppression_of(
             session, session.scalar(select(Member.address_hash).where(Member.email == email))
         )
-        assert row is not None and row.reason == "hard-bounce" and row.campaign is None
-    # An address nobody on the list has: recorded, nothing suppressed.
-    stranger = raw.replace(email.encode(), b"nobody@example.net").replace(
-        b"20251117180411.3F1A", b"20251117180411.3F1B"
-    )
-    outcome = process_message(db, settings, stranger)
-    assert outcome.action.startswith("hard: no member found") and not outcome.suppressed
+        assert row is not None and row.reason == "hard-bounce" and row.campaign == SLUG
 
 
 def test_sources_refuse_what_they_cannot_read(tmp_path: Path) -> None:
@@ -507,7 +609,13 @@ def test_an_imap_folder_is_processed_once_and_flagged(
 ) -> None:
     sent = enqueue(db, settings, shape, workspace, tmp_path)
     corpus = corpus_for(sent, settings)
-    for n, (_email, raw) in enumerate(corpus.values()):
+    poison = (
+        b"From: someone@example.net\nTo: bounces@lists.example.org\nSubject: poison\n"
+        b"Message-ID: <poison-1@example.net>\nMIME-Version: 1.0\n"
+        b'Content-Type: text/plain; charset="x-no-such-charset"\n\nhello\n'
+    )
+    mails = [raw for _email, raw in corpus.values()] + [poison]
+    for n, raw in enumerate(mails):
         path = imap_server.maildir / "new" / f"{1763400000 + n}.M{n}P1.test"
         path.write_bytes(raw)
         os.chown(path, imap_server.uid, imap_server.gid)
@@ -515,12 +623,16 @@ def test_an_imap_folder_is_processed_once_and_flagged(
     with pytest.raises(MailerError, match="cannot read"):
         process_source(db, settings, imap_server.url, imap_password="wrong")
     first = process_source(db, settings, imap_server.url, imap_password=imap_server.password)
-    assert first.messages == len(EXPECTED) and first.duplicates == 0 and first.suppressed == 5
+    assert first.messages == len(mails) and first.duplicates == 0 and first.suppressed == 5
+    assert first.quarantined == 1
     before = snapshot(db)
     # Flagged on the server: the second run reads nothing.
     second = process_source(db, settings, imap_server.url, imap_password=imap_server.password)
     assert second.messages == 0
     assert snapshot(db) == before
-    # The messages are still there, marked read (Dovecot keeps the flags in the file names).
-    names = [p.name for p in (imap_server.maildir / "cur").iterdir()]
-    assert len(names) == len(EXPECTED) and all("S" in name.rpartition(":2,")[2] for name in names)
+    # The messages are still there, marked read (Dovecot keeps the flags in the file names), but for
+    # the quarantined one: left unread for a person, with its keyword.
+    flags = [p.name.rpartition(":2,")[2] for p in (imap_server.maildir / "cur").iterdir()]
+    assert len(flags) == len(mails) and sum("S" not in f for f in flags) == 1
+    keywords = (imap_server.maildir / "dovecot-keywords").read_text()
+    assert "$MailerQuarantined" in keywords and "$MailerProcessed" in keywords

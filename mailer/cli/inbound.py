@@ -12,6 +12,9 @@ from mailer.cli import App, cli, emit, json_option, pass_app
 if TYPE_CHECKING:
     from mailer.inbound import ProcessReport
 
+#: ``inbound process`` exits with this status when it quarantined a mail (it still processed the rest).
+EXIT_QUARANTINED = 4
+
 
 @cli.group("inbound")
 def inbound_group() -> None:
@@ -22,14 +25,21 @@ def _show(report: ProcessReport) -> None:
     for o in report.outcomes:
         where = f" delivery {o.delivery_id}" if o.delivery_id else ""
         campaign = f" ({o.campaign})" if o.campaign else ""
-        status = f" {o.status}" if o.status else ""
+        status = f" {o.status}" if o.status and o.kind != "unverified" else ""
         click.echo(f"{o.key}: {o.kind}{status}{where}{campaign}: {o.action}")
     new = report.messages - report.duplicates
     kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(report.by_kind.items())) or "nothing new"
     click.echo(
         f"{report.messages} message(s) in {report.source}: {new} new ({kinds}), "
-        f"{report.duplicates} seen before; {report.suppressed} address(es) suppressed."
+        f"{report.duplicates} seen before; {report.suppressed} address(es) suppressed; "
+        f"{report.unverified} unverified (changed nothing); {report.quarantined} quarantined."
     )
+    if report.quarantined:
+        click.echo(
+            f"{report.quarantined} message(s) could not be read and were set aside (a Maildir's "
+            ".quarantine folder; IMAP: flagged $MailerQuarantined); the reasons are above.",
+            err=True,
+        )
 
 
 @inbound_group.command("process")
@@ -42,15 +52,28 @@ def process_command(app: App, source: str, as_json: bool) -> None:
 
     \b
     Hard bounces (5.1.x) and complaints suppress the member at once; soft bounces (4.x.x, 5.2.2)
-    after soft_bounce_limit within soft_bounce_days; policy blocks (5.7.x) count against the
-    campaign only; mail to unsubscribe+TOKEN@ unsubscribes; auto-replies are ignored.
+    after soft_bounce_limit distinct deliveries within soft_bounce_days; policy blocks (5.7.x)
+    count against the campaign only; mail to unsubscribe+TOKEN@ with a valid token unsubscribes;
+    auto-replies are ignored. A bounce or complaint acts only if it proves it answers a message
+    we sent (its signed VERP tag, or the Message-ID we sent to the recipient it names); any other
+    is recorded as unverified and changes nothing.
+    A mail that cannot be read (too large, too deeply nested, broken MIME, unknown charset) is
+    quarantined: moved into the Maildir's .quarantine folder (IMAP: flagged $MailerQuarantined;
+    mbox: recorded), and the run goes on.
     Processed mail moves into the Maildir's .processed folder (IMAP: flagged); a mail seen
     before is never acted on twice, so running this again changes nothing.
+
+    \b
+    Exit status: 0 when every mail was processed; 4 when any was quarantined by this run
+    (the others were processed); 1 or 2 for an error that stopped the run (e.g. an unreadable
+    source).
     """
     from mailer.inbound import process_source
 
     report = process_source(app.db, app.settings, source)
     emit(as_json, report.as_dict(), lambda: _show(report))
+    if report.quarantined:
+        click.get_current_context().exit(EXIT_QUARANTINED)
 
 
 @inbound_group.command("classify")
@@ -61,27 +84,37 @@ def process_command(app: App, source: str, as_json: bool) -> None:
 @pass_app
 def classify_command(app: App, files: tuple[Path, ...], as_json: bool) -> None:
     """Say what each mail FILE is (hard/soft bounce, policy, delay, complaint, unsubscribe,
-    auto-reply), without changing anything."""
+    auto-reply, or quarantined with the reason), and what proves the delivery it answers,
+    without changing anything."""
     from mailer.inbound import classify
+    from mailer.inbound.classify import NEEDS_PROOF
+    from mailer.inbound.sources import READ_LIMIT
 
     results = []
     for path in files:
-        c = classify(path.read_bytes(), app.settings.list_domain)
+        with path.open("rb") as f:
+            raw = f.read(READ_LIMIT)
+        c = classify(raw, app.settings.list_domain, keys=app.settings.secrets)
         results.append(
             {
                 "file": str(path),
                 "kind": c.kind,
                 "status": c.status,
                 "delivery_id": c.delivery_id,
+                "proof": c.proof,
+                "unproven": c.unproven,
                 "recipients": [f.recipient for f in c.failures] or ([c.complainant] if c.complainant else []),
                 "reason": c.reason,
             }
         )
 
     def human() -> None:
+        proofs = {"verp": "proof: signed VERP tag", "message-id": "proof: a quoted Message-ID, to check"}
         for r in results:
             status = f" {r['status']}" if r["status"] else ""
             delivery = f" delivery {r['delivery_id']}" if r["delivery_id"] else ""
-            click.echo(f"{r['file']}: {r['kind']}{status}{delivery} ({r['reason']})")
+            said = proofs.get(str(r["proof"]), f"unproven: {r['unproven']}")
+            said = f"; {said}" if r["kind"] in NEEDS_PROOF else ""
+            click.echo(f"{r['file']}: {r['kind']}{status}{delivery} ({r['reason']}){said}")
 
     emit(as_json, results, human)

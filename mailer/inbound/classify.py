@@ -1,5 +1,6 @@
 """What an inbound mail is: a bounce (hard, soft, policy), a delay, a complaint, a mailed
-unsubscribe, an auto-reply, or something else. Pure: bytes in, a ``Classification`` out.
+unsubscribe, an auto-reply, something else, or a mail to quarantine. Pure: bytes in, a
+``Classification`` out; it never raises on what a mail contains.
 
 The order of the checks matters, because real mail overlaps:
 
@@ -23,22 +24,25 @@ Each failure's kind follows its RFC 3463 status: ``5.1.x`` (bad address) is **ha
 else that failed (``4.x.x``, ``5.2.2`` mailbox full, other ``5.x.x``, or no code at all) is **soft**;
 a DSN with ``Action: delayed`` is a **delay**, a warning only. A report with no enhanced code but a
 basic ``5xx`` reply and unmistakable wording ("user unknown", "no such user", "doesn't have a …
-account", "does not exist") is read as ``5.1.1``.
+account", "does not exist") is read as ``5.1.1``. Each failure says where its address came from:
+a DSN's recipient fields, the ``X-Failed-Recipients`` header, or free text (which never acts).
 
-The delivery is found from the VERP address ``bounces+<id>@<list domain>`` wherever it appears
-(the bounce's own recipient headers, the returned message's Return-Path, the DSN's
-X-Postfix-Sender, the ARF Original-Mail-From), else from the returned message's Message-ID
-``<d<id>.<slug>@<list domain>>``: so a bounce for a forwarded address, which names an address the
-list never had, still finds its member.
+Whom it concerns is proved, not guessed (``mailer.inbound.evidence``): a signed VERP tag that
+verifies with ``keys`` names the delivery; else the returned message's quoted Message-ID names one,
+for ``process`` to check against the database. A VERP address found anywhere else, or unsigned, or
+signed with another key, names nothing.
+
+A mail ``mailer.inbound.parse`` will not read (too large, too deeply nested, broken MIME, an unknown
+charset), or that trips any error while being read, is **quarantined** with the reason; if its
+headers alone say it is a mailed unsubscribe, it is still that (its body does not matter).
 """
 
 from __future__ import annotations
 
-import email
 import email.errors
 import email.header
-import email.policy
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field, replace
 from email.message import Message
@@ -47,7 +51,8 @@ from typing import Final
 
 from flufl.bounce import all_failures
 
-from mailer.message import delivery_id_from_verp
+from mailer.inbound.evidence import RECIPIENT_HEADERS, Evidence, find_evidence
+from mailer.inbound.parse import Unparseable, parse, parse_headers, part_text, walk
 from mailer.tokens import token_from_mailto
 
 KINDS: Final = (
@@ -59,11 +64,15 @@ KINDS: Final = (
     "unsubscribe",
     "auto-reply",
     "unknown",
+    "quarantined",
 )
 """Every kind ``classify`` returns. Only hard-bounce, soft-bounce, complaint and unsubscribe act on a
-member; policy is recorded against the campaign; delay, auto-reply and unknown change nothing."""
+member, and only with proof; policy is recorded against the campaign; delay, auto-reply and unknown
+change nothing; a quarantined mail is set aside unread."""
 
 FAILURE_KINDS: Final = ("hard", "soft", "policy", "delay")
+#: Kinds that change a member or a campaign's figures, so need proof that they answer our message.
+NEEDS_PROOF: Final = ("hard-bounce", "soft-bounce", "policy", "delay", "complaint")
 
 STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
 BASIC_CODE_RE = re.compile(r"(?<!\d)([45]\d\d)(?:[ -]|$)")
@@ -80,7 +89,12 @@ AUTO_SUBJECT_RE = re.compile(
     re.IGNORECASE,
 )
 DAEMON_LOCALPARTS: Final = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon", "mdaemon")
-RECIPIENT_HEADERS: Final = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "to", "cc")
+
+# flufl.bounce logs a detector's exception with its traceback before raising it again; classify turns
+# that exception into a quarantine reason, so the log would only print a traceback to the terminal.
+_flufl_log = logging.getLogger("flufl.bounce")
+_flufl_log.addHandler(logging.NullHandler())
+_flufl_log.propagate = False
 
 
 @dataclass(frozen=True)
@@ -91,22 +105,26 @@ class Failure:
     status: str  # the RFC 3463 code, "5.1.1"; "" if none could be found
     kind: str  # hard, soft, policy or delay
     diagnostic: str = ""  # the remote server's words, whitespace collapsed
+    source: str = "dsn"  # where the address was read: dsn (a recipient field), header, or text
 
 
 @dataclass(frozen=True)
 class Classification:
-    """What one inbound mail is, and whom it concerns."""
+    """What one inbound mail is, and what it offers as proof of whom it concerns."""
 
     kind: str  # one of KINDS
     fingerprint: str  # sha256 of the Message-ID, or of the bytes when there is none
     message_id: str
     subject: str
-    delivery_id: int | None = None  # from VERP or the returned Message-ID
+    delivery_id: int | None = None  # named by a verified VERP tag, else by the quoted Message-ID
+    proof: str = ""  # "verp" (verified), "message-id" (for process to check), or "" (none)
+    quoted_message_id: str = ""  # the returned message's Message-ID, when it is one of ours
+    unproven: str = ""  # why the mail proves nothing by itself ("" with a verified VERP tag)
     failures: tuple[Failure, ...] = ()
     token: str | None = None  # the mailed unsubscribe's token, unverified
     complainant: str = ""  # an ARF report's Original-Rcpt-To
     feedback_type: str = ""  # an ARF report's Feedback-Type (abuse, fraud, …)
-    reason: str = ""  # in a few words, why this kind
+    reason: str = ""  # in a few words, why this kind (for a quarantined mail: why it was not read)
     detail: str = field(default="", compare=False)
 
     @property
@@ -141,21 +159,31 @@ def fingerprint(raw: bytes, message_id: str) -> str:
     return hashlib.sha256(key).hexdigest()
 
 
-def parse(raw: bytes) -> Message:
-    return email.message_from_bytes(raw, policy=email.policy.compat32)
+def classify(raw: bytes, list_domain: str, *, keys: list[str] | None = None) -> Classification:
+    """Classify one inbound mail (its bytes as received); see the module docstring for the rules.
+    ``keys`` (the settings' secrets) verify VERP tags; without them no tag verifies."""
+    try:
+        return _classify(parse(raw), raw, list_domain, list(keys or []))
+    except Unparseable as exc:
+        why = exc.reason
+    except Exception as exc:  # hostile input met a corner of a parser or a detector: set it aside
+        why = f"could not be read: {type(exc).__name__}: {_one_line(exc)[:200]}"
+    return _unreadable(raw, list_domain, why)
 
 
-def classify(raw: bytes, list_domain: str) -> Classification:
-    """Classify one inbound mail (its bytes as received); see the module docstring for the rules."""
-    msg = parse(raw)
-    message_id = _one_line(msg.get("message-id", ""))
-    subject = _one_line(_decoded_header(msg.get("subject", "")))
+def _classify(msg: Message, raw: bytes, list_domain: str, keys: list[str]) -> Classification:
+    message_id = _clean(msg.get("message-id", ""))
+    subject = _clean(_decoded_header(msg.get("subject", "")))
+    evidence = find_evidence(msg, list_domain, keys)
     base = Classification(
         kind="unknown",
         fingerprint=fingerprint(raw, message_id),
         message_id=message_id[:998],
         subject=subject[:500],
-        delivery_id=_delivery_id(msg, raw, list_domain),
+        delivery_id=evidence.delivery_id,
+        proof=evidence.proof,
+        quoted_message_id=evidence.quoted_message_id[:998],
+        unproven=_unproven(evidence),
         reason="not a bounce, complaint or unsubscribe",
     )
 
@@ -165,7 +193,7 @@ def classify(raw: bytes, list_domain: str) -> Classification:
             base,
             kind="complaint",
             complainant=_bare(feedback.get("original-rcpt-to", "")),
-            feedback_type=_one_line(feedback.get("feedback-type", "abuse")).lower(),
+            feedback_type=_clean(feedback.get("feedback-type", "abuse")).lower()[:60],
             reason="ARF feedback report",
         )
 
@@ -189,6 +217,37 @@ def classify(raw: bytes, list_domain: str) -> Classification:
     return base
 
 
+def _unreadable(raw: bytes, list_domain: str, why: str) -> Classification:
+    """A mail that could not be read: a mailed unsubscribe if its headers say so, else quarantined."""
+    try:
+        headers = parse_headers(raw)
+        message_id = _clean(headers.get("message-id", ""))[:998]
+        subject = _clean(_decoded_header(headers.get("subject", "")))[:500]
+        token = _unsubscribe_token(headers, list_domain)
+    except Exception:  # not even a header block: the bytes are all there is
+        message_id = subject = ""
+        token = None
+    base = Classification(
+        kind="quarantined",
+        fingerprint=fingerprint(raw, message_id),
+        message_id=message_id,
+        subject=subject,
+        reason=_clean(why)[:500],
+    )
+    if token is not None:
+        why = f"mail to the unsubscribe address (its body was not read: {base.reason})"
+        return replace(base, kind="unsubscribe", token=token, reason=why[:500])
+    return base
+
+
+def _unproven(evidence: Evidence) -> str:
+    if evidence.proof == "verp":
+        return ""
+    if evidence.proof == "message-id":
+        return f"{evidence.unproven}; the quoted Message-ID {evidence.quoted_message_id} is to be checked"
+    return f"{evidence.unproven}, and no Message-ID of ours in a returned message"
+
+
 # -- the kinds ----------------------------------------------------------------------------------------
 
 
@@ -207,13 +266,13 @@ def _bounce(failures: list[Failure], what: str, base: Classification) -> Classif
 
 def _feedback_report(msg: Message) -> Message | None:
     """The header block of an ARF report's message/feedback-report part, if this is one."""
-    for part in msg.walk():
+    for part, _depth in walk(msg):
         if part.get_content_type() == "message/feedback-report":
             payload = part.get_payload()
             if isinstance(payload, list) and payload and isinstance(payload[0], Message):
                 return payload[0]
             if isinstance(payload, str):
-                return email.message_from_string(payload.lstrip())
+                return email.message_from_string(payload.lstrip()[:65536])
     if msg.get_content_type() == "multipart/report" and msg.get_param("report-type") == "feedback-report":
         return Message()
     return None
@@ -222,12 +281,12 @@ def _feedback_report(msg: Message) -> Message | None:
 def _dsn_failures(msg: Message) -> list[Failure]:
     """Each recipient block of every message/delivery-status part that failed or was delayed."""
     out: list[Failure] = []
-    for part in msg.walk():
+    for part, _depth in walk(msg):
         if part.get_content_type() != "message/delivery-status" or not part.is_multipart():
             continue
         payload = part.get_payload()
         assert isinstance(payload, list)
-        for block in payload:
+        for block in payload[:1000]:
             if not isinstance(block, Message):
                 continue
             action = _one_line(block.get("action", "")).lower()
@@ -237,7 +296,7 @@ def _dsn_failures(msg: Message) -> list[Failure]:
             recipient = _dsn_address(block.get("original-recipient", "")) or _dsn_address(
                 block.get("final-recipient", "")
             )
-            diagnostic = _one_line(block.get("diagnostic-code", ""))
+            diagnostic = _clean(block.get("diagnostic-code", ""))
             diagnostic = diagnostic.split(";", 1)[1].strip() if ";" in diagnostic else diagnostic
             status = _best_status(_one_line(block.get("status", "")), diagnostic)
             out.append(Failure(recipient, status, status_kind(status, delayed=delayed), diagnostic[:1000]))
@@ -245,19 +304,26 @@ def _dsn_failures(msg: Message) -> list[Failure]:
 
 
 def _non_standard_failures(msg: Message) -> list[Failure]:
-    """flufl.bounce's detectors, with each address's status read from the text near it."""
+    """flufl.bounce's detectors, with each address's status read from the text near it; an address
+    in ``X-Failed-Recipients`` has source "header", one found only in the text "text"."""
     temporary, permanent = all_failures(msg)
+    listed = {
+        addr.lower()
+        for _name, addr in getaddresses([str(v) for v in msg.get_all("x-failed-recipients", [])])
+        if addr
+    }
     text = _body_text(msg)
     lowered = text.lower()
     out: list[Failure] = []
     for delayed, addresses in ((False, permanent), (True, temporary)):
-        for raw_address in sorted(addresses):
-            address = raw_address.decode("ascii", "replace").lower()
+        for raw_address in sorted(addresses)[:100]:
+            address = _clean(raw_address.decode("ascii", "replace").lower())[:320]
             at = lowered.find(address)
             near = text[at : at + 800] if at >= 0 else text[:2000]
             diagnostic = _diagnostic_line(near)
             status = _best_status("", near)
-            out.append(Failure(address, status, status_kind(status, delayed=delayed), diagnostic))
+            source = "header" if address in listed else "text"
+            out.append(Failure(address, status, status_kind(status, delayed=delayed), diagnostic, source))
     return out
 
 
@@ -265,15 +331,15 @@ def _unsubscribe_token(msg: Message, list_domain: str) -> str | None:
     for address in _recipient_addresses(msg):
         token = token_from_mailto(address, list_domain)
         if token:
-            return token
+            return token[:200]
     return None
 
 
 def _auto_reply(msg: Message, subject: str) -> str:
     """Why this mail is an automatic reply, or "" if it does not look like one."""
-    auto = _one_line(msg.get("auto-submitted", "")).lower()
+    auto = _clean(msg.get("auto-submitted", "")).lower()
     if auto and auto.split(";")[0].strip() != "no":
-        return f"Auto-Submitted: {auto}"
+        return f"Auto-Submitted: {auto[:60]}"
     for header in ("x-autoreply", "x-autorespond", "x-auto-reply", "x-autoresponder"):
         if msg.get(header) is not None:
             return f"{header} header"
@@ -283,25 +349,6 @@ def _auto_reply(msg: Message, subject: str) -> str:
     if AUTO_SUBJECT_RE.search(subject):
         return f"subject {subject[:60]!r}"
     return ""
-
-
-# -- finding the delivery -----------------------------------------------------------------------------
-
-
-def _delivery_id(msg: Message, raw: bytes, list_domain: str) -> int | None:
-    """The delivery named by a VERP address in the recipient headers, else anywhere in the mail,
-    else by the returned message's Message-ID."""
-    for address in _recipient_addresses(msg):
-        found = delivery_id_from_verp(address, list_domain)
-        if found is not None:
-            return found
-    domain = re.escape(list_domain)
-    text = raw.decode("latin-1") + "\n" + _body_text(msg)
-    verp = re.search(rf"bounces\+(\d{{1,18}})@{domain}(?![\w.-])", text, re.IGNORECASE)
-    if verp:
-        return int(verp.group(1))
-    mid = re.search(rf"<d(\d{{1,18}})\.[^@<>\s]+@{domain}>", text, re.IGNORECASE)
-    return int(mid.group(1)) if mid else None
 
 
 def _recipient_addresses(msg: Message) -> list[str]:
@@ -348,20 +395,13 @@ def _best_status(status: str, text: str) -> str:
 def _diagnostic_line(text: str) -> str:
     for line in text.splitlines():
         if BASIC_CODE_RE.search(line) or STATUS_RE.search(line):
-            return _one_line(line)[:1000]
-    return _one_line(text)[:200]
+            return _clean(line)[:1000]
+    return _clean(text)[:200]
 
 
 def _body_text(msg: Message) -> str:
-    """The decoded text of the text/* parts (not of returned messages' own bodies' encodings)."""
-    chunks: list[str] = []
-    for part in msg.walk():
-        if part.get_content_maintype() != "text":
-            continue
-        payload = part.get_payload(decode=True)
-        if isinstance(payload, bytes):
-            chunks.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
-    return "\n".join(chunks)
+    """The decoded text of the text/* parts, from at most ``MAX_TEXT_BYTES`` of each."""
+    return "\n".join(part_text(p) for p, _depth in walk(msg) if p.get_content_maintype() == "text")
 
 
 def _dsn_address(value: str) -> str:
@@ -375,7 +415,7 @@ def _dsn_address(value: str) -> str:
 
 
 def _bare(value: str) -> str:
-    return parseaddr(_one_line(value))[1].lower()
+    return parseaddr(_clean(value))[1].lower()
 
 
 def _decoded_header(value: str) -> str:
@@ -387,3 +427,8 @@ def _decoded_header(value: str) -> str:
 
 def _one_line(value: object) -> str:
     return " ".join(str(value).split())
+
+
+def _clean(value: object) -> str:
+    """One line, without control characters (a NUL cannot be stored in PostgreSQL text)."""
+    return _one_line("".join(ch if ch.isprintable() or ch.isspace() else " " for ch in str(value)))

@@ -2,17 +2,24 @@
 
 The pipeline, per mail, in one transaction:
 
-1. ``classify`` the bytes (``mailer.inbound.classify``): a kind, the delivery named by VERP, and
-   each recipient's failure with its RFC 3463 status.
+1. ``classify`` the bytes (``mailer.inbound.classify``): a kind, what the mail offers as proof of
+   the delivery it answers, and each recipient's failure with its RFC 3463 status. A mail that
+   cannot be read is **quarantined**: recorded with the reason, set aside by the source (a Maildir's
+   ``.quarantine`` folder; IMAP: flagged ``$MailerQuarantined``), and the run goes on.
 2. Record the mail's fingerprint in ``inbound_messages`` (``INSERT … ON CONFLICT DO NOTHING``): a
    mail seen before, from any source, stops here and changes nothing.
-3. Find whom it concerns: the member of the delivery (``deliveries.member_id``) when the VERP address
-   or Message-ID names one, else the member whose address the report names.
-4. Act on its kind, recording a ``bounce_events`` row for each bounce, delay or complaint:
+3. **Prove** whom a bounce, delay, policy block or complaint concerns (anyone can write to our
+   addresses): its signed VERP tag verified, or the returned message quotes the Message-ID the
+   delivery really had (the campaign's slug included) and the delivery's member is the recipient the
+   report names in its recipient fields (a DSN's, ``X-Failed-Recipients``, an ARF Original-Rcpt-To).
+   Anything else is recorded as **unverified**, with the reason, and changes nothing: an address in
+   free text, an unsigned or forged VERP address, a guessed Message-ID.
+4. Act on its kind, recording a ``bounce_events`` row for each proven bounce, delay or complaint:
 
    ========== ===========================================================================
    hard       suppress at once (reason hard-bounce, source bounce, the campaign's slug)
-   soft       suppress once ``soft_bounce_limit`` soft bounces fall within ``soft_bounce_days``
+   soft       suppress once soft bounces of ``soft_bounce_limit`` distinct deliveries fall within
+              ``soft_bounce_days`` (the same delivery bouncing again counts once)
    policy     recorded against the campaign; the member is not touched
    delay      recorded; nothing else (the relay is still trying)
    complaint  suppress (reason complaint, source bounce)
@@ -22,7 +29,7 @@ The pipeline, per mail, in one transaction:
    ========== ===========================================================================
 
 Every suppression goes through ``mailer.audience.consent``, which logs it in the consent log. Then
-the source sets the mail aside (``Source.done``), after the commit.
+the source sets the mail aside (``Source.done`` or ``Source.quarantine``), after the commit.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -42,10 +49,15 @@ from mailer import tokens
 from mailer.audience import addresses, consent
 from mailer.db import Database
 from mailer.errors import InvalidInput, TokenError
-from mailer.inbound.classify import Classification, Failure, classify
+from mailer.inbound.classify import NEEDS_PROOF, Classification, Failure, classify
 from mailer.inbound.sources import opened
+from mailer.message import message_id
 from mailer.models import BounceEvent, Campaign, Delivery, InboundMessage, Member
 from mailer.settings import Settings
+
+#: Failure kinds, worst first: the one that decides when a report names several.
+_SEVERITY = ("hard", "policy", "soft", "delay")
+_KIND_OF_FAILURE = {"hard": "hard-bounce", "soft": "soft-bounce", "policy": "policy", "delay": "delay"}
 
 
 @dataclass(frozen=True)
@@ -53,7 +65,7 @@ class Outcome:
     """What processing one mail did."""
 
     key: str  # where the mail was (file name, mbox number, IMAP uid)
-    kind: str  # the classification's kind
+    kind: str  # the classification's kind; "unverified" when it proved nothing; "quarantined"
     action: str  # what was done, in words: "suppressed (hard-bounce)", "ignored", "duplicate", …
     duplicate: bool = False
     suppressed: bool = False  # a new suppression was added
@@ -62,6 +74,8 @@ class Outcome:
     member_id: int | None = None
     status: str = ""
     reason: str = ""
+    claimed: str = ""  # for an unverified mail: the kind it looked like
+    quarantined: bool = False  # set aside unread (this time, or when first seen if a duplicate)
 
 
 @dataclass
@@ -84,6 +98,16 @@ class ProcessReport:
         return sum(o.suppressed for o in self.outcomes)
 
     @property
+    def quarantined(self) -> int:
+        """Mails quarantined by this run (not counting those seen before)."""
+        return sum(o.quarantined and not o.duplicate for o in self.outcomes)
+
+    @property
+    def unverified(self) -> int:
+        """Bounces and complaints that proved nothing, so changed nothing."""
+        return sum(o.kind == "unverified" and not o.duplicate for o in self.outcomes)
+
+    @property
     def by_kind(self) -> dict[str, int]:
         """New (not duplicate) mails by kind."""
         return dict(Counter(o.kind for o in self.outcomes if not o.duplicate))
@@ -95,6 +119,8 @@ class ProcessReport:
             "new": self.messages - self.duplicates,
             "duplicates": self.duplicates,
             "suppressed": self.suppressed,
+            "quarantined": self.quarantined,
+            "unverified": self.unverified,
             "by_kind": self.by_kind,
             "messages_detail": [asdict(o) for o in self.outcomes],
         }
@@ -109,12 +135,16 @@ def process_source(
     now: datetime | None = None,
 ) -> ProcessReport:
     """Process every mail in the Maildir, mbox file or ``imaps://`` folder ``spec``; see the module
-    docstring. Running it again changes nothing."""
+    docstring. A mail that cannot be read is quarantined and the run goes on. Running it again
+    changes nothing."""
     with opened(spec, imap_password=imap_password) as source:
         report = ProcessReport(source.name)
         for item in source.items():
             outcome = process_message(db, settings, item.raw, key=item.key, source=source.name, now=now)
-            source.done(item)
+            if outcome.quarantined:
+                source.quarantine(item)
+            else:
+                source.done(item)
             report.outcomes.append(outcome)
     return report
 
@@ -129,14 +159,24 @@ def process_message(
     now: datetime | None = None,
 ) -> Outcome:
     """Classify one mail and act on it, in one transaction; a mail seen before changes nothing."""
-    c = classify(raw, settings.list_domain)
+    c = classify(raw, settings.list_domain, keys=settings.secrets)
     moment = now or datetime.now(UTC)
     with db.session() as session:
         inbound_id = _record(session, c, source=f"{source}:{key}" if key else source, now=moment)
         if inbound_id is None:
-            return Outcome(
-                key, c.kind, "duplicate: processed before", duplicate=True, delivery_id=c.delivery_id
+            first = session.scalar(
+                select(InboundMessage.kind).where(InboundMessage.fingerprint == c.fingerprint)
             )
+            return Outcome(
+                key,
+                c.kind,
+                "duplicate: processed before",
+                duplicate=True,
+                delivery_id=c.delivery_id,
+                quarantined=first == "quarantined",
+            )
+        if c.kind == "quarantined":
+            return Outcome(key, c.kind, f"set aside unread: {c.reason}", reason=c.reason, quarantined=True)
         return _Act(session, settings, c, inbound_id, key, moment).run()
 
 
@@ -152,7 +192,7 @@ def _record(session: Session, c: Classification, *, source: str, now: datetime) 
         .values(
             fingerprint=c.fingerprint,
             message_id=c.message_id,
-            source=source[:500],
+            source=source.encode("utf-8", "replace").decode("utf-8").replace("\0", " ")[:500],
             kind=c.kind,
             subject=c.subject,
             detail=c.reason,
@@ -189,76 +229,126 @@ class _Act:
         self.inbound_id = inbound_id
         self.key = key
         self.now = now
-        self.delivery = session.get(Delivery, c.delivery_id) if c.delivery_id is not None else None
-        self.campaign_id = self.delivery.campaign_id if self.delivery else None
-        self.campaign = (
-            session.scalar(select(Campaign.slug).where(Campaign.id == self.campaign_id))
-            if self.campaign_id is not None
-            else None
-        )
-        self.delivery_member: _Target | None = None
-        if self.delivery is not None and self.delivery.member_id is not None:
-            member_hash = session.scalar(
-                select(Member.address_hash).where(Member.id == self.delivery.member_id)
-            )
-            if member_hash is not None:
-                self.delivery_member = _Target(member_hash, self.delivery.member_id)
+        self.delivery: Delivery | None = None
+        self.campaign_id: int | None = None
+        self.campaign: str | None = None
+        self.member: _Target | None = None
+        self.failures = list(c.failures)  # those that concern the proven member
 
     def run(self) -> Outcome:
         kind = self.c.kind
-        if kind in ("hard-bounce", "soft-bounce", "policy", "delay"):
-            return self.bounce()
-        if kind == "complaint":
-            return self.complaint()
+        if kind in NEEDS_PROOF:
+            why = self.prove()
+            if why:
+                return self.unverified(why)
+            if self.member is None:
+                return self.outcome(f"ignored: delivery {self.c.delivery_id} or its member no longer exists")
+            return self.complaint() if kind == "complaint" else self.bounce()
         if kind == "unsubscribe":
             return self.unsubscribe()
         return self.outcome("ignored")
 
+    # -- proof --------------------------------------------------------------------------------------
+
+    def prove(self) -> str:
+        """Why the mail does not prove which delivery it answers; "" when it does (then loaded)."""
+        c = self.c
+        if c.proof == "verp":  # signed by us: the delivery is the one it names, if it still exists
+            assert c.delivery_id is not None
+            self._load(c.delivery_id)
+            return ""
+        if c.proof != "message-id" or c.delivery_id is None:
+            return c.unproven or "nothing in it proves it answers a message we sent"
+        quoted = c.quoted_message_id
+        self._load(c.delivery_id)
+        if self.delivery is None or self.campaign is None:
+            return f"{c.unproven.split(';')[0]}; the quoted Message-ID {quoted} names no delivery we sent"
+        if message_id(self.delivery.id, self.campaign, self.settings.list_domain).lower() != quoted:
+            return f"the quoted Message-ID {quoted} is not the one delivery {self.delivery.id} had"
+        if c.kind == "complaint":
+            named = [c.complainant]
+        else:
+            self.failures = [f for f in c.failures if f.source != "text" and self._is_member(f.recipient)]
+            named = [f.recipient for f in self.failures]
+        if not any(self._is_member(address) for address in named):
+            return (
+                f"the quoted Message-ID {quoted} names delivery {self.delivery.id}, but its member is not "
+                "a recipient this report names in a recipient field"
+            )
+        return ""
+
+    def _load(self, delivery_id: int) -> None:
+        self.delivery = self.session.get(Delivery, delivery_id)
+        if self.delivery is None:
+            return
+        self.campaign_id = self.delivery.campaign_id
+        self.campaign = self.session.scalar(select(Campaign.slug).where(Campaign.id == self.campaign_id))
+        if self.delivery.member_id is not None:
+            member_hash = self.session.scalar(
+                select(Member.address_hash).where(Member.id == self.delivery.member_id)
+            )
+            if member_hash is not None:
+                self.member = _Target(member_hash, self.delivery.member_id)
+
+    def _is_member(self, address: str) -> bool:
+        if not address or self.member is None:
+            return False
+        try:
+            return addresses.hash_of(address) == self.member.address_hash
+        except InvalidInput:
+            return False
+
     # -- the kinds ----------------------------------------------------------------------------------
 
+    def unverified(self, why: str) -> Outcome:
+        c = self.c
+        what = " ".join(x for x in (c.kind, c.status) if x)
+        detail = f"{what} ({c.reason}), unverified: {why}"
+        self.session.execute(
+            update(InboundMessage)
+            .where(InboundMessage.id == self.inbound_id)
+            .values(kind="unverified", detail=detail[:2000])
+        )
+        return Outcome(
+            self.key,
+            "unverified",
+            f"looks like a {what} but changed nothing: {why}",
+            delivery_id=c.delivery_id,
+            status=c.status,
+            reason=why,
+            claimed=c.kind,
+        )
+
     def bounce(self) -> Outcome:
-        failures = list(self.c.failures)
-        if self.delivery_member is not None:
-            # VERP names the delivery: one decision for its member, by the failure that set the kind.
-            decisive = self._decisive(failures)
-            pairs = [(self.delivery_member, decisive)]
-        else:
-            pairs = [(self._by_address(f.recipient), f) for f in failures]
-        actions: list[str] = []
+        assert self.member is not None
+        failure = self._decisive()
+        self._event(self.member, failure.kind, failure.status, failure.diagnostic)
         suppressed = False
-        for target, failure in pairs:
-            self._event(target, failure.kind, failure.status, failure.diagnostic)
-            if target.address_hash is None or target.member_id is None:
-                actions.append(f"{failure.kind}: no member found for {failure.recipient or 'this bounce'}")
-                continue
-            if failure.kind == "hard":
-                suppressed |= self._suppress(target, "hard-bounce", f"{failure.status} {failure.diagnostic}")
-                actions.append("suppressed (hard bounce)")
-            elif failure.kind == "soft":
-                count = self._soft_count(target.address_hash)
-                limit = self.settings.soft_bounce_limit
-                if count >= limit:
-                    detail = (
-                        f"{count} soft bounces in {self.settings.soft_bounce_days} days; last: "
-                        f"{failure.status} {failure.diagnostic}"
-                    )
-                    suppressed |= self._suppress(target, "hard-bounce", detail)
-                    actions.append(f"suppressed ({count} soft bounces)")
-                else:
-                    actions.append(f"soft bounce {count} of {limit}")
-            elif failure.kind == "policy":
-                actions.append("recorded against the campaign (policy)")
+        if failure.kind == "hard":
+            suppressed = self._suppress(self.member, "hard-bounce", f"{failure.status} {failure.diagnostic}")
+            action = "suppressed (hard bounce)"
+        elif failure.kind == "soft":
+            count = self._soft_count(self.member.address_hash)
+            limit = self.settings.soft_bounce_limit
+            if count >= limit:
+                detail = (
+                    f"{count} soft bounces in {self.settings.soft_bounce_days} days; last: "
+                    f"{failure.status} {failure.diagnostic}"
+                )
+                suppressed = self._suppress(self.member, "hard-bounce", detail)
+                action = f"suppressed ({count} soft bounces)"
             else:
-                actions.append("recorded (delayed, still being retried)")
-        status = self.c.status
-        return self.outcome("; ".join(actions) or "nothing found", suppressed=suppressed, status=status)
+                action = f"soft bounce {count} of {limit}"
+        elif failure.kind == "policy":
+            action = "recorded against the campaign (policy)"
+        else:
+            action = "recorded (delayed, still being retried)"
+        return self.outcome(action, suppressed=suppressed, status=failure.status)
 
     def complaint(self) -> Outcome:
-        target = self.delivery_member or self._by_address(self.c.complainant)
-        self._event(target, "complaint", "", f"ARF {self.c.feedback_type}".strip())
-        if target.address_hash is None or target.member_id is None:
-            return self.outcome("complaint: no member found")
-        suppressed = self._suppress(target, "complaint", f"feedback report: {self.c.feedback_type}")
+        assert self.member is not None
+        self._event(self.member, "complaint", "", f"ARF {self.c.feedback_type}".strip())
+        suppressed = self._suppress(self.member, "complaint", f"feedback report: {self.c.feedback_type}")
         return self.outcome("suppressed (complaint)", suppressed=suppressed)
 
     def unsubscribe(self) -> Outcome:
@@ -297,26 +387,15 @@ class _Act:
             suppressed=suppressed,
             delivery_id=self.delivery.id if self.delivery else self.c.delivery_id,
             campaign=self.campaign,
-            member_id=self.delivery_member.member_id if self.delivery_member else None,
+            member_id=self.member.member_id if self.member else None,
             status=status,
             reason=self.c.reason,
         )
 
-    def _decisive(self, failures: list[Failure]) -> Failure:
-        wanted = {"hard-bounce": "hard", "soft-bounce": "soft", "policy": "policy", "delay": "delay"}[
-            self.c.kind
-        ]
-        return next(f for f in failures if f.kind == wanted)
-
-    def _by_address(self, address: str) -> _Target:
-        if not address:
-            return _Target(None, None)
-        try:
-            address_hash = addresses.hash_of(address)
-        except InvalidInput:
-            return _Target(None, None)
-        member_id = self.session.scalar(select(Member.id).where(Member.address_hash == address_hash))
-        return _Target(address_hash, member_id)
+    def _decisive(self) -> Failure:
+        """The worst failure among those that concern the member (all of them, with a VERP tag)."""
+        failures = self.failures or list(self.c.failures)
+        return min(failures, key=lambda f: _SEVERITY.index(f.kind))
 
     def _event(self, target: _Target, kind: str, status: str, diagnostic: str) -> None:
         self.session.add(
@@ -334,15 +413,15 @@ class _Act:
         )
         self.session.flush()
 
-    def _soft_count(self, address_hash: str) -> int:
+    def _soft_count(self, address_hash: str | None) -> int:
+        """Distinct deliveries to the address that soft-bounced within the window."""
         since = self.now - timedelta(days=self.settings.soft_bounce_days)
         return int(
             self.session.scalar(
-                select(func.count())
-                .select_from(BounceEvent)
-                .where(
+                select(func.count(func.distinct(BounceEvent.delivery_id))).where(
                     BounceEvent.address_hash == address_hash,
                     BounceEvent.kind == "soft",
+                    BounceEvent.delivery_id.is_not(None),
                     BounceEvent.created_at > since,
                     BounceEvent.created_at <= self.now,
                 )

@@ -1,16 +1,20 @@
 """Where inbound mail is read from: a Maildir, an mbox file, or an IMAP folder over TLS.
 
-Every source yields ``Item``s (a key saying where the mail is, and its bytes) and is told when one
-has been processed and committed (``done``), so that it can set the mail aside:
+Every source yields ``Item``s (a key saying where the mail is, and at most ``MAX_MESSAGE_BYTES`` + 1
+of its bytes: enough to know that a mail is too large) and is told when one has been processed and
+committed (``done``), or quarantined (``quarantine``: it could not be read), so that it can set the
+mail aside:
 
 - **Maildir** (a folder with ``cur/``, ``new/`` and ``tmp/``): each processed mail is moved into the
   Maildir++ subfolder ``.processed`` (``<maildir>/.processed/cur/<name>:2,S``), which mail clients
-  show as a folder named "processed". What stays in ``new/`` and ``cur/`` is what is still to do.
-- **mbox** (a file): left as it is; the ``inbound_messages`` table (each mail's fingerprint) is what
-  makes the second run skip what the first did.
+  show as a folder named "processed"; each quarantined one into ``.quarantine`` (unread, shown as
+  "quarantine"). What stays in ``new/`` and ``cur/`` is what is still to do.
+- **mbox** (a file): left as it is; the ``inbound_messages`` table (each mail's fingerprint, and for
+  a quarantined mail its reason) is what makes the second run skip what the first did.
 - **IMAP** (``imaps://user@host[:port]/folder``, the password from ``MAILER_IMAP_PASSWORD``): reads
   the messages without the ``$MailerProcessed`` keyword with ``BODY.PEEK[]`` (so nothing is marked
-  read by reading), and sets ``\\Seen $MailerProcessed`` on each one done. The tests run it
+  read by reading), and sets ``\\Seen $MailerProcessed`` on each one done, ``$MailerProcessed
+  $MailerQuarantined`` on each one quarantined (left unread for a person to look at). The tests run it
   against a real Dovecot. A server that allows no keywords still gets ``\\Seen``; the fingerprint
   table then keeps a second run from acting twice.
 
@@ -34,9 +38,14 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from mailer.errors import ConfigError, MailerError
+from mailer.inbound.parse import MAX_MESSAGE_BYTES
 
 PROCESSED_FOLDER = ".processed"
+QUARANTINE_FOLDER = ".quarantine"
 IMAP_KEYWORD = "$MailerProcessed"
+IMAP_QUARANTINE_KEYWORD = "$MailerQuarantined"
+#: How much of a mail a source reads: one byte more than any mail mailer classifies.
+READ_LIMIT = MAX_MESSAGE_BYTES + 1
 IMAP_PASSWORD_ENV = "MAILER_IMAP_PASSWORD"
 
 
@@ -57,11 +66,14 @@ class Source(Protocol):
 
     def done(self, item: Item) -> None: ...
 
+    def quarantine(self, item: Item) -> None: ...
+
     def close(self) -> None: ...
 
 
 class MaildirSource:
-    """A Maildir: reads ``new/`` and ``cur/``; moves what is done into the ``.processed`` subfolder."""
+    """A Maildir: reads ``new/`` and ``cur/``; moves what is done into the ``.processed`` subfolder,
+    what is quarantined into ``.quarantine``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -73,15 +85,26 @@ class MaildirSource:
             for path in sorted(folder.iterdir()):
                 if path.name.startswith(".") or not path.is_file():
                     continue
-                yield Item(f"{sub}/{path.name}", path.read_bytes())
+                try:
+                    with path.open("rb") as f:
+                        raw = f.read(READ_LIMIT)
+                except FileNotFoundError:  # moved by someone else meanwhile
+                    continue
+                yield Item(f"{sub}/{path.name}", raw)
 
     def done(self, item: Item) -> None:
+        self._move(item, PROCESSED_FOLDER, seen=True)
+
+    def quarantine(self, item: Item) -> None:
+        self._move(item, QUARANTINE_FOLDER, seen=False)
+
+    def _move(self, item: Item, folder: str, *, seen: bool) -> None:
         source = self.root / item.key
-        target_dir = self.root / PROCESSED_FOLDER
+        target_dir = self.root / folder
         for sub in ("cur", "new", "tmp"):
             (target_dir / sub).mkdir(parents=True, exist_ok=True)
         base, _, info = source.name.partition(":2,")
-        flags = "".join(sorted(set(info) | {"S"}))
+        flags = "".join(sorted(set(info) | ({"S"} if seen else set())))
         with contextlib.suppress(FileNotFoundError):  # moved by someone else meanwhile
             os.replace(source, target_dir / "cur" / f"{base}:2,{flags}")
 
@@ -99,10 +122,13 @@ class MboxSource:
 
     def items(self) -> Iterator[Item]:
         for number, key in enumerate(self.box.keys(), start=1):
-            yield Item(f"#{number}", self.box.get_bytes(key))
+            yield Item(f"#{number}", self.box.get_bytes(key)[:READ_LIMIT])
 
     def done(self, item: Item) -> None:
         pass
+
+    def quarantine(self, item: Item) -> None:
+        pass  # recorded in inbound_messages, with the reason
 
     def close(self) -> None:
         self.box.close()
@@ -140,7 +166,7 @@ class ImapSource:
         if status != "OK" or not data or not data[0]:
             return
         for uid in data[0].split():
-            status, fetched = self.conn.uid("FETCH", uid, "(BODY.PEEK[])")
+            status, fetched = self.conn.uid("FETCH", uid, f"(BODY.PEEK[]<0.{READ_LIMIT}>)")
             for part in fetched or ():
                 if isinstance(part, tuple) and len(part) == 2:
                     yield Item(uid.decode("ascii"), bytes(part[1]))
@@ -148,6 +174,9 @@ class ImapSource:
 
     def done(self, item: Item) -> None:
         self.conn.uid("STORE", item.key, "+FLAGS", f"(\\Seen {IMAP_KEYWORD})")
+
+    def quarantine(self, item: Item) -> None:
+        self.conn.uid("STORE", item.key, "+FLAGS", f"({IMAP_KEYWORD} {IMAP_QUARANTINE_KEYWORD})")
 
     def close(self) -> None:
         try:

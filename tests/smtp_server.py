@@ -6,13 +6,21 @@ envelope sender, recipients, the data as received with the dot-stuffing undone, 
 the connection it came on) and can be told to fail:
 
 - ``tempfail(...)``: a 4xx reply at the end of DATA, for recipients matching a pattern, for the
-  Nth message (counted from 1 at each DATA command), or for every message;
+  Nth message (counted from 1 at each DATA command), or for every message; ``stage="mail"``,
+  ``"rcpt"`` or ``"data"`` gives it at MAIL (matching the sender), RCPT or the DATA command instead;
 - ``reject(pattern)``: ``550 5.1.1`` (or a reply of your own) at RCPT for matching recipients;
-- ``drop(...)``: close the connection in the middle of DATA, after reading part of the payload;
+- ``drop(...)``: close the connection in the middle of DATA, after reading part of the payload
+  (``when="at-data"``: at the DATA command, before any of it; ``"after-dot"``: once all of it,
+  final dot included, has been read, without replying);
+- ``garbage(...)``: answer the final dot with a line that is not SMTP;
+- ``hang(...)``: never answer the final dot;
 - ``delay(seconds, ...)``: wait before replying at the end of DATA (slower than a client timeout);
 - ``refuse = True``: close every new connection before the greeting.
 
-Each rule fires ``times`` times (default: always). It advertises PIPELINING unless told not to,
+Each rule fires ``times`` times (default: always), and, given ``until`` (a callable, say comparing
+a test's clock with a time), only until ``until()`` is true. A message read whole but never answered
+(drop after the dot, garbage, hang) is kept in :attr:`SmtpTestServer.unanswered`: the relay may
+have delivered it, as far as the client can tell. It advertises PIPELINING unless told not to,
 offers STARTTLS or runs TLS from the start with a certificate you give it, and takes AUTH with a
 user name and password of your choosing.
 
@@ -30,7 +38,7 @@ import ssl
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,16 +59,20 @@ class Received:
 
 @dataclass
 class Rule:
-    action: str  # "tempfail", "reject", "drop", "delay"
+    action: str  # "tempfail", "reject", "drop", "delay", "garbage", "hang"
     match: re.Pattern[str] | None = None
     nth: int | None = None
     reply: str = ""
     seconds: float = 0.0
     times: int | None = None  # None: every time
     fired: int = 0
+    stage: str = ""  # tempfail: "mail", "rcpt", "data" or "dot"; drop: "at-data", "in-data", "after-dot"
+    until: Callable[[], bool] | None = None  # the rule stops applying once this is true
 
     def applies(self, recipients: list[str], number: int) -> bool:
         if self.times is not None and self.fired >= self.times:
+            return False
+        if self.until is not None and self.until():
             return False
         if self.nth is not None and number != self.nth:
             return False
@@ -76,6 +88,7 @@ class _State:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     messages: list[Received] = field(default_factory=list)
+    unanswered: list[Received] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
     connections: int = 0
     data_commands: int = 0
@@ -109,11 +122,17 @@ class _RecordingSMTP(SMTP):
             with state.lock:
                 state.data_commands += 1
                 number = state.data_commands
-                drop = self.test_server._rule("drop", self.envelope.rcpt_tos, number)
+                refuse = self.test_server._rule("tempfail", self.envelope.rcpt_tos, number, "data")
+                drop = self.test_server._rule("drop", self.envelope.rcpt_tos, number, "at-data")
+                drop = drop or self.test_server._rule("drop", self.envelope.rcpt_tos, number, "in-data")
             self.envelope.data_number = number  # type: ignore[attr-defined]
+            if refuse is not None:
+                await self.push(refuse.reply)
+                return
             if drop is not None:
-                await self.push("354 End data with <CR><LF>.<CR><LF>")
-                await self._reader.read(1024)  # part of the payload, then hang up
+                if drop.stage == "in-data":
+                    await self.push("354 End data with <CR><LF>.<CR><LF>")
+                    await self._reader.read(1024)  # part of the payload, then hang up
                 assert isinstance(self.transport, asyncio.Transport)
                 assert self._handler_coroutine is not None
                 self.transport.abort()
@@ -193,11 +212,24 @@ class _Handler:
             responses.insert(-1, "250-PIPELINING")
         return responses
 
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        with self.server.state.lock:
+            rule = self.server._rule("tempfail", [address], 0, "mail")
+        if rule is not None:
+            return rule.reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         with self.server.state.lock:
-            rule = self.server._rule("reject", [address], 0)
+            rule = self.server._rule("reject", [address], 0) or self.server._rule(
+                "tempfail", [address], 0, "rcpt"
+            )
         if rule is not None:
             return rule.reply.format(address=address)
         envelope.rcpt_tos.append(address)
@@ -208,7 +240,12 @@ class _Handler:
         recipients = list(envelope.rcpt_tos)
         with self.server.state.lock:
             delay = self.server._rule("delay", recipients, number)
-            fail = self.server._rule("tempfail", recipients, number)
+            unanswered = (
+                self.server._rule("drop", recipients, number, "after-dot")
+                or self.server._rule("garbage", recipients, number)
+                or self.server._rule("hang", recipients, number)
+            )
+            fail = None if unanswered else self.server._rule("tempfail", recipients, number, "dot")
         if delay is not None:
             await asyncio.sleep(delay.seconds)
         if fail is not None:
@@ -217,6 +254,16 @@ class _Handler:
         content = envelope.original_content
         assert isinstance(content, bytes)
         received = Received(envelope.mail_from or "", recipients, content, server.connection_number)
+        if unanswered is not None:  # read whole, and then: no valid answer
+            with self.server.state.lock:
+                self.server.state.unanswered.append(received)
+            if unanswered.action == "garbage":
+                return unanswered.reply
+            if unanswered.action == "drop":
+                assert isinstance(server.transport, asyncio.Transport)
+                server.transport.abort()
+            await asyncio.sleep(3600)  # until the client gives up (or the connection is lost)
+            return "250 2.0.0 OK, far too late"
         with self.server.state.lock:
             self.server.state.messages.append(received)
         return f"250 2.0.0 OK queued as {number}"
@@ -264,6 +311,12 @@ class SmtpTestServer:
             return list(self.state.messages)
 
     @property
+    def unanswered(self) -> list[Received]:
+        """Messages read whole, final dot included, then never answered (dropped, garbage, hang)."""
+        with self.state.lock:
+            return list(self.state.unanswered)
+
+    @property
     def connections(self) -> int:
         """How many connections the server has accepted."""
         with self.state.lock:
@@ -284,10 +337,10 @@ class SmtpTestServer:
             self.state.rules.append(rule)
         return rule
 
-    def _rule(self, action: str, recipients: list[str], number: int) -> Rule | None:
-        """The first rule for ``action`` that applies (the caller holds the lock)."""
+    def _rule(self, action: str, recipients: list[str], number: int, stage: str = "") -> Rule | None:
+        """The first rule for ``action`` (at ``stage``) that applies (the caller holds the lock)."""
         for rule in self.state.rules:
-            if rule.action == action and rule.applies(recipients, number):
+            if rule.action == action and rule.stage == stage and rule.applies(recipients, number):
                 return rule
         return None
 
@@ -302,16 +355,47 @@ class SmtpTestServer:
         nth: int | None = None,
         times: int | None = None,
         reply: str = "451 4.3.0 Temporary failure, try again later",
+        stage: str = "dot",
+        until: Callable[[], bool] | None = None,
     ) -> Rule:
-        return self._add(Rule("tempfail", self._pattern(match), nth, reply, times=times))
+        """A 4xx (or any) ``reply`` at ``stage``: "mail" (``match`` is the sender), "rcpt", "data"
+        (the DATA command) or "dot" (the end of DATA). ``nth`` counts DATA commands ("data", "dot")."""
+        assert stage in ("mail", "rcpt", "data", "dot"), stage
+        rule = Rule("tempfail", self._pattern(match), nth, reply, times=times, stage=stage, until=until)
+        return self._add(rule)
 
     def reject(
         self, match: str, *, reply: str = "550 5.1.1 <{address}>: Recipient address rejected: User unknown"
     ) -> Rule:
         return self._add(Rule("reject", self._pattern(match), None, reply))
 
-    def drop(self, match: str | None = None, *, nth: int | None = None, times: int | None = 1) -> Rule:
-        return self._add(Rule("drop", self._pattern(match), nth, times=times))
+    def drop(
+        self,
+        match: str | None = None,
+        *,
+        nth: int | None = None,
+        times: int | None = 1,
+        when: str = "in-data",
+    ) -> Rule:
+        """Hang up: ``when`` "at-data" (at the DATA command), "in-data" (after part of the payload)
+        or "after-dot" (after all of it, final dot included, unanswered)."""
+        assert when in ("at-data", "in-data", "after-dot"), when
+        return self._add(Rule("drop", self._pattern(match), nth, times=times, stage=when))
+
+    def garbage(
+        self,
+        match: str | None = None,
+        *,
+        nth: int | None = None,
+        times: int | None = 1,
+        reply: str = "Thank you for your message!",
+    ) -> Rule:
+        """Answer the final dot with ``reply``, a line that is not SMTP."""
+        return self._add(Rule("garbage", self._pattern(match), nth, reply, times=times))
+
+    def hang(self, match: str | None = None, *, nth: int | None = None, times: int | None = 1) -> Rule:
+        """Never answer the final dot (the client times out)."""
+        return self._add(Rule("hang", self._pattern(match), nth, times=times))
 
     def delay(
         self, seconds: float, match: str | None = None, *, nth: int | None = None, times: int | None = None

@@ -174,6 +174,8 @@ def test_report_counts_a_send_with_refusals_and_bounces(
         "deliveries": deliveries,
         "sent": deliveries - 2,
         "failed": 2,
+        "deferred": 0,
+        "unknown": 0,
         "hard_bounces": 4,  # one refused at RCPT with 5.1.1, three bounced later
         "soft_bounces": 1,
         "policy": 2,  # one refused with 5.7.1, one DMARC bounce
@@ -264,11 +266,11 @@ def test_admin_pages_need_the_password(
     smtp_server: SmtpTestServer,
 ) -> None:
     run_scenario(db, settings, shape, workspace, tmp_path, smtp_server)
-    closed = TestClient(create_app(settings, shape=shape, database=db))
+    closed = TestClient(create_app(settings, shape=shape, database=db), base_url=settings.base_url)
     assert closed.get("/admin/").status_code == 403
 
     app = create_app(replace(settings, admin_password="correct horse"), shape=shape, database=db)
-    client = TestClient(app)
+    client = TestClient(app, base_url=settings.base_url)  # the app answers base_url's host only
     asked = client.get("/admin/")
     assert asked.status_code == 401 and asked.headers["www-authenticate"].startswith("Basic ")
     assert client.get("/admin/", auth=("admin", "wrong")).status_code == 401

@@ -206,6 +206,10 @@ def test_connection_dropped_in_data_is_temporary_and_the_pool_recovers(smtp_serv
     failed = [r for r in first if not r.ok]
     assert failed and all(r.temporary and r.code is None for r in failed)
     assert "closed the connection" in failed[0].text or "abandoned" in failed[0].text
+    # The client had written the whole message when the line went dead: it cannot tell that the
+    # server hung up before the end, so the outcome is unknown; one pipelined behind it is safe.
+    assert [r.unknown for r in failed].count(True) == 1
+    assert all(r.connection_fault for r in failed if not r.unknown)
     assert all(r.ok for r in second)
     # Everything arrived, exactly once, and the broken connection was replaced.
     assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(m.recipient for m in messages)
@@ -224,7 +228,7 @@ def test_server_slower_than_the_timeout_is_temporary(smtp_server: SmtpTestServer
 
     first, again = asyncio.run(run())
     slow = first[0]
-    assert not slow.ok and slow.temporary and slow.code is None
+    assert not slow.ok and slow.temporary and slow.code is None and slow.unknown and slow.after_dot
     assert "did not reply within 1 s" in slow.text and "may have been delivered" in slow.text
     # Only what was on the timed-out connection failed (at most the message pipelined behind it).
     assert sum(not r.ok for r in first) <= 2 and all(r.temporary for r in first if not r.ok)
@@ -233,6 +237,54 @@ def test_server_slower_than_the_timeout_is_temporary(smtp_server: SmtpTestServer
     # The server did take the slow message after all, later: the duplicate a timeout can cause.
     received = [m.rcpt_tos[0] for m in smtp_server.messages]
     assert sorted(set(received)) == sorted(m.recipient for m in messages)
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_each_fault_says_whether_the_relay_may_have_the_message(
+    smtp_server_factory: Callable[..., SmtpTestServer], pipelining: bool
+) -> None:
+    """A 4xx at MAIL, RCPT, DATA or after the dot, and a drop before the message, leave nothing on
+    the relay: safe to send again. No valid reply after the whole message (a drop, garbage, silence)
+    is unknown: the relay may have it (RFC 5321, 4.1.1.4)."""
+    server = smtp_server_factory(pipelining=pipelining)
+    faults: list[tuple[str, Callable[[], object]]] = [
+        ("mail", lambda: server.tempfail(stage="mail", times=1)),
+        ("rcpt", lambda: server.tempfail(stage="rcpt", times=1, reply="450 4.2.1 Mailbox busy")),
+        ("data", lambda: server.tempfail(stage="data", times=1, reply="452 4.3.1 Out of memory")),
+        ("dot", lambda: server.tempfail(stage="dot", times=1)),
+        ("drop-before", lambda: server.drop(when="at-data")),
+        ("drop-after", lambda: server.drop(when="after-dot")),
+        ("garbage", lambda: server.garbage()),
+        ("silence", lambda: server.hang()),
+        ("fine", lambda: None),
+    ]
+
+    async def run() -> dict[str, SendResult]:
+        results = {}
+        async with SmtpPool(server.url, concurrency=1, timeout=1.0) as pool:
+            for n, (name, fault) in enumerate(faults):
+                fault()
+                rcpt = f"{name}@example.net"
+                results[name] = await pool.send(SENDER, rcpt, data_payload(build(rcpt, n)))
+        return results
+
+    results = asyncio.run(run())
+    for name in ("mail", "rcpt", "data", "dot"):
+        r = results[name]
+        assert r.refused_for_now and r.temporary and not r.unknown and not r.connection_fault, r
+        assert r.after_dot == (name == "dot")
+    assert [results[n].code for n in ("mail", "rcpt", "data", "dot")] == [451, 450, 452, 451]
+    before = results["drop-before"]
+    assert before.connection_fault and not before.unknown and not before.after_dot
+    for name in ("drop-after", "garbage", "silence"):
+        r = results[name]
+        assert r.unknown and r.after_dot and r.code is None and not r.connection_fault, r
+    assert "malformed reply" in results["garbage"].text
+    assert "did not reply within 1 s" in results["silence"].text
+    assert results["fine"].ok and results["fine"].after_dot
+    assert [m.rcpt_tos for m in server.messages] == [["fine@example.net"]]
+    unanswered = [m.rcpt_tos[0] for m in server.unanswered]
+    assert unanswered == ["drop-after@example.net", "garbage@example.net", "silence@example.net"]
 
 
 def test_421_closes_the_connection_and_the_message_is_temporary(smtp_server: SmtpTestServer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -13,7 +14,8 @@ from mailer.errors import MailerError, Problem
 
 @cli.group("campaigns")
 def campaigns_group() -> None:
-    """Newsletters and alerts: new, check, variants, preview, send, status, report, pause, resume, cancel."""
+    """Newsletters and alerts: new, check, variants, preview, send, status, retry, report, pause, resume,
+    cancel."""
 
 
 @campaigns_group.command("new")
@@ -92,12 +94,19 @@ def check_command(ctx: click.Context, app: App, slug: str, no_database: bool, as
             note = f"the audience was not checked against the members: {exc}"
     result = check_campaign(app.settings.workspace, slug, app.shape, database)
     notes = [note] if note else result.notes
+    inbox = _inbox_check(app)
 
     def human() -> None:
         for p in (*result.errors, *result.warnings):
             click.echo(str(replace(p, path=_shown(p.path))))
         for n in notes:
             click.echo(f"note: {n}")
+        if inbox["error"]:
+            click.secho(f"error: {inbox['error']}", fg="red")
+        elif inbox["warning"]:
+            click.secho(f"WARNING: {inbox['warning']}", fg="red", bold=True)
+        else:
+            click.echo(f"note: {inbox['summary']}")
         counts = f"{len(result.errors)} error(s), {len(result.warnings)} warning(s)"
         verdict = "OK" if result.ok else "NOT READY"
         click.echo(f"{_shown(result.path)}: {verdict}: {counts}")
@@ -111,11 +120,26 @@ def check_command(ctx: click.Context, app: App, slug: str, no_database: bool, as
             "errors": [_problem_data(p) for p in result.errors],
             "warnings": [_problem_data(p) for p in result.warnings],
             "notes": notes,
+            "dkim": inbox,
         },
         human,
     )
-    if not result.ok:
+    if not result.ok or inbox["error"]:
         ctx.exit(2)
+
+
+def _inbox_check(app: App) -> dict[str, Any]:
+    """Whether the messages will be DKIM-signed (or the relay signs), and whether the settings make
+    usable messages (an http base_url outside localhost is refused): what `check` adds about them."""
+    from mailer.message import dkim_status
+    from mailer.message.template import checked_settings
+
+    try:
+        checked_settings(app.settings)
+        status = dkim_status(app.settings)
+    except MailerError as exc:
+        return {"signed": False, "error": str(exc), "warning": None, "summary": ""}
+    return {**status.as_dict(), "error": None, "summary": status.summary}
 
 
 @campaigns_group.command("variants")

@@ -23,6 +23,8 @@ def _table(first: str, rows: list[tuple[str, report_lib.Figures]]) -> None:
         "deliveries": "Deliv.",
         "sent": "Sent",
         "failed": "Failed",
+        "deferred": "Defer.",
+        "unknown": "Unkn.",
         "hard_bounces": "Hard",
         "soft_bounces": "Soft",
         "policy": "Policy",
@@ -45,6 +47,8 @@ def show_report(r: report_lib.CampaignReport) -> None:
     _table("Region", [(row.label, row.figures) for row in r.by_region])
     click.echo("")
     _table("Variant", [(row.label, row.figures) for row in r.by_variant])
+    for step in r.next_steps:
+        click.echo(f"\n{step}")
 
 
 @campaigns_group.command("report")

@@ -1,5 +1,5 @@
-"""``mailer campaigns send``, ``status``, ``pause``, ``resume`` and ``cancel``: sending from the
-command line (the library is :mod:`mailer.sending`; these commands parse, confirm and print).
+"""``mailer campaigns send``, ``status``, ``retry``, ``pause``, ``resume`` and ``cancel``: sending
+from the command line (the library is :mod:`mailer.sending`; these commands parse, confirm and print).
 
 On SQLite ``send`` sends from its own process. On PostgreSQL it enqueues the campaign for the
 ``mailer worker`` processes (``--in-process`` sends from this process anyway, alongside any workers);
@@ -18,7 +18,7 @@ from mailer.cli.campaigns import campaigns_group
 from mailer.errors import DeliveryError
 
 if TYPE_CHECKING:
-    from mailer.sending import Prepared, Queued, Scheduled, SendPlan, Sent, Summary, TestsSent
+    from mailer.sending import Prepared, Queued, RetryPlan, Scheduled, SendPlan, Sent, Summary, TestsSent
 
 
 @campaigns_group.command("send")
@@ -58,6 +58,12 @@ def send(app: App, /, slug: str, yes: bool, as_json: bool, **options: Any) -> No
     it: nobody is skipped, nobody already recorded as sent gets it twice. Ctrl-C finishes the
     messages in flight, records them, and stops.
 
+    A relay's temporary refusal (4xx) or a lost connection defers a message: it is tried again
+    later (after 5 minutes, then longer waits, for up to 3 days: the retry_* settings). When only
+    deferred messages not yet due are left, it says when the next is due and stops; run it again
+    then (or keep a `mailer worker` running). A message with no reply after it was sent whole may
+    have been delivered: it is recorded as unknown, not resent (see `mailer campaigns retry`).
+
     On PostgreSQL the `mailer worker` processes send it (start as many as you like, on any
     machine); add --in-process to send from this process. On SQLite it sends from this process.
 
@@ -71,6 +77,8 @@ def send(app: App, /, slug: str, yes: bool, as_json: bool, **options: Any) -> No
     from mailer import sending
 
     plan = sending.plan_send(app.db, app.settings, app.shape, slug, **options)
+    if plan.mode != "test":
+        _warn_unsigned(app)
     if plan.mode not in ("test", "dry_run"):
         _confirm(plan, yes, as_json)
     progress = _progress if sys.stderr.isatty() and not as_json else None
@@ -80,15 +88,23 @@ def send(app: App, /, slug: str, yes: bool, as_json: bool, **options: Any) -> No
         if not result.ok:
             sys.exit(1)
     elif isinstance(result, sending.Sent):
-        if progress:
-            click.echo(err=True)
-        emit(as_json, result.as_dict(), lambda: _show_sent(result))
-        if result.paused:
-            sys.exit(3)
+        _finish_sent(app, result, bool(progress), as_json)
     elif isinstance(result, sending.DryRun):
         emit(as_json, result.as_dict(), lambda: _show_plan(plan.prepared, dry_run=True))
     else:
         emit(as_json, result.as_dict(), lambda: _show_queued(app, plan, result))
+
+
+def _warn_unsigned(app: App) -> None:
+    """Loudly, on stderr: a send to members that would go without a DKIM signature (unless the
+    relay signs: relay_signs_dkim), or with one that DMARC will not count."""
+    from mailer.message import dkim_status
+
+    status = dkim_status(app.settings)
+    if status.warning:
+        click.secho(f"WARNING: {status.warning}", err=True, fg="red", bold=True)
+    elif not status.signed:
+        click.echo(status.summary, err=True)
 
 
 def _confirm(plan: SendPlan, yes: bool, as_json: bool) -> None:
@@ -125,26 +141,44 @@ def _show_tests(result: TestsSent) -> None:
 
 def _progress(s: Summary, total: int) -> None:
     """A progress line on stderr with sent, failed, rate and ETA (only on a terminal)."""
-    done = s.sent + s.failed + s.skipped + s.suppressed
-    eta = (total - done) / s.rate if s.rate else 0.0
-    filled = int(30 * done / total) if total else 30
+    done = s.sent + s.failed + s.skipped + s.suppressed + s.deferred + s.unknown
+    eta = max(total - done, 0) / s.rate if s.rate else 0.0
+    filled = min(int(30 * done / total), 30) if total else 30
     bar = "#" * filled + "-" * (30 - filled)
-    line = f"[{bar}] {done}/{total} sent {s.sent} failed {s.failed} {s.rate:,.0f}/s ETA {eta:,.0f}s   "
+    line = (
+        f"[{bar}] {done}/{total} sent {s.sent} deferred {s.deferred} failed {s.failed} "
+        f"{s.rate:,.0f}/s ETA {eta:,.0f}s   "
+    )
     click.echo("\r" + line, nl=False, err=True)
 
 
-def _show_sent(result: Sent) -> None:
+def _finish_sent(app: App, result: Sent, progressed: bool, as_json: bool) -> None:
+    if progressed:
+        click.echo(err=True)
+    emit(as_json, result.as_dict(), lambda: _show_sent(app, result))
+    if result.paused:
+        sys.exit(3)
+
+
+def _show_sent(app: App, result: Sent) -> None:
     summary, status, slug = result.summary, result.status, result.summary.campaign
     click.echo(
-        f"{slug}: sent {summary.sent}, failed {summary.failed}, suppressed {summary.suppressed}, "
-        f"skipped {summary.skipped} in {summary.seconds:.1f}s ({summary.rate:,.0f}/s)"
+        f"{slug}: sent {summary.sent}, deferred {summary.deferred}, unknown {summary.unknown}, "
+        f"failed {summary.failed}, suppressed {summary.suppressed}, skipped {summary.skipped} "
+        f"in {summary.seconds:.1f}s ({summary.rate:,.0f}/s)"
     )
     for email, code, text in summary.failures[:10]:
         click.echo(f"  failed: {email}: {code or ''} {text}".rstrip())
     if len(summary.failures) > 10:
         click.echo(f"  … and {len(summary.failures) - 10} more (mailer campaigns status {slug})")
+    for email, text in summary.unknowns[:10]:
+        click.echo(f"  unknown: {email}: {text}")
+    if len(summary.unknowns) > 10:
+        click.echo(f"  … and {len(summary.unknowns) - 10} more (mailer campaigns status {slug})")
     click.echo(f"campaign is {status.status}" + (f": {status.reason}" if status.reason else ""))
-    if status.status != "sent":
+    for step in status.next_steps(app.settings.zone):
+        click.echo(f"  {step}")
+    if status.status not in ("sent", "sending"):
         click.echo(f"run `mailer campaigns send {slug}` again to continue")
 
 
@@ -176,7 +210,16 @@ def _workers_line(app: App, slug: str, alive: list[str]) -> str:
 @json_option
 @pass_app
 def status(app: App, slug: str, as_json: bool) -> None:
-    """Show a campaign's deliveries by state (pending, sent, failed, suppressed, skipped), by region."""
+    """Show a campaign's deliveries by state, overall and by region, and what to do about any left.
+
+    \b
+    pending, sending   not yet tried, or being sent now
+    deferred           refused for now (4xx) or the connection was lost: tried again when due
+    sent               accepted by the relay
+    failed             refused for good (5xx), or temporary failures for longer than 3 days
+    unknown            sent whole, but no reply came: the relay may have delivered it
+    suppressed, skipped, cancelled
+    """
     from mailer.sending import STATES, campaign_status
 
     report = campaign_status(app.db, app.shape, slug)
@@ -186,8 +229,81 @@ def status(app: App, slug: str, as_json: bool) -> None:
         click.echo("  " + "  ".join(f"{s} {report.counts.get(s, 0)}" for s in STATES))
         for label, counts in report.by_region:
             click.echo(f"  {label}: " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items())))
+        for step in report.next_steps(app.settings.zone):
+            click.echo(f"  {step}")
 
     emit(as_json, report.as_dict(), human)
+
+
+@campaigns_group.command("retry")
+@click.argument("slug")
+@click.option(
+    "--unknown",
+    "include_unknown",
+    is_flag=True,
+    help="Also send again the messages whose outcome is unknown (sent whole, no reply came). The relay "
+    "may have delivered them already: those members may get the message twice.",
+)
+@click.option(
+    "--in-process",
+    is_flag=True,
+    help="On PostgreSQL, send from this process (alongside any workers) instead of leaving it to workers.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+@json_option
+@pass_app
+def retry(app: App, slug: str, include_unknown: bool, in_process: bool, yes: bool, as_json: bool) -> None:
+    """Send campaign SLUG again to those whose message failed for temporary reasons, now.
+
+    That is, messages a relay refused for now (4xx) until the queue lifetime ran out (3 days by
+    default: "gave up after 3 days of temporary failures"), or that an earlier version recorded as
+    failed after a 4xx. They go back in the queue, due now and with a fresh lifetime, and are sent
+    as `mailer campaigns send` would (on PostgreSQL by the workers, unless --in-process). Messages
+    refused for good (5xx: no such user, policy) stay failed.
+
+    With --unknown, also the messages whose outcome is unknown: the whole message went out but no
+    reply came (a timeout, a dropped connection, a garbled reply), so the relay may have delivered
+    it (RFC 5321, 4.1.1.4). They are never resent by themselves; resending may give those members
+    the message twice.
+
+    \b
+    Examples:
+      mailer campaigns retry 2025-11-kent-network
+      mailer campaigns retry 2025-11-kent-network --unknown --yes
+    """
+    from mailer import sending
+
+    plan = sending.plan_retry(
+        app.db, app.settings, app.shape, slug, unknown=include_unknown, in_process=in_process
+    )
+    _confirm_retry(plan, yes, as_json)
+    progress = _progress if sys.stderr.isatty() and not as_json else None
+    result = sending.retry(plan, progress=progress, stop_on_signals=True)
+    if isinstance(result, sending.Sent):
+        _finish_sent(app, result, bool(progress), as_json)
+    else:
+        emit(as_json, result.as_dict(), lambda: _show_requeued(app, plan, result))
+
+
+def _confirm_retry(plan: RetryPlan, yes: bool, as_json: bool) -> None:
+    what = f"{plan.failed} message(s) that failed for temporary reasons"
+    if plan.include_unknown:
+        what += f" and {plan.unknown} whose outcome is unknown (the relay may have delivered them)"
+    if not as_json:
+        click.echo(f"{plan.slug}: {what}")
+        if plan.unknown and not plan.include_unknown:
+            click.echo(
+                f"  ({plan.unknown} with an unknown outcome stay as they are; add --unknown to resend them)"
+            )
+    if not yes and not sys.stdin.isatty():
+        raise DeliveryError("not retrying without confirmation", hint="add --yes to retry without a terminal")
+    if not yes:
+        click.confirm(f"Send those {plan.count} message(s) again now?", abort=True)
+
+
+def _show_requeued(app: App, plan: RetryPlan, result: Queued) -> None:
+    click.echo(f"{plan.slug}: {result.control.changed} deliveries back in the queue, due now")
+    click.echo(_workers_line(app, plan.slug, result.workers_alive))
 
 
 @campaigns_group.command("pause")

@@ -4,7 +4,9 @@
 delivery was snapshotted with) and by variant:
 
 - ``deliveries``: members the send snapshotted; ``sent``: accepted by the relay; ``failed``: refused
-  at sending time (the relay's 5xx, or given up after retries);
+  at sending time (the relay's 5xx, or given up after retries); ``deferred``: refused for now (4xx)
+  or not sent for a lost connection, to be tried again; ``unknown``: sent whole but never answered,
+  so the relay may have delivered it (not resent unless asked: ``mailer campaigns retry --unknown``);
 - ``hard_bounces``: deliveries refused at sending time with a 5.1.x code, or bounced later with one;
   ``soft_bounces``: bounced later with a soft status (4.x.x, 5.2.2, …) and never hard;
   ``policy``: refused or bounced for policy (5.7.x: spam filter, DMARC), never hard;

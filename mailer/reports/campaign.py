@@ -29,6 +29,8 @@ class Figures:
     deliveries: int = 0
     sent: int = 0
     failed: int = 0
+    deferred: int = 0
+    unknown: int = 0
     hard_bounces: int = 0
     soft_bounces: int = 0
     policy: int = 0
@@ -48,6 +50,8 @@ LABELS = {
     "deliveries": "Deliveries",
     "sent": "Sent",
     "failed": "Failed at sending",
+    "deferred": "Deferred (to retry)",
+    "unknown": "Outcome unknown",
     "hard_bounces": "Hard bounces",
     "soft_bounces": "Soft bounces",
     "policy": "Blocked (policy)",
@@ -78,6 +82,7 @@ class CampaignReport:
     total: Figures
     by_region: tuple[Row, ...]
     by_variant: tuple[Row, ...]
+    next_steps: tuple[str, ...] = ()  # what to do about deferred, unknown and retryable deliveries
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +99,7 @@ class CampaignReport:
             "by_variant": [
                 {"variant": r.key, "label": r.label, **asdict(r.figures)} for r in self.by_variant
             ],
+            "next_steps": list(self.next_steps),
         }
 
 
@@ -126,7 +132,7 @@ def campaign_report(session: Session, shape: Shape, slug: str) -> CampaignReport
     ):
         counter = groups[(region_id, variant_id)]
         counter["deliveries"] += n
-        if status in ("sent", "failed"):
+        if status in ("sent", "failed", "deferred", "unknown"):
             counter[status] += n
 
     # Bounces: failures at sending time (from the recorded reply) and bounce mails, worst kind each.
@@ -208,7 +214,29 @@ def campaign_report(session: Session, shape: Shape, slug: str) -> CampaignReport
         total=_figures(total),
         by_region=region_rows,
         by_variant=variant_rows,
+        next_steps=tuple(_next_steps(session, campaign)),
     )
+
+
+def _next_steps(session: Session, campaign: Campaign) -> list[str]:
+    """Deferred, unknown and retryable deliveries, and the command for each (as status says them)."""
+    from mailer.sending.control import next_steps  # the sending stage, only when a report is made
+    from mailer.sending.queue import retryable_counts
+
+    counts = dict(
+        session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.campaign_id == campaign.id, Delivery.status.in_(("deferred", "unknown")))
+            .group_by(Delivery.status)
+        ).all()
+    )
+    first = session.scalar(
+        select(func.min(Delivery.next_attempt_at)).where(
+            Delivery.campaign_id == campaign.id, Delivery.status == "deferred"
+        )
+    )
+    retryable = retryable_counts(session, campaign.id)["failed"]
+    return next_steps(campaign.slug, counts, first, retryable=retryable)
 
 
 def _figures(counter: Counter[str]) -> Figures:

@@ -56,7 +56,7 @@ def charts_for(page: Page) -> dict[str, Any]:
     bounces per issue) and, for a campaign, ``regions`` (its losses by region)."""
     from mailer.reports import charts
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = dict.fromkeys(("members", "issues", "regions"))  # None: no chart (no data)
     h = page.history
     labels = [month_label(m) for m in h.months]
     groups = sorted(h.groups, key=lambda g: -h.members[g][-1] if h.months else 0)

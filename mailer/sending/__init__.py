@@ -30,6 +30,16 @@ sent twice when the send is resumed (the tests measure this bound). Nothing is e
 delivery with no recorded outcome goes back to the queue when its lease expires, or at once when the
 process that claimed it is gone.
 
+What a relay's hesitation does. A 4xx reply (at MAIL, RCPT, DATA or after the final dot) or a
+connection lost before the whole message went out defers the delivery: it is tried again later,
+after waits that grow from ``retry_first_minutes`` to ``retry_max_hours``, for
+``queue_lifetime_hours`` (3 days), and only then fails ("gave up after 3 days of temporary
+failures"). A campaign is ``sent`` once nothing is pending, sending or deferred. A message with no
+reply after its final dot (a timeout, a drop, a garbled reply) may have been delivered: it is
+recorded ``unknown`` and never resent by itself (RFC 5321, 4.1.1.4); :func:`plan_retry` and
+:func:`retry` (``mailer campaigns retry SLUG [--unknown]``) re-queue what failed for temporary
+reasons and, asked to, the unknown ones.
+
 Many senders, one campaign. On PostgreSQL any number of processes (``mailer worker``, see
 :mod:`mailer.sending.worker`) run an ``Engine`` each on the same campaign: claims use ``FOR UPDATE
 SKIP LOCKED``, so no two hold the same delivery, and each renews the leases of what it holds every
@@ -47,6 +57,7 @@ from mailer.sending.control import (
     campaign_status,
     cancel_campaign,
     check_sendable,
+    next_steps,
     parse_send_time,
     pause_campaign,
     resume_campaign,
@@ -59,11 +70,14 @@ from mailer.sending.engine import FLUSH_RESULTS, STATUS_SECONDS, Engine, Recorde
 from mailer.sending.orchestrate import (
     DryRun,
     Queued,
+    RetryPlan,
     Scheduled,
     SendPlan,
     Sent,
     TestsSent,
+    plan_retry,
     plan_send,
+    retry,
     run_engine,
     send,
 )
@@ -71,14 +85,19 @@ from mailer.sending.prepare import Prepared, audience_of, prepare, template_for
 from mailer.sending.proofs import send_tests
 from mailer.sending.queue import (
     STATES,
+    Backoff,
     Claimed,
     Enqueued,
+    Waiting,
     claim,
     enqueue,
     find_campaign,
     release_dead_claims,
     renew_leases,
+    requeue,
+    retryable_counts,
     status_counts,
+    waiting,
     worker_name,
 )
 from mailer.sending.worker import Worker, WorkerHealth, WorkerSummary, alive_workers, worker_health
@@ -87,6 +106,7 @@ __all__ = [
     "FLUSH_RESULTS",
     "STATES",
     "STATUS_SECONDS",
+    "Backoff",
     "CampaignStatus",
     "Claimed",
     "Control",
@@ -96,11 +116,13 @@ __all__ = [
     "Prepared",
     "Queued",
     "Recorder",
+    "RetryPlan",
     "Scheduled",
     "SendPlan",
     "Sent",
     "Summary",
     "TestsSent",
+    "Waiting",
     "Worker",
     "WorkerHealth",
     "WorkerSummary",
@@ -112,13 +134,18 @@ __all__ = [
     "claim",
     "enqueue",
     "find_campaign",
+    "next_steps",
     "parse_send_time",
     "pause_campaign",
+    "plan_retry",
     "plan_send",
     "prepare",
     "release_dead_claims",
     "renew_leases",
+    "requeue",
     "resume_campaign",
+    "retry",
+    "retryable_counts",
     "run_engine",
     "schedule_campaign",
     "send",
@@ -128,6 +155,7 @@ __all__ = [
     "start_due",
     "status_counts",
     "template_for",
+    "waiting",
     "worker_health",
     "worker_name",
 ]

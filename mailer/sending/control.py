@@ -1,8 +1,10 @@
 """Campaign control, for every sender at once: schedule, start, pause, resume, cancel; and status.
 
 A campaign's status is the one switch every sender reads: ``queued`` or ``scheduled`` once
-enqueued, ``sending`` while any sender may claim its deliveries, ``paused`` (``resume`` goes on
-where it stopped), ``cancelled`` (every unsent delivery cancelled, for good) or ``sent``. A running
+enqueued, ``sending`` while any sender may claim its deliveries (deferred ones included: it stays
+``sending`` until their next attempts), ``paused`` (``resume`` goes on where it stopped),
+``cancelled`` (every unsent delivery cancelled, for good) or ``sent`` (nothing pending, sending or
+deferred; ``mailer campaigns retry`` can set it sending again for what failed for now). A running
 engine reads it every ``STATUS_SECONDS`` and stops within that time plus the messages already on a
 connection. Each change takes the campaign's row lock, so two editors (or two workers starting a
 scheduled campaign) cannot both act on it.
@@ -23,7 +25,7 @@ from mailer.audience.shape import Shape
 from mailer.db import Database
 from mailer.errors import DeliveryError, UnknownName
 from mailer.models import Campaign, Delivery, Region, utcnow
-from mailer.sending.queue import STATES, find_campaign
+from mailer.sending.queue import STATES, find_campaign, retryable_counts
 from mailer.settings import Settings
 
 SEND_TIME_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
@@ -159,8 +161,11 @@ def cancel_campaign(db: Database, slug: str) -> Control:
         campaign.finished_at = utcnow()
         result = session.execute(
             update(Delivery)
-            .where(Delivery.campaign_id == campaign.id, Delivery.status.in_(("pending", "sending")))
-            .values(status="cancelled", lease_until=None)
+            .where(
+                Delivery.campaign_id == campaign.id,
+                Delivery.status.in_(("pending", "sending", "deferred")),
+            )
+            .values(status="cancelled", lease_until=None, next_attempt_at=None)
         )
         return Control(slug, "cancelled", was, int(result.rowcount))  # type: ignore[attr-defined]
 
@@ -168,7 +173,9 @@ def cancel_campaign(db: Database, slug: str) -> Control:
 def check_sendable(status: str, slug: str) -> None:
     if status == "sent":
         raise DeliveryError(
-            f"campaign {slug!r} has been sent already", hint="`mailer campaigns status` shows it"
+            f"campaign {slug!r} has been sent already",
+            hint=f"`mailer campaigns status {slug}` shows it; `mailer campaigns retry {slug}` sends again "
+            "what failed for temporary reasons",
         )
     if status == "cancelled":
         raise DeliveryError(f"campaign {slug!r} was cancelled", hint="copy it to a new slug to send it again")
@@ -176,6 +183,53 @@ def check_sendable(status: str, slug: str) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # status
+
+
+def next_steps(
+    slug: str,
+    counts: dict[str, int],
+    next_attempt_at: datetime | None,
+    *,
+    retryable: int = 0,
+    zone: ZoneInfo | None = None,
+    now: datetime | None = None,
+) -> list[str]:
+    """What an editor can do about the deliveries of ``slug`` that are deferred, of unknown outcome
+    or failed for temporary reasons: one sentence each, with the command."""
+    steps = []
+    deferred, unknown = counts.get("deferred", 0), counts.get("unknown", 0)
+    if deferred:
+        when = _when(next_attempt_at, zone, now)
+        steps.append(
+            f"{deferred} deferred after temporary failures; the next attempt is due {when}: "
+            f"`mailer campaigns send {slug}` then sends those due "
+            "(a running `mailer worker` does it by itself)"
+        )
+    if unknown:
+        steps.append(
+            f"{unknown} with an unknown outcome: the whole message went out but no reply came, so the relay "
+            "may have delivered it and it is not resent by itself; to send it again (the member may get "
+            f"it twice): `mailer campaigns retry {slug} --unknown`"
+        )
+    if retryable:
+        steps.append(
+            f"{retryable} failed for temporary reasons (given up, or refused with a 4xx); "
+            f"to try them again now: `mailer campaigns retry {slug}`"
+        )
+    return steps
+
+
+def _when(at: datetime | None, zone: ZoneInfo | None, now: datetime | None) -> str:
+    if at is None:
+        return "now"
+    zone = zone or ZoneInfo("UTC")
+    text = at.astimezone(zone).strftime("%Y-%m-%d %H:%M") + f" ({zone.key})"
+    seconds = (at - (now or utcnow())).total_seconds()
+    if seconds <= 0:
+        return f"now (since {text})"
+    minutes = round(seconds / 60)
+    span = f"{minutes} minute(s)" if minutes < 120 else f"{minutes / 60:.1f} hours"
+    return f"at {text}, in {span}"
 
 
 @dataclass
@@ -188,6 +242,21 @@ class CampaignStatus:
     by_region: list[tuple[str, dict[str, int]]]
     started_at: datetime | None
     finished_at: datetime | None
+    next_attempt_at: datetime | None = None  # the earliest next attempt of a deferred delivery
+    retryable: int = 0  # failed deliveries `mailer campaigns retry` would send again
+
+    @property
+    def waiting(self) -> bool:
+        """Sending, with only deferred deliveries left: sending again (or a worker) goes on when due."""
+        return (
+            self.status == "sending"
+            and bool(self.counts.get("deferred"))
+            and not any(self.counts.get(s) for s in ("pending", "sending"))
+        )
+
+    def next_steps(self, zone: ZoneInfo | None = None) -> list[str]:
+        """What to do about deferred, unknown and retryable deliveries, with the commands."""
+        return next_steps(self.slug, self.counts, self.next_attempt_at, retryable=self.retryable, zone=zone)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -199,6 +268,9 @@ class CampaignStatus:
             "by_region": {label: counts for label, counts in self.by_region},
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "next_attempt_at": self.next_attempt_at.isoformat() if self.next_attempt_at else None,
+            "retryable": self.retryable,
+            "next_steps": self.next_steps(),
         }
 
 
@@ -222,6 +294,14 @@ def campaign_status(db: Database, shape: Shape, slug: str) -> CampaignStatus:
             label = shape.label(region) if region in shape.regions else (region or "(no region)")
             regions.setdefault(label, {})[state] = int(n)
             counts[state] += int(n)
+        next_attempt_at = None
+        if counts.get("deferred"):
+            next_attempt_at = session.scalar(
+                select(func.min(Delivery.next_attempt_at)).where(
+                    Delivery.campaign_id == campaign.id, Delivery.status == "deferred"
+                )
+            )
+        retryable = retryable_counts(session, campaign.id)["failed"] if counts.get("failed") else 0
         return CampaignStatus(
             slug=slug,
             status=campaign.status,
@@ -231,4 +311,6 @@ def campaign_status(db: Database, shape: Shape, slug: str) -> CampaignStatus:
             by_region=sorted(regions.items()),
             started_at=campaign.started_at,
             finished_at=campaign.finished_at,
+            next_attempt_at=next_attempt_at,
+            retryable=retryable,
         )

@@ -1,12 +1,32 @@
 """The delivery loop: claim, check, fill, send, record, for one campaign through one transport.
 
-An :class:`Engine` claims a batch of pending deliveries under a lease (:mod:`mailer.sending.queue`;
-the claim re-checks the batch against suppressions, so an unsubscribe made during the send stops
-that member's message), fills each member's slots into ready wire bytes, hands them to the
-transport, and records every outcome in bulk as it comes back (:class:`Recorder`). Temporary
-failures are retried after ``RETRY_DELAYS``; ``CONSECUTIVE_ERRORS_TO_PAUSE`` failures in a row
-pause the campaign. While it sends, the engine reads its campaign's status every ``STATUS_SECONDS``
-(a ``pause`` or ``cancel`` stops it) and renews its leases every ``heartbeat_seconds``.
+An :class:`Engine` claims a batch of pending (or deferred and due) deliveries under a lease
+(:mod:`mailer.sending.queue`; the claim re-checks the batch against suppressions, so an unsubscribe
+made during the send stops that member's message), fills each member's slots into ready wire bytes,
+hands them to the transport, and records every outcome in bulk as it comes back (:class:`Recorder`):
+
+- accepted: ``sent``; refused for good (5xx): ``failed`` (a 5.1.x refusal also suppresses the address);
+- refused for now (a 4xx at MAIL, RCPT, DATA or after the final dot), or the connection lost before
+  the whole message went out: ``deferred`` until ``next_attempt_at``, which backs off from minutes
+  to hours (:class:`~mailer.sending.queue.Backoff`, the ``retry_*`` settings); once the waits add
+  up to ``queue_lifetime_hours``, ``failed`` ("gave up after 3 days of temporary failures: …").
+  A lost connection is first retried at once on a fresh one, up to ``max_attempts`` tries after
+  ``retry_delays``, since the message never reached the relay;
+- no reply after the final dot (a timeout, a dropped connection, a garbled reply): ``unknown``.
+  The relay may have delivered it (RFC 5321, 4.1.1.4), so it is never resent by itself;
+  ``mailer campaigns retry SLUG --unknown`` does, if the editor wants.
+
+``CONSECUTIVE_ERRORS_TO_PAUSE`` errors in a row pause the campaign: permanent refusals, lost
+connections and unknown outcomes (a relay that refuses, drops or never answers everything is better
+looked at than tried 325,000 times). A 4xx reply is the relay asking to wait, as greylisting and
+rate limits do: it defers the delivery and neither counts nor resets the count, so a relay that
+says "later" to everyone defers the whole list, whose deliveries go out when it says yes.
+
+While it sends, the engine reads its campaign's status every ``STATUS_SECONDS`` (a ``pause`` or
+``cancel`` stops it) and renews its leases every ``heartbeat_seconds``. The campaign is ``sent``
+once nothing is pending, sending or deferred; while only deferred deliveries not yet due remain, an
+engine run in the sending process stops (the campaign stays ``sending``; sending it again, or a
+``mailer worker``, goes on). ``now`` is the clock of next attempts (a test's clock can stand in).
 
 What a kill can duplicate, and how many engines share a campaign: see :mod:`mailer.sending`.
 """
@@ -19,7 +39,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -33,12 +53,14 @@ from mailer.models import Campaign, Delivery, utcnow
 from mailer.models import Variant as VariantRow
 from mailer.sending.prepare import template_for
 from mailer.sending.queue import (
+    GAVE_UP,
+    Backoff,
     Claimed,
     claim,
     find_campaign,
     release_dead_claims,
     renew_leases,
-    status_counts,
+    waiting,
     worker_name,
 )
 from mailer.settings import Settings
@@ -48,8 +70,8 @@ log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.1
 FLUSH_RESULTS = 100
-MAX_ATTEMPTS = 3
-RETRY_DELAYS = (2.0, 10.0, 30.0)
+MAX_ATTEMPTS = 3  # tries within one go of a message whose connection was lost before it went out
+RETRY_DELAYS = (2.0, 10.0)  # seconds before the 2nd and 3rd of those tries
 CONSECUTIVE_ERRORS_TO_PAUSE = 50
 STATUS_SECONDS = 0.5  # how often a running engine reads its campaign's status (pause, cancel)
 
@@ -63,11 +85,16 @@ class Summary:
     failed: int = 0
     suppressed: int = 0
     skipped: int = 0
-    retried: int = 0
+    retried: int = 0  # quick retries on a fresh connection, within this run
+    deferred: int = 0  # deferred by this run (tried again later)
+    unknown: int = 0  # no reply after the final dot (not resent)
     hard_bounces: int = 0
     seconds: float = 0.0
     stopped_because: str = ""
     failures: list[tuple[str, int | None, str]] = field(default_factory=list)
+    unknowns: list[tuple[str, str]] = field(default_factory=list)
+    deferred_left: int = 0  # deferred deliveries in the queue when the run ended
+    next_attempt_at: datetime | None = None  # the earliest of their next attempts
 
     @property
     def rate(self) -> float:
@@ -81,22 +108,27 @@ class Summary:
             "suppressed": self.suppressed,
             "skipped": self.skipped,
             "retried": self.retried,
+            "deferred": self.deferred,
+            "unknown": self.unknown,
             "hard_bounces": self.hard_bounces,
             "seconds": round(self.seconds, 3),
             "per_second": round(self.rate, 1),
             "stopped_because": self.stopped_because,
+            "deferred_left": self.deferred_left,
+            "next_attempt_at": self.next_attempt_at.isoformat() if self.next_attempt_at else None,
         }
 
 
 @dataclass
 class _Outcome:
     delivery_id: int
-    status: str  # sent, failed, skipped
+    status: str  # sent, failed, deferred, unknown, skipped
     code: int | None = None
     error: str = ""
     attempts: int = 1
     email: str = ""
     hard_bounce: bool = False
+    next_attempt_at: datetime | None = None
 
 
 class Recorder:
@@ -143,6 +175,7 @@ class Recorder:
                         last_error=bindparam("d_error"),
                         attempts=bindparam("d_attempts"),
                         sent_at=bindparam("d_sent_at"),
+                        next_attempt_at=bindparam("d_next"),
                         claimed_by=None,
                         lease_until=None,
                     )
@@ -157,6 +190,7 @@ class Recorder:
                             "d_error": o.error[:1000],
                             "d_attempts": o.attempts,
                             "d_sent_at": now if o.status == "sent" else None,
+                            "d_next": o.next_attempt_at,
                         }
                         for o in others
                     ],
@@ -201,13 +235,16 @@ class Engine:
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
         max_attempts: int = MAX_ATTEMPTS,
         shared: bool = False,
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
         self.shared = shared
         self.lease = timedelta(seconds=float(settings.lease_seconds))
         self.heartbeat = float(settings.heartbeat_seconds)
-        self.retry_delays = retry_delays
+        self.retry_delays = retry_delays or (0.0,)
         self.max_attempts = max_attempts
+        self.backoff = Backoff.from_settings(settings)
+        self.now = now  # the clock of next attempts (a test's own clock can stand in)
         self.settings = settings
         self.slug = slug
         self.batch_size = batch_size or settings.batch_size
@@ -218,7 +255,7 @@ class Engine:
         self.stop_requested = ""
         self.summary = Summary(slug)
         self.templates: dict[int, MessageTemplate] = {}
-        self.attempts: dict[int, int] = {}
+        self.tries: dict[int, int] = {}  # tries of each delivery in its current go
         self.consecutive_errors = 0
         self.limit_reached = False
         with db.session() as session:
@@ -277,7 +314,7 @@ class Engine:
                 if size <= 0:
                     self.limit_reached = True
                     break
-            batch = claim(self.db, self.campaign_id, self.worker, size, self.lease)
+            batch = claim(self.db, self.campaign_id, self.worker, size, self.lease, due_by=self.now())
             if not batch:
                 break
             for i, c in enumerate(batch):
@@ -328,44 +365,74 @@ class Engine:
 
     def _outcome(self, result: SendResult, stream: Any, recorder: Recorder) -> None:
         c: Claimed = result.key
-        tries = self.attempts.get(c.delivery_id, 0) + 1
-        self.attempts[c.delivery_id] = tries
+        tries = self.tries.get(c.delivery_id, 0) + 1
+        self.tries[c.delivery_id] = tries
+        attempts = c.attempts + 1
         if result.ok:
             self.consecutive_errors = 0
             self.summary.sent += 1
-            recorder.add(_Outcome(c.delivery_id, "sent", attempts=tries))
+            self.tries.pop(c.delivery_id, None)
+            recorder.add(_Outcome(c.delivery_id, "sent", attempts=attempts))
             return
-        self.consecutive_errors += 1
+        if not result.refused_for_now:  # a 4xx is the relay asking to wait, not an error
+            self.consecutive_errors += 1
         if (
-            result.temporary
-            and tries < MAX_ATTEMPTS
+            result.connection_fault
+            and tries < self.max_attempts
             and not self.stop_requested
             and result.message is not None
         ):
+            # The message never reached the relay: try it again now, on a fresh connection.
             self.summary.retried += 1
-            stream.requeue(result.message, delay=RETRY_DELAYS[min(tries - 1, len(RETRY_DELAYS) - 1)])
+            delay = self.retry_delays[min(tries - 1, len(self.retry_delays) - 1)]
+            stream.requeue(result.message, delay=delay)
         else:
-            hard = bool(result.enhanced and result.enhanced.startswith("5.1."))
-            self.summary.failed += 1
-            self.summary.hard_bounces += hard
-            self.summary.failures.append((c.email or "", result.code, result.text))
-            recorder.add(
-                _Outcome(
-                    c.delivery_id,
-                    "failed",
-                    code=result.code,
-                    error=result.text,
-                    attempts=tries,
-                    email=c.email or "",
-                    hard_bounce=hard,
-                )
-            )
+            self.tries.pop(c.delivery_id, None)
+            recorder.add(self._final(c, result, attempts))
         if self.consecutive_errors >= CONSECUTIVE_ERRORS_TO_PAUSE:
             self.stop(
                 f"paused after {self.consecutive_errors} errors in a row; last: "
                 f"{result.code or ''} {result.text}".strip()
             )
             self._set_status("paused", self.stop_requested)
+
+    def _final(self, c: Claimed, result: SendResult, attempts: int) -> _Outcome:
+        """What this go at a delivery comes to: unknown, deferred, or failed."""
+        email = c.email or ""
+        if result.unknown:
+            self.summary.unknown += 1
+            self.summary.unknowns.append((email, result.text))
+            return _Outcome(c.delivery_id, "unknown", error=result.text, attempts=attempts)
+        wait = self.backoff.next_wait(attempts) if result.temporary else None
+        if wait is not None:
+            self.summary.deferred += 1
+            return _Outcome(
+                c.delivery_id,
+                "deferred",
+                code=result.code,
+                error=result.text,
+                attempts=attempts,
+                next_attempt_at=self.now() + wait,
+            )
+        reply = f"{result.code or ''} {result.text}".strip()
+        error = (
+            f"{GAVE_UP}{self.backoff.lifetime_text} of temporary failures: {reply}"
+            if result.temporary
+            else result.text
+        )
+        hard = bool(not result.temporary and result.enhanced and result.enhanced.startswith("5.1."))
+        self.summary.failed += 1
+        self.summary.hard_bounces += hard
+        self.summary.failures.append((email, result.code, error))
+        return _Outcome(
+            c.delivery_id,
+            "failed",
+            code=result.code,
+            error=error,
+            attempts=attempts,
+            email=email,
+            hard_bounce=hard,
+        )
 
     async def _watch(self, stream: SendStream) -> None:
         """While sending: stop when the campaign is paused or cancelled; renew the leases held."""
@@ -428,11 +495,10 @@ class Engine:
         return self.summary
 
     def _finish(self) -> None:
-        counts = status_counts(self.db, self.campaign_id)
-        open_ = counts.get("pending", 0) + counts.get("sending", 0)
+        left = waiting(self.db, self.campaign_id, self.now())
         status, reason = self._campaign_status()
         if status == "sending":
-            if open_ == 0:
+            if left.done:
                 with self.db.session() as session:
                     session.execute(
                         update(Campaign)
@@ -442,4 +508,11 @@ class Engine:
             elif not self.shared and (self.stop_requested or self.limit_reached):
                 self._set_status("paused", self.stop_requested or f"limit of {self.limit} reached")
         status, reason = self._campaign_status()
+        self.summary.deferred_left, self.summary.next_attempt_at = left.deferred, left.next_attempt_at
         self.summary.stopped_because = self.stop_requested or reason
+        if not self.summary.stopped_because and status == "sending" and left.open == 0 and left.deferred:
+            due = left.next_attempt_at.isoformat(timespec="minutes") if left.next_attempt_at else "?"
+            self.summary.stopped_because = (
+                f"waiting: {left.deferred} deferred deliver{'y' if left.deferred == 1 else 'ies'}, "
+                f"the next attempt due at {due}"
+            )

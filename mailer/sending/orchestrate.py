@@ -15,6 +15,10 @@ before anything is written. ``send`` does the side effects of the plan's ``mode`
 - ``schedule``: enqueue, and mark the campaign ``scheduled`` for a running worker to start;
 - ``queue`` (PostgreSQL): enqueue, and mark it ``sending`` for the ``mailer worker`` processes;
 - ``send`` / ``resume``: enqueue (``resume``: it was before), and run the engine in this process.
+
+``plan_retry`` and ``retry`` (``mailer campaigns retry``) put back in the queue the deliveries that
+failed for temporary reasons (and, asked to, those whose outcome is unknown), set the campaign
+sending again, and send them the same way: from this process, or by the workers on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from sqlalchemy import select
+
 from mailer.audience.shape import Shape
 from mailer.db import Database
-from mailer.errors import DeliveryError
-from mailer.models import utcnow
+from mailer.errors import DeliveryError, UnknownName
+from mailer.models import Campaign, utcnow
 from mailer.sending.control import (
     CampaignStatus,
     Control,
@@ -42,7 +48,7 @@ from mailer.sending.control import (
 from mailer.sending.engine import Engine, Summary
 from mailer.sending.prepare import Prepared, prepare
 from mailer.sending.proofs import send_tests
-from mailer.sending.queue import enqueue, find_campaign, status_counts
+from mailer.sending.queue import enqueue, find_campaign, requeue, retryable_counts, waiting
 from mailer.sending.worker import alive_workers
 from mailer.settings import Settings
 from mailer.transport import SendResult, Transport, transport_for
@@ -168,6 +174,11 @@ class Sent:
         """Stopped before the end (a signal, ``limit``, errors in a row): sending again goes on."""
         return self.summary.stopped_because.startswith("paused")
 
+    @property
+    def waiting(self) -> bool:
+        """Only deferred deliveries not yet due are left: sending again when due (or a worker) goes on."""
+        return self.status.waiting
+
     def as_dict(self) -> dict[str, Any]:
         return {**self.summary.as_dict(), "status": self.status.as_dict()}
 
@@ -257,8 +268,8 @@ def send(
     if plan.mode == "test":
         return TestsSent(slug, asyncio.run(_send_tests(plan)))
     enqueued = enqueue(db, plan.prepared, scheduled_at=plan.when)
-    counts = status_counts(db, enqueued.campaign_id)
-    open_ = counts.get("pending", 0) + counts.get("sending", 0)
+    left = waiting(db, enqueued.campaign_id)
+    open_ = left.open + left.due
     if plan.mode in ("schedule", "queue"):
         if plan.when is not None:
             control = schedule_campaign(db, slug, plan.when)
@@ -267,17 +278,32 @@ def send(
         control = start_campaign(db, slug)
         return Queued(control, enqueued.deliveries, open_, alive_workers(db, settings))
     total = min(open_, plan.limit) if plan.limit else open_
+    return _send_here(db, settings, plan.shape, slug, total, plan.limit, progress, on_engine, stop_on_signals)
+
+
+def _send_here(
+    db: Database,
+    settings: Settings,
+    shape: Shape,
+    slug: str,
+    total: int,
+    limit: int | None,
+    progress: Progress | None,
+    on_engine: Callable[[Engine], None] | None,
+    stop_on_signals: bool,
+) -> Sent:
+    """Run the engine on ``slug`` in this process until nothing is left to send now."""
     engine = Engine(
         db,
         settings,
         slug,
-        limit=plan.limit,
+        limit=limit,
         progress=(lambda summary: progress(summary, total)) if progress else None,
     )
     if on_engine is not None:
         on_engine(engine)
     summary = run_engine(engine, lambda: sending_transport(db, settings), stop_on_signals=stop_on_signals)
-    return Sent(summary, campaign_status(db, plan.shape, slug))
+    return Sent(summary, campaign_status(db, shape, slug))
 
 
 def sending_transport(db: Database, settings: Settings) -> Transport:
@@ -307,3 +333,102 @@ def run_engine(
 async def _send_tests(plan: SendPlan) -> list[SendResult]:
     async with transport_for(plan.settings) as transport:
         return await send_tests(plan.db, plan.settings, plan.prepared, list(plan.tests), transport)
+
+
+# ---------------------------------------------------------------------------------------------
+# retry
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    """What ``retry`` will put back in the queue, and how it will be sent."""
+
+    db: Database
+    settings: Settings
+    shape: Shape
+    slug: str
+    was: str  # the campaign's status
+    failed: int  # failed for temporary reasons: a 4xx, or given up after the queue lifetime
+    unknown: int  # no reply after the final dot; the relay may have delivered them
+    include_unknown: bool
+    to_workers: bool  # PostgreSQL without in_process: the workers send them
+
+    @property
+    def count(self) -> int:
+        """How many deliveries go back in the queue."""
+        return self.failed + (self.unknown if self.include_unknown else 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.slug,
+            "was": self.was,
+            "failed_temporarily": self.failed,
+            "unknown": self.unknown,
+            "include_unknown": self.include_unknown,
+            "requeue": self.count,
+        }
+
+
+def plan_retry(
+    db: Database,
+    settings: Settings,
+    shape: Shape,
+    slug: str,
+    *,
+    unknown: bool = False,
+    in_process: bool = False,
+) -> RetryPlan:
+    """Count what ``retry`` would re-queue; raise when there is nothing (nothing is written)."""
+    with db.session() as session:
+        campaign = find_campaign(session, slug)
+        if campaign is None:
+            raise UnknownName(f"campaign {slug!r} has not been sent", hint=f"mailer campaigns send {slug}")
+        was = campaign.status
+        counts = retryable_counts(session, campaign.id)
+    if was == "cancelled":
+        raise DeliveryError(f"campaign {slug!r} was cancelled", hint="copy it to a new slug to send it again")
+    plan = RetryPlan(
+        db,
+        settings,
+        shape,
+        slug,
+        was,
+        counts["failed"],
+        counts["unknown"],
+        unknown,
+        on_postgresql(db) and not in_process,
+    )
+    if plan.count == 0:
+        hint = "`mailer campaigns status` shows what each delivery came to"
+        if counts["unknown"]:
+            hint = (
+                f"{counts['unknown']} have an unknown outcome (the relay may have delivered them): "
+                f"add --unknown to send those again"
+            )
+        raise DeliveryError(f"campaign {slug!r} has nothing to retry", hint=hint)
+    return plan
+
+
+def retry(
+    plan: RetryPlan,
+    *,
+    progress: Progress | None = None,
+    on_engine: Callable[[Engine], None] | None = None,
+    stop_on_signals: bool = False,
+) -> Sent | Queued:
+    """Re-queue what ``plan`` counted (due now, with a fresh queue lifetime), set the campaign
+    sending, and send: from this process, or by the workers (``plan.to_workers``)."""
+    db, slug = plan.db, plan.slug
+    with db.session() as session:
+        campaign = session.scalars(select(Campaign).where(Campaign.slug == slug).with_for_update()).one()
+        campaign_id = campaign.id
+        if campaign.status in ("sent", "queued", "paused", "sending"):
+            campaign.status, campaign.status_reason, campaign.finished_at = "sending", "", None
+        changed = requeue(session, campaign_id, unknown=plan.include_unknown)
+    left = waiting(db, campaign_id)
+    if plan.to_workers:
+        control = Control(slug, "sending", plan.was, changed)
+        return Queued(control, changed, left.open + left.due, alive_workers(db, plan.settings))
+    return _send_here(
+        db, plan.settings, plan.shape, slug, left.open + left.due, None, progress, on_engine, stop_on_signals
+    )

@@ -15,10 +15,10 @@ from mailer.audience.shape import Shape
 from mailer.compose import VariantPlan, plan
 from mailer.db import Database
 from mailer.issue import LoadedIssue, load_campaign
-from mailer.message import DkimKey, MessageParts, MessageTemplate
+from mailer.message import MessageParts, MessageTemplate, dkim_keys
 from mailer.models import Variant as VariantRow
 from mailer.render import RenderedVariant, Renderer
-from mailer.settings import Settings, dkim_private_key
+from mailer.settings import Settings
 
 
 @dataclass
@@ -79,19 +79,14 @@ def prepare(
 
 
 def template_for(settings: Settings, slug: str, rendered: RenderedVariant | VariantRow) -> MessageTemplate:
-    """The message template of one variant (built once, filled per recipient), DKIM-signed when
-    the settings name a key. The rendered HTML carries its own preheader (mj-preview)."""
+    """The message template of one variant (built once, filled per recipient), DKIM-signed with
+    each key the settings name (``dkim_keys``). The rendered HTML carries its own hidden preheader."""
     parts = MessageParts(subject=rendered.subject, text=rendered.text, html=rendered.html)
-    key = dkim_private_key(settings)
-    dkim = None
-    if key is not None:
-        domain = settings.dkim_domain or settings.from_address.rpartition("@")[2]
-        dkim = DkimKey(selector=settings.dkim_selector, domain=domain, private_key=key)
     return MessageTemplate.build(
         parts,
         settings=settings,
         campaign_slug=slug,
         list_name=settings.organisation,
         default_name="friend",
-        dkim=dkim,
+        dkim=dkim_keys(settings),
     )

@@ -2,10 +2,18 @@
 
 ``enqueue`` snapshots the recipients into ``deliveries`` (one row per campaign and member, in one
 transaction); suppressed members get no row, and a campaign already enqueued is left as it is (the
-send resumes it). Senders then ``claim`` batches of pending rows under a lease, ``renew_leases``
-while they work, and record outcomes (:class:`mailer.sending.engine.Recorder`). A claim whose lease
-ran out goes back to whoever claims next; ``release_dead_claims`` puts back at once the claims of
-processes on this machine that are gone.
+send resumes it). Senders then ``claim`` batches of pending rows, and of deferred rows whose next
+attempt is due, under a lease, ``renew_leases`` while they work, and record outcomes
+(:class:`mailer.sending.engine.Recorder`). A claim whose lease ran out goes back to whoever claims
+next; ``release_dead_claims`` puts back at once the claims of processes on this machine that are gone.
+
+A delivery's states: ``pending`` → ``sending`` (claimed) → ``sent``, ``failed`` (a permanent refusal,
+or temporary ones for longer than the queue lifetime), ``deferred`` (a temporary failure: tried
+again at ``next_attempt_at``, see :class:`Backoff`), ``unknown`` (no reply after the whole message
+went out: the relay may have delivered it, so it is never resent by itself), ``suppressed``,
+``skipped`` or ``cancelled``. ``attempts`` counts the times a delivery was taken from the queue and
+tried (quick retries on a fresh connection within one go count as one). ``requeue`` puts failed
+deliveries that may succeed now (and, asked to, the unknown ones) back in the queue.
 """
 
 from __future__ import annotations
@@ -16,17 +24,82 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailer.db import Database
+from mailer.errors import ConfigError
 from mailer.models import Campaign, Delivery, Member, Suppression, utcnow
 from mailer.models import Variant as VariantRow
 from mailer.sending.prepare import Prepared
+from mailer.settings import Settings
 
 LEASE = timedelta(minutes=5)
 
-STATES = ("pending", "sending", "sent", "failed", "suppressed", "skipped", "cancelled")
+STATES = (
+    "pending",
+    "sending",
+    "deferred",
+    "sent",
+    "failed",
+    "unknown",
+    "suppressed",
+    "skipped",
+    "cancelled",
+)
+GAVE_UP = "gave up after "  # how the error of a delivery failed for lasting temporary failures begins
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """When a deferred delivery is tried again, and when it is given up (like an MTA's queue).
+
+    After a delivery's n-th attempt fails temporarily it waits ``first × 2^(n−1)``, at most
+    ``longest``. Once the waits before an attempt add up to ``lifetime``, a temporary failure of
+    that attempt fails the delivery for good. The waits are counted, not the clock, so a delivery
+    is never given up before it has been retried for the whole lifetime (a sender that was not
+    running meanwhile only makes it longer).
+    """
+
+    first: timedelta
+    longest: timedelta
+    lifetime: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Backoff:
+        for name in ("retry_first_minutes", "retry_max_hours", "queue_lifetime_hours"):
+            if not getattr(settings, name) > 0:
+                raise ConfigError(
+                    f"{name} must be above 0", field=name, hint=f"the default is {getattr(Settings, name)}"
+                )
+        return cls(
+            timedelta(minutes=settings.retry_first_minutes),
+            timedelta(hours=settings.retry_max_hours),
+            timedelta(hours=settings.queue_lifetime_hours),
+        )
+
+    def wait(self, attempts: int) -> timedelta:
+        """The wait after a delivery's ``attempts``-th attempt failed temporarily."""
+        seconds = self.first.total_seconds() * 2.0 ** min(max(attempts - 1, 0), 60)
+        return timedelta(seconds=min(seconds, max(self.longest, self.first).total_seconds()))
+
+    def waited(self, attempts: int) -> timedelta:
+        """The waits before attempt ``attempts``: the least time the delivery has been retried for."""
+        return sum((self.wait(n) for n in range(1, attempts)), timedelta())
+
+    def next_wait(self, attempts: int) -> timedelta | None:
+        """The wait after attempt ``attempts`` failed temporarily; None: give up (lifetime spent)."""
+        return None if self.waited(attempts) >= self.lifetime else self.wait(attempts)
+
+    @property
+    def lifetime_text(self) -> str:
+        """The lifetime in words: "3 days", "1 hour", "90 minutes"."""
+        minutes = round(self.lifetime.total_seconds() / 60)
+        for unit, size in (("day", 1440), ("hour", 60), ("minute", 1)):
+            if minutes % size == 0 or unit == "minute":
+                n = minutes // size if minutes % size == 0 else round(minutes / size)
+                return f"{n} {unit}{'' if n == 1 else 's'}"
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 @dataclass(frozen=True)
@@ -153,25 +226,38 @@ class Claimed:
     variant_id: int
     email: str | None
     name: str | None
+    attempts: int = 0  # attempts before this one
 
 
-def claim(db: Database, campaign_id: int, worker: str, size: int, lease: timedelta = LEASE) -> list[Claimed]:
-    """Claim up to ``size`` deliveries that are pending (or whose lease ran out), oldest first.
+def claim(
+    db: Database,
+    campaign_id: int,
+    worker: str,
+    size: int,
+    lease: timedelta = LEASE,
+    *,
+    due_by: datetime | None = None,
+) -> list[Claimed]:
+    """Claim up to ``size`` deliveries that are pending, deferred and due by ``due_by`` (default:
+    now), or claimed by someone whose lease ran out; the older work first.
 
     On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets any number of workers claim side by side.
     Members suppressed since the snapshot are marked ``suppressed`` here and not returned; members
     erased since are ``skipped``.
     """
     now = utcnow()
+    due_by = due_by or now
     with db.session() as session:
         skip_locked = session.get_bind().dialect.name == "postgresql"
         ids: list[int] = []
-        # Two queries, each a range of the (campaign_id, status, id) index: one with an OR would
-        # walk every delivery already sent, which is most of them near the end of a large send.
-        for state in ("sending", "pending"):  # claims whose lease ran out first: the older work
+        # One query per state, each a range of the (campaign_id, status, id) index: one with an OR
+        # would walk every delivery already sent, which is most of them near the end of a large send.
+        for state in ("sending", "deferred", "pending"):
             where = [Delivery.campaign_id == campaign_id, Delivery.status == state]
             if state == "sending":
                 where.append(Delivery.lease_until < now)
+            elif state == "deferred":
+                where.append(Delivery.next_attempt_at <= due_by)
             candidates = select(Delivery.id).where(*where).order_by(Delivery.id).limit(size - len(ids))
             if skip_locked:
                 candidates = candidates.with_for_update(skip_locked=True)
@@ -193,6 +279,7 @@ def claim(db: Database, campaign_id: int, worker: str, size: int, lease: timedel
                 Member.email,
                 Member.name,
                 Suppression.reason,
+                Delivery.attempts,
             )
             .outerjoin(Member, Member.id == Delivery.member_id)
             .outerjoin(Suppression, Suppression.address_hash == Member.address_hash)
@@ -213,7 +300,11 @@ def claim(db: Database, campaign_id: int, worker: str, size: int, lease: timedel
                 .where(Delivery.id.in_(gone))
                 .values(status="skipped", claimed_by=None, last_error="member erased")
             )
-        return [Claimed(r[0], r[1], r[2], r[3], r[4]) for r in rows if r[5] is None and r[3] is not None]
+        return [
+            Claimed(r[0], r[1], r[2], r[3], r[4], int(r[6] or 0))
+            for r in rows
+            if r[5] is None and r[3] is not None
+        ]
 
 
 def status_counts(db: Database, campaign_id: int) -> dict[str, int]:
@@ -239,3 +330,80 @@ def renew_leases(db: Database, campaign_id: int, worker: str, lease: timedelta =
             .values(lease_until=utcnow() + lease)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What is left to do in a campaign's queue."""
+
+    open: int  # pending, or claimed by a sender
+    deferred: int  # waiting for their next attempt
+    due: int  # of the deferred, those due by the time asked about
+    next_attempt_at: datetime | None  # the earliest next attempt of a deferred delivery
+
+    @property
+    def done(self) -> bool:
+        """Nothing pending, sending or deferred: the campaign is sent."""
+        return self.open == 0 and self.deferred == 0
+
+
+def waiting(db: Database, campaign_id: int, due_by: datetime | None = None) -> Waiting:
+    """Counts of the deliveries still to be tried (ranges of the (campaign, status) index only)."""
+    due_by = due_by or utcnow()
+    with db.session() as session:
+        counts = dict(
+            session.execute(
+                select(Delivery.status, func.count())
+                .where(
+                    Delivery.campaign_id == campaign_id,
+                    Delivery.status.in_(("pending", "sending", "deferred")),
+                )
+                .group_by(Delivery.status)
+            ).all()
+        )
+        deferred = int(counts.get("deferred", 0))
+        due, first = 0, None
+        if deferred:
+            row = session.execute(
+                select(
+                    func.sum(case((Delivery.next_attempt_at <= due_by, 1), else_=0)),
+                    func.min(Delivery.next_attempt_at),
+                ).where(Delivery.campaign_id == campaign_id, Delivery.status == "deferred")
+            ).one()
+            due, first = int(row[0] or 0), row[1]
+    return Waiting(int(counts.get("pending", 0)) + int(counts.get("sending", 0)), deferred, due, first)
+
+
+def retryable_where(unknown: bool = False) -> ColumnElement[bool]:
+    """The deliveries ``requeue`` takes: failed for a 4xx or for lasting temporary failures (and,
+    with ``unknown``, those whose outcome is unknown)."""
+    temporary = and_(
+        Delivery.status == "failed",
+        or_(Delivery.last_code.between(400, 499), Delivery.last_error.startswith(GAVE_UP)),
+    )
+    return or_(temporary, Delivery.status == "unknown") if unknown else temporary
+
+
+def retryable_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    """How many deliveries ``requeue`` would take: ``failed`` (may succeed now) and ``unknown``."""
+    failed = session.scalar(
+        select(func.count()).where(Delivery.campaign_id == campaign_id, retryable_where())
+    )
+    unknown = session.scalar(
+        select(func.count()).where(Delivery.campaign_id == campaign_id, Delivery.status == "unknown")
+    )
+    return {"failed": int(failed or 0), "unknown": int(unknown or 0)}
+
+
+def requeue(session: Session, campaign_id: int, *, unknown: bool = False) -> int:
+    """Put back in the queue, due now and with a fresh queue lifetime, the deliveries that failed
+    for temporary reasons (a 4xx, or temporary failures for longer than the queue lifetime), and
+    with ``unknown`` those whose outcome is unknown (which the relay may have delivered: a member
+    may get those twice). Permanent refusals (5xx) stay failed. Returns how many."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.campaign_id == campaign_id, retryable_where(unknown))
+        .values(status="pending", attempts=0, next_attempt_at=None, claimed_by=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -6,8 +6,9 @@ A worker loops, top to bottom:
    any worker may, and only one does, thanks to row locks);
 2. for each campaign that is ``sending``, runs a shared :class:`~mailer.sending.engine.Engine` on
    it: claim a batch with ``FOR UPDATE SKIP LOCKED`` under a lease, send, record, claim the next,
-   until the queue is empty; the engine renews its leases every ``heartbeat_seconds`` and stops within
-   ``STATUS_SECONDS`` of a ``pause`` or ``cancel``;
+   until nothing is left to send now; the engine renews its leases every ``heartbeat_seconds`` and
+   stops within ``STATUS_SECONDS`` of a ``pause`` or ``cancel``. A campaign whose deferred
+   deliveries wait for their next attempt stays ``sending``, so the worker sends each when it is due;
 3. sleeps a moment when there was nothing to do, and goes round again.
 
 Every ``heartbeat_seconds`` it writes its row in ``workers`` (alive, which campaign, how many
@@ -273,7 +274,7 @@ class Worker:
     @staticmethod
     def _done(engine: Engine) -> int:
         s = engine.summary
-        return s.sent + s.failed + s.skipped + s.retried
+        return s.sent + s.failed + s.skipped + s.retried + s.deferred + s.unknown
 
     async def _idle(self, seconds: float) -> None:
         assert self._wake is not None

@@ -89,6 +89,13 @@ class SendResult:
     later may work (a 4xx reply, a dropped connection, a timeout, no relay reachable) or not (5xx);
     ``code`` is the SMTP reply code where there was one, ``enhanced`` its RFC 3463 code ("5.1.1")
     and ``text`` the reply text or what went wrong. ``relay`` names the relay used (password-free).
+
+    ``after_dot``: the whole message, final dot included, had been written to the relay when this
+    result came (the reply to the message itself, or a failure while waiting for it). Without a
+    reply (``code`` None: a timeout, a dropped connection, a garbled reply) the outcome is
+    :attr:`unknown`: the relay may have delivered the message (RFC 5321, 4.1.1.4), and sending it
+    again may deliver it twice. Every other temporary failure happened before the relay could
+    have taken the message, so trying again cannot duplicate it.
     """
 
     ok: bool
@@ -99,17 +106,35 @@ class SendResult:
     enhanced: str | None = None
     relay: str = ""
     message: Outgoing | None = field(default=None, repr=False, compare=False)
+    after_dot: bool = False
 
     @property
     def permanent(self) -> bool:
         return not self.ok and not self.temporary
 
     @property
+    def unknown(self) -> bool:
+        """No reply after the final dot: the relay may or may not have taken the message."""
+        return not self.ok and self.after_dot and self.code is None
+
+    @property
+    def refused_for_now(self) -> bool:
+        """A 4xx reply (at MAIL, RCPT, DATA or after the final dot): the relay asks to try later."""
+        return not self.ok and self.code is not None and 400 <= self.code < 500
+
+    @property
+    def connection_fault(self) -> bool:
+        """No reply, before the whole message was sent (dropped, timed out, unreachable): safe to resend."""
+        return not self.ok and self.temporary and self.code is None and not self.after_dot
+
+    @property
     def key(self) -> Any:
         return None if self.message is None else self.message.key
 
     @classmethod
-    def from_reply(cls, message: Outgoing, code: int, text: str, relay: str) -> SendResult:
+    def from_reply(
+        cls, message: Outgoing, code: int, text: str, relay: str, *, after_dot: bool = False
+    ) -> SendResult:
         ok = 200 <= code < 300
         return cls(
             ok=ok,
@@ -120,10 +145,13 @@ class SendResult:
             enhanced=None if ok else enhanced_status(text),
             relay=relay,
             message=message,
+            after_dot=after_dot,
         )
 
     @classmethod
-    def failed(cls, message: Outgoing, text: str, *, temporary: bool, relay: str = "") -> SendResult:
+    def failed(
+        cls, message: Outgoing, text: str, *, temporary: bool, relay: str = "", after_dot: bool = False
+    ) -> SendResult:
         return cls(
             ok=False,
             code=None,
@@ -132,6 +160,7 @@ class SendResult:
             recipient=message.recipient,
             relay=relay,
             message=message,
+            after_dot=after_dot,
         )
 
 
@@ -185,7 +214,8 @@ class SendStream(AsyncIterator[SendResult]):
     It feeds messages to the transport while keeping at most ``window`` of them outstanding
     (submitted and not yet yielded), so every connection stays busy and memory stays bounded.
     ``requeue(message, delay)`` sends a message again (for a temporary failure; it goes out on
-    whichever connection is free, normally not the one that failed, which was replaced). ``stop()``
+    whichever connection is free, normally not the one that failed, which was replaced; never for a
+    result whose outcome is :attr:`SendResult.unknown`, which the relay may have delivered). ``stop()``
     feeds no more: messages already handed to a connection finish and are yielded, messages still
     queued are dropped without a result (they were never tried), then the iteration ends.
 

@@ -4,8 +4,10 @@
 one queue, each on its own connection (:class:`~mailer.transport.smtp.connection.Connection`),
 reused for message after message. A connection that breaks (dropped, timed out, ``421``) is closed
 and replaced on the next message; the messages that were on it are reported as temporary failures,
-and the caller may requeue them (``SendStream.requeue``). A connection that died while idle is
-replaced silently before the next message.
+and the caller may requeue them (``SendStream.requeue``), except one whose whole payload, final dot
+included, had gone out: with no reply to it, its result is ``after_dot`` and :attr:`SendResult.unknown`
+(the relay may have delivered it; RFC 5321, 4.1.1.4). A connection that died while idle is replaced
+silently before the next message.
 
 Relays are tried in order: when one cannot be connected to, the pool moves to the next and stays
 there (wrapping around to the first after the last). Rate limits apply per relay, across all of
@@ -293,7 +295,10 @@ class SmtpPool:
                     if following is not None:
                         self._write_envelope(conn, following)
                     code, text = (await conn.read(1))[0]
-                    current.report(SendResult.from_reply(current.message, code, text, label))
+                    if not (200 <= code < 300 or 400 <= code < 600):
+                        # 1xx or 3xx to the final dot is no answer at all: the outcome is unknown.
+                        raise TransportError(f"{label} answered the message with {code} {text[:100]!r}")
+                    current.report(SendResult.from_reply(current.message, code, text, label, after_dot=True))
                     if code == 421:
                         raise TransportError(f"{label} is closing the connection: {text}")
                 current, sent = None, False
@@ -312,7 +317,9 @@ class SmtpPool:
             if current is not None:
                 note = " (after the whole message was sent: it may have been delivered)" if sent else ""
                 current.report(
-                    SendResult.failed(current.message, exc.message + note, temporary=True, relay=label)
+                    SendResult.failed(
+                        current.message, exc.message + note, temporary=True, relay=label, after_dot=sent
+                    )
                 )
             if following is not None:
                 following.report(

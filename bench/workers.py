@@ -48,7 +48,8 @@ from mailer.workspace import init_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 SLUG = "2025-11-kent-network"
-SECRET = "bench-secret"
+# A strong key (weak ones are refused), for benchmarks only.
+SECRET = "dU4eNoftE3ADXmtB2tE6RVR0-W4bbJPGix-KjjqDR1MdbWvxuHKoZlzlTDqkRD18"
 ADMIN = os.environ.get("MAILER_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import logging
 import re
 import socket
 import subprocess
@@ -21,7 +22,7 @@ import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -41,17 +42,28 @@ with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the 
 
 from mailer import tokens
 from mailer.audience.addresses import address_hash, normalise
-from mailer.audience.consent import SignupData
+from mailer.audience.consent import SignupData, mailbox_key
 from mailer.audience.shape import Shape
 from mailer.audience.suppression import is_suppressed, suppress
 from mailer.compose import compose
 from mailer.db import Database
 from mailer.issue import load_issue
-from mailer.models import Campaign, ConsentEvent, Interest, Member, Region, Suppression, Variant
+from mailer.models import (
+    Campaign,
+    ConsentEvent,
+    Interest,
+    LoginAttempt,
+    Member,
+    Region,
+    Suppression,
+    Variant,
+)
 from mailer.render import Renderer, browser_url
 from mailer.settings import Settings
 from mailer.web import confirmation, create_app
 from mailer.web.context import Limits
+from mailer.web.logs import RedactingFilter
+from mailer.web.ratelimit import network_of
 from mailer.web.writes import write, writer_database
 
 REPO = Path(__file__).resolve().parent.parent
@@ -239,6 +251,8 @@ def test_unsubscribe_get_and_head_change_nothing(
     assert page.status_code == 200
     assert 'method="post"' in page.text and "Unsubscribe from all emails" in page.text
     assert 'lang="en-GB"' in page.text and 'name="viewport"' in page.text
+    assert "/p/" not in page.text, "opening an unsubscribe link mints no preferences link"
+    assert f'action="/u/{token}/preferences"' in page.text  # a form mails one instead
     head = client.head(f"/u/{token}")
     assert head.status_code == 200 and head.content == b""
     for _ in range(3):  # a scanner following the link again and again
@@ -288,7 +302,7 @@ def test_one_click_twice_is_harmless(client: TestClient, db: Database, settings:
     assert [e.action for e in consent_events(db, member)] == ["unsubscribe", "unsubscribe"]
 
 
-def test_page_button_unsubscribes_with_csrf_and_offers_preferences(
+def test_page_button_unsubscribes_with_csrf_and_offers_to_sign_up_again(
     client: TestClient, db: Database, settings: Settings
 ) -> None:
     member = add_member(db, "dan@example.org")
@@ -298,9 +312,8 @@ def test_page_button_unsubscribes_with_csrf_and_offers_preferences(
     response = client.post(f"/u/{token}", data={"csrf": csrf_of(page.text)}, follow_redirects=False)
     assert response.status_code == 200
     assert "You are unsubscribed" in response.text
-    m = re.search(r'href="(/p/[a-z2-7]+)"', response.text)
-    assert m, "the page offers the preferences page"
-    assert client.get(m.group(1)).status_code == 200
+    assert "/p/" not in response.text, "no preferences link is minted in the page"
+    assert 'href="/subscribe"' in response.text and "Sign up again" in response.text
     row = suppression(db, "dan@example.org")
     assert row is not None and row.source == "link" and row.campaign == SLUG
 
@@ -886,7 +899,16 @@ def test_real_server_one_click_and_concurrent_unsubscribes(
         assert s.scalar(select(func.count()).select_from(ConsentEvent)) == 15
 
 
-def test_mailer_serve_runs_the_app(env: dict[str, str], db: Database) -> None:
+def test_mailer_serve_runs_the_app_and_logs_no_whole_token(
+    env: dict[str, str], db: Database, settings: Settings
+) -> None:
+    """`mailer serve` as its own process: it serves the pages, and its access log cuts every token
+    in a path (/u/, /p/, /confirm/) to a short prefix."""
+    member = add_member(db, "logged@example.org")
+    unsubscribe = unsub_token(settings, member)
+    preferences = prefs_token(settings, member)
+    data = SignupData("logged@example.org", "", "kent", "", (), "wording", datetime.now(UTC))
+    confirm = confirmation.seal(data, keys=settings.secrets)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mailer", "serve", "--port", str(port)],
@@ -905,6 +927,292 @@ def test_mailer_serve_runs_the_app(env: dict[str, str], db: Database) -> None:
                 time.sleep(0.1)
         assert response is not None and response.status_code == 200
         assert "Sign up" in response.text
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            assert http.get(f"/u/{unsubscribe}").status_code == 200
+            assert http.post(f"/u/{unsubscribe}/preferences", data={}).status_code == 403
+            assert http.get(f"/p/{preferences}").status_code == 200
+            assert http.get(f"/confirm/{confirm}").status_code == 200
+            assert http.get(f"/p/{preferences}?token={preferences}").status_code == 200
+            evil = http.get("/admin", headers={"Host": "evil.example"})
+            assert evil.status_code == 400 and "evil.example" not in evil.headers.get("location", "")
     finally:
         proc.terminate()
-        proc.wait(10)
+        output = proc.communicate(timeout=10)[0].decode()
+    assert f"GET /u/{unsubscribe[:6]}... HTTP/1.1" in output, output
+    assert f"POST /u/{unsubscribe[:6]}.../preferences HTTP/1.1" in output
+    assert f"GET /confirm/{confirm[:6]}... HTTP/1.1" in output
+    for token in (unsubscribe, preferences, confirm):
+        assert token not in output and token[:12] not in output
+    assert settings.secrets[0] not in output
+
+
+# ---------------------------------------------------------------------------------------------
+# Trust (issue 11): hosts, expiring preferences links, mailed links, sign-up limits, admin log-in
+
+
+def test_only_the_base_url_host_is_served(
+    app: Starlette, web_settings: Settings, db: Database, shape: Shape
+) -> None:
+    with TestClient(app, base_url="http://127.0.0.1:8000", follow_redirects=False) as good:
+        moved = good.get("/admin")
+        assert moved.status_code in (307, 308)
+        assert moved.headers["location"] == "http://127.0.0.1:8000/admin/"
+        assert good.get("/", headers={"Host": "localhost:8000"}).status_code == 200
+    with TestClient(app, base_url="http://evil.example", follow_redirects=False) as evil:
+        for path in ("/admin", "/", "/subscribe", "/u/abc"):
+            response = evil.get(path)
+            assert response.status_code == 400, path
+            assert "location" not in response.headers
+    public = replace(web_settings, base_url="https://news.example.org", web_hosts="news2.example.org")
+    other = create_app(public, shape=shape, database=db)
+    with TestClient(other, base_url="https://news.example.org") as c:
+        assert c.get("/").status_code == 200
+        assert c.get("/", headers={"Host": "news2.example.org"}).status_code == 200
+        assert c.get("/", headers={"Host": "127.0.0.1"}).status_code == 400  # base_url is not local
+
+
+def test_unsubscribe_page_mails_a_preferences_link(
+    client: TestClient, app: Starlette, db: Database, settings: Settings, box: Mailbox
+) -> None:
+    member = add_member(db, "uma@example.org", name="Uma Example")
+    campaign = add_campaign(db)
+    token = unsub_token(settings, member, campaign)
+    page = client.get(f"/u/{token}")
+    before = snapshot(db)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as stranger:  # no cookie: refused
+        assert stranger.post(f"/u/{token}/preferences", data={"csrf": csrf_of(page.text)}).status_code == 403
+    sent = client.post(f"/u/{token}/preferences", data={"csrf": csrf_of(page.text)})
+    assert sent.status_code == 200 and "Check your inbox" in sent.text
+    assert "/p/" not in sent.text
+    assert snapshot(db) == before, "mailing a link changes no member"
+    box.wait(1)
+    ((rcpts, msg),) = box.messages
+    assert rcpts == ["uma@example.org"] and msg["To"] == "uma@example.org"
+    assert "Uma" not in str(msg)
+    link = link_in(box.body(), "/p/")
+    assert tokens.verify(link.removeprefix("/p/"), "preferences", keys=settings.secrets).campaign == campaign
+    assert client.get(link).status_code == 200
+    # At most three such mails an hour per member; the page says the same.
+    for _ in range(4):
+        again = client.post(f"/u/{token}/preferences", data={"csrf": csrf_of(page.text)})
+        assert again.status_code == 200 and again.text == sent.text
+    time.sleep(0.2)
+    assert len(box.messages) == 3
+    # An unsubscribed member gets no mail, and the same page.
+    other = add_member(db, "vera@example.org")
+    with db.session() as s:
+        suppress(s, "vera@example.org", reason="unsubscribe", source="link")
+    vera = unsub_token(settings, other)
+    vera_page = client.get(f"/u/{vera}")
+    quiet = client.post(f"/u/{vera}/preferences", data={"csrf": csrf_of(vera_page.text)})
+    assert quiet.status_code == 200 and quiet.text == sent.text
+    time.sleep(0.2)
+    assert len(box.messages) == 3
+
+
+def test_preferences_links_expire_and_offer_a_fresh_one(
+    client: TestClient, db: Database, settings: Settings, box: Mailbox
+) -> None:
+    member = add_member(db, "wes@example.org", name="Wes Example")
+    now = datetime.now(UTC)
+    fresh = tokens.sign("preferences", member, keys=settings.secrets, now=now - timedelta(days=89))
+    assert client.get(f"/p/{fresh}").status_code == 200
+    old = tokens.sign("preferences", member, keys=settings.secrets, now=now - timedelta(days=91))
+    before = snapshot(db)
+    page = client.get(f"/p/{old}")
+    assert page.status_code == 410
+    assert "This link has expired" in page.text and "Wes" not in page.text
+    assert f'action="/p/{old}/renew"' in page.text
+    # The expired link can neither save nor leave.
+    saved = client.post(f"/p/{old}", data={"csrf": csrf_of(page.text), "name": "Changed", "region": "kent"})
+    assert saved.status_code == 410
+    assert client.post(f"/p/{old}/leave", data={"csrf": csrf_of(page.text)}).status_code == 410
+    assert client.post(f"/p/{old}/renew", data={}).status_code == 403  # no CSRF value
+    assert snapshot(db) == before
+    renewed = client.post(f"/p/{old}/renew", data={"csrf": csrf_of(page.text)})
+    assert renewed.status_code == 200 and "Check your inbox" in renewed.text
+    box.wait(1)
+    assert [r for r, _ in box.messages] == [["wes@example.org"]]
+    link = link_in(box.body(), "/p/")
+    assert client.get(link).status_code == 200
+    # A forged or tampered link is not "expired": it gets the plain bad-link page.
+    assert client.get(f"/p/{_tampered(old)}").status_code == 400
+    assert client.post(f"/p/{_tampered(old)}/renew", data={"csrf": csrf_of(page.text)}).status_code == 400
+
+
+def test_preferences_link_days_setting(web_settings: Settings, db: Database, shape: Shape) -> None:
+    member = add_member(db, "xia@example.org")
+    short = create_app(replace(web_settings, preferences_link_days=1), shape=shape, database=db)
+    two_days = tokens.sign(
+        "preferences", member, keys=web_settings.secrets, now=datetime.now(UTC) - timedelta(days=2)
+    )
+    with TestClient(short, base_url="http://127.0.0.1:8000") as c:
+        page = c.get(f"/p/{two_days}")
+        assert page.status_code == 410 and "work for 1 days" in page.text
+
+
+def test_signup_refuses_names_with_addresses_or_too_long(client: TestClient, box: Mailbox) -> None:
+    for name in ("Click https://evil.example/login now", "visit evil.example/login", "bit.ly", "x@y.org"):
+        response = signup(client, name=name, email="yves@example.org")
+        assert response.status_code == 400, name
+        assert "cannot contain a web or email address" in response.text
+    long = signup(client, name="A" * 81)
+    assert long.status_code == 400 and "at most 80 characters" in long.text
+    assert signup(client, name="J.R.R. Tolkien", email="jrr@example.org").status_code == 200
+    box.wait(1)
+    time.sleep(0.2)
+    assert [r for r, _ in box.messages] == [["jrr@example.org"]]
+
+
+def test_sign_up_mails_never_echo_the_name(client: TestClient, db: Database, box: Mailbox) -> None:
+    add_member(db, "zoe@example.org")
+    assert signup(client, name="Quinn Attacker", email="quinn@example.org").status_code == 200
+    assert signup(client, name="Quinn Attacker", email="zoe@example.org").status_code == 200
+    box.wait(2)
+    assert len(box.messages) == 2
+    for received in box.server.messages:
+        assert b"Quinn" not in received.data and b"Attacker" not in received.data
+    assert box.messages[0][1]["To"] == "quinn@example.org"
+
+
+def test_signup_with_a_non_ascii_address_and_a_name_is_an_error_not_a_crash(
+    client: TestClient, box: Mailbox
+) -> None:
+    response = signup(client, email="jürgen@example.org", name="Jürgen Müller")
+    assert response.status_code == 400
+    assert "another address" in response.text
+    idn = signup(client, email="ann@exämple.org", name="Ann Müller")  # a non-ASCII domain is fine
+    assert idn.status_code == 200
+    box.wait(1)
+    assert [r for r, _ in box.messages] == [["ann@xn--exmple-cua.org"]]
+    bad_postcode = signup(client, postcode="ME14\x001HH")
+    assert bad_postcode.status_code == 400 and "Enter a postcode like" in bad_postcode.text
+
+
+def test_mailbox_key_strips_tags_and_gmail_dots() -> None:
+    assert mailbox_key("victim+1@example.net") == "victim@example.net"
+    assert mailbox_key("victim+a+b@example.net") == "victim@example.net"
+    assert mailbox_key("v.i.c.t.i.m@gmail.com") == "victim@gmail.com"
+    assert mailbox_key("v.ictim+x@googlemail.com") == "victim@gmail.com"
+    assert mailbox_key("v.ictim@example.net") == "v.ictim@example.net"  # dots count elsewhere
+    assert network_of("203.0.113.77") == network_of("203.0.113.5") == "203.0.113.0/24"
+    assert network_of("2001:db8:1:2:aaaa::1") == network_of("2001:db8:1:2::9") == "2001:db8:1:2::/64"
+    assert network_of("::ffff:198.51.100.7") == "198.51.100.0/24"
+    assert network_of("testclient") == "testclient"
+
+
+def test_mail_bomb_of_one_mailbox_delivers_at_most_three(app: Starlette, db: Database, box: Mailbox) -> None:
+    """50 sign-ups for variants of one Gmail mailbox, each from another network: at most 3 mails."""
+    variants = [
+        f"victim+{n}@gmail.com"
+        if n % 3 == 0
+        else ("v.i.c.t.i.m" if n % 3 == 1 else "vic.tim") + f"+{n}@googlemail.com"
+        for n in range(50)
+    ]
+    variants[0], variants[1] = "VICTIM@gmail.com", "v.i.c.t.i.m@gmail.com"
+    answers = set()
+    for n, address in enumerate(variants):
+        with TestClient(app, base_url="http://127.0.0.1:8000", client=(f"198.{n}.{n}.7", 4000 + n)) as c:
+            response = signup(c, email=address, name="")
+            assert response.status_code == 200, (address, response.text)
+            answers.add(response.text)
+    assert len(answers) == 1, "every sign-up gets the same page"
+    box.wait(3)
+    time.sleep(0.3)
+    assert 1 <= len(box.messages) <= 3
+
+
+def test_signup_limits_hold_across_processes_and_restarts(
+    web_settings: Settings, db: Database, shape: Shape, box: Mailbox
+) -> None:
+    """Two apps on one database (two `mailer serve` processes, or one restarted) share the counts."""
+    limited = replace(web_settings, signup_posts_per_network=2, signup_mails_per_mailbox=1)
+    first = create_app(limited, shape=shape, database=db)
+    second = create_app(limited, shape=shape, database=db)
+    with TestClient(first, base_url="http://127.0.0.1:8000", client=("203.0.113.5", 1)) as a:
+        assert signup(a, email="ola+1@example.org").status_code == 200
+    with TestClient(second, base_url="http://127.0.0.1:8000", client=("203.0.113.77", 2)) as b:
+        assert signup(b, email="ola+2@example.org").status_code == 200  # the same /24, another app
+        refused = signup(b, email="pia@example.org")
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    restarted = create_app(limited, shape=shape, database=db)
+    with TestClient(restarted, base_url="http://127.0.0.1:8000", client=("203.0.113.9", 3)) as c:
+        assert signup(c, email="pia@example.org").status_code == 429
+    with TestClient(restarted, base_url="http://127.0.0.1:8000", client=("2001:db8::1", 4)) as d:
+        assert signup(d, email="pia@example.org").status_code == 200
+    box.wait(2)
+    time.sleep(0.2)
+    assert sorted(r[0] for r, _ in box.messages) == ["ola+1@example.org", "pia@example.org"]
+
+
+ADMIN_PASSWORD = "correct-admin-password-9"
+
+
+def basic(password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()}
+
+
+@dataclass
+class FrozenClock:
+    """A clock that moves only when told (``offset``), so lock-outs do not depend on speed."""
+
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    offset: timedelta = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return self.at + self.offset
+
+
+def test_admin_login_attempts_are_slowed_per_address(
+    web_settings: Settings, db: Database, shape: Shape
+) -> None:
+    clock = FrozenClock()
+    settings = replace(web_settings, admin_password=ADMIN_PASSWORD)
+    app = create_app(settings, shape=shape, database=db, clock=clock)
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("192.0.2.1", 1)) as c:
+        assert c.get("/admin/").status_code == 401  # no password yet: not a failure
+        statuses = [c.get("/admin/", headers=basic(f"guess-{n}")).status_code for n in range(1000)]
+        assert statuses[:5] == [401] * 5
+        assert set(statuses[5:]) == {429}, "after five wrong passwords, every try is refused"
+        locked = c.get("/admin/", headers=basic(ADMIN_PASSWORD))
+        assert locked.status_code == 429, "even the right password waits"
+        assert int(locked.headers["Retry-After"]) >= 1
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("192.0.2.2", 1)) as other:
+        assert other.get("/admin/", headers=basic(ADMIN_PASSWORD)).status_code == 200  # per address
+    restarted = create_app(settings, shape=shape, database=db, clock=clock)
+    with TestClient(restarted, base_url="http://127.0.0.1:8000", client=("192.0.2.1", 1)) as c:
+        assert c.get("/admin/", headers=basic(ADMIN_PASSWORD)).status_code == 429  # held in the database
+        clock.offset = timedelta(seconds=2)  # the first lock-out (1 s) has passed
+        assert c.get("/admin/", headers=basic("wrong again")).status_code == 401
+        wait = c.get("/admin/", headers=basic(ADMIN_PASSWORD))
+        assert wait.status_code == 429 and int(wait.headers["Retry-After"]) >= 2  # it doubles
+        clock.offset = timedelta(hours=1)
+        assert c.get("/admin/", headers=basic(ADMIN_PASSWORD)).status_code == 200
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(LoginAttempt)) == 0, "a success clears the count"
+
+
+def test_logged_errors_are_redacted(settings: Settings) -> None:
+    secret = settings.secrets[0]
+    token = unsub_token(settings, 42)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", f"/p/{token}/leave?token={token}", "1.1", 200),
+        None,
+    )
+    try:
+        raise RuntimeError(f"cannot connect to postgresql://mailer:hunter2@db/mailer with key {secret}")
+    except RuntimeError:
+        failed = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "boom", None, sys.exc_info())
+    redacting = RedactingFilter([secret])
+    formatter = logging.Formatter("%(message)s")
+    for item in (record, failed):
+        assert redacting.filter(item)
+    line, trace = formatter.format(record), formatter.format(failed)
+    assert token not in line and f"/p/{token[:6]}.../leave" in line
+    assert "hunter2" not in trace and "mailer:***@db" in trace
+    assert secret not in trace and "[redacted]" in trace

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -200,8 +200,42 @@ def test_unsubscribe_with_the_button(page: Page, site: Site, screenshots: Path) 
     with site.db.session() as s:
         row = s.get(Suppression, address_hash("ann@example.org"))
         assert row is not None and row.source == "link" and row.campaign == "2025-11-kent-network"
-    page.get_by_role("link", name="Go to your preferences").click()
-    page.get_by_text("You have unsubscribed").wait_for()
+    assert "/p/" not in page.content(), "no preferences link is minted in the page"
+    page.get_by_role("link", name="Sign up again").click()
+    page.get_by_role("heading", name="Sign up for our emails").wait_for()
+
+
+def test_unsubscribe_page_mails_a_preferences_link(page: Page, site: Site, screenshots: Path) -> None:
+    member = add_member(site.db, "dee@example.org")
+    token = tokens.sign("unsubscribe", member, keys=site.settings.secrets)
+    page.goto(f"{site.base}/u/{token}")
+    page.get_by_role("button", name="Email me a link to my preferences").click()
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    check_page(page, screenshots, "preferences-link-sent")
+    deadline = time.monotonic() + 10
+    while not site.smtp.messages and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (received,) = site.smtp.messages
+    assert received.rcpt_tos == ["dee@example.org"]
+    link = re.search(rb"(http://127\.0\.0\.1:\d+/p/[a-z2-7]+)", received.data)
+    assert link, "the mail holds a preferences link"
+    page.goto(link.group(1).decode())
+    page.get_by_role("heading", name="Your preferences").wait_for()
+
+
+def test_expired_preferences_link_offers_a_fresh_one(page: Page, site: Site, screenshots: Path) -> None:
+    member = add_member(site.db, "eve@example.org")
+    old = datetime.now(UTC) - timedelta(days=site.settings.preferences_link_days + 1)
+    token = tokens.sign("preferences", member, keys=site.settings.secrets, now=old)
+    page.goto(f"{site.base}/p/{token}")
+    page.get_by_role("heading", name="This link has expired").wait_for()
+    check_page(page, screenshots, "preferences-expired")
+    page.get_by_role("button", name="Email me a new link").click()
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    deadline = time.monotonic() + 10
+    while not site.smtp.messages and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [m.rcpt_tos for m in site.smtp.messages] == [["eve@example.org"]]
 
 
 def test_change_interests_on_the_preferences_page(page: Page, site: Site, screenshots: Path) -> None:

@@ -22,12 +22,15 @@ def serve(app: App, host: str, port: int, proxy: bool) -> None:
     opt-in, the archive of sent issues and calendar feeds.
 
     Links in mail point at base_url (mailer.toml); put this behind a web server with TLS for the
-    public. One process: the sign-up rate limits are counted in its memory.
+    public. It answers only to base_url's host (and web_hosts). Its limits (sign-ups, admin
+    passwords) are kept in the database, so several processes share them. Its access log never
+    holds a whole token: each is cut to its first characters.
     """
     import uvicorn
 
     from mailer.settings import ensure_secret
     from mailer.web import create_app
+    from mailer.web.logs import log_config
 
     settings = ensure_secret(app.settings)
     web = create_app(settings, shape=app.shape)
@@ -43,4 +46,5 @@ def serve(app: App, host: str, port: int, proxy: bool) -> None:
         forwarded_allow_ips="127.0.0.1" if proxy else None,
         server_header=False,
         log_level="info",
+        log_config=log_config(settings),
     )

@@ -8,6 +8,13 @@
 The password is ``MAILER_ADMIN_PASSWORD`` (``Settings.admin_password``); any user name is accepted.
 Without a password set, the pages are closed (403). Pages are plain HTML with inline SVG charts: no
 JavaScript, no cookies; they are never cached.
+
+Guessing is slowed per address (an IPv4 address, or an IPv6 /64), in the database
+(``login_attempts``) so that it holds across processes and restarts: after
+``Limits.admin_failures`` wrong passwords, each further one locks the address out for twice as long
+as the last (1 s, 2 s, 4 s, … up to ``Limits.admin_lock_max``), and while it is locked out every
+request gets 429 with Retry-After, the right password included. A right password clears the count;
+so does a day without failures.
 """
 
 from __future__ import annotations
@@ -15,15 +22,20 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import ipaddress
+from datetime import datetime, timedelta
 
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from mailer import reports as report
 from mailer.errors import UnknownName
-from mailer.web.context import web
+from mailer.models import LoginAttempt
+from mailer.web.context import Limits, client_ip, web
 from mailer.web.pages import PAGE_HEADERS
+from mailer.web.ratelimit import network_of
 
 REALM = 'Basic realm="mailer reports", charset="UTF-8"'
 
@@ -41,7 +53,50 @@ def _password_of(request: Request) -> str | None:
     return password if sep else None
 
 
-def check(request: Request) -> Response | None:
+FORGET_AFTER = timedelta(days=1)
+
+
+def attempt_key(host: str) -> str:
+    """What failed log-ins are counted by: the IPv4 address, or the IPv6 /64 (one customer's)."""
+    try:
+        if ipaddress.ip_address(host).version == 4:
+            return host
+    except ValueError:
+        return host[:64] or "unknown"
+    return network_of(host)
+
+
+def locked_for(session: Session, key: str, now: datetime) -> float | None:
+    """Seconds until ``key`` may try again, or None when it is not locked out."""
+    row = session.get(LoginAttempt, key)
+    if row is None or row.locked_until is None or row.locked_until <= now:
+        return None
+    return max((row.locked_until - now).total_seconds(), 1.0)
+
+
+def record_failure(session: Session, key: str, now: datetime, limits: Limits) -> None:
+    """Count a wrong password from ``key``; past ``limits.admin_failures``, lock it out."""
+    row = session.get(LoginAttempt, key, with_for_update=True)
+    if row is None or row.last_failed_at < now - FORGET_AFTER:
+        if row is not None:
+            session.delete(row)
+            session.flush()
+        row = LoginAttempt(address=key, failures=0, first_failed_at=now, last_failed_at=now)
+        session.add(row)
+    row.failures += 1
+    row.last_failed_at = now
+    over = row.failures - limits.admin_failures
+    if over >= 0:
+        row.locked_until = now + timedelta(seconds=min(2.0**over, limits.admin_lock_max))
+
+
+def record_success(session: Session, key: str) -> None:
+    row = session.get(LoginAttempt, key)
+    if row is not None:
+        session.delete(row)
+
+
+async def check(request: Request) -> Response | None:
     """None if the request may see the admin pages, else the response refusing it."""
     w = web(request)
     expected = w.settings.admin_password
@@ -52,16 +107,40 @@ def check(request: Request) -> Response | None:
             "The report pages need a password: set MAILER_ADMIN_PASSWORD where the web app runs.",
             status=403,
         )
+    key = attempt_key(client_ip(request))
+    now = w.clock()
+    wait = await w.read(lambda s: locked_for(s, key, now))
+    if wait is not None:
+        return _too_many(request, wait)
     given = _password_of(request)
-    if given is None or not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
-        return w.pages.message(
-            request,
-            "Password needed",
-            "The report pages need the organisers' password.",
-            status=401,
-            headers={"WWW-Authenticate": REALM},
-        )
+    if given is None:  # no password yet: ask for one (not a failure)
+        return _ask(request)
+    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        await w.write(lambda s: record_failure(s, key, now, w.limits))
+        return _ask(request)
+    if await w.read(lambda s: s.get(LoginAttempt, key) is not None):
+        await w.write(lambda s: record_success(s, key))
     return None
+
+
+def _ask(request: Request) -> Response:
+    return web(request).pages.message(
+        request,
+        "Password needed",
+        "The report pages need the organisers' password.",
+        status=401,
+        headers={"WWW-Authenticate": REALM},
+    )
+
+
+def _too_many(request: Request, wait: float) -> Response:
+    return web(request).pages.message(
+        request,
+        "Too many wrong passwords",
+        "There have been too many wrong passwords from your connection. Please wait and try again.",
+        status=429,
+        headers={"Retry-After": str(int(wait + 0.999))},
+    )
 
 
 def _html(body: str) -> HTMLResponse:
@@ -69,7 +148,7 @@ def _html(body: str) -> HTMLResponse:
 
 
 async def index(request: Request) -> Response:
-    refused = check(request)
+    refused = await check(request)
     if refused is not None:
         return refused
     w = web(request)
@@ -79,7 +158,7 @@ async def index(request: Request) -> Response:
 
 
 async def campaign(request: Request) -> Response:
-    refused = check(request)
+    refused = await check(request)
     if refused is not None:
         return refused
     w = web(request)

@@ -2,29 +2,43 @@
 
 Routes, by concern:
 
-- ``/u/{token}``: unsubscribe (GET/HEAD page; POST one-click or button)       ``unsubscribe.py``
-- ``/p/{token}``, ``/p/{token}/leave``: preferences                           ``preferences.py``
+- ``/u/{token}``: unsubscribe (GET/HEAD page; POST one-click or button; POST ``/preferences``
+  mails a preferences link)                                                   ``unsubscribe.py``
+- ``/p/{token}``, ``/p/{token}/leave``, ``/p/{token}/renew``: preferences     ``preferences.py``
 - ``/subscribe``, ``/subscribe/embed``, ``/confirm/{token}``: sign-up          ``signup.py``
 - ``/archive/``, ``/archive/feed.atom``, ``/archive/{slug}/[{key}]``, ``/files/…``  ``archive.py``
 - ``/calendar/``, ``/calendar/{region}.ics``, ``/calendar/all.ics``, ``/calendar/event/{uid}.ics``
                                                                                ``calendars.py``
 - ``/admin/``, ``/admin/campaigns/{slug}``: reports, HTTP Basic (MAILER_ADMIN_PASSWORD)   ``admin.py``
 
-A bad, forged, truncated or expired token gets the same plain 400 page, whatever was wrong with it.
+A bad, forged or truncated token gets the same plain 400 page, whatever was wrong with it; a
+genuine preferences link past its age gets a page offering to mail a fresh one (410).
+
+Whatever arrives, the app answers with a page, never a crash (``tests/hostile/test_http.py`` drives
+every route with hostile values): only the hosts of ``base_url`` (and ``web_hosts``; localhost when
+``base_url`` is local) are served, so no page or redirect ever names a host an attacker sent; a
+path or query holding control characters (NUL, CR, LF) gets 400 before any route sees it; a busy
+or unreachable database gets 503 with Retry-After. No page shows an error's details.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mailer import tokens
 from mailer.audience.shape import Shape, load_shape
@@ -34,9 +48,15 @@ from mailer.settings import Settings
 from mailer.web import admin, archive, calendars, preferences, signup, unsubscribe
 from mailer.web.context import Limits, SendMail, Web, web
 from mailer.web.csrf import Csrf
+from mailer.web.logs import redact, secrets_of
 from mailer.web.mail import relay_sender
 from mailer.web.pages import Pages
 from mailer.web.writes import writer_database
+
+log = logging.getLogger("mailer.web")
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+MAX_URL = 4096
 
 
 async def home(request: Request) -> Response:
@@ -63,6 +83,57 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return w.pages.message(request, "Something went wrong", "Please try again.", status=exc.status_code)
 
 
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """A busy or unreachable database (or one refusing a value): try again later, nothing shown."""
+    w = web(request)
+    detail = redact(f"{request.method} {request.url.path}: {exc}", secrets_of(w.settings))
+    log.error("database error on %s", detail)
+    return w.pages.message(
+        request,
+        "Please try again later",
+        "We cannot answer just now. Please try again in a few minutes.",
+        status=503,
+        headers={"Retry-After": "60"},
+    )
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    """Anything else: a plain page that reveals nothing (the server logs the error, redacted)."""
+    return web(request).pages.message(request, "Something went wrong", "Please try again.", status=500)
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """The Host names the app answers to: base_url's, ``web_hosts``, and localhost when base_url
+    is local."""
+    base = (urlsplit(settings.base_url).hostname or "").lower()
+    base = f"[{base}]" if ":" in base else base  # an IPv6 address, as a Host header writes it
+    hosts = [base] if base else []
+    for host in (h.strip().lower() for h in settings.web_hosts.split(",")):
+        if host and "*" not in host[1:] and (host == "*" or not host.startswith("*") or host[:2] == "*."):
+            hosts.append(host)
+    if not base or base in LOCAL_HOSTS:
+        hosts += list(LOCAL_HOSTS)
+    return list(dict.fromkeys(hosts))
+
+
+class RefuseControlCharacters:
+    """400 for a request whose path or query holds a control character (NUL, CR, LF, …) or is
+    over ``MAX_URL`` long: no route, database or file name ever sees one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = str(scope.get("path", ""))
+            query = unquote(bytes(scope.get("query_string", b"")).decode("latin-1"))
+            if len(path) + len(query) > MAX_URL or any(c < " " or c == "\x7f" for c in path + query):
+                response = PlainTextResponse("Bad request: this address is not valid.", status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -75,8 +146,9 @@ def create_app(
     """The members' web app for ``settings``' workspace.
 
     ``shape`` defaults to the workspace's lists, ``database`` to its database (opened, and migrated
-    if behind), ``send_mail`` to sending through ``settings.relays``, ``limits`` to ``Limits()`` and
-    ``clock`` (the current time, aware) to the system clock; tests pass their own.
+    if behind), ``send_mail`` to sending through ``settings.relays``, ``limits`` to
+    ``Limits.from_settings(settings)`` and ``clock`` (the current time, aware) to the system clock;
+    tests pass their own.
     """
     if not settings.secrets:
         raise ConfigError(
@@ -96,7 +168,7 @@ def create_app(
         writer=writer,
         pages=Pages(settings, csrf),
         csrf=csrf,
-        limits=limits or Limits(),
+        limits=limits or Limits.from_settings(settings),
         send_mail=send_mail or relay_sender(settings),
         **extra,
     )
@@ -120,7 +192,18 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers={TokenError: _bad_token, HTTPException: _http_error},
+        middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False),
+            Middleware(RefuseControlCharacters),
+        ],
+        exception_handlers={
+            tokens.ExpiredToken: preferences.expired_link,
+            TokenError: _bad_token,
+            HTTPException: _http_error,
+            OperationalError: _database_error,
+            DBAPIError: _database_error,
+            Exception: _crash,
+        },
         lifespan=lifespan,
     )
     app.state.web = state

@@ -71,6 +71,6 @@ class Csrf:
         """Whether the form posted to ``scope`` carries a value matching the request's cookie."""
         nonce = self._nonce(request)
         value = form.get(FIELD)
-        if nonce is None or not isinstance(value, str) or not value:
-            return False
+        if nonce is None or not isinstance(value, str) or not value or not value.isascii():
+            return False  # (compare_digest takes ASCII strings only)
         return any(hmac.compare_digest(self._mac(key, scope, nonce), value) for key in self._keys)

@@ -1,5 +1,6 @@
-"""The web app's system mails (the sign-up confirmation, "you are already subscribed"): one message
-at a time, built with the ``email`` package from a template and sent through the configured relay.
+"""The web app's system mails (the sign-up confirmation, "you are already subscribed", a fresh
+preferences link): one message at a time, built with the ``email`` package from a template and sent
+through the configured relay.
 
 A mail template (``templates/web/mail/<name>``) starts with a ``Subject:`` line, then a blank line,
 then the plain-text body.
@@ -23,18 +24,20 @@ if TYPE_CHECKING:
     from mailer.web.pages import Pages
 
 
-def system_mail(
-    pages: Pages, settings: Settings, template: str, *, to: str, name: str = "", **context: Any
-) -> EmailMessage:
-    """The message of ``web/mail/<template>`` for ``to``: From the organisation, auto-generated."""
-    rendered = pages.text(f"mail/{template}", name=name, **context)
+def system_mail(pages: Pages, settings: Settings, template: str, *, to: str, **context: Any) -> EmailMessage:
+    """The message of ``web/mail/<template>`` for ``to``: From the organisation, auto-generated.
+
+    Whatever a stranger typed into a form (a name) never goes into these mails: anyone can ask for
+    one to any address, so they carry only the organisation's own words and the link.
+    """
+    rendered = pages.text(f"mail/{template}", **context)
     head, sep, body = rendered.partition("\n\n")
     if not sep or not head.startswith("Subject:"):
         raise RenderError("a mail template starts with a Subject: line and a blank line", path=template)
     msg = EmailMessage()
     msg["Subject"] = " ".join(head.removeprefix("Subject:").split())
     msg["From"] = formataddr((settings.organisation, settings.from_address))
-    msg["To"] = formataddr((name, to)) if name else to
+    msg["To"] = to
     if settings.reply_to:
         msg["Reply-To"] = settings.reply_to
     msg["Date"] = format_datetime(utcnow())

@@ -6,10 +6,21 @@ button (a suppression, source "link"). Every form carries a CSRF value. Saving g
 saying what changed; an unchanged form appends nothing.
 A member who has unsubscribed sees that, and how to sign up again (only a confirmed sign-up lifts a
 suppression): the page never resubscribes anyone.
+
+A preferences link works for ``Settings.preferences_link_days`` (90 by default) after it was sent,
+so that a link found in an old mail or a log does not open a member's profile for ever. An older
+link gets a page offering to mail a fresh one (``POST /p/{token}/renew``, with CSRF) to the member's
+own address; the unsubscribe page offers the same (``mail_preferences_link``). Mailed links are
+limited per member, go only to a member who has not unsubscribed, and the page says the same
+whatever happened.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -19,8 +30,12 @@ from mailer.audience import consent
 from mailer.audience.addresses import clean_name
 from mailer.audience.consent import MemberPreferences, Preferences
 from mailer.audience.shape import Shape
-from mailer.web.context import Web, web
+from mailer.audience.suppression import is_hash_suppressed
+from mailer.errors import MailerError
+from mailer.models import Member
+from mailer.web.context import Web, in_range, web
 from mailer.web.forms import read_form, text, texts
+from mailer.web.mail import system_mail
 
 NAME_LIMIT = 200
 
@@ -69,9 +84,18 @@ def _form_context(
     }
 
 
+def max_age(w: Web) -> timedelta:
+    """How long a preferences link works."""
+    return timedelta(days=w.settings.preferences_link_days)
+
+
 async def _member(request: Request) -> tuple[Web, tokens.TokenData, MemberPreferences]:
+    """The member a current preferences link names; raises ``ExpiredToken`` for an old link (the
+    app answers with ``expired_link``) and ``InvalidToken`` for a bad one."""
     w = web(request)
-    data = tokens.verify(request.path_params["token"], "preferences", keys=w.keys)
+    data = in_range(
+        tokens.verify(request.path_params["token"], "preferences", keys=w.keys, max_age=max_age(w))
+    )
     view = await w.read(lambda s: consent.preferences_of(s, data.member_id))
     if view is None:  # erased since: the same page as for any bad link
         raise tokens.InvalidToken("member no longer exists")
@@ -134,13 +158,92 @@ async def leave(request: Request) -> Response:
             s, data.member_id, source="link", campaign_id=data.campaign, detail="preferences page"
         )
     )
-    return w.pages.page(
-        request, "unsubscribed.html", {"one_click": False, "preferences_path": _scope(request)}
+    return w.pages.page(request, "unsubscribed.html", {"one_click": False})
+
+
+# ---------------------------------------------------------------------------------------------
+# Mailing a fresh link
+
+
+def _mail_address(session: Session, member_id: int) -> str | None:
+    """The member's address, when they exist and have not unsubscribed; else None."""
+    row = session.execute(select(Member.email, Member.address_hash).where(Member.id == member_id)).first()
+    if row is None or is_hash_suppressed(session, row.address_hash):
+        return None
+    return str(row.email)
+
+
+async def mail_preferences_link(w: Web, request: Request, member_id: int, campaign: int | None) -> Response:
+    """Mail a fresh preferences link to the member's own address (if they exist, have not
+    unsubscribed and have not had too many such mails lately), and say the same in every case."""
+    if await w.hit(w.limits.preference_mails, str(member_id)) is None:
+        address = await w.read(lambda s: _mail_address(s, member_id))
+        if address is not None:
+            token = tokens.sign("preferences", member_id, keys=w.keys, campaign=campaign)
+            message = system_mail(
+                w.pages,
+                w.settings,
+                "preferences.txt",
+                to=address,
+                preferences_url=tokens.link(w.settings.base_url, "preferences", token),
+                days=w.settings.preferences_link_days,
+            )
+            try:
+                await w.send_mail(message)
+            except MailerError:
+                return w.pages.message(
+                    request,
+                    "Please try again later",
+                    "We could not send the email just now. Please try again in a few minutes.",
+                    status=503,
+                    headers={"Retry-After": "300"},
+                )
+    return w.pages.message(
+        request,
+        "Check your inbox",
+        "If your address is on our list, we have sent it an email with a new link to your "
+        f"preferences. The link works for {w.settings.preferences_link_days} days.",
     )
+
+
+def _renew_path(token: str) -> str:
+    return tokens.LINK_PATHS["preferences"] + token + "/renew"
+
+
+async def expired_link(request: Request, exc: Exception) -> Response:
+    """The page for a genuine preferences link that is too old: it offers to mail a fresh one."""
+    assert isinstance(exc, tokens.ExpiredToken)
+    w = web(request)
+    action = _renew_path(str(request.path_params.get("token", "")))
+    return w.pages.page(
+        request,
+        "expired.html",
+        {"action": action, "days": w.settings.preferences_link_days},
+        status=410,
+        csrf_scope=action,
+    )
+
+
+async def renew(request: Request) -> Response:
+    """POST: mail a fresh preferences link to the member an old (or current) link names."""
+    w = web(request)
+    token = request.path_params["token"]
+    data = in_range(tokens.verify(token, "preferences", keys=w.keys))  # genuine, however old
+    form = await read_form(request)
+    if not w.csrf.check(request, form, _renew_path(token)):
+        return w.pages.message(
+            request,
+            "Please try again",
+            "This form had expired, so nothing was sent. Go back, reload the page and press the "
+            "button again.",
+            status=403,
+        )
+    return await mail_preferences_link(w, request, data.member_id, data.campaign)
 
 
 routes = [
     Route("/p/{token}", page, methods=["GET"]),
     Route("/p/{token}", save, methods=["POST"]),
     Route("/p/{token}/leave", leave, methods=["POST"]),
+    Route("/p/{token}/renew", renew, methods=["POST"]),
 ]

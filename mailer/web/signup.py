@@ -14,13 +14,18 @@
 A suppressed address can come back only this way (``mailer.audience.consent``), and only for a
 confirmation link issued after the suppression.
 
-Against bots: a honeypot field (``website``, hidden from people and screen readers) that, when
-filled, gets the usual page and no mail; and rate limits, in memory for this one process (see
-``mailer.web.ratelimit``): form posts per client IP address, and mails per address.
+Against bots and mail-bombing: a honeypot field (``website``, hidden from people and screen
+readers) that, when filled, gets the usual page and no mail; and limits counted in the database, so
+that they hold across processes and restarts (``mailer.web.ratelimit``): form posts per client
+network (IPv4 /24, IPv6 /64; 429 beyond), and mails per mailbox, with plus-tags and Gmail's dots
+stripped (``consent.mailbox_key``; beyond, the usual page and no mail). A name holding a web or mail
+address, or over 80 characters, is refused (``consent.signup_name_problem``), and no name a
+stranger typed is ever put in a mail: anyone can ask for one to any address.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,18 +34,27 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer import tokens
-from mailer.audience.addresses import address_hash, clean_name, normalise
-from mailer.audience.consent import SignupData, StaleConfirmation, already_subscribed, confirm_signup
+from mailer.audience.addresses import address_hash, clean_name, is_mailable, normalise
+from mailer.audience.consent import (
+    SignupData,
+    StaleConfirmation,
+    already_subscribed,
+    confirm_signup,
+    mailbox_key,
+    signup_name_problem,
+)
 from mailer.audience.shape import Shape
-from mailer.errors import InvalidInput, MailerError
+from mailer.errors import InvalidInput, MailerError, TransportError
 from mailer.web import confirmation
-from mailer.web.context import Web, client_ip, web
+from mailer.web.context import Web, client_network, web
 from mailer.web.forms import read_form, text, texts
 from mailer.web.mail import system_mail
-from mailer.web.preferences import NAME_LIMIT, region_options
+from mailer.web.preferences import region_options
+from mailer.web.ratelimit import hashed_key
 
 HONEYPOT = "website"
 POSTCODE_LIMIT = 16
+_POSTCODE = re.compile(r"[A-Z0-9 ]*")
 
 
 @dataclass(frozen=True)
@@ -74,10 +88,21 @@ def validate_signup(
         address = normalise(email)
     except InvalidInput:
         errors["email"] = "Enter your email address, like name@example.org."
+    if address and not is_mailable(address):
+        errors["email"] = (
+            "We cannot yet send to an address with accented or non-Latin letters before the @: "
+            "please give another address."
+        )
     cleaned = clean_name(name)
-    if len(cleaned) > NAME_LIMIT:
-        errors["name"] = f"Your name can be at most {NAME_LIMIT} characters long."
+    problem = signup_name_problem(cleaned)
+    if problem:
+        errors["name"] = problem
     code = _postcode(postcode)
+    if not _POSTCODE.fullmatch(code):
+        errors["postcode"] = (
+            "Enter a postcode like ME14 1HH (letters, digits and a space), or leave it empty."
+        )
+        code = ""
     chosen: str | None = None
     if region:
         if region in shape.regions:
@@ -86,11 +111,11 @@ def validate_signup(
             errors["region"] = "Choose your region from the list."
     elif code:
         chosen = shape.region_for_postcode(code)
-        if chosen is None:
+        if chosen is None and "postcode" not in errors:
             errors["region"] = (
                 "We do not know the area of that postcode yet: choose your region from the list."
             )
-    else:
+    elif "postcode" not in errors:
         errors["region"] = "Choose your region, or give your postcode."
     if any(i not in shape.interests for i in interests):
         errors["interests"] = "Choose interests from the list."
@@ -170,7 +195,7 @@ def _check_inbox(w: Web, request: Request) -> Response:
 
 async def subscribe(request: Request) -> Response:
     w = web(request)
-    wait = w.signup_limiter.hit(client_ip(request))
+    wait = await w.hit(w.limits.network, client_network(request))
     if wait is not None:
         return w.pages.message(
             request,
@@ -206,9 +231,10 @@ async def subscribe(request: Request) -> Response:
         return _form_page(w, request, checked, status=400)
     if text(form, HONEYPOT, 1000):
         return _check_inbox(w, request)  # a bot: the usual answer, and no mail
+    mailbox = hashed_key("mailbox", mailbox_key(data.email))
+    if await w.hit(w.limits.mailbox, mailbox) is not None:
+        return _check_inbox(w, request)  # enough mail to that mailbox for now; say nothing more
     digest = address_hash(data.email)
-    if w.address_limiter.hit(digest) is not None:
-        return _check_inbox(w, request)  # enough mail to that address for now; say nothing more
     member_id = await w.read(lambda s: already_subscribed(s, digest))
     if member_id is not None:
         prefs = tokens.sign("preferences", member_id, keys=w.keys)
@@ -217,7 +243,6 @@ async def subscribe(request: Request) -> Response:
             w.settings,
             "already.txt",
             to=data.email,
-            name=data.name,
             preferences_url=tokens.link(w.settings.base_url, "preferences", prefs),
         )
     else:
@@ -227,20 +252,29 @@ async def subscribe(request: Request) -> Response:
             w.settings,
             "confirm.txt",
             to=data.email,
-            name=data.name,
             confirm_url=f"{w.settings.base_url.rstrip('/')}/confirm/{token}",
             days=confirmation.MAX_AGE.days,
         )
     try:
         await w.send_mail(message)
+    except TransportError as exc:
+        if not exc.temporary:  # the relay refused this address for good
+            refused = SignupForm(checked.values, {"email": "We could not send an email to this address."})
+            return _form_page(w, request, refused, status=400)
+        return _try_later(w, request)
     except MailerError:
-        return w.pages.message(
-            request,
-            "Please try again later",
-            "We could not send the confirmation email just now. Please try again in a few minutes.",
-            status=503,
-        )
+        return _try_later(w, request)
     return _check_inbox(w, request)
+
+
+def _try_later(w: Web, request: Request) -> Response:
+    return w.pages.message(
+        request,
+        "Please try again later",
+        "We could not send the confirmation email just now. Please try again in a few minutes.",
+        status=503,
+        headers={"Retry-After": "300"},
+    )
 
 
 def _summary(w: Web, data: SignupData) -> dict[str, object]:

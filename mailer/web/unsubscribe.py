@@ -4,8 +4,11 @@
 - A POST whose form says ``List-Unsubscribe=One-Click`` (RFC 8058; urlencoded or multipart)
   unsubscribes at once: no cookie, no CSRF value, no second step, and the answer is 200 with a small
   page, never a redirect. The signed token in the URL is what authorises it. Source "one-click".
-- The page's own button posts the same URL with a CSRF value instead (source "link") and then
-  offers the preferences page.
+- The page's own button posts the same URL with a CSRF value instead (source "link").
+- The page's second button (``POST /u/{token}/preferences``, with CSRF) mails the member a link to
+  their preferences: neither this page nor any other answer to an unsubscribe link carries a
+  preferences link itself, so an unsubscribe link seen in a log or a forwarded mail opens no
+  one's profile.
 
 Either way the unsubscribe is a suppression (``consent.unsubscribe_member``) recorded with its source
 and the campaign named in the token; repeating it is harmless (the suppression is added once; each
@@ -22,8 +25,9 @@ from starlette.routing import Route
 
 from mailer import tokens
 from mailer.audience import consent
-from mailer.web.context import web
+from mailer.web.context import in_range, web
 from mailer.web.forms import read_form
+from mailer.web.preferences import mail_preferences_link
 
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 
@@ -32,13 +36,13 @@ async def page(request: Request) -> Response:
     """GET/HEAD: the page with the button. Verifies the token; writes nothing."""
     w = web(request)
     token = request.path_params["token"]
-    data = tokens.verify(token, "unsubscribe", keys=w.keys)
-    preferences = tokens.sign("preferences", data.member_id, keys=w.keys, campaign=data.campaign)
+    tokens.verify(token, "unsubscribe", keys=w.keys)
+    path = tokens.LINK_PATHS["unsubscribe"] + token
     return w.pages.page(
         request,
         "unsubscribe.html",
-        {"action": request.url.path, "preferences_path": tokens.LINK_PATHS["preferences"] + preferences},
-        csrf_scope=request.url.path,
+        {"action": path, "preferences_action": path + "/preferences"},
+        csrf_scope=path,
     )
 
 
@@ -46,11 +50,11 @@ async def post(request: Request) -> Response:
     """POST: one-click (RFC 8058) or the page's button (with a CSRF value)."""
     w = web(request)
     token = request.path_params["token"]
-    data = tokens.verify(token, "unsubscribe", keys=w.keys)
+    data = in_range(tokens.verify(token, "unsubscribe", keys=w.keys))
     form = await read_form(request)
     if form.get(ONE_CLICK[0]) == ONE_CLICK[1]:
         source = "one-click"
-    elif w.csrf.check(request, form, request.url.path):
+    elif w.csrf.check(request, form, tokens.LINK_PATHS["unsubscribe"] + token):
         source = "link"
     else:
         return w.pages.message(
@@ -65,18 +69,28 @@ async def post(request: Request) -> Response:
         return consent.unsubscribe_member(session, data.member_id, source=source, campaign_id=data.campaign)
 
     await w.write(work)
-    preferences = tokens.sign("preferences", data.member_id, keys=w.keys, campaign=data.campaign)
-    return w.pages.page(
-        request,
-        "unsubscribed.html",
-        {
-            "one_click": source == "one-click",
-            "preferences_path": tokens.LINK_PATHS["preferences"] + preferences,
-        },
-    )
+    return w.pages.page(request, "unsubscribed.html", {"one_click": source == "one-click"})
+
+
+async def preferences_link(request: Request) -> Response:
+    """POST (with the page's CSRF value): mail the member a link to their preferences."""
+    w = web(request)
+    token = request.path_params["token"]
+    data = in_range(tokens.verify(token, "unsubscribe", keys=w.keys))
+    form = await read_form(request)
+    if not w.csrf.check(request, form, tokens.LINK_PATHS["unsubscribe"] + token):
+        return w.pages.message(
+            request,
+            "Please try again",
+            "This form had expired, so nothing was sent. Go back, reload the page and press the "
+            "button again.",
+            status=403,
+        )
+    return await mail_preferences_link(w, request, data.member_id, data.campaign)
 
 
 routes = [
     Route("/u/{token}", page, methods=["GET"]),
     Route("/u/{token}", post, methods=["POST"]),
+    Route("/u/{token}/preferences", preferences_link, methods=["POST"]),
 ]

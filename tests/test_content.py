@@ -294,6 +294,96 @@ def test_audience_warnings_name_items_no_member_would_see(db: Database, shape: S
     assert "no member is in the audience 'interest:mp-advocacy'" in alert[0].message
 
 
+def test_audience_all_is_checked_like_any_other(db: Database, shape: Shape, tmp_path: Path) -> None:
+    """`audience: all` compiled to an EXISTS with no table ("no tables specified")."""
+    source = (REPO / "campaigns" / KENT / "issue.yaml").read_text(encoding="utf-8")
+    path = write(tmp_path / KENT, re.sub(r"(?m)^audience: .*$", "audience: all", source))
+    loaded = load_issue(path, shape)
+    with db.session() as session:
+        assert [p.field for p in audience_warnings(session, loaded, shape)] == ["audience"]
+        add_member(session, "a@example.org", "canterbury", ["schools", "students", "refugees"])
+        add_member(session, "b@example.org", "birmingham", ["mp-advocacy", "womens-rights"])
+    with db.session() as session:
+        warnings = audience_warnings(session, loaded, shape)
+    assert "audience" not in {p.field for p in warnings}
+    assert len(warnings) < len(newsletter(loaded).items)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile files: nesting, size and aliases, each with its own located message
+# (tests/hostile/yaml/ replays more through the CLI)
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(ContentError) as caught:
+        load_issue(path, None)
+    return [f"{p.line}: {p.message}" for p in caught.value.problems]
+
+
+def only_problem(path: Path) -> str:
+    (problem,) = problems(path)
+    return problem
+
+
+def test_deep_nesting_is_a_located_error_not_a_recursion_error(tmp_path: Path) -> None:
+    flow = write(tmp_path / "flow", "kind: newsletter\ntitle: " + "[" * 600 + "]" * 600 + "\n")
+    assert only_problem(flow) == "2: values nested more than 50 levels deep"
+    block = "kind: newsletter\n" + "".join("  " * i + f"k{i}:\n" for i in range(600)) + "  " * 600 + "v\n"
+    assert only_problem(write(tmp_path / "block", block)) == "51: values nested more than 50 levels deep"
+    ok = "kind: newsletter\nx: " + "[" * 45 + "]" * 45 + "\n"
+    assert not any("nested" in p for p in problems(write(tmp_path / "ok", ok)))
+
+
+def test_a_big_file_is_refused_for_its_size_not_as_an_alias_bomb(tmp_path: Path) -> None:
+    big = write(tmp_path / "big", "kind: newsletter\nintro: " + "lorem ipsum " * (11 * 1024 * 1024 // 12))
+    assert only_problem(big) == "None: the issue file is 11 MB; an issue file is at most 2 MB"
+    many = write(tmp_path / "many", "kind: newsletter\ncalendar: [" + ",".join(["1"] * 100_001) + "]\n")
+    assert only_problem(many) == "2: the file holds more than 100,000 values; an issue needs far fewer"
+
+
+def test_only_real_alias_expansion_is_an_alias_bomb(tmp_path: Path) -> None:
+    lines = ["kind: newsletter", 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i, name in enumerate("bcdefghi"):
+        prev = "abcdefghi"[i]
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 10) + "]")
+    bomb = write(tmp_path / "bomb", "\n".join(lines) + "\n")
+    assert only_problem(bomb) == "2: YAML aliases (*name) expand to more than 100,000 values"
+    few = write(tmp_path / "few", "kind: newsletter\na: &a [1, 2]\nb: [*a, *a, *a]\n")
+    assert not any("alias" in p for p in problems(few))
+
+
+def test_event_titles_places_and_contacts_are_folded_to_one_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "multi",
+        """kind: newsletter
+title: Multi-line
+subject: Multi-line
+date: 2025-11-17
+audience: all
+intro: Events.
+sign_off: Bye.
+items:
+  - id: picnic
+    title: Picnic
+    highlight: come to the picnic
+    body: Bring food.
+    events:
+      - title: "Summer\\npicnic\\L at\\tnoon"
+        start: 2025-12-10 19:00
+        location: |
+          Mote Park,
+          Maidstone
+        contact: "Email\\r\\nus"
+""",
+    )
+    event = newsletter(load_issue(path, None)).items[0].events[0]
+    assert (event.title, event.location, event.contact) == (
+        "Summer picnic at noon",
+        "Mote Park, Maidstone",
+        "Email us",
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # The seed newsletter as an issue file
 

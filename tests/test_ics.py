@@ -244,3 +244,51 @@ def test_drafts_have_no_events(settings: Settings, db: Database, shape: Shape) -
         )
     with TestClient(make_app(settings, db, shape), base_url="http://127.0.0.1:8000") as client:
         assert events(feed(client, "/calendar/all.ics")) == {}
+
+
+def test_a_multi_line_event_title_downloads_as_one_line(
+    settings: Settings, db: Database, shape: Shape
+) -> None:
+    """A YAML block made the title several lines long; the calendar's name (X-WR-CALNAME) then held a
+    line break and the "Add to calendar" link of every mail answered 500. Titles, places and
+    contacts are folded to one line when the issue is read."""
+    source = """
+kind: newsletter
+title: Multi
+subject: Multi
+date: 2026-06-01
+audience: region:kent
+items:
+  - id: picnic
+    title: Picnic
+    highlight: come to the picnic
+    events:
+      - title: |
+          Summer
+          picnic
+        start: 2026-06-10 19:00
+        location: "Mote Park,\\r\\nMaidstone"
+"""
+    add_sent(db, "2026-06-multi", source=source)
+    with TestClient(
+        make_app(settings, db, shape, datetime(2026, 6, 1, tzinfo=UTC)), base_url="http://127.0.0.1:8000"
+    ) as client:
+        response = client.get("/calendar/event/2026-06-multi-picnic-1.ics")
+        assert response.status_code == 200, response.text
+        (event,) = icalendar.Calendar.from_ical(response.content).walk("VEVENT")
+        assert str(event["SUMMARY"]) == "Summer picnic"
+        assert str(event["LOCATION"]) == "Mote Park, Maidstone"
+        assert b"X-WR-CALNAME:Summer picnic\r\n" in response.content
+        assert client.get("/calendar/kent.ics").status_code == 200
+
+
+def test_calendar_links_are_one_line_whatever_the_parts() -> None:
+    from mailer.issue.calendar_text import calendar_url
+
+    uid = event_uid("2026-06-multi", "picnic-1", "lists.example.org")
+    assert uid == "2026-06-multi-picnic-1@lists.example.org"
+    assert calendar_url("https://news.example.org/", uid) == (
+        "https://news.example.org/calendar/event/2026-06-multi-picnic-1.ics"
+    )
+    odd = calendar_url("https://news.example.org", "a b\r\n/c@x")
+    assert "\n" not in odd and " " not in odd and odd.endswith("/calendar/event/a%20b%0D%0A%2Fc.ics")

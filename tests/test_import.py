@@ -392,3 +392,48 @@ def test_cli_generate_writes_members_that_import_cleanly(mailer_cli: MailerCli, 
     assert again.stdout == out.read_text(encoding="utf-8")
     report = json.loads(mailer_cli("lists", "import", str(out), "--json").stdout)
     assert (report["added"], report["rejected"]) == (40, 0)
+
+
+def test_a_non_ascii_local_part_is_rejected_with_its_line(db: Database, shape: Shape, tmp_path: Path) -> None:
+    """mailer sends without SMTPUTF8: such a member would be skipped at every send, so the import
+    refuses them with the reason. An ASCII local part at an internationalised domain is fine."""
+    path = tmp_path / "members.csv"
+    path.write_text(
+        "email,name\nok@example.org,Ok\njosé@example.org,José\nanna@bücher.example,Anna\n", encoding="utf-8"
+    )
+    report = run_import(db, path, shape)
+    assert (report.added, report.rejected) == (2, 1)
+    (rejection,) = report.rejections
+    assert (rejection.row, rejection.email) == (3, "josé@example.org")
+    assert rejection.reason == addresses.NON_ASCII_LOCAL_PART
+    assert "non-ASCII local part" in rejection.reason and "SMTPUTF8" in rejection.reason
+    with db.session() as session:
+        assert members.show(session, "anna@bücher.example").email == "anna@xn--bcher-kva.example"
+    with pytest.raises(InvalidInput, match="non-ASCII local part"):
+        addresses.mailable("josé@example.org")
+    assert addresses.normalise("josé@example.org") == "josé@example.org"  # still a valid address
+
+
+def test_cells_a_safe_export_quoted_import_back_as_they_were(
+    db: Database, shape: Shape, tmp_path: Path
+) -> None:
+    path = tmp_path / "members.csv"
+    path.write_text(
+        "email,name,phone\n'=x@example.org,'=HYPERLINK(1),'+44 20 7946 0000\nplain@example.org,'Quoted',\n",
+        encoding="utf-8",
+    )
+    report = run_import(db, path, shape)
+    assert report.added == 2
+    with db.session() as session:
+        shown = members.show(session, "=x@example.org")
+        assert (shown.name, shown.fields) == ("=HYPERLINK(1)", {"phone": "+44 20 7946 0000"})
+        assert members.show(session, "plain@example.org").name == "'Quoted'"  # not an export's quote
+
+
+def test_rejected_rows_are_written_spreadsheet_safe(db: Database, shape: Shape, tmp_path: Path) -> None:
+    path = tmp_path / "members.csv"
+    path.write_text('email,name\n=cmd|calc,"=HYPERLINK(""http://evil.example"")"\n', encoding="utf-8")
+    report = run_import(db, path, shape)
+    assert report.rejected == 1 and report.rejected_path is not None
+    rows = list(csv.reader(report.rejected_path.open(encoding="utf-8", newline="")))
+    assert rows[1][:2] == ["'=cmd|calc", '\'=HYPERLINK("http://evil.example")']

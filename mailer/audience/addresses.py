@@ -27,6 +27,28 @@ def normalise(address: str) -> str:
     return f"{local}@{domain}"
 
 
+NON_ASCII_LOCAL_PART = (
+    "non-ASCII local part: mailer sends without SMTPUTF8; ask the member for an ASCII address"
+)
+
+
+def is_mailable(normalised: str) -> bool:
+    """Whether mailer can send to ``normalised`` (a result of ``normalise``): its local part, the part
+    before the ``@``, is ASCII. The domain is always ASCII after ``normalise`` (IDNA)."""
+    return normalised.isascii()
+
+
+def mailable(address: str) -> str:
+    """``normalise(address)``, refusing an address mailer cannot send to: one whose local part is not
+    ASCII (``josé@example.org`` needs SMTPUTF8, which mailer does not use). Raises ``InvalidInput``
+    with the reason. Everything that adds a member (the import, the sign-up form) checks this, so
+    that no member is added only to be skipped at every send."""
+    normalised = normalise(address)
+    if not is_mailable(normalised):
+        raise InvalidInput([Problem(NON_ASCII_LOCAL_PART, field="email")])
+    return normalised
+
+
 def address_hash(normalised: str) -> str:
     """The SHA-256 hex digest that keys suppressions; it outlives an erased member's data."""
     return hashlib.sha256(_HASH_PREFIX + normalised.encode("utf-8")).hexdigest()

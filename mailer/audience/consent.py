@@ -7,6 +7,9 @@ log (``consent_log``), so the web pages, inbound mail and the CLI apply the same
   current member is told they are subscribed; a new or unsubscribed address gets a confirmation
   link carrying the pending sign-up (``SignupData``). ``confirm_signup`` creates or updates the
   member when the link comes back and logs a ``subscribe`` event (source "signup", the wording shown).
+  A name with a web or mail address in it, or over 80 characters, is refused
+  (``signup_name_problem``); sign-up mails are counted per mailbox (``mailbox_key``: plus-tags and
+  Gmail's dots stripped) so that one mailbox's variants cannot be mail-bombed.
 - **Resubscribe after confirm**: a confirmed sign-up is the only thing that lifts a suppression, and
   only when its link was issued after the suppression; the ``resubscribe`` event records what was
   lifted. No other code in mailer removes a suppression.
@@ -23,6 +26,7 @@ log (``consent_log``), so the web pages, inbound mail and the CLI apply the same
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,6 +65,48 @@ class SignupData:
     interests: tuple[str, ...]
     wording: str
     issued_at: datetime
+
+
+#: The longest name a sign-up may give: it greets the member in every mail.
+SIGNUP_NAME_LIMIT: Final = 80
+
+# A web or mail address in a name: a scheme (https://), www., an @, a host followed by a path
+# (evil.example/login) or a host ending in a common top-level domain (bit.ly, evil.com).
+_ADDRESS_IN_NAME = re.compile(
+    r"[a-z][a-z0-9+.-]*:/|\bwww\.|@|[a-z0-9-]\.[a-z]{2,}/"
+    r"|\b[a-z0-9-]{2,}\.(?:com|net|org|info|biz|io|co|uk|ly|me|xyz|top|ru|cn|app|dev|link|click|site"
+    r"|online|shop|example)\b",
+    re.IGNORECASE,
+)
+_GMAIL = frozenset({"gmail.com", "googlemail.com"})
+
+
+def signup_name_problem(name: str) -> str | None:
+    """Why a name given at sign-up is refused, in words for the form, or None if it is fine.
+
+    A name greets the member in every mail the organisation sends, so it may not carry a web or
+    mail address (an attacker's "Click https://evil.example/login now") and is at most
+    ``SIGNUP_NAME_LIMIT`` characters.
+    """
+    if len(name) > SIGNUP_NAME_LIMIT:
+        return f"Your name can be at most {SIGNUP_NAME_LIMIT} characters long."
+    if _ADDRESS_IN_NAME.search(name):
+        return "Your name cannot contain a web or email address."
+    return None
+
+
+def mailbox_key(normalised: str) -> str:
+    """The mailbox a normalised address delivers to, for counting sign-up mails per mailbox.
+
+    Plus-tags are stripped (``victim+1@example.net`` is ``victim@example.net``), and at gmail.com
+    and googlemail.com, which ignore dots and are one service, dots too (``v.i.c.t.i.m@googlemail.com``
+    is ``victim@gmail.com``). For counting only: a member keeps the address they gave.
+    """
+    local, _, domain = normalised.lower().rpartition("@")
+    local = local.strip('"').split("+", 1)[0]
+    if domain in _GMAIL:
+        local, domain = local.replace(".", ""), "gmail.com"
+    return f"{local}@{domain}"
 
 
 class StaleConfirmation(MailerError):

@@ -34,15 +34,19 @@ Meaning:
 Whatever the expression, suppressed members (their address hash is in ``suppressions``) never match.
 An unknown region, interest or segment is an ``UnknownName`` error with the closest names suggested,
 never an empty result; a malformed expression is a ``SegmentSyntaxError`` naming the column.
+
+Limits: an expression is at most ``MAX_LENGTH`` characters, holds at most ``MAX_TERMS`` conditions
+and nests at most ``MAX_DEPTH`` levels (parentheses, ``not``, and each ``and``/``or`` inside
+another), with its saved segments expanded too. Past them it is a ``SegmentSyntaxError`` naming the
+column, before any recursion or query could fail on it (the database's own limit on an expression's
+depth is 1,000 on SQLite).
 """
 
 from __future__ import annotations
 
-import csv
 import difflib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
 
 from sqlalchemy import (
     ColumnElement,
@@ -124,6 +128,9 @@ class Or:
 Node = All | RegionIs | InterestIs | FieldIs | SegmentRef | Not | And | Or
 
 KEYWORDS = frozenset({"and", "or", "not", "all"})
+MAX_LENGTH = 10_000  # characters in an expression
+MAX_TERMS = 200  # conditions (region:, interest:, field., all) once saved segments are expanded
+MAX_DEPTH = 50  # levels of parentheses, `not`, and `and`/`or` inside one another
 RESERVED = KEYWORDS | {"region", "interest", "field"}
 
 # ---------------------------------------------------------------------------------------------
@@ -142,9 +149,19 @@ _WORD_CHARS = _WORD_START | {"-"}
 _INSTEAD = {"&": "use 'and'", "|": "use 'or'", "!": "use 'not', or '!=' after a field"}
 
 
+_SHOWN = 60  # characters of a long expression shown either side of the column of an error
+
+
 def _syntax_error(expression: str, column: int, message: str, hint: str | None = None) -> SegmentSyntaxError:
-    shown = "".join(" " if c in "\r\n\t" else c for c in expression)
-    text = f"column {column}: {message}\n    {shown}\n    {' ' * (column - 1)}^"
+    # One character shown per column; none that a terminal would act on (escapes, line breaks).
+    flat = "".join(c if c.isprintable() else " " if c in "\r\n\t" else "?" for c in expression)
+    start = max(0, column - 1 - _SHOWN)
+    shown, caret = flat[start : column - 1 + _SHOWN], column - 1 - start
+    if start:
+        shown, caret = "…" + shown, caret + 1
+    if column - 1 + _SHOWN < len(flat):
+        shown += "…"
+    text = f"column {column}: {message}\n    {shown}\n    {' ' * caret}^"
     if hint:
         text += f"\n  {hint}"
     return SegmentSyntaxError(text, column=column, field="expression")
@@ -207,11 +224,26 @@ def _describe(token: Token) -> str:
     return repr(token.kind)
 
 
+_TOO_DEEP_HINT = "write it flatter: 'not not X' is X, and a list of conditions needs no parentheses"
+_TOO_MANY_HINT = (
+    'give these members a field in an import (a column, e.g. group) and test that: field.group = "x"'
+)
+
+
 class _Parser:
     def __init__(self, expression: str) -> None:
         self.expression = expression
+        if len(expression) > MAX_LENGTH:
+            raise SegmentSyntaxError(
+                f"the expression is {len(expression):,} characters long; "
+                f"a segment expression is at most {MAX_LENGTH:,}",
+                column=MAX_LENGTH + 1,
+                field="expression",
+                hint=_TOO_MANY_HINT,
+            )
         self.tokens = tokenize(expression)
         self.pos = 0
+        self.depth = 0  # parentheses and `not`s open around the current token
 
     @property
     def token(self) -> Token:
@@ -256,20 +288,36 @@ class _Parser:
             operands.append(self.unary())
         return operands[0] if len(operands) == 1 else And(tuple(operands))
 
+    def deeper(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            token = self.token
+            raise _syntax_error(
+                self.expression,
+                token.column,
+                f"nested more than {MAX_DEPTH} levels deep (parentheses and 'not')",
+                _TOO_DEEP_HINT,
+            )
+
     def unary(self) -> Node:
         if self.is_keyword("not"):
+            self.deeper()
             self.advance()
-            return Not(self.unary())
+            node = Not(self.unary())
+            self.depth -= 1
+            return node
         return self.primary()
 
     def primary(self) -> Node:
         token = self.token
         if token.kind == "(":
+            self.deeper()
             self.advance()
             node = self.or_expr()
             if self.token.kind != ")":
                 raise self.fail(f"')' to close the '(' at column {token.column}")
             self.advance()
+            self.depth -= 1
             return node
         if token.kind != "word":
             raise self.fail(_ATOM)
@@ -315,9 +363,46 @@ class _Parser:
         return SegmentRef(word, column=token.column)
 
 
+def _atom_column(node: Node) -> int:
+    """The column of the first condition in ``node``."""
+    while isinstance(node, Not | And | Or):
+        node = node.operand if isinstance(node, Not) else node.operands[0]
+    return node.column
+
+
+def _check_size(expression: str, node: Node) -> None:
+    """Raise ``SegmentSyntaxError`` at the first condition past ``MAX_TERMS`` or ``MAX_DEPTH``."""
+    terms = 0
+    stack: list[tuple[Node, int]] = [(node, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, Not | And | Or):
+            if depth + 1 > MAX_DEPTH:
+                raise _syntax_error(
+                    expression,
+                    _atom_column(current),
+                    f"nested more than {MAX_DEPTH} levels deep ('and' and 'or' inside parentheses and 'not')",
+                    _TOO_DEEP_HINT,
+                )
+            children = (current.operand,) if isinstance(current, Not) else current.operands
+            stack.extend((child, depth + 1) for child in reversed(children))
+            continue
+        terms += 1
+        if terms > MAX_TERMS:
+            raise _syntax_error(
+                expression,
+                current.column,
+                f"more than {MAX_TERMS} conditions; a segment expression holds at most {MAX_TERMS}",
+                _TOO_MANY_HINT,
+            )
+
+
 def parse(expression: str) -> Node:
-    """Parse ``expression`` into its syntax tree; raise ``SegmentSyntaxError`` naming the column."""
-    return _Parser(expression).parse()
+    """Parse ``expression`` into its syntax tree; raise ``SegmentSyntaxError`` naming the column
+    (also for an expression past ``MAX_LENGTH``, ``MAX_TERMS`` or ``MAX_DEPTH``)."""
+    node = _Parser(expression).parse()
+    _check_size(expression, node)
+    return node
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,55 +417,84 @@ def _unknown(what: str, name: str, known: Sequence[str], where: str) -> UnknownN
 
 def resolve(node: Node, shape: Shape, *, _stack: tuple[str, ...] = ()) -> Node:
     """``node`` with every saved segment expanded; raise ``UnknownName`` for any name not in ``shape``
-    and ``SegmentSyntaxError`` for a saved segment that uses itself (directly or through others)."""
-    where = f" (in saved segment {_stack[-1]!r})" if _stack else ""
-    match node:
-        case All():
-            return node
-        case RegionIs(slug=slug):
-            if slug not in shape.regions:
-                raise _unknown("region", slug, list(shape.regions), where)
-            return node
-        case InterestIs(slug=slug):
-            if slug not in shape.interests:
-                raise _unknown("interest", slug, list(shape.interests), where)
-            return node
-        case FieldIs():
-            return node
-        case SegmentRef(name=name):
-            if name in _stack:
-                chain = " → ".join((*_stack[_stack.index(name) :], name))
-                raise SegmentSyntaxError(
-                    f"saved segment {name!r} uses itself: {chain}",
-                    field="segment",
-                    hint="change one of these segments in lists/segments.toml",
-                )
-            segment = shape.segments.get(name)
-            if segment is None:
-                for kind, names in (("region", shape.regions), ("interest", shape.interests)):
-                    if name in names:
-                        raise UnknownName(
-                            f"unknown segment {name!r}{where}",
-                            field="segment",
-                            hint=f"for the {kind} write {kind}:{name}",
-                        )
-                raise _unknown("segment", name, list(shape.segments), where)
-            try:
-                inner = parse(segment.expression)
-            except SegmentSyntaxError as exc:
-                raise SegmentSyntaxError(
-                    f"in saved segment {name!r} (lists/segments.toml): {exc.message}",
-                    column=exc.problem.column,
-                    field="segment",
-                ) from exc
-            return resolve(inner, shape, _stack=(*_stack, name))
-        case Not(operand=operand):
-            return Not(resolve(operand, shape, _stack=_stack))
-        case And(operands=operands):
-            return And(tuple(resolve(o, shape, _stack=_stack) for o in operands))
-        case Or(operands=operands):
-            return Or(tuple(resolve(o, shape, _stack=_stack) for o in operands))
-    raise TypeError(f"not a segment node: {node!r}")  # pragma: no cover
+    and ``SegmentSyntaxError`` for a saved segment that uses itself (directly or through others), or
+    whose expansion takes the expression past ``MAX_TERMS`` conditions or ``MAX_DEPTH`` levels."""
+    return _Resolver(shape).resolve(node, _stack, 0, 0)
+
+
+class _Resolver:
+    """Expands saved segments, counting the conditions and levels of the whole expansion, so that
+    segments using segments can never grow an expression past the limits (or recurse for ever)."""
+
+    def __init__(self, shape: Shape) -> None:
+        self.shape = shape
+        self.terms = 0
+
+    def _too_big(self, what: str, stack: tuple[str, ...], column: int) -> SegmentSyntaxError:
+        at = f"column {column}: " if column else ""
+        return SegmentSyntaxError(
+            f"{at}with saved segment {stack[0]!r} expanded, the expression {what}",
+            column=column or None,
+            field="segment",
+            hint="simplify the saved segments in lists/segments.toml",
+        )
+
+    def resolve(self, node: Node, stack: tuple[str, ...], depth: int, column: int) -> Node:
+        shape = self.shape
+        where = f" (in saved segment {stack[-1]!r})" if stack else ""
+        if isinstance(node, Not | And | Or):
+            depth += 1
+            if depth > MAX_DEPTH and stack:
+                raise self._too_big(f"is nested more than {MAX_DEPTH} levels deep", stack, column)
+        elif not isinstance(node, SegmentRef):
+            self.terms += 1
+            if self.terms > MAX_TERMS and stack:
+                raise self._too_big(f"holds more than {MAX_TERMS} conditions", stack, column)
+        match node:
+            case All() | FieldIs():
+                return node
+            case RegionIs(slug=slug):
+                if slug not in shape.regions:
+                    raise _unknown("region", slug, list(shape.regions), where)
+                return node
+            case InterestIs(slug=slug):
+                if slug not in shape.interests:
+                    raise _unknown("interest", slug, list(shape.interests), where)
+                return node
+            case SegmentRef(name=name):
+                if name in stack:
+                    chain = " → ".join((*stack[stack.index(name) :], name))
+                    raise SegmentSyntaxError(
+                        f"saved segment {name!r} uses itself: {chain}",
+                        field="segment",
+                        hint="change one of these segments in lists/segments.toml",
+                    )
+                segment = shape.segments.get(name)
+                if segment is None:
+                    for kind, names in (("region", shape.regions), ("interest", shape.interests)):
+                        if name in names:
+                            raise UnknownName(
+                                f"unknown segment {name!r}{where}",
+                                field="segment",
+                                hint=f"for the {kind} write {kind}:{name}",
+                            )
+                    raise _unknown("segment", name, list(shape.segments), where)
+                try:
+                    inner = parse(segment.expression)
+                except SegmentSyntaxError as exc:
+                    raise SegmentSyntaxError(
+                        f"in saved segment {name!r} (lists/segments.toml): {exc.message}",
+                        column=exc.problem.column,
+                        field="segment",
+                    ) from exc
+                return self.resolve(inner, (*stack, name), depth, column if stack else node.column)
+            case Not(operand=operand):
+                return Not(self.resolve(operand, stack, depth, column))
+            case And(operands=operands):
+                return And(tuple(self.resolve(o, stack, depth, column) for o in operands))
+            case Or(operands=operands):
+                return Or(tuple(self.resolve(o, stack, depth, column) for o in operands))
+        raise TypeError(f"not a segment node: {node!r}")  # pragma: no cover
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,104 +558,3 @@ def count_query(expression: str, shape: Shape) -> Select[int]:
 def count(session: Session, expression: str, shape: Shape) -> int:
     """How many members ``expression`` reaches (suppressed members never count)."""
     return int(session.scalar(count_query(expression, shape)) or 0)
-
-
-# ---------------------------------------------------------------------------------------------
-# Export: one CSV row per member, streamed in chunks
-
-
-@dataclass(frozen=True)
-class ExportRow:
-    email: str
-    name: str
-    postcode: str
-    region: str
-    interests: tuple[str, ...]
-    fields: dict[str, str]
-
-
-FIXED_COLUMNS = ("email", "name", "postcode", "region", "interests")
-
-
-def field_names(session: Session) -> list[str]:
-    """Every free-form field name held for any member, sorted."""
-    return list(session.scalars(select(MemberField.name).distinct().order_by(MemberField.name)))
-
-
-def iter_members(
-    session: Session, expression: str, shape: Shape, *, chunk_size: int = 2000
-) -> Iterator[ExportRow]:
-    """The members ``expression`` matches, in id order, streamed ``chunk_size`` rows at a time.
-
-    One query streams the members (a server-side cursor on PostgreSQL) as plain rows, never ORM
-    objects; each chunk's interests and fields then come in one query each, so memory stays
-    bounded however large the list.
-    """
-    result = session.execute(
-        select(Member.id, Member.email, Member.name, Member.postcode, Region.slug)
-        .outerjoin(Region, Member.region_id == Region.id)
-        .where(compile_segment(expression, shape))
-        .order_by(Member.id)
-        .execution_options(yield_per=chunk_size)
-    )
-    for rows in result.partitions():
-        ids = [row[0] for row in rows]
-        # Dense chunks (the usual case for a whole region) fetch by id range, which is cheap to
-        # plan and run; sparse ones list their ids.
-        dense = ids[-1] - ids[0] < 2 * len(ids)
-        mi_of_chunk = (
-            MemberInterest.member_id.between(ids[0], ids[-1]) if dense else MemberInterest.member_id.in_(ids)
-        )
-        mf_of_chunk = (
-            MemberField.member_id.between(ids[0], ids[-1]) if dense else MemberField.member_id.in_(ids)
-        )
-        interests: dict[int, list[str]] = {}
-        for member_id, slug in session.execute(
-            select(MemberInterest.member_id, Interest.slug)
-            .join(Interest, Interest.id == MemberInterest.interest_id)
-            .where(mi_of_chunk)
-            .order_by(MemberInterest.member_id, Interest.slug)
-        ):
-            interests.setdefault(member_id, []).append(slug)
-        fields: dict[int, dict[str, str]] = {}
-        for member_id, name, value in session.execute(
-            select(MemberField.member_id, MemberField.name, MemberField.value).where(mf_of_chunk)
-        ):
-            fields.setdefault(member_id, {})[name] = value
-        for member_id, email, name, postcode, region in rows:
-            yield ExportRow(
-                email=email,
-                name=name,
-                postcode=postcode,
-                region=region or "",
-                interests=tuple(interests.get(member_id, ())),
-                fields=fields.get(member_id, {}),
-            )
-
-
-def write_csv(
-    session: Session, out: TextIO, shape: Shape, expression: str = "all", *, chunk_size: int = 2000
-) -> int:
-    """Write the members ``expression`` matches to ``out`` as CSV; return how many rows were written.
-
-    Columns: email, name, postcode, region, interests (``;``-joined), then every free-form field
-    name held in the database, sorted. The expression is checked before anything is written.
-    """
-    compile_segment(expression, shape)  # raise on a bad expression before the header goes out
-    extra = field_names(session)
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*FIXED_COLUMNS, *extra])
-    written = 0
-    for row in iter_members(session, expression, shape, chunk_size=chunk_size):
-        writer.writerow(
-            [
-                row.email,
-                row.name,
-                row.postcode,
-                row.region,
-                ";".join(row.interests),
-                *(row.fields.get(f, "") for f in extra),
-            ]
-        )
-        written += 1
-    return written

@@ -61,9 +61,15 @@ def import_command(app: App, file: Path, dry_run: bool, as_json: bool) -> None:
     Addresses are validated and normalised; rows for the same address are merged (the last
     non-empty cell wins, interests are combined); members already held are updated, and an empty
     cell never clears what is held. An empty region comes from the postcode. Rejected rows are
-    reported with their line and reason and written to FILE's name + .rejected.csv. A suppressed
-    address stays suppressed, whatever the file says. The import is one transaction: it all
-    happens, or none of it does. lists/regions.toml and interests.toml are synced first.
+    reported with their line and reason and written to FILE's name + .rejected.csv. An address
+    whose local part is not ASCII is rejected: mailer sends without SMTPUTF8, so it could never be
+    mailed. A suppressed address stays suppressed, whatever the file says. The import is one
+    transaction: it all happens, or none of it does. lists/regions.toml and interests.toml are
+    synced first.
+
+    A cell that starts with ' followed by =, +, -, @, a tab or a CR loses the ' (that is how
+    `mailer lists export` writes such cells), so an export imports back unchanged; the rejected
+    rows are written the same spreadsheet-safe way.
     """
     from mailer.audience.addresses import clean_name
     from mailer.audience.importer import import_csv
@@ -150,7 +156,9 @@ EXPR is a saved segment's name (lists/segments.toml) or an expression:
   all                         everyone
 combined with and, or, not and parentheses (not binds tighter than and, and than or):
   region:kent and (interest:refugees or interest:womens-rights) and not field.student = "yes"
-Quote the whole expression for your shell. Suppressed members never count.
+Quote the whole expression for your shell. Suppressed members never count. An expression
+holds at most 200 conditions and 50 levels of nesting (saved segments included), and 10,000
+characters.
 """
 
 
@@ -188,33 +196,44 @@ def count_command(app: App, expression: str, as_json: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the CSV to this file instead of standard output.",
 )
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Write every cell as stored, without the ' that keeps a spreadsheet from running it as a formula.",
+)
 @pass_app
-def export_command(app: App, expression: str, output: Path | None) -> None:
+def export_command(app: App, expression: str, output: Path | None, raw: bool) -> None:
     """Export members as CSV, one row per member.
 
     Columns: email, name, postcode, region, interests (;-separated), then one column per
     free-form field. Suppressed members are never exported. Rows are streamed in chunks, so a
     national list does not have to fit in memory.
 
+    Safe to open in a spreadsheet: a cell that starts with =, +, -, @, a tab or a carriage
+    return is written with a ' before it, so that it shows as text instead of running as a
+    formula (a name like =HYPERLINK(…) could otherwise send data elsewhere). `mailer lists
+    import` takes that ' off again. --raw writes the cells as stored.
+
     \b
     Examples:
       mailer lists export > everyone.csv
       mailer lists export --segment 'region:kent and interest:refugees' -o kent-refugees.csv
     """
-    from mailer.audience import segments as segments_lib
+    from mailer.audience import exports
+    from mailer.audience.segments import compile_segment
 
     shape = app.shape
-    segments_lib.compile_segment(expression, shape)  # a bad expression fails before anything opens
+    compile_segment(expression, shape)  # a bad expression fails before anything opens
     with app.db.session() as session:
         if output is None:
             try:
-                segments_lib.write_csv(session, sys.stdout, shape, expression)
+                exports.write_csv(session, sys.stdout, shape, expression, raw=raw)
                 sys.stdout.flush()
             except BrokenPipeError:  # `mailer lists export | head`: the reader has all it wants
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # keep the exit quiet
             return
         with output.open("w", newline="", encoding="utf-8") as fh:
-            n = segments_lib.write_csv(session, fh, shape, expression)
+            n = exports.write_csv(session, fh, shape, expression, raw=raw)
     click.echo(f"wrote {n} member(s) to {output}", err=True)
 
 

@@ -48,6 +48,7 @@ def worker_command(
       mailer worker
       mailer worker --concurrency 16 --id mail-2
     """
+    from mailer.redact import redact_url
     from mailer.sending import Worker
 
     settings = app.settings
@@ -57,12 +58,14 @@ def worker_command(
 
     worker = Worker(app.db, settings, name=name, concurrency=concurrency, batch_size=batch_size, say=say)
 
+    relays = ", ".join(redact_url(u) for u in settings.relays)  # never a password in the log
+
     async def main() -> WorkerSummary:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop, f"stopped by {signal.Signals(sig).name}")
         say(
-            f"worker {worker.name}: {worker.concurrency} connection(s) to {', '.join(settings.relays)}; "
+            f"worker {worker.name}: {worker.concurrency} connection(s) to {relays}; "
             f"lease {settings.lease_seconds:g}s, heartbeat {settings.heartbeat_seconds:g}s"
         )
         return await worker.run()

@@ -13,8 +13,9 @@ serves: both come from the functions here so that mail and web agree.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from urllib.parse import quote
 
-from mailer.issue.schema import Event
+from mailer.issue.schema import Event, one_line
 
 
 def time_text(t: time) -> str:
@@ -85,11 +86,15 @@ def calendar_line(event: Event, today: date | None = None) -> str:
 
 
 def event_uid(slug: str, entry_key: str, list_domain: str) -> str:
-    """The iCalendar UID of a calendar entry: ``{slug}-{entry_key}@{list_domain}``, stable across sends."""
-    return f"{slug}-{entry_key}@{list_domain}"
+    """The iCalendar UID of a calendar entry: ``{slug}-{entry_key}@{list_domain}``, stable across sends.
+
+    Every part is folded to one line (they are slugs and a domain, but a UID is a property line)."""
+    return one_line(f"{slug}-{entry_key}@{list_domain}").replace(" ", "-")
 
 
 def calendar_url(base_url: str, uid: str) -> str:
-    """The "add to calendar" link of an entry: ``{base_url}/calendar/event/{uid without domain}.ics``."""
-    local = uid.split("@", 1)[0]
-    return f"{base_url.rstrip('/')}/calendar/event/{local}.ics"
+    """The "add to calendar" link of an entry: ``{base_url}/calendar/event/{uid without domain}.ics``.
+
+    The UID's part is percent-encoded, so no character of it can end or break the link."""
+    local = quote(uid.split("@", 1)[0], safe="")
+    return f"{one_line(base_url).rstrip('/')}/calendar/event/{local}.ics"

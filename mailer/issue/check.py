@@ -16,6 +16,7 @@ from mailer.issue.load import LoadedIssue, campaign_path, load_campaign
 from mailer.issue.schema import Alert
 
 if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
     from sqlalchemy.orm import Session
 
     from mailer.audience.shape import Shape
@@ -36,7 +37,14 @@ def audience_warnings(session: Session, loaded: LoadedIssue, shape: Shape) -> li
 
     issue = loaded.issue
     audience = compile_segment(issue.audience, shape)
-    if session.scalar(select(exists().where(audience))) is not True:
+
+    def any_member(*conditions: ColumnElement[bool]) -> bool:
+        # select(Member.id) names the table: for `audience: all` the conditions alone do not
+        # (`all` compiles to TRUE and the suppression check is correlated), and a bare
+        # EXISTS(… WHERE …) would have no FROM at all.
+        return session.scalar(select(exists(select(Member.id).where(*conditions)))) is True
+
+    if not any_member(audience):
         return [
             loaded.problem(
                 f"no member is in the audience {issue.audience!r}",
@@ -57,7 +65,7 @@ def audience_warnings(session: Session, loaded: LoadedIssue, shape: Shape) -> li
             conditions.append(
                 exists().where(MemberInterest.member_id == Member.id, MemberInterest.interest_id.in_(chosen))
             )
-        return session.scalar(select(exists().where(*conditions))) is True
+        return any_member(*conditions)
 
     def targeting(regions: list[str], interests: list[str]) -> str:
         parts = [

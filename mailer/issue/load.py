@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 ISSUE_FILE = "issue.yaml"
 TODO = "TODO"
+MAX_BYTES = 2 * 1024 * 1024  # an issue file is text: a few kilobytes; images are files beside it
 _HTTP_IN_TEXT = re.compile(r"http://[^\s)>\]\"']+")
 
 # ---------------------------------------------------------------------------------------------
@@ -205,6 +206,19 @@ def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
     """
     problems: list[Problem] = []
     try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ContentError(
+                [
+                    Problem(
+                        f"the issue file is {_megabytes(size)}; an issue file is at most "
+                        f"{_megabytes(MAX_BYTES)}",
+                        path=path,
+                        hint="put images and documents beside it as files and link to them, "
+                        "or split it into several issues",
+                    )
+                ]
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ContentError(
@@ -271,6 +285,11 @@ def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
     )
     loaded.warnings.extend(content_warnings(loaded))
     return loaded
+
+
+def _megabytes(size: int) -> str:
+    mb = size / (1024 * 1024)
+    return f"{mb:.0f} MB" if mb >= 10 or mb == int(mb) else f"{mb:.1f} MB"
 
 
 def _summary(path: Path, count: int) -> str:

@@ -9,6 +9,7 @@ Each field type parses and explains its own mistakes (``PydanticCustomError`` wi
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -138,7 +139,22 @@ def _interest(value: str, info: ValidationInfo) -> str:
     return _check_slug("interest", value, info)
 
 
+_LINE_BREAKS = {"Cc", "Zl", "Zp"}  # control characters, line and paragraph separators
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: line breaks, tabs and other control characters become spaces, and the
+    runs of spaces they leave fold to one. Event titles and places go into one-line places (a
+    calendar's name, the calendar line of the text part, a .ics file's properties), where a line
+    break would end the line early."""
+    if text.isprintable():
+        return text
+    chars = "".join(" " if unicodedata.category(c) in _LINE_BREAKS else c for c in text)
+    return re.sub(r" {2,}", " ", chars).strip(" ")
+
+
 When = Annotated[datetime | date, PlainValidator(_when)]
+OneLine = Annotated[str, AfterValidator(one_line)]
 EndTime = Annotated[datetime | time | None, PlainValidator(_end)]
 Url = Annotated[str, AfterValidator(_url)]
 RegionSlug = Annotated[str, AfterValidator(_region)]
@@ -181,15 +197,17 @@ class Event(Model):
     ``timezone``). ``end`` is a date and time or a time on the start's day. ``location`` says where;
     ``online: true`` says it can be joined online (with a location too: both). ``regions`` and
     ``interests`` default to the item's (None means "inherit"; [] means "everyone in the audience").
+    ``title``, ``location`` and ``contact`` are folded to one line (a YAML block of several lines
+    reads as one).
     """
 
-    title: str
+    title: OneLine
     start: When
     end: EndTime = None
-    location: str = ""
+    location: OneLine = ""
     online: bool = False
     booking: Link | None = None
-    contact: str = ""
+    contact: OneLine = ""
     regions: list[RegionSlug] | None = None
     interests: list[InterestSlug] | None = None
 

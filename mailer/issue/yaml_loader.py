@@ -2,8 +2,10 @@
 
 ``IssueYAMLLoader`` is ``yaml.safe_load`` except that times and dates stay text for the model to
 parse. ``read_yaml`` records where each field is (``("items", 3, "end")`` → line, column), reports
-keys given twice, and refuses YAML aliases that refer to themselves or expand past ``MAX_NODES``.
-``field_name`` writes a location the way messages show it (``items[3].end``).
+keys given twice, and refuses, each with its own message and line: values nested more than
+``MAX_DEPTH`` levels deep, more than ``MAX_NODES`` values, and YAML aliases that refer to themselves
+or expand past ``MAX_NODES``. ``field_name`` writes a location the way messages show it
+(``items[3].end``). The size of the file itself is limited by ``load_issue`` (``MAX_BYTES``).
 """
 
 from __future__ import annotations
@@ -22,9 +24,40 @@ _FLOAT = "tag:yaml.org,2002:float"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
+MAX_DEPTH = 50  # levels of nesting; an issue needs about 6 (items[3].events[0].booking.url)
+MAX_NODES = 100_000  # values in an issue file, aliases expanded
+
+
+class _TooDeep(yaml.YAMLError):
+    """Nesting past ``MAX_DEPTH``; ``args[0]`` is the 1-based line where it goes too deep."""
+
+
+class _TooLarge(yaml.YAMLError):
+    """``args``: the 1-based line, and the message."""
+
+
 class _IssueYAMLLoader(yaml.SafeLoader):
     """``yaml.safe_load`` semantics, except that times stay text: ``21:00`` is not the number 1260
-    (YAML 1.1 base 60) and ``2025-11-18`` is parsed by the model, not by YAML."""
+    (YAML 1.1 base 60) and ``2025-11-18`` is parsed by the model, not by YAML. Nesting deeper than
+    ``MAX_DEPTH`` stops the composer (which recurses once per level) with ``_TooDeep``."""
+
+    _depth = 0
+    _nodes = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark.line + 1)  # type: ignore[no-untyped-call]
+            self._nodes += 1
+            if self._nodes > MAX_NODES:
+                line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
+                raise _TooLarge(
+                    line, f"the file holds more than {MAX_NODES:,} values; an issue needs far fewer"
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _IssueYAMLLoader.yaml_implicit_resolvers = {
@@ -61,49 +94,54 @@ def field_name(loc: Loc) -> str:
     return out
 
 
-MAX_NODES = 100_000  # an issue file with more values than this is a YAML alias bomb, not an issue
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _walk(
-    node: Node,
-    loc: Loc,
-    lines: Lines,
-    problems: list[Problem],
-    path: Path,
-    ancestors: frozenset[int] = frozenset(),
-) -> None:
+def _walk(node: Node, lines: Lines, problems: list[Problem], path: Path) -> None:
     """Record the line and column of every field, and report keys given twice.
 
-    Raises ``_TooLarge`` when aliases (``*name``) refer to themselves or expand past ``MAX_NODES``."""
-    if id(node) in ancestors or len(lines) > MAX_NODES:
-        raise _TooLarge(node.start_mark.line + 1)
-    lines.setdefault(loc, (node.start_mark.line + 1, node.start_mark.column + 1))
-    ancestors = ancestors | {id(node)}
-    if isinstance(node, MappingNode):
-        seen: dict[str, int] = {}
-        for key, value in node.value:
-            name = str(key.value) if isinstance(key, ScalarNode) else "?"
-            line = key.start_mark.line + 1
-            if name in seen:
-                problems.append(
-                    Problem(
-                        f"{name!r} is given twice (first at line {seen[name]})",
-                        path=path,
-                        line=line,
-                        field=field_name((*loc, name)),
-                        hint="keep one of them",
-                    )
+    Iterative, so that no file can make it recurse. Raises ``_TooLarge`` when aliases (``*name``)
+    refer to themselves or expand past ``MAX_NODES`` values, when the file itself holds more than
+    ``MAX_NODES`` values, and when aliases nest values past ``MAX_DEPTH`` levels."""
+    distinct: set[int] = set()
+    visits = 0
+    stack: list[tuple[Node, Loc, frozenset[int]]] = [(node, (), frozenset())]
+    while stack:
+        current, loc, ancestors = stack.pop()
+        line = current.start_mark.line + 1
+        if id(current) in ancestors:
+            raise _TooLarge(line, "a YAML alias (*name) refers to itself (to the value that holds it)")
+        visits += 1
+        distinct.add(id(current))
+        if visits > MAX_NODES:
+            if len(distinct) > MAX_NODES:
+                raise _TooLarge(
+                    line, f"the file holds more than {MAX_NODES:,} values; an issue needs far fewer"
                 )
-            seen.setdefault(name, line)
-            lines.setdefault((*loc, name), (line, key.start_mark.column + 1))
-            _walk(value, (*loc, name), lines, problems, path, ancestors)
-    elif isinstance(node, SequenceNode):
-        for i, child in enumerate(node.value):
-            _walk(child, (*loc, i), lines, problems, path, ancestors)
+            raise _TooLarge(line, f"YAML aliases (*name) expand to more than {MAX_NODES:,} values")
+        if len(ancestors) >= MAX_DEPTH:
+            raise _TooLarge(line, f"YAML aliases (*name) nest values more than {MAX_DEPTH} levels deep")
+        lines.setdefault(loc, (line, current.start_mark.column + 1))
+        ancestors = ancestors | {id(current)}
+        children: list[tuple[Node, Loc, frozenset[int]]] = []
+        if isinstance(current, MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in current.value:
+                name = str(key.value) if isinstance(key, ScalarNode) else "?"
+                key_line = key.start_mark.line + 1
+                if name in seen:
+                    problems.append(
+                        Problem(
+                            f"{name!r} is given twice (first at line {seen[name]})",
+                            path=path,
+                            line=key_line,
+                            field=field_name((*loc, name)),
+                            hint="keep one of them",
+                        )
+                    )
+                seen.setdefault(name, key_line)
+                lines.setdefault((*loc, name), (key_line, key.start_mark.column + 1))
+                children.append((value, (*loc, name), ancestors))
+        elif isinstance(current, SequenceNode):
+            children = [(child, (*loc, i), ancestors) for i, child in enumerate(current.value)]
+        stack.extend(reversed(children))
 
 
 def read_yaml(text: str, path: Path, problems: list[Problem]) -> tuple[Any, Lines]:
@@ -122,15 +160,29 @@ def read_yaml(text: str, path: Path, problems: list[Problem]) -> tuple[Any, Line
                 )
             )
             return None, lines
-        _walk(node, (), lines, problems, path)
+        _walk(node, lines, problems, path)
         data = loader.construct_document(node)
-    except _TooLarge as exc:
+    except _TooDeep as exc:
         problems.append(
             Problem(
-                "a YAML alias (*name) refers to itself or expands to too much",
+                f"values nested more than {MAX_DEPTH} levels deep",
                 path=path,
                 line=exc.args[0],
-                hint="write the value out instead of using an alias",
+                hint="an issue nests a few levels: items, then an item's events; check the indentation "
+                "and the brackets",
+            )
+        )
+        return None, lines
+    except _TooLarge as exc:
+        line, message = exc.args
+        problems.append(
+            Problem(
+                message,
+                path=path,
+                line=line,
+                hint="write the value out instead of using an alias"
+                if "alias" in message
+                else "split it into several issues",
             )
         )
         return None, lines
@@ -155,4 +207,4 @@ def read_yaml(text: str, path: Path, problems: list[Problem]) -> tuple[Any, Line
     return data, lines
 
 
-__all__ = ["MAX_NODES", "IssueYAMLLoader", "Lines", "Loc", "field_name", "read_yaml"]
+__all__ = ["MAX_DEPTH", "MAX_NODES", "IssueYAMLLoader", "Lines", "Loc", "field_name", "read_yaml"]

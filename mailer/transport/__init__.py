@@ -11,7 +11,7 @@ through the same :class:`Transport` interface, so the delivery engine does not c
     async with transport_for(settings) as transport:
         stream = transport.send_many(Outgoing(sender, rcpt, payload, key=delivery_id) for ...)
         async for result in stream:
-            if result.temporary and tries[result.key] < 3:
+            if result.temporary and not result.unknown and tries[result.key] < 3:
                 stream.requeue(result.message, delay=30)
 """
 

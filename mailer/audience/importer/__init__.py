@@ -23,9 +23,14 @@ Rules
       non-empty cell wins; interests are unioned. Each merged row is counted in ``merged``.
     - A member already in the database is updated with the file's non-empty cells; interests in the
       file are added to theirs, never removed (leaving a topic is done in preferences).
-    - A row with an invalid address, an unknown region or interest, a bad consent date or an
+    - A row with an invalid address, an address whose local part is not ASCII (mailer sends without
+      SMTPUTF8, so it could never be mailed), an unknown region or interest, a bad consent date or an
       over-long value is rejected with its reason; every other row is kept. Rejected rows go to
-      ``<input stem>.rejected.csv`` beside the input, with the original cells plus ``row`` and ``reason``.
+      ``<input stem>.rejected.csv`` beside the input, with the original cells plus ``row`` and
+      ``reason``, spreadsheet-safe (``mailer.audience.exports``: a cell that would run as a formula
+      gets a ``'`` before it).
+    - A cell that starts with ``'`` followed by ``=``, ``+``, ``-``, ``@``, a tab or a CR loses the
+      ``'``: that is how a spreadsheet-safe export writes such a cell, so an export imports back as it was.
     - Names (and other text) with CR, LF or other control characters are cleaned, never stored raw,
       and counted in ``cleaned``.
     - A suppressed address stays suppressed: an existing member's data may be updated, but no import

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from mailer.audience import addresses
+from mailer.audience.exports import FORMULA_LEADS, unneutralise
 from mailer.audience.importer.report import CHUNK, ImportReport, Progress, Rejection
 from mailer.audience.shape import Shape
 from mailer.errors import InvalidInput, MailerError, Problem
@@ -80,12 +81,13 @@ def fast_normalise(raw: str) -> str | None:
 
 
 def normalise_address(raw: str) -> str:
-    """``addresses.normalise`` with a fast path; raises ``Reject`` with the validator's reason."""
+    """``addresses.mailable`` with a fast path; raises ``Reject`` with the validator's reason, or
+    because the local part is not ASCII (mailer sends without SMTPUTF8)."""
     fast = fast_normalise(raw)
     if fast is not None:
         return fast
     try:
-        return addresses.normalise(raw)
+        return addresses.mailable(raw)
     except InvalidInput as exc:
         reason = exc.problems[0].message if exc.problems else str(exc)
         raise Reject(reason) from None
@@ -287,6 +289,8 @@ def read(
     report.fields = [h for h in header if h not in KNOWN_COLUMNS]
     extra = report.fields
     total = text.count("\n")
+    # Cells a spreadsheet-safe export wrote with a ' before them ('=…, '+44 …): the ' comes off.
+    quoted = any("'" + lead in text for lead in FORMULA_LEADS)
     checker = _Checker(shape, datetime.now(UTC).date())
     records: dict[str, Record] = {}
     rejected: list[tuple[Rejection, list[str]]] = []
@@ -322,7 +326,7 @@ def read(
             if len(ragged) >= 20:
                 break
             continue
-        values = dict(zip(header, cells, strict=True))
+        values = dict(zip(header, map(unneutralise, cells) if quoted else cells, strict=True))
         try:
             record, cleaned = checker.check(row, values, extra)
         except Reject as exc:

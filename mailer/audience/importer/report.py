@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mailer.audience.exports import SafeWriter
 from mailer.errors import MailerError
 
 CHUNK = 2000  # rows written (and progress reported) at a time
@@ -77,7 +77,7 @@ def write_rejected(path: Path, header: list[str], rejected: list[tuple[Rejection
             out.unlink(missing_ok=True)  # a stale list from an earlier run would mislead
             return None
         with out.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
+            writer = SafeWriter(fh)  # opened in a spreadsheet to be fixed: no cell runs as a formula
             writer.writerow([*header, "row", "reason"])
             for rejection, cells in rejected:
                 writer.writerow([*cells, rejection.row, rejection.reason])

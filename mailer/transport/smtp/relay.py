@@ -9,12 +9,15 @@ never appears in a label, a log line or a result.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from mailer.errors import ConfigError
+from mailer.redact import redact_url
 
 PASSWORD_ENV = "MAILER_RELAY_PASSWORD"
 DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
@@ -40,22 +43,51 @@ class Relay:
         return self.label
 
 
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
+
+
+def _valid_host(host: str) -> bool:
+    if ":" in host:  # an IPv6 address, from inside [ ]
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        return True
+    return len(host) <= 253 and _HOST_NAME.fullmatch(host) is not None
+
+
 def parse_relay(url: str, env: Mapping[str, str] | None = None) -> Relay:
-    """Parse an SMTP relay URL; the password comes from the URL or ``MAILER_RELAY_PASSWORD``."""
+    """Parse an SMTP relay URL; the password comes from the URL or ``MAILER_RELAY_PASSWORD``.
+
+    Any malformed URL is a ``ConfigError`` that shows the URL with its password as ``***``."""
     env = os.environ if env is None else env
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    hint = "use smtp://host:25, smtp+starttls://user@host:587 or smtps://user@host:465"
-    if scheme not in DEFAULT_PORTS:
-        raise ConfigError(f"unknown relay scheme in {url!r}", field="relay", hint=hint)
+    hint = (
+        "use smtp://host:25, smtp+starttls://user@host:587 or smtps://user@host:465; in a password "
+        "write / @ : as %2F %40 %3A, or set it in MAILER_RELAY_PASSWORD instead"
+    )
+
+    def bad(what: str) -> ConfigError:
+        return ConfigError(f"{what} {redact_url(url.strip())!r}", field="relay", hint=hint)
+
     try:
-        port = parts.port or DEFAULT_PORTS[scheme]
-    except ValueError as exc:
-        raise ConfigError(f"bad port in relay {url!r}", field="relay", hint=hint) from exc
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unclosed [
+        raise bad(f"not a URL ({exc}):") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise bad("unknown relay scheme in")
+    try:
+        port = DEFAULT_PORTS[scheme] if parts.port is None else parts.port
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise bad("bad port (a number from 1 to 65535) in relay")
     if not parts.hostname:
-        raise ConfigError(f"no host in relay {url!r}", field="relay", hint=hint)
+        raise bad("no host in relay")
+    if not _valid_host(parts.hostname):
+        raise bad("not a host name or address in relay")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(f"unexpected path or options in relay {url!r}", field="relay", hint=hint)
+        raise bad("unexpected path or options in relay")
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
     if username and password is None:

@@ -6,9 +6,13 @@
 (b) the ordinary way: ``EmailMessage`` built per recipient (``reference_message``) and ``as_bytes()``,
     timed on a sample (it is ~200x slower) and reported per message;
 (c) signing the two link tokens per recipient, which the delivery engine does alongside ``fill``;
-(d) optionally, ``fill`` with DKIM signing (needs the openssl command for a throwaway key).
+(d) ``fill_wire`` with DKIM (mailer.message.dkim, OpenSSL through ``cryptography``): RSA-2048,
+    Ed25519 and both (dual), one core, beside the anchors measured in the same run: the raw sign
+    rate of the same keys through ``cryptography`` (a 32-byte digest, nothing else) and, when the
+    ``openssl`` command is there, ``openssl speed -seconds 1 rsa2048 ed25519``.
 
-The anchors: DESIGN.md measures ``EmailMessage`` alone at ~490 messages/s on these machines, and the
+It first prints the machine (kind, cores, Python, cryptography and OpenSSL versions, date). The
+anchors: DESIGN.md measures ``EmailMessage`` alone at ~490 messages/s on these machines, and the
 send target is >= 2,700 messages/s on 2 cores, a budget of ~370 us of work per message in all.
 """
 
@@ -16,16 +20,25 @@ from __future__ import annotations
 
 import argparse
 import email.policy
+import hashlib
+import os
+import platform
+import re
 import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
+
+import cryptography
+from cryptography.hazmat.backends.openssl.backend import backend as openssl_backend
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from mailer import tokens
 from mailer.message import DkimKey, MessageParts, MessageTemplate, Recipient, reference_message
+from mailer.message.dkim import ED25519, RSA, Signer
 from mailer.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +72,7 @@ def seed_text() -> str:
 def variant() -> MessageParts:
     """The seed issue as a rendered variant: the text as it is, and HTML shaped like MJML's output."""
     paragraphs = [p.strip() for p in seed_text().splitlines() if p.strip()]
-    text = "Dear [[mailer:name]],\n\n" + "\n\n".join(paragraphs)
+    text = "[[mailer:greeting]]\n\n" + "\n\n".join(paragraphs)
     text += "\n\nUnsubscribe: [[mailer:unsubscribe_url]]\nPreferences: [[mailer:preferences_url]]\n"
     cell = (
         '<tr><td align="left" style="font-size:0px;padding:10px 25px;word-break:break-word;">'
@@ -69,7 +82,7 @@ def variant() -> MessageParts:
     html = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Kent Network</title></head>\n'
         '<body style="word-spacing:normal;background-color:#f4f4f4;"><table role="presentation">\n'
-        + cell.format("Dear [[mailer:name]],")
+        + cell.format("[[mailer:greeting]]")
         + "".join(cell.format(p) for p in paragraphs)
         + "".join(cell.format(p) for p in paragraphs[: len(paragraphs) // 3])
         + cell.format(
@@ -98,7 +111,7 @@ def recipients(count: int) -> list[Recipient]:
     return out
 
 
-def build(parts: MessageParts, dkim: DkimKey | None = None) -> MessageTemplate:
+def build(parts: MessageParts, dkim: Sequence[DkimKey] = ()) -> MessageTemplate:
     return MessageTemplate.build(
         parts,
         settings=SETTINGS,
@@ -115,13 +128,67 @@ def timed(label: str, count: int, run: Callable[[], object]) -> tuple[str, int, 
     return label, count, time.perf_counter() - start
 
 
-def dkim_key(folder: Path) -> DkimKey | None:
+def machine() -> str:
+    """The header every bench prints: machine kind, cores, Python, library versions, date."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+        cpu = found.group(1).strip() if found else cpu
+    except OSError:
+        pass
+    return (
+        f"# {platform.node()}: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"cryptography {cryptography.__version__} ({openssl_backend.openssl_version_text()}), "
+        f"{platform.platform()}, {date.today().isoformat()}"
+    )
+
+
+def dkim_keys() -> dict[str, DkimKey]:
+    """Throwaway RSA-2048 and Ed25519 keys."""
+
+    def pem(key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return {
+        RSA: DkimKey("bench-rsa", "kent.example.org", pem(rsa_key), RSA),
+        ED25519: DkimKey("bench-ed", "kent.example.org", pem(ed25519.Ed25519PrivateKey.generate()), ED25519),
+    }
+
+
+def raw_sign_rate(key: DkimKey, seconds: float = 1.0) -> float:
+    """Signatures per second of ``key`` over a 32-byte digest alone: OpenSSL's rate, as mailer calls it."""
+    signer = Signer(key)
+    digest = hashlib.sha256(b"anchor").digest()
+    done, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for _ in range(50):
+            signer.sign(digest)
+        done += 50
+    return done / elapsed
+
+
+def openssl_speed() -> dict[str, float]:
+    """``openssl speed -seconds 1 rsa2048 ed25519``: signatures per second, one core (when installed)."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        return None
-    key = folder / "dkim.pem"
-    subprocess.run([openssl, "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    return DkimKey(selector="bench", domain="kent.example.org", private_key=key.read_bytes())
+        return {}
+    out = subprocess.run(
+        [openssl, "speed", "-seconds", "1", "-mr", "rsa2048", "ed25519"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    rates = {}
+    for line in out.splitlines():
+        fields = line.split(":")
+        if fields[0] == "+F2" and fields[2] == "2048":
+            rates[RSA] = float(fields[3])
+        elif fields[0] == "+F6" and fields[3] == "Ed25519":
+            rates[ED25519] = float(fields[4])
+    return rates
 
 
 def main() -> None:
@@ -134,12 +201,18 @@ def main() -> None:
         "--baseline-count", type=int, default=None, help="EmailMessage sample (default 2,000)"
     )
     parser.add_argument(
-        "--dkim-count", type=int, default=None, help="DKIM-signed fills (default 300; 0: none)"
+        "--dkim-count",
+        type=int,
+        default=None,
+        help="DKIM-signed fills per algorithm (default 2,000; 0: none)",
     )
     args = parser.parse_args()
     count = args.count or (5_000 if args.quick else 100_000)
     baseline_count = min(count, args.baseline_count or (300 if args.quick else 2_000))
-    dkim_count = min(count, args.dkim_count if args.dkim_count is not None else (50 if args.quick else 300))
+    dkim_count = min(
+        count, args.dkim_count if args.dkim_count is not None else (300 if args.quick else 2_000)
+    )
+    print(machine())
 
     parts = variant()
     people = recipients(count)
@@ -187,19 +260,35 @@ def main() -> None:
     results.append(timed("build once + fill()", count, fill_all))
     results.append(timed("build once + fill_wire() (dot-stuffed)", count, fill_wire_all))
     results.append(timed("sign 2 link tokens per recipient", count, sign_all))
-    with tempfile.TemporaryDirectory() as folder:
-        key = dkim_key(Path(folder)) if dkim_count else None
-        if key is not None:
-            signed = build(parts, key)
+    anchors: list[str] = []
+    if dkim_count:
+        keys = dkim_keys()
+        for label, chosen in (
+            ("fill_wire() + DKIM rsa-sha256 (2048)", [keys[RSA]]),
+            ("fill_wire() + DKIM ed25519-sha256", [keys[ED25519]]),
+            ("fill_wire() + DKIM both (dual)", [keys[RSA], keys[ED25519]]),
+        ):
+            signed = build(parts, chosen)
 
-            def dkim_all() -> None:
+            def dkim_all(signed: MessageTemplate = signed) -> None:
                 for person in people[:dkim_count]:
                     sink.append(signed.fill_wire(person))
                     sink.clear()
 
-            results.append(timed("fill_wire() with DKIM (rsa-sha256, 2048)", dkim_count, dkim_all))
-        elif dkim_count:
-            print("(no openssl command: DKIM not measured)")
+            results.append(timed(label, dkim_count, dkim_all))
+        raw = {name: raw_sign_rate(key) for name, key in keys.items()}
+        speed = openssl_speed()
+        for name in (RSA, ED25519):
+            line = f"{name} sign, one core: cryptography {raw[name]:,.0f}/s"
+            if name in speed:
+                line += f", `openssl speed` {speed[name]:,.0f}/s"
+            anchors.append(line)
+        signed_rates = {label: n / secs for label, n, secs in results[-3:]}
+        rsa_rate, ed_rate, dual_rate = signed_rates.values()
+        anchors.append(
+            f"fill+sign vs raw sign: RSA {rsa_rate / raw[RSA]:.2f}x, Ed25519 {ed_rate / raw[ED25519]:.2f}x, "
+            f"dual {dual_rate * (1 / raw[RSA] + 1 / raw[ED25519]):.2f}x (1.00x: all the time in OpenSSL)"
+        )
 
     base_us = results[0][2] / results[0][1] * 1e6
     print(f"message size: {size:,} bytes; template built once in {build_seconds * 1e3:.1f} ms")
@@ -217,6 +306,8 @@ def main() -> None:
         f"= {budget_us:.0f} us per message, of which fill() takes {fill_us:.1f} us "
         f"({fill_us / budget_us:.1%})"
     )
+    for line in anchors:
+        print("anchors: " + line)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ from mailer.workspace import init_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 SLUG = "2025-11-kent-network"
-SECRET = "bench-secret"
+# A strong key (weak ones are refused), for benchmarks only.
+SECRET = "dU4eNoftE3ADXmtB2tE6RVR0-W4bbJPGix-KjjqDR1MdbWvxuHKoZlzlTDqkRD18"
 
 
 def make_workspace(root: Path, members: int) -> Path:

@@ -23,7 +23,7 @@ from mailer.db import open_database
 from mailer.models import Member
 from mailer.settings import ensure_secret, load
 from mailer.transport import transport_for
-from mailer.workspace import init_workspace
+from mailer.workspace import init_workspace, write_dkim_keys
 
 CAMPAIGNS = ("2025-11-kent-network", "2025-11-echr-alert")
 
@@ -43,6 +43,7 @@ def run_demo(directory: Path, echo: Callable[[str], None] = print) -> DemoResult
     directory = directory.resolve()
     init_workspace(directory, demo=True)
     settings = ensure_secret(load(directory))
+    write_dkim_keys(directory, settings)  # every message DKIM-signed (RSA-2048 and Ed25519)
     shape = load_shape(settings.path("lists"))
     db = open_database(settings)
     try:

@@ -50,9 +50,28 @@ COLOURS = {
     "muted": "#404040",
     "button": "#1a1a1a",
     "button_text": "#ffffff",
+    "button_border": "#ffde00",
     "rule": "#d9d9d9",
 }
-"""The default templates' colours: dark text on light backgrounds (WCAG AA, checked by a test)."""
+"""The default templates' colours: dark text on light backgrounds (WCAG AA, checked by a test). The
+button's yellow border keeps it visible where a client forces dark mode without asking (its dark
+fill would vanish into a darkened page)."""
+
+DARK_COLOURS = {
+    "text": "#e8e8e8",
+    "background": "#1e1e1e",
+    "page": "#121212",
+    "band": "#ffde00",
+    "band_text": "#000000",
+    "link": "#8cc8ff",
+    "muted": "#c8c8c8",
+    "button": "#ffde00",
+    "button_text": "#000000",
+    "button_border": "#ffde00",
+    "rule": "#444444",
+}
+"""The same roles when the reader's client asks for dark mode (``prefers-color-scheme: dark``):
+light text on dark backgrounds, every pair at least 4.5:1 (checked in Chromium by a test)."""
 
 
 @dataclass(frozen=True)
@@ -458,6 +477,7 @@ class Renderer:
             "browser_url": browser_url(s, loaded.slug, variant.key),
             "slots": SLOTS,
             "colours": COLOURS,
+            "dark": DARK_COLOURS,
             "sign_off": issue.sign_off.strip(),
             "width": WIDTH,
         }

@@ -12,8 +12,19 @@ import html as html_module
 import re
 from collections.abc import Mapping
 
-SLOT_NAMES = ("name", "email", "unsubscribe_url", "preferences_url")
-"""Every slot a rendered variant may hold."""
+SLOT_NAMES = ("greeting", "name", "email", "unsubscribe_url", "preferences_url")
+"""Every slot a rendered variant may hold. ``greeting`` is the whole first line ("Dear Jo," or, for
+a member without a name, "Hello,"), so that no member is greeted "Dear friend"."""
+
+GREETING = "Dear {name},"
+GREETING_WITHOUT_NAME = "Hello,"
+"""The default greetings (settings ``greeting`` and ``greeting_without_name``)."""
+
+
+def greeting(name: str, named: str = GREETING, nameless: str = GREETING_WITHOUT_NAME) -> str:
+    """The greeting of a member called ``name`` (already cleaned); ``{name}`` in ``named`` is the name."""
+    return named.replace("{name}", name) if name else nameless
+
 
 MARKER_PATTERN = re.compile(r"\[\[mailer:([^\]\s]*)\]\]")
 """A slot marker; group 1 is the slot's name (which may be one we do not know)."""
@@ -36,9 +47,12 @@ def unknown_markers(text: str) -> list[str]:
 def fill_slots(text: str, values: Mapping[str, str], *, html: bool, missing: str | None = None) -> str:
     """Replace each marker with its value in ``values`` (HTML-escaped when ``html``).
 
-    A marker with no value is left as it is, or replaced by ``missing`` when that is given.
-    For previews, public copies and tests; the send path fills slots in the wire bytes instead.
+    A marker with no value is left as it is, or replaced by ``missing`` when that is given; without
+    a ``greeting`` value the greeting is made from ``name`` when that is given. For previews, public
+    copies and tests; the send path fills slots in the wire bytes instead.
     """
+    if "greeting" not in values and "name" in values:
+        values = {**values, "greeting": greeting(values["name"])}
 
     def sub(m: re.Match[str]) -> str:
         value = values.get(m.group(1))

@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dkim
+from cli_runner import MailerCli
 from starlette.testclient import TestClient
+from test_dkim import parse_zone, verified
 
 from mailer.settings import load
 from mailer.web import create_app
@@ -46,10 +49,41 @@ def test_demo_sends_once_to_the_outbox_and_prints_a_working_unsubscribe_link(tmp
     # The link works in the members' web app: the page changes nothing, the one-click POST unsubscribes.
     settings = load(folder, env={})
     path = link.group(1).removeprefix(settings.base_url)
-    client = TestClient(create_app(settings))
+    client = TestClient(create_app(settings), base_url=settings.base_url)  # the hosts the app answers to
     assert client.get(path).status_code == 200
     assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
 
     second = run_demo(folder)  # nothing is sent twice
     assert len(list((folder / "outbox" / "new").iterdir())) == len(outbox)
     assert "sending" not in second
+
+
+def test_the_demo_signs_every_message_and_test_sends_are_new_messages(tmp_path: Path) -> None:
+    """Every message of the demo carries an RSA-2048 and an Ed25519 DKIM signature that verify
+    against the records `mailer dkim dns` prints; two test sends have two Message-IDs."""
+    folder = tmp_path / "demo"
+    run_demo(folder)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    cli = MailerCli({**env, "MAILER_WORKSPACE": str(folder)})
+    records = parse_zone(cli("dkim", "dns", check=True).stdout)
+    assert len(records) == 2
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
+        return records.get(name)
+
+    outbox = folder / "outbox" / "new"
+    sent = sorted(outbox.iterdir())
+    assert len(sent) > 100
+    for path in sent:
+        raw = path.read_bytes()
+        assert raw.count(b"\nDKIM-Signature: ") == 2
+        assert verified(raw, dnsfunc) == [True, True], path.name
+    assert dkim.verify(sent[0].read_bytes(), dnsfunc=dnsfunc)
+
+    for _ in range(2):
+        cli("campaigns", "send", "2025-11-kent-network", "--test", "editor@example.org", check=True)
+    tests = [p.read_bytes() for p in sorted(set(outbox.iterdir()) - set(sent))]
+    assert len(tests) == 2
+    ids = [email.message_from_bytes(t, policy=email.policy.default)["Message-ID"] for t in tests]
+    assert ids[0] != ids[1], ids
+    assert all(verified(t, dnsfunc) == [True, True] for t in tests)

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import base64
 import email
 import email.header
 import email.policy
 import email.utils
 import itertools
 import re
-import shutil
-import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TypedDict
 
-import dkim
 import pytest
-from dkim.util import parse_tag_value
 
 from mailer import tokens
 from mailer.errors import ConfigError, InvalidInput, RenderError
-from mailer.message import DkimKey as DkimKeyType
 from mailer.message import (
     MessageParts,
     MessageTemplate,
@@ -102,13 +96,14 @@ ADDRESSES = [
 ]
 
 HEADERS = ["From", "To", "Reply-To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Id"]
-HEADERS += ["List-Unsubscribe", "List-Unsubscribe-Post", "Content-Type"]
+HEADERS += ["List-Unsubscribe", "List-Unsubscribe-Post", "Content-Type", "List-Help", "List-Archive"]
+HEADERS += ["Feedback-ID"]
 
 
 def seed_parts(subject: str = "Kent Network newsletter: November 2025") -> MessageParts:
     """A ~60 KB variant made of the seed issue's text, with every slot and the awkward cases."""
     paragraphs = [p for p in SEED.read_text(encoding="utf-8").splitlines() if p.strip()]
-    text_lines = ["Dear [[mailer:name]],", "", *paragraphs, ""]
+    text_lines = ["[[mailer:greeting]]", "", *paragraphs, ""]
     text_lines += [
         ".a line starting with a dot",
         "..two dots",
@@ -127,7 +122,7 @@ def seed_parts(subject: str = "Kent Network newsletter: November 2025") -> Messa
     html_body = "".join(f"<p>{p}</p>\n" for p in paragraphs)
     html = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>News</title></head>\n'
-        '<body style="margin:0">\n<p>Dear [[mailer:name]],</p>\n'
+        '<body style="margin:0">\n<p>[[mailer:greeting]]</p>\n'
         + html_body * 2
         + "<p>"
         + "Long line with no breaks. " * 80
@@ -218,7 +213,7 @@ def assert_same(filled: EmailMessage, ref: EmailMessage, raw: bytes, subject: st
             assert decoded == f"{expected} <{theirs[0].addr_spec}>"
         else:
             assert mine[0].display_name == expected
-    for name in ("Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post", "MIME-Version"):
+    for name in ("Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post", "MIME-Version", *HEADERS[-3:]):
         assert str(filled[name]) == str(ref[name]), name
     assert str(filled["Subject"]) == (str(ref["Subject"]) if subject is None else subject)
     assert filled["Date"].datetime == ref["Date"].datetime
@@ -285,6 +280,9 @@ def test_headers_and_values(template: MessageTemplate) -> None:
         f"<https://news.example.org/u/{token}>, <mailto:unsubscribe+{token}@lists.example.org>"
     )
     assert str(msg["List-Unsubscribe-Post"]) == "List-Unsubscribe=One-Click"
+    assert str(msg["List-Help"]) == "<https://news.example.org/>"
+    assert str(msg["List-Archive"]) == "<https://news.example.org/archive/>"
+    assert str(msg["Feedback-ID"]) == "kent-2025-11:kent-network-newsletter:mailer:kent.example.org"
     assert "Return-Path" not in msg
     text = body(msg, "plain")
     assert text.startswith("Dear Jane Smith,\n")
@@ -295,11 +293,16 @@ def test_headers_and_values(template: MessageTemplate) -> None:
     assert f'<a href="https://news.example.org/u/{token}">' in html
     assert "Sent to &quot;john smith&quot;@example.org." in html
     assert '<body style="margin:0"><div style="display:none;' in html
-    assert template.return_path(person) == "bounces+1003@lists.example.org"
-    assert verp_address(1003, "lists.example.org") == template.return_path(person)
-    assert delivery_id_from_verp("<Bounces+1003@LISTS.example.org>", "lists.example.org") == 1003
-    assert delivery_id_from_verp("bounces+x1@lists.example.org", "lists.example.org") is None
-    assert delivery_id_from_verp("bounces+1@other.example.org", "lists.example.org") is None
+    # The envelope sender: the delivery id and its signed tag (issue 11), any case.
+    sender = template.return_path(person)
+    assert re.fullmatch(r"bounces\+1003-[a-z2-7]{16}@lists\.example\.org", sender)
+    assert verp_address(1003, "lists.example.org", keys=KEYS) == sender
+    assert delivery_id_from_verp(f"<{sender.upper()}>", "lists.example.org", keys=KEYS) == 1003
+    assert delivery_id_from_verp("bounces+1003@lists.example.org", "lists.example.org", keys=KEYS) is None
+    assert delivery_id_from_verp(sender, "lists.example.org", keys=["another-key"]) is None
+    assert delivery_id_from_verp("bounces+x1@lists.example.org", "lists.example.org", keys=KEYS) is None
+    other = sender.replace("lists.example.org", "other.example.org")
+    assert delivery_id_from_verp(other, "lists.example.org", keys=KEYS) is None
 
 
 def test_message_id_is_stable_per_delivery(template: MessageTemplate) -> None:
@@ -318,7 +321,9 @@ def test_names_and_escaping(template: MessageTemplate) -> None:
     assert "<p>Dear Zoë &lt;b&gt;&quot;Bold&quot;&lt;/b&gt; &amp; Co,</p>" in body(msg, "html")
     nameless = parse(template.fill(replace(person, name="  ")))
     assert str(nameless["To"]) == "jane@example.org"
-    assert body(nameless, "plain").startswith("Dear friend,\n")
+    assert body(nameless, "plain").startswith("Hello,\n")  # never "Dear friend" (SpamAssassin's DEAR_FRIEND)
+    assert "<p>Hello,</p>" in body(nameless, "html")
+    assert "\nSent to jane@example.org. friend, you can friend\n" in body(nameless, "plain")
 
 
 def test_no_header_injection_through_name_or_subject() -> None:
@@ -405,59 +410,48 @@ def test_bad_templates_and_settings() -> None:
         assert info.value.field == field
 
 
-# -- DKIM ---------------------------------------------------------------------------------------------
+# -- inbox details: greeting, test sends, one-click over https ------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[DkimKeyType, bytes]:
-    """A fresh 2048-bit RSA key made with openssl, and its DNS TXT record."""
-    openssl = shutil.which("openssl")
-    assert openssl, "the DKIM tests need the openssl command to make a key"
-    folder = tmp_path_factory.mktemp("dkim")
-    private = folder / "private.pem"
-    subprocess.run([openssl, "genrsa", "-out", str(private), "2048"], check=True, capture_output=True)
-    public = subprocess.run(
-        [openssl, "rsa", "-in", str(private), "-pubout", "-outform", "DER"], check=True, capture_output=True
-    ).stdout
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-    return DkimKeyType(
-        selector="mail2025", domain="kent.example.org", private_key=private.read_bytes()
-    ), record
+def test_the_greeting_comes_from_the_settings_and_never_says_dear_friend() -> None:
+    custom = replace(SETTINGS, greeting="Hi {name}!", greeting_without_name="Hi there!")
+    template = MessageTemplate.build(seed_parts(), settings=custom, **LIST)
+    named, nameless = recipients(1)[0], replace(recipients(1)[0], name="")
+    assert body(parse(template.fill(named)), "plain").startswith("Hi Jane Smith!\n")
+    assert body(parse(template.fill(nameless)), "plain").startswith("Hi there!\n")
+    escaped = parse(template.fill(replace(named, name="<Zoë & Co>")))
+    assert "<p>Hi &lt;Zoë &amp; Co&gt;!</p>" in body(escaped, "html")
+    default = MessageTemplate.build(seed_parts(), settings=SETTINGS, **LIST)
+    for person in recipients():
+        assert not re.search(r"Dear friend", body(parse(default.fill(person)), "plain"), re.IGNORECASE)
 
 
-def test_dkim_signature_verifies_and_covers_the_list_headers(dkim_key: tuple[DkimKeyType, bytes]) -> None:
-    key, record = dkim_key
-
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-        return record if name == b"mail2025._domainkey.kent.example.org." else None
-
-    parts = seed_parts()
-    template = MessageTemplate.build(parts, settings=SETTINGS, dkim=key, **LIST)
-    for person in recipients()[::37]:
-        raw = template.fill(person, date=DATE)
-        assert raw.startswith(b"DKIM-Signature: ")
-        check_wire_format(raw)
-        assert dkim.verify(raw, dnsfunc=dnsfunc)
-        # DKIM's t= tag is the signing second, so compare fill_wire with its own fill, signature apart.
-        wire = template.fill_wire(person, date=DATE)
-        assert dkim.verify(wire[: -len(b".\r\n")], dnsfunc=dnsfunc)
-        assert wire == dot_stuff(wire[: -len(b".\r\n")])
-        assert wire.split(b"\r\nFrom: ", 1)[1] == dot_stuff(raw).split(b"\r\nFrom: ", 1)[1]
-        msg = parse(raw)
-        assert_same(msg, reference_message(parts, person, settings=SETTINGS, date=DATE, **LIST), raw)
-        tags = parse_tag_value(msg["DKIM-Signature"].encode())
-        signed = [h.strip().lower() for h in tags[b"h"].split(b":")]
-        for required in (b"from", b"subject", b"list-unsubscribe", b"list-unsubscribe-post", b"to"):
-            assert signed.count(required) == 2  # signed, and over-signed against a second copy
-        assert tags[b"d"] == b"kent.example.org" and tags[b"s"] == b"mail2025"
-        # Changing a signed header, or adding a second one, breaks the signature.
-        token = person.unsubscribe_token.encode()
-        assert not dkim.verify(raw.replace(token, token[::-1]), dnsfunc=dnsfunc)
-        head, rest = raw.split(b"\r\nFrom: ", 1)
-        assert not dkim.verify(head + b"\r\nFrom: evil@example.com\r\nFrom: " + rest, dnsfunc=dnsfunc)
+def test_test_sends_get_a_new_message_id_each_time(template: MessageTemplate) -> None:
+    """Delivery ids of 0 and below are test copies (recorded nowhere): each is a new message."""
+    for test_id in (0, -1, -2):
+        person = replace(recipients(1)[0], delivery_id=test_id)
+        ids = {str(parse(template.fill(person))["Message-ID"]) for _ in range(20)}
+        assert len(ids) == 20
+        for mid in ids:
+            assert re.fullmatch(rf"<d{test_id}\.[0-9a-f]{{16}}\.kent-2025-11@lists\.example\.org>", mid), mid
+        wire = template.fill_wire(person)
+        assert wire.endswith(b"\r\n.\r\n") and b"\r\n." not in wire[:-3]
+    real = recipients(1)[0]
+    assert len({str(parse(template.fill(real))["Message-ID"]) for _ in range(3)}) == 1
 
 
-def test_a_bad_dkim_key_is_reported_at_build() -> None:
-    bad = DkimKeyType(selector="s", domain="kent.example.org", private_key=b"not a key")
-    with pytest.raises(ConfigError, match="DKIM"):
-        MessageTemplate.build(seed_parts(), settings=SETTINGS, dkim=bad, **LIST)
+def test_http_one_click_outside_localhost_is_refused_with_the_fix() -> None:
+    http = replace(SETTINGS, base_url="http://news.example.org")
+    with pytest.raises(ConfigError) as info:
+        MessageTemplate.build(seed_parts(), settings=http, **LIST)
+    assert info.value.field == "base_url"
+    assert "RFC 8058" in str(info.value) and 'base_url = "https://news.example.org"' in str(info.value)
+    assert "allow_http_unsubscribe" in str(info.value)
+    for ok in (
+        replace(http, allow_http_unsubscribe=True),
+        replace(SETTINGS, base_url="http://127.0.0.1:8000"),
+        replace(SETTINGS, base_url="http://localhost:8000/mail"),
+        replace(SETTINGS, base_url="http://[::1]:8000"),
+    ):
+        raw = MessageTemplate.build(seed_parts(), settings=ok, **LIST).fill(recipients(1)[0])
+        assert f"<{ok.base_url}/u/".encode() in raw

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import MailerCli
+from conftest import TEST_SECRET
 from seed import SEED_HIGHLIGHTS
 from sqlalchemy import select
 
@@ -297,7 +298,7 @@ def test_html_of_the_seed(renderer: Renderer, seed: LoadedIssue, shape: Shape) -
         assert all(h.startswith("https://kent.example.org/calendar/event/2025-11-kent-network-") for h in ics)
         assert SLOTS["unsubscribe_url"] in doc.hrefs and SLOTS["preferences_url"] in doc.hrefs
         assert f"https://kent.example.org/archive/{SEED_SLUG}/{variant.key}" in doc.hrefs
-        assert "Dear [[mailer:name]]," in rendered.html and "Dear [[mailer:name]]," in rendered.text
+        assert "<p>[[mailer:greeting]]</p>" in rendered.html and "\n[[mailer:greeting]]\n" in rendered.text
         assert "Sent by Kent Network" in rendered.html
         assert rendered.subject == "Kent Network newsletter: November 2025"
         assert rendered.preheader and rendered.preheader in rendered.html
@@ -373,6 +374,88 @@ def test_colours_have_enough_contrast(renderer: Renderer, seed: LoadedIssue, sha
         for fg, bg in parser.pairs:
             assert contrast(fg, bg) >= 4.5, f"{fg} on {bg}: {contrast(fg, bg):.2f}"
     assert contrast("#777777", "#ffffff") < 4.5  # the check can fail
+
+
+def test_no_text_under_14_px_and_a_hidden_preheader_without_colour(
+    renderer: Renderer, seed: LoadedIssue, shape: Shape
+) -> None:
+    """Every font size the templates set is at least 14px (0px only on MJML's layout cells, which
+    hold no text); the preheader is hidden with display:none and sets no colour of its own (white
+    on the page colour is what SpamAssassin's HTML_FONT_LOW_CONTRAST scores); dark mode is offered."""
+    for rendered in all_rendered(renderer, seed, shape):
+        sizes = {int(n) for n in re.findall(r"font-size:\s*(\d+)px", rendered.html)}
+        assert sizes and all(n == 0 or n >= 14 for n in sizes), sorted(sizes)
+        assert "<mj-preview" not in rendered.html and "color:#ffffff;line-height:1px" not in rendered.html
+        hidden = re.findall(r'<div style="(display:none[^"]*)"[^>]*>([^<]*)</div>', rendered.html)
+        assert [text for _, text in hidden] == [rendered.preheader]
+        assert "color" not in hidden[0][0]
+        assert '<meta name="color-scheme" content="light dark"' in rendered.html
+        assert "@media (prefers-color-scheme: dark)" in rendered.html
+
+
+# What Chromium draws: every visible text's colour against the background behind it, and its size.
+PAINTED = """() => {
+  const rgba = c => c.match(/[\\d.]+/g).map(Number);
+  const behind = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = getComputedStyle(e).backgroundColor;
+      const p = rgba(c);
+      if (p.length < 4 || p[3] > 0) return c;
+    }
+    return 'rgb(255, 255, 255)';
+  };
+  const texts = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    const own = [...el.childNodes].filter(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own.length || !el.getClientRects().length) continue;
+    const style = getComputedStyle(el);
+    texts.push({text: own[0].textContent.trim().slice(0, 40), color: style.color, behind: behind(el),
+                size: parseFloat(style.fontSize)});
+  }
+  const buttons = [...document.querySelectorAll('.mailer-button td[bgcolor]')].map(td => ({
+    fill: getComputedStyle(td).backgroundColor, border: getComputedStyle(td).borderTopColor,
+    around: behind(td.closest('table').parentElement)}));
+  return {texts, buttons};
+}"""
+
+
+def rgb_hex(css: str) -> str:
+    r, g, b = (int(float(x)) for x in re.findall(r"[\d.]+", css)[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+@pytest.mark.browser
+def test_every_text_and_the_button_keep_4_5_to_1_in_light_and_dark_mode_in_chromium(
+    renderer: Renderer, seed: LoadedIssue, shape: Shape
+) -> None:
+    from conftest import launch_chromium
+
+    alert = load_issue(ALERT_PATH, shape)
+    pages = [
+        (renderer.render(compose_all(seed.issue), seed), False),
+        (renderer.render(compose_all(alert.issue), alert), True),
+    ]
+    values = {"name": "Ann Lee", "email": "ann@example.org", "unsubscribe_url": "https://x.org/u/t"}
+    values["preferences_url"] = "https://x.org/p/t"
+    with launch_chromium() as chromium:
+        page = chromium.new_page()
+        for rendered, has_button in pages:
+            page.set_content(fill_slots(rendered.html, values, html=True))
+            seen_fills = set()
+            for scheme in ("light", "dark"):
+                page.emulate_media(color_scheme=scheme)
+                painted = page.evaluate(PAINTED)
+                assert len(painted["texts"]) > 10
+                for t in painted["texts"]:
+                    fg, bg = rgb_hex(t["color"]), rgb_hex(t["behind"])
+                    assert contrast(fg, bg) >= 4.5, f"{scheme}: {t['text']!r}: {fg} on {bg}"
+                    assert t["size"] >= 14, f"{scheme}: {t['text']!r} is {t['size']}px"
+                assert len(painted["buttons"]) == int(has_button)
+                for b in painted["buttons"]:
+                    fill, edge, around = rgb_hex(b["fill"]), rgb_hex(b["border"]), rgb_hex(b["around"])
+                    assert max(contrast(fill, around), contrast(edge, around)) >= 4.5, (scheme, b)
+                    seen_fills.add(fill)
+            assert len(seen_fills) == 2 * int(has_button)  # dark mode really changed the button
 
 
 # ---------------------------------------------------------------------------------------------
@@ -651,7 +734,7 @@ def test_preview_watch_command_rerenders_after_an_edit(golden_settings: Settings
     shutil.copytree(REPO / "lists", root / "lists", ignore=shutil.ignore_patterns("members.csv"))
     issue_path = seed_workspace(golden_settings)
     out = tmp_path / "watched"
-    env = dict(os.environ, MAILER_WORKSPACE=str(root), MAILER_SECRET="x")
+    env = dict(os.environ, MAILER_WORKSPACE=str(root), MAILER_SECRET=TEST_SECRET)
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -18,16 +18,31 @@ def init(directory: Path, organisation: str | None) -> None:
     """Make a new workspace in DIRECTORY.
 
     It holds mailer.toml (every setting, with its help), lists/ (a starting region tree and
-    interests to edit), templates/ (your overrides of the packaged templates) and campaigns/.
-    Existing files are left alone.
+    interests to edit), templates/ (your overrides of the packaged templates), campaigns/ and
+    .mailer-secret, the key for signed links (mode 600; rotate it with `mailer secret new`), and
+    the DKIM keys (RSA-2048 and Ed25519, mode 600) that sign every message: publish their DNS
+    records (`mailer dkim dns`) before the first send. Existing files are left alone.
     """
+    from mailer.settings import SECRET_FILE
     from mailer.workspace import init_workspace
 
     written = init_workspace(directory, organisation=organisation)
     for path in written:
         click.echo(f"  wrote {path}")
+    if directory / SECRET_FILE in written:
+        click.echo(f"The key for signed links is in {directory / SECRET_FILE} (mode 600): keep it private.")
+    _dkim_keys(directory)
     click.echo(f"Workspace ready in {directory}. Next: edit lists/regions.toml, then")
     click.echo(f"  mailer -w {directory} lists sync")
+
+
+def _dkim_keys(directory: Path) -> None:
+    """Make the workspace's DKIM keys (``mailer dkim keys``) and say what to publish."""
+    from mailer.workspace import write_dkim_keys
+
+    for path in write_dkim_keys(directory):
+        click.echo(f"  wrote {path} (DKIM key, mode 600)")
+    click.echo(f"Every message is DKIM-signed: publish the records of `mailer -w {directory} dkim dns`.")
 
 
 @cli.command("demo")

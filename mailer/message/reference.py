@@ -12,9 +12,16 @@ from mailer.audience.addresses import clean_name
 
 #: The per-recipient markers a renderer may write, literally, in the text and HTML parts.
 from mailer.message.encoding import normalise_text, with_preheader
-from mailer.message.template import MessageParts, Recipient, checked_settings, list_id, message_id
+from mailer.message.template import (
+    MessageParts,
+    Recipient,
+    checked_settings,
+    feedback_id,
+    list_id,
+    message_id,
+)
 from mailer.settings import Settings
-from mailer.slots import fill_slots
+from mailer.slots import fill_slots, greeting
 from mailer.tokens import LINK_PATHS, mailto_address
 
 # -- the reference ------------------------------------------------------------------------------------
@@ -38,6 +45,7 @@ def reference_message(
     name = clean_name(recipient.name)
     unsubscribe = base_url + LINK_PATHS["unsubscribe"] + recipient.unsubscribe_token
     values = {
+        "greeting": greeting(name, settings.greeting, settings.greeting_without_name),
         "name": name or clean_name(default_name),
         "email": recipient.email,
         "unsubscribe_url": unsubscribe,
@@ -56,6 +64,9 @@ def reference_message(
         f"<{unsubscribe}>, <mailto:{mailto_address(recipient.unsubscribe_token, domain)}>"
     )
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg["List-Help"] = f"<{base_url}/>"
+    msg["List-Archive"] = f"<{base_url}/archive/>"
+    msg["Feedback-ID"] = feedback_id(campaign_slug, list_name, list_slug, from_addr)
     msg.set_content(fill_slots(normalise_text(parts.text), values, html=False))
     msg.add_alternative(
         fill_slots(normalise_text(with_preheader(parts.html, parts.preheader)), values, html=True),

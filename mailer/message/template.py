@@ -2,17 +2,25 @@
 
 ``MessageTemplate.build`` encodes a variant's subject, text and HTML once into ready-to-send bytes
 with holes ("slots") for what differs per recipient: the To header, Date, the delivery id in the
-Message-ID, the unsubscribe token in List-Unsubscribe, and the body markers ``[[mailer:name]]``,
+Message-ID, the unsubscribe token in List-Unsubscribe, and the body markers ``[[mailer:greeting]]``
+("Dear Jo," or, without a name, "Hello,": the ``greeting`` settings), ``[[mailer:name]]``,
 ``[[mailer:email]]``, ``[[mailer:unsubscribe_url]]`` and ``[[mailer:preferences_url]]``.
 ``template.fill(recipient)`` then costs a few microseconds: it encodes only the short per-recipient
-values and joins precomputed byte chunks.
+values and joins precomputed byte chunks. With DKIM keys, each message also gets one signature per
+key, prepared once per variant (:mod:`mailer.message.dkim`).
 
-The layout (CRLF line endings, 7-bit, no line over 78 octets except a long address in To)::
+The layout (CRLF line endings, 7-bit, no line over 78 octets except a long address in To, or a
+Feedback-ID over 77 characters, from long slugs, which has a line of its own)::
 
-    [DKIM-Signature]  From  To  Reply-To  Subject  Date  Message-ID  MIME-Version  List-Id
-    List-Unsubscribe  List-Unsubscribe-Post  Content-Type: multipart/alternative
+    [DKIM-Signature rsa-sha256]  [DKIM-Signature ed25519-sha256]
+    From  To  Reply-To  Subject  Date  Message-ID  MIME-Version  List-Id  List-Unsubscribe
+    List-Unsubscribe-Post  List-Help  List-Archive  Feedback-ID  Content-Type: multipart/alternative
       text/plain; charset="utf-8", quoted-printable
       text/html; charset="utf-8", quoted-printable
+
+A delivery id of 0 or below is a test send: its Message-ID gets a random part, so that each test is
+a new message to the receiving client. An http:// base_url outside localhost is refused
+(``checked_settings``): one-click unsubscribe needs https (RFC 8058).
 
 Both bodies are quoted-printable (RFC 2045), with two choices that make the splicing sound:
 
@@ -31,21 +39,27 @@ space), so they can never start a header; non-ASCII names and subjects are RFC 2
 Addresses must be ASCII (a non-ASCII local part would need SMTPUTF8, which mailer does not use):
 dot-atom or quoted local parts, such as ``jo+news@example.org`` or ``"john smith"@example.org``.
 
-The envelope sender is the VERP address ``bounces+<delivery id>@<list domain>``
-(``template.return_path(recipient)``); no Return-Path header is written (the receiving server adds
-it). ``reference_message`` builds the same message with the ``email`` package, for tests.
+The envelope sender is the signed VERP address ``bounces+<delivery id>-<mac>@<list domain>``
+(``template.return_path(recipient)``, see ``mailer.tokens.verp_tag``: one truncated HMAC per
+recipient, with the key the template took from the settings at build time), so that a bounce can
+prove it answers a message we sent; no Return-Path header is written (the receiving server adds it).
+``reference_message`` builds the same message with the ``email`` package, for tests.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
+import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from urllib.parse import urlsplit
 
 from mailer.audience.addresses import clean_name
 from mailer.errors import ConfigError, RenderError
+from mailer.message.dkim import DkimKey, Signer, SigningPlan
 
 #: The per-recipient markers a renderer may write, literally, in the text and HTML parts.
 from mailer.message.encoding import (
@@ -67,10 +81,9 @@ from mailer.message.encoding import (
     with_preheader,
 )
 from mailer.settings import Settings
-from mailer.slots import SLOT_NAMES, unknown_markers
-from mailer.tokens import LINK_PATHS, MAILTO_PREFIX
+from mailer.slots import SLOT_NAMES, greeting, unknown_markers
+from mailer.tokens import LINK_PATHS, MAILTO_PREFIX, VERP_PREFIX, read_verp, verp_tag
 
-VERP_PREFIX = "bounces+"
 #: Headers the DKIM signature covers; those in DKIM_OVERSIGNED are signed once more than they occur,
 #: so that nobody can add a second one without breaking the signature.
 DKIM_HEADERS = (
@@ -85,6 +98,9 @@ DKIM_HEADERS = (
     "List-Id",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
+    "List-Help",
+    "List-Archive",
+    "Feedback-ID",
 )
 DKIM_OVERSIGNED = (
     "From",
@@ -94,7 +110,14 @@ DKIM_OVERSIGNED = (
     "List-Id",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
+    "List-Help",
+    "List-Archive",
+    "Feedback-ID",
 )
+#: Hosts where an http:// base_url is fine (the web app on this machine: demos and tests).
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: Slots that are whole header fields (the DKIM signer canonicalises them per message).
+_WHOLE_FIELDS = {"to": "To", "date": "Date"}
 
 
 @dataclass(frozen=True)
@@ -123,32 +146,20 @@ class Recipient:
     preferences_token: str
 
 
-@dataclass(frozen=True)
-class DkimKey:
-    """A DKIM signing key: ``private_key`` is PEM (PKCS#1 or PKCS#8) for rsa-sha256, or the base64
-    seed for ed25519-sha256; the public key is published at ``{selector}._domainkey.{domain}``."""
-
-    selector: str
-    domain: str
-    private_key: bytes
-    algorithm: str = "rsa-sha256"
-
-
 # -- small public helpers ---------------------------------------------------------------------------
 
 
-def verp_address(delivery_id: int, list_domain: str) -> str:
-    """The envelope sender naming a delivery: ``bounces+<delivery_id>@<list_domain>``."""
-    return f"{VERP_PREFIX}{int(delivery_id)}@{list_domain}"
+def verp_address(delivery_id: int, list_domain: str, *, keys: list[str]) -> str:
+    """The signed envelope sender naming a delivery: ``bounces+<delivery_id>-<mac>@<list_domain>``.
+    Test copies (delivery id 0 or below) name delivery 0, which is never a delivery."""
+    return f"{VERP_PREFIX}{verp_tag(max(int(delivery_id), 0), list_domain, keys=keys)}@{list_domain}"
 
 
-def delivery_id_from_verp(address: str, list_domain: str) -> int | None:
-    """The delivery id in a VERP address (any case, with or without angle brackets), or None."""
-    local, _, domain = address.strip().strip("<>").rpartition("@")
-    if domain.lower() != list_domain.lower() or not local.lower().startswith(VERP_PREFIX):
-        return None
-    digits = local[len(VERP_PREFIX) :]
-    return int(digits) if digits.isascii() and digits.isdigit() else None
+def delivery_id_from_verp(address: str, list_domain: str, *, keys: list[str]) -> int | None:
+    """The delivery id of a VERP address whose signature one of ``keys`` verifies (any case, with or
+    without angle brackets), or None: an unsigned or forged one names nothing."""
+    tag = read_verp(address, list_domain, keys=keys)
+    return tag.delivery_id if tag is not None and tag.verified else None
 
 
 def message_id(delivery_id: int, campaign_slug: str, list_domain: str) -> str:
@@ -159,6 +170,13 @@ def message_id(delivery_id: int, campaign_slug: str, list_domain: str) -> str:
 def list_id(list_name: str, list_slug: str | None, list_domain: str) -> str:
     """The List-Id identifier: ``<list_slug>.<list_domain>`` (list_slug defaults from list_name)."""
     return f"{slug(list_slug or list_name, 'list').lower()}.{list_domain}"
+
+
+def feedback_id(campaign_slug: str, list_name: str, list_slug: str | None, from_address: str) -> str:
+    """Gmail's Feedback-ID, ``<campaign>:<network>:mailer:<sender>``: complaint rates per campaign and
+    per network (the List-Id slug) in Postmaster Tools; the sender is the From address's domain."""
+    network = slug(list_slug or list_name, "list").lower()
+    return f"{slug(campaign_slug, 'campaign')}:{network}:mailer:{from_address.rpartition('@')[2].lower()}"
 
 
 # -- the template -----------------------------------------------------------------------------------
@@ -175,7 +193,9 @@ class MessageTemplate:
         list_domain: str,
         base_url: str,
         default_name: str,
-        dkim: DkimKey | None,
+        dkim: Sequence[DkimKey] = (),
+        verp_keys: list[str] | None = None,
+        greetings: tuple[str, str] = ("Dear {name},", "Hello,"),
     ) -> None:
         self._chunks = chunks
         self._slots = slots
@@ -183,13 +203,18 @@ class MessageTemplate:
         self._text_slots = [name for name in SLOT_NAMES if "t:" + name in kinds]
         self._html_slots = [name for name in SLOT_NAMES if "h:" + name in kinds]
         self._list_domain = list_domain
+        self._verp_keys = list(verp_keys or [])
         self._unsubscribe_prefix = base_url + LINK_PATHS["unsubscribe"]
         self._preferences_prefix = base_url + LINK_PATHS["preferences"]
         self._default_name = default_name
-        self._dkim = dkim
-        self._dkim_headers = [h.lower().encode() for h in (*DKIM_HEADERS, *DKIM_OVERSIGNED)]
+        self._greetings = greetings
         self._date_second = -1
         self._date_line = b""
+        self._signing: SigningPlan | None = None
+        if dkim:
+            whole = {position: _WHOLE_FIELDS[kind] for position, kind in slots if kind in _WHOLE_FIELDS}
+            signers = [Signer(key) for key in dkim]
+            self._signing = SigningPlan(signers, chunks, slots, whole, DKIM_HEADERS, DKIM_OVERSIGNED)
 
     @classmethod
     def build(
@@ -201,13 +226,15 @@ class MessageTemplate:
         list_name: str,
         list_slug: str | None = None,
         default_name: str = "",
-        dkim: DkimKey | None = None,
+        dkim: DkimKey | Sequence[DkimKey] | None = None,
     ) -> MessageTemplate:
-        """Encode ``parts`` once. ``campaign_slug`` goes into Message-IDs; ``list_name`` and
-        ``list_slug`` (default: from the name) make ``List-Id: list_name <list_slug.list_domain>``;
-        ``default_name`` fills ``[[mailer:name]]`` for a member without a name. Raises ConfigError
-        for unusable settings (addresses, list domain, base URL, DKIM key) and RenderError for an
-        unknown slot marker."""
+        """Encode ``parts`` once. ``campaign_slug`` goes into Message-IDs and Feedback-ID;
+        ``list_name`` and ``list_slug`` (default: from the name) make ``List-Id: list_name
+        <list_slug.list_domain>``; ``default_name`` fills ``[[mailer:name]]`` for a member without a
+        name (``[[mailer:greeting]]`` uses the settings' greetings). ``dkim``: a key, or several for
+        one DKIM-Signature each (RSA and Ed25519: dual signatures). Raises ConfigError for unusable
+        settings (addresses, list domain, base URL, DKIM key) and RenderError for an unknown slot
+        marker."""
         domain, base_url, from_addr, reply_addr = checked_settings(settings)
         for part, text in (("text", parts.text), ("html", parts.html)):
             unknown = unknown_markers(text)
@@ -239,6 +266,10 @@ class MessageTemplate:
         builder.static(f">,\r\n <mailto:{MAILTO_PREFIX}")
         builder.slot("token")
         builder.static(f"@{domain}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+        builder.static(f"List-Help: <{base_url}/>\r\nList-Archive: <{base_url}/archive/>\r\n")
+        feedback = feedback_id(campaign_slug, list_name, list_slug, from_addr)
+        fold_at = "\r\n" if len("Feedback-ID: " + feedback) > 78 else ""
+        builder.static(f"Feedback-ID:{fold_at} {feedback}\r\n")
         builder.static(f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n')
         # Each body ends with CRLF; the CRLF before a boundary belongs to the boundary (RFC 2046).
         for prefix, subtype, body in (("t:", "plain", text), ("h:", "html", html_text)):
@@ -256,11 +287,11 @@ class MessageTemplate:
             list_domain=domain,
             base_url=base_url,
             default_name=clean_name(default_name),
-            dkim=dkim,
+            dkim=[dkim] if isinstance(dkim, DkimKey) else list(dkim or ()),
+            verp_keys=settings.secrets,
+            greetings=(settings.greeting, settings.greeting_without_name),
         )
         template._check_invariants()
-        if dkim is not None:
-            template._check_dkim()
         return template
 
     # -- per recipient ------------------------------------------------------------------------------
@@ -271,21 +302,23 @@ class MessageTemplate:
         ``date`` (aware) sets the Date header; by default the current second. Raises InvalidInput for
         an address mailer cannot send to or a token that is not a token."""
         out = self._assemble(recipient, date)
-        message = b"".join(out)
-        return self._sign(message) + message if self._dkim is not None else message
+        if self._signing is not None:
+            out.insert(0, self._signing.sign(out, self._timestamp(date)))
+        return b"".join(out)
 
     def fill_wire(self, recipient: Recipient, *, date: datetime | None = None) -> bytes:
         """The SMTP DATA payload for ``recipient``: the filled message, dot-stuffed, ending with
         CRLF ``.`` CRLF. Write it to the socket after the server's 354 reply."""
         out = self._assemble(recipient, date)
-        if self._dkim is not None:
-            out.insert(0, self._sign(b"".join(out)))
+        if self._signing is not None:
+            out.insert(0, self._signing.sign(out, self._timestamp(date)))
         out.append(b".\r\n")
         return b"".join(out)
 
     def return_path(self, recipient: Recipient) -> str:
-        """The envelope sender (MAIL FROM) for ``recipient``: ``bounces+<delivery id>@list domain``."""
-        return verp_address(recipient.delivery_id, self._list_domain)
+        """The envelope sender (MAIL FROM) for ``recipient``: ``bounces+<delivery id>-<mac>@list
+        domain``, signed with the settings' newest key (ConfigError if the settings had none)."""
+        return verp_address(recipient.delivery_id, self._list_domain, keys=self._verp_keys)
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -294,6 +327,7 @@ class MessageTemplate:
         name = clean(r.name)
         token = checked_token(r.unsubscribe_token)
         texts = {
+            "greeting": greeting(name, *self._greetings),
             "name": name or self._default_name,
             "email": addr,
             "unsubscribe_url": self._unsubscribe_prefix + token,
@@ -302,7 +336,7 @@ class MessageTemplate:
         values = {
             "to": address_header("To", name, addr).encode("ascii"),
             "date": self._date(date),
-            "delivery": b"%d" % r.delivery_id,
+            "delivery": b"%d" % r.delivery_id if r.delivery_id > 0 else self._test_id(r.delivery_id),
             "token": token.encode("ascii"),
         }
         for slot in self._text_slots:
@@ -324,32 +358,16 @@ class MessageTemplate:
             self._date_second = second
         return self._date_line
 
-    def _sign(self, message: bytes) -> bytes:
-        import dkim  # dkimpy: imported only when signing
+    def _timestamp(self, date: datetime | None) -> int:
+        """DKIM's t=: the second of the Date header (``_date`` has just made it)."""
+        return int(date.timestamp()) if date is not None else self._date_second
 
-        assert self._dkim is not None
-        key = self._dkim
-        signature: bytes = dkim.sign(
-            message,
-            key.selector.encode("ascii"),
-            key.domain.encode("ascii"),
-            key.private_key,
-            canonicalize=(b"relaxed", b"relaxed"),
-            signature_algorithm=key.algorithm.encode("ascii"),
-            include_headers=self._dkim_headers,
-        )
-        return signature
-
-    def _check_dkim(self) -> None:
-        sample = Recipient(0, 0, "check@example.org", "", "a" * 21, "a" * 21)
-        try:
-            self._sign(b"".join(self._assemble(sample, None)))
-        except Exception as exc:  # dkimpy raises several kinds for a bad key
-            raise ConfigError(
-                f"cannot sign with the DKIM key: {exc}",
-                field="dkim",
-                hint="give a PEM RSA private key (or an ed25519 seed with algorithm ed25519-sha256)",
-            ) from exc
+    @staticmethod
+    def _test_id(delivery_id: int) -> bytes:
+        """A test copy's id in its Message-ID (``d<id>.<random>.<slug>@…``): a delivery id of 0 or
+        below is a test send, recorded nowhere, and each one is a new message, so that a corrected
+        second test is not hidden as a duplicate of the first."""
+        return b"%d.%s" % (delivery_id, secrets.token_hex(8).encode("ascii"))
 
     def _check_invariants(self) -> None:
         """No line of a filled message may start with a dot: see the module's docstring."""
@@ -371,6 +389,15 @@ def checked_settings(settings: Settings) -> tuple[str, str, str, str]:
             f"base_url {base_url!r} is not an http(s) URL usable in mail headers",
             field="base_url",
             hint="e.g. https://news.example.org (ASCII, no spaces or quotes)",
+        )
+    host = urlsplit(base_url).hostname or ""
+    if base_url.startswith("http://") and host not in LOCAL_HOSTS and not settings.allow_http_unsubscribe:
+        raise ConfigError(
+            f"base_url {base_url!r} is http://: one-click unsubscribe needs https (RFC 8058), and mail "
+            "providers show no unsubscribe button for an http link",
+            field="base_url",
+            hint=f'serve the web app over https and set base_url = "https://{host}" (or MAILER_BASE_URL); '
+            "for a demo only, set allow_http_unsubscribe = true",
         )
     addresses = []
     for field in ("from_address", "reply_to"):

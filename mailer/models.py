@@ -196,7 +196,10 @@ class Variant(Base):
 class Delivery(Base):
     """One member's copy of one campaign: the queue the delivery engine works through.
 
-    ``status``: pending, sending (claimed under a lease), sent, failed, suppressed, skipped, cancelled.
+    ``status``: pending, sending (claimed under a lease), deferred (tried again at ``next_attempt_at``),
+    sent, failed, unknown (no reply after the final dot: never resent by itself), suppressed, skipped,
+    cancelled. ``attempts``: the times it was taken from the queue and tried (see
+    :mod:`mailer.sending.queue`).
     ``id`` names the delivery in the VERP return path (bounces+ID@…) and the Message-ID.
     """
 
@@ -310,3 +313,44 @@ class RateBucket(Base):
     name: Mapped[str] = mapped_column(String(300), primary_key=True)
     tokens: Mapped[float] = mapped_column(default=0.0)
     stamp: Mapped[float] = mapped_column(default=0.0)
+
+
+# --- the web app's limits (issue 11): counted in the database, so they hold across processes -------
+
+
+class RateHit(Base):
+    """One counted action of the web app, for limits that every process and restart shares.
+
+    ``scope`` names the limit (``signup-network``, ``signup-mailbox``, ``preferences-mail``); ``key``
+    is what it is counted by: a network prefix (``203.0.113.0/24``), a hash of a normalised mailbox
+    (never the address itself), a member id. Rows older than their limit's window are deleted as
+    new hits come in.
+    """
+
+    __tablename__ = "rate_hits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_rate_hits_scope_key_time", "scope", "key", "created_at"),
+        Index("ix_rate_hits_scope_time", "scope", "created_at"),
+    )
+
+
+class LoginAttempt(Base):
+    """Failed log-ins to the admin pages from one address (an IPv4 address, or an IPv6 /64).
+
+    After a few failures each further one locks the address out for twice as long as the last
+    (``locked_until``), up to a cap; a success or a quiet day clears the row (``mailer/web/admin.py``).
+    """
+
+    __tablename__ = "login_attempts"
+
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets as _secrets
-import stat
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -37,7 +36,8 @@ class Settings:
     reply_to: str = _setting("", "Where replies go; empty means the From address.")
     list_domain: str = _setting(
         "lists.example.org",
-        "Domain for List-Id, VERP return paths (bounces+ID@) and mailto unsubscribes (unsubscribe+TOKEN@).",
+        "Domain for List-Id, signed VERP return paths (bounces+ID-MAC@) and mailto unsubscribes "
+        "(unsubscribe+TOKEN@).",
     )
     database_url: str = _setting(
         "sqlite:///mailer.db",
@@ -69,6 +69,20 @@ class Settings:
     heartbeat_seconds: float = _setting(
         5.0, "How often a sender renews its leases and a worker reports that it is alive."
     )
+    # --- retries (issue 11): temporary failures wait and are tried again, like an MTA's queue -------
+    retry_first_minutes: float = _setting(
+        5.0,
+        "After a temporary failure (a 4xx reply at any stage, or the connection lost before the whole "
+        "message went out) a delivery is deferred this long before its next attempt; each further "
+        "wait doubles, up to retry_max_hours.",
+    )
+    retry_max_hours: float = _setting(2.0, "The longest wait between two attempts at one delivery.")
+    queue_lifetime_hours: float = _setting(
+        72.0,
+        "How long a delivery is retried: once its waits add up to this, its next temporary failure "
+        "fails it for good ('gave up after 3 days of temporary failures'); "
+        "`mailer campaigns retry SLUG` re-queues such deliveries.",
+    )
     consent_wording: str = _setting(
         "I agree to receive the network's newsletter and action alerts by email. "
         "I can unsubscribe at any time with the link in every message.",
@@ -81,6 +95,31 @@ class Settings:
         "that suppress an address. Hard bounces (5.1.x) suppress at once.",
     )
     soft_bounce_days: int = _setting(30, "The window, in days, in which soft bounces are counted.")
+    # --- the web app's trust (issue 11): link expiry, sign-up limits, hosts ------------------------
+    preferences_link_days: int = _setting(
+        90,
+        "How many days a preferences link works after it was sent. An older link shows a page that "
+        "offers to mail the member a fresh one. Unsubscribe links never expire.",
+    )
+    signup_mails_per_mailbox: int = _setting(
+        3,
+        "Sign-up mails (confirmation or 'already subscribed') to one mailbox within "
+        "signup_mailbox_hours. Counted per mailbox with plus-tags (and dots at gmail.com) stripped, "
+        "so victim+1@ and v.ictim@ count as one; stored in the database, so every process shares it.",
+    )
+    signup_mailbox_hours: int = _setting(24, "The window, in hours, of signup_mails_per_mailbox.")
+    signup_posts_per_network: int = _setting(
+        20,
+        "Sign-up form posts from one network (IPv4 /24, IPv6 /64) within signup_network_minutes; "
+        "more get 429 Too Many Requests. Stored in the database.",
+    )
+    signup_network_minutes: int = _setting(10, "The window, in minutes, of signup_posts_per_network.")
+    web_hosts: str = _setting(
+        "",
+        "Host names the web app answers to besides base_url's, comma-separated (e.g. a second "
+        "domain). Requests for any other Host get 400. localhost and 127.0.0.1 are allowed when "
+        "base_url is local.",
+    )
     admin_password: str = field(
         default="",
         repr=False,
@@ -91,20 +130,54 @@ class Settings:
             "internal": True,
         },
     )
+    # --- DKIM and inbox placement (issue 13): signatures, greeting, one-click over https ------------
+    dkim_algorithms: str = _setting(
+        "auto",
+        'DKIM: which signatures every message carries: "auto" (each key that exists: `mailer init` '
+        'makes both), "rsa-sha256", "ed25519-sha256", "rsa-sha256,ed25519-sha256" (both, required), '
+        'or "off". Publish the public keys with `mailer dkim dns`.',
+    )
     dkim_selector: str = _setting(
-        "",
-        "DKIM: the selector of the signing key (its public key is at SELECTOR._domainkey.DOMAIN); "
-        "empty means no DKIM signature (e.g. when the relay signs).",
+        "mailer-rsa",
+        "DKIM: the selector of the RSA key (its public key is at SELECTOR._domainkey.DOMAIN); "
+        "empty turns RSA signing off.",
+    )
+    dkim_ed25519_selector: str = _setting(
+        "mailer-ed25519",
+        "DKIM: the selector of the Ed25519 key (RFC 8463); empty turns Ed25519 signing off.",
     )
     dkim_domain: str = _setting("", "DKIM: the signing domain (d=); empty means the From address's domain.")
     dkim_key_file: str = field(
         default=".mailer-dkim.pem",
         metadata={
-            "help": "DKIM: the private key (PEM), readable only by its owner. Set MAILER_DKIM_KEY_FILE, or "
-            "keep it in .mailer-dkim.pem in the workspace.",
+            "help": "DKIM: the RSA private key (PEM), readable only by its owner. Set MAILER_DKIM_KEY_FILE, "
+            "or keep it in .mailer-dkim.pem in the workspace (`mailer dkim keys` makes it).",
             "env": "MAILER_DKIM_KEY_FILE",
             "internal": True,
         },
+    )
+    dkim_ed25519_key_file: str = field(
+        default=".mailer-dkim-ed25519.pem",
+        metadata={
+            "help": "DKIM: the Ed25519 private key (PEM, or dkimpy's base64 seed), readable only by its "
+            "owner. Set MAILER_DKIM_ED25519_KEY_FILE, or keep it in .mailer-dkim-ed25519.pem.",
+            "env": "MAILER_DKIM_ED25519_KEY_FILE",
+            "internal": True,
+        },
+    )
+    relay_signs_dkim: bool = _setting(
+        False,
+        "The relay signs our mail with DKIM for the From domain (some providers' SMTP services do): "
+        "then a send without mailer's own signature is not warned about.",
+    )
+    greeting: str = _setting("Dear {name},", "The first line of every message; {name} is the member's name.")
+    greeting_without_name: str = _setting(
+        "Hello,", "The first line for a member without a name (and for test sends to nobody's address)."
+    )
+    allow_http_unsubscribe: bool = _setting(
+        False,
+        "Allow an http:// base_url outside localhost. One-click unsubscribe (RFC 8058) needs https, and "
+        "providers show no unsubscribe button without it: only for demos and tests.",
     )
     secret: str = field(
         default="",
@@ -207,50 +280,118 @@ def _from_env(var: str, text: str, default: Any) -> Any:
         ) from exc
 
 
-def _private_file(path: Path) -> bytes:
-    """The content of a file that must be readable only by its owner (a key)."""
-    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError("the key file is readable by others", path=path, hint=f"run: chmod 600 {path}")
-    return path.read_bytes()
+# --- the token key (issue 11): strength, the secret file ----------------------------------------
+#
+# A key must look like random material, because anyone holding one token can try keys offline: a
+# 4-character key was found from one token in 0.4 s. Each key (MAILER_SECRET is comma-separated;
+# .mailer-secret one per line) must have
+#   - at least SECRET_MIN_LENGTH (32) characters and SECRET_MIN_DISTINCT (12) different ones;
+#   - at least SECRET_MIN_BITS (128) bits by a Shannon estimate: its length times the entropy of its
+#     own character frequencies (so "aaaa…" scores 0 and "abab…" 1 bit a character);
+#   - and must not read like words: refused when letters of one case make up 60% of it, 30% of its
+#     letters are vowels and 20% of its letter pairs are among the commonest English bigrams.
+# Random keys pass: secrets.token_urlsafe(48) (what `mailer secret new` writes) always, a hex or
+# base64 encoding of 32 random bytes all but never.
+
+SECRET_MIN_LENGTH = 32
+SECRET_MIN_DISTINCT = 12
+SECRET_MIN_BITS = 128
+SECRET_HOW_TO = (
+    "generate one with `mailer secret new` (writes .mailer-secret, mode 600), or "
+    'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+)
+_BIGRAMS = "thheineranreonatenndtiesorteofedisitalarsttontngsehaasouiolevecomedehiriroicneearace"
+_COMMON_BIGRAMS = frozenset(_BIGRAMS[i : i + 2] for i in range(0, len(_BIGRAMS), 2))
 
 
-def dkim_private_key(settings: Settings) -> bytes | None:
-    """The DKIM private key (PEM) when DKIM is configured (``dkim_selector``), else None."""
-    if not settings.dkim_selector:
-        return None
-    path = settings.workspace / settings.dkim_key_file
+def new_secret() -> str:
+    """A new random token key: 48 bytes, URL-safe base64 (64 characters)."""
+    return _secrets.token_urlsafe(48)
+
+
+def secret_weakness(key: str) -> str | None:
+    """Why ``key`` is too weak to sign links with, or None when it looks random enough."""
+    import math
+    from collections import Counter
+
+    if len(key) < SECRET_MIN_LENGTH:
+        return f"it is {len(key)} characters long; a key needs at least {SECRET_MIN_LENGTH}"
+    counts = Counter(key)
+    if len(counts) < SECRET_MIN_DISTINCT:
+        return f"it uses only {len(counts)} different characters; a key needs at least {SECRET_MIN_DISTINCT}"
+    bits = -sum(n * math.log2(n / len(key)) for n in counts.values())
+    if bits < SECRET_MIN_BITS:
+        return f"it holds about {bits:.0f} bits of randomness; a key needs at least {SECRET_MIN_BITS}"
+    one_case = max(sum(c.islower() for c in key), sum(c.isupper() for c in key)) / len(key)
+    letters = [c for c in key.lower() if c.isalpha()]
+    vowels = sum(c in "aeiouy" for c in letters) / max(len(letters), 1)
+    pairs = [key[i : i + 2].lower() for i in range(len(key) - 1) if key[i : i + 2].isalpha()]
+    common = sum(p in _COMMON_BIGRAMS for p in pairs) / max(len(pairs), 1)
+    if one_case >= 0.6 and vowels >= 0.3 and common >= 0.2:
+        return "it reads like words, and phrases are guessable"
+    return None
+
+
+def check_secrets(secret: str, *, path: Path | None = None) -> None:
+    """Raise ``ConfigError`` when a key in ``secret`` (comma-separated) is too weak, saying why and
+    how to make a strong one; the key itself is never shown. ``path`` is the secret file it came
+    from (else it came from MAILER_SECRET)."""
+    keys = [k.strip() for k in secret.split(",") if k.strip()]
+    for index, key in enumerate(keys, 1):
+        reason = secret_weakness(key)
+        if reason is not None:
+            which = f"key {index} of {len(keys)}" if len(keys) > 1 else "the key"
+            raise ConfigError(
+                f"{which} for signed links is too weak: {reason}",
+                path=path,
+                field=None if path else "MAILER_SECRET",
+                hint=SECRET_HOW_TO,
+            )
+
+
+def read_secret_file(path: Path) -> list[str]:
+    """The keys in a secret file (one a line, newest first; ``#`` lines are comments); [] if none.
+    Refused when the file is readable by others."""
+    import stat
+
     if not path.exists():
-        raise ConfigError(
-            "dkim_selector is set but there is no private key",
-            path=path,
-            hint="write the PEM key there (chmod 600) or set MAILER_DKIM_KEY_FILE",
-        )
-    return _private_file(path)
+        return []
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError("the secret file is readable by others", path=path, hint=f"run: chmod 600 {path}")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [k.strip() for line in lines if not line.startswith("#") for k in line.split(",") if k.strip()]
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 600 from the start (written beside it, then renamed)."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(temp, 0o600)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def write_secret_file(path: Path, keys: list[str]) -> None:
+    """Write ``keys`` (newest first) to the secret file ``path``, mode 600."""
+    header = "# mailer's keys for signed links, newest first: the first signs, any verifies. Keep private.\n"
+    write_private_file(path, header + "".join(k + "\n" for k in keys))
 
 
 def _read_secret_file(workspace: Path) -> str:
-    path = workspace / SECRET_FILE
-    if not path.exists():
-        return ""
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(
-            "the secret file is readable by others",
-            path=path,
-            hint=f"run: chmod 600 {path}",
-        )
-    return path.read_text(encoding="utf-8").strip()
+    return ",".join(read_secret_file(workspace / SECRET_FILE))
 
 
 def ensure_secret(settings: Settings) -> Settings:
     """Return settings with a token key, creating .mailer-secret (mode 600) on first use."""
     if settings.secrets:
         return settings
-    path = settings.path(SECRET_FILE)
-    key = _secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(key + "\n")
+    key = new_secret()
+    write_secret_file(settings.path(SECRET_FILE), [key])
     return replace(settings, secret=key)
 
 
@@ -295,6 +436,9 @@ def load(workspace: Path | str | None = None, env: dict[str, str] | None = None)
         var = f.metadata.get("env")
         if var and env.get(var):
             values[f.name] = _from_env(var, env[var], f.default)
+    secret_path = None
     if not values.get("secret"):
         values["secret"] = _read_secret_file(root)
+        secret_path = root / SECRET_FILE
+    check_secrets(values["secret"], path=secret_path)
     return Settings(**values)

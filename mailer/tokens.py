@@ -94,6 +94,15 @@ class InvalidToken(TokenError):
         super().__init__(PUBLIC_MESSAGE)
 
 
+class ExpiredToken(InvalidToken):
+    """A genuine token older than the ``max_age`` given to ``verify``; ``data`` is what it says (so
+    the web app can offer to mail a fresh link to the member it names, and nothing more)."""
+
+    def __init__(self, reason: str, data: TokenData) -> None:
+        self.data = data
+        super().__init__(reason)
+
+
 def sign(
     purpose: str,
     member_id: int,
@@ -128,7 +137,8 @@ def verify(
 ) -> TokenData:
     """Check ``token`` and return what it says; raise ``InvalidToken`` (a ``TokenError``) if it is
     malformed, forged, truncated, signed by no key in ``keys``, for another purpose, older than
-    ``max_age`` or issued in the future (beyond five minutes of clock skew)."""
+    ``max_age`` (``ExpiredToken``, which carries what the token says) or issued in the future (beyond
+    five minutes of clock skew)."""
     expected_code = _purpose_code(purpose)
     key_list = _key_bytes(keys)
     raw = _unb32(token)
@@ -159,9 +169,10 @@ def verify(
     current = now or datetime.now(UTC)
     if issued_at > current + _FUTURE_SKEW:
         raise InvalidToken(f"issued in the future: {issued_at.isoformat()}")
+    data = TokenData(_PURPOSE_NAMES[code], member_id, campaign, issued_at, matched)
     if max_age is not None and current - issued_at > max_age:
-        raise InvalidToken(f"expired: issued {issued_at.isoformat()}, max age {max_age}")
-    return TokenData(_PURPOSE_NAMES[code], member_id, campaign, issued_at, matched)
+        raise ExpiredToken(f"expired: issued {issued_at.isoformat()}, max age {max_age}", data)
+    return data
 
 
 def link(base_url: str, purpose: str, token: str) -> str:
@@ -180,6 +191,64 @@ def token_from_mailto(address: str, list_domain: str) -> str | None:
     if domain.lower() != list_domain.lower() or not local.lower().startswith(MAILTO_PREFIX):
         return None
     return local[len(MAILTO_PREFIX) :] or None
+
+
+# -- VERP tags: the signed envelope sender of each delivery (issue 11) --------------------------------
+#
+# A delivery's envelope sender is ``bounces+<id>-<mac>@<list domain>``: the delivery id in decimal and
+# an 80-bit HMAC-SHA256 of the id and the list domain under its own prefix (purpose "verp": no link
+# token's MAC can serve as one, nor the reverse), in lower-case base32, 16 characters. Bounces are sent
+# to the envelope sender, so a bounce names it; only a holder of the key can make one, so a bounce whose
+# tag verifies answers a message we sent. Relays may change the case of a local part: any case
+# verifies. The largest id (2**53 - 1) makes a 41-octet local part, within the 64 RFC 5321 allows.
+# ``keys[0]`` signs; any key verifies (rotation, as for link tokens).
+
+#: The envelope sender is ``VERP_PREFIX + verp_tag(...) + "@" + list_domain``.
+VERP_PREFIX = "bounces+"
+_VERP_MAC_PREFIX = b"mailer-verp-v1\0"
+_VERP_MAC_SIZE = 10  # 80 bits: 16 base32 characters
+_VERP_LOCAL_RE = re.compile(r"bounces\+([0-9]{1,16})(?:-([a-z2-7]{16}))?", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class VerpTag:
+    """What a VERP address says: the delivery id it names and whether its MAC verified."""
+
+    delivery_id: int
+    verified: bool
+    reason: str = ""  # why it did not verify ("" when it did)
+
+
+def verp_tag(delivery_id: int, list_domain: str, *, keys: list[str]) -> str:
+    """The tag ``<id>-<mac>`` that follows ``bounces+`` for ``delivery_id``, signed with ``keys[0]``:
+    one truncated HMAC-SHA256."""
+    _check_id("delivery_id", delivery_id)
+    return f"{delivery_id}-{_verp_mac(_key_bytes(keys)[0], delivery_id, list_domain)}"
+
+
+def read_verp(address: str, list_domain: str, *, keys: list[str]) -> VerpTag | None:
+    """What the VERP address ``bounces+<id>[-<mac>]@list_domain`` says (any case, with or without
+    angle brackets); None for any other address. An address without a MAC (the unsigned form of
+    earlier versions) or with a MAC no key in ``keys`` made comes back with ``verified=False``."""
+    local, _, domain = address.strip().strip("<>").rpartition("@")
+    match = _VERP_LOCAL_RE.fullmatch(local)
+    if match is None or domain.lower() != list_domain.lower():
+        return None
+    delivery_id, mac = int(match.group(1)), match.group(2)
+    if mac is None:
+        return VerpTag(delivery_id, False, "no signature (the unsigned form anyone can write)")
+    if delivery_id > MAX_ID:
+        return VerpTag(delivery_id, False, "a delivery id out of range")
+    mac = mac.lower()
+    for key in _key_bytes(keys):
+        if hmac.compare_digest(_verp_mac(key, delivery_id, list_domain), mac):
+            return VerpTag(delivery_id, True)
+    return VerpTag(delivery_id, False, "a bad signature (not made with any of our keys)")
+
+
+def _verp_mac(key: bytes, delivery_id: int, list_domain: str) -> str:
+    message = _VERP_MAC_PREFIX + f"{delivery_id}@{list_domain.lower()}".encode("ascii", "replace")
+    return _b32(hmac.digest(key, message, "sha256")[:_VERP_MAC_SIZE])
 
 
 # -- internals ---------------------------------------------------------------------------------------

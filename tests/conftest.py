@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("MAILER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-TEST_SECRET = "test-secret-key-not-for-production"
+# A strong key (mailer refuses weak ones): test-only, never for a real workspace.
+TEST_SECRET = "I6yzj8FjALhZrPdPg1f7_pOKb12CJvwzrGnlnmBobdwNX_-BVeirKbBQDJRlJsrz"
 
 
 def _unavailable(reason: str) -> None:

@@ -50,15 +50,51 @@ class App:
         return open_database(self.settings)
 
 
+EX_SOFTWARE = 70  # sysexits.h: an error in mailer itself (a bug): never a traceback, unless --debug
+EX_IOERR = 74  # sysexits.h: a file or device could not be read or written
+
+
+def _unexpected(exc: Exception) -> str:
+    """One line saying what went wrong, for an exception mailer did not raise on purpose."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    # A database driver's error wrapped by SQLAlchemy: its own message, not the whole statement.
+    inner = getattr(exc, "orig", None) if hasattr(exc, "statement") else None
+    text = str(inner if isinstance(inner, BaseException) else exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if len(first) > 200:
+        first = first[:200] + "…"
+    name = type(inner if isinstance(inner, BaseException) else exc).__name__
+    return f"{name}: {first}" if first else name
+
+
 class MailerGroup(click.Group):
-    """Turns a MailerError raised anywhere below into a clear message and its exit code."""
+    """Turns a MailerError raised anywhere below into a clear message and its exit code, and any
+    other exception into one line and exit code 70 (74 for a file that cannot be read or written);
+    ``--debug`` (or ``MAILER_DEBUG=1``) lets it through with its traceback. click's own usage
+    errors (exit 2) and aborts are left to click."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from mailer.redact import redact
+
+        debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
         except MailerError as exc:
-            click.secho(f"Error: {exc}", err=True, fg="red")
+            if debug:
+                raise
+            click.secho(f"Error: {redact(str(exc))}", err=True, fg="red")
             ctx.exit(exc.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if debug:
+                raise
+            code = EX_IOERR if isinstance(exc, OSError) and exc.strerror else EX_SOFTWARE
+            message = redact(_unexpected(exc))
+            click.secho(f"Error: {message} (run with --debug for the traceback)", err=True, fg="red")
+            ctx.exit(code)
 
 
 pass_app = click.make_pass_decorator(App)
@@ -84,9 +120,15 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
     help="The workspace folder (mailer.toml, lists/, campaigns/, templates/). "
     "Default: $MAILER_WORKSPACE, else the current folder.",
 )
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="MAILER_DEBUG",
+    help="Show the traceback of an unexpected error instead of one line (also MAILER_DEBUG=1).",
+)
 @click.version_option(__version__, prog_name="mailer")
 @click.pass_context
-def cli(ctx: click.Context, workspace: Path | None) -> None:
+def cli(ctx: click.Context, workspace: Path | None, debug: bool) -> None:
     """mailer: the right message to the right members, on time, with a way out that always works.
 
     \b
@@ -113,10 +155,12 @@ def main() -> None:
 from mailer.cli import (  # noqa: E402, F401
     campaigns,
     db,
+    dkim,
     inbound,
     lists,
     members,
     reports,
+    secret,
     sending,
     serve,
     setup,

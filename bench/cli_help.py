@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-from datetime import date
 from io import BytesIO
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_header
 
 REPO = Path(__file__).resolve().parent.parent
 BEFORE = "4e5e7d3"  # the last commit before "The tree is the pipeline"
@@ -53,10 +54,7 @@ def main() -> None:
     parser.add_argument("--before", default=BEFORE, help="the commit to compare with (default: %(default)s)")
     args = parser.parse_args()
 
-    print(
-        f"# {platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{platform.platform()}, {date.today().isoformat()}"
-    )
+    print_header()
     python = sys.executable
     floor = timed([python, "-c", "import click"], REPO, args.rounds)
     print(f"python + import click (floor)       {floor:6.3f} s")

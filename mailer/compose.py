@@ -4,8 +4,9 @@ A member sees an item when the item's regions are empty or contain the member's 
 ancestor of it, and the item's interests are empty or share one with the member's. An event follows
 the same rule with its own regions and interests, inheriting its item's when it sets none, and shows
 only when its item shows; calendar-only entries follow the rule with their own (empty: everyone).
-Events before the issue's date are left out of the calendar. Highlights and the calendar follow the
-items a member sees.
+Events over before the issue's date are left out of the calendar (one over several days shows until
+its last day); the calendar is sorted by start, an all-day event by its first day. Highlights and
+the calendar follow the items a member sees.
 
 Members who see the same items and calendar entries share one ``Variant`` (its ``key`` is a short
 hash of what is visible), so rendering runs once per variant. ``plan`` groups an audience's members
@@ -117,8 +118,8 @@ def relevant_interests(issue: Issue) -> frozenset[str]:
 
 
 def _is_past(event: Event, today: date) -> bool:
-    end = event.end.date() if isinstance(event.end, datetime) else event.day
-    return end < today
+    """Past once its last day is over: an event over several days shows until it ends."""
+    return event.last_day < today
 
 
 def _matches(

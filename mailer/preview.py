@@ -2,6 +2,10 @@
 
 The slot markers are filled with sample values (the member's name, or "Alex Example", and ``#``
 for the personal links). ``watch`` re-renders whenever the issue file or a template changes.
+
+A preview of one member says when that member would not get the issue (``member_warnings``): they
+are outside its audience, or suppressed (unsubscribed, bounced, complained, erased); the preview is
+still written, since the editor may be checking what such a member would have seen.
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from mailer.audience.addresses import normalise
+from mailer.audience.segments import compile_segment
 from mailer.audience.shape import Shape
+from mailer.audience.suppression import suppression_of
 from mailer.compose import Loaded, Variant, VariantPlan, compose, compose_all, plan, relevant_interests
 from mailer.errors import MailerError, UnknownName, suggest
 from mailer.models import Member
@@ -58,6 +64,8 @@ class MemberChoice:
     name: str
     region: str | None
     interests: frozenset[str]
+    member_id: int = 0
+    address_hash: str = ""
 
 
 def find_member(session: Session, email: str) -> MemberChoice:
@@ -75,7 +83,49 @@ def find_member(session: Session, email: str) -> MemberChoice:
         member.name,
         member.region.slug if member.region else None,
         frozenset(i.slug for i in member.interests),
+        member.id,
+        member.address_hash,
     )
+
+
+def member_warnings(
+    session: Session, shape: Shape, loaded: Loaded, who: MemberChoice, audience: str | None = None
+) -> list[str]:
+    """Why ``who`` would not get the issue, if they would not: suppressed, or outside the audience
+    (``audience``, default the issue's). Empty when a send would reach them."""
+    expression = audience or loaded.issue.audience
+    suppressed = suppression_of(session, who.address_hash)
+    if suppressed is not None:
+        when = f", {suppressed.created_at:%Y-%m-%d}" if suppressed.created_at else ""
+        return [
+            f"{who.email} is suppressed ({suppressed.reason}{when}): no issue is sent to them, "
+            "whatever the audience; this preview shows what they would have got"
+        ]
+    warnings = []
+    condition = compile_segment(expression, shape)
+    in_audience = session.scalar(
+        select(exists(select(Member.id).where(Member.id == who.member_id, condition)))
+    )
+    if not in_audience:
+        warnings.append(
+            f"{who.email} is not in the audience {expression!r} "
+            f"({shape.label(who.region) if who.region in shape.regions else 'no region'}): "
+            "a send of this issue will not reach them"
+        )
+    other = other_network(shape, loaded, who)
+    if other:
+        warnings.append(other)
+    return warnings
+
+
+def other_network(shape: Shape, loaded: Loaded, who: MemberChoice) -> str | None:
+    """The warning for a member of another network than the issue's, or None.
+
+    The hook for networks (issue 12, "One organisation, many networks"): once a region belongs to a
+    network and an issue to one, return e.g. "x@example.org is in the Kent network; this issue is
+    Central England's". Until then every member and issue share the workspace's one sender.
+    """
+    return None
 
 
 def write_variant(
@@ -165,6 +215,7 @@ class PreviewResult:
     paths: list[Path]
     label: str
     variants: int
+    warnings: tuple[str, ...] = ()
 
 
 def preview(
@@ -186,12 +237,13 @@ def preview(
         if session is None:
             raise MailerError("previewing a member needs the database", field="member")
         who = find_member(session, request.member)
+        warnings = member_warnings(session, shape, loaded, who, request.audience)
         variant = compose(loaded.issue, shape, who.region, who.interests)
         stem = "member-" + variant.key
         paths = write_variant(
             renderer, variant, loaded, out_dir, stem=stem, formats=request.formats, name=who.name or None
         )
-        return PreviewResult(paths, f"{who.email}: {variant.label}", 1)
+        return PreviewResult(paths, f"{who.email}: {variant.label}", 1, tuple(warnings))
     if request.region or request.interests:
         chosen = frozenset(request.interests)
         variant = compose(loaded.issue, shape, request.region, chosen)

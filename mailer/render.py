@@ -4,7 +4,11 @@ Templates load from the workspace's ``templates/`` first, then the packaged defa
 ``mailer/templates/``, so a workspace overrides a template by giving its name. Bodies are Markdown,
 rendered by markdown-it-py with raw HTML off and links limited to http, https and mailto: an item
 cannot inject script or markup. The plain text is laid out like the seed newsletter, every line at
-most 78 characters (a URL longer than that stands alone on its line).
+most 78 characters (a URL longer than that stands alone on its line, indented like its entry).
+Headings keep the editor's case (a title's "MPs" stays "MPs"), underlined to their length: ``=``
+for the issue's title, ``-`` for sections, ``~`` for headings inside a body. Each section carries
+its date lines (as under the section in HTML) and prints its contact line once: not when its body
+already gives it.
 
 Nothing personal is rendered: where the member's name and links go, both parts carry the slot
 markers in ``SLOTS``, which the message builder fills in per recipient (HTML-escaped for HTML).
@@ -165,11 +169,40 @@ def wrap(text: str, initial: str = "", subsequent: str = "") -> str:
 
 
 def labelled(label: str, url: str, indent: str = "", sep: str = ": ") -> str:
-    """``Label: url`` on one line if it fits, else the label and then the URL alone on the next."""
+    """``Label: url`` on one line if it fits, else the label and then the URL alone on the next,
+    both at ``indent`` (an entry's link stays under its entry, however long the URL)."""
     line = f"{indent}{label}{sep}{url}" if label else f"{indent}{url}"
     if len(line) <= WIDTH:
         return line
-    return wrap(f"{label}{sep}".rstrip(), indent, indent) + "\n" + url if label else url
+    if not label:
+        return indent + url
+    return wrap(f"{label}{sep}".rstrip(), indent, indent) + "\n" + indent + url
+
+
+def heading(text: str, rule: str = "-") -> str:
+    """``text`` in the editor's case, wrapped, over a line of ``rule`` as long as its longest line."""
+    lines = wrap(" ".join(text.split())).splitlines()
+    if not lines or not lines[0]:
+        return ""
+    return "\n".join([*lines, rule * max(len(line) for line in lines)])
+
+
+_CONTACT_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?://[^\s<>\"']+")
+
+
+def said_already(contact: str, body: str) -> bool:
+    """Whether ``body`` already gives the contact line ``contact``: every address in it (an email
+    address or a link), or, when it has none, its words. Then the text part prints it once."""
+
+    def folded(text: str) -> str:
+        return " ".join(text.split()).casefold()
+
+    said = folded(body)
+    addresses = [a.rstrip(".,;:!?)") for a in _CONTACT_ADDRESS.findall(contact)]
+    if addresses:
+        return all(a.casefold() in said for a in addresses)
+    words = folded(contact).rstrip(".!?")
+    return bool(words) and words in said
 
 
 @dataclass
@@ -207,12 +240,13 @@ def _link_text(children: list[Token], refs: list[str]) -> str:
 
 
 def markdown_text(md: MarkdownIt, source: str) -> TextBody:
-    """Markdown converted to plain text: paragraphs wrapped, bullets as "· ", links as "text [n]"."""
+    """Markdown converted to plain text: paragraphs wrapped, bullets as "· ", links as "text [n]",
+    headings in their own case over a line of ``~``."""
     refs: list[str] = []
     blocks: list[tuple[str, bool]] = []  # (text, joins the previous block without a blank line)
     lists: list[list[Any]] = []  # [marker kind, counter]
     first_in_item = False
-    heading = False
+    in_heading = False
     for tok in md.parse(source):
         if tok.type in ("bullet_list_open", "ordered_list_open"):
             start = int(tok.attrGet("start") or 1) if tok.type == "ordered_list_open" else 1
@@ -223,14 +257,14 @@ def markdown_text(md: MarkdownIt, source: str) -> TextBody:
             lists[-1][1] += 1
             first_in_item = True
         elif tok.type == "heading_open":
-            heading = True
+            in_heading = True
         elif tok.type == "heading_close":
-            heading = False
+            in_heading = False
         elif tok.type == "inline":
             text = _link_text(tok.children or [], refs)
-            if heading:
-                text = text.upper()
-            if lists:
+            if in_heading:
+                blocks.append((heading(text, "~"), False))
+            elif lists:
                 kind, n = lists[-1]
                 marker = "· " if kind == "·" else f"{n}. "
                 indent = "  " * (len(lists) - 1)
@@ -266,6 +300,7 @@ class EntryView:
 
     anchor: str
     when: str
+    date_line: str
     title: str
     place: str
     place_sentence: str
@@ -296,6 +331,7 @@ class SectionView:
     links: list[LinkView]
     contact: str
     contact_html: Markup
+    contact_text: str
     image: ImageView | None
     events: list[EntryView]
 
@@ -354,7 +390,7 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self.env.filters.update(wrap=self.wrap, labelled=labelled)
+        self.env.filters.update(wrap=self.wrap, labelled=labelled, heading=heading)
         self.renders = 0
         self._wrapped: dict[tuple[str, str, str], str] = {}
         # Items recur in many variants: their Markdown is converted once per renderer.
@@ -424,9 +460,12 @@ class Renderer:
         booking = None
         if ev.booking is not None and (url := safe_url(ev.booking.url)):
             booking = LinkView(ev.booking.text, url)
+        when = when_text(ev, today)
+        place = place_text(ev)
         return EntryView(
             anchor="cal-" + re.sub(r"[^A-Za-z0-9_-]", "-", entry.key),
-            when=when_text(ev, today),
+            when=when,
+            date_line=f"{when}, {place}" if place else when,
             title=ev.title,
             place=place_text(ev),
             place_sentence=sentence(place_text(ev)[:1].upper() + place_text(ev)[1:]),
@@ -448,6 +487,8 @@ class Renderer:
             image = ImageView(
                 image_url(self.settings, slug, item.image.src), item.image.alt, item.image.width
             )
+        contact = sentence(item.contact)
+        said = "\n".join([body.text, *body.refs, *(f"{link.text} {link.url}" for link in links)])
         return SectionView(
             anchor=_anchor(item.id),
             title=item.title,
@@ -455,8 +496,9 @@ class Renderer:
             body_text=body.text,
             refs=body.refs,
             links=links,
-            contact=sentence(item.contact),
-            contact_html=self.md_inline(sentence(item.contact)),
+            contact=contact,
+            contact_html=self.md_inline(contact),
+            contact_text="" if said_already(contact, said) else contact,
             image=image,
             events=entries,
         )

@@ -26,7 +26,15 @@ from mailer.compose import (
 )
 from mailer.db import Database
 from mailer.issue import Event, LoadedIssue, Newsletter, load_issue
-from mailer.issue.calendar_text import calendar_line, calendar_url, day_text, event_uid, time_text, when_text
+from mailer.issue.calendar_text import (
+    calendar_line,
+    calendar_url,
+    day_text,
+    days_text,
+    event_uid,
+    time_text,
+    when_text,
+)
 from mailer.models import Interest, Member, MemberInterest, Region, Suppression
 from mailer.render import Renderer
 from mailer.settings import Settings
@@ -90,6 +98,54 @@ def test_when_text_across_days_and_years() -> None:
     )
     assert day_text(date(2026, 1, 6), date(2025, 11, 17)) == "Tuesday 6 January 2026"
     assert day_text(date(2025, 1, 6), date(2025, 11, 17)) == "Monday 6 January"
+
+
+def test_when_text_of_an_event_over_several_days() -> None:
+    week = event(start="2025-12-08", end="2025-12-14")
+    assert when_text(week) == when_text(week, date(2025, 11, 17)) == "Monday 8 – Sunday 14 December"
+    assert when_text(event(start="2025-11-30", end="2025-12-02")) == "Sunday 30 November – Tuesday 2 December"
+    assert when_text(event(start="2025-12-31", end="2026-01-02"), date(2025, 11, 17)) == (
+        "Wednesday 31 December 2025 – Friday 2 January 2026"
+    )
+    assert when_text(event(start="2025-12-31", end="2026-01-02")) == (
+        "Wednesday 31 December 2025 – Friday 2 January 2026"  # both years, whatever today is
+    )
+    assert when_text(event(start="2026-12-07", end="2026-12-13"), date(2025, 11, 17)) == (
+        "Monday 7 – Sunday 13 December 2026"
+    )
+    assert when_text(event(start="2025-11-29", end="2025-11-29")) == "Saturday 29 November"  # one day
+    assert days_text(date(2025, 11, 29), date(2025, 11, 29)) == "Saturday 29 November"
+    assert calendar_line(
+        event(title="Peace Week", start="2025-12-08", end="2025-12-14", location="Canterbury")
+    ) == ("Monday 8 – Sunday 14 December: Peace Week. Canterbury.")
+    # Timed events keep today's wording.
+    assert (
+        when_text(event(start="2025-12-08 19:00", end="21:00")) == "Monday 8 December from 7:00pm to 9:00pm"
+    )
+
+
+def test_an_event_over_several_days_sorts_by_its_first_day_and_is_past_after_its_last(shape: Shape) -> None:
+    def issue(on: str) -> Newsletter:
+        return Newsletter.model_validate(
+            {
+                "kind": "newsletter",
+                "title": "T",
+                "subject": "S",
+                "date": on,
+                "calendar": [
+                    {"title": "Vigil", "start": "2025-12-09 18:00"},
+                    {"title": "Peace Week", "start": "2025-12-08", "end": "2025-12-14"},
+                    {"title": "Stall", "start": "2025-12-08 10:00"},
+                ],
+            }
+        )
+
+    titles = [e.event.title for e in compose_all(issue("2025-11-17")).calendar]
+    assert titles == ["Peace Week", "Stall", "Vigil"]  # all day on the 8th first, then by time
+    assert [e.event.title for e in compose(issue("2025-12-14"), shape, "kent", frozenset()).calendar] == [
+        "Peace Week"  # its last day: still on
+    ]
+    assert compose(issue("2025-12-15"), shape, "kent", frozenset()).calendar == ()
 
 
 def test_calendar_line_has_when_what_where_and_contact() -> None:

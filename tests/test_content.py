@@ -253,6 +253,115 @@ calendar:
     assert "warning: items[0].events[0].start" in str(loaded.warnings[3])
 
 
+PEACE_WEEK = """\
+kind: newsletter
+title: Peace
+subject: Peace
+date: 2025-11-17
+audience: region:kent
+calendar:
+  - title: Peace Week
+    start: 2025-12-08
+    end: 2025-12-14
+    location: Canterbury
+"""
+
+
+def test_an_all_day_event_over_several_days(tmp_path: Path, repo_shape: Shape) -> None:
+    loaded = load_issue(write(tmp_path / "peace", PEACE_WEEK), repo_shape)
+    (event,) = newsletter(loaded).calendar
+    assert event.all_day and event.start == date(2025, 12, 8) and event.end == date(2025, 12, 14)
+    assert (event.day, event.last_day, event.days) == (date(2025, 12, 8), date(2025, 12, 14), 7)
+    assert event.start_time is None and event.end_time is None and event.end_at(Settings().zone) is None
+    assert loaded.warnings == []
+    # One day, written with an end on the same day, is a single all-day event.
+    one = load_issue(write(tmp_path / "one", PEACE_WEEK.replace("2025-12-14", "2025-12-08")), repo_shape)
+    assert newsletter(one).calendar[0].days == 1
+
+
+def test_events_over_several_days_warn_as_past_only_after_their_last_day(
+    tmp_path: Path, repo_shape: Shape
+) -> None:
+    ongoing = PEACE_WEEK.replace("2025-12-08", "2025-11-10").replace("2025-12-14", "2025-11-20")
+    assert load_issue(write(tmp_path / "ongoing", ongoing), repo_shape).warnings == []
+    over = PEACE_WEEK.replace("2025-12-08", "2025-11-10").replace("2025-12-14", "2025-11-12")
+    (warning,) = load_issue(write(tmp_path / "over", over), repo_shape).warnings
+    assert (warning.line, warning.field, warning.severity) == (9, "calendar[0].end", "warning")
+    assert warning.message == "the event ends on 2025-11-12, before the issue's date 2025-11-17"
+
+
+MARKUP = """\
+kind: newsletter
+title: Pasted
+subject: Pasted <b>bold</b>
+date: 2025-11-17
+audience: all
+intro: |
+  Welcome.
+  <script>alert(1)</script>
+items:
+  - id: one
+    title: One
+    highlight: do one thing
+    body: |
+      Click <a href="https://www.example.org" onclick="steal()">here</a>.
+      Or javascript:alert(document.cookie) if you dare.
+      Writing `<b>` in code is fine, and so is <https://www.example.org> and <me@example.org>.
+    contact: <iframe src="https://evil.example.org"></iframe>
+    links:
+      - {text: "<img src=x onerror=alert(1)>", url: "https://www.example.org/ok"}
+calendar:
+  - {title: "Vigil <style>body{}</style>", start: 2025-12-03 13:00, location: "javascript:void(0)"}
+"""
+
+
+def test_warnings_pasted_markup_and_javascript_text(tmp_path: Path, repo_shape: Shape) -> None:
+    loaded = load_issue(write(tmp_path / "markup", MARKUP), repo_shape)
+    found = [(p.line, p.field, p.message) for p in loaded.warnings]
+    assert found == [
+        (3, "subject", "pasted markup <b>: readers see it as text (none of it runs)"),
+        (6, "intro", "pasted markup <script>: readers see it as text (none of it runs)"),
+        (13, "items[0].body", "pasted markup onclick=, <a>: readers see it as text (none of it runs)"),
+        (13, "items[0].body", "javascript:alert(document.cookie) is not a link: readers see it as text"),
+        (17, "items[0].contact", "pasted markup <iframe>: readers see it as text (none of it runs)"),
+        (
+            19,
+            "items[0].links[0].text",
+            "pasted markup onerror=, <img>: readers see it as text (none of it runs)",
+        ),
+        (21, "calendar[0].title", "pasted markup <style>: readers see it as text (none of it runs)"),
+        (21, "calendar[0].location", "javascript:void(0) is not a link: readers see it as text"),
+    ]
+    assert all(p.severity == "warning" and p.path == loaded.path and p.hint for p in loaded.warnings)
+    assert "Markdown" in (loaded.warnings[0].hint or "")
+    assert f"{loaded.path}:13: warning: items[0].body: pasted markup" in str(loaded.warnings[2])
+
+
+def test_warnings_come_with_the_errors_in_one_pass(tmp_path: Path, repo_shape: Shape) -> None:
+    broken = MARKUP.replace("highlight: do one thing", "highlight: do one thing\n    colour: red").replace(
+        "start: 2025-12-03 13:00", "start: 2025-10-03 13:00, regions: [kentt]"
+    )
+    with pytest.raises(ContentError) as caught:
+        load_issue(write(tmp_path / "broken", broken), repo_shape)
+    assert [(p.line, p.field) for p in caught.value.problems] == [
+        (13, "items[0].colour"),
+        (22, "calendar[0].regions[0]"),
+    ]
+    warned = {(p.line, p.field) for p in caught.value.warnings}
+    assert (6, "intro") in warned and (14, "items[0].body") in warned
+    assert (22, "calendar[0].start") in warned  # the past event: its start still parses
+    assert str(caught.value).startswith(f"{tmp_path / 'broken' / 'issue.yaml'}: 2 problems found:")
+    # A field with an error gets no warning too: the error says it.
+    bad_link = (
+        PEACE_WEEK
+        + "items:\n  - {id: a, title: A, highlight: h, links: [{text: x, url: 'javascript:x()'}]}\n"
+    )
+    with pytest.raises(ContentError) as caught:
+        load_issue(write(tmp_path / "bad-link", bad_link), repo_shape)
+    assert [p.field for p in caught.value.problems] == ["items[0].links[0].url"]
+    assert caught.value.warnings == []
+
+
 def add_member(session: Session, email: str, region: str, interests: list[str]) -> None:
     region_id = session.scalar(select(Region.id).where(Region.slug == region))
     member = Member(email=email, address_hash=hash_of(email), region_id=region_id)
@@ -575,6 +684,36 @@ def test_cli_check_prints_warnings_and_exits_0(mailer_cli: MailerCli, workspace:
     )
     assert "OK: 0 error(s), 2 warning(s)" in result.stdout
     assert "not checked against the members (--no-database)" in result.stdout
+
+
+def test_cli_check_reports_every_error_and_warning_in_one_pass(
+    mailer_cli: MailerCli, workspace: Path, db: Database
+) -> None:
+    path = workspace / "campaigns" / "pasted" / "issue.yaml"
+    write(path.parent, MARKUP.replace("title: One", "title: One\n    colour: red"))
+    result = mailer_cli("campaigns", "check", "pasted")
+    assert result.exit_code == 2, result.stdout + result.stderr
+    out = result.stdout
+    assert "pasted/issue.yaml:12: items[0].colour: unknown field 'colour'" in out
+    assert "pasted/issue.yaml:6: warning: intro: pasted markup <script>" in out
+    assert (
+        "pasted/issue.yaml:14: warning: items[0].body: javascript:alert(document.cookie) is not a link" in out
+    )
+    assert "NOT READY: 1 error(s), 8 warning(s)" in out
+    assert "not checked against the members: fix the errors first" in out
+    data = json.loads(mailer_cli("campaigns", "check", "pasted", "--json").stdout)
+    assert [(e["line"], e["field"]) for e in data["errors"]] == [(12, "items[0].colour")]
+    assert len(data["warnings"]) == 8
+    assert {(w["field"], w["severity"]) for w in data["warnings"]} >= {
+        ("intro", "warning"),
+        ("calendar[0].location", "warning"),
+    }
+    # Fixed, the same file is OK with its warnings, and the audience warnings run too.
+    write(path.parent, MARKUP)
+    fixed = mailer_cli("campaigns", "check", "pasted")
+    assert fixed.exit_code == 0, fixed.stdout
+    assert "warning: audience: no member is in the audience 'all'" in fixed.stdout
+    assert "OK: 0 error(s), 9 warning(s)" in fixed.stdout
 
 
 def test_cli_check_runs_the_audience_warnings_with_a_database(

@@ -213,6 +213,68 @@ items:
     assert [str(c["TZNAME"]) for c in zone.walk("DAYLIGHT")] == ["BST"]
 
 
+PEACE_WEEK = """
+kind: newsletter
+title: Peace
+subject: Peace
+date: 2025-11-17
+audience: region:kent
+items:
+  - id: peace-week
+    title: Peace Week
+    highlight: join Peace Week
+    events:
+      - title: Peace Week
+        start: 2025-12-08
+        end: 2025-12-14
+        location: Canterbury
+calendar:
+  - {title: New Year peace walk, start: 2025-12-31, end: 2026-01-02}
+"""
+
+
+def test_an_event_over_several_days_is_a_seven_day_all_day_event(
+    settings: Settings, db: Database, shape: Shape, tmp_path: Path
+) -> None:
+    """Peace Week, 8 to 14 December: DTSTART;VALUE=DATE 20251208 and an exclusive DTEND 20251215, in
+    the feeds, in the event's own download, and behind the email's "Add to calendar" link."""
+    add_sent(db, "2025-12-peace", source=PEACE_WEEK)
+    key = event_uid("2025-12-peace", "peace-week-1", settings.list_domain)
+
+    def check(event: icalendar.Component) -> None:
+        assert event.decoded("DTSTART") == date(2025, 12, 8) and event.decoded("DTEND") == date(2025, 12, 15)
+        assert not isinstance(event.decoded("DTSTART"), datetime)
+        assert (event.decoded("DTEND") - event.decoded("DTSTART")).days == 7
+        raw = event.to_ical().decode()
+        assert "DTSTART;VALUE=DATE:20251208\r\n" in raw and "DTEND;VALUE=DATE:20251215\r\n" in raw
+
+    day = datetime(2025, 12, 10, 12, 0, tzinfo=UTC)  # in the middle of the week: still listed
+    with TestClient(make_app(settings, db, shape, day), base_url="http://127.0.0.1:8000") as client:
+        found = events(feed(client, "/calendar/kent.ics"))
+        check(found[key])
+        walk = found[event_uid("2025-12-peace", "calendar-1", settings.list_domain)]
+        assert (walk.decoded("DTSTART"), walk.decoded("DTEND")) == (date(2025, 12, 31), date(2026, 1, 3))
+        # The link in the email (calendar_text.calendar_url) downloads the same event.
+        path = tmp_path / "2025-12-peace" / "issue.yaml"
+        path.parent.mkdir()
+        path.write_text(PEACE_WEEK, encoding="utf-8")
+        loaded = load_issue(path, shape)
+        html = Renderer(settings).render(compose(loaded.issue, shape, "kent", frozenset()), loaded).html
+        link = f"{settings.base_url}/calendar/event/2025-12-peace-peace-week-1.ics"
+        assert f'href="{link}"' in html and "Monday 8 – Sunday 14 December" in html
+        response = client.get(link.removeprefix(settings.base_url))
+        assert response.status_code == 200, response.text
+        (one,) = icalendar.Calendar.from_ical(response.content).walk("VEVENT")
+        check(one)
+        assert str(one["UID"]) == key
+    last_day = datetime(2025, 12, 14, 23, 0, tzinfo=UTC)
+    after = datetime(2025, 12, 15, 9, 0, tzinfo=UTC)
+    with TestClient(make_app(settings, db, shape, last_day), base_url="http://127.0.0.1:8000") as client:
+        assert key in events(feed(client, "/calendar/kent.ics"))
+    with TestClient(make_app(settings, db, shape, after), base_url="http://127.0.0.1:8000") as client:
+        assert key not in events(feed(client, "/calendar/kent.ics"))
+
+
 def test_unknown_region_or_event_is_a_404_page(client: TestClient) -> None:
     for path in ("/calendar/atlantis.ics", f"/calendar/event/{SLUG}-nothing-9.ics", "/calendar/event/x.ics"):
         response = client.get(path)

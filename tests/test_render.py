@@ -11,6 +11,7 @@ Without that variable a missing or different golden file fails the test.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -35,9 +36,9 @@ from mailer.compose import compose, compose_all
 from mailer.db import Database
 from mailer.errors import RenderError
 from mailer.issue import Alert, Item, Link, LoadedIssue, Newsletter, load_issue
-from mailer.models import Interest, Member, MemberInterest, Region
+from mailer.models import Interest, Member, MemberInterest, Region, Suppression
 from mailer.preview import PreviewRequest, preview, watch, watched_files
-from mailer.render import RenderedVariant, Renderer, long_lines, markdown, markdown_text
+from mailer.render import RenderedVariant, Renderer, long_lines, markdown, markdown_text, said_already
 from mailer.settings import Settings
 from mailer.slots import SLOTS, fill_slots
 
@@ -126,11 +127,12 @@ def test_golden_variants_differ_as_targeted(renderer: Renderer, seed: LoadedIssu
     kent = render_named(renderer, seed, shape, "kent-no-interests").text
     medway = render_named(renderer, seed, shape, "maidstone-refugees").text
     schools = render_named(renderer, seed, shape, "canterbury-schools").text
-    assert "\nREFUGEES\n" in medway and "\nREFUGEES\n" not in kent
+    assert "\nRefugees\n--------\n" in medway and "\nRefugees\n" not in kent
     assert "Write for Rights stall at Faversham market" in medway
-    assert "Faversham market" not in kent and "Faversham market" not in schools.split("CALENDAR")[1]
-    assert "\nWORKING WITH SCHOOLS\n" in schools and "\nWORKING WITH SCHOOLS\n" not in medway
-    assert "Soroptimist International Canterbury march" in schools.split("CALENDAR")[1]
+    calendar = "\nCalendar\n--------\n"
+    assert "Faversham market" not in kent and "Faversham market" not in schools.split(calendar)[1]
+    assert "\nWorking with schools\n" in schools and "\nWorking with schools\n" not in medway
+    assert "Soroptimist International Canterbury march" in schools.split(calendar)[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,13 +163,14 @@ def bullets(lines: list[str]) -> list[str]:
 
 def test_full_issue_text_has_all_highlights_and_the_calendar(renderer: Renderer, seed: LoadedIssue) -> None:
     text = renderer.render(compose_all(seed.issue), seed).text
-    assert text.startswith("AMNESTY INTERNATIONAL KENT NETWORK NEWSLETTER: NOVEMBER 2025\n")
-    highlights = bullets(section(text, "This month you can:", "NEXT SPEAKER MEETING"))
+    title = "Amnesty International Kent Network Newsletter: November 2025"
+    assert text.startswith(f"{title}\n{'=' * len(title)}\n")
+    highlights = bullets(section(text, "This month you can:", "Next speaker meeting"))
     assert highlights == SEED_HIGHLIGHTS
-    calendar = bullets(section(text, "CALENDAR", "All the best"))
+    calendar = bullets(section(text, "Calendar", "All the best"))
     assert calendar == SEED_CALENDAR
     assert text.count("Add to calendar") == 9
-    for title in ("\nSOUTH EAST REGIONAL GATHERING: 18 OCTOBER\n", "\nPROTECT THE PROTEST\n"):
+    for title in ("\nSouth East regional gathering: 18 October\n", "\nProtect the Protest\n"):
         assert title in text  # reports: sections with no highlight
     assert "All the best\nGraham\n" in text
 
@@ -188,7 +191,7 @@ def test_text_lines_at_most_78_except_lone_urls(renderer: Renderer, seed: Loaded
     for rendered in all_rendered(renderer, seed, shape):
         assert long_lines(rendered.text) == []
         for line in rendered.text.splitlines():
-            assert len(line) <= 78 or re.fullmatch(r"(https?|mailto):\S+", line), line
+            assert len(line) <= 78 or re.fullmatch(r" *(https?|mailto):\S+", line), line
 
 
 def test_long_lines_rule_and_its_exception() -> None:
@@ -225,6 +228,139 @@ def test_markdown_to_text_lists_links_and_bullets() -> None:
         "Intro with a link [1] and https://example.org/b and x@example.org:\n\n"
         "· one\n· two more [2]\n\n1. first\n2. second"
     )
+
+
+def test_markdown_headings_keep_their_case() -> None:
+    body = markdown_text(markdown(), "## Links with MPs\n\nWrite to your MP.")
+    assert body.text == "Links with MPs\n~~~~~~~~~~~~~~\n\nWrite to your MP."
+
+
+def section_text(text: str, title: str) -> str:
+    """The text of the section headed ``title`` (its underline and what follows, to the next heading)."""
+    start = text.index(f"\n{title}\n") + len(title) + 2
+    lines = text[start:].splitlines()
+    end = next(i for i in range(2, len(lines)) if re.fullmatch(r"-{3,}", lines[i]))
+    return "\n".join(lines[: end - 1])
+
+
+def test_text_titles_keep_the_editors_case_under_a_rule(
+    renderer: Renderer, seed: LoadedIssue, shape: Shape
+) -> None:
+    """'Links with MPs' became 'LINKS WITH MPS': the text part upper-cased every title."""
+    text = render_named(renderer, seed, shape, "kent-no-interests").text
+    mps = renderer.render(compose(seed.issue, shape, "kent", frozenset({"mp-advocacy"})), seed).text
+    assert "\nLinks with MPs\n--------------\n" in mps and "MPS" not in mps
+    title = "Amnesty International Kent Network Newsletter: November 2025"
+    assert text.startswith(f"{title}\n{'=' * len(title)}\n\n")
+    assert "\nHighlights\n----------\n" in text and "\nCalendar\n--------\n" in text
+    # A title longer than a line wraps, and its rule is as long as its longest line.
+    canterbury = render_named(renderer, seed, shape, "canterbury-schools").text
+    assert (
+        "\nOur friends’ events: march with Soroptimist International Canterbury, 29\nNovember\n"
+        + "-" * 72
+        + "\n"
+    ) in canterbury
+    alert = load_issue(ALERT_PATH, shape)
+    assert isinstance(alert.issue, Alert)
+    alert_text = renderer.render(compose_all(alert.issue), alert).text
+    assert alert_text.startswith(f"{alert.issue.title}\n{'=' * len(alert.issue.title)}\n")
+    assert alert.issue.button.text in alert_text  # the button's words in its case, not upper-cased
+
+
+def test_text_calendar_links_stay_indented_under_their_entry(
+    renderer: Renderer, seed: LoadedIssue, shape: Shape
+) -> None:
+    for rendered in all_rendered(renderer, seed, shape):
+        lines = rendered.text.splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() in ("Add to calendar:", "Register for the direct action training:"):
+                assert line.startswith("  ") and lines[i + 1].startswith("  https://"), lines[i : i + 2]
+        assert not [line for line in lines if line.startswith("https://") and "/calendar/event/" in line]
+
+
+def test_text_sections_carry_their_date_lines_and_one_contact_line(
+    renderer: Renderer, seed: LoadedIssue, shape: Shape
+) -> None:
+    text = renderer.render(compose_all(seed.issue), seed).text
+    speaker = section_text(text, "Next speaker meeting: Stand Up to Racism: 18 November")
+    assert "\n· Tuesday 18 November at 7:30pm, online\n" in speaker
+    assert speaker.count("Email speakers@example.org for a link.") == 1
+    dissent = section_text(text, "Student Action Network: Defend Dissent")
+    assert (
+        "· Tuesday 25 November at 6:30pm, Sheikh Zayed Theatre, London School of\n"
+        "  Economics, 54 Lincoln's Inn Fields, London, WC2A 3LJ\n"
+        "  Book your ticket for the London launch:\n"
+        "  https://www.amnesty.org.uk/events/defend-dissent-london-launch\n"
+    ) in dissent
+    assert "· Thursday 27 November at 6:30pm, On Zoom – details after you register\n" in dissent
+    # The same dates as the HTML shows under the section.
+    html = renderer.render(compose_all(seed.issue), seed).html
+    assert "<strong>Tuesday 18 November at 7:30pm</strong>, online" in html
+    # A booking link the body already lists is not printed again under its date.
+    training = section_text(text, "Training: direct action")
+    assert training.count("https://www.amnesty.org.uk/events/direct-action-training") == 1
+    # The contact line is printed once: not when the body already gives it.
+    stand_up = section_text(text, "Our friends’ events: Stand Up at Trafalgar Square, 22 November")
+    assert stand_up.count("stand-up@example.org") == 1
+    schools = section_text(text, "Working with schools")
+    assert schools.count("schools-team@example.org") == 1
+    assert "Email faversham-stall@example.org for details of the Faversham event." in text
+    assert said_already("Email a@example.org.", "write to a@example.org today")
+    assert not said_already("Email a@example.org or b@example.org.", "write to a@example.org")
+    assert said_already("Ask at the stall.", "Just ask at the  stall on Saturday.")
+    assert not said_already("Ask at the stall.", "Come to the stall.")
+
+
+PEACE_WEEK = """
+kind: newsletter
+title: Peace
+subject: Peace
+date: 2025-11-17
+audience: region:kent
+items:
+  - id: peace-week
+    title: Peace Week
+    highlight: join Peace Week
+    body: A week of vigils and talks.
+    events:
+      - title: Peace Week
+        start: 2025-12-08
+        end: 2025-12-14
+        location: Canterbury
+calendar:
+  - {title: Winter gathering, start: 2025-11-30, end: 2025-12-02}
+  - {title: New Year peace walk, start: 2025-12-31, end: 2026-01-02}
+  - {title: Vigil, start: 2025-12-10 18:00}
+"""
+
+
+def test_an_event_over_several_days_in_html_and_text(
+    renderer: Renderer, shape: Shape, tmp_path: Path
+) -> None:
+    path = tmp_path / "peace" / "issue.yaml"
+    path.parent.mkdir()
+    path.write_text(PEACE_WEEK, encoding="utf-8")
+    loaded = load_issue(path, shape)
+    rendered = renderer.render(compose_all(loaded.issue), loaded)
+    week = "Monday 8 – Sunday 14 December"
+    assert f"<strong>{week}</strong>, Canterbury" in rendered.html  # under its section
+    assert f"<strong>{week}</strong>: " in rendered.html  # in the calendar
+    assert f"\n· {week}, Canterbury\n" in rendered.text  # under its section
+    calendar = bullets(rendered.text.split("\nCalendar\n--------\n")[1].split("\n--\n")[0].splitlines())
+    assert calendar == [
+        "Sunday 30 November – Tuesday 2 December: Winter gathering.",
+        f"{week}: Peace Week. Canterbury.",
+        "Wednesday 10 December at 6:00pm: Vigil.",
+        "Wednesday 31 December 2025 – Friday 2 January 2026: New Year peace walk.",
+    ]  # by first day; the vigil on the 10th after the week that started on the 8th
+    # Shown until its last day is over: an issue dated in the middle of the week still lists it.
+    later = path.parent.parent / "later" / "issue.yaml"
+    later.parent.mkdir()
+    later.write_text(PEACE_WEEK.replace("date: 2025-11-17", "date: 2025-12-14"), encoding="utf-8")
+    loaded_later = load_issue(later, shape)
+    keys = [e.key for e in compose_all(loaded_later.issue).calendar]
+    assert keys == ["peace-week-1", "calendar-2"]  # the week ends that day; the new year is to come
+    assert [w.field for w in loaded_later.warnings] == ["calendar[0].end", "calendar[2].start"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -612,7 +748,7 @@ def test_preview_region_and_interest(golden_settings: Settings, shape: Shape, tm
     assert [p.suffix for p in result.paths] == [".html", ".txt"]
     text = result.paths[1].read_text(encoding="utf-8")
     assert "Dear Alex Example," in text and "[[mailer:" not in text
-    assert "\nREFUGEES\n" in text
+    assert "\nRefugees\n--------\n" in text
     assert result.label == "Maidstone, Medway & Swale · refugees"
 
 
@@ -639,7 +775,7 @@ def test_preview_member_and_index_from_the_database(
     assert result.exit_code == 0, result.output
     (written,) = out.glob("member-*.txt")
     text = written.read_text(encoding="utf-8")
-    assert "Dear Ann Lee," in text and "\nREFUGEES\n" in text
+    assert "Dear Ann Lee," in text and "\nRefugees\n" in text
 
     result = mailer_cli(*base)
     assert result.exit_code == 0, result.output
@@ -653,6 +789,44 @@ def test_preview_member_and_index_from_the_database(
 
     missing = mailer_cli(*base, "--member", "nobody@example.org")
     assert missing.exit_code != 0 and "no member 'nobody@example.org'" in missing.output
+
+
+def test_preview_member_warns_when_a_send_would_not_reach_them(
+    db: Database, settings: Settings, mailer_cli: MailerCli
+) -> None:
+    seed_workspace(settings)
+    with db.session() as session:
+        regions = {r.slug: r.id for r in session.scalars(select(Region))}
+        for email, region in [
+            ("kim@example.org", "canterbury"),  # in the audience (region:kent)
+            ("sue@example.org", "brighton-hove"),  # Sussex: outside it
+            ("gone@example.org", "kent"),  # unsubscribed
+        ]:
+            session.add(Member(email=email, address_hash=address_hash(email), region_id=regions[region]))
+        session.add(
+            Suppression(address_hash=address_hash("gone@example.org"), reason="unsubscribe", source="link")
+        )
+    base = ["-w", str(settings.workspace), "campaigns", "preview", SEED_SLUG, "--format", "text"]
+
+    inside = mailer_cli(*base, "--member", "kim@example.org")
+    assert inside.exit_code == 0, inside.output
+    assert inside.stderr == ""
+    assert json.loads(mailer_cli(*base, "--member", "kim@example.org", "--json").stdout)["warnings"] == []
+
+    outside = mailer_cli(*base, "--member", "sue@example.org")
+    assert outside.exit_code == 0, outside.output  # the preview is still written
+    assert "wrote " in outside.stdout and "warning" not in outside.stdout
+    assert outside.stderr.startswith("warning: sue@example.org is not in the audience 'region:kent'")
+    assert "a send of this issue will not reach them" in outside.stderr
+    data = json.loads(mailer_cli(*base, "--member", "sue@example.org", "--json").stdout)
+    assert len(data["warnings"]) == 1 and "not in the audience 'region:kent'" in data["warnings"][0]
+    assert data["paths"] and data["paths"][0].endswith(".txt")
+
+    gone = mailer_cli(*base, "--member", "gone@example.org", "--json")
+    assert gone.exit_code == 0, gone.output
+    (warning,) = json.loads(gone.stdout)["warnings"]
+    assert warning.startswith("gone@example.org is suppressed (unsubscribe, ")
+    assert "no issue is sent to them" in warning and warning in gone.stderr
 
 
 def test_preview_rejects_unknown_names_and_bad_combinations(
@@ -697,7 +871,7 @@ def test_watch_rerenders_after_an_edit_in_a_thread(
 
     rebuild()
     target = out / "all.txt"
-    assert target.read_text(encoding="utf-8").startswith("AMNESTY INTERNATIONAL")
+    assert target.read_text(encoding="utf-8").startswith("Amnesty International")
     stop = threading.Event()
     counts: list[int] = []
     thread = threading.Thread(
@@ -721,7 +895,7 @@ def test_watch_rerenders_after_an_edit_in_a_thread(
         issue_path.write_text(SEED_PATH.read_text(encoding="utf-8"), encoding="utf-8")
         edit_title(issue_path, "Kent Network Newsletter: December 2025")
         assert wait_until(
-            lambda: target.read_text(encoding="utf-8").startswith("KENT NETWORK NEWSLETTER: DECEMBER")
+            lambda: target.read_text(encoding="utf-8").startswith("Kent Network Newsletter: December")
         )
     finally:
         stop.set()
@@ -763,7 +937,7 @@ def test_preview_watch_command_rerenders_after_an_edit(golden_settings: Settings
             assert line, "the command ended early"
         time.sleep(0.5)
         edit_title(issue_path, "Edited while watching")
-        assert wait_until(lambda: target.read_text(encoding="utf-8").startswith("EDITED WHILE WATCHING"))
+        assert wait_until(lambda: target.read_text(encoding="utf-8").startswith("Edited while watching"))
         assert proc.poll() is None  # still watching
     finally:
         proc.terminate()

@@ -73,9 +73,11 @@ def check_command(ctx: click.Context, app: App, slug: str, no_database: bool, as
     """Check campaigns/SLUG/issue.yaml: every problem at once, as FILE:LINE: FIELD: MESSAGE (HINT).
 
     Exits with 2 if there are errors (nothing can be sent until they are fixed), 0 otherwise.
-    Warnings (events before the issue's date, http:// links, an item no member in the audience
-    would see) are printed but do not fail the check. The audience is checked against the
-    members when the workspace's database exists.
+    Every error and every warning is reported in one pass. Warnings (pasted markup such as <script>
+    or onclick=, javascript: text, http:// links, events before the issue's date, an item no member
+    in the audience would see) are printed but do not fail the check; those of the file run even
+    when it has errors. The audience is checked against the members when the workspace's database
+    exists and the file has no errors.
     """
     from mailer.db import Database
     from mailer.issue import check_campaign
@@ -219,6 +221,7 @@ def variants_command(app: App, slug: str, audience: str | None, as_json: bool) -
 @click.option(
     "--watch", is_flag=True, help="Re-render on every save of the issue or a template (Ctrl-C stops)."
 )
+@json_option
 @pass_app
 def preview_command(
     app: App,
@@ -231,6 +234,7 @@ def preview_command(
     output: Path | None,
     open_: bool,
     watch: bool,
+    as_json: bool,
 ) -> None:
     """Write what a member (or a kind of member) would get from campaigns/SLUG.
 
@@ -240,7 +244,9 @@ def preview_command(
     --all                     the editor's full issue, with every item
     (none of these)           index.html of every variant of the audience (needs the database)
 
-    Personal links are `#` and the name is the member's or "Alex Example".
+    Personal links are `#` and the name is the member's or "Alex Example". A member outside the
+    issue's audience, or suppressed (unsubscribed), gets a warning on stderr (and in --json): a
+    send would not reach them.
     """
     import threading
 
@@ -263,9 +269,22 @@ def preview_command(
                 result = preview(app.settings, app.shape, loaded, request, out_dir, session)
         else:
             result = preview(app.settings, app.shape, loaded, request, out_dir)
-        click.echo(f"{result.label}:")
-        for path in result.paths:
-            click.echo(f"  wrote {_shown(path)}")
+        for warning in result.warnings:
+            click.secho(f"warning: {warning}", err=True, fg="yellow")
+
+        def human() -> None:
+            click.echo(f"{result.label}:")
+            for path in result.paths:
+                click.echo(f"  wrote {_shown(path)}")
+
+        data = {
+            "slug": slug,
+            "label": result.label,
+            "variants": result.variants,
+            "paths": [_shown(path) for path in result.paths],
+            "warnings": list(result.warnings),
+        }
+        emit(as_json, data, human)
         return result
 
     result = run()

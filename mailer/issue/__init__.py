@@ -7,7 +7,8 @@ rendered later with raw HTML off.
 
 ``load_issue`` / ``load_campaign`` read a file and validate it as a whole: every problem is reported
 at once in one ``ContentError``, each with its file, line and field (``items[3].events[0].end``).
-Warnings (events before the issue date, ``http://`` links) come back with the loaded issue;
+Warnings (pasted markup and ``javascript:`` text, ``http://`` links, events over before the issue
+date) come back with the loaded issue, or with the ``ContentError`` when the file has errors;
 ``audience_warnings`` adds the one that needs the database (an item no member would see).
 
 Rules an editor relies on:
@@ -20,8 +21,9 @@ Rules an editor relies on:
 - Text still holding ``TODO`` (as ``mailer campaigns new`` writes it) is an error: fill it in.
 
 The modules: ``schema`` (the models), ``yaml_loader`` (YAML with the line of every field), ``load``
-(validation, problems, file warnings), ``check`` (``mailer campaigns check``, the audience warnings),
-``scaffold`` (``mailer campaigns new``), ``calendar_text`` (dates and times in words, entry UIDs).
+(validation, problems), ``lint`` (the file's warnings, valid or not), ``check`` (``mailer campaigns
+check``, the audience warnings), ``scaffold`` (``mailer campaigns new``), ``calendar_text`` (dates
+and times in words, entry UIDs).
 """
 
 from mailer.issue.check import CheckResult, audience_warnings, check_campaign

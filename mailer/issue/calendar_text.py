@@ -1,8 +1,9 @@
 """Dates and times written the British way, and the stable identity of each calendar entry.
 
 "Tuesday 18 November at 7:30pm", "Tuesday 25 November from 6:00pm to 7:30pm", "Saturday 22 November
-at noon", "Saturday 29 November" (all day). Times are wall-clock times in the workspace's time zone
-(the ``timezone`` setting), as the issue file gives them.
+at noon", "Saturday 29 November" (all day), "Monday 8 – Sunday 14 December" (all day, several days).
+Times are wall-clock times in the workspace's time zone (the ``timezone`` setting), as the issue file
+gives them.
 
 Each calendar entry has a UID, ``{slug}-{entry_key}@{list_domain}`` (the entry key is
 ``{item_id}-{n}`` for an item's n-th event, ``calendar-{n}`` for the n-th calendar-only entry), and
@@ -12,7 +13,7 @@ serves: both come from the functions here so that mail and web agree.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, time, timedelta
 from urllib.parse import quote
 
 from mailer.issue.schema import Event, one_line
@@ -37,16 +38,32 @@ def day_text(d: date, today: date | None = None) -> str:
     return text
 
 
+def days_text(first: date, last: date, today: date | None = None) -> str:
+    """The days of an all-day event: ``Monday 8 – Sunday 14 December``, ``Sunday 30 November –
+    Tuesday 2 December``, ``Wednesday 31 December 2025 – Friday 2 January 2026`` (both years when it
+    crosses one); ``Saturday 29 November`` for a single day. As ``day_text``, the year is added when
+    it is not the year of ``today``."""
+    if last <= first:
+        return day_text(first, today)
+    if first.year != last.year:
+        return f"{first:%A} {first.day} {first:%B} {first.year} – {last:%A} {last.day} {last:%B} {last.year}"
+    end = day_text(last, today)
+    if first.month == last.month:
+        return f"{first:%A} {first.day} – {end}"
+    return f"{first:%A} {first.day} {first:%B} – {end}"
+
+
 def when_text(event: Event, today: date | None = None) -> str:
-    """When an event happens, in words: the day, then "at" a time or "from" one time "to" another."""
-    day = day_text(event.day, today)
+    """When an event happens, in words: the day (or days, for an all-day event over several), then
+    "at" a time or "from" one time "to" another."""
     start = event.start_time
     if start is None:
-        return day
+        return days_text(event.day, event.last_day, today)
+    day = day_text(event.day, today)
     end = event.end_time
     if end is None:
         return f"{day} at {time_text(start)}"
-    end_day = event.end.date() if isinstance(event.end, datetime) else event.day
+    end_day = event.last_day
     if end == time() and end_day == event.day + timedelta(days=1):
         end_day = event.day  # "from 8:00pm to midnight", not "to Thursday 1 January at midnight"
     if end_day != event.day:

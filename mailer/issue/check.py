@@ -1,8 +1,9 @@
 """Checking a campaign: ``mailer campaigns check`` reports every problem instead of raising.
 
 ``audience_warnings`` are the warnings that need the members (an item no member of the audience
-would see, an audience with no members); ``check_campaign`` loads the issue and gathers its errors,
-the file's warnings and these into a ``CheckResult``.
+would see, an audience with no members); ``check_campaign`` loads the issue and gathers, in one
+pass, its errors, the file's warnings (``mailer.issue.lint``: they run on what was read even when
+there are errors) and, when the file is valid, these into a ``CheckResult``.
 """
 
 from __future__ import annotations
@@ -132,14 +133,18 @@ class CheckResult:
 def check_campaign(workspace: Path, slug: str, shape: Shape | None, database: Database | None) -> CheckResult:
     """Check ``campaigns/<slug>/issue.yaml`` and report every problem instead of raising.
 
-    With a database, the audience warnings run too (an item no member would see); without one a
-    note says they did not. Raises ``UnknownName`` only if there is no such campaign.
+    Every error and every warning comes back at once: a file with errors still gets the warnings of
+    what could be read. With a database and a valid file, the audience warnings run too (an item no
+    member would see); otherwise a note says they did not. Raises ``UnknownName`` only if there is
+    no such campaign.
     """
     path = campaign_path(workspace, slug)
     notes: list[str] = []
     try:
         loaded = load_campaign(workspace, slug, shape)
     except ContentError as exc:
+        if database is not None and shape is not None:
+            notes.append("the audience was not checked against the members: fix the errors first")
         return CheckResult(slug, path, exc.problems, exc.warnings, notes)
     warnings = list(loaded.warnings)
     if database is None or shape is None:

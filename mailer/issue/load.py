@@ -2,9 +2,10 @@
 
 ``load_issue`` / ``load_campaign`` report every problem at once in one ``ContentError``, each with
 its file, line and field (``items[3].events[0].end``), pydantic's errors turned into messages a
-person can act on. The loaded issue carries the warnings the file alone can give
-(``content_warnings``: events before the issue date, ``http://`` links); those that need the members
-are in ``mailer.issue.check``.
+person can act on. The warnings the file alone can give (``mailer.issue.lint``: pasted markup,
+``javascript:`` text, ``http://`` links, events before the issue date) come with the loaded issue,
+or with the ``ContentError`` (its ``warnings``) when the file has errors: they run on whatever was
+read. Those that need the members are in ``mailer.issue.check``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING, Any, get_args
 from pydantic import BaseModel, ValidationError
 
 from mailer.errors import ContentError, Problem, UnknownName, suggest
-from mailer.issue.schema import SLUG, Alert, Event, Issue, Newsletter
+from mailer.issue.lint import file_warnings
+from mailer.issue.schema import SLUG, Alert, Issue, Newsletter
 from mailer.issue.yaml_loader import Lines, Loc, field_name, read_yaml
 
 if TYPE_CHECKING:
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
 ISSUE_FILE = "issue.yaml"
 TODO = "TODO"
 MAX_BYTES = 2 * 1024 * 1024  # an issue file is text: a few kilobytes; images are files beside it
-_HTTP_IN_TEXT = re.compile(r"http://[^\s)>\]\"']+")
 
 # ---------------------------------------------------------------------------------------------
 # Turning pydantic's errors into problems a person can act on
@@ -241,6 +242,12 @@ def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
         )
         raise ContentError(problems)
 
+    def warnings_of_what_was_read(errors: list[Problem]) -> list[Problem]:
+        """The file's warnings, except at a field that has an error (the error says it already)."""
+        wrong = {p.field for p in errors}
+        found = file_warnings(data, path, lambda loc: _line_number(lines, loc))
+        return [w for w in found if w.field not in wrong]
+
     kind = data.get("kind")
     model: type[Newsletter] | type[Alert]
     if kind == "alert":
@@ -258,7 +265,9 @@ def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
                 hint=_MISSING_HINTS["kind"],
             )
         )
-        raise ContentError(problems)
+        raise ContentError(
+            problems + warnings_of_what_was_read(problems), summary=_summary(path, len(problems))
+        )
 
     problems.extend(_raw_problems(data, path, lines))
     problems.extend(_todo_problems(data, (), path, lines))
@@ -273,18 +282,26 @@ def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
     for p in problems:
         unique.setdefault((p.field, p.message), p)
     problems = sorted(unique.values(), key=lambda p: (p.line or 0, p.field or ""))
+    warnings = warnings_of_what_was_read(problems)
     if problems or issue is None:
-        raise ContentError(problems, summary=_summary(path, len(problems)))
+        raise ContentError(problems + warnings, summary=_summary(path, len(problems)))
 
-    loaded = LoadedIssue(
+    return LoadedIssue(
         slug=path.parent.name,
         path=path,
         issue=issue,
-        warnings=[],
+        warnings=warnings,
         lines={field_name(loc): at[0] for loc, at in lines.items() if loc},
     )
-    loaded.warnings.extend(content_warnings(loaded))
-    return loaded
+
+
+def _line_number(lines: Lines, loc: Loc) -> int | None:
+    """The line of ``loc`` in the file, or of the nearest enclosing field."""
+    at = lines.get(loc)
+    while at is None and loc:
+        loc = loc[:-1]
+        at = lines.get(loc)
+    return at[0] if at else None
 
 
 def _megabytes(size: int) -> str:
@@ -325,62 +342,13 @@ def load_campaign(workspace: Path, slug: str, shape: Shape | None) -> LoadedIssu
 
 
 # ---------------------------------------------------------------------------------------------
-# Warnings the file alone can give (those that need the members: mailer.issue.check)
-
-
-def _http_links(text: str) -> list[str]:
-    return _HTTP_IN_TEXT.findall(text)
+# Warnings the file alone can give (mailer.issue.lint; those that need the members: mailer.issue.check)
 
 
 def content_warnings(loaded: LoadedIssue) -> list[Problem]:
-    """Warnings that need only the file: events before the issue date, ``http://`` links."""
-    issue = loaded.issue
-    out: list[Problem] = []
-
-    def http(value: str, where: str) -> None:
-        for url in _http_links(value):
-            out.append(
-                loaded.problem(
-                    f"insecure link {url}",
-                    where,
-                    hint="use https:// if the site supports it; some mail programs warn about http:// links",
-                )
-            )
-
-    http(
-        issue.intro if isinstance(issue, Newsletter) else issue.body,
-        "intro" if isinstance(issue, Newsletter) else "body",
-    )
-    http(issue.sign_off, "sign_off")
-    if isinstance(issue, Alert):
-        http(issue.button.url, "button.url")
-        return out
-
-    def event(e: Event, where: str) -> None:
-        if e.day < issue.date:
-            out.append(
-                loaded.problem(
-                    f"the event is on {e.day:%Y-%m-%d}, before the issue's date {issue.date:%Y-%m-%d}",
-                    f"{where}.start",
-                    hint="it will be shown as past; check the date, or remove the event",
-                )
-            )
-        if e.booking:
-            http(e.booking.url, f"{where}.booking.url")
-        http(e.contact, f"{where}.contact")
-
-    for i, item in enumerate(issue.items):
-        http(item.body, f"items[{i}].body")
-        http(item.contact, f"items[{i}].contact")
-        for j, link in enumerate(item.links):
-            http(link.url, f"items[{i}].links[{j}].url")
-        if item.image:
-            http(item.image.src, f"items[{i}].image.src")
-        for j, e in enumerate(item.events):
-            event(e, f"items[{i}].events[{j}]")
-    for j, e in enumerate(issue.calendar):
-        event(e, f"calendar[{j}]")
-    return out
+    """The file's warnings for a loaded issue (``mailer.issue.lint.file_warnings`` on its values):
+    pasted markup, ``javascript:`` text, ``http://`` links, events before the issue date."""
+    return file_warnings(loaded.issue.model_dump(), loaded.path, lambda loc: loaded.line(field_name(loc)))
 
 
 __all__ = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -53,20 +53,23 @@ def _when(value: object) -> date | datetime:
     )
 
 
-def _end(value: object) -> datetime | time | None:
-    """An end: a date and time (``2025-12-01 21:00``), a time on the start's day (``21:00``) or none."""
-    if value is None or isinstance(value, datetime | time):
+def _end(value: object) -> datetime | date | time | None:
+    """An end: a date and time (``2025-12-01 21:00``), a time on the start's day (``21:00``), the last
+    day of an all-day event (``2025-12-14``), or none."""
+    if value is None or isinstance(value, datetime | date | time):
         return value
     if isinstance(value, str):
         text = value.strip()
         try:
-            return time.fromisoformat(text) if len(text) <= 8 else datetime.fromisoformat(text)
+            if len(text) <= 8:
+                return time.fromisoformat(text)
+            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
         except ValueError:
             pass
     raise PydanticCustomError(
         "end",
-        "not a time or a date and time: {value}",
-        {"value": repr(value), "hint": "write 21:00, or 2025-12-01 21:00"},
+        "not a time, a date, or a date and time: {value}",
+        {"value": repr(value), "hint": "write 21:00, 2025-12-01 21:00, or 2025-12-14 for the last day"},
     )
 
 
@@ -155,7 +158,7 @@ def one_line(text: str) -> str:
 
 When = Annotated[datetime | date, PlainValidator(_when)]
 OneLine = Annotated[str, AfterValidator(one_line)]
-EndTime = Annotated[datetime | time | None, PlainValidator(_end)]
+EndTime = Annotated[datetime | date | time | None, PlainValidator(_end)]
 Url = Annotated[str, AfterValidator(_url)]
 RegionSlug = Annotated[str, AfterValidator(_region)]
 InterestSlug = Annotated[str, AfterValidator(_interest)]
@@ -194,11 +197,12 @@ class Event(Model):
     """A dated entry of the calendar.
 
     ``start`` is a date for an all-day event, else a date and time (wall-clock, in the workspace's
-    ``timezone``). ``end`` is a date and time or a time on the start's day. ``location`` says where;
-    ``online: true`` says it can be joined online (with a location too: both). ``regions`` and
-    ``interests`` default to the item's (None means "inherit"; [] means "everyone in the audience").
-    ``title``, ``location`` and ``contact`` are folded to one line (a YAML block of several lines
-    reads as one).
+    ``timezone``). A timed event's ``end`` is a date and time or a time on the start's day; an all-day
+    event's ``end`` is its last day (``start: 2025-12-08``, ``end: 2025-12-14``: a week), included.
+    ``location`` says where; ``online: true`` says it can be joined online (with a location too:
+    both). ``regions`` and ``interests`` default to the item's (None means "inherit"; [] means
+    "everyone in the audience"). ``title``, ``location`` and ``contact`` are folded to one line (a
+    YAML block of several lines reads as one).
     """
 
     title: OneLine
@@ -213,22 +217,56 @@ class Event(Model):
 
     @field_validator("end")
     @classmethod
-    def _end_after_start(cls, end: datetime | time | None, info: ValidationInfo) -> datetime | time | None:
+    def _end_after_start(
+        cls, end: datetime | date | time | None, info: ValidationInfo
+    ) -> datetime | date | time | None:
         start = info.data.get("start")
         if end is None or start is None:
             return end
         if not isinstance(start, datetime):
+            if not isinstance(end, date) or isinstance(end, datetime):
+                last = end.date() if isinstance(end, datetime) else start + timedelta(days=1)
+                raise PydanticCustomError(
+                    "end_all_day",
+                    "an all-day event ends on a day, not at a time",
+                    {
+                        "hint": f"give its last day (end: {last:%Y-%m-%d}) for an event over several "
+                        f"days, or give start a time too ({start:%Y-%m-%d} 10:00)"
+                    },
+                )
+            if end < start:
+                raise PydanticCustomError(
+                    "end_before_start",
+                    "the event ends ({end}) before it starts ({start})",
+                    {
+                        "end": f"{end:%Y-%m-%d}",
+                        "start": f"{start:%Y-%m-%d}",
+                        "hint": f"end is the last day, on or after {start:%Y-%m-%d}; if they are swapped, "
+                        f"write start: {end:%Y-%m-%d} and end: {start:%Y-%m-%d}",
+                    },
+                )
+            return end
+        if not isinstance(end, datetime | time):
             raise PydanticCustomError(
-                "end_all_day",
-                "an all-day event has no end time",
-                {"hint": "give start a time too (2025-11-29 10:00), or leave out end"},
+                "end_no_time",
+                "the event starts at a time, so it ends at one: {end} has no time",
+                {
+                    "end": f"{end:%Y-%m-%d}",
+                    "hint": f"write end: {end:%Y-%m-%d} 21:00 (or 21:00 for the same day), or leave the "
+                    f"time out of start ({start:%Y-%m-%d}) for an all-day event",
+                },
             )
         end_at = end if isinstance(end, datetime) else datetime.combine(start.date(), end)
         if end_at < start:
             raise PydanticCustomError(
                 "end_before_start",
                 "the event ends ({end}) before it starts ({start})",
-                {"end": f"{end_at:%Y-%m-%d %H:%M}", "start": f"{start:%Y-%m-%d %H:%M}"},
+                {
+                    "end": f"{end_at:%Y-%m-%d %H:%M}",
+                    "start": f"{start:%Y-%m-%d %H:%M}",
+                    "hint": "check the times; an event past midnight ends on the next day "
+                    f"(end: {start.date() + timedelta(days=1):%Y-%m-%d} {end_at:%H:%M})",
+                },
             )
         return end
 
@@ -238,7 +276,23 @@ class Event(Model):
 
     @property
     def day(self) -> date:
+        """The first day."""
         return self.start.date() if isinstance(self.start, datetime) else self.start
+
+    @property
+    def last_day(self) -> date:
+        """The last day the event runs on: its ``end``'s day, else its first day. An event is past
+        only once this day is over."""
+        if isinstance(self.end, datetime):
+            return self.end.date()
+        if isinstance(self.end, date):
+            return self.end
+        return self.day
+
+    @property
+    def days(self) -> int:
+        """How many days an all-day event covers (1 for a single day); 1 for a timed event."""
+        return (self.last_day - self.day).days + 1 if self.all_day else 1
 
     @property
     def start_time(self) -> time | None:
@@ -248,7 +302,7 @@ class Event(Model):
     def end_time(self) -> time | None:
         if isinstance(self.end, datetime):
             return self.end.time()
-        return self.end
+        return self.end if isinstance(self.end, time) else None
 
     @property
     def wall_start(self) -> datetime:
@@ -260,10 +314,17 @@ class Event(Model):
         return self.wall_start.replace(tzinfo=zone)
 
     def end_at(self, zone: ZoneInfo) -> datetime | None:
-        """The end as an aware datetime in ``zone`` (``Settings.zone``), if the event has one."""
-        if self.end is None:
+        """The end of a timed event as an aware datetime in ``zone`` (``Settings.zone``), if it has one.
+
+        None for an all-day event: its days are dates (``day`` to ``last_day``), not instants."""
+        if self.all_day or self.end is None:
             return None
-        end = self.end if isinstance(self.end, datetime) else datetime.combine(self.day, self.end)
+        if isinstance(self.end, datetime):
+            end = self.end
+        elif isinstance(self.end, time):
+            end = datetime.combine(self.day, self.end)
+        else:  # pragma: no cover - refused by the validator
+            return None
         return end.replace(tzinfo=zone)
 
 

@@ -10,7 +10,9 @@ audience's interest and field conditions are likewise taken as "may match".
 UIDs are the email's (``mailer.issue.calendar_text.event_uid``), so rebuilding a feed or downloading an
 event from two places gives the same UID and a calendar client updates rather than duplicates.
 DTSTAMP is the time the issue was sent, in UTC, so it is stable too; times are in the ``timezone``
-setting's zone (Europe/London by default), with its VTIMEZONE in the file.
+setting's zone (Europe/London by default), with its VTIMEZONE in the file. An all-day event is
+``DTSTART;VALUE=DATE`` with an exclusive ``DTEND`` (the day after its last day), so Peace Week,
+``start: 2025-12-08`` and ``end: 2025-12-14``, is 20251208 to 20251215: seven days.
 """
 
 from __future__ import annotations
@@ -92,8 +94,8 @@ def entry_regions(issue: Newsletter, entry: CalendarEntry) -> tuple[str, ...]:
 
 
 def is_upcoming(event: Event, today: date) -> bool:
-    end = event.end.date() if isinstance(event.end, datetime) else event.day
-    return end >= today
+    """Not over yet: its last day is today or later (an event over several days stays until it ends)."""
+    return event.last_day >= today
 
 
 def issue_events(sent: SentIssue, list_domain: str) -> list[FeedEvent]:
@@ -144,9 +146,9 @@ def ics_event(fe: FeedEvent, settings: Settings) -> icalendar.Event:
     out.add("dtstamp", _stamp(fe.sent))
     out.add("summary", ev.title)
     if ev.all_day:
-        last = ev.end.date() if isinstance(ev.end, datetime) else ev.day
+        # VALUE=DATE, and DTEND is exclusive (RFC 5545 3.6.1): the day after the last day.
         out.add("dtstart", ev.day)
-        out.add("dtend", last + timedelta(days=1))
+        out.add("dtend", ev.last_day + timedelta(days=1))
     else:
         out.add("dtstart", ev.start_at(settings.zone))
         end = ev.end_at(settings.zone)

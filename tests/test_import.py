@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailer.audience import addresses, members
-from mailer.audience.importer import fast_normalise, import_csv, rejected_path_for
+from mailer.audience.importer import HELD, fast_normalise, import_csv, rejected_path_for
 from mailer.audience.shape import Shape
 from mailer.audience.suppression import is_suppressed
 from mailer.audience.synthetic import generate, write_csv
@@ -204,6 +204,19 @@ def test_dry_run_changes_nothing(db: Database, shape: Shape, demo_csv: Path) -> 
     report = run_import(db, demo_csv, shape, dry_run=True)
     assert report.dry_run and report.added == 500
     assert snapshot(db) == empty
+    # Nothing beside the input either: no list of rejected rows, and a stale one stays as it was.
+    folder = demo_csv.parent
+    before = sorted(p.name for p in folder.iterdir())
+    crm = folder / "crm.csv"
+    crm.write_text(BAD_ROWS, encoding="utf-8", newline="")
+    report = run_import(db, crm, shape, dry_run=True)
+    assert (report.rejected, report.rejected_path) == (6, None) and len(report.rejections) == 6
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*before, "crm.csv"])
+    stale = rejected_path_for(crm)
+    stale.write_text("an earlier run's list\n", encoding="utf-8")
+    run_import(db, crm, shape, dry_run=True)
+    assert stale.read_text(encoding="utf-8") == "an earlier run's list\n"
+    assert snapshot(db) == empty
     run_import(db, demo_csv, shape)
     full = snapshot(db)
     changed = demo_csv.read_text(encoding="utf-8").replace(",no,", ",maybe,")
@@ -231,7 +244,8 @@ def test_an_import_that_fails_part_way_leaves_the_database_as_it_was(
 
     with pytest.raises(KeyboardInterrupt):
         run_import(db, path, shape, progress=interrupt)
-    assert [c for c in calls if c[0] == "write"] == [("write", 2000, 4200), ("write", 4000, 4200)]
+    # Written a chunk of 2,000 rows at a time, all in one transaction: the first chunk was written.
+    assert [c for c in calls if c[0] == "write"] == [("write", 2000, 4500), ("write", 4000, 4500)]
     assert snapshot(db) == before
     report = run_import(db, path, shape)
     assert (report.added, report.unchanged) == (4200, 300)
@@ -241,20 +255,27 @@ def test_a_database_error_part_way_rolls_back_the_whole_import(
     db: Database, shape: Shape, tmp_path: Path
 ) -> None:
     """The database refuses a row in the second chunk: the first chunk's rows go too."""
+    held = tmp_path / "held.csv"
+    held.write_text("email,name\nheld@example.org,Held\n", encoding="utf-8")
+    run_import(db, held, shape)  # a member already held: each chunk is looked up in the database
     path = tmp_path / "big.csv"
     rows = list(generate(3000, shape, seed=9))
     write_csv(path, rows)
     before = snapshot(db)
     clash = addresses.normalise(rows[2500]["email"])
+    calls: list[tuple[str, int]] = []
 
     def sneak_in(stage: str, done: int, total: int) -> None:
-        # Between chunks, a member with an address from the next chunk appears (as if another process
-        # had added them after the import read the database): the unique index refuses the import's row.
-        if stage == "write" and done == 2000:
+        calls.append((stage, done))
+        # After the second chunk was compared with the database and before it is written, a member
+        # with an address from it appears (as if another process had added them): the unique index
+        # refuses the import's row.
+        if stage == "check" and done == 3000:
             session.execute(insert(Member).values(email=clash, address_hash=addresses.address_hash(clash)))
 
     with pytest.raises(IntegrityError), db.session() as session:
         import_csv(session, path, shape, progress=sneak_in)
+    assert ("write", 2000) in calls and ("check", 3000) in calls
     assert snapshot(db) == before
 
 
@@ -355,19 +376,27 @@ def test_the_fast_address_check_agrees_with_email_validator() -> None:
 
 
 def test_cli_import_reports_as_text_and_json(mailer_cli: MailerCli, tmp_path: Path) -> None:
-    path = tmp_path / "crm.csv"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = folder / "crm.csv"
     path.write_text(BAD_ROWS, encoding="utf-8", newline="")
     dry = mailer_cli("lists", "import", str(path), "--dry-run", "--json")
     assert dry.exit_code == 0, dry.stderr
     data = json.loads(dry.stdout)
     assert data["dry_run"] is True and data["added"] == 3 and data["rejected"] == 6
+    assert data["rejected_path"] is None and sorted(p.name for p in folder.iterdir()) == ["crm.csv"]
+    assert data["columns"][:2] == [{"column": "email", "to": "email"}, {"column": "name", "to": "name"}]
+    assert data["columns"][-1] == {"column": "student", "to": "field.student"}
     assert mailer_cli("lists", "count", "--json", "all").stdout.strip() == '{"count": 0}'
+    text = mailer_cli("lists", "import", str(path), "--dry-run")
+    assert "(dry run: nothing changed)" in text.stdout and "rejected rows written" not in text.stdout
+    assert sorted(p.name for p in folder.iterdir()) == ["crm.csv"]
 
     done = mailer_cli("lists", "import", str(path))
     assert done.exit_code == 0, done.stderr
     assert "added:     3" in done.stdout and "rejected:  6" in done.stdout
     assert "line 8: cat@example.org: unknown region 'atlantis'" in done.stdout
-    assert f"rejected rows written to {tmp_path / 'crm.rejected.csv'}" in done.stdout
+    assert f"rejected rows written to {folder / 'crm.rejected.csv'}" in done.stdout
     assert "cleaned:   1" in done.stdout and "merged:    1" in done.stdout
 
     again = json.loads(mailer_cli("lists", "import", str(path), "--json").stdout)
@@ -437,3 +466,227 @@ def test_rejected_rows_are_written_spreadsheet_safe(db: Database, shape: Shape, 
     assert report.rejected == 1 and report.rejected_path is not None
     rows = list(csv.reader(report.rejected_path.open(encoding="utf-8", newline="")))
     assert rows[1][:2] == ["'=cmd|calc", '\'=HYPERLINK("http://evil.example")']
+
+
+# ---------------------------------------------------------------------------------------------
+# Column mapping: CRM headers and --map
+
+CRM = (
+    "Email Address,First Name,Last Name,Post Code,Phone Number\n"
+    "Ann.Smith@Example.org,Ann,Smith,me14 1hh,01632 960000\n"
+    "bob@example.org,Bob,,CT1 2AB,\n"
+    "cat@example.org,,Jones,,\n"
+)
+
+
+def test_a_crm_export_imports_without_map(db: Database, shape: Shape, tmp_path: Path) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(CRM, encoding="utf-8")
+    report = run_import(db, path, shape)
+    assert (report.added, report.rejected) == (3, 0)
+    assert report.columns == [
+        ("Email Address", "email"),
+        ("First Name", "first_name"),
+        ("Last Name", "last_name"),
+        ("Post Code", "postcode"),
+        ("Phone Number", "field.phone_number"),
+    ]
+    assert report.mapping == (
+        "Email Address → email, First Name → first_name, Last Name → last_name, "
+        "Post Code → postcode, Phone Number → field.phone_number"
+    )
+    assert report.fields == ["phone_number"]
+    with db.session() as session:
+        ann = members.show(session, "ann.smith@example.org")
+        assert (ann.name, ann.postcode, ann.region) == ("Ann Smith", "ME14 1HH", "maidstone-medway-swale")
+        assert ann.fields == {"phone_number": "01632 960000"}
+        assert members.show(session, "bob@example.org").name == "Bob"
+        assert members.show(session, "cat@example.org").name == "Jones"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "E-mail,Full Name,ZIP,Region,Interests",
+        "email_address,name,Postal Code,REGION,interest",
+        "EMAIL,Name,Zip Code,region,Topics",
+        "Email,Full_Name,Postcode,Region,interests",
+    ],
+)
+def test_common_headers_are_recognised_whatever_their_case_and_punctuation(
+    db: Database, shape: Shape, tmp_path: Path, header: str
+) -> None:
+    path = tmp_path / "members.csv"
+    path.write_text(f"{header}\nann@example.org,Ann Smith,ME1 1AA,kent,refugees\n", encoding="utf-8")
+    report = run_import(db, path, shape)
+    targets = [target for _cell, target in report.columns]
+    assert targets == ["email", "name", "postcode", "region", "interests"]
+    assert report.fields == []
+    with db.session() as session:
+        ann = members.show(session, "ann@example.org")
+    assert (ann.name, ann.postcode, ann.region) == ("Ann Smith", "ME1 1AA", "kent")
+    assert ann.interests == ["refugees"]
+
+
+def test_a_name_column_wins_over_first_and_last_name(db: Database, shape: Shape, tmp_path: Path) -> None:
+    path = tmp_path / "members.csv"
+    path.write_text(
+        "email,Name,First Name,Last Name\nann@example.org,Ann S.,Ann,Smith\nbob@example.org,,Bob,Jones\n",
+        encoding="utf-8",
+    )
+    run_import(db, path, shape)
+    with db.session() as session:
+        assert members.show(session, "ann@example.org").name == "Ann S."
+        assert members.show(session, "bob@example.org").name == "Bob Jones"  # the name cell is empty
+
+
+def test_map_names_other_columns_overrides_and_leaves_out(db: Database, shape: Shape, tmp_path: Path) -> None:
+    path = tmp_path / "members.csv"
+    path.write_text(
+        "Email,Home e-mail,Supporter,Notes,Branch\n"
+        "ann@work.example,ann@example.org,Ann,do not call,Canterbury\n",
+        encoding="utf-8",
+    )
+    mapping = (
+        "home email=email",  # matched whatever the case and punctuation
+        "Email=field.work_email",
+        "Supporter=name",
+        "Notes=-",
+        "Branch=field.group",
+    )
+    report = run_import(db, path, shape, mapping=mapping)
+    assert report.columns == [
+        ("Email", "field.work_email"),
+        ("Home e-mail", "email"),
+        ("Supporter", "name"),
+        ("Notes", "-"),
+        ("Branch", "field.group"),
+    ]
+    assert "Notes → (left out)" in report.mapping
+    with db.session() as session:
+        ann = members.show(session, "ann@example.org")
+    assert ann.name == "Ann" and ann.fields == {"work_email": "ann@work.example", "group": "Canterbury"}
+
+
+def test_mapping_problems_are_refused_naming_the_columns(db: Database, shape: Shape, tmp_path: Path) -> None:
+    before = snapshot(db)
+    path = tmp_path / "members.csv"
+    path.write_text("Email,E-mail Address,Name\nann@example.org,ann@example.org,Ann\n", encoding="utf-8")
+    with pytest.raises(InvalidInput) as err:
+        run_import(db, path, shape)
+    assert "members.csv:1: email: columns 'Email', 'E-mail Address' both map to email" in str(err.value)
+    assert '--map "E-mail Address=-"' in str(err.value)
+    # Saying which one settles it.
+    report = run_import(db, path, shape, dry_run=True, mapping=["E-mail Address=-"])
+    assert report.added == 1
+
+    with pytest.raises(InvalidInput, match=r"members.csv:1: --map 'Name=nom': 'nom' is not a column"):
+        run_import(db, path, shape, mapping=["E-mail Address=-", "Name=nom"])
+    with pytest.raises(InvalidInput, match=r"members.csv:1: --map 'Phone=field.phone': the file has no"):
+        run_import(db, path, shape, mapping=["E-mail Address=-", "Phone=field.phone"])
+    with pytest.raises(InvalidInput, match=r"--map 'Name' is not HEADER=TARGET"):
+        run_import(db, path, shape, mapping=["Name"])
+    assert snapshot(db) == before
+
+
+def test_cli_import_reports_the_mapping_and_takes_map(mailer_cli: MailerCli, tmp_path: Path) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(CRM, encoding="utf-8")
+    shown = mailer_cli("lists", "import", str(path), "--dry-run")
+    assert shown.exit_code == 0, shown.stderr
+    assert (
+        "  columns:   Email Address → email, First Name → first_name, Last Name → last_name, "
+        "Post Code → postcode, Phone Number → field.phone_number\n"
+    ) in shown.stdout
+    done = mailer_cli("lists", "import", str(path), "--map", "Phone Number=-", "--json")
+    assert done.exit_code == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["added"] == 3 and data["fields"] == []
+    assert data["columns"][-1] == {"column": "Phone Number", "to": "-"}
+    assert "Phone Number → (left out)" in data["mapping"]
+    refused = mailer_cli("lists", "import", str(path), "--map", "Phone Number=telephone")
+    assert refused.exit_code == 2
+    assert "crm.csv:1: --map 'Phone Number=telephone': 'telephone' is not a column" in refused.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming: the file is read a chunk at a time
+
+
+def test_an_address_repeated_chunks_apart_is_merged_as_before(
+    db: Database, shape: Shape, tmp_path: Path
+) -> None:
+    rows = list(generate(4500, shape, seed=3))
+    first, later = dict(rows[1]), dict(rows[4400])
+    later.update(email=first["email"].upper(), name="", interests="events", student="yes")
+    later.update(consent_source="", consent_date="")
+    rows[4400] = later
+    path = tmp_path / "members.csv"
+    write_csv(path, rows)
+    report = run_import(db, path, shape)
+    assert (report.rows, report.added, report.merged, report.rejected) == (4500, 4499, 1, 0)
+    email = addresses.normalise(first["email"])
+    state = snapshot(db)
+    assert state["interests"][email] == {s for s in first["interests"].split(";") if s} | {"events"}
+    assert state["fields"][email]["student"] == "yes"  # the later non-empty cell wins
+    assert [m[2] for m in state["members"] if m[0] == email] == [first["name"]]  # an empty one never does
+    with db.session() as session:
+        (detail,) = session.scalars(
+            select(ConsentEvent.detail).where(ConsentEvent.address_hash == addresses.hash_of(email))
+        )
+    assert detail.startswith("imported from members.csv line 3")  # the first row's line
+
+
+def test_two_exports_run_together_are_merged_group_by_group(
+    db: Database, shape: Shape, tmp_path: Path
+) -> None:
+    """More addresses on several rows than are held at a time (HELD): they are merged in groups,
+    one more reading of the file each, with the same result as merging them all at once."""
+    count = HELD + 1
+    first = list(generate(count, shape, seed=4))
+    second = [dict(r, name="", interests="events", student="yes", consent_source="") for r in first]
+    path = tmp_path / "together.csv"
+    write_csv(path, first + second)
+    report = run_import(db, path, shape)
+    assert (report.rows, report.added, report.merged, report.rejected) == (2 * count, count, count, 0)
+    state = snapshot(db)
+    assert len(state["members"]) == count
+    some = first[:: count // 7]
+    names = {m[0]: m[2] for m in state["members"]}
+    for row in some:
+        email = addresses.normalise(row["email"])
+        assert names[email] == row["name"]  # the later, empty cell never wins
+        assert state["interests"][email] == {s for s in row["interests"].split(";") if s} | {"events"}
+        assert state["fields"][email]["student"] == "yes"
+    with db.session() as session:
+        details = session.scalars(select(ConsentEvent.detail)).all()
+    assert len(details) == count and all(" line " in d for d in details)
+    assert max(int(d.split(" line ")[1].split(";")[0]) for d in details) == count + 1  # first rows only
+
+
+def test_many_rejected_rows_are_counted_and_written_and_the_first_thousand_listed(
+    mailer_cli: MailerCli, tmp_path: Path
+) -> None:
+    path = tmp_path / "in" / "bad.csv"
+    path.parent.mkdir()
+    lines = ["email,region"] + [f"m{i}@example.org,atlantis" for i in range(1200)] + ["ok@example.org,kent"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = json.loads(mailer_cli("lists", "import", str(path), "--json", check=True).stdout)
+    assert (data["added"], data["rejected"], len(data["rejections"])) == (1, 1200, 1000)
+    with rejected_path_for(path).open(encoding="utf-8", newline="") as fh:
+        written = list(csv.DictReader(fh))
+    assert [int(r["row"]) for r in written] == list(range(2, 1202))
+    text = mailer_cli("lists", "import", str(path), check=True).stdout
+    assert f"  … and 200 more rejected row(s) (in {rejected_path_for(path)})" in text
+
+
+def test_a_byte_that_is_not_utf8_far_into_the_file_is_found_by_line(
+    db: Database, shape: Shape, tmp_path: Path
+) -> None:
+    path = tmp_path / "big.csv"
+    good = b"".join(b"m%d@example.org,Name %d\n" % (i, i) for i in range(60_000))  # over 1 MB
+    path.write_bytes(b"email,name\n" + good + b"zoe@example.org,Zo\xeb\n")
+    with pytest.raises(InvalidInput) as err:
+        run_import(db, path, shape)
+    assert err.value.problems[0].line == 60_002 and "not UTF-8 text (byte 0xeb)" in str(err.value)
+    assert snapshot(db)["members"] == []

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cli_runner import MailerCli
+from smtp_server import SmtpTestServer
 from sqlalchemy import func, select
 
 from mailer.audience import addresses, members
@@ -17,6 +20,7 @@ from mailer.db import Database
 from mailer.errors import UnknownName
 from mailer.models import ConsentEvent, Member, MemberField, MemberInterest, Suppression
 
+REPO = Path(__file__).resolve().parent.parent
 CSV = (
     "email,name,postcode,region,interests,consent_source,consent_date,student\n"
     "zoe@example.org,Zoë Ó Briain,ME14 1HH,,refugees;schools,signup,2024-03-01,no\n"
@@ -152,3 +156,33 @@ def test_cli_members_commands(mailer_cli: MailerCli, tmp_path: Path) -> None:
     # A later import of the same file brings neither back.
     report = json.loads(mailer_cli("lists", "import", str(path), "--json").stdout)
     assert (report["added"], report["suppressed"], report["not_added"]) == (0, 2, 2)
+
+
+ALERT = "2025-11-echr-alert"
+
+
+def test_show_says_which_campaigns_reached_a_member_even_after_they_left(
+    mailer_cli: MailerCli, workspace: Path, tmp_path: Path, smtp_server: SmtpTestServer
+) -> None:
+    """`members show` used to end a suppressed member's status with "never mailed", whoever had been
+    mailed; it now says how many campaigns were sent to them and the last one."""
+    shutil.copytree(REPO / "campaigns" / ALERT, workspace / "campaigns" / ALERT)
+    path = tmp_path / "people.csv"
+    path.write_text("email,name,region,interests\nann@example.org,Ann,kent,mp-advocacy\n", encoding="utf-8")
+    mailer_cli("lists", "import", str(path), check=True)
+    before = mailer_cli("members", "show", "ann@example.org", check=True).stdout
+    assert "  mailed:    no campaign yet\n" in before
+
+    relay = {"MAILER_RELAY": smtp_server.url}
+    mailer_cli("campaigns", "send", ALERT, "--in-process", "--yes", env=relay, check=True)
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["ann@example.org"]]
+    mailer_cli("members", "unsubscribe", "ann@example.org", "--campaign", ALERT, check=True)
+
+    shown = mailer_cli("members", "show", "ann@example.org", check=True).stdout
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert f"  mailed:    1 campaign(s), the last {ALERT} on {today}\n" in shown
+    assert f"suppressed: unsubscribe via admin (campaign {ALERT}) on {today}; no further mail" in shown
+    assert "never" not in shown
+    data = json.loads(mailer_cli("members", "show", "ann@example.org", "--json", check=True).stdout)
+    assert (data["mailed"], data["last_mailed"], data["suppressed"]) == (1, ALERT, True)
+    assert data["last_mailed_at"].startswith(today)

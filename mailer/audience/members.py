@@ -46,6 +46,9 @@ class MemberRecord:
     created_at: datetime
     updated_at: datetime
     suppression: SuppressionRecord | None
+    mailed: int = 0  # campaigns sent to them (their relay accepted the message)
+    last_mailed: str | None = None  # the latest of those campaigns' slug
+    last_mailed_at: datetime | None = None
 
     @property
     def suppressed(self) -> bool:
@@ -136,8 +139,27 @@ def _region_label(session: Session, region: Region | None) -> str | None:
     return " › ".join(names.get(s, s) for s in slugs)
 
 
+def _mailed(session: Session, member_id: int) -> tuple[int, str | None, datetime | None]:
+    """How many campaigns were sent to the member, and the latest one's slug and time."""
+    from mailer.models import Campaign, Delivery
+
+    sent = (Delivery.member_id == member_id) & (Delivery.status == "sent")
+    count = session.scalar(select(func.count()).select_from(Delivery).where(sent)) or 0
+    if not count:
+        return 0, None, None
+    latest = session.execute(
+        select(Campaign.slug, Delivery.sent_at)
+        .join(Campaign, Campaign.id == Delivery.campaign_id)
+        .where(sent)
+        .order_by(Delivery.sent_at.desc(), Delivery.id.desc())
+        .limit(1)
+    ).one()
+    return count, latest.slug, latest.sent_at
+
+
 def _record(session: Session, member: Member) -> MemberRecord:
     held = session.get(Suppression, member.address_hash)
+    mailed, last, last_at = _mailed(session, member.id)
     return MemberRecord(
         id=member.id,
         email=member.email,
@@ -150,6 +172,9 @@ def _record(session: Session, member: Member) -> MemberRecord:
         created_at=member.created_at,
         updated_at=member.updated_at,
         suppression=SuppressionRecord.of(held) if held else None,
+        mailed=mailed,
+        last_mailed=last,
+        last_mailed_at=last_at,
     )
 
 

@@ -47,29 +47,48 @@ def sync_command(app: App, as_json: bool) -> None:
 
 @lists_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Check the file and report what would change; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Check the file and report what would change; write nothing.")
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    metavar='"HEADER=TARGET"',
+    help="Read the column HEADER as TARGET: email, name, first_name, last_name, postcode, region, "
+    "interests, consent_source, consent_date, field.NAME (a member field), or - (leave it out). "
+    "Repeat for several columns.",
+)
 @json_option
 @pass_app
-def import_command(app: App, file: Path, dry_run: bool, as_json: bool) -> None:
+def import_command(app: App, file: Path, dry_run: bool, mapping: tuple[str, ...], as_json: bool) -> None:
     """Import members from a CSV file (never resubscribes anyone who left).
 
     \b
     Columns (a header line names them; only email is required):
-      email, name, postcode, region, interests (;-separated), consent_source, consent_date
-    Any other column becomes a member field that segments can test (field.student = "yes").
+      email, name (or first_name + last_name), postcode, region, interests (;-separated),
+      consent_source, consent_date
+    Headers are matched whatever their case, spaces or punctuation, and common CRM headers are
+    recognised: Email Address, E-mail, Full Name, First Name + Last Name, Post Code, Postal Code,
+    ZIP, … (the report says how each column was read). --map names any other: --map
+    "Contact=email". Any other column becomes a member field that segments can test
+    (field.student = "yes").
 
     Addresses are validated and normalised; rows for the same address are merged (the last
     non-empty cell wins, interests are combined); members already held are updated, and an empty
     cell never clears what is held. An empty region comes from the postcode. Rejected rows are
-    reported with their line and reason and written to FILE's name + .rejected.csv. An address
-    whose local part is not ASCII is rejected: mailer sends without SMTPUTF8, so it could never be
-    mailed. A suppressed address stays suppressed, whatever the file says. The import is one
-    transaction: it all happens, or none of it does. lists/regions.toml and interests.toml are
-    synced first.
+    reported with their line and reason and written to FILE's name + .rejected.csv (not on a dry
+    run, which writes nothing at all). An address whose local part is not ASCII is rejected:
+    mailer sends without SMTPUTF8, so it could never be mailed. A suppressed address stays
+    suppressed, whatever the file says. The import is one transaction: it all happens, or none of
+    it does. lists/regions.toml and interests.toml are synced first.
 
     A cell that starts with ' followed by =, +, -, @, a tab or a CR loses the ' (that is how
     `mailer lists export` writes such cells), so an export imports back unchanged; the rejected
     rows are written the same spreadsheet-safe way.
+
+    \b
+    Examples:
+      mailer lists import crm-export.csv --dry-run
+      mailer lists import crm-export.csv --map "Contact E-mail=email" --map "Notes=-"
     """
     from mailer.audience.addresses import clean_name
     from mailer.audience.importer import import_csv
@@ -78,19 +97,23 @@ def import_command(app: App, file: Path, dry_run: bool, as_json: bool) -> None:
     shape = app.shape
     show_bar = not as_json and sys.stderr.isatty()
     bars: dict[str, Any] = {}
+    labels = {"read": "Reading the file", "check": "Checking rows", "write": "Importing rows"}
 
     def progress(stage: str, done: int, total: int) -> None:
+        if stage == "check" and not dry_run:
+            return  # the write bar follows each chunk's check
         bar = bars.get(stage)
         if bar is None:
             for other in bars.values():
                 other.render_finish()
-            label = "Checking rows" if stage == "check" else "Writing members"
-            bar = bars[stage] = click.progressbar(length=total, label=label, file=sys.stderr)
+            bar = bars[stage] = click.progressbar(length=total, label=labels[stage], file=sys.stderr)
         bar.update(done - bar.pos)
 
     with app.db.session() as session:
         synced = None if dry_run else sync(session, shape)
-        report = import_csv(session, file, shape, dry_run=dry_run, progress=progress if show_bar else None)
+        report = import_csv(
+            session, file, shape, dry_run=dry_run, progress=progress if show_bar else None, mapping=mapping
+        )
     for bar in bars.values():
         bar.render_finish()
     data = report.as_dict()
@@ -100,6 +123,7 @@ def import_command(app: App, file: Path, dry_run: bool, as_json: bool) -> None:
     def human() -> None:
         verb = "would be" if dry_run else "were"
         click.echo(f"{file}: {report.rows} row(s) read{' (dry run: nothing changed)' if dry_run else ''}")
+        click.echo(f"  columns:   {clean_name(report.mapping)}")
         click.echo(f"  added:     {report.added}")
         click.echo(f"  updated:   {report.updated}")
         click.echo(f"  unchanged: {report.unchanged}")
@@ -115,6 +139,10 @@ def import_command(app: App, file: Path, dry_run: bool, as_json: bool) -> None:
             )
         for r in report.rejections:
             click.echo(f"  line {r.row}: {clean_name(r.email) or '(no address)'}: {r.reason}")
+        if report.rejected > len(report.rejections):
+            more = report.rejected - len(report.rejections)
+            where = f"in {report.rejected_path}" if report.rejected_path else "not listed"
+            click.echo(f"  … and {more} more rejected row(s) ({where})")
         if report.rejected_path is not None:
             click.echo(f"rejected rows written to {report.rejected_path}")
 

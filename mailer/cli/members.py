@@ -27,12 +27,19 @@ def _show(record: MemberRecord) -> None:
     for name, value in record.fields.items():
         click.echo(f"  {name}: {value}")
     click.echo(f"  added:     {record.created_at:%Y-%m-%d %H:%M} UTC")
+    if record.mailed and record.last_mailed_at is not None:
+        click.echo(
+            f"  mailed:    {record.mailed} campaign(s), the last {record.last_mailed} "
+            f"on {record.last_mailed_at:%Y-%m-%d}"
+        )
+    else:
+        click.echo("  mailed:    no campaign yet")
     if record.suppression is None:
         click.echo("  status:    subscribed")
     else:
         s = record.suppression
         via = f" via {s.source}" + (f" (campaign {s.campaign})" if s.campaign else "")
-        click.echo(f"  status:    suppressed: {s.reason}{via} on {s.created_at:%Y-%m-%d}; never mailed")
+        click.echo(f"  status:    suppressed: {s.reason}{via} on {s.created_at:%Y-%m-%d}; no further mail")
 
 
 @members_group.command("show")
@@ -40,7 +47,8 @@ def _show(record: MemberRecord) -> None:
 @json_option
 @pass_app
 def show_command(app: App, email: str, as_json: bool) -> None:
-    """Show the member with address EMAIL: region, interests, fields, and whether they are suppressed."""
+    """Show the member with address EMAIL: region, interests, fields, the campaigns sent to them,
+    and whether they are suppressed (a suppressed member gets no further mail)."""
     from mailer.audience import members
 
     with app.db.session() as session:

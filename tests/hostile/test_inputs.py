@@ -8,10 +8,11 @@
 
 Each case names what it attacks in its comment lines and what must happen in its ``# expect:`` line
 (``exit=N``, ``shows="…"`` for text the output must hold, and per kind: ``added=N``, ``rejected=N``,
-``export=…``, ``raw-export=…``, ``stdout=…``). Cases too big to keep in the repository (a 600-deep
-YAML, an 11 MB issue, 300 parentheses) are made here. Every case must end in a handled exit (never
-70, 74 or a traceback), with a short message naming the file and line or the column, and a failed
-import must have imported nothing.
+``export=…``, ``raw-export=…``, ``args=…`` (each an argument added to the import's command line,
+e.g. ``args="--map" args="Email Address=mail"``), ``stdout=…``). Cases too big to keep in the
+repository (a 600-deep YAML, an 11 MB issue, 300 parentheses, a header of 10,000 columns) are made
+here. Every case must end in a handled exit (never 70, 74 or a traceback), with a short message
+naming the file and line or the column, and a failed import must have imported nothing.
 """
 
 from __future__ import annotations
@@ -110,6 +111,19 @@ def generated_csv_cases() -> list[Case]:
             parse_expect('exit=0 added=1 rejected=1 shows="line 3: long@example.org: name longer than 200"'),
         ),
         Case(
+            "generated-header-of-10000-columns",
+            ",".join(["email", *(f"c{i}" for i in range(1, 10_000))]).encode() + b"\r\nok@example.org\r\n",
+            parse_expect('exit=2 shows=":1: the header has 10,000 columns; an import takes at most 1,000"'),
+        ),
+        Case(
+            "generated-header-of-1000-columns-works",
+            ",".join(["email", *(f"c{i}" for i in range(1, 1000))]).encode()
+            + b"\r\nok@example.org"
+            + b",x" * 999
+            + b"\r\n",
+            parse_expect("exit=0 added=1 rejected=0"),
+        ),
+        Case(
             "generated-2000-character-address",
             b"email,name\r\n" + b"c" * 2000 + b"@example.org,Long\r\nok@example.org,Ok\r\n",
             parse_expect('exit=0 added=1 rejected=1 shows="line 2:"'),
@@ -131,7 +145,7 @@ def test_hostile_imports(case: Case, mailer_cli: MailerCli, tmp_path: Path) -> N
     mailer_cli("lists", "sync", check=True)
     path = tmp_path / f"{case.name}.csv"
     path.write_bytes(case.body)
-    result = mailer_cli("lists", "import", str(path))
+    result = mailer_cli("lists", "import", str(path), *case.expect.get("args", []))
     assert_handled(result, case)
     if case.exit != 0:
         assert result.stderr.startswith("Error: ") and f"{path}:" in result.stderr

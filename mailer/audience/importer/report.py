@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from mailer.audience.exports import SafeWriter
 from mailer.errors import MailerError
 
-CHUNK = 2000  # rows written (and progress reported) at a time
+CHUNK = 2000  # rows checked and written (and progress reported) at a time
+LISTED = 1000  # rejections and notices listed in the report; the rejected-rows file holds every one
 
-# progress(stage, done, total): stage is "check" (reading and validating rows) or "write".
+# progress(stage, done, total): "read" (the first reading of the file: done and total in bytes),
+# "check" (a chunk of rows checked and compared with the database), "write" (that chunk written);
+# for "check" and "write", done and total count the file's rows.
 Progress = Callable[[str, int, int], None]
 
 
@@ -41,6 +45,7 @@ class ImportReport:
     path: Path
     dry_run: bool = False
     rows: int = 0  # data rows read
+    rejected: int = 0  # rows not imported (the first LISTED are in ``rejections``)
     added: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -48,20 +53,28 @@ class ImportReport:
     cleaned: int = 0  # rows whose name or other text had control characters removed
     suppressed: int = 0  # addresses in the file that are suppressed: all kept suppressed
     not_added: int = 0  # of those, addresses with no member record (e.g. forgotten): not added
-    rejections: list[Rejection] = field(default_factory=list)
-    kept_suppressed: list[Notice] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)  # the first LISTED
+    kept_suppressed: list[Notice] = field(default_factory=list)  # the first LISTED
     rejected_path: Path | None = None
     fields: list[str] = field(default_factory=list)  # extra columns stored as member fields
+    # Each header cell and what it became: a member column, "field.NAME", or "-" (left out).
+    columns: list[tuple[str, str]] = field(default_factory=list)
+    mapping: str = ""  # the same in one line, e.g. "Email Address → email, Post Code → postcode"
 
-    @property
-    def rejected(self) -> int:
-        return len(self.rejections)
+    def reject(self, rejection: Rejection) -> None:
+        self.rejected += 1
+        if len(self.rejections) < LISTED:
+            self.rejections.append(rejection)
+
+    def keep_suppressed(self, notice: Notice) -> None:
+        if len(self.kept_suppressed) < LISTED:
+            self.kept_suppressed.append(notice)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["path"] = str(self.path)
-        data["rejected"] = self.rejected
         data["rejected_path"] = str(self.rejected_path) if self.rejected_path else None
+        data["columns"] = [{"column": cell, "to": target} for cell, target in self.columns]
         return data
 
 
@@ -70,17 +83,58 @@ def rejected_path_for(path: Path) -> Path:
     return path.with_name(path.stem + ".rejected.csv")
 
 
-def write_rejected(path: Path, header: list[str], rejected: list[tuple[Rejection, list[str]]]) -> Path | None:
-    out = rejected_path_for(path)
-    try:
-        if not rejected:
-            out.unlink(missing_ok=True)  # a stale list from an earlier run would mislead
+class RejectedRows:
+    """The file of rejected rows beside the input (``rejected_path_for``), written as rows are
+    rejected: the original cells, then ``row`` and ``reason``, spreadsheet-safe (it is opened in a
+    spreadsheet to be fixed: no cell may run as a formula).
+
+    Rows go to a ``.part`` file that ``finish`` renames into place, so a failed import leaves no
+    list behind; a successful import with no rejected rows removes a stale list from an earlier run.
+    With ``write=False`` (a dry run) no file is touched at all.
+    """
+
+    def __init__(self, path: Path, header: Sequence[str], report: ImportReport, *, write: bool) -> None:
+        self.out = rejected_path_for(path)
+        self.part = self.out.with_name(self.out.name + ".part")
+        self.header = list(header)
+        self.report = report
+        self.write = write
+        self._fh: IO[str] | None = None
+        self._writer: SafeWriter | None = None
+
+    def add(self, rejection: Rejection, cells: Sequence[str]) -> None:
+        self.report.reject(rejection)
+        if not self.write:
+            return
+        try:
+            if self._writer is None:
+                self._fh = self.part.open("w", newline="", encoding="utf-8")
+                self._writer = SafeWriter(self._fh)
+                self._writer.writerow([*self.header, "row", "reason"])
+            self._writer.writerow([*cells, rejection.row, rejection.reason])
+        except OSError as exc:
+            raise MailerError(
+                f"cannot write the rejected rows to {self.out}: {exc.strerror}", path=self.out
+            ) from exc
+
+    def finish(self) -> Path | None:
+        """Put the list in place (or remove a stale one); where it is, if anywhere."""
+        if not self.write:
             return None
-        with out.open("w", newline="", encoding="utf-8") as fh:
-            writer = SafeWriter(fh)  # opened in a spreadsheet to be fixed: no cell runs as a formula
-            writer.writerow([*header, "row", "reason"])
-            for rejection, cells in rejected:
-                writer.writerow([*cells, rejection.row, rejection.reason])
-    except OSError as exc:
-        raise MailerError(f"cannot write the rejected rows to {out}: {exc.strerror}", path=out) from exc
-    return out
+        try:
+            if self._fh is None:
+                self.out.unlink(missing_ok=True)  # a stale list from an earlier run would mislead
+                return None
+            self._fh.close()
+            os.replace(self.part, self.out)
+        except OSError as exc:
+            raise MailerError(
+                f"cannot write the rejected rows to {self.out}: {exc.strerror}", path=self.out
+            ) from exc
+        return self.out
+
+    def discard(self) -> None:
+        """The import failed: no list."""
+        if self._fh is not None:
+            self._fh.close()
+            self.part.unlink(missing_ok=True)

@@ -86,3 +86,13 @@ class Pages:
         """A plain page with a heading and a paragraph (errors, "done" pages)."""
         context = {"title": title, "text": text, **extra}
         return self.page(request, "message.html", context, status=status, headers=headers)
+
+    def form_expired(self, request: Request, *, what: str = "changed") -> HTMLResponse:
+        """403 for a form whose CSRF token is missing or old: nothing was ``what`` (changed, sent)."""
+        return self.message(
+            request,
+            "Please try again",
+            f"This form had expired, so nothing was {what}. Go back, reload the page and press the "
+            "button again.",
+            status=403,
+        )

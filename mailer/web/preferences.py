@@ -231,13 +231,7 @@ async def renew(request: Request) -> Response:
     data = in_range(tokens.verify(token, "preferences", keys=w.keys))  # genuine, however old
     form = await read_form(request)
     if not w.csrf.check(request, form, _renew_path(token)):
-        return w.pages.message(
-            request,
-            "Please try again",
-            "This form had expired, so nothing was sent. Go back, reload the page and press the "
-            "button again.",
-            status=403,
-        )
+        return w.pages.form_expired(request, what="sent")
     return await mail_preferences_link(w, request, data.member_id, data.campaign)
 
 

@@ -305,13 +305,7 @@ async def confirm(request: Request) -> Response:
     data = confirmation.unseal(request.path_params["token"], keys=w.keys, now=w.clock())
     form = await read_form(request)
     if not w.csrf.check(request, form, request.url.path):
-        return w.pages.message(
-            request,
-            "Please try again",
-            "This form had expired, so nothing was changed. Go back, reload the page and press the "
-            "button again.",
-            status=403,
-        )
+        return w.pages.form_expired(request)
     try:
         done = await w.write(lambda s: confirm_signup(s, data))
     except StaleConfirmation:

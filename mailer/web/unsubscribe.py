@@ -57,13 +57,7 @@ async def post(request: Request) -> Response:
     elif w.csrf.check(request, form, tokens.LINK_PATHS["unsubscribe"] + token):
         source = "link"
     else:
-        return w.pages.message(
-            request,
-            "Please try again",
-            "This form had expired, so nothing was changed. Go back, reload the page and press the "
-            "button again.",
-            status=403,
-        )
+        return w.pages.form_expired(request)
 
     def work(session: Session) -> consent.Unsubscribed | None:
         return consent.unsubscribe_member(session, data.member_id, source=source, campaign_id=data.campaign)
@@ -79,13 +73,7 @@ async def preferences_link(request: Request) -> Response:
     data = in_range(tokens.verify(token, "unsubscribe", keys=w.keys))
     form = await read_form(request)
     if not w.csrf.check(request, form, tokens.LINK_PATHS["unsubscribe"] + token):
-        return w.pages.message(
-            request,
-            "Please try again",
-            "This form had expired, so nothing was sent. Go back, reload the page and press the "
-            "button again.",
-            status=403,
-        )
+        return w.pages.form_expired(request, what="sent")
     return await mail_preferences_link(w, request, data.member_id, data.campaign)
 
 

@@ -17,6 +17,15 @@ from mailer.cli import App, emit, json_option, pass_app
 from mailer.cli.campaigns import campaigns_group
 from mailer.errors import DeliveryError
 
+yes_option = click.option(
+    "--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
+)
+in_process_option = click.option(
+    "--in-process",
+    is_flag=True,
+    help="On PostgreSQL, send from this process (alongside any workers) instead of leaving it to workers.",
+)
+
 if TYPE_CHECKING:
     from mailer.sending import Prepared, Queued, RetryPlan, Scheduled, SendPlan, Sent, Summary, TestsSent
 
@@ -42,12 +51,8 @@ if TYPE_CHECKING:
     help='Schedule instead of sending now: "2025-11-17 08:00", wall-clock in the timezone setting; '
     "a running `mailer worker` starts it then.",
 )
-@click.option(
-    "--in-process",
-    is_flag=True,
-    help="On PostgreSQL, send from this process (alongside any workers) instead of leaving it to workers.",
-)
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+@in_process_option
+@yes_option
 @json_option
 @pass_app
 def send(app: App, /, slug: str, yes: bool, as_json: bool, **options: Any) -> None:
@@ -244,12 +249,8 @@ def status(app: App, slug: str, as_json: bool) -> None:
     help="Also send again the messages whose outcome is unknown (sent whole, no reply came). The relay "
     "may have delivered them already: those members may get the message twice.",
 )
-@click.option(
-    "--in-process",
-    is_flag=True,
-    help="On PostgreSQL, send from this process (alongside any workers) instead of leaving it to workers.",
-)
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+@in_process_option
+@yes_option
 @json_option
 @pass_app
 def retry(app: App, slug: str, include_unknown: bool, in_process: bool, yes: bool, as_json: bool) -> None:
@@ -344,7 +345,7 @@ def resume(app: App, slug: str, as_json: bool) -> None:
 
 @campaigns_group.command("cancel")
 @click.argument("slug")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+@yes_option
 @json_option
 @pass_app
 def cancel(app: App, slug: str, yes: bool, as_json: bool) -> None:

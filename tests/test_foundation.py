@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import json
 import os
 import secrets
+import shutil
 import stat
 import subprocess
 import sys
@@ -13,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from cli_runner import MailerCli
-from conftest import TEST_SECRET
+from conftest import REPO, TEST_SECRET
+from smtp_server import SmtpTestServer
 from sqlalchemy import inspect, select, text
 
 from mailer import db as database
@@ -283,6 +287,25 @@ def test_cli_init_and_sync(tmp_path: Path) -> None:
     assert "regions added: 45" in first.stdout
     second = mailer_cli(*run, "lists", "sync", check=True)
     assert "already in sync" in second.stdout
+
+
+def test_a_fresh_workspace_can_send_a_test_at_once(tmp_path: Path, smtp_server: SmtpTestServer) -> None:
+    """`mailer init`, then a test send with nothing else set up: init made the secret and DKIM keys."""
+    ws = tmp_path / "net"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env["MAILER_RELAY"] = f"smtp://127.0.0.1:{smtp_server.port}"
+    mailer_cli = MailerCli(env)
+    mailer_cli("init", str(ws), check=True)
+    shutil.copytree(
+        REPO / "tests" / "fixtures" / "campaigns" / "2025-11-kent-network", ws / "campaigns" / "k"
+    )
+    mailer_cli("-w", str(ws), "lists", "sync", check=True)
+    out = mailer_cli("-w", str(ws), "campaigns", "send", "k", "--test", "editor@example.org", check=True)
+    assert "test to editor@example.org: sent" in out.stdout
+    [got] = smtp_server.messages
+    message = email.message_from_bytes(got.data, policy=email.policy.default)
+    assert got.rcpt_tos == ["editor@example.org"] and message["Subject"].startswith("[TEST]")
+    assert message["DKIM-Signature"] is not None
 
 
 def test_cli_error_names_the_file_and_exits_nonzero(tmp_path: Path) -> None:

@@ -23,6 +23,9 @@ import mjml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine import print_header  # noqa: E402
 
 from mailer.audience.shape import load_shape  # noqa: E402
 from mailer.compose import Variant, compose, relevant_interests  # noqa: E402
@@ -40,6 +43,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Kent's regions only, one round")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds (best is reported)")
     args = parser.parse_args()
+    print_header()
     rounds = args.rounds or (1 if args.quick else 5)
 
     shape = load_shape(ROOT / "lists")

@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_header
 from transport import ensure_postfix_tools, free_port
 
 from mailer import tokens
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=1_000)
     parser.add_argument("--quick", action="store_true", help="5,000 members, 300 POSTs")
     args = parser.parse_args()
+    print_header()
     if args.quick:
         args.members, args.posts = 5_000, 300
     sink, _source = ensure_postfix_tools()

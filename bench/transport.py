@@ -5,7 +5,9 @@
 (a) Postfix ``smtp-source`` (C): N messages of the same size over 8 reused connections (``-d``);
 (b) ``aiosmtplib``: 8 concurrent connections, each ``sendmail`` of the ready message bytes;
 (c) mailer's ``SmtpPool``: ``send_many`` of N pre-built, dot-stuffed DATA payloads over 8
-    connections (PIPELINING, payload written as is).
+    connections (PIPELINING, payload written as is, with the next envelope in the same write).
+
+It prints the machine first (bench/machine.py).
 
 All three go to the same ``smtp-sink`` on loopback, interleaved round by round, because the
 machine is shared and its speed drifts; each figure is the median over the rounds. The anchor is
@@ -31,6 +33,9 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_header
 
 from mailer.transport import Outgoing, SmtpPool, data_payload
 
@@ -140,6 +145,7 @@ def main() -> None:
     args = parser.parse_args()
     count = args.count or (2_000 if args.quick else 20_000)
     rounds = args.rounds or (1 if args.quick else 3)
+    print_header()
 
     sink, source = ensure_postfix_tools()
     message = message_bytes()

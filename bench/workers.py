@@ -13,7 +13,8 @@ one, dropped at the end; the server from ``MAILER_BENCH_PG``, default
     started first and the clock runs from ``mailer campaigns resume`` to the moment the campaign is
     ``sent``, so start-up is not counted; between runs every delivery is set back to pending.
 
-It prints messages per second for each, against smtp-source and against one worker. On these
+It prints the machine first (bench/machine.py), then messages per second for each, against
+smtp-source and against one worker. On these
 2-core machines the workers, PostgreSQL and smtp-sink share two cores, so more workers than cores
 cannot go faster here; on more machines each worker brings its own CPU (docs/scaling.md).
 """
@@ -33,6 +34,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_header
 from send import average_size
 from sqlalchemy import create_engine, func, select, text, update
 from transport import ensure_postfix_tools, free_port, run_smtp_source
@@ -181,6 +183,7 @@ def main() -> None:
     if args.quick:
         args.members = 10_000
     counts = [int(c) for c in args.counts.split(",")]
+    print_header()
     sink, source = ensure_postfix_tools()
     port = free_port()
     sink_proc = subprocess.Popen(

@@ -69,6 +69,13 @@ class Settings:
     heartbeat_seconds: float = _setting(
         5.0, "How often a sender renews its leases and a worker reports that it is alive."
     )
+    # --- sending at line rate (issue 13): filling and DKIM signing beside the sending process -------
+    fill_processes: int = _setting(
+        -1,
+        "Helper processes that fill in and DKIM-sign messages for the process that sends, so that "
+        "signing uses every core: -1 (auto) starts one per core when messages are DKIM-signed and at "
+        "least 1,000 are to go, none otherwise; 0 fills and signs in the sending process.",
+    )
     # --- retries (issue 11): temporary failures wait and are tried again, like an MTA's queue -------
     retry_first_minutes: float = _setting(
         5.0,

@@ -404,6 +404,23 @@ def test_cli_test_send_and_dry_run_change_nothing(
     assert len(smtp_server.messages) == 2
 
 
+def filling_processes(workspace: Path) -> list[int]:
+    """The pids of the helper processes (``python -m mailer.message.filling``) of this workspace's sends."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"mailer.message.filling" in cmdline and str(workspace).encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("helpers", [0, 2], ids=["filled-here", "filled-by-helpers"])
 def test_a_killed_send_resumes_with_bounded_duplicates(
     db: Database,
     shape: Shape,
@@ -412,10 +429,14 @@ def test_a_killed_send_resumes_with_bounded_duplicates(
     env: dict[str, str],
     mailer_cli: MailerCli,
     smtp_server: SmtpTestServer,
+    helpers: int,
 ) -> None:
-    """SIGKILL mid-send, then `send` again: everyone gets the newsletter, duplicates within the bound."""
+    """SIGKILL mid-send, then `send` again: everyone gets the newsletter, duplicates within the bound,
+    whether the sending process fills the messages or helper processes do (they end with it)."""
     add_campaign(workspace, audience="all")
     add_members(db, shape, tmp_path, 3000)
+    toml = workspace / "mailer.toml"
+    toml.write_text(toml.read_text().replace("fill_processes = -1", f"fill_processes = {helpers}"))
     with db.session() as session:
         everyone = set(session.scalars(select(Member.email)))
     env = dict(env, MAILER_RELAY=smtp_server.url)
@@ -425,8 +446,13 @@ def test_a_killed_send_resumes_with_bounded_duplicates(
     while len(smtp_server.messages) < 600 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.005)
     assert proc.poll() is None, "the send finished before it could be killed"
+    assert len(filling_processes(workspace)) == helpers
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    deadline = time.monotonic() + 10
+    while filling_processes(workspace) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not filling_processes(workspace), "the helpers outlived the killed send"
     before = len(smtp_server.messages)
     assert 0 < before < len(everyone)
 
@@ -541,3 +567,50 @@ def test_dkim_from_settings_signs_every_message_and_the_preheader_shows_once(
         html = parse(got.data).get_body(("html",))
         assert html is not None
         assert html.get_content().count(loaded.issue.preheader) == 1
+
+
+@pytest.mark.parametrize("helpers", [0, 2], ids=["filled-here", "filled-by-helpers"])
+def test_signed_messages_verify_whether_filled_here_or_by_helper_processes(
+    db: Database,
+    settings: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    smtp_server: SmtpTestServer,
+    helpers: int,
+) -> None:
+    """With the keys `mailer init` makes (RSA-2048 and Ed25519), both signatures of every message
+    verify (dkimpy, a stub DNS), whether the sending process fills and signs or helper processes
+    do; each message's links and VERP tag are its member's and its delivery's, and verify."""
+    from test_dkim import dns_for, verified
+
+    from mailer import tokens
+    from mailer.message import delivery_id_from_verp, dkim_keys
+    from mailer.workspace import write_dkim_keys
+
+    write_dkim_keys(workspace)
+    keys = dkim_keys(settings)
+    assert sorted(k.algorithm for k in keys) == ["ed25519-sha256", "rsa-sha256"]
+    add_campaign(workspace, audience="all")
+    add_members(db, shape, tmp_path, 400)
+    enqueued = prepare_and_enqueue(db, settings, shape)
+    summary = send(db, settings, smtp_server.url, fill_processes=helpers, batch_size=150)
+    assert summary.sent == enqueued.deliveries == 400 and summary.failed == 0
+    dnsfunc = dns_for(*keys)
+    received = smtp_server.messages
+    assert Counter(r for m in received for r in m.rcpt_tos).most_common(1)[0][1] == 1
+    with db.session() as session:
+        for got in received:
+            assert verified(got.data, dnsfunc) == [True, True]
+            delivery_id = delivery_id_from_verp(got.mail_from, settings.list_domain, keys=settings.secrets)
+            assert delivery_id is not None
+            d = session.get(Delivery, delivery_id)
+            assert d is not None and d.status == "sent"
+            member = session.get(Member, d.member_id)
+            assert member is not None and got.rcpt_tos == [member.email]
+            msg = parse(got.data)
+            check_message(got.data, msg)
+            unsub = re.search(r"/u/([a-z0-9]+)>", msg["List-Unsubscribe"])
+            assert unsub
+            token = tokens.verify(unsub.group(1), "unsubscribe", keys=settings.secrets)
+            assert (token.member_id, token.campaign) == (member.id, d.campaign_id)

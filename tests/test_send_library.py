@@ -167,3 +167,85 @@ def test_a_send_the_checks_refuse_raises_before_any_side_effect(
     dry = sending.send(sending.plan_send(db, relayed, shape, SLUG, dry_run=True))
     assert isinstance(dry, sending.DryRun) and dry.as_dict()["dry_run"] is True
     assert rows(db) == (0, 0) and smtp_server.messages == []
+
+
+def test_the_snapshot_takes_members_who_joined_or_left_after_planning(
+    db: Database, settings: Settings, shape: Shape, workspace: Path, tmp_path: Path
+) -> None:
+    """``enqueue`` snapshots with one INSERT … SELECT over the plan's groups; a member of a group the
+    plan did not know (they joined after planning) still gets a row, with the variant composed for
+    them, and a planned variant nobody is left in gets no row. Each member once, in member order."""
+    from mailer.compose import compose
+    from mailer.models import Member, Region
+    from mailer.models import Variant as VariantRow
+
+    add_campaign(workspace, audience="all")
+    add_members(db, shape, tmp_path, 200)
+    prepared = sending.prepare(db, settings, shape, SLUG)
+    planned = {p.variant.key for p in prepared.plan.variants}
+    with db.session() as session:
+        used = {r for r in session.scalars(select(Member.region_id).distinct())}
+        empty = session.scalars(select(Region).where(Region.id.not_in([r for r in used if r]))).first()
+        assert empty is not None, "the demo shape has a region nobody of 200 lives in"
+        session.add(
+            Member(email="late@example.org", address_hash="late-hash", name="Late", region_id=empty.id)
+        )
+        # Everyone of one planned group leaves: its variant, if nobody else gets it, is not kept.
+        smallest = min(prepared.plan.variants, key=lambda p: p.members)
+        gone = [g for g in smallest.groups]
+        for group in gone:
+            region = session.scalars(select(Region.id).where(Region.slug == group.region)).first()
+            leavers = session.scalars(select(Member).where(Member.region_id == region)).all()
+            for m in leavers:
+                mine = {i.slug for i in m.interests}
+                if prepared.plan.variant_for(group.region, frozenset(mine)).key == smallest.variant.key:
+                    session.delete(m)
+    enqueued = sending.enqueue(db, prepared)
+    with db.session() as session:
+        rows_ = session.execute(
+            select(
+                Delivery.id,
+                Member.id.label("member"),
+                Member.email,
+                Delivery.variant_id,
+                Delivery.region_id,
+                Member.region_id.label("home"),
+            )
+            .join(Member, Member.id == Delivery.member_id)
+            .order_by(Delivery.id)
+        ).all()
+        everyone = session.scalar(select(func.count()).select_from(Member))
+        variants = {v.id: v for v in session.scalars(select(VariantRow))}
+        joined = next(r for r in rows_ if r.email == "late@example.org")
+        want = compose(prepared.loaded.issue, shape, empty.slug, frozenset())
+        assert variants[joined.variant_id].item_ids.split() == list(want.item_ids)
+    assert enqueued.deliveries == len(rows_) == everyone  # audience "all": every member, once
+    assert len({r.member for r in rows_}) == len(rows_)
+    assert all(r.region_id == r.home for r in rows_)
+    assert [r.member for r in rows_][:-1] == sorted(r.member for r in rows_ if r.email != "late@example.org")
+    assert {v.key for v in variants.values()} <= planned | {want.key}
+    assert all(any(r.variant_id == v for r in rows_) for v in variants)  # no variant without a row
+
+
+def test_the_send_paths_tokens_are_the_tokens_of_sign_and_verp_tag() -> None:
+    """``RecipientSigner`` (one per batch: key, campaign and issue time prepared once) gives the same
+    strings as ``tokens.sign`` and ``tokens.verp_tag``: the format is unchanged, so links in mail
+    sent before verify as they did, and these verify for their purpose only."""
+    from datetime import UTC
+
+    from mailer import tokens
+
+    keys = ["a-strong-enough-key-for-this-test-only-0123456789abcdef", "an-older-key"]
+    now = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
+    for campaign in (None, 1, 42, 2**40):
+        signer = tokens.RecipientSigner(
+            keys=keys, list_domain="Lists.Example.org", campaign=campaign, now=now
+        )
+        for member in (0, 1, 127, 128, 325_000, 2**53 - 1):
+            unsubscribe, preferences = signer.links(member)
+            assert unsubscribe == tokens.sign("unsubscribe", member, keys=keys, campaign=campaign, now=now)
+            assert preferences == tokens.sign("preferences", member, keys=keys, campaign=campaign, now=now)
+            assert tokens.verify(unsubscribe, "unsubscribe", keys=keys, now=now).member_id == member
+            with pytest.raises(tokens.InvalidToken):
+                tokens.verify(unsubscribe, "preferences", keys=keys, now=now)
+            assert signer.verp_tag(member) == tokens.verp_tag(member, "Lists.Example.org", keys=keys)

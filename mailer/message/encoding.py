@@ -49,6 +49,7 @@ _LINE_START_ESCAPED = {".": "=2E", "F": "=46"}
 _MAX_QP = 75  # characters before the soft break's "=": 76 in all, as RFC 2045 allows
 _SAFE_LINE = re.compile(r"[!-\-/-<>-EG-~](?:[ !-<>-~]{0,73}[!-<>-~])?")
 _SAFE_VALUE = re.compile(r"[ !-\-/-<>-EG-~][ !-<>-~]{0,74}")
+_PLAIN_RUN = re.compile(r"[ -~]+")  # printable ASCII
 
 
 class QPWriter:
@@ -63,23 +64,64 @@ class QPWriter:
             self.out.append(text + "\r\n")
             return
         last = len(text) - 1
-        for i, ch in enumerate(text):
-            if ch in _LITERAL:
-                token = ch
-            elif ch == " " and not (eol and i == last):
-                token = " "
-            else:
-                token = "".join(f"={b:02X}" for b in ch.encode("utf-8"))
-            if self.col + len(token) > _MAX_QP:
-                self.out.append("=\r\n")
-                self.col = 0
-            if self.col == 0 and token in _LINE_START_ESCAPED:
-                token = _LINE_START_ESCAPED[token]
-            self.out.append(token)
-            self.col += len(token)
+        # Runs of characters written as they are (a space only when it does not end the line)
+        # are cut into lines a slice at a time; every other character is encoded one by one.
+        end = last if eol and text.endswith(" ") else len(text)
+        pos = 0
+        while pos <= last:
+            run = _PLAIN_RUN.match(text, pos, end)
+            if run is not None:
+                self._plain(run.group())
+                pos = run.end()
+                continue
+            self._char(text[pos], eol and pos == last)
+            pos += 1
         if eol:
             self.out.append("\r\n")
             self.col = 0
+
+    def _plain(self, run: str) -> None:
+        """Printable ASCII, wrapped as ``_char`` would wrap it one character at a time: each "="
+        is written "=3D", and what lies between is written a slice at a time."""
+        for n, part in enumerate(run.split("=")):
+            if n:
+                if self.col > _MAX_QP - 3:
+                    self.out.append("=\r\n")
+                    self.col = 0
+                self.out.append("=3D")
+                self.col += 3
+            if part:
+                self._literal(part)
+
+    def _literal(self, run: str) -> None:
+        out, col, at, size = self.out, self.col, 0, len(run)
+        while at < size:
+            if col >= _MAX_QP:
+                out.append("=\r\n")
+                col = 0
+            if col == 0 and run[at] in _LINE_START_ESCAPED:
+                out.append(_LINE_START_ESCAPED[run[at]])
+                col, at = 3, at + 1
+                continue
+            take = min(_MAX_QP - col, size - at)
+            out.append(run[at : at + take])
+            col, at = col + take, at + take
+        self.col = col
+
+    def _char(self, ch: str, line_end: bool) -> None:
+        if ch in _LITERAL:
+            token = ch
+        elif ch == " " and not line_end:
+            token = " "
+        else:
+            token = "".join(f"={b:02X}" for b in ch.encode("utf-8"))
+        if self.col + len(token) > _MAX_QP:
+            self.out.append("=\r\n")
+            self.col = 0
+        if self.col == 0 and token in _LINE_START_ESCAPED:
+            token = _LINE_START_ESCAPED[token]
+        self.out.append(token)
+        self.col += len(token)
 
     def soft_break(self) -> None:
         if self.col:

@@ -59,7 +59,7 @@ from urllib.parse import urlsplit
 
 from mailer.audience.addresses import clean_name
 from mailer.errors import ConfigError, RenderError
-from mailer.message.dkim import DkimKey, Signer, SigningPlan
+from mailer.message.dkim import DkimKey, SigningPlan, signer_for
 
 #: The per-recipient markers a renderer may write, literally, in the text and HTML parts.
 from mailer.message.encoding import (
@@ -200,12 +200,24 @@ class MessageTemplate:
         self._chunks = chunks
         self._slots = slots
         kinds = {kind for _, kind in slots}
-        self._text_slots = [name for name in SLOT_NAMES if "t:" + name in kinds]
-        self._html_slots = [name for name in SLOT_NAMES if "h:" + name in kinds]
+        # Per body slot: (name, in the text part, in the HTML part); the links with their prefixes.
+        self._value_slots = [
+            (name, "t:" + name in kinds, "h:" + name in kinds)
+            for name in ("greeting", "name", "email")
+            if "t:" + name in kinds or "h:" + name in kinds
+        ]
+        prefixes = {
+            "unsubscribe_url": base_url + LINK_PATHS["unsubscribe"],
+            "preferences_url": base_url + LINK_PATHS["preferences"],
+        }
+        self._link_slots = [
+            (name, prefix, html.escape(prefix), "t:" + name in kinds, "h:" + name in kinds)
+            for name, prefix in prefixes.items()
+            if "t:" + name in kinds or "h:" + name in kinds
+        ]
+        assert set(SLOT_NAMES) == {"greeting", "name", "email", *prefixes}, "a slot with no value"
         self._list_domain = list_domain
         self._verp_keys = list(verp_keys or [])
-        self._unsubscribe_prefix = base_url + LINK_PATHS["unsubscribe"]
-        self._preferences_prefix = base_url + LINK_PATHS["preferences"]
         self._default_name = default_name
         self._greetings = greetings
         self._date_second = -1
@@ -213,7 +225,7 @@ class MessageTemplate:
         self._signing: SigningPlan | None = None
         if dkim:
             whole = {position: _WHOLE_FIELDS[kind] for position, kind in slots if kind in _WHOLE_FIELDS}
-            signers = [Signer(key) for key in dkim]
+            signers = [signer_for(key) for key in dkim]
             self._signing = SigningPlan(signers, chunks, slots, whole, DKIM_HEADERS, DKIM_OVERSIGNED)
 
     @classmethod
@@ -236,14 +248,7 @@ class MessageTemplate:
         settings (addresses, list domain, base URL, DKIM key) and RenderError for an unknown slot
         marker."""
         domain, base_url, from_addr, reply_addr = checked_settings(settings)
-        for part, text in (("text", parts.text), ("html", parts.html)):
-            unknown = unknown_markers(text)
-            if unknown:
-                raise RenderError(
-                    f"unknown slot marker [[mailer:{unknown[0]}]] in the {part} part",
-                    field=part,
-                    hint="known slots: " + ", ".join(SLOT_NAMES),
-                )
+        check_markers(parts.text, parts.html)
         text = normalise_text(parts.text)
         html_text = normalise_text(with_preheader(parts.html, parts.preheader))
         boundary = "=_mailer_" + hashlib.sha256((text + "\0" + html_text).encode()).hexdigest()[:24]
@@ -294,6 +299,16 @@ class MessageTemplate:
         template._check_invariants()
         return template
 
+    @property
+    def signed(self) -> bool:
+        """Whether each message gets DKIM signatures."""
+        return self._signing is not None
+
+    @property
+    def list_domain(self) -> str:
+        """The domain of the VERP return path, List-Id and mailto unsubscribe."""
+        return self._list_domain
+
     # -- per recipient ------------------------------------------------------------------------------
 
     def fill(self, recipient: Recipient, *, date: datetime | None = None) -> bytes:
@@ -330,19 +345,28 @@ class MessageTemplate:
             "greeting": greeting(name, *self._greetings),
             "name": name or self._default_name,
             "email": addr,
-            "unsubscribe_url": self._unsubscribe_prefix + token,
-            "preferences_url": self._preferences_prefix + checked_token(r.preferences_token),
         }
+        tokens = {"unsubscribe_url": token, "preferences_url": checked_token(r.preferences_token)}
         values = {
             "to": address_header("To", name, addr).encode("ascii"),
             "date": self._date(date),
             "delivery": b"%d" % r.delivery_id if r.delivery_id > 0 else self._test_id(r.delivery_id),
             "token": token.encode("ascii"),
         }
-        for slot in self._text_slots:
-            values["t:" + slot] = qp_value(texts[slot])
-        for slot in self._html_slots:
-            values["h:" + slot] = qp_value(html.escape(texts[slot]))
+        for slot, in_text, in_html in self._value_slots:
+            text = texts[slot]
+            encoded = qp_value(text)
+            if in_text:
+                values["t:" + slot] = encoded
+            if in_html:
+                escaped = html.escape(text)
+                values["h:" + slot] = encoded if escaped == text else qp_value(escaped)
+        # A token is letters, digits, "_" and "-": escaping a link escapes its prefix alone.
+        for slot, prefix, escaped_prefix, in_text, in_html in self._link_slots:
+            if in_text:
+                values["t:" + slot] = qp_value(prefix + tokens[slot])
+            if in_html:
+                values["h:" + slot] = qp_value(escaped_prefix + tokens[slot])
         out = self._chunks.copy()
         for position, kind in self._slots:
             out[position] = values[kind]
@@ -375,6 +399,18 @@ class MessageTemplate:
         for position, chunk in enumerate(self._chunks):
             if b"\n." in chunk or (chunk.startswith(b".") and position not in mid_line):
                 raise AssertionError("an encoded message line starts with a dot")
+
+
+def check_markers(text: str, html_text: str) -> None:
+    """RenderError for an unknown slot marker in the text or HTML part (what ``build`` checks)."""
+    for part, content in (("text", text), ("html", html_text)):
+        unknown = unknown_markers(content)
+        if unknown:
+            raise RenderError(
+                f"unknown slot marker [[mailer:{unknown[0]}]] in the {part} part",
+                field=part,
+                hint="known slots: " + ", ".join(SLOT_NAMES),
+            )
 
 
 def checked_settings(settings: Settings) -> tuple[str, str, str, str]:

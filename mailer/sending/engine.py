@@ -3,7 +3,15 @@
 An :class:`Engine` claims a batch of pending (or deferred and due) deliveries under a lease
 (:mod:`mailer.sending.queue`; the claim re-checks the batch against suppressions, so an unsubscribe
 made during the send stops that member's message), fills each member's slots into ready wire bytes,
-hands them to the transport, and records every outcome in bulk as it comes back (:class:`Recorder`):
+hands them to the transport, and records every outcome in bulk as it comes back (:class:`Recorder`).
+
+Filling (:class:`mailer.message.filling.BatchFiller`: two link tokens, the VERP tag, the slots,
+and with DKIM the signatures) happens in this process, ``LOCAL_ROWS`` rows at a time as the
+transport asks for more, unless helper processes do it (``fill_processes``; by default one per core
+when messages are signed and ``AUTO_FILL_PROCESSES_FROM`` or more are to go): the engine then keeps
+about three batches of ``HELPER_ROWS`` per helper ahead (:class:`~mailer.sending.fillers.ProcessFillers`)
+and hands each message on as its batch comes back. Each variant's template is built once, the first
+time a delivery needs it. The outcomes:
 
 - accepted: ``sent``; refused for good (5xx): ``failed`` (a 5.1.x refusal also suppresses the address);
 - refused for now (a 4xx at MAIL, RCPT, DATA or after the final dot), or the connection lost before
@@ -36,21 +44,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 
-from mailer import tokens
-from mailer.audience import addresses, consent
 from mailer.db import Database
-from mailer.errors import InvalidInput, UnknownName
-from mailer.message import MessageTemplate, Recipient
+from mailer.errors import UnknownName
+from mailer.message import MessageTemplate
+from mailer.message.filling import BatchFiller, Filled, Row
 from mailer.models import Campaign, Delivery, utcnow
 from mailer.models import Variant as VariantRow
+from mailer.sending.fillers import ProcessFillers
+from mailer.sending.outcomes import Outcome, Recorder, Summary
 from mailer.sending.prepare import template_for
 from mailer.sending.queue import (
     GAVE_UP,
@@ -68,146 +78,20 @@ from mailer.transport import Outgoing, SendResult, SendStream, Transport
 
 log = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 0.1
-FLUSH_RESULTS = 100
+LOCAL_ROWS = 16  # rows filled at a time in the sending process, as the transport asks for more
+HELPER_ROWS = 64  # rows per batch sent to a filling process (three batches ahead per process)
+AUTO_FILL_PROCESSES_FROM = 1000  # fill_processes = -1: helper processes from this many messages up
 MAX_ATTEMPTS = 3  # tries within one go of a message whose connection was lost before it went out
 RETRY_DELAYS = (2.0, 10.0)  # seconds before the 2nd and 3rd of those tries
 CONSECUTIVE_ERRORS_TO_PAUSE = 50
 STATUS_SECONDS = 0.5  # how often a running engine reads its campaign's status (pause, cancel)
 
 
-@dataclass
-class Summary:
-    """What one run of the engine did."""
-
-    campaign: str
-    sent: int = 0
-    failed: int = 0
-    suppressed: int = 0
-    skipped: int = 0
-    retried: int = 0  # quick retries on a fresh connection, within this run
-    deferred: int = 0  # deferred by this run (tried again later)
-    unknown: int = 0  # no reply after the final dot (not resent)
-    hard_bounces: int = 0
-    seconds: float = 0.0
-    stopped_because: str = ""
-    failures: list[tuple[str, int | None, str]] = field(default_factory=list)
-    unknowns: list[tuple[str, str]] = field(default_factory=list)
-    deferred_left: int = 0  # deferred deliveries in the queue when the run ended
-    next_attempt_at: datetime | None = None  # the earliest of their next attempts
-
-    @property
-    def rate(self) -> float:
-        return self.sent / self.seconds if self.seconds else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "campaign": self.campaign,
-            "sent": self.sent,
-            "failed": self.failed,
-            "suppressed": self.suppressed,
-            "skipped": self.skipped,
-            "retried": self.retried,
-            "deferred": self.deferred,
-            "unknown": self.unknown,
-            "hard_bounces": self.hard_bounces,
-            "seconds": round(self.seconds, 3),
-            "per_second": round(self.rate, 1),
-            "stopped_because": self.stopped_because,
-            "deferred_left": self.deferred_left,
-            "next_attempt_at": self.next_attempt_at.isoformat() if self.next_attempt_at else None,
-        }
-
-
-@dataclass
-class _Outcome:
-    delivery_id: int
-    status: str  # sent, failed, deferred, unknown, skipped
-    code: int | None = None
-    error: str = ""
-    attempts: int = 1
-    email: str = ""
-    hard_bounce: bool = False
-    next_attempt_at: datetime | None = None
-
-
-class Recorder:
-    """Writes outcomes in bulk: every FLUSH_SECONDS or FLUSH_RESULTS, whichever comes first."""
-
-    def __init__(self, db: Database, worker: str, campaign_slug: str) -> None:
-        self.db = db
-        self.worker = worker
-        self.campaign_slug = campaign_slug
-        self.pending: list[_Outcome] = []
-        self.last_flush = time.monotonic()
-
-    def add(self, outcome: _Outcome) -> None:
-        self.pending.append(outcome)
-        if len(self.pending) >= FLUSH_RESULTS or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
-            self.flush()
-
-    def due(self) -> bool:
-        return bool(self.pending) and time.monotonic() - self.last_flush >= FLUSH_SECONDS
-
-    def flush(self) -> None:
-        outcomes, self.pending = self.pending, []
-        self.last_flush = time.monotonic()
-        if not outcomes:
-            return
-        now = utcnow()
-        # Most outcomes are "sent at the first attempt": one UPDATE for all of them.
-        first = [o.delivery_id for o in outcomes if o.status == "sent" and o.attempts == 1]
-        others = [o for o in outcomes if o.status != "sent" or o.attempts != 1]
-        with self.db.session() as session:
-            if first:
-                session.execute(
-                    update(Delivery)
-                    .where(Delivery.id.in_(first), Delivery.claimed_by == self.worker)
-                    .values(status="sent", attempts=1, sent_at=now, claimed_by=None, lease_until=None)
-                )
-            if others:
-                stmt = (
-                    update(Delivery)
-                    .where(Delivery.id == bindparam("d_id"), Delivery.claimed_by == self.worker)
-                    .values(
-                        status=bindparam("d_status"),
-                        last_code=bindparam("d_code"),
-                        last_error=bindparam("d_error"),
-                        attempts=bindparam("d_attempts"),
-                        sent_at=bindparam("d_sent_at"),
-                        next_attempt_at=bindparam("d_next"),
-                        claimed_by=None,
-                        lease_until=None,
-                    )
-                )
-                session.connection().execute(
-                    stmt,
-                    [
-                        {
-                            "d_id": o.delivery_id,
-                            "d_status": o.status,
-                            "d_code": o.code,
-                            "d_error": o.error[:1000],
-                            "d_attempts": o.attempts,
-                            "d_sent_at": now if o.status == "sent" else None,
-                            "d_next": o.next_attempt_at,
-                        }
-                        for o in others
-                    ],
-                )
-            for o in others:
-                if o.hard_bounce:
-                    consent.unsubscribe(
-                        session,
-                        addresses.hash_of(o.email),
-                        reason="hard-bounce",
-                        source="bounce",
-                        campaign=self.campaign_slug,
-                        detail=f"{o.code} {o.error}"[:500],
-                    )
-
-
 ProgressCallback = Callable[[Summary], None]
+
+
+def _row(c: Claimed) -> Row:
+    return (c.delivery_id, c.member_id or 0, c.variant_id, c.email or "", c.name or "")
 
 
 class Engine:
@@ -218,7 +102,8 @@ class Engine:
     workers): ``run`` only works on a campaign that is ``sending``, may be called again and again on
     the same engine, and leaves the campaign's status to the others and to the editor, except that
     whoever finds nothing left marks it ``sent``. Claims held by dead processes come back by their
-    leases alone, since a worker cannot see the processes of other machines.
+    leases alone, since a worker cannot see the processes of other machines. ``fill_processes``
+    overrides the setting of that name (0: fill and sign in this process).
     """
 
     def __init__(
@@ -236,6 +121,7 @@ class Engine:
         max_attempts: int = MAX_ATTEMPTS,
         shared: bool = False,
         now: Callable[[], datetime] = utcnow,
+        fill_processes: int | None = None,
     ) -> None:
         self.db = db
         self.shared = shared
@@ -258,6 +144,7 @@ class Engine:
         self.tries: dict[int, int] = {}  # tries of each delivery in its current go
         self.consecutive_errors = 0
         self.limit_reached = False
+        self.fill_processes = settings.fill_processes if fill_processes is None else fill_processes
         with db.session() as session:
             campaign = find_campaign(session, slug)
             if campaign is None:
@@ -265,8 +152,11 @@ class Engine:
                     f"campaign {slug!r} has not been enqueued", hint=f"mailer campaigns send {slug}"
                 )
             self.campaign_id = campaign.id
-            for row in session.scalars(select(VariantRow).where(VariantRow.campaign_id == campaign.id)):
-                self.templates[row.id] = template_for(settings, slug, row)
+            first = session.scalars(
+                select(VariantRow.id).where(VariantRow.campaign_id == campaign.id).order_by(VariantRow.id)
+            ).first()
+        if first is not None:
+            self._template(first)  # the settings and DKIM keys work, before anything is claimed
 
     def stop(self, reason: str) -> None:
         """Finish the messages in flight, record them, and claim no more."""
@@ -288,67 +178,117 @@ class Engine:
                 .values(status=status, status_reason=reason, **values)
             )
 
-    def _recipient(self, c: Claimed) -> Recipient:
-        keys = self.settings.secrets
-        member_id = c.member_id or 0
-        return Recipient(
-            delivery_id=c.delivery_id,
-            member_id=member_id,
-            email=c.email or "",
-            name=c.name or "",
-            unsubscribe_token=tokens.sign("unsubscribe", member_id, keys=keys, campaign=self.campaign_id),
-            preferences_token=tokens.sign("preferences", member_id, keys=keys, campaign=self.campaign_id),
-        )
+    def _template(self, variant_id: int) -> MessageTemplate:
+        """The message template of a variant, built the first time it is needed (once)."""
+        template = self.templates.get(variant_id)
+        if template is None:
+            with self.db.session() as session:
+                row = session.get(VariantRow, variant_id)
+                if row is None:
+                    raise UnknownName(f"variant {variant_id} of campaign {self.slug!r} is gone")
+                template = self.templates[variant_id] = template_for(self.settings, self.slug, row)
+        return template
 
-    async def _messages(self, recorder: Recorder) -> AsyncIterator[Outgoing]:
-        """Claimed deliveries, filled into ready wire bytes, batch by batch, until none are left."""
-        handed = 0
+    def _helpers(self) -> int:
+        """How many filling processes to start: ``fill_processes``, or with -1 (auto) one per core
+        when messages are DKIM-signed and at least AUTO_FILL_PROCESSES_FROM are to go, else none."""
+        if self.fill_processes >= 0:
+            return self.fill_processes
+        first = next(iter(self.templates.values()), None)
+        if first is None or not first.signed:
+            return 0
+        left = waiting(self.db, self.campaign_id, self.now())
+        todo = left.open + left.due
+        if self.limit is not None:
+            todo = min(todo, self.limit)
+        return (os.cpu_count() or 1) if todo >= AUTO_FILL_PROCESSES_FROM else 0
+
+    def _claim_next(self, taken: int) -> list[Claimed]:
+        """The next batch, unless the campaign stopped sending or ``limit`` is reached."""
+        status, _reason = self._campaign_status()
+        if status != "sending":
+            self.stop(f"campaign is {status}")
+            return []
+        size = self.batch_size
+        if self.limit is not None:
+            size = min(size, self.limit - taken)
+            if size <= 0:
+                self.limit_reached = True
+                return []
+        return claim(self.db, self.campaign_id, self.worker, size, self.lease, due_by=self.now())
+
+    def _filled(self, c: Claimed, filled: Filled, recorder: Recorder) -> Outgoing | None:
+        _delivery_id, sender, result = filled
+        if sender is None:
+            assert isinstance(result, str)
+            self.summary.skipped += 1
+            recorder.add(Outcome(c.delivery_id, "skipped", error=result))
+            return None
+        assert isinstance(result, bytes)
+        return Outgoing(sender, c.email or "", result, key=c, eight_bit=False)  # 7-bit, by construction
+
+    async def _messages(self, recorder: Recorder, helpers: ProcessFillers | None) -> AsyncIterator[Outgoing]:
+        """Claimed deliveries, filled into ready wire bytes, batch by batch, until none are left.
+
+        In this process, a few rows at a time as the transport asks; with helper processes, a
+        few batches ahead, each message yielded as its batch comes back."""
+        if helpers is not None:
+            async for ready in self._messages_from(helpers, recorder):
+                yield ready
+            return
+        filler = BatchFiller(self.settings.secrets, self.campaign_id, self._template)
+        taken = 0
         while not self.stop_requested:
-            status, _reason = self._campaign_status()
-            if status != "sending":
-                self.stop(f"campaign is {status}")
-                break
-            size = self.batch_size
-            if self.limit is not None:
-                size = min(size, self.limit - handed)
-                if size <= 0:
-                    self.limit_reached = True
-                    break
-            batch = claim(self.db, self.campaign_id, self.worker, size, self.lease, due_by=self.now())
+            batch = self._claim_next(taken)
             if not batch:
                 break
-            for i, c in enumerate(batch):
-                if self.stop_requested:
-                    self._release(batch[i:])
-                    return
-                template = self.templates[c.variant_id]
-                try:
-                    recipient = self._recipient(c)
-                    payload = template.fill_wire(recipient)
-                    sender = template.return_path(recipient)
-                except InvalidInput as exc:
-                    self.summary.skipped += 1
-                    recorder.add(_Outcome(c.delivery_id, "skipped", error=str(exc)))
-                    continue
-                handed += 1
-                yield Outgoing(sender, recipient.email, payload, key=c)
+            for start in range(0, len(batch), LOCAL_ROWS):
+                chunk = batch[start : start + LOCAL_ROWS]
+                for c, filled in zip(chunk, filler.fill([_row(c) for c in chunk]), strict=True):
+                    if self.stop_requested:
+                        return  # run() puts back whatever is still claimed
+                    message = self._filled(c, filled, recorder)
+                    if message is not None:
+                        taken += 1
+                        yield message
                 if recorder.due():
                     recorder.flush()
             await asyncio.sleep(0)
 
-    def _release(self, rest: list[Claimed]) -> None:
-        if not rest:
-            return
-        with self.db.session() as session:
-            session.execute(
-                update(Delivery)
-                .where(
-                    Delivery.id.in_([c.delivery_id for c in rest]),
-                    Delivery.claimed_by == self.worker,
-                    Delivery.status == "sending",  # not those cancelled meanwhile
-                )
-                .values(status="pending", claimed_by=None, lease_until=None)
-            )
+    async def _messages_from(self, helpers: ProcessFillers, recorder: Recorder) -> AsyncIterator[Outgoing]:
+        ahead: deque[tuple[list[Claimed], asyncio.Future[list[Filled]]]] = deque()
+        ahead_rows = 0  # rows sent to the helpers and not yet handed on: filled or not
+        taken = 0
+        exhausted = False
+        try:
+            while not self.stop_requested:
+                while not exhausted and ahead_rows < HELPER_ROWS * 3 * helpers.count:
+                    batch = self._claim_next(taken)
+                    if not batch:
+                        exhausted = True
+                        break
+                    taken += len(batch)
+                    for start in range(0, len(batch), HELPER_ROWS):
+                        chunk = batch[start : start + HELPER_ROWS]
+                        ahead.append((chunk, helpers.submit([_row(c) for c in chunk])))
+                        ahead_rows += len(chunk)
+                if not ahead:
+                    break
+                chunk, future = ahead.popleft()
+                ahead_rows -= len(chunk)
+                for c, filled in zip(chunk, await future, strict=True):
+                    if self.stop_requested:
+                        return
+                    message = self._filled(c, filled, recorder)
+                    if message is None:
+                        taken -= 1
+                    else:
+                        yield message
+                if recorder.due():
+                    recorder.flush()
+        finally:
+            for _chunk, future in ahead:
+                future.cancel()
 
     def _release_all(self) -> None:
         """After the stream ended: whatever this worker still holds was never tried; put it back."""
@@ -365,15 +305,19 @@ class Engine:
 
     def _outcome(self, result: SendResult, stream: Any, recorder: Recorder) -> None:
         c: Claimed = result.key
-        tries = self.tries.get(c.delivery_id, 0) + 1
-        self.tries[c.delivery_id] = tries
-        attempts = c.attempts + 1
         if result.ok:
             self.consecutive_errors = 0
             self.summary.sent += 1
-            self.tries.pop(c.delivery_id, None)
-            recorder.add(_Outcome(c.delivery_id, "sent", attempts=attempts))
+            if self.tries:
+                self.tries.pop(c.delivery_id, None)
+            if c.attempts:
+                recorder.add(Outcome(c.delivery_id, "sent", attempts=c.attempts + 1))
+            else:
+                recorder.sent(c.delivery_id)
             return
+        tries = self.tries.get(c.delivery_id, 0) + 1
+        self.tries[c.delivery_id] = tries
+        attempts = c.attempts + 1
         if not result.refused_for_now:  # a 4xx is the relay asking to wait, not an error
             self.consecutive_errors += 1
         if (
@@ -396,17 +340,17 @@ class Engine:
             )
             self._set_status("paused", self.stop_requested)
 
-    def _final(self, c: Claimed, result: SendResult, attempts: int) -> _Outcome:
+    def _final(self, c: Claimed, result: SendResult, attempts: int) -> Outcome:
         """What this go at a delivery comes to: unknown, deferred, or failed."""
         email = c.email or ""
         if result.unknown:
             self.summary.unknown += 1
             self.summary.unknowns.append((email, result.text))
-            return _Outcome(c.delivery_id, "unknown", error=result.text, attempts=attempts)
+            return Outcome(c.delivery_id, "unknown", error=result.text, attempts=attempts)
         wait = self.backoff.next_wait(attempts) if result.temporary else None
         if wait is not None:
             self.summary.deferred += 1
-            return _Outcome(
+            return Outcome(
                 c.delivery_id,
                 "deferred",
                 code=result.code,
@@ -424,7 +368,7 @@ class Engine:
         self.summary.failed += 1
         self.summary.hard_bounces += hard
         self.summary.failures.append((email, result.code, error))
-        return _Outcome(
+        return Outcome(
             c.delivery_id,
             "failed",
             code=result.code,
@@ -469,26 +413,33 @@ class Engine:
             # An explicit send starts a queued campaign and resumes a paused one.
             self._set_status("sending", "", started_at=utcnow())
         recorder = Recorder(self.db, self.worker, self.slug)
-        stream = transport.send_many(self._messages(recorder), window=self.window)
-        watcher = asyncio.create_task(self._watch(stream))
-        last_tick = 0.0
-        try:
-            async for result in stream:
-                self._outcome(result, stream, recorder)
-                if self.stop_requested:
-                    stream.stop()
-                now = time.monotonic()
-                if self.progress and now - last_tick > 0.1:
-                    last_tick = now
-                    self.summary.seconds = now - started
-                    self.progress(self.summary)
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-            recorder.flush()
-            self._release_all()
-            self.summary.seconds = time.monotonic() - started
+        count = self._helpers()
+        async with contextlib.AsyncExitStack() as stack:
+            helpers = None
+            if count:
+                helpers = ProcessFillers(count, self.settings.secrets, self.campaign_id, self._template)
+                await stack.enter_async_context(helpers)
+            stream = transport.send_many(self._messages(recorder, helpers), window=self.window)
+            watcher = asyncio.create_task(self._watch(stream))
+            last_tick = 0.0
+            try:
+                async for result in stream:
+                    self._outcome(result, stream, recorder)
+                    if self.stop_requested:
+                        stream.stop()
+                    if self.progress is not None:
+                        now = time.monotonic()
+                        if now - last_tick > 0.1:
+                            last_tick = now
+                            self.summary.seconds = now - started
+                            self.progress(self.summary)
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+                recorder.flush()
+                self._release_all()
+                self.summary.seconds = time.monotonic() - started
         self._finish()
         if self.progress:
             self.progress(self.summary)

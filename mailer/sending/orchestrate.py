@@ -45,10 +45,12 @@ from mailer.sending.control import (
     schedule_campaign,
     start_campaign,
 )
-from mailer.sending.engine import Engine, Summary
+from mailer.sending.engine import Engine
+from mailer.sending.outcomes import Summary
 from mailer.sending.prepare import Prepared, prepare
 from mailer.sending.proofs import send_tests
-from mailer.sending.queue import enqueue, find_campaign, requeue, retryable_counts, waiting
+from mailer.sending.queue import find_campaign, requeue, retryable_counts, waiting
+from mailer.sending.snapshot import enqueue
 from mailer.sending.worker import alive_workers
 from mailer.settings import Settings
 from mailer.transport import SendResult, Transport, transport_for

@@ -16,6 +16,7 @@ from mailer.compose import VariantPlan, plan
 from mailer.db import Database
 from mailer.issue import LoadedIssue, load_campaign
 from mailer.message import MessageParts, MessageTemplate, dkim_keys
+from mailer.message.template import check_markers
 from mailer.models import Variant as VariantRow
 from mailer.render import RenderedVariant, Renderer
 from mailer.settings import Settings
@@ -73,8 +74,13 @@ def prepare(
         the_plan = plan(session, loaded, shape, audience)
     renderer = Renderer(settings)
     rendered = {p.variant.key: renderer.render(p.variant, loaded) for p in the_plan.variants}
-    for r in rendered.values():  # every template must build: settings, markers
-        template_for(settings, slug, r)
+    # Every template must build. What could stop one is the settings and DKIM keys, the same for
+    # all (one build checks them), or an unknown slot marker, which each variant is checked for;
+    # the sender builds each template once, when it first needs it.
+    for r in rendered.values():
+        check_markers(r.text, r.html)
+    if rendered:
+        template_for(settings, slug, next(iter(rendered.values())))
     return Prepared(loaded, audience, the_plan, renderer, rendered)
 
 

@@ -1,11 +1,11 @@
 """The queue of a send: one ``deliveries`` row per campaign and member, claimed under leases.
 
-``enqueue`` snapshots the recipients into ``deliveries`` (one row per campaign and member, in one
-transaction); suppressed members get no row, and a campaign already enqueued is left as it is (the
-send resumes it). Senders then ``claim`` batches of pending rows, and of deferred rows whose next
-attempt is due, under a lease, ``renew_leases`` while they work, and record outcomes
-(:class:`mailer.sending.engine.Recorder`). A claim whose lease ran out goes back to whoever claims
-next; ``release_dead_claims`` puts back at once the claims of processes on this machine that are gone.
+:func:`mailer.sending.snapshot.enqueue` snapshots the recipients into ``deliveries`` (one row per
+campaign and member, in one transaction). Senders then ``claim`` batches of pending rows, and of
+deferred rows whose next attempt is due, under a lease, ``renew_leases`` while they work, and
+record outcomes (:class:`mailer.sending.engine.Recorder`). A claim whose lease ran out goes back to
+whoever claims next; ``release_dead_claims`` puts back at once the claims of processes on this
+machine that are gone.
 
 A delivery's states: ``pending`` → ``sending`` (claimed) → ``sent``, ``failed`` (a permanent refusal,
 or temporary ones for longer than the queue lifetime), ``deferred`` (a temporary failure: tried
@@ -18,20 +18,20 @@ deliveries that may succeed now (and, asked to, the unknown ones) back in the qu
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Integer, String, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailer.db import Database
 from mailer.errors import ConfigError
-from mailer.models import Campaign, Delivery, Member, Suppression, utcnow
-from mailer.models import Variant as VariantRow
-from mailer.sending.prepare import Prepared
+from mailer.models import Campaign, Delivery, Member, Suppression, UTCDateTime, utcnow
 from mailer.settings import Settings
 
 LEASE = timedelta(minutes=5)
@@ -102,76 +102,8 @@ class Backoff:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-@dataclass(frozen=True)
-class Enqueued:
-    campaign_id: int
-    created: bool  # False: the campaign was enqueued before, and this send resumes it
-    deliveries: int
-    status: str
-
-
 def find_campaign(session: Session, slug: str) -> Campaign | None:
     return session.scalars(select(Campaign).where(Campaign.slug == slug)).one_or_none()
-
-
-def enqueue(db: Database, prepared: Prepared, *, scheduled_at: datetime | None = None) -> Enqueued:
-    """Snapshot the audience into ``deliveries``, once. A campaign already enqueued is left as it is."""
-    issue = prepared.loaded.issue
-    with db.session() as session:
-        existing = find_campaign(session, prepared.slug)
-        if existing is not None:
-            total = session.scalar(
-                select(func.count()).select_from(Delivery).where(Delivery.campaign_id == existing.id)
-            )
-            return Enqueued(existing.id, False, int(total or 0), existing.status)
-        campaign = Campaign(
-            slug=prepared.slug,
-            kind=issue.kind,
-            title=issue.title,
-            subject=issue.subject,
-            audience=prepared.audience,
-            issue_date=issue.date.isoformat(),
-            source=prepared.loaded.path.read_text(encoding="utf-8"),
-            status="scheduled" if scheduled_at else "queued",
-            scheduled_at=scheduled_at,
-        )
-        session.add(campaign)
-        session.flush()
-        variant_ids: dict[str, int] = {}
-        labels = {p.variant.key: p.label for p in prepared.plan.variants}
-
-        def variant_id(key: str) -> int:
-            if key not in variant_ids:
-                r = prepared.render(key)
-                v = prepared.plan.variant(key)
-                row = VariantRow(
-                    campaign_id=campaign.id,
-                    key=key,
-                    label=labels.get(key, v.label),
-                    item_ids=" ".join(v.item_ids),
-                    subject=r.subject,
-                    preheader=r.preheader,
-                    text=r.text,
-                    html=r.html,
-                )
-                session.add(row)
-                session.flush()
-                variant_ids[key] = row.id
-            return variant_ids[key]
-
-        total = 0
-        for chunk in prepared.plan.recipients(session):
-            rows = [
-                {"campaign_id": campaign.id, "member_id": m, "variant_id": variant_id(k), "status": "pending"}
-                for m, k in chunk
-            ]
-            session.execute(insert(Delivery), rows)
-            total += len(rows)
-        region_of = select(Member.region_id).where(Member.id == Delivery.member_id).scalar_subquery()
-        session.execute(
-            update(Delivery).where(Delivery.campaign_id == campaign.id).values(region_id=region_of)
-        )
-        return Enqueued(campaign.id, True, total, campaign.status)
 
 
 def worker_name() -> str:
@@ -219,7 +151,7 @@ def release_dead_claims(db: Database, campaign_id: int) -> int:
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claimed:
     delivery_id: int
     member_id: int | None
@@ -239,72 +171,60 @@ def claim(
     due_by: datetime | None = None,
 ) -> list[Claimed]:
     """Claim up to ``size`` deliveries that are pending, deferred and due by ``due_by`` (default:
-    now), or claimed by someone whose lease ran out; the older work first.
+    now), or claimed by someone whose lease ran out; the older work first, in id order.
 
-    On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets any number of workers claim side by side.
-    Members suppressed since the snapshot are marked ``suppressed`` here and not returned; members
-    erased since are ``skipped``.
+    Each state is one ``UPDATE … WHERE id IN (SELECT … ORDER BY id LIMIT n)``, a range of the
+    (campaign, status, id) index; on PostgreSQL the inner select is ``FOR UPDATE SKIP LOCKED``, so
+    any number of workers claim side by side, and on SQLite the transaction holds the write lock
+    (``BEGIN IMMEDIATE``). The claim's lease end, to the microsecond, marks its rows: one ``SELECT``
+    then reads them with their members' addresses, names and suppressions (Core statements, compiled
+    once; nothing becomes an ORM object). Members suppressed since the snapshot are marked
+    ``suppressed`` here and not returned; members erased since are ``skipped``.
     """
     now = utcnow()
     due_by = due_by or now
-    with db.session() as session:
-        skip_locked = session.get_bind().dialect.name == "postgresql"
-        ids: list[int] = []
-        # One query per state, each a range of the (campaign_id, status, id) index: one with an OR
-        # would walk every delivery already sent, which is most of them near the end of a large send.
-        for state in ("sending", "deferred", "pending"):
-            where = [Delivery.campaign_id == campaign_id, Delivery.status == state]
-            if state == "sending":
-                where.append(Delivery.lease_until < now)
-            elif state == "deferred":
-                where.append(Delivery.next_attempt_at <= due_by)
-            candidates = select(Delivery.id).where(*where).order_by(Delivery.id).limit(size - len(ids))
-            if skip_locked:
-                candidates = candidates.with_for_update(skip_locked=True)
-            ids += session.scalars(candidates).all()
-            if len(ids) >= size:
+    until = now + lease
+    params = {"campaign": campaign_id, "worker": worker, "now": now, "due_by": due_by, "until": until}
+    with db.engine.begin() as connection:
+        statements = _claim_statements(connection.dialect.name == "postgresql")
+        count = 0
+        # One statement per state, each a range of the (campaign_id, status, id) index: one with an
+        # OR would walk every delivery already sent, which is most of them near the end of a large send.
+        for take in statements.take:
+            count += int(connection.execute(take, {**params, "size": size - count}).rowcount)
+            if count >= size:
                 break
-        if not ids:
+        if not count:
             return []
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids))
-            .values(status="sending", claimed_by=worker, lease_until=now + lease)
-        )
-        rows = session.execute(
-            select(
-                Delivery.id,
-                Delivery.member_id,
-                Delivery.variant_id,
-                Member.email,
-                Member.name,
-                Suppression.reason,
-                Delivery.attempts,
-            )
-            .outerjoin(Member, Member.id == Delivery.member_id)
-            .outerjoin(Suppression, Suppression.address_hash == Member.address_hash)
-            .where(Delivery.id.in_(ids))
-            .order_by(Delivery.id)
-        ).all()
-        suppressed = [r[0] for r in rows if r[5] is not None]
-        gone = [r[0] for r in rows if r[3] is None]
+        out: list[Claimed] = []
+        suppressed: list[int] = []
+        gone: list[int] = []
+        for delivery_id, member_id, variant_id, attempts, email, name, reason in connection.execute(
+            statements.read, params
+        ):
+            if email is None:
+                gone.append(delivery_id)
+            elif reason is not None:
+                suppressed.append(delivery_id)
+            else:
+                out.append(Claimed(delivery_id, member_id, variant_id, email, name, attempts or 0))
         if suppressed:
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(suppressed))
-                .values(status="suppressed", claimed_by=None)
+            connection.execute(
+                update(_D).where(_D.c.id.in_(suppressed)).values(status="suppressed", claimed_by=None)
             )
         if gone:
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(gone))
+            connection.execute(
+                update(_D)
+                .where(_D.c.id.in_(gone))
                 .values(status="skipped", claimed_by=None, last_error="member erased")
             )
-        return [
-            Claimed(r[0], r[1], r[2], r[3], r[4], int(r[6] or 0))
-            for r in rows
-            if r[5] is None and r[3] is not None
-        ]
+        return out
+
+
+#: The tables themselves, for Core statements on the hot path (no ORM layer at execution).
+_D = cast(Table, Delivery.__table__)
+_M = cast(Table, Member.__table__)
+_S = cast(Table, Suppression.__table__)
 
 
 def status_counts(db: Database, campaign_id: int) -> dict[str, int]:
@@ -407,3 +327,49 @@ def requeue(session: Session, campaign_id: int, *, unknown: bool = False) -> int
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class _ClaimStatements:
+    take: tuple[Any, ...]  # per state: mark up to :size rows claimed by :worker until :until
+    read: Any  # the rows of this claim, with their members
+
+
+@functools.cache
+def _claim_statements(skip_locked: bool) -> _ClaimStatements:
+    """The claim's statements, built once (their parameters bound per claim)."""
+    campaign = bindparam("campaign", type_=Integer)
+    worker = bindparam("worker", type_=String)
+    now = bindparam("now", type_=UTCDateTime)
+    until = bindparam("until", type_=UTCDateTime)
+    takes = []
+    for state, due in (
+        ("sending", _D.c.lease_until < now),
+        ("deferred", _D.c.next_attempt_at <= bindparam("due_by", type_=UTCDateTime)),
+        ("pending", None),
+    ):
+        where = [_D.c.campaign_id == campaign, _D.c.status == state]
+        if due is not None:
+            where.append(due)
+        candidates = select(_D.c.id).where(*where).order_by(_D.c.id).limit(bindparam("size"))
+        if skip_locked:
+            candidates = candidates.with_for_update(skip_locked=True)
+        takes.append(
+            update(_D)
+            .where(_D.c.id.in_(candidates.scalar_subquery()))
+            .values(status="sending", claimed_by=worker, lease_until=until)
+        )
+    read = (
+        select(_D.c.id, _D.c.member_id, _D.c.variant_id, _D.c.attempts, _M.c.email, _M.c.name, _S.c.reason)
+        .select_from(_D)
+        .outerjoin(_M, _M.c.id == _D.c.member_id)
+        .outerjoin(_S, _S.c.address_hash == _M.c.address_hash)
+        .where(
+            _D.c.campaign_id == campaign,
+            _D.c.status == "sending",
+            _D.c.claimed_by == worker,
+            _D.c.lease_until == until,  # this claim's rows: its lease end, to the microsecond
+        )
+        .order_by(_D.c.id)
+    )
+    return _ClaimStatements(tuple(takes), read)

@@ -73,12 +73,15 @@ def enhanced_status(text: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One message for one recipient. ``key`` is the caller's (say, the delivery id), echoed back."""
+    """One message for one recipient. ``key`` is the caller's (say, the delivery id), echoed back.
+    ``eight_bit``: whether the payload has 8-bit bytes; None: look (False spares a scan of it per
+    message, for a builder that only makes 7-bit messages)."""
 
     sender: str
     recipient: str
     payload: bytes = field(repr=False)
     key: Any = None
+    eight_bit: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

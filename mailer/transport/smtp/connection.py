@@ -74,30 +74,38 @@ class Connection(asyncio.Protocol):
         self._replies: deque[Reply] = deque()
         self._want = 0
         self._waiter: asyncio.Future[None] | None = None
+        self.deadline = 0.0  # when the reply being waited for is late (loop time); see ``overdue``
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         buf = self._buffer
-        buf += data
-        pos = 0
-        while (end := buf.find(b"\n", pos)) >= 0:
-            line = bytes(buf[pos:end]).rstrip(b"\r")
-            pos = end + 1
+        if buf:
+            buf += data
+            data = bytes(buf)
+            buf.clear()
+        lines = data.split(b"\n")
+        rest = lines.pop()  # after the last line feed: the start of a line still to come
+        for raw in lines:
+            line = raw[:-1] if raw.endswith(b"\r") else raw
             sep = line[3:4]
             if len(line) < 3 or not line[:3].isdigit() or sep not in (b"", b" ", b"-"):
                 self._break(TransportError(f"{self.label} sent a malformed reply: {line[:100]!r}"))
                 return
-            self._lines.append(line[4:])
             if sep == b"-":
+                self._lines.append(line[4:])
                 continue
-            text = b"\n".join(self._lines).decode("utf-8", "replace")
-            self._lines.clear()
+            if self._lines:
+                self._lines.append(line[4:])
+                text = b"\n".join(self._lines).decode("utf-8", "replace")
+                self._lines.clear()
+            else:
+                text = line[4:].decode("utf-8", "replace")
             self._replies.append(Reply(int(line[:3]), text))
-        if pos:
-            del buf[:pos]
-        if len(buf) > MAX_REPLY:
-            self._break(TransportError(f"{self.label} sent a reply line too long to be SMTP"))
-            return
+        if rest:
+            if len(rest) > MAX_REPLY:
+                self._break(TransportError(f"{self.label} sent a reply line too long to be SMTP"))
+                return
+            buf += rest
         waiter = self._waiter
         if waiter is not None and len(self._replies) >= self._want and not waiter.done():
             waiter.set_result(None)
@@ -120,24 +128,30 @@ class Connection(asyncio.Protocol):
         self.transport.write(data)
 
     async def read(self, count: int) -> list[Reply]:
-        """The next ``count`` replies; TransportError if the connection breaks or times out first."""
+        """The next ``count`` replies; TransportError if the connection breaks or times out first.
+
+        The timeout is a deadline that the pool's watchdog checks (``overdue``) several times per
+        timeout, rather than a timer set and cancelled for every reply."""
         replies = self._replies
         if len(replies) < count:
             if self.lost is not None:
                 raise self.lost
             self._want = count
             waiter = self._waiter = self._loop.create_future()
-            timer = self._loop.call_later(self.timeout, self._time_out, waiter)
+            self.deadline = self._loop.time() + self.timeout
             try:
                 await waiter
             finally:
-                timer.cancel()
                 self._waiter = None
         return [replies.popleft() for _ in range(count)]
 
-    def _time_out(self, waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
-            self._break(TransportError(f"{self.label} did not reply within {self.timeout:g} s"))
+    def overdue(self, now: float) -> bool:
+        """Time out a reply not come by its deadline (``now``: loop time); True when it did."""
+        waiter = self._waiter
+        if waiter is None or waiter.done() or now < self.deadline:
+            return False
+        self._break(TransportError(f"{self.label} did not reply within {self.timeout:g} s"))
+        return True
 
     def _break(self, error: TransportError) -> None:
         if self.lost is None:
@@ -156,8 +170,8 @@ class Connection(asyncio.Protocol):
             try:
                 self.write(b"QUIT\r\n")
                 self.timeout = min(self.timeout, 5.0)
-                await self.read(1)
-            except TransportError:
+                await asyncio.wait_for(self.read(1), self.timeout)
+            except (TransportError, TimeoutError):
                 pass
         if not self.transport.is_closing():
             self.transport.close()
@@ -177,7 +191,7 @@ class Connection(asyncio.Protocol):
             sender = message.sender.encode("utf-8")
             recipient = message.recipient.encode("utf-8")
             params = b" SMTPUTF8"
-        if self.eightbit and not message.payload.isascii():
+        if self.eightbit and message.eight_bit is not False and not message.payload.isascii():
             params += b" BODY=8BITMIME"
         return (
             b"MAIL FROM:<" + sender + b">" + params + b"\r\n",

@@ -334,7 +334,8 @@ def secret_weakness(key: str) -> str | None:
     vowels = sum(c in "aeiouy" for c in letters) / max(len(letters), 1)
     pairs = [key[i : i + 2].lower() for i in range(len(key) - 1) if key[i : i + 2].isalpha()]
     common = sum(p in _COMMON_BIGRAMS for p in pairs) / max(len(pairs), 1)
-    if one_case >= 0.6 and vowels >= 0.3 and common >= 0.2:
+    digits = sum(c.isdigit() for c in key) / len(key)  # random hex is ~37 % digits; phrases have few
+    if one_case >= 0.6 and vowels >= 0.3 and common >= 0.2 and digits < 0.25:
         return "it reads like words, and phrases are guessable"
     return None
 

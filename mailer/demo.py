@@ -1,7 +1,8 @@
 """``mailer demo``: the whole story on the embedded defaults, top to bottom.
 
-A workspace with the demo networks' lists and the Kent newsletter; the demo members imported; the
-newsletter and the ECHR alert sent to the Maildir outbox; a summary and where to look. Running it
+A workspace with the demo's two networks (Kent, Central England), their lists and campaigns; the
+demo members imported; the Kent newsletter, the ECHR alert and the Central England newsletter sent to
+the Maildir outbox, each as its own network; a summary and where to look. Running it
 again on the same folder sends nothing twice: it reports what is there.
 """
 
@@ -25,7 +26,8 @@ from mailer.settings import ensure_secret, load
 from mailer.transport import transport_for
 from mailer.workspace import init_workspace, write_dkim_keys
 
-CAMPAIGNS = ("2025-11-kent-network", "2025-11-echr-alert")
+# The Kent newsletter and alert speak as the Kent Network, the December newsletter as Central England.
+CAMPAIGNS = ("2025-11-kent-network", "2025-11-echr-alert", "2025-12-central-england")
 
 
 @dataclass

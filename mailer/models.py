@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -154,6 +155,21 @@ class Suppression(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class NetworkLeave(Base):
+    """A member who left one network's mail (issue 12): that network's campaigns skip them; other
+    networks' mail is unchanged. Leaving all mail is a suppression, not rows here."""
+
+    __tablename__ = "network_leaves"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    network: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))  # one-click, link, mailto, admin
+    campaign: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_network_leaves_network", "network", "member_id"),)
+
+
 class Campaign(Base):
     """One send of an issue or alert. ``status``: draft, scheduled, sending, paused, sent, cancelled."""
 
@@ -168,11 +184,29 @@ class Campaign(Base):
     issue_date: Mapped[str] = mapped_column(String(10))  # the issue's "today", ISO date
     source: Mapped[str] = mapped_column(Text, default="")  # the issue file as sent, for the archive
     status: Mapped[str] = mapped_column(String(32), default="draft", index=True)
+    network: Mapped[str] = mapped_column(String(64), default="")  # the network it speaks as (a slug)
     status_reason: Mapped[str] = mapped_column(Text, default="")
     scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CampaignStage(Base):
+    """One stage of a campaign's send (issue 12): each ``send`` of a campaign adds the members of its
+    audience (narrowed by ``segment``, capped by ``limit``, or only those added since the last stage)
+    who have no delivery yet. ``recipients`` is how many it added."""
+
+    __tablename__ = "campaign_stages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    segment: Mapped[str] = mapped_column(Text, default="")
+    limit: Mapped[int | None] = mapped_column(Integer)
+    new_members: Mapped[bool] = mapped_column(Boolean, default=False)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Variant(Base):
@@ -354,3 +388,85 @@ class LoginAttempt(Base):
     first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- the desk (issue 14) ---
+# The editorial desk's people, roles, sign-in links, sessions and audit log (mailer/web/desk/).
+
+
+class User(Base):
+    """A person who signs in to the desk (an editor, approver, contributor or admin). ``email`` is
+    the normalised address. A disabled person keeps their row (the audit log names them) but can
+    no longer sign in. ``password_hash`` (argon2) is optional: the mailed link always works."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class UserRole(Base):
+    """One role of a person: ``role`` is admin, editor, approver or contributor; ``network`` a
+    network's slug ("" for an admin of every network, or the workspace's single network);
+    ``region`` a region's slug for a contributor (a local group), else ""."""
+
+    __tablename__ = "user_roles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    network: Mapped[str] = mapped_column(String(64), default="")
+    region: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_user_roles_user_role_network_region", "user_id", "role", "network", "region", unique=True),
+    )
+
+
+class DeskSession(Base):
+    """A signed-in browser. ``id`` is the SHA-256 (hex) of the random 32-byte value in the cookie:
+    the cookie's value itself is stored nowhere. Every request looks its session up here, so a
+    revoked one is refused at once."""
+
+    __tablename__ = "desk_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+
+
+class SignInLink(Base):
+    """A one-time sign-in link mailed to a person: ``token_hash`` is the SHA-256 (hex) of the token
+    in the link. Used once (``used_at``), or never after ``expires_at``."""
+
+    __tablename__ = "sign_in_links"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(Base):
+    """One line of the desk's audit log: who (``user_id``; None for the command line or the
+    system) did what (``action``, e.g. ``role.add``) to what (``object``). Appended to, never
+    rewritten."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    object: Mapped[str] = mapped_column(String(500), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

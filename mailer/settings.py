@@ -243,7 +243,7 @@ def declared() -> list[tuple[str, Any, str, str | None]]:
     return out
 
 
-def default_toml(organisation: str | None = None) -> str:
+def default_toml(organisation: str | None = None, from_address: str | None = None) -> str:
     """The text of a new mailer.toml: every setting, commented with its help."""
     import tomli_w
 
@@ -254,7 +254,8 @@ def default_toml(organisation: str | None = None) -> str:
         "",
     ]
     for name, default, help_, env in declared():
-        value = organisation if (name == "organisation" and organisation) else default
+        given = {"organisation": organisation, "from_address": from_address}.get(name)
+        value = given if given else default
         lines.append(f"# {help_}" + (f" Overridden by {env}." if env else ""))
         lines.append(tomli_w.dumps({name: value}).strip())
         lines.append("")

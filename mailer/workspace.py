@@ -22,6 +22,9 @@ from mailer.settings import (
 )
 
 SHAPE_FILES = ("regions.toml", "interests.toml", "segments.toml", "postcode_areas.csv")
+# The demo's members and its two networks (Kent, Central England). A new workspace has one network,
+# made from mailer.toml's organisation and from_address, until it writes lists/networks.toml.
+DEMO_FILES = ("members.csv", "networks.toml")
 
 TEMPLATES_README = """\
 # Templates
@@ -131,7 +134,9 @@ def write_dkim_keys(target: Path, settings: Settings | None = None) -> list[Path
     return written
 
 
-def init_workspace(target: Path, *, organisation: str | None = None, demo: bool = False) -> list[Path]:
+def init_workspace(
+    target: Path, *, organisation: str | None = None, from_address: str | None = None, demo: bool = False
+) -> list[Path]:
     """Make a workspace in ``target``: mailer.toml, templates/, lists/ (the demo shape), campaigns/
     and its private keys (``write_keys``: .mailer-secret, mode 600).
 
@@ -147,7 +152,7 @@ def init_workspace(target: Path, *, organisation: str | None = None, demo: bool 
             path.write_text(text, encoding="utf-8")
             written.append(path)
 
-    write(target / SETTINGS_FILE, default_toml(organisation))
+    write(target / SETTINGS_FILE, default_toml(organisation, from_address))
     write(target / "templates" / "README.md", TEMPLATES_README)
     ignored = ("mailer.db*", "outbox/", ".mailer-secret", ".mailer-dkim*.pem", "*.rejected.csv", "preview/")
     write(target / ".gitignore", "".join(line + "\n" for line in ignored))
@@ -159,9 +164,8 @@ def init_workspace(target: Path, *, organisation: str | None = None, demo: bool 
             write(target / "lists" / name, src.read_text(encoding="utf-8"))
     (target / "campaigns").mkdir(exist_ok=True)
     if demo:
-        write(
-            target / "lists" / "members.csv", (source / "lists" / "members.csv").read_text(encoding="utf-8")
-        )
+        for name in DEMO_FILES:
+            write(target / "lists" / name, (source / "lists" / name).read_text(encoding="utf-8"))
         for campaign in sorted((source / "campaigns").iterdir()):
             dest = target / "campaigns" / campaign.name
             if campaign.is_dir() and not dest.exists():

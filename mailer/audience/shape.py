@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mailer.audience.networks import NETWORKS_FILE, Network, check_region_sender, load_networks
 from mailer.errors import InvalidInput, Problem, toml_error_location
 from mailer.models import Interest, Member, MemberInterest, Region
 
@@ -27,9 +28,15 @@ POSTCODE_AREA = re.compile(r"^([A-Z]{1,2})[0-9]")
 
 @dataclass(frozen=True)
 class RegionDef:
+    """A region. A local group's region may carry its own sender name and Reply-To (used when a
+    mailing's audience is that group alone) and a ``contact`` line for the welcome mail."""
+
     slug: str
     name: str
     parent: str | None = None
+    from_name: str = ""
+    reply_to: str = ""
+    contact: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class Shape:
     interests: dict[str, InterestDef] = field(default_factory=dict)
     segments: dict[str, SegmentDef] = field(default_factory=dict)
     postcode_areas: dict[str, str] = field(default_factory=dict)
+    networks: dict[str, Network] = field(default_factory=dict)
 
     def ancestors(self, slug: str) -> list[str]:
         """``slug`` and every region above it, nearest first."""
@@ -165,7 +173,15 @@ def load_shape(lists_dir: Path) -> Shape:
             continue
         if not name:
             problems.append(Problem("a region needs a name", path=rpath, line=line, field="name"))
-        regions[slug] = RegionDef(slug, name or slug, parent)
+        regions[slug] = RegionDef(
+            slug,
+            name or slug,
+            parent,
+            from_name=_text(entry, "from_name", rpath, line, problems),
+            reply_to=_text(entry, "reply_to", rpath, line, problems),
+            contact=_text(entry, "contact", rpath, line, problems),
+        )
+        check_region_sender(regions[slug], rpath, line, problems)
         parents_at[slug] = line
     for slug, r in regions.items():
         if r.parent is not None and r.parent not in regions:
@@ -238,9 +254,11 @@ def load_shape(lists_dir: Path) -> Shape:
                     continue
                 areas[area] = region
 
+    networks = load_networks(lists_dir / NETWORKS_FILE, regions, problems)
+
     if problems:
         raise InvalidInput(problems, summary=f"the lists in {lists_dir} have {len(problems)} problem(s)")
-    return Shape(regions, interests, segments, areas)
+    return Shape(regions, interests, segments, areas, networks)
 
 
 @dataclass

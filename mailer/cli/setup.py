@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -10,12 +11,31 @@ import click
 
 from mailer.cli import cli
 
+PLACEHOLDER_NAME = "Our Network"
+PLACEHOLDER_FROM = "newsletter@example.org"
+
 
 @cli.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--organisation", help="Your network's name, as members will see it in From and footers.")
-def init(directory: Path, organisation: str | None) -> None:
-    """Make a new workspace in DIRECTORY.
+@click.option(
+    "--name",
+    "--organisation",
+    "name",
+    metavar="NAME",
+    help="Your network's name, as members see it in From, footers and web pages "
+    '(e.g. "Central England Network"). Asked for when not given at a terminal.',
+)
+@click.option(
+    "--from",
+    "from_address",
+    metavar="ADDRESS",
+    help="The address your mail comes From (e.g. news@example.org). Asked for when not given at a terminal.",
+)
+def init(directory: Path, name: str | None, from_address: str | None) -> None:
+    """Make a new workspace in DIRECTORY for one network.
+
+    \b
+      mailer init central --name "Central England Network" --from news@example.org
 
     It holds mailer.toml (every setting, with its help), lists/ (a starting region tree and
     interests to edit), templates/ (your overrides of the packaged templates), campaigns/ and
@@ -26,12 +46,26 @@ def init(directory: Path, organisation: str | None) -> None:
     from mailer.settings import SECRET_FILE
     from mailer.workspace import init_workspace
 
-    written = init_workspace(directory, organisation=organisation)
+    interactive = sys.stdin.isatty()
+    if name is None and interactive:
+        name = click.prompt("Your network's name, as members will see it", default=PLACEHOLDER_NAME)
+    if from_address is None and interactive:
+        from_address = click.prompt("The address your mail comes From", default=PLACEHOLDER_FROM)
+    if from_address is not None and not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", from_address):
+        raise click.BadParameter(f"{from_address!r} is not an email address", param_hint="--from")
+    written = init_workspace(directory, organisation=name or PLACEHOLDER_NAME, from_address=from_address)
     for path in written:
         click.echo(f"  wrote {path}")
     if directory / SECRET_FILE in written:
         click.echo(f"The key for signed links is in {directory / SECRET_FILE} (mode 600): keep it private.")
     _dkim_keys(directory)
+    if name is None or from_address is None:
+        click.echo(
+            f"Note: the network's name is {name or PLACEHOLDER_NAME!r} and mail comes from "
+            f"{from_address or PLACEHOLDER_FROM}: set organisation and from_address in "
+            f"{directory / 'mailer.toml'} (or run init with --name and --from)."
+        )
+    click.echo("More networks in one workspace: describe each in lists/networks.toml (see `mailer demo`).")
     click.echo(f"Workspace ready in {directory}. Next: edit lists/regions.toml, then")
     click.echo(f"  mailer -w {directory} lists sync")
 
@@ -51,8 +85,9 @@ def demo(directory: Path) -> None:
     """Run the whole story in DIRECTORY (default: ./demo) on the embedded defaults.
 
     It makes a workspace with the Kent and Central England networks, imports the 500 demo
-    members, and sends the Kent November newsletter and the ECHR alert to a Maildir outbox
-    (SQLite, no mail leaves the machine). Running it again sends nothing twice.
+    members, and sends the Kent November newsletter, the ECHR alert and the Central England
+    December newsletter, each as its own network, to a Maildir outbox (SQLite, no mail leaves the
+    machine). Running it again sends nothing twice.
     """
     from mailer.demo import run_demo
 

@@ -383,12 +383,30 @@ def _audience(value: str, info: ValidationInfo) -> str:
 Audience = Annotated[str, AfterValidator(_audience)]
 
 
+def _network(value: str, info: ValidationInfo) -> str:
+    shape = (info.context or {}).get("shape")
+    if shape is None or not value or not shape.networks or value in shape.networks:
+        return value
+    from mailer.errors import suggest
+
+    raise PydanticCustomError(
+        "network",
+        "unknown network {value}",
+        {"value": repr(value), "hint": suggest(value, shape.networks, "networks") + " (lists/networks.toml)"},
+    )
+
+
+NetworkSlug = Annotated[str, AfterValidator(_network)]
+"""The network an issue speaks as (``lists/networks.toml``); empty: implied by the audience."""
+
+
 class Newsletter(Model):
     kind: Literal["newsletter"]
     title: str
     subject: str
     preheader: str = ""
     date: date
+    network: NetworkSlug = ""
     audience: Audience = "all"
     intro: str = ""
     items: list[Item] = Field(default_factory=list)
@@ -408,6 +426,7 @@ class Alert(Model):
     subject: str
     preheader: str = ""
     date: date
+    network: NetworkSlug = ""
     audience: Audience
     body: str
     button: Button

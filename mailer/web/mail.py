@@ -14,6 +14,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid
 from typing import TYPE_CHECKING, Any
 
+from mailer.audience.networks import Network, default_network
 from mailer.errors import RenderError, TransportError
 from mailer.models import utcnow
 from mailer.settings import Settings
@@ -24,22 +25,32 @@ if TYPE_CHECKING:
     from mailer.web.pages import Pages
 
 
-def system_mail(pages: Pages, settings: Settings, template: str, *, to: str, **context: Any) -> EmailMessage:
-    """The message of ``web/mail/<template>`` for ``to``: From the organisation, auto-generated.
+def system_mail(
+    pages: Pages,
+    settings: Settings,
+    template: str,
+    *,
+    to: str,
+    network: Network | None = None,
+    **context: Any,
+) -> EmailMessage:
+    """The message of ``web/mail/<template>`` for ``to``, From ``network`` (the workspace's default
+    network when None), auto-generated.
 
     Whatever a stranger typed into a form (a name) never goes into these mails: anyone can ask for
     one to any address, so they carry only the organisation's own words and the link.
     """
-    rendered = pages.text(f"mail/{template}", **context)
+    network = network or default_network(settings)
+    rendered = pages.text(f"mail/{template}", network=network, **context)
     head, sep, body = rendered.partition("\n\n")
     if not sep or not head.startswith("Subject:"):
         raise RenderError("a mail template starts with a Subject: line and a blank line", path=template)
     msg = EmailMessage()
     msg["Subject"] = " ".join(head.removeprefix("Subject:").split())
-    msg["From"] = formataddr((settings.organisation, settings.from_address))
+    msg["From"] = formataddr((network.sender_name, network.from_address))
     msg["To"] = to
-    if settings.reply_to:
-        msg["Reply-To"] = settings.reply_to
+    if network.reply_to:
+        msg["Reply-To"] = network.reply_to
     msg["Date"] = format_datetime(utcnow())
     msg["Message-ID"] = make_msgid(domain=settings.list_domain)
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this

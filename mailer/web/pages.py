@@ -12,6 +12,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from mailer.audience.networks import Network, default_network
 from mailer.render import template_loader
 from mailer.settings import Settings
 from mailer.web.csrf import Csrf
@@ -40,10 +41,14 @@ class Pages:
             lstrip_blocks=True,
         )
 
-    def text(self, template: str, **context: Any) -> str:
-        """Render ``web/<template>`` with ``context`` plus the common values."""
+    def text(self, template: str, *, network: Network | None = None, **context: Any) -> str:
+        """Render ``web/<template>`` with ``context`` plus the common values: ``network`` (who the
+        page or mail speaks as; the workspace's default network when None), ``organisation`` (its
+        heading) and ``base_url``."""
+        network = network or default_network(self.settings)
         values = {
-            "organisation": self.settings.organisation,
+            "network": network,
+            "organisation": network.title,
             "base_url": self.settings.base_url.rstrip("/"),
             **context,
         }
@@ -58,14 +63,16 @@ class Pages:
         status: int = 200,
         csrf_scope: str | None = None,
         headers: dict[str, str] | None = None,
+        network: Network | None = None,
     ) -> HTMLResponse:
-        """An HTML page; with ``csrf_scope`` its forms get a CSRF value (and the cookie is set)."""
+        """An HTML page, speaking as ``network`` (see ``text``); with ``csrf_scope`` its forms get a
+        CSRF value (and the cookie is set)."""
         values = dict(context or {})
         token = None
         if csrf_scope is not None:
             token = self.csrf.issue(request, csrf_scope)
             values["csrf"] = token.value
-        body = self.text(name, **values)
+        body = self.text(name, network=network, **values)
         all_headers = dict(PAGE_HEADERS)
         all_headers.update(headers or {})
         response = HTMLResponse(body, status_code=status, headers=all_headers)
@@ -81,11 +88,12 @@ class Pages:
         *,
         status: int = 200,
         headers: dict[str, str] | None = None,
+        network: Network | None = None,
         **extra: Any,
     ) -> HTMLResponse:
         """A plain page with a heading and a paragraph (errors, "done" pages)."""
         context = {"title": title, "text": text, **extra}
-        return self.page(request, "message.html", context, status=status, headers=headers)
+        return self.page(request, "message.html", context, status=status, headers=headers, network=network)
 
     def form_expired(self, request: Request, *, what: str = "changed") -> HTMLResponse:
         """403 for a form whose CSRF token is missing or old: nothing was ``what`` (changed, sent)."""

@@ -1,0 +1,395 @@
+"""Networks: who a mailing speaks as (issue 12, "One organisation, many networks").
+
+One organisation, one membership database, many networks (Kent, Central England, …). A network owns
+one or more subtrees of the region tree and a sender identity: its name, From and Reply-To, List-Id,
+the footer's postal address and charity line, a sign-off, the welcome text, the web pages' heading and
+colour, and the DKIM domain it signs with. They are declared in ``lists/networks.toml``::
+
+    [[network]]
+    slug = "central-england"
+    name = "Central England Network"
+    regions = ["central-england"]          # the top regions it owns, with everything below them
+    from_address = "central-england@example.org"
+    reply_to = "ce-editor@example.org"     # optional
+    postal_address = "…"                   # the footer's postal address (PECR)
+    charity = "…"                          # the footer's charity line
+
+A workspace without ``networks.toml`` has one network, made from ``mailer.toml``'s ``organisation``,
+``from_address`` and ``reply_to`` (:func:`default_network`), so a single-network workspace needs
+nothing more. A local group (any region in ``regions.toml``) may carry its own ``from_name`` and
+``reply_to``, used when a mailing's audience is that group alone, and a ``contact`` line for the
+welcome mail.
+
+Each region belongs to at most one network: the one owning its nearest listed ancestor. An issue
+belongs to the network it names (``network:``) or, failing that, the one its audience's regions imply
+(:func:`network_for_issue`).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mailer.errors import ConfigError, Problem, suggest, toml_error_location
+
+if TYPE_CHECKING:
+    from mailer.audience.shape import RegionDef, Shape
+    from mailer.settings import Settings
+
+NETWORKS_FILE = "networks.toml"
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+DEFAULT_BAND = "#ffde00"
+_MULTILINE = {"welcome", "sign_off", "postal_address"}
+_LONGEST = 2000
+
+DEFAULT_WELCOME = (
+    "Thank you for joining {network}. Every month we send a newsletter with what is happening near you, "
+    "and now and then an action alert when something cannot wait."
+)
+
+_KEYS = {
+    "slug",
+    "name",
+    "regions",
+    "from_name",
+    "from_address",
+    "reply_to",
+    "list_id",
+    "postal_address",
+    "charity",
+    "sign_off",
+    "welcome",
+    "heading",
+    "colour",
+    "dkim_domain",
+}
+
+
+@dataclass(frozen=True)
+class Network:
+    """A network's identity. ``regions``: the top regions it owns (empty for the default network,
+    which owns every region). ``list_id`` is the left part of its List-Id (``<list_id>.<list_domain>``)."""
+
+    slug: str
+    name: str
+    from_address: str
+    regions: tuple[str, ...] = ()
+    from_name: str = ""
+    reply_to: str = ""
+    list_id: str = ""
+    postal_address: str = ""
+    charity: str = ""
+    sign_off: str = ""
+    welcome: str = ""
+    heading: str = ""
+    colour: str = DEFAULT_BAND
+    dkim_domain: str = ""
+
+    @property
+    def sender_name(self) -> str:
+        """The display name in From and Reply-To."""
+        return self.from_name or self.name
+
+    @property
+    def list_slug(self) -> str:
+        return self.list_id or self.slug
+
+    @property
+    def title(self) -> str:
+        """The heading of its web pages."""
+        return self.heading or self.name
+
+    @property
+    def signing_domain(self) -> str:
+        """The DKIM d= domain: ``dkim_domain``, else the From address's domain."""
+        return (self.dkim_domain or self.from_address.rpartition("@")[2]).strip().lower()
+
+    def welcome_text(self) -> str:
+        return (self.welcome or DEFAULT_WELCOME).replace("{network}", self.name).strip()
+
+
+def _slugify(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "network"
+
+
+def default_network(settings: Settings) -> Network:
+    """The one network of a workspace without ``lists/networks.toml``: ``mailer.toml``'s sender."""
+    return Network(
+        slug=_slugify(settings.organisation),
+        name=settings.organisation,
+        from_address=settings.from_address,
+        reply_to=settings.reply_to,
+        dkim_domain=settings.dkim_domain,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading lists/networks.toml
+
+
+def _block_lines(text: str) -> list[int]:
+    pattern = re.compile(r"^\s*\[\[\s*network\s*\]\]")
+    return [i for i, line in enumerate(text.splitlines(), 1) if pattern.match(line)]
+
+
+def load_networks(path: Path, regions: dict[str, RegionDef], problems: list[Problem]) -> dict[str, Network]:
+    """The networks of ``path`` (none if the file is absent); every problem is added to ``problems``."""
+    if not path.exists():
+        return {}
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg, line, col = toml_error_location(exc)
+        problems.append(Problem(f"not valid TOML: {msg}", path=path, line=line, column=col))
+        return {}
+    entries = data.get("network", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        problems.append(Problem("expected [[network]] tables", path=path, field="network"))
+        return {}
+    lines = _block_lines(text)
+    networks: dict[str, Network] = {}
+    owner: dict[str, str] = {}  # top region -> network slug
+    for i, entry in enumerate(entries):
+        line = lines[i] if i < len(lines) else None
+        network = _one(entry, path, line, regions, problems)
+        if network is None:
+            continue
+        if network.slug in networks:
+            problems.append(
+                Problem(f"duplicate network {network.slug!r}", path=path, line=line, field="slug")
+            )
+            continue
+        for region in network.regions:
+            if region in owner:
+                problems.append(
+                    Problem(
+                        f"region {region!r} is claimed by networks {owner[region]!r} and {network.slug!r}",
+                        path=path,
+                        line=line,
+                        field="regions",
+                        hint="a region belongs to one network",
+                    )
+                )
+            owner[region] = network.slug
+        networks[network.slug] = network
+    # A network's region may not sit inside another network's subtree (it would belong to both).
+    for region, slug in owner.items():
+        current = regions[region].parent if region in regions else None
+        while current is not None and current in regions:
+            if current in owner and owner[current] != slug:
+                problems.append(
+                    Problem(
+                        f"region {region!r} of network {slug!r} lies inside {current!r} of network "
+                        f"{owner[current]!r}",
+                        path=path,
+                        line=lines[list(networks).index(slug)] if slug in networks else None,
+                        field="regions",
+                        hint="a region belongs to one network: give each network separate subtrees",
+                    )
+                )
+                break
+            current = regions[current].parent
+    return networks
+
+
+def _one(
+    entry: dict[str, Any],
+    path: Path,
+    line: int | None,
+    regions: dict[str, RegionDef],
+    problems: list[Problem],
+) -> Network | None:
+    def problem(message: str, field: str, hint: str | None = None) -> None:
+        problems.append(Problem(message, path=path, line=line, field=field, hint=hint))
+
+    for key in sorted(set(entry) - _KEYS):
+        problem(f"unknown key {key!r}", key, suggest(key, _KEYS, "keys"))
+    values: dict[str, str] = {}
+    for key in sorted(_KEYS - {"regions"}):
+        value = entry.get(key, "")
+        if not isinstance(value, str):
+            problem(f"expected text, got {value!r}", key)
+            value = ""
+        values[key] = value.strip() if key not in _MULTILINE else value.strip("\n")
+    slug = values.pop("slug")
+    ok = True
+    for key, value in values.items():
+        allowed = "\n" if key in _MULTILINE else ""
+        if any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in value) or len(value) > _LONGEST:
+            problem(
+                f"{key} holds control characters or is over {_LONGEST} characters",
+                key,
+                "plain text only: it goes into mail headers and footers",
+            )
+            ok = False
+    if not _SLUG.match(slug):
+        problem(
+            f"bad network slug {slug!r}",
+            "slug",
+            "lower-case letters, digits and hyphens, e.g. central-england",
+        )
+        ok = False
+    if not values["name"]:
+        problem("a network needs a name", "name", 'e.g. name = "Central England Network"')
+        ok = False
+    for key in ("from_address", "reply_to"):
+        if (values[key] or key == "from_address") and not _ADDRESS.match(values[key]):
+            problem(f"{key} {values[key]!r} is not an email address", key, f'e.g. {key} = "news@example.org"')
+            ok = False
+    if values["list_id"] and not _SLUG.match(values["list_id"]):
+        problem(f"bad list_id {values['list_id']!r}", "list_id", "lower-case letters, digits and hyphens")
+        ok = False
+    if values["colour"] and not _COLOUR.match(values["colour"]):
+        problem(f"colour {values['colour']!r} is not #rrggbb", "colour", 'e.g. colour = "#ffde00"')
+        ok = False
+    raw = entry.get("regions", [])
+    if not isinstance(raw, list) or not raw or not all(isinstance(r, str) for r in raw):
+        problem("regions must list the top regions the network owns", "regions", 'e.g. regions = ["kent"]')
+        return None
+    for region in raw:
+        if region not in regions:
+            problem(f"unknown region {region!r}", "regions", suggest(region, regions, "regions"))
+            ok = False
+    if not ok:
+        return None
+    return Network(
+        slug=slug, regions=tuple(raw), **{k: v for k, v in values.items() if v} | _required(values)
+    )
+
+
+def check_region_sender(region: RegionDef, path: Path, line: int | None, problems: list[Problem]) -> None:
+    """A local group's ``from_name``, ``reply_to`` and ``contact`` in regions.toml: plain text, and
+    ``reply_to`` an address (they go into headers and the welcome mail)."""
+    for key in ("from_name", "reply_to", "contact"):
+        value = getattr(region, key)
+        if any(ord(c) < 32 or ord(c) == 127 for c in value) or len(value) > _LONGEST:
+            problems.append(
+                Problem(
+                    f"{key} of region {region.slug!r} holds control characters",
+                    path=path,
+                    line=line,
+                    field=key,
+                )
+            )
+    if region.reply_to and not _ADDRESS.match(region.reply_to):
+        problems.append(
+            Problem(
+                f"reply_to {region.reply_to!r} of region {region.slug!r} is not an email address",
+                path=path,
+                line=line,
+                field="reply_to",
+                hint='e.g. reply_to = "group@example.org"',
+            )
+        )
+
+
+def _required(values: dict[str, str]) -> dict[str, str]:
+    return {"name": values["name"], "from_address": values["from_address"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Which network
+
+
+def networks_of(shape: Shape, settings: Settings) -> list[Network]:
+    """The workspace's networks, in file order (the default one when none are declared)."""
+    return list(shape.networks.values()) or [default_network(settings)]
+
+
+def named(shape: Shape, settings: Settings, slug: str) -> Network:
+    """The network ``slug``; ConfigError with the known names if there is none."""
+    for network in networks_of(shape, settings):
+        if network.slug == slug:
+            return network
+    known = [n.slug for n in networks_of(shape, settings)]
+    raise ConfigError(f"unknown network {slug!r}", field="network", hint=suggest(slug, known, "networks"))
+
+
+def of_region(shape: Shape, settings: Settings, region: str | None) -> Network | None:
+    """The network ``region`` belongs to: the one owning its nearest listed ancestor. With no
+    networks declared, the default one; None for a region outside every declared network."""
+    if not shape.networks:
+        return default_network(settings)
+    if region is None or region not in shape.regions:
+        return None
+    owners = {r: n for n in shape.networks.values() for r in n.regions}
+    for slug in shape.ancestors(region):
+        if slug in owners:
+            return owners[slug]
+    return None
+
+
+def audience_regions(audience: str, shape: Shape) -> set[str]:
+    """The regions an audience expression names positively (``region:x`` not under ``not``)."""
+    from mailer.audience import segments
+
+    found: set[str] = set()
+
+    def walk(node: segments.Node, negated: bool) -> None:
+        if isinstance(node, segments.RegionIs) and not negated:
+            found.add(node.slug)
+        elif isinstance(node, segments.Not):
+            walk(node.operand, not negated)
+        elif isinstance(node, segments.And | segments.Or):
+            for operand in node.operands:
+                walk(operand, negated)
+
+    walk(segments.resolve(segments.parse(audience), shape), False)
+    return found
+
+
+def network_for_issue(shape: Shape, settings: Settings, declared: str | None, audience: str) -> Network:
+    """The network an issue speaks as: the one it names, else the one its audience's regions imply,
+    else the only one. ConfigError when that is unknown or ambiguous, with the fix."""
+    if declared:
+        return named(shape, settings, declared)
+    networks = networks_of(shape, settings)
+    if len(networks) == 1:
+        return networks[0]
+    implied = {n.slug: n for r in audience_regions(audience, shape) if (n := of_region(shape, settings, r))}
+    if len(implied) == 1:
+        return next(iter(implied.values()))
+    names = ", ".join(n.slug for n in networks)
+    if implied:
+        why = f"its audience reaches regions of {len(implied)} networks ({', '.join(sorted(implied))})"
+    else:
+        why = "its audience names no region of any network"
+    raise ConfigError(
+        f"which network does this issue speak as? {why}",
+        field="network",
+        hint=f"add `network: <slug>` to the issue file; this workspace's networks: {names}",
+    )
+
+
+def group_sender(shape: Shape, audience: str) -> RegionDef | None:
+    """The local group an audience is wholly about, when that region has its own ``from_name`` or
+    ``reply_to`` (an audience of exactly one ``region:`` term, alone or narrowed by ``and``)."""
+    from mailer.audience import segments
+
+    node = segments.resolve(segments.parse(audience), shape)
+    if isinstance(node, segments.And):
+        regions = [o for o in node.operands if isinstance(o, segments.RegionIs)]
+        node = regions[0] if len(regions) == 1 else node
+    if isinstance(node, segments.RegionIs):
+        region = shape.regions.get(node.slug)
+        if region is not None and (region.from_name or region.reply_to):
+            return region
+    return None
+
+
+def sender_settings(settings: Settings, network: Network, group: RegionDef | None = None) -> Settings:
+    """``settings`` speaking as ``network`` (or as its local ``group``): From, Reply-To, the name
+    shown (``organisation``) and the DKIM domain. Everything else is the workspace's."""
+    return replace(
+        settings,
+        organisation=(group.from_name if group is not None and group.from_name else network.sender_name),
+        from_address=network.from_address,
+        reply_to=(group.reply_to if group is not None and group.reply_to else network.reply_to),
+        dkim_domain=network.signing_domain,
+    )

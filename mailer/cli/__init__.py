@@ -164,6 +164,7 @@ from mailer.cli import (  # noqa: E402, F401
     sending,
     serve,
     setup,
+    users,
     workers,
 )
 

@@ -5,11 +5,14 @@ Routes, by concern:
 - ``/u/{token}``: unsubscribe (GET/HEAD page; POST one-click or button; POST ``/preferences``
   mails a preferences link)                                                   ``unsubscribe.py``
 - ``/p/{token}``, ``/p/{token}/leave``, ``/p/{token}/renew``: preferences     ``preferences.py``
-- ``/subscribe``, ``/subscribe/embed``, ``/confirm/{token}``: sign-up          ``signup.py``
-- ``/archive/``, ``/archive/feed.atom``, ``/archive/{slug}/[{key}]``, ``/files/…``  ``archive.py``
+- ``/subscribe[?network=SLUG]``, ``/subscribe/embed``, ``/confirm/{token}``: sign-up (and the
+  welcome mail, ``welcome.py``)                                                ``signup.py``
+- ``/archive/[?network=SLUG]``, ``/archive/feed.atom[?network=SLUG]``, ``/archive/{slug}/[{key}]``,
+  ``/files/…``                                                                 ``archive.py``
 - ``/calendar/``, ``/calendar/{region}.ics``, ``/calendar/all.ics``, ``/calendar/event/{uid}.ics``
                                                                                ``calendars.py``
 - ``/admin/``, ``/admin/campaigns/{slug}``: reports, HTTP Basic (MAILER_ADMIN_PASSWORD)   ``admin.py``
+- ``/desk/…``: the editorial desk (sign-in by mailed link, people and roles)    ``desk/``
 
 A bad, forged or truncated token gets the same plain 400 page, whatever was wrong with it; a
 genuine preferences link past its age gets a page offering to mail a fresh one (410).
@@ -48,6 +51,7 @@ from mailer.settings import Settings
 from mailer.web import admin, archive, calendars, preferences, signup, unsubscribe
 from mailer.web.context import Limits, SendMail, Web, web
 from mailer.web.csrf import Csrf
+from mailer.web.desk.routes import routes as desk_routes
 from mailer.web.logs import redact, secrets_of
 from mailer.web.mail import relay_sender
 from mailer.web.pages import Pages
@@ -60,7 +64,9 @@ MAX_URL = 4096
 
 
 async def home(request: Request) -> Response:
-    return web(request).pages.page(request, "home.html")
+    """The front page: with several networks, each with its sign-up and archive links."""
+    w = web(request)
+    return w.pages.page(request, "home.html", {"networks": list(w.shape.networks.values())})
 
 
 async def _bad_token(request: Request, exc: Exception) -> Response:
@@ -189,6 +195,7 @@ def create_app(
         *archive.routes,
         *calendars.routes,
         *admin.routes,
+        *desk_routes,
     ]
     app = Starlette(
         routes=routes,

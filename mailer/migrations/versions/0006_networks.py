@@ -48,7 +48,10 @@ def upgrade() -> None:
         sa.Column("campaign", sa.String(length=200), nullable=True),
         sa.Column("created_at", mailer.models.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["member_id"], ["members.id"], name=op.f("fk_network_leaves_member_id_members"), ondelete="CASCADE"
+            ["member_id"],
+            ["members.id"],
+            name=op.f("fk_network_leaves_member_id_members"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("member_id", "network", name=op.f("pk_network_leaves")),
     )

@@ -1,0 +1,218 @@
+"""What every desk page needs: who is signed in, the CSRF scope of their forms, refusals, limits.
+
+Every request with the desk's cookie looks its session up in the database (``sessions.lookup``),
+so a revoked session is refused at once. Every desk form carries a CSRF value (``mailer.web.csrf``)
+whose scope is the signed-in session (``desk:<part of the session's id>``), or ``desk:anon`` before
+signing in: a value from another session, or from before signing in, is refused with 403, and so
+is a POST without one, whatever it asks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from mailer.audience.networks import Network, networks_of
+from mailer.web.context import Web, web
+from mailer.web.desk import people, sessions
+from mailer.web.desk.people import Person
+from mailer.web.forms import read_form
+from mailer.web.pages import PAGE_HEADERS
+from mailer.web.ratelimit import Limit
+
+log = logging.getLogger("mailer.web.desk")
+
+ANON_SCOPE = "desk:anon"
+
+
+@dataclass(frozen=True)
+class DeskLimits:
+    """Sign-in limits, counted in the database like sign-up's (``mailer.web.ratelimit``): link
+    requests per client network (IPv4 /24, IPv6 /64; 429 beyond) and links mailed per address
+    (beyond, the usual page and no mail). Tests set ``app.state.desk_limits``."""
+
+    requests_per_client: int = 10
+    client_window: float = 600.0
+    links_per_address: int = 5
+    address_window: float = 3600.0
+    passwords_per_address: int = 10
+    """Password attempts for one address in ``address_window`` (429 beyond, whoever it is)."""
+
+    @property
+    def client(self) -> Limit:
+        return Limit("desk-sign-in-network", self.requests_per_client, timedelta(seconds=self.client_window))
+
+    @property
+    def passwords(self) -> Limit:
+        return Limit(
+            "desk-password-address", self.passwords_per_address, timedelta(seconds=self.address_window)
+        )
+
+    @property
+    def address(self) -> Limit:
+        return Limit("desk-sign-in-address", self.links_per_address, timedelta(seconds=self.address_window))
+
+
+def limits(request: Request) -> DeskLimits:
+    found = getattr(request.app.state, "desk_limits", None)
+    return found if isinstance(found, DeskLimits) else DeskLimits()
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A signed-in request: the person and their session."""
+
+    person: Person
+    session: sessions.Current
+
+    @property
+    def scope(self) -> str:
+        return f"desk:{self.session.short}"
+
+
+def cookie_value(request: Request) -> str:
+    return request.cookies.get(sessions.cookie_name(web(request).settings), "")
+
+
+async def signed_in(request: Request) -> Signed | None:
+    """The person signed in on this request, looked up in the database now; None if nobody is
+    (no cookie, or a session unknown, revoked, expired, or of a disabled person)."""
+    value = cookie_value(request)
+    if not value or not sessions.well_formed(value):
+        return None
+    w = web(request)
+    now = w.clock()
+
+    def read(s: Any) -> Signed | None:
+        current = sessions.lookup(s, value, now=now)
+        if current is None:
+            return None
+        person = people.person(s, current.user_id)
+        return None if person is None else Signed(person, current)
+
+    found = await w.read(read)
+    if found is not None and sessions.due_touch(found.session, now):
+        await w.write(lambda s: sessions.touch(s, found.session.id, now=now))
+    return found
+
+
+def page(
+    request: Request,
+    name: str,
+    context: dict[str, Any] | None = None,
+    *,
+    signed: Signed | None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    network: Network | None = None,
+) -> Response:
+    """A desk page (``web/desk/<name>``) with its forms' CSRF value for ``signed``'s session,
+    speaking as ``network`` (its heading and colours; the workspace's default when None)."""
+    w = web(request)
+    values = {"person": signed.person if signed else None, **(context or {})}
+    return w.pages.page(
+        request,
+        f"desk/{name}",
+        values,
+        status=status,
+        headers=headers,
+        csrf_scope=signed.scope if signed else ANON_SCOPE,
+        network=network,
+    )
+
+
+def message(
+    request: Request,
+    title: str,
+    text: str,
+    *,
+    signed: Signed | None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """A desk page with a heading, a paragraph and, given ``link=(path, words)``, a link."""
+    context = {"title": title, "text": text, **extra}
+    return page(request, "message.html", context, signed=signed, status=status, headers=headers)
+
+
+def redirect(path: str) -> Response:
+    """303 to a path of ours (never a host)."""
+    assert path.startswith("/") and not path.startswith("//")
+    return RedirectResponse(path, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def forbidden(request: Request, signed: Signed | None) -> Response:
+    return message(
+        request,
+        "Not allowed",
+        "Your roles on the desk do not allow this. Ask an admin of your network if you need it.",
+        signed=signed,
+        status=403,
+        link=("/desk/", "Back to your desk"),
+    )
+
+
+def sign_in_first(request: Request) -> Response:
+    return message(
+        request,
+        "Please sign in",
+        "You are not signed in, or your session has ended, so nothing was changed. Sign in and try again.",
+        signed=None,
+        status=403,
+        link=("/desk/sign-in", "Sign in"),
+    )
+
+
+def form_expired(request: Request, signed: Signed | None) -> Response:
+    return message(
+        request,
+        "Please try again",
+        "This form had expired, so nothing was changed. Go back, reload the page and press the button again.",
+        signed=signed,
+        status=403,
+    )
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A desk form post that passed its CSRF check: the form and who is signed in (if anyone)."""
+
+    form: FormData
+    signed: Signed | None
+
+
+async def posted(request: Request) -> Posted | Response:
+    """Read a desk form post: 403 without a valid CSRF value for the signed-in session (or for
+    nobody, before signing in)."""
+    w = web(request)
+    form = await read_form(request)
+    signed = await signed_in(request)
+    if not w.csrf.check(request, form, signed.scope if signed else ANON_SCOPE):
+        return form_expired(request, signed)
+    return Posted(form, signed)
+
+
+def network_slugs(w: Web) -> dict[str, str]:
+    """Each network's slug in URLs → its key in roles ("" for the one network of a workspace
+    without ``lists/networks.toml``)."""
+    if not w.shape.networks:
+        return {networks_of(w.shape, w.settings)[0].slug: ""}
+    return {slug: slug for slug in w.shape.networks}
+
+
+def slug_of(w: Web, key: str) -> str:
+    """The URL slug of the network a role's key names."""
+    return networks_of(w.shape, w.settings)[0].slug if not w.shape.networks else key
+
+
+def no_store(response: Response) -> Response:
+    for name, value in PAGE_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response

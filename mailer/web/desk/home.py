@@ -1,0 +1,384 @@
+"""The desk's own pages: its home, a network's page, and the admins' people page.
+
+- ``GET /desk/``: the person's networks and roles, with what each role lets them do.
+- ``GET /desk/networks/{name}``: one network as the person may see it (403 without a role there).
+- ``GET /desk/people``: for admins (of every network, or of one): the people of their networks and
+  their roles, a form to add a person with a role, buttons to remove a role or to sign a person out
+  everywhere, and the latest lines of the audit log.
+- ``POST /desk/people/add``, ``/desk/people/remove-role``, ``/desk/people/revoke`` (CSRF): those
+  actions, each written to the audit log. An admin of one network acts in that network only.
+
+A page for someone not signed in sends them to ``/desk/sign-in``; a POST gets 403.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mailer.audience.networks import networks_of
+from mailer.errors import MailerError
+from mailer.models import User, UserRole
+from mailer.web.context import Web, web
+from mailer.web.desk import audit, passwords, people, sessions
+from mailer.web.desk.common import (
+    Posted,
+    Signed,
+    forbidden,
+    message,
+    network_slugs,
+    page,
+    posted,
+    redirect,
+    sign_in_first,
+    signed_in,
+    slug_of,
+)
+from mailer.web.desk.people import Person, Role
+from mailer.web.forms import text
+from mailer.web.preferences import region_options
+
+ACTION_WORDS = {
+    "view": "see this network on the desk",
+    "review": "read the inbox of contributions, and accept, edit or decline them",
+    "compose": "write and edit issues",
+    "test-send": "send a test of an issue to yourself",
+    "schedule": "schedule an approved issue",
+    "send": "send an approved issue",
+    "approve": "approve an issue someone else edited last",
+    "submit": "send events and news to the network's next issue",
+    "manage-people": "add and remove people and their roles",
+}
+
+NOTICES = {
+    "added": "The role is added.",
+    "exists": "They have that role already.",
+    "removed": "The role is removed.",
+    "revoked": "They are signed out everywhere.",
+    "password-set": "Your password is set: you can sign in with it, or with a link by email.",
+    "password-removed": "Your password is removed: you sign in with a link by email.",
+}
+
+
+def _role_rows(w: Web, person: Person) -> list[dict[str, str]]:
+    rows = []
+    for role in person.roles:
+        region = w.shape.label(role.region) if role.region in w.shape.regions else role.region
+        rows.append(
+            {
+                "role": people.ROLE_NAMES.get(role.role, role.role),
+                "network": people.network_label(w.shape, w.settings, role.network),
+                "region": region,
+                "slug": slug_of(w, role.network) if role.network or not w.shape.networks else "",
+            }
+        )
+    return rows
+
+
+def _my_networks(w: Web, person: Person) -> list[dict[str, object]]:
+    """The networks ``person`` may see, with their actions there."""
+    out: list[dict[str, object]] = []
+    for slug, key in network_slugs(w).items():
+        actions = people.actions_of(person, key)
+        if actions:
+            name = people.network_label(w.shape, w.settings, key)
+            out.append({"slug": slug, "name": name, "actions": [ACTION_WORDS[a] for a in actions]})
+    return out
+
+
+async def home(request: Request) -> Response:
+    signed = await signed_in(request)
+    if signed is None:
+        return redirect("/desk/sign-in")
+    w = web(request)
+    return page(
+        request,
+        "home.html",
+        {
+            "roles": _role_rows(w, signed.person),
+            "networks": _my_networks(w, signed.person),
+            "notice": NOTICES.get(request.query_params.get("done", ""), ""),
+            "min_password": passwords.MIN_LENGTH,
+        },
+        signed=signed,
+    )
+
+
+async def network_page(request: Request) -> Response:
+    signed = await signed_in(request)
+    if signed is None:
+        return redirect("/desk/sign-in")
+    w = web(request)
+    slug = request.path_params["name"]
+    key = network_slugs(w).get(slug)
+    if key is None:
+        return message(
+            request, "Page not found", "There is no network of that name.", signed=signed, status=404
+        )
+    if not people.can(signed.person, "view", key):
+        return forbidden(request, signed)
+    network = next(n for n in networks_of(w.shape, w.settings) if n.slug == slug)
+    mine = [r for r in _role_rows(w, signed.person) if r["slug"] == slug or r["network"] == "every network"]
+    actions = [ACTION_WORDS[a] for a in people.actions_of(signed.person, key)]
+    return page(
+        request,
+        "network.html",
+        {"title": network.name, "roles": mine, "actions": actions},
+        signed=signed,
+        network=network,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# People (admins)
+
+
+def _manages(admin: Person, target: Person) -> bool:
+    """Whether ``admin`` may sign ``target`` out: an admin of every network; or an admin of each
+    network ``target`` has a role in (never of an admin of every network)."""
+    if admin.admin_of_all:
+        return True
+    if target.admin_of_all or not target.roles:
+        return False
+    return all(people.can(admin, "manage-people", r.network) for r in target.roles)
+
+
+def _visible(admin: Person, everyone: list[Person]) -> list[Person]:
+    if admin.admin_of_all:
+        return everyone
+    return [p for p in everyone if any(people.can(admin, "manage-people", r.network) for r in p.roles)]
+
+
+async def _people_context(w: Web, signed: Signed) -> dict[str, object]:
+    admin = signed.person
+    now = w.clock()
+
+    def read(s: Session) -> tuple[list[Person], list[audit.AuditLine], dict[int, int]]:
+        shown = _visible(admin, people.everyone(s))
+        lines = audit.recent(s, limit=30, by=None if admin.admin_of_all else admin.id)
+        live = {p.id: sessions.live_count(s, p.id, now=now) for p in shown}
+        return shown, lines, live
+
+    shown, lines, live = await w.read(read)
+    networks = [
+        (key, people.network_label(w.shape, w.settings, key))
+        for key in ([""] if admin.admin_of_all and w.shape.networks else [])
+        + [k for k in network_slugs(w).values() if people.can(admin, "manage-people", k)]
+    ]
+    rows = []
+    for p in shown:
+        roles = []
+        for role in p.roles:
+            roles.append(
+                {
+                    "id": role.id,
+                    "words": _role_words(w, role),
+                    "removable": people.can(admin, "manage-people", role.network),
+                }
+            )
+        rows.append(
+            {
+                "id": p.id,
+                "email": p.email,
+                "name": p.name,
+                "active": p.active,
+                "roles": roles,
+                "sessions": live.get(p.id, 0),
+                "manageable": _manages(admin, p) and p.id != admin.id,
+            }
+        )
+    return {
+        "people": rows,
+        "audit": lines,
+        "roles": [(r, people.ROLE_NAMES[r]) for r in people.ROLES],
+        "networks": networks,
+        "regions": region_options(w.shape),
+    }
+
+
+def _role_words(w: Web, role: Role) -> str:
+    name = people.ROLE_NAMES.get(role.role, role.role)
+    network = people.network_label(w.shape, w.settings, role.network)
+    if role.region:
+        region = w.shape.regions[role.region].name if role.region in w.shape.regions else role.region
+        return f"{name} for {region} ({network})"
+    return f"{name} of {network}"
+
+
+async def _render_people(
+    request: Request,
+    signed: Signed,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    notice: str = "",
+    status: int = 200,
+) -> Response:
+    w = web(request)
+    context = await _people_context(w, signed)
+    context.update(
+        values=values or {"email": "", "name": "", "role": "", "network": "", "region": ""},
+        errors=errors or {},
+        notice=notice,
+    )
+    return page(request, "people.html", context, signed=signed, status=status)
+
+
+async def people_page(request: Request) -> Response:
+    signed = await signed_in(request)
+    if signed is None:
+        return redirect("/desk/sign-in")
+    if not signed.person.is_admin:
+        return forbidden(request, signed)
+    notice = NOTICES.get(request.query_params.get("done", ""), "")
+    return await _render_people(request, signed, notice=notice)
+
+
+async def _admin_post(request: Request) -> tuple[Posted, Signed] | Response:
+    got = await posted(request)
+    if not isinstance(got, Posted):
+        return got
+    if got.signed is None:
+        return sign_in_first(request)
+    if not got.signed.person.is_admin:
+        return forbidden(request, got.signed)
+    return got, got.signed
+
+
+def _field_of(exc: MailerError) -> str:
+    field = exc.field or "email"
+    return field if field in ("email", "name", "role", "network", "region") else "email"
+
+
+async def add_person(request: Request) -> Response:
+    got = await _admin_post(request)
+    if isinstance(got, Response):
+        return got
+    posted_form, signed = got
+    w = web(request)
+    form = posted_form.form
+    values = {
+        name: text(form, name, 320 if name == "email" else 200)
+        for name in ("email", "name", "role", "network", "region")
+    }
+    try:
+        role = people.check_role(w.shape, w.settings, values["role"], values["network"], values["region"])
+    except MailerError as exc:
+        errors = {_field_of(exc): _plain(exc)}
+        return await _render_people(request, signed, values=values, errors=errors, status=400)
+    if not people.can(signed.person, "manage-people", role.network):
+        return forbidden(request, signed)
+    now = w.clock()
+    try:
+        added = await w.write(
+            lambda s: people.add(s, values["email"], role, name=values["name"], by=signed.person.id, now=now)
+        )
+    except MailerError:
+        errors = {"email": "Enter their email address, like name@example.org."}
+        return await _render_people(request, signed, values=values, errors=errors, status=400)
+    return redirect("/desk/people?done=" + ("added" if added.new_role else "exists"))
+
+
+def _plain(exc: MailerError) -> str:
+    """The error's message and hint for a person on the page (no file, no field name)."""
+    hint = exc.problem.hint
+    return exc.message[:1].upper() + exc.message[1:] + (f": {hint}" if hint else ".")
+
+
+def _row_id(form_value: str) -> int | None:
+    return int(form_value) if form_value.isascii() and form_value.isdigit() and len(form_value) < 10 else None
+
+
+async def remove_role(request: Request) -> Response:
+    got = await _admin_post(request)
+    if isinstance(got, Response):
+        return got
+    posted_form, signed = got
+    w = web(request)
+    role_id = _row_id(text(posted_form.form, "role_id", 20))
+    if role_id is None:
+        return message(request, "Nothing changed", "That role does not exist.", signed=signed, status=400)
+    now = w.clock()
+
+    def take(s: Session) -> str:
+        row = s.get(UserRole, role_id)
+        if row is None:
+            return "missing"
+        if not people.can(signed.person, "manage-people", row.network):
+            return "forbidden"
+        if row.role == "admin" and row.network == "" and _last_admin(s, row.id):
+            return "last"
+        people.remove_role(s, role_id, by=signed.person.id, now=now)
+        return "done"
+
+    outcome = await w.write(take)
+    if outcome == "forbidden":
+        return forbidden(request, signed)
+    if outcome == "missing":
+        return message(request, "Nothing changed", "That role does not exist.", signed=signed, status=400)
+    if outcome == "last":
+        return message(
+            request,
+            "Nothing changed",
+            "This is the last admin of every network: add another admin first.",
+            signed=signed,
+            status=400,
+            link=("/desk/people", "Back to people"),
+        )
+    return redirect("/desk/people?done=removed")
+
+
+def _last_admin(s: Session, role_id: int) -> bool:
+    """Whether the admin-of-every-network role ``role_id`` is the only one of an enabled person."""
+    others = s.scalars(
+        select(UserRole.id)
+        .join(User, User.id == UserRole.user_id)
+        .where(
+            UserRole.role == "admin",
+            UserRole.network == "",
+            UserRole.id != role_id,
+            User.disabled_at.is_(None),
+        )
+    )
+    return next(iter(others), None) is None
+
+
+async def revoke(request: Request) -> Response:
+    got = await _admin_post(request)
+    if isinstance(got, Response):
+        return got
+    posted_form, signed = got
+    w = web(request)
+    user_id = _row_id(text(posted_form.form, "user_id", 20))
+    if user_id is None:
+        return message(request, "Nothing changed", "That person does not exist.", signed=signed, status=400)
+    now = w.clock()
+
+    def end(s: Session) -> str:
+        target = people.person(s, user_id)
+        if target is None:
+            return "missing"
+        if not _manages(signed.person, target):
+            return "forbidden"
+        sessions.revoke_all(s, target.id, now=now, by=signed.person.id)
+        return "done"
+
+    outcome = await w.write(end)
+    if outcome == "forbidden":
+        return forbidden(request, signed)
+    if outcome == "missing":
+        return message(request, "Nothing changed", "That person does not exist.", signed=signed, status=400)
+    return redirect("/desk/people?done=revoked")
+
+
+routes = [
+    Route("/desk/", home, methods=["GET"]),
+    Route("/desk/networks/{name}", network_page, methods=["GET"]),
+    Route("/desk/people", people_page, methods=["GET"]),
+    Route("/desk/people/add", add_person, methods=["POST"]),
+    Route("/desk/people/remove-role", remove_role, methods=["POST"]),
+    Route("/desk/people/revoke", revoke, methods=["POST"]),
+]

@@ -254,40 +254,70 @@ class VariantPlan:
     def recipients(self, session: Session, chunk_size: int = 5000) -> Iterator[list[tuple[int, str]]]:
         """(member_id, variant_key) of every member of the audience, in id order, ``chunk_size`` at a time.
 
-        Two plain queries per chunk (members, then their relevant interests), never ORM objects.
+        Two plain queries per chunk (:func:`read_members`), never ORM objects.
         """
-        relevant = relevant_interests(self.issue)
         by_group: dict[tuple[str | None, frozenset[str]], str] = {}
-        last_id = 0
-        while True:
-            rows = session.execute(
-                select(Member.id, Region.slug)
-                .outerjoin(Region, Member.region_id == Region.id)
-                .where(self.condition, Member.id > last_id)
-                .order_by(Member.id)
-                .limit(chunk_size)
-            ).all()
-            if not rows:
-                return
-            first, last_id = rows[0][0], rows[-1][0]
-            chosen: dict[int, set[str]] = {}
-            if relevant:
-                for member_id, slug in session.execute(
-                    select(MemberInterest.member_id, Interest.slug)
-                    .join(Interest, Interest.id == MemberInterest.interest_id)
-                    .where(MemberInterest.member_id.between(first, last_id), Interest.slug.in_(relevant))
-                ):
-                    chosen.setdefault(member_id, set()).add(slug)
+        relevant = relevant_interests(self.issue)
+        for chunk in read_members(session, self.condition, relevant, chunk_size=chunk_size):
             out = []
-            for member_id, region in rows:
-                group = (region, frozenset(chosen.get(member_id, ())))
+            for m in chunk:
+                group = (m.region, m.interests)
                 key = by_group.get(group)
                 if key is None:
                     key = by_group[group] = self.variant_for(*group).key
-                out.append((member_id, key))
+                out.append((m.id, key))
             yield out
-            if len(rows) < chunk_size:
-                return
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRead:
+    """One member as variants see them: home region (slug and id) and the relevant interests chosen."""
+
+    id: int
+    region: str | None
+    region_id: int | None
+    interests: frozenset[str]
+
+
+def read_members(
+    session: Session,
+    condition: ColumnElement[bool],
+    relevant: Iterable[str],
+    *,
+    chunk_size: int = 5000,
+    limit: int | None = None,
+) -> Iterator[list[MemberRead]]:
+    """The members matching ``condition`` in id order, ``chunk_size`` at a time (at most ``limit``),
+    each with the ``relevant`` interests they chose: two plain queries per chunk (members, then
+    their interests), never ORM objects. Pages by id, so a caller may write rows for a chunk (say,
+    their deliveries) before asking for the next."""
+    relevant = sorted(relevant)
+    last_id, left = 0, limit
+    while left is None or left > 0:
+        size = chunk_size if left is None else min(chunk_size, left)
+        rows = session.execute(
+            select(Member.id, Region.slug, Member.region_id)
+            .outerjoin(Region, Member.region_id == Region.id)
+            .where(condition, Member.id > last_id)
+            .order_by(Member.id)
+            .limit(size)
+        ).all()
+        if not rows:
+            return
+        first, last_id = rows[0][0], rows[-1][0]
+        chosen: dict[int, set[str]] = {}
+        if relevant:
+            for member_id, slug in session.execute(
+                select(MemberInterest.member_id, Interest.slug)
+                .join(Interest, Interest.id == MemberInterest.interest_id)
+                .where(MemberInterest.member_id.between(first, last_id), Interest.slug.in_(relevant))
+            ):
+                chosen.setdefault(member_id, set()).add(slug)
+        yield [MemberRead(m, slug, rid, frozenset(chosen.get(m, ()))) for m, slug, rid in rows]
+        if left is not None:
+            left -= len(rows)
+        if len(rows) < size:
+            return
 
 
 def plan(session: Session, loaded: Loaded, shape: Shape, audience: str | None = None) -> VariantPlan:

@@ -18,12 +18,14 @@ from pathlib import Path
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from mailer.audience import networks
 from mailer.audience.addresses import normalise
 from mailer.audience.segments import compile_segment
 from mailer.audience.shape import Shape
 from mailer.audience.suppression import suppression_of
 from mailer.compose import Loaded, Variant, VariantPlan, compose, compose_all, plan, relevant_interests
-from mailer.errors import MailerError, UnknownName, suggest
+from mailer.errors import ConfigError, MailerError, UnknownName, suggest
+from mailer.identity import issue_identity
 from mailer.models import Member
 from mailer.render import PACKAGED_TEMPLATES, RenderedVariant, Renderer
 from mailer.settings import Settings
@@ -89,10 +91,16 @@ def find_member(session: Session, email: str) -> MemberChoice:
 
 
 def member_warnings(
-    session: Session, shape: Shape, loaded: Loaded, who: MemberChoice, audience: str | None = None
+    session: Session,
+    shape: Shape,
+    loaded: Loaded,
+    who: MemberChoice,
+    audience: str | None = None,
+    settings: Settings | None = None,
 ) -> list[str]:
     """Why ``who`` would not get the issue, if they would not: suppressed, or outside the audience
-    (``audience``, default the issue's). Empty when a send would reach them."""
+    (``audience``, default the issue's); and whether they are in another network than the issue's.
+    Empty when a send would reach them as one of the issue's own network."""
     expression = audience or loaded.issue.audience
     suppressed = suppression_of(session, who.address_hash)
     if suppressed is not None:
@@ -112,20 +120,38 @@ def member_warnings(
             f"({shape.label(who.region) if who.region in shape.regions else 'no region'}): "
             "a send of this issue will not reach them"
         )
-    other = other_network(shape, loaded, who)
+    other = other_network(shape, loaded, who, settings)
     if other:
         warnings.append(other)
     return warnings
 
 
-def other_network(shape: Shape, loaded: Loaded, who: MemberChoice) -> str | None:
-    """The warning for a member of another network than the issue's, or None.
-
-    The hook for networks (issue 12, "One organisation, many networks"): once a region belongs to a
-    network and an issue to one, return e.g. "x@example.org is in the Kent network; this issue is
-    Central England's". Until then every member and issue share the workspace's one sender.
-    """
-    return None
+def other_network(
+    shape: Shape, loaded: Loaded, who: MemberChoice, settings: Settings | None = None
+) -> str | None:
+    """The warning for a member whose region belongs to another network than the issue's (or to
+    none), or None. A workspace without ``lists/networks.toml`` is one network: always None."""
+    if not shape.networks:
+        return None
+    settings = settings or Settings()
+    issue = loaded.issue
+    try:
+        network = networks.network_for_issue(shape, settings, issue.network or None, issue.audience)
+    except ConfigError:
+        return None  # the issue's own problem: `campaigns check` and the send report it
+    theirs = networks.of_region(shape, settings, who.region)
+    if theirs is not None and theirs.slug == network.slug:
+        return None
+    where = shape.label(who.region) if who.region in shape.regions else "no region"
+    if theirs is None:
+        return (
+            f"{who.email} ({where}) is in no network's regions; this issue is {network.name}'s: "
+            "they get it only if its audience reaches them"
+        )
+    return (
+        f"{who.email} is in the {theirs.name} ({where}); this issue is {network.name}'s: "
+        f"it speaks as {network.name}, and their way out leaves {network.name}'s mail"
+    )
 
 
 def write_variant(
@@ -227,7 +253,9 @@ def preview(
     session: Session | None = None,
 ) -> PreviewResult:
     """Write the preview ``request`` asks for into ``out_dir``. A member or the index needs ``session``."""
-    renderer = Renderer(settings)
+    loaded_issue = loaded.issue
+    identity = issue_identity(shape, settings, loaded_issue.network, loaded_issue.audience, path=loaded.path)
+    renderer = Renderer(settings, identity)
     check_choice(shape, request.region, request.interests)
     if request.full:
         variant = compose_all(loaded.issue)
@@ -237,7 +265,7 @@ def preview(
         if session is None:
             raise MailerError("previewing a member needs the database", field="member")
         who = find_member(session, request.member)
-        warnings = member_warnings(session, shape, loaded, who, request.audience)
+        warnings = member_warnings(session, shape, loaded, who, request.audience, settings)
         variant = compose(loaded.issue, shape, who.region, who.interests)
         stem = "member-" + variant.key
         paths = write_variant(

@@ -34,6 +34,7 @@ from markupsafe import Markup
 
 from mailer.compose import CalendarEntry, Loaded, Variant
 from mailer.errors import RenderError
+from mailer.identity import COLOURS, Identity, band_colours, default_identity
 from mailer.issue import Alert, Item, Newsletter
 from mailer.issue.calendar_text import calendar_line, calendar_url, event_uid, place_text, sentence, when_text
 from mailer.settings import Settings
@@ -43,39 +44,6 @@ PACKAGED_TEMPLATES = Path(__file__).parent / "templates"
 WIDTH = 78
 
 ALLOWED_SCHEMES = ("http://", "https://", "mailto:")
-
-COLOURS = {
-    "text": "#1a1a1a",
-    "background": "#ffffff",
-    "page": "#f4f4f4",
-    "band": "#ffde00",
-    "band_text": "#000000",
-    "link": "#0b4f8a",
-    "muted": "#404040",
-    "button": "#1a1a1a",
-    "button_text": "#ffffff",
-    "button_border": "#ffde00",
-    "rule": "#d9d9d9",
-}
-"""The default templates' colours: dark text on light backgrounds (WCAG AA, checked by a test). The
-button's yellow border keeps it visible where a client forces dark mode without asking (its dark
-fill would vanish into a darkened page)."""
-
-DARK_COLOURS = {
-    "text": "#e8e8e8",
-    "background": "#1e1e1e",
-    "page": "#121212",
-    "band": "#ffde00",
-    "band_text": "#000000",
-    "link": "#8cc8ff",
-    "muted": "#c8c8c8",
-    "button": "#ffde00",
-    "button_text": "#000000",
-    "button_border": "#ffde00",
-    "rule": "#444444",
-}
-"""The same roles when the reader's client asks for dark mode (``prefers-color-scheme: dark``):
-light text on dark backgrounds, every pair at least 4.5:1 (checked in Chromium by a test)."""
 
 
 @dataclass(frozen=True)
@@ -377,10 +345,13 @@ def _template_frame(tb: TracebackType | None) -> tuple[str | None, int | None]:
 
 
 class Renderer:
-    """Renders variants of issues with one Jinja2 environment. ``renders`` counts ``render`` calls."""
+    """Renders variants of issues with one Jinja2 environment, speaking as ``identity`` (footer,
+    sign-off, band colour; default: the workspace's single network). ``renders`` counts renders."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, identity: Identity | None = None) -> None:
         self.settings = settings
+        self.identity = identity or default_identity(settings)
+        self.colours, self.dark = band_colours(self.identity.network)
         self.md = markdown()
         self.env = jinja2.Environment(
             loader=template_loader(settings),
@@ -514,13 +485,14 @@ class Renderer:
             "title": issue.title,
             "subject": issue.subject,
             "date": issue.date,
-            "organisation": s.organisation,
-            "from_address": s.from_address,
+            "organisation": self.identity.sender_name,
+            "from_address": self.identity.network.from_address,
+            "network": self.identity.network,
             "browser_url": browser_url(s, loaded.slug, variant.key),
             "slots": SLOTS,
-            "colours": COLOURS,
-            "dark": DARK_COLOURS,
-            "sign_off": issue.sign_off.strip(),
+            "colours": self.colours,
+            "dark": self.dark,
+            "sign_off": issue.sign_off.strip() or self.identity.sign_off,
             "width": WIDTH,
         }
         if isinstance(issue, Alert):

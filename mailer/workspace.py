@@ -25,6 +25,7 @@ SHAPE_FILES = ("regions.toml", "interests.toml", "segments.toml", "postcode_area
 # The demo's members and its two networks (Kent, Central England). A new workspace has one network,
 # made from mailer.toml's organisation and from_address, until it writes lists/networks.toml.
 DEMO_FILES = ("members.csv", "networks.toml")
+DEMO_ORGANISATION = "Example Human Rights UK"
 
 TEMPLATES_README = """\
 # Templates
@@ -152,6 +153,8 @@ def init_workspace(
             path.write_text(text, encoding="utf-8")
             written.append(path)
 
+    if demo and organisation is None:
+        organisation = DEMO_ORGANISATION  # the movement; its networks speak for themselves
     write(target / SETTINGS_FILE, default_toml(organisation, from_address))
     write(target / "templates" / "README.md", TEMPLATES_README)
     ignored = ("mailer.db*", "outbox/", ".mailer-secret", ".mailer-dkim*.pem", "*.rejected.csv", "preview/")

@@ -25,7 +25,7 @@ STAGES: list[tuple[str, ...]] = [
     ("mailer.audience",),
     ("mailer.issue",),
     ("mailer.compose",),
-    ("mailer.render",),
+    ("mailer.render", "mailer.identity"),
     ("mailer.message",),
     ("mailer.transport",),
     ("mailer.sending",),

@@ -36,10 +36,21 @@ def test_demo_sends_once_to_the_outbox_and_prints_a_working_unsubscribe_link(tmp
     folder = tmp_path / "demo"
     first = run_demo(folder)
     outbox = sorted((folder / "outbox" / "new").iterdir())
-    kent = re.search(r"2025-11-kent-network: sent \(sent (\d+)\)", first)
-    alert = re.search(r"2025-11-echr-alert: sent \(sent (\d+)\)", first)
-    assert kent and alert
-    assert len(outbox) == int(kent.group(1)) + int(alert.group(1)) > 100
+    sent = {
+        slug: re.search(slug + r": sent \(sent (\d+)\)", first)
+        for slug in ("2025-11-kent-network", "2025-11-echr-alert", "2025-12-central-england")
+    }
+    counts = {slug: int(m.group(1)) for slug, m in sent.items() if m}
+    assert len(counts) == 3 and min(counts.values()) > 0, first
+    assert len(outbox) == sum(counts.values()) > 100
+    # Each network's mail speaks as that network.
+    senders = {
+        str(email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["List-Id"]) for p in outbox
+    }
+    assert senders == {
+        "Kent Network <kent-network.lists.example.org>",
+        "Central England Network <central-england.lists.example.org>",
+    }
     message = email.message_from_bytes(outbox[0].read_bytes(), policy=email.policy.default)
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "serve" in first

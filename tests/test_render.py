@@ -311,6 +311,26 @@ def test_text_sections_carry_their_date_lines_and_one_contact_line(
     assert not said_already("Ask at the stall.", "Come to the stall.")
 
 
+def test_html_sections_print_their_contact_line_once(renderer: Renderer, seed: LoadedIssue) -> None:
+    """As the text part does: a section whose body gives its contact already does not repeat it."""
+    html = renderer.render(compose_all(seed.issue), seed).html
+
+    def section(item_id: str) -> str:
+        start = html.index(f'<h2 id="item-{item_id}">')
+        return html[start : html.index("</div>", start)]
+
+    for item in seed.issue.items:
+        if not item.contact.strip():
+            continue
+        body = section(item.id)
+        shown = re.findall(r"<p>[^<]*(?:<a [^>]*>[^<]*</a>[^<]*)*</p>", body)
+        contact_paragraphs = [p for p in shown if re.sub(r"<[^>]+>", "", p).strip() in item.contact]
+        said = said_already(item.contact, item.body + " " + " ".join(f"{x.text} {x.url}" for x in item.links))
+        assert len(contact_paragraphs) == (0 if said else 1), (item.id, contact_paragraphs)
+    speaker = section("speaker-meeting")
+    assert speaker.count(">speakers@example.org</a>") == 1
+
+
 PEACE_WEEK = """
 kind: newsletter
 title: Peace

@@ -78,8 +78,12 @@ def test_a_campaign_is_sent_through_the_library(
     received = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
     assert set(received) == expected and max(received.values()) == 1
 
-    with pytest.raises(DeliveryError, match="sent already"):
-        sending.plan_send(db, relayed, shape, SLUG, in_process=True)
+    # Sending it again is its next stage: everyone has had it, so nobody is added (tests/test_stages.py).
+    again = sending.plan_send(db, relayed, shape, SLUG, in_process=True)
+    assert again.stage is not None and again.stage.number == 2 and again.members == 0
+    nothing = sending.send(again)
+    assert isinstance(nothing, sending.NothingToSend) and nothing.as_dict()["added"] == 0
+    assert len(smtp_server.messages) == len(expected)
 
 
 def test_a_campaign_is_scheduled_through_the_library(
@@ -154,11 +158,11 @@ def test_a_send_the_checks_refuse_raises_before_any_side_effect(
 
     with pytest.raises(DeliveryError, match="has passed"):
         sending.plan_send(db, relayed, shape, SLUG, at="2020-01-01 08:00")
-    with pytest.raises(DeliveryError, match="--limit counts what this process sends"):
-        sending.plan_send(db, relayed, shape, SLUG, at=tomorrow, limit=5)
-    if backend == "postgresql":  # --limit with the workers sending
-        with pytest.raises(DeliveryError, match="--limit counts what this process sends"):
-            sending.plan_send(db, relayed, shape, SLUG, limit=5)
+    # --limit caps the members a stage adds, kept with the stage: it works scheduled and for workers.
+    capped = sending.plan_send(db, relayed, shape, SLUG, at=tomorrow, limit=5)
+    assert capped.mode == "schedule" and capped.stage is not None and capped.members == 5
+    with pytest.raises(DeliveryError, match="--new-members"):  # no earlier stage to count from
+        sending.plan_send(db, relayed, shape, SLUG, new_members=True)
     with pytest.raises(DeliveryError, match="cannot read the time"):
         sending.plan_send(db, relayed, shape, SLUG, at="tomorrow morning")
     assert rows(db) == (0, 0) and smtp_server.messages == []

@@ -1,12 +1,15 @@
 """One member at a time: show, export (a subject access request), unsubscribe, forget (erasure).
 
+``show`` and ``export`` include the networks whose mail the member left (``networks_left``); a
+member who left every network is still not suppressed (only an unsubscribe from all mail is).
+
 Every function takes the address in any spelling that normalises the same and raises
 ``UnknownName`` (with a hint) when nobody holds it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +18,16 @@ from sqlalchemy.orm import Session
 
 from mailer.audience import addresses, consent
 from mailer.errors import InvalidInput, UnknownName
-from mailer.models import ConsentEvent, Member, MemberField, MemberInterest, Region, Suppression, utcnow
+from mailer.models import (
+    ConsentEvent,
+    Member,
+    MemberField,
+    MemberInterest,
+    NetworkLeave,
+    Region,
+    Suppression,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,16 @@ class SuppressionRecord:
     @classmethod
     def of(cls, row: Suppression) -> SuppressionRecord:
         return cls(row.reason, row.source, row.campaign, row.detail, row.created_at)
+
+
+@dataclass(frozen=True)
+class NetworkLeaveRecord:
+    """A network whose mail the member left (issue 12): how, prompted by which campaign, when."""
+
+    network: str
+    source: str
+    campaign: str | None
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,7 @@ class MemberRecord:
     mailed: int = 0  # campaigns sent to them (their relay accepted the message)
     last_mailed: str | None = None  # the latest of those campaigns' slug
     last_mailed_at: datetime | None = None
+    networks_left: list[NetworkLeaveRecord] = field(default_factory=list)  # their mail is not sent to them
 
     @property
     def suppressed(self) -> bool:
@@ -175,7 +198,15 @@ def _record(session: Session, member: Member) -> MemberRecord:
         mailed=mailed,
         last_mailed=last,
         last_mailed_at=last_at,
+        networks_left=_networks_left(session, member.id),
     )
+
+
+def _networks_left(session: Session, member_id: int) -> list[NetworkLeaveRecord]:
+    rows = session.scalars(
+        select(NetworkLeave).where(NetworkLeave.member_id == member_id).order_by(NetworkLeave.network)
+    )
+    return [NetworkLeaveRecord(r.network, r.source, r.campaign, r.created_at) for r in rows]
 
 
 def show(session: Session, email: str) -> MemberRecord:
@@ -253,6 +284,35 @@ def unsubscribe(
     )
 
 
+def leave_network(
+    session: Session, email: str, network: str, networks: list[str], campaign: str | None = None
+) -> bool:
+    """The member with address ``email`` leaves ``network``'s mail on their request (source "admin",
+    ``consent.leave_network``); True if they had not left it before. ``networks``: the workspace's
+    declared networks; with fewer than two there is nothing narrower than all mail (``unsubscribe``).
+    """
+    if len(networks) < 2:
+        raise UnknownName(
+            "this workspace has a single network: leaving it is leaving all mail",
+            field="--network",
+            hint="leave out --network to unsubscribe from everything",
+        )
+    if network not in networks:
+        raise UnknownName(
+            f"unknown network {network!r}", field="--network", hint="one of " + ", ".join(networks)
+        )
+    member = _member(session, email)
+    campaign_id = None
+    if campaign:
+        from mailer.models import Campaign
+
+        campaign_id = session.scalar(select(Campaign.id).where(Campaign.slug == campaign))
+        if campaign_id is None:
+            raise UnknownName(f"no campaign {campaign!r} has been sent", field="--campaign")
+    left = consent.leave_network(session, member.id, network, source="admin", campaign_id=campaign_id)
+    return left is not None and left.newly
+
+
 def forget(session: Session, email: str) -> ForgetReport:
     """Erase the member with address ``email``: their row, interests and fields are deleted; their
     consent-log lines keep only the address hash; a suppression (reason ``erasure``) keeps them from
@@ -264,6 +324,7 @@ def forget(session: Session, email: str) -> ForgetReport:
     )
     interests = session.execute(delete(MemberInterest).where(MemberInterest.member_id == member_id))
     fields = session.execute(delete(MemberField).where(MemberField.member_id == member_id))
+    session.execute(delete(NetworkLeave).where(NetworkLeave.member_id == member_id))
     kept = consent.detach_log(session, member_id)
     session.expunge(member)
     session.execute(delete(Member).where(Member.id == member_id))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mailer.cli import App, cli, emit, json_option, pass_app
 from mailer.errors import MailerError, Problem
+
+if TYPE_CHECKING:
+    from mailer.identity import Identity
 
 
 @cli.group("campaigns")
@@ -75,9 +78,11 @@ def check_command(ctx: click.Context, app: App, slug: str, no_database: bool, as
     Exits with 2 if there are errors (nothing can be sent until they are fixed), 0 otherwise.
     Every error and every warning is reported in one pass. Warnings (pasted markup such as <script>
     or onclick=, javascript: text, http:// links, events before the issue's date, an item no member
-    in the audience would see) are printed but do not fail the check; those of the file run even
-    when it has errors. The audience is checked against the members when the workspace's database
-    exists and the file has no errors.
+    in the audience would see, items for regions outside the issue's network) are printed but do
+    not fail the check; those of the file run even when it has errors. An issue whose network is
+    unknown or ambiguous (lists/networks.toml) is an error; a valid one says whom it speaks as.
+    The audience is checked against the members when the workspace's database exists and the file
+    has no errors.
     """
     from mailer.db import Database
     from mailer.issue import check_campaign
@@ -94,9 +99,13 @@ def check_command(ctx: click.Context, app: App, slug: str, no_database: bool, as
             database = app.db
         except MailerError as exc:
             note = f"the audience was not checked against the members: {exc}"
-    result = check_campaign(app.settings.workspace, slug, app.shape, database)
+    result = check_campaign(app.settings.workspace, slug, app.shape, database, app.settings)
     notes = [note] if note else result.notes
-    inbox = _inbox_check(app)
+    identity = _identity(app, slug) if result.ok else None
+    if identity is not None:
+        sender = f"{identity.sender_name} <{identity.network.from_address}>"
+        notes.append(f"speaks as {sender} (network {identity.network.slug})")
+    inbox = _inbox_check(app, identity)
 
     def human() -> None:
         for p in (*result.errors, *result.warnings):
@@ -122,6 +131,7 @@ def check_command(ctx: click.Context, app: App, slug: str, no_database: bool, as
             "errors": [_problem_data(p) for p in result.errors],
             "warnings": [_problem_data(p) for p in result.warnings],
             "notes": notes,
+            "network": identity.as_dict() if identity is not None else None,
             "dkim": inbox,
         },
         human,
@@ -130,15 +140,29 @@ def check_command(ctx: click.Context, app: App, slug: str, no_database: bool, as
         ctx.exit(2)
 
 
-def _inbox_check(app: App) -> dict[str, Any]:
+def _identity(app: App, slug: str) -> Identity | None:
+    """Who a valid issue speaks as (None if that cannot be told: `check` reports why)."""
+    from mailer.identity import issue_identity
+    from mailer.issue import load_campaign
+
+    try:
+        issue = load_campaign(app.settings.workspace, slug, app.shape).issue
+        return issue_identity(app.shape, app.settings, issue.network, issue.audience)
+    except MailerError:
+        return None
+
+
+def _inbox_check(app: App, identity: Identity | None = None) -> dict[str, Any]:
     """Whether the messages will be DKIM-signed (or the relay signs), and whether the settings make
-    usable messages (an http base_url outside localhost is refused): what `check` adds about them."""
+    usable messages (an http base_url outside localhost is refused): what `check` adds about them,
+    for the sender and DKIM domain of the issue's network (``identity``)."""
     from mailer.message import dkim_status
     from mailer.message.template import checked_settings
 
+    settings = identity.settings(app.settings) if identity is not None else app.settings
     try:
-        checked_settings(app.settings)
-        status = dkim_status(app.settings)
+        checked_settings(settings)
+        status = dkim_status(settings)
     except MailerError as exc:
         return {"signed": False, "error": str(exc), "warning": None, "summary": ""}
     return {**status.as_dict(), "error": None, "summary": status.summary}
@@ -246,7 +270,7 @@ def preview_command(
 
     Personal links are `#` and the name is the member's or "Alex Example". A member outside the
     issue's audience, or suppressed (unsubscribed), gets a warning on stderr (and in --json): a
-    send would not reach them.
+    send would not reach them; so does a member of another network than the issue's.
     """
     import threading
 

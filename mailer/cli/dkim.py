@@ -15,7 +15,7 @@ def dkim_group() -> None:
 
     \b
     mailer dkim keys     make the missing private keys (RSA-2048 and Ed25519, mode 600)
-    mailer dkim dns      print the TXT records to publish, one per key
+    mailer dkim dns      print the TXT records to publish, one per key and signing domain
     """
 
 
@@ -42,15 +42,22 @@ def keys_command(app: App) -> None:
 @json_option
 @pass_app
 def dns_command(app: App, as_json: bool) -> None:
-    """Print the DNS TXT records that publish the public DKIM keys, one per key the settings sign with.
+    """Print the DNS TXT records that publish the public DKIM keys, one per key the settings sign with
+    and signing domain: each network of lists/networks.toml signs for its own domain (its
+    `dkim_domain`, else its From address's), and each distinct domain gets its records once.
 
     Each is a zone-file line, `SELECTOR._domainkey.DOMAIN. IN TXT "v=DKIM1; k=rsa; p=…"`, its value
     cut into strings of at most 255 characters (DNS joins them back). In a DNS provider's web form,
-    give the name (SELECTOR._domainkey, under DOMAIN) and the whole value.
+    give the name (SELECTOR._domainkey, under DOMAIN) and the whole value. With --json, a list of
+    records, each with its `domain` and the `networks` that sign with it.
     """
+    from mailer.audience.networks import networks_of
     from mailer.message import dkim_status, dns_records
 
-    records = dns_records(app.settings)
+    users: dict[str, list[str]] = {}
+    for network in networks_of(app.shape, app.settings):
+        users.setdefault(network.signing_domain, []).append(network.slug)
+    records = dns_records(app.settings, list(users))
     if not records:
         status = dkim_status(app.settings)
         raise ConfigError(
@@ -61,7 +68,8 @@ def dns_command(app: App, as_json: bool) -> None:
 
     def human() -> None:
         for record in records:
-            click.echo(f"; {record.algorithm} for {record.domain}: name {record.name}")
+            signers = ", ".join(users.get(record.domain, []))
+            click.echo(f"; {record.algorithm} for {record.domain} (networks: {signers}): name {record.name}")
             click.echo(record.zone_line())
 
-    emit(as_json, [r.as_dict() for r in records], human)
+    emit(as_json, [{**r.as_dict(), "networks": users.get(r.domain, [])} for r in records], human)

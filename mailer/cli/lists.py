@@ -14,6 +14,7 @@ from mailer.cli import App, cli, emit, json_option, pass_app
 
 if TYPE_CHECKING:
     from mailer.audience.stats import AudienceStats
+    from mailer.web.welcome import NewMember, WelcomeReport
 
 
 @cli.group("lists")
@@ -57,9 +58,17 @@ def sync_command(app: App, as_json: bool) -> None:
     "interests, consent_source, consent_date, field.NAME (a member field), or - (leave it out). "
     "Repeat for several columns.",
 )
+@click.option(
+    "--welcome",
+    is_flag=True,
+    help="Mail each member this import adds (not those it updates) the welcome of their region's "
+    "network, through the relay in mailer.toml, as a confirmed sign-up gets.",
+)
 @json_option
 @pass_app
-def import_command(app: App, file: Path, dry_run: bool, mapping: tuple[str, ...], as_json: bool) -> None:
+def import_command(
+    app: App, file: Path, dry_run: bool, mapping: tuple[str, ...], welcome: bool, as_json: bool
+) -> None:
     """Import members from a CSV file (never resubscribes anyone who left).
 
     \b
@@ -85,16 +94,30 @@ def import_command(app: App, file: Path, dry_run: bool, mapping: tuple[str, ...]
     `mailer lists export` writes such cells), so an export imports back unchanged; the rejected
     rows are written the same spreadsheet-safe way.
 
+    --welcome mails each newly added member, after the import, the welcome of their region's
+    network (its welcome text, their local group's contact, the next events near them and their
+    preferences link); the report says how many were sent. Off by default; nothing on a dry run.
+
     \b
     Examples:
       mailer lists import crm-export.csv --dry-run
       mailer lists import crm-export.csv --map "Contact E-mail=email" --map "Notes=-"
+      mailer lists import new-members.csv --welcome
     """
     from mailer.audience.addresses import clean_name
     from mailer.audience.importer import import_csv
     from mailer.audience.shape import sync
 
     shape = app.shape
+    welcoming = welcome and not dry_run
+    if welcoming and not app.settings.secrets:  # before anything is written
+        from mailer.errors import ConfigError
+
+        raise ConfigError(
+            "--welcome mails signed preferences links and needs the key for signed links",
+            field="secret",
+            hint="set MAILER_SECRET or create .mailer-secret (mailer serve creates one)",
+        )
     show_bar = not as_json and sys.stderr.isatty()
     bars: dict[str, Any] = {}
     labels = {"read": "Reading the file", "check": "Checking rows", "write": "Importing rows"}
@@ -111,14 +134,23 @@ def import_command(app: App, file: Path, dry_run: bool, mapping: tuple[str, ...]
 
     with app.db.session() as session:
         synced = None if dry_run else sync(session, shape)
+        before = 0
+        if welcoming:
+            from mailer.web.welcome import members_added, newest_member_id
+
+            before = newest_member_id(session)
         report = import_csv(
             session, file, shape, dry_run=dry_run, progress=progress if show_bar else None, mapping=mapping
         )
+        added = members_added(session, before, file.name) if welcoming else []
     for bar in bars.values():
         bar.render_finish()
     data = report.as_dict()
     if synced is not None and synced.changed:
         data["lists_synced"] = vars(synced)
+    welcomes = _send_welcomes(app, added) if welcoming else None
+    if welcomes is not None:
+        data["welcomes"] = welcomes.as_dict()
 
     def human() -> None:
         verb = "would be" if dry_run else "were"
@@ -145,8 +177,30 @@ def import_command(app: App, file: Path, dry_run: bool, mapping: tuple[str, ...]
             click.echo(f"  … and {more} more rejected row(s) ({where})")
         if report.rejected_path is not None:
             click.echo(f"rejected rows written to {report.rejected_path}")
+        if welcomes is not None:
+            click.echo(f"  welcomed:  {welcomes.sent} new member(s) mailed a welcome")
+            for address, reason in welcomes.failed:
+                click.echo(f"  welcome not sent to {clean_name(address)}: {reason}", err=True)
 
     emit(as_json, data, human)
+
+
+def _send_welcomes(app: App, added: list[NewMember]) -> WelcomeReport:
+    """Mail the welcome to each of ``added`` (``welcome.NewMember``s): a ``WelcomeReport``."""
+    from datetime import datetime
+
+    from mailer.web.csrf import Csrf
+    from mailer.web.mail import relay_sender
+    from mailer.web.pages import Pages
+    from mailer.web.welcome import send_welcomes
+
+    settings = app.settings
+    pages = Pages(settings, Csrf(settings.secrets, secure=False))  # mails only: no forms
+    today = datetime.now(settings.zone).date()
+    with app.db.session() as session:
+        return send_welcomes(
+            session, pages, settings, app.shape, added, today=today, send=relay_sender(settings)
+        )
 
 
 @lists_group.command("generate")

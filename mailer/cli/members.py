@@ -34,6 +34,11 @@ def _show(record: MemberRecord) -> None:
         )
     else:
         click.echo("  mailed:    no campaign yet")
+    for left in record.networks_left:
+        via = f" via {left.source}" + (f" (campaign {left.campaign})" if left.campaign else "")
+        click.echo(
+            f"  left:      network {left.network}{via} on {left.created_at:%Y-%m-%d}; none of its mail"
+        )
     if record.suppression is None:
         click.echo("  status:    subscribed")
     else:
@@ -48,7 +53,8 @@ def _show(record: MemberRecord) -> None:
 @pass_app
 def show_command(app: App, email: str, as_json: bool) -> None:
     """Show the member with address EMAIL: region, interests, fields, the campaigns sent to them,
-    and whether they are suppressed (a suppressed member gets no further mail)."""
+    the networks whose mail they left, and whether they are suppressed (a suppressed member gets
+    no further mail)."""
     from mailer.audience import members
 
     with app.db.session() as session:
@@ -75,16 +81,31 @@ def export_command(app: App, email: str) -> None:
 @members_group.command("unsubscribe")
 @click.argument("email")
 @click.option("--campaign", help="The campaign that prompted it, for the consent log.")
+@click.option(
+    "--network",
+    metavar="SLUG",
+    help="Leave only this network's mail (lists/networks.toml), not everything; only the member "
+    "can rejoin it, from their preferences page.",
+)
 @json_option
 @pass_app
-def unsubscribe_command(app: App, email: str, campaign: str | None, as_json: bool) -> None:
+def unsubscribe_command(
+    app: App, email: str, campaign: str | None, network: str | None, as_json: bool
+) -> None:
     """Unsubscribe EMAIL from everything, for good (source "admin" in the consent log).
 
     The member stays on record but is suppressed: never mailed again, and no import can
-    resubscribe them.
+    resubscribe them. With --network, they leave that network's mail only.
     """
     from mailer.audience import members
 
+    if network is not None:
+        with app.db.session() as session:
+            newly = members.leave_network(session, email, network, list(app.shape.networks), campaign)
+        data = {"email": email, "network": network, "left": True, "newly_left": newly}
+        done = f"{email}: left network {network}" if newly else f"{email}: had left {network}; unchanged"
+        emit(as_json, data, lambda: click.echo(done))
+        return
     with app.db.session() as session:
         newly = members.unsubscribe(session, email, source="admin", campaign=campaign)
     data = {"email": email, "suppressed": True, "newly_suppressed": newly}

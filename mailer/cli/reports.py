@@ -47,6 +47,8 @@ def show_report(r: report_lib.CampaignReport) -> None:
     _table("Region", [(row.label, row.figures) for row in r.by_region])
     click.echo("")
     _table("Variant", [(row.label, row.figures) for row in r.by_variant])
+    if r.stages:
+        click.echo("\nStages:" + "".join(f"\n  {stage.line()}" for stage in r.stages))
     for step in r.next_steps:
         click.echo(f"\n{step}")
 

@@ -27,12 +27,51 @@ in_process_option = click.option(
 )
 
 if TYPE_CHECKING:
-    from mailer.sending import Prepared, Queued, RetryPlan, Scheduled, SendPlan, Sent, Summary, TestsSent
+    from mailer.sending import (
+        Queued,
+        RetryPlan,
+        Scheduled,
+        SendPlan,
+        Sent,
+        StageInfo,
+        StagePlan,
+        Summary,
+        TestsSent,
+    )
 
 
 @campaigns_group.command("send")
 @click.argument("slug")
-@click.option("--to-segment", "segment", metavar="EXPR", help="Narrow the issue's audience to this segment.")
+@click.option(
+    "--to-segment",
+    "segment",
+    metavar="EXPR",
+    help="This stage: only members of the issue's audience who also match EXPR.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="This stage adds at most N members (those on the list longest first); "
+    "send again for the next N or the rest.",
+)
+@click.option(
+    "--new-members",
+    is_flag=True,
+    help="This stage adds only members who joined after the campaign's previous stage "
+    "(say, after a `lists import`).",
+)
+@click.option(
+    "--top-up",
+    is_flag=True,
+    help="Add a stage although messages of earlier stages are still to send (pending or deferred); "
+    "without it, or a stage option, sending such a campaign only resumes it.",
+)
+@click.option(
+    "--allow-changed",
+    is_flag=True,
+    help="Add a stage although the issue file changed since the campaign was first sent: variants "
+    "sent before go out as they were sent, variants new to this stage from the file as it is now.",
+)
 @click.option(
     "--test",
     "tests",
@@ -43,7 +82,6 @@ if TYPE_CHECKING:
 @click.option(
     "--dry-run", is_flag=True, help="Validate, plan and render everything, but send and record nothing."
 )
-@click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages in this run.")
 @click.option(
     "--at",
     "at",
@@ -59,9 +97,22 @@ def send(app: App, /, slug: str, yes: bool, as_json: bool, **options: Any) -> No
     """Send campaign SLUG: each member of its audience gets the variant meant for them, once.
 
     Everything is validated and rendered first; then it shows how many members of which regions
-    and variants will get it, and asks. Running it again on a stopped or crashed campaign resumes
-    it: nobody is skipped, nobody already recorded as sent gets it twice. Ctrl-C finishes the
-    messages in flight, records them, and stops.
+    and variants will get it, and asks. Ctrl-C finishes the messages in flight, records them, and
+    stops; running it again resumes: nobody is skipped, nobody already recorded as sent gets it
+    twice.
+
+    In stages. A campaign can go out in stages, and nobody ever gets it twice, whatever the order.
+    The first send is stage 1; sending the campaign again (once the earlier stage's messages are
+    done) adds stage 2: everyone in the issue's audience who has not had it yet, members who joined
+    since included. Narrow a stage with --to-segment, cap it with --limit, or take only the members
+    who joined since the previous stage with --new-members (--limit caps the members a stage adds,
+    not a run: it is kept with the stage, so it works for the workers and with --at too). A stage
+    that finds nobody to add says so and does nothing. Suppressed members, and members who left
+    the campaign's network, are never added. `mailer campaigns status SLUG` lists the stages.
+    While messages of an earlier stage are still to send (stopped, or deferred by the relay), a
+    plain send only resumes them; a stage option or --top-up adds a stage as well. A stage of an
+    issue whose file changed since stage 1 is refused unless --allow-changed (what was sent is kept
+    with the campaign).
 
     A relay's temporary refusal (4xx) or a lost connection defers a message: it is tried again
     later (after 5 minutes, then longer waits, for up to 3 days: the retry_* settings). When only
@@ -76,13 +127,18 @@ def send(app: App, /, slug: str, yes: bool, as_json: bool, **options: Any) -> No
     Examples:
       mailer campaigns send 2025-11-kent-network --test me@example.org
       mailer campaigns send 2025-11-kent-network --dry-run
-      mailer campaigns send 2025-11-kent-network --to-segment region:canterbury --yes
       mailer campaigns send 2025-11-kent-network --at "2025-11-17 08:00" --yes
+    Stages:
+      mailer campaigns send 2025-11-kent-network --to-segment region:canterbury --yes  # stage 1
+      mailer campaigns send 2025-11-kent-network --limit 500 --yes    # stage 2: 500 more
+      mailer campaigns send 2025-11-kent-network --yes                # stage 3: the rest
+      mailer lists import new-members.csv
+      mailer campaigns send 2025-11-kent-network --new-members --yes  # those just imported
     """
     from mailer import sending
 
     plan = sending.plan_send(app.db, app.settings, app.shape, slug, **options)
-    if plan.mode != "test":
+    if plan.mode != "test" and not plan.nothing_to_add:
         _warn_unsigned(app)
     if plan.mode not in ("test", "dry_run"):
         _confirm(plan, yes, as_json)
@@ -95,7 +151,9 @@ def send(app: App, /, slug: str, yes: bool, as_json: bool, **options: Any) -> No
     elif isinstance(result, sending.Sent):
         _finish_sent(app, result, bool(progress), as_json)
     elif isinstance(result, sending.DryRun):
-        emit(as_json, result.as_dict(), lambda: _show_plan(plan.prepared, dry_run=True))
+        emit(as_json, result.as_dict(), lambda: _show_plan(plan, dry_run=True))
+    elif isinstance(result, sending.NothingToSend):
+        emit(as_json, result.as_dict(), lambda: click.echo(result.message))
     else:
         emit(as_json, result.as_dict(), lambda: _show_queued(app, plan, result))
 
@@ -115,18 +173,28 @@ def _warn_unsigned(app: App) -> None:
 def _confirm(plan: SendPlan, yes: bool, as_json: bool) -> None:
     if plan.resuming:
         if not as_json and plan.when is None:
-            click.echo(f"resuming {plan.slug} (was {plan.was})")
+            click.echo(f"resuming {plan.slug} (was {plan.was}): {plan.unfinished} message(s) still to send")
+            if plan.not_yet:
+                click.echo(
+                    f"  {plan.not_yet} member(s) of the audience have not had it: they are added by "
+                    f"`mailer campaigns send {plan.slug}` once these are done, or now with --top-up"
+                )
         return
+    if plan.nothing_to_add:
+        return  # send() says so; there is nothing to confirm
     if not as_json:
-        _show_plan(plan.prepared)
+        _show_plan(plan)
     if not yes and not sys.stdin.isatty():
         raise DeliveryError("not sending without confirmation", hint="add --yes to send without a terminal")
     if not yes:
         what = f"Schedule for {plan.at} ({plan.settings.timezone})" if plan.at else "Send"
+        if plan.stage is not None and plan.stage.number > 1:
+            what += f" stage {plan.stage.number}"
         click.confirm(f"{what} to {plan.members} member(s)?", abort=True)
 
 
-def _show_plan(prepared: Prepared, dry_run: bool = False) -> None:
+def _show_plan(plan: SendPlan, dry_run: bool = False) -> None:
+    prepared = plan.prepared
     click.echo(f"{prepared.slug}: {prepared.loaded.issue.subject!r}")
     click.echo(f"audience: {prepared.audience}")
     click.echo(f"{prepared.plan.total} member(s) in {len(prepared.plan.variants)} variant(s):")
@@ -135,8 +203,27 @@ def _show_plan(prepared: Prepared, dry_run: bool = False) -> None:
     click.echo("by home region:")
     for label, n in prepared.by_region():
         click.echo(f"  {n:>7}  {label}")
+    stage = plan.stage
+    if stage is not None and (stage.number > 1 or stage.members != prepared.plan.total):
+        click.echo(_stage_line(stage))
+    if plan.unfinished and stage is not None:
+        click.echo(f"and {plan.unfinished} message(s) of earlier stages still to send")
     if dry_run:
         click.echo("dry run: nothing sent, nothing recorded")
+
+
+def _stage_line(stage: StagePlan) -> str:
+    """``stage 2 (new members, at most 50): adds 50 of 120 member(s) who have not had it``."""
+    from mailer.sending import StageInfo
+
+    info = StageInfo(stage.number, stage.request.segment, stage.request.limit, stage.request.new_members, 0)
+    line = f"stage {stage.number} ({info.describe()}): adds {stage.members}"
+    if stage.members != stage.eligible:
+        line += f" of {stage.eligible}"
+    line += " member(s) who have not had it"
+    if stage.since is not None:
+        line += f", joined since {stage.since:%Y-%m-%d %H:%M} UTC"
+    return line
 
 
 def _show_tests(result: TestsSent) -> None:
@@ -165,8 +252,15 @@ def _finish_sent(app: App, result: Sent, progressed: bool, as_json: bool) -> Non
         sys.exit(3)
 
 
+def _added(stage: StageInfo | None) -> None:
+    if stage is not None:
+        added = f"{stage.recipients} member(s) added" if stage.recipients else "nobody to add"
+        click.echo(f"stage {stage.number} ({stage.describe()}): {added}")
+
+
 def _show_sent(app: App, result: Sent) -> None:
     summary, status, slug = result.summary, result.status, result.summary.campaign
+    _added(result.stage)
     click.echo(
         f"{slug}: sent {summary.sent}, deferred {summary.deferred}, unknown {summary.unknown}, "
         f"failed {summary.failed}, suppressed {summary.suppressed}, skipped {summary.skipped} "
@@ -190,6 +284,7 @@ def _show_sent(app: App, result: Sent) -> None:
 def _show_queued(app: App, plan: SendPlan, result: Queued | Scheduled) -> None:
     tz = plan.settings.timezone
     when = f"scheduled for {plan.at} ({tz})" if result.scheduled_at else "queued for the workers"
+    _added(result.stage)
     click.echo(f"{plan.slug}: {result.pending} deliveries {when}")
     click.echo(_workers_line(app, plan.slug, result.workers_alive))
 
@@ -215,7 +310,8 @@ def _workers_line(app: App, slug: str, alive: list[str]) -> str:
 @json_option
 @pass_app
 def status(app: App, slug: str, as_json: bool) -> None:
-    """Show a campaign's deliveries by state, overall and by region, and what to do about any left.
+    """Show a campaign's deliveries by state, overall and by region, its stages (when each was
+    sent, to whom, how many members it added), and what to do about any deliveries left.
 
     \b
     pending, sending   not yet tried, or being sent now
@@ -225,19 +321,22 @@ def status(app: App, slug: str, as_json: bool) -> None:
     unknown            sent whole, but no reply came: the relay may have delivered it
     suppressed, skipped, cancelled
     """
-    from mailer.sending import STATES, campaign_status
+    from mailer.sending import STATES, campaign_stages, campaign_status
 
     report = campaign_status(app.db, app.shape, slug)
+    stages = campaign_stages(app.db, slug)
 
     def human() -> None:
         click.echo(f"{slug}: {report.status}" + (f" ({report.reason})" if report.reason else ""))
         click.echo("  " + "  ".join(f"{s} {report.counts.get(s, 0)}" for s in STATES))
         for label, counts in report.by_region:
             click.echo(f"  {label}: " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items())))
+        for stage in stages:
+            click.echo(f"  {stage.line(app.settings.zone)}")
         for step in report.next_steps(app.settings.zone):
             click.echo(f"  {step}")
 
-    emit(as_json, report.as_dict(), human)
+    emit(as_json, {**report.as_dict(), "stages": [s.as_dict() for s in stages]}, human)
 
 
 @campaigns_group.command("retry")

@@ -28,15 +28,16 @@ def serve(app: App, host: str, port: int, proxy: bool) -> None:
     """
     import uvicorn
 
+    from mailer.audience.networks import networks_of
     from mailer.settings import ensure_secret
     from mailer.web import create_app
     from mailer.web.logs import log_config
 
     settings = ensure_secret(app.settings)
     web = create_app(settings, shape=app.shape)
-    click.echo(
-        f"Serving {settings.organisation} on http://{host}:{port} (links in mail use {settings.base_url})"
-    )
+    names = [n.name for n in networks_of(app.shape, settings)]
+    speaking = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    click.echo(f"Serving {speaking} on http://{host}:{port} (links in mail use {settings.base_url})")
     click.echo("  /subscribe  sign-up    /archive/  past issues    /calendar/  event feeds")
     uvicorn.run(
         web,

@@ -23,8 +23,8 @@ The pipeline, per mail, in one transaction:
    policy     recorded against the campaign; the member is not touched
    delay      recorded; nothing else (the relay is still trying)
    complaint  suppress (reason complaint, source bounce)
-   unsubscribe verify the token (purpose unsubscribe) and suppress (reason unsubscribe, source mailto,
-              the token's campaign)
+   unsubscribe verify the token (purpose unsubscribe), then leave the network of the token's campaign
+              (source mailto), or, in a single-network workspace, suppress (reason unsubscribe)
    auto-reply, unknown: recorded as seen; nothing else
    ========== ===========================================================================
 
@@ -205,6 +205,19 @@ def _record(session: Session, c: Classification, *, source: str, now: datetime) 
     return None if row is None else int(row[0])
 
 
+def _declared_networks(settings: Settings) -> list[str]:
+    """The networks the workspace declares (``lists/networks.toml``), for the scope of a mailed
+    unsubscribe. Lists that cannot be read count as one network, so the unsubscribe leaves all mail:
+    never narrower than the member asked."""
+    from mailer.audience.shape import load_shape
+    from mailer.errors import MailerError
+
+    try:
+        return list(load_shape(settings.path("lists")).networks)
+    except (MailerError, OSError):
+        return []
+
+
 @dataclass(frozen=True)
 class _Target:
     """Whom a failure or complaint concerns."""
@@ -358,20 +371,25 @@ class _Act:
         except TokenError as exc:
             why = getattr(exc, "reason", str(exc))
             return self.outcome(f"ignored: the unsubscribe token is not valid ({why})")
-        done = consent.unsubscribe_member(
+        done = consent.unsubscribe_scoped(
             self.session,
             data.member_id,
             source="mailto",
             campaign_id=data.campaign,
+            networks=_declared_networks(self.settings),
             detail=f"mail to the unsubscribe address: {self.c.message_id}"[:500],
         )
         if done is None:
             return self.outcome("ignored: the member no longer exists")
+        if done.network is not None:
+            action = f"left network {done.network}" + ("" if done.newly else " (had left it already)")
+        else:
+            action = "unsubscribed" if done.newly else "unsubscribed (was already suppressed)"
         return Outcome(
             self.key,
             self.c.kind,
-            "unsubscribed" if done.newly else "unsubscribed (was already suppressed)",
-            suppressed=done.newly,
+            action,
+            suppressed=done.newly and done.network is None,
             campaign=done.campaign,
             member_id=data.member_id,
             reason=self.c.reason,

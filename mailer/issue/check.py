@@ -3,7 +3,9 @@
 ``audience_warnings`` are the warnings that need the members (an item no member of the audience
 would see, an audience with no members); ``check_campaign`` loads the issue and gathers, in one
 pass, its errors, the file's warnings (``mailer.issue.lint``: they run on what was read even when
-there are errors) and, when the file is valid, these into a ``CheckResult``.
+there are errors), the network's (``mailer.issue.lint.network_problems``: an unknown or ambiguous
+network is an error, regions outside it a warning; they too run on what was read) and, when the
+file is valid, these into a ``CheckResult``.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailer.errors import ContentError, Problem
+from mailer.issue.lint import network_problems
 from mailer.issue.load import LoadedIssue, campaign_path, load_campaign
 from mailer.issue.schema import Alert
+from mailer.issue.yaml_loader import Loc, read_yaml
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
 
     from mailer.audience.shape import Shape
     from mailer.db import Database
+    from mailer.settings import Settings
 
 
 def audience_warnings(session: Session, loaded: LoadedIssue, shape: Shape) -> list[Problem]:
@@ -130,13 +135,20 @@ class CheckResult:
         return not self.errors
 
 
-def check_campaign(workspace: Path, slug: str, shape: Shape | None, database: Database | None) -> CheckResult:
+def check_campaign(
+    workspace: Path,
+    slug: str,
+    shape: Shape | None,
+    database: Database | None,
+    settings: Settings | None = None,
+) -> CheckResult:
     """Check ``campaigns/<slug>/issue.yaml`` and report every problem instead of raising.
 
     Every error and every warning comes back at once: a file with errors still gets the warnings of
-    what could be read. With a database and a valid file, the audience warnings run too (an item no
-    member would see); otherwise a note says they did not. Raises ``UnknownName`` only if there is
-    no such campaign.
+    what could be read, and the network's problems (an unknown or ambiguous network; regions outside
+    it). With a database and a valid file, the audience warnings run too (an item no member would
+    see); otherwise a note says they did not. ``settings`` name the network of a workspace without
+    ``lists/networks.toml``. Raises ``UnknownName`` only if there is no such campaign.
     """
     path = campaign_path(workspace, slug)
     notes: list[str] = []
@@ -145,15 +157,46 @@ def check_campaign(workspace: Path, slug: str, shape: Shape | None, database: Da
     except ContentError as exc:
         if database is not None and shape is not None:
             notes.append("the audience was not checked against the members: fix the errors first")
-        return CheckResult(slug, path, exc.problems, exc.warnings, notes)
-    warnings = list(loaded.warnings)
-    if database is None or shape is None:
+        errors, warnings = _with_network(path, shape, settings, exc.problems, exc.warnings)
+        return CheckResult(slug, path, errors, warnings, notes)
+    errors, warnings = _with_network(path, shape, settings, [], list(loaded.warnings))
+    if errors:
+        notes.append("the audience was not checked against the members: fix the errors first")
+    elif database is None or shape is None:
         notes.append("the audience was not checked against the members: no database")
     else:
         with database.session() as session:
             warnings.extend(audience_warnings(session, loaded, shape))
     warnings.sort(key=lambda p: p.line or 0)
-    return CheckResult(slug, path, [], warnings, notes)
+    return CheckResult(slug, path, errors, warnings, notes)
+
+
+def _with_network(
+    path: Path, shape: Shape | None, settings: Settings | None, errors: list[Problem], warnings: list[Problem]
+) -> tuple[list[Problem], list[Problem]]:
+    """``errors`` and ``warnings`` with the network's problems of the file as read added."""
+    if shape is None:
+        return errors, warnings
+    problems: list[Problem] = []
+    try:
+        data, lines = read_yaml(path.read_text(encoding="utf-8"), path, problems)
+    except (OSError, UnicodeDecodeError):
+        return errors, warnings
+    if not isinstance(data, dict):
+        return errors, warnings
+
+    def locate(loc: Loc) -> int | None:
+        while loc not in lines and loc:
+            loc = loc[:-1]
+        return lines[loc][0] if loc in lines else None
+
+    skip = frozenset(p.field for p in errors if p.field)
+    found = network_problems(data, path, locate, shape, settings, skip=skip)
+    errors = sorted(
+        [*errors, *(p for p in found if p.severity == "error")], key=lambda p: (p.line or 0, p.field or "")
+    )
+    warnings = sorted([*warnings, *(p for p in found if p.severity == "warning")], key=lambda p: p.line or 0)
+    return errors, warnings
 
 
 __all__ = ["CheckResult", "audience_warnings", "check_campaign"]

@@ -12,6 +12,10 @@ same shape) and warns, each warning with its field and line:
 
 Because it needs no validated model, ``mailer campaigns check`` reports these even when the file
 has errors: every warning of what can be read, with every error, in one pass.
+
+``network_problems`` adds what the workspace's networks say (issue 12): an error when the issue's
+network is unknown or ambiguous (the fix is a ``network:`` line), and a warning for each item, event
+or calendar entry whose regions lie outside that network.
 """
 
 from __future__ import annotations
@@ -20,13 +24,17 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic_core import PydanticCustomError
 
-from mailer.errors import Problem
+from mailer.errors import MailerError, Problem
 from mailer.issue.schema import _end, _when
 from mailer.issue.yaml_loader import Loc, field_name
+
+if TYPE_CHECKING:
+    from mailer.audience.shape import Shape
+    from mailer.settings import Settings
 
 _HTTP_IN_TEXT = re.compile(r"http://[^\s)>\]\"']+")
 # Tags that carry code or change the page: named on their own.
@@ -208,4 +216,83 @@ def file_warnings(data: dict[str, Any], path: Path, locate: Callable[[Loc], int 
     return out
 
 
-__all__ = ["file_warnings", "last_day", "markup_in", "script_links_in"]
+def network_problems(
+    data: dict[str, Any],
+    path: Path,
+    locate: Callable[[Loc], int | None],
+    shape: Shape,
+    settings: Settings | None,
+    *,
+    skip: frozenset[str] = frozenset(),
+) -> list[Problem]:
+    """The network an issue file's ``data`` speaks as, checked against the workspace's networks:
+    an error at ``network`` when it is unknown or ambiguous, and a warning for each item, event or
+    calendar entry (and the audience) naming regions outside it. ``skip``: fields that have an error
+    already (an unknown network or a bad audience is reported once). A workspace without
+    ``lists/networks.toml`` is one network: nothing to check."""
+    from mailer.audience import networks
+
+    if not shape.networks:
+        return []  # one network: `network:` names nothing to choose between (the schema allows any)
+    declared = data.get("network") if isinstance(data.get("network"), str) else None
+    audience = data.get("audience", "all" if data.get("kind") != "alert" else None)
+    if "network" in skip or "audience" in skip or not isinstance(audience, str):
+        return []
+    from mailer.settings import Settings
+
+    settings = settings or Settings()
+    try:
+        network = networks.network_for_issue(shape, settings, declared or None, audience)
+    except MailerError as exc:
+        if exc.field != "network":
+            return []  # a bad audience: the file's errors say so
+        return [
+            Problem(
+                exc.message,
+                path=path,
+                line=locate(("network",) if "network" in data else ("audience",)),
+                field="network",
+                hint=exc.problem.hint,
+            )
+        ]
+    out: list[Problem] = []
+    hint = f"check the regions, or the issue's network: the mail speaks as {network.name}"
+
+    def strays(regions: list[str]) -> str:
+        """The regions outside the network, each with its own network: "lewes (no network)"."""
+        found = []
+        for region in regions:
+            owner = networks.of_region(shape, settings, region) if region in shape.regions else network
+            if owner is None or owner.slug != network.slug:
+                found.append(f"{region} ({owner.name if owner is not None else 'no network'})")
+        return ", ".join(found)
+
+    def outside(regions: Any, loc: Loc, what: str) -> None:
+        found = strays([r for r in regions if isinstance(r, str)]) if isinstance(regions, list) else ""
+        if found:
+            warn(f"{what} is for {found}, outside this issue's network {network.name}", (*loc, "regions"))
+
+    def warn(message: str, loc: Loc) -> None:
+        line, field = locate(loc), field_name(loc)
+        out.append(Problem(message, path=path, line=line, field=field, hint=hint, severity="warning"))
+
+    named = strays(sorted(networks.audience_regions(audience, shape)))
+    if named:
+        warn(f"the audience names {named}, outside this issue's network {network.name}", ("audience",))
+    items = data.get("items")
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, dict):
+            continue
+        outside(item.get("regions"), ("items", i), f"item {item.get('id')!r}")
+        events = item.get("events")
+        for j, event in enumerate(events if isinstance(events, list) else []):
+            if isinstance(event, dict):
+                outside(event.get("regions"), ("items", i, "events", j), "this event")
+    calendar = data.get("calendar")
+    for j, event in enumerate(calendar if isinstance(calendar, list) else []):
+        if isinstance(event, dict):
+            outside(event.get("regions"), ("calendar", j), "this calendar entry")
+    return out
+
+
+__all__ = ["file_warnings", "last_day", "markup_in", "network_problems", "script_links_in"]

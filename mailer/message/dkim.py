@@ -555,6 +555,7 @@ class DnsRecord:
     def as_dict(self) -> dict[str, Any]:
         return {
             "algorithm": self.algorithm,
+            "domain": self.domain,
             "name": self.name,
             "type": "TXT",
             "value": self.value,
@@ -563,9 +564,15 @@ class DnsRecord:
         }
 
 
-def dns_records(settings: Settings) -> list[DnsRecord]:
-    """The TXT record of every key the settings sign with."""
-    return [
-        DnsRecord(key.algorithm, key.selector, key.domain, txt_record(load_private_key(key)))
-        for key in dkim_keys(settings)
-    ]
+def dns_records(settings: Settings, domains: Sequence[str] = ()) -> list[DnsRecord]:
+    """The TXT record of every key the settings sign with, for the settings' signing domain, or for
+    each of ``domains`` (the signing domains of the workspace's networks), each domain once."""
+    from dataclasses import replace
+
+    records = []
+    for domain in dict.fromkeys(d.strip().lower() for d in domains or [dkim_domain(settings)]):
+        for key in dkim_keys(replace(settings, dkim_domain=domain)):
+            records.append(
+                DnsRecord(key.algorithm, key.selector, key.domain, txt_record(load_private_key(key)))
+            )
+    return records

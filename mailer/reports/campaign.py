@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,6 +17,9 @@ from mailer.audience.shape import Shape
 from mailer.errors import UnknownName
 from mailer.inbound.classify import reply_status, status_kind
 from mailer.models import BounceEvent, Campaign, ConsentEvent, Delivery, Region, Variant
+
+if TYPE_CHECKING:
+    from mailer.sending.snapshot import StageInfo
 
 NO_REGION = "(no region)"
 UNKNOWN = "(unknown)"
@@ -83,6 +86,7 @@ class CampaignReport:
     by_region: tuple[Row, ...]
     by_variant: tuple[Row, ...]
     next_steps: tuple[str, ...] = ()  # what to do about deferred, unknown and retryable deliveries
+    stages: tuple[StageInfo, ...] = ()  # the stages it was sent in (issue 12), in order
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +104,7 @@ class CampaignReport:
                 {"variant": r.key, "label": r.label, **asdict(r.figures)} for r in self.by_variant
             ],
             "next_steps": list(self.next_steps),
+            "stages": [s.as_dict() for s in self.stages],
         }
 
 
@@ -215,6 +220,7 @@ def campaign_report(session: Session, shape: Shape, slug: str) -> CampaignReport
         by_region=region_rows,
         by_variant=variant_rows,
         next_steps=tuple(_next_steps(session, campaign)),
+        stages=tuple(_stages(session, campaign)),
     )
 
 
@@ -237,6 +243,12 @@ def _next_steps(session: Session, campaign: Campaign) -> list[str]:
     )
     retryable = retryable_counts(session, campaign.id)["failed"]
     return next_steps(campaign.slug, counts, first, retryable=retryable)
+
+
+def _stages(session: Session, campaign: Campaign) -> list[StageInfo]:
+    from mailer.sending.snapshot import stages_of  # the sending stage, only when a report is made
+
+    return stages_of(session, campaign.id)
 
 
 def _figures(counter: Counter[str]) -> Figures:

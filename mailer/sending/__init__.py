@@ -7,18 +7,20 @@ confirmation, then :func:`send`):
    render each variant once; check every variant's slot markers and build one message template
    (the settings and DKIM keys work). Nothing is written; a broken issue sends nothing.
    :func:`plan_send` (:mod:`~mailer.sending.orchestrate`) adds the checks of the send itself (a time
-   in the past, ``limit`` with workers, a campaign sent or cancelled already) and says what
+   in the past, a campaign cancelled, an issue file changed since an earlier stage) and says what
    :func:`send` will do.
 2. :mod:`~mailer.sending.snapshot`: ``enqueue`` snapshots the recipients into ``deliveries`` (one
    row per campaign and member, in one transaction, one ``INSERT … SELECT``: its time grows with the
-   members, not with variants × members). Suppressed members get no row. A campaign already
-   enqueued is resumed instead.
+   members, not with variants × members). Suppressed members, and members who left the campaign's
+   network, get no row. A campaign is sent in stages: sending it again adds the members of its
+   audience who have not had it (narrowed by a segment, capped, or only those who joined since),
+   never anyone twice; a campaign with messages still to send is resumed instead.
 3. :mod:`~mailer.sending.control`: the campaign is marked ``sending`` (or ``scheduled``, for a
    worker to start on time); ``pause``, ``resume`` and ``cancel`` act on every sender at once.
 4. :mod:`~mailer.sending.engine`: claim a batch of pending deliveries under a lease
    (:mod:`~mailer.sending.queue`: Core statements compiled once, no ORM object per recipient),
-   re-check the batch against suppressions (an unsubscribe made during the send stops that
-   member's message), fill each member's slots and tokens into ready wire bytes
+   re-check the batch against suppressions and network leaves (an unsubscribe made during the send
+   stops that member's message), fill each member's slots and tokens into ready wire bytes
    (:mod:`mailer.message.filling`: each variant's template built once, when first needed), hand
    them to the transport, and record every outcome in bulk as it comes back
    (:mod:`~mailer.sending.outcomes`). The engine runs in the sending process, or in any number of
@@ -79,6 +81,7 @@ from mailer.sending.control import (
 from mailer.sending.engine import STATUS_SECONDS, Engine
 from mailer.sending.orchestrate import (
     DryRun,
+    NothingToSend,
     Queued,
     RetryPlan,
     Scheduled,
@@ -109,7 +112,17 @@ from mailer.sending.queue import (
     waiting,
     worker_name,
 )
-from mailer.sending.snapshot import Enqueued, enqueue
+from mailer.sending.snapshot import (
+    Enqueued,
+    StageInfo,
+    StagePlan,
+    StageRequest,
+    campaign_stages,
+    enqueue,
+    not_left,
+    plan_stage,
+    stages_of,
+)
 from mailer.sending.worker import Worker, WorkerHealth, WorkerSummary, alive_workers, worker_health
 
 __all__ = [
@@ -124,6 +137,7 @@ __all__ = [
     "DryRun",
     "Engine",
     "Enqueued",
+    "NothingToSend",
     "Prepared",
     "Queued",
     "Recorder",
@@ -131,6 +145,9 @@ __all__ = [
     "Scheduled",
     "SendPlan",
     "Sent",
+    "StageInfo",
+    "StagePlan",
+    "StageRequest",
     "Summary",
     "TestsSent",
     "Waiting",
@@ -139,6 +156,7 @@ __all__ = [
     "WorkerSummary",
     "alive_workers",
     "audience_of",
+    "campaign_stages",
     "campaign_status",
     "cancel_campaign",
     "check_sendable",
@@ -146,10 +164,12 @@ __all__ = [
     "enqueue",
     "find_campaign",
     "next_steps",
+    "not_left",
     "parse_send_time",
     "pause_campaign",
     "plan_retry",
     "plan_send",
+    "plan_stage",
     "prepare",
     "release_dead_claims",
     "renew_leases",
@@ -162,6 +182,7 @@ __all__ = [
     "send",
     "send_tests",
     "sending_campaigns",
+    "stages_of",
     "start_campaign",
     "start_due",
     "status_counts",

@@ -4,17 +4,28 @@
 
     plan = plan_send(db, settings, shape, "2025-11-kent-network", segment="region:canterbury")
     print(plan.mode, plan.members, plan.prepared.by_variant())  # ask someone here, if you like
-    result = send(plan)  # Sent, Queued, Scheduled, TestsSent or DryRun
+    result = send(plan)  # Sent, Queued, Scheduled, TestsSent, DryRun or NothingToSend
 
-``plan_send`` makes every check (a time in the past, ``limit`` with workers or a schedule, a
-campaign sent or cancelled already) and prepares the issue (:func:`~mailer.sending.prepare.prepare`)
-before anything is written. ``send`` does the side effects of the plan's ``mode``:
+``plan_send`` makes every check (a time in the past, a campaign cancelled, an issue file changed
+since an earlier stage) and prepares the issue (:func:`~mailer.sending.prepare.prepare`) before
+anything is written. ``send`` does the side effects of the plan's ``mode``:
 
 - ``test``: the test copies to the named addresses, subject marked [TEST]; nothing recorded;
 - ``dry_run``: nothing at all;
 - ``schedule``: enqueue, and mark the campaign ``scheduled`` for a running worker to start;
 - ``queue`` (PostgreSQL): enqueue, and mark it ``sending`` for the ``mailer worker`` processes;
 - ``send`` / ``resume``: enqueue (``resume``: it was before), and run the engine in this process.
+
+Stages (issue 12). A send adds a stage (:mod:`~mailer.sending.snapshot`): the members of the
+issue's audience who have not had the campaign, narrowed by ``segment``, at most ``limit`` of them,
+or with ``new_members`` only those who joined since the previous stage. The first send of a
+campaign is its first stage; sending it again adds the next. A campaign with messages of earlier
+stages still to send (pending, or deferred for a later attempt) is only resumed by a plain send, so
+that resuming never widens who gets it; a stage option (``segment``, ``limit``, ``new_members``) or
+``top_up`` adds a stage as well, and the earlier messages go out along with it. ``limit`` caps the
+members a stage adds; it is kept with the stage, so it works for the workers and with ``at`` too.
+A stage that finds nobody to add, with nothing else left, does nothing and says so
+(:class:`NothingToSend`).
 
 ``plan_retry`` and ``retry`` (``mailer campaigns retry``) put back in the queue the deliveries that
 failed for temporary reasons (and, asked to, those whose outcome is unknown), set the campaign
@@ -26,16 +37,16 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import exists, select, update
 
 from mailer.audience.shape import Shape
 from mailer.db import Database
 from mailer.errors import DeliveryError, UnknownName
-from mailer.models import Campaign, utcnow
+from mailer.models import Campaign, Delivery, utcnow
 from mailer.sending.control import (
     CampaignStatus,
     Control,
@@ -50,7 +61,7 @@ from mailer.sending.outcomes import Summary
 from mailer.sending.prepare import Prepared, prepare
 from mailer.sending.proofs import send_tests
 from mailer.sending.queue import find_campaign, requeue, retryable_counts, waiting
-from mailer.sending.snapshot import enqueue
+from mailer.sending.snapshot import StageInfo, StagePlan, StageRequest, enqueue, plan_stage
 from mailer.sending.worker import alive_workers
 from mailer.settings import Settings
 from mailer.transport import SendResult, Transport, transport_for
@@ -73,7 +84,9 @@ class SendPlan:
     when: datetime | None  # the time it is scheduled for (UTC), with ``at``
     at: str | None  # that time as given, wall-clock in the timezone setting
     tests: tuple[str, ...] = ()
-    limit: int | None = None
+    stage: StagePlan | None = None  # the stage the send adds; None: a test send, or a resume only
+    unfinished: int = 0  # messages of earlier stages still to send (pending, sending or deferred)
+    not_yet: int = 0  # when resuming only: members of the audience who have not had it
 
     @property
     def slug(self) -> str:
@@ -81,18 +94,29 @@ class SendPlan:
 
     @property
     def members(self) -> int:
-        return self.prepared.plan.total
+        """The members the stage adds (a resume only: the messages still to send)."""
+        if self.stage is not None:
+            return self.stage.members
+        return self.unfinished if self.was is not None else self.prepared.plan.total
 
     @property
     def resuming(self) -> bool:
-        """The campaign was enqueued before: nobody recorded as sent gets it again."""
-        return self.was is not None
+        """The campaign was enqueued before and no stage is added: it goes on where it stopped."""
+        return self.was is not None and self.stage is None
+
+    @property
+    def nothing_to_add(self) -> bool:
+        """A later stage that finds nobody, with nothing of earlier stages left: nothing to do."""
+        stage = self.stage
+        return self.was is not None and stage is not None and not stage.members and not self.unfinished
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "campaign": self.slug,
             "dry_run": self.mode == "dry_run",
             "members": self.members,
+            "stage": self.stage.as_dict() if self.stage else None,
+            "unfinished": self.unfinished,
             "variants": [{"key": k, "label": lab, "members": n} for k, lab, n in self.prepared.by_variant()],
             "by_region": dict(self.prepared.by_region()),
         }
@@ -132,6 +156,7 @@ class _ForWorkers:
     deliveries: int  # rows in the queue
     pending: int  # of which not yet sent
     workers_alive: list[str]
+    stage: StageInfo | None = field(default=None, kw_only=True)  # the stage this send added
 
     @property
     def scheduled_at(self) -> datetime | None:
@@ -144,6 +169,7 @@ class _ForWorkers:
             "pending": self.pending,
             "scheduled_at": self.scheduled_at.isoformat() if self.scheduled_at else None,
             "workers_alive": self.workers_alive,
+            "stage": self.stage.as_dict() if self.stage else None,
         }
 
 
@@ -170,6 +196,7 @@ class Sent:
 
     summary: Summary
     status: CampaignStatus
+    stage: StageInfo | None = field(default=None, kw_only=True)  # the stage this send added
 
     @property
     def paused(self) -> bool:
@@ -182,7 +209,39 @@ class Sent:
         return self.status.waiting
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.summary.as_dict(), "status": self.status.as_dict()}
+        stage = self.stage.as_dict() if self.stage else None
+        return {**self.summary.as_dict(), "status": self.status.as_dict(), "stage": stage}
+
+
+@dataclass(frozen=True)
+class NothingToSend:
+    """A later stage found nobody to add, and no message of an earlier stage was left: nothing done."""
+
+    campaign: str
+    stage: StageInfo
+    status: str  # the campaign's status, unchanged
+
+    @property
+    def message(self) -> str:
+        if self.stage.new_members:
+            who = "nobody in the audience has joined since the previous stage"
+        elif self.stage.segment:
+            who = f"every member of the audience in {self.stage.segment} has had it"
+        else:
+            who = "every member of the audience has had it"
+        return (
+            f"{self.campaign}: nobody to add: {who} (suppressed members, and members who left the "
+            "network, are never added); nothing sent, nothing recorded"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign,
+            "status": self.status,
+            "added": 0,
+            "stage": self.stage.as_dict(),
+            "message": self.message,
+        }
 
 
 def on_postgresql(db: Database) -> bool:
@@ -201,32 +260,54 @@ def plan_send(
     dry_run: bool = False,
     limit: int | None = None,
     in_process: bool = False,
+    new_members: bool = False,
+    top_up: bool = False,
+    allow_changed: bool = False,
 ) -> SendPlan:
     """Check and prepare the send of ``slug``; raise (DeliveryError and the like) before any side effect.
 
     ``at`` schedules it: ``"2025-11-17 08:00"`` in the timezone setting, or an aware datetime.
     ``tests`` sends test copies to those addresses instead, ``dry_run`` nothing at all. On
-    PostgreSQL the workers send it unless ``in_process``; ``limit`` (in-process only, not with
-    ``at``) stops this process after that many messages.
+    PostgreSQL the workers send it unless ``in_process``. The stage it adds (see the module
+    docstring): ``segment`` narrows it, ``limit`` caps the members it adds, ``new_members`` takes
+    only those who joined since the previous stage, ``top_up`` adds one although messages of
+    earlier stages are still to send, ``allow_changed`` although the issue file changed since the
+    campaign was first sent.
     """
     when, at_text = _send_time(settings, at)
-    if when is not None and when <= utcnow() and not tests and not dry_run:
+    sends = not tests and not dry_run
+    if when is not None and when <= utcnow() and sends:
         raise DeliveryError(
             f"{at_text} ({settings.timezone}) has passed",
             field="--at",
             hint="give a time to come, or leave out --at",
         )
     to_workers = on_postgresql(db) and not in_process and when is None
-    if limit is not None and (to_workers or when is not None):
-        raise DeliveryError("--limit counts what this process sends", hint="add --in-process, without --at")
     with db.session() as session:
         existing = find_campaign(session, slug)
         was = existing.status if existing is not None else None
-    if was is not None and not tests and not dry_run:
+        campaign_id = existing.id if existing is not None else None
+    if was == "cancelled" and sends:
         check_sendable(was, slug)
+    if was == "sending" and when is not None and sends:
+        raise DeliveryError(
+            f"campaign {slug!r} is sending already", hint=f"pause it first: mailer campaigns pause {slug}"
+        )
+    unfinished = 0
+    if campaign_id is not None:
+        left = waiting(db, campaign_id)
+        unfinished = left.open + left.deferred
+    request = StageRequest(segment or "", limit, new_members, allow_changed)
+    staged = not tests and (was is None or request.narrowed or top_up or not unfinished)
     prepared = prepare(db, settings, shape, slug, segment=segment)
-    mode = _mode(tests, dry_run, when, to_workers, was)
-    return SendPlan(db, settings, shape, prepared, mode, was, when, at_text, tuple(tests), limit)
+    stage = plan_stage(db, prepared, request) if staged else None
+    not_yet = 0
+    if was is not None and stage is None and not tests:
+        not_yet = plan_stage(db, prepared, StageRequest(allow_changed=True)).members
+    mode = _mode(tests, dry_run, when, to_workers, was if stage is None else None)
+    return SendPlan(
+        db, settings, shape, prepared, mode, was, when, at_text, tuple(tests), stage, unfinished, not_yet
+    )
 
 
 def _mode(tests: Any, dry_run: bool, when: datetime | None, to_workers: bool, was: str | None) -> Mode:
@@ -257,7 +338,7 @@ def send(
     progress: Progress | None = None,
     on_engine: Callable[[Engine], None] | None = None,
     stop_on_signals: bool = False,
-) -> Sent | Queued | Scheduled | TestsSent | DryRun:
+) -> Sent | Queued | Scheduled | TestsSent | DryRun | NothingToSend:
     """Do what ``plan`` says (see the module docstring); the result says what was done.
 
     In-process sends call ``progress`` as they go, and ``on_engine`` with the engine before it
@@ -269,18 +350,42 @@ def send(
         return DryRun(plan)
     if plan.mode == "test":
         return TestsSent(slug, asyncio.run(_send_tests(plan)))
-    enqueued = enqueue(db, plan.prepared, scheduled_at=plan.when)
+    request = plan.stage.request if plan.stage is not None else None
+    enqueued = enqueue(db, plan.prepared, scheduled_at=plan.when, stage=request)
+    stage = enqueued.stage
     left = waiting(db, enqueued.campaign_id)
+    nothing_left = not (left.open + left.deferred)
+    if stage is not None and not stage.recipients and not enqueued.created and nothing_left:
+        return NothingToSend(slug, stage, enqueued.status)
+    if stage is not None and stage.recipients:
+        _reopen(db, enqueued.campaign_id, plan.when)
     open_ = left.open + left.due
     if plan.mode in ("schedule", "queue"):
         if plan.when is not None:
             control = schedule_campaign(db, slug, plan.when)
             alive = alive_workers(db, settings)
-            return Scheduled(control, enqueued.deliveries, open_, alive, plan.when, plan.at or "")
+            return Scheduled(
+                control, enqueued.deliveries, open_, alive, plan.when, plan.at or "", stage=stage
+            )
         control = start_campaign(db, slug)
-        return Queued(control, enqueued.deliveries, open_, alive_workers(db, settings))
-    total = min(open_, plan.limit) if plan.limit else open_
-    return _send_here(db, settings, plan.shape, slug, total, plan.limit, progress, on_engine, stop_on_signals)
+        return Queued(control, enqueued.deliveries, open_, alive_workers(db, settings), stage=stage)
+    sent = _send_here(db, settings, plan.shape, slug, open_, None, progress, on_engine, stop_on_signals)
+    return Sent(sent.summary, sent.status, stage=stage)
+
+
+def _reopen(db: Database, campaign_id: int, when: datetime | None) -> None:
+    """A stage added messages to a campaign that a sender marked ``sent`` meanwhile (it found
+    nothing left just before the stage's rows were there): queue it again."""
+    with db.session() as session:
+        session.execute(
+            update(Campaign)
+            .where(
+                Campaign.id == campaign_id,
+                Campaign.status == "sent",
+                exists().where(Delivery.campaign_id == campaign_id, Delivery.status == "pending"),
+            )
+            .values(status="scheduled" if when else "queued", status_reason="", finished_at=None)
+        )
 
 
 def _send_here(

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from mailer.db import Database
 from mailer.errors import ConfigError
-from mailer.models import Campaign, Delivery, Member, Suppression, UTCDateTime, utcnow
+from mailer.models import Campaign, Delivery, Member, NetworkLeave, Suppression, UTCDateTime, utcnow
 from mailer.settings import Settings
 
 LEASE = timedelta(minutes=5)
@@ -177,9 +177,10 @@ def claim(
     (campaign, status, id) index; on PostgreSQL the inner select is ``FOR UPDATE SKIP LOCKED``, so
     any number of workers claim side by side, and on SQLite the transaction holds the write lock
     (``BEGIN IMMEDIATE``). The claim's lease end, to the microsecond, marks its rows: one ``SELECT``
-    then reads them with their members' addresses, names and suppressions (Core statements, compiled
-    once; nothing becomes an ORM object). Members suppressed since the snapshot are marked
-    ``suppressed`` here and not returned; members erased since are ``skipped``.
+    then reads them with their members' addresses, names, suppressions and leaves of the campaign's
+    network (Core statements, compiled once; nothing becomes an ORM object). Members suppressed
+    since the snapshot, or who left the campaign's network since, are marked ``suppressed`` here
+    and not returned; members erased since are ``skipped``.
     """
     now = utcnow()
     due_by = due_by or now
@@ -198,19 +199,28 @@ def claim(
             return []
         out: list[Claimed] = []
         suppressed: list[int] = []
+        left: list[int] = []
         gone: list[int] = []
-        for delivery_id, member_id, variant_id, attempts, email, name, reason in connection.execute(
+        for delivery_id, member_id, variant_id, attempts, email, name, reason, network in connection.execute(
             statements.read, params
         ):
             if email is None:
                 gone.append(delivery_id)
             elif reason is not None:
                 suppressed.append(delivery_id)
+            elif network is not None:
+                left.append(delivery_id)
             else:
                 out.append(Claimed(delivery_id, member_id, variant_id, email, name, attempts or 0))
         if suppressed:
             connection.execute(
                 update(_D).where(_D.c.id.in_(suppressed)).values(status="suppressed", claimed_by=None)
+            )
+        if left:
+            connection.execute(
+                update(_D)
+                .where(_D.c.id.in_(left))
+                .values(status="suppressed", claimed_by=None, last_error="left the campaign's network")
             )
         if gone:
             connection.execute(
@@ -225,6 +235,8 @@ def claim(
 _D = cast(Table, Delivery.__table__)
 _M = cast(Table, Member.__table__)
 _S = cast(Table, Suppression.__table__)
+_C = cast(Table, Campaign.__table__)
+_L = cast(Table, NetworkLeave.__table__)
 
 
 def status_counts(db: Database, campaign_id: int) -> dict[str, int]:
@@ -360,10 +372,24 @@ def _claim_statements(skip_locked: bool) -> _ClaimStatements:
             .values(status="sending", claimed_by=worker, lease_until=until)
         )
     read = (
-        select(_D.c.id, _D.c.member_id, _D.c.variant_id, _D.c.attempts, _M.c.email, _M.c.name, _S.c.reason)
+        select(
+            _D.c.id,
+            _D.c.member_id,
+            _D.c.variant_id,
+            _D.c.attempts,
+            _M.c.email,
+            _M.c.name,
+            _S.c.reason,
+            _L.c.network,
+        )
         .select_from(_D)
+        .join(_C, _C.c.id == _D.c.campaign_id)
         .outerjoin(_M, _M.c.id == _D.c.member_id)
         .outerjoin(_S, _S.c.address_hash == _M.c.address_hash)
+        # A member who left the campaign's network since the snapshot (issue 12), as a suppression.
+        .outerjoin(
+            _L, and_(_L.c.member_id == _D.c.member_id, _L.c.network == _C.c.network, _C.c.network != "")
+        )
         .where(
             _D.c.campaign_id == campaign,
             _D.c.status == "sending",

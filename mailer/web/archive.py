@@ -4,6 +4,11 @@ at ``/archive/{slug}/``, and the "view in browser" link of each variant at ``/ar
 No personal data is shown: the slot markers left in rendered variants (the member's name, their
 unsubscribe and preferences links) are replaced with neutral text and a link to a page explaining
 that those links are personal (``NEUTRAL_SLOTS``).
+
+Each issue speaks as its network (``issues.issue_network``): its public edition is rendered as that
+network. With several networks (``lists/networks.toml``) the archive lists each network's issues
+under its name, ``/archive/?network=SLUG`` shows one network's (headed as that network), and
+``/archive/feed.atom?network=SLUG`` is its feed; an unknown ``network`` is a 404.
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from mailer.audience.networks import Network, networks_of
 from mailer.compose import compose_all
+from mailer.errors import MailerError
+from mailer.identity import Identity, campaign_identity
 from mailer.models import Campaign, Variant
 from mailer.render import Renderer
 from mailer.settings import Settings
 from mailer.slots import fill_slots
 from mailer.web.context import Web, web
-from mailer.web.issues import STARTED, SentIssue, sent_issue, sent_issues
+from mailer.web.issues import STARTED, SentIssue, issue_network, query_network, sent_issue, sent_issues
 
 ATOM = "http://www.w3.org/2005/Atom"
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
@@ -53,25 +61,67 @@ def _edition(w: Web, sent: SentIssue) -> str:
     """The full public edition of a sent issue (every item), rendered once and kept."""
     key = ("edition", sent.campaign_id, id(sent.issue))
     if key not in w.cache:
-        renderer = Renderer(w.settings)
+        renderer = Renderer(w.settings, _identity(w, sent))
         rendered = renderer.render(compose_all(sent.issue), sent)
         w.cache[key] = neutralise(rendered.html, w.settings)
     html: str = w.cache[key]
     return html
 
 
+def _identity(w: Web, sent: SentIssue) -> Identity:
+    """Who the edition speaks as: its network (``issue_network``) and, as when it was sent, the
+    local group its audience is alone about."""
+    network = issue_network(w.shape, w.settings, sent)
+    try:
+        slug = network.slug if w.shape.networks else ""
+        return campaign_identity(w.settings, slug, sent.issue.audience, shape=w.shape)
+    except MailerError:  # an audience that no longer resolves
+        return Identity(network)
+
+
 def _issue_url(settings: Settings, slug: str) -> str:
     return f"{settings.base_url.rstrip('/')}/archive/{slug}/"
 
 
+def chosen_network(w: Web, request: Request) -> Network | None:
+    """The network ``?network=`` names (None: every network); 404 for one that is not ours."""
+    try:
+        return query_network(w.shape, w.settings, request.query_params.get("network"))
+    except LookupError:
+        raise HTTPException(404) from None
+
+
+def by_network(
+    w: Web, issues: list[SentIssue], only: Network | None
+) -> list[tuple[Network, list[SentIssue]]]:
+    """``issues`` under their networks, in the workspace's order (only ``only``'s, if given)."""
+    networks = [only] if only is not None else networks_of(w.shape, w.settings)
+    groups: dict[str, list[SentIssue]] = {n.slug: [] for n in networks}
+    for sent in issues:
+        slug = issue_network(w.shape, w.settings, sent).slug
+        if slug in groups:
+            groups[slug].append(sent)
+    return [(n, groups[n.slug]) for n in networks]
+
+
 async def index(request: Request) -> Response:
     w = web(request)
+    only = chosen_network(w, request)
     issues = await w.read(lambda s: sent_issues(s, w.cache))
-    return w.pages.page(request, "archive.html", {"issues": issues})
+    groups = by_network(w, issues, only)
+    context = {
+        "groups": groups,
+        "issues": [sent for _n, found in groups for sent in found],
+        "several": len(networks_of(w.shape, w.settings)) > 1,
+        "only": only,
+        "feed": "/archive/feed.atom" + (f"?network={only.slug}" if only is not None else ""),
+    }
+    return w.pages.page(request, "archive.html", context, network=only)
 
 
-def atom_feed(issues: list[SentIssue], settings: Settings) -> bytes:
-    """An Atom 1.0 feed (RFC 4287) of the sent issues, newest first."""
+def atom_feed(issues: list[SentIssue], settings: Settings, network: Network | None = None) -> bytes:
+    """An Atom 1.0 feed (RFC 4287) of the sent issues, newest first: ``network``'s (its name in the
+    title, its own id and self link), else the organisation's of every network."""
     ET.register_namespace("", ATOM)
 
     def el(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -84,15 +134,17 @@ def atom_feed(issues: list[SentIssue], settings: Settings) -> bytes:
         return sent.sent_at or datetime.combine(sent.issue.date, time(), UTC)
 
     base = settings.base_url.rstrip("/")
+    query = f"?network={network.slug}" if network is not None else ""
+    name = network.name if network is not None else settings.organisation
     feed = ET.Element(f"{{{ATOM}}}feed")
-    el(feed, "id", f"{base}/archive/")
-    el(feed, "title", f"{settings.organisation}: newsletter archive")
+    el(feed, "id", f"{base}/archive/{query}")
+    el(feed, "title", f"{name}: newsletter archive")
     updated = max((stamp(s) for s in issues), default=datetime(2024, 1, 1, tzinfo=UTC))
     el(feed, "updated", updated.astimezone(UTC).isoformat(timespec="seconds"))
-    el(feed, "link", href=f"{base}/archive/feed.atom", rel="self", type="application/atom+xml")
-    el(feed, "link", href=f"{base}/archive/", rel="alternate", type="text/html")
+    el(feed, "link", href=f"{base}/archive/feed.atom{query}", rel="self", type="application/atom+xml")
+    el(feed, "link", href=f"{base}/archive/{query}", rel="alternate", type="text/html")
     author = el(feed, "author")
-    el(author, "name", settings.organisation)
+    el(author, "name", name)
     for sent in issues:
         entry = el(feed, "entry")
         el(entry, "id", _issue_url(settings, sent.slug))
@@ -107,8 +159,11 @@ def atom_feed(issues: list[SentIssue], settings: Settings) -> bytes:
 
 async def feed(request: Request) -> Response:
     w = web(request)
+    only = chosen_network(w, request)
     issues = await w.read(lambda s: sent_issues(s, w.cache))
-    return Response(atom_feed(issues, w.settings), media_type=ATOM_TYPE)
+    if only is not None:
+        issues = [sent for _n, found in by_network(w, issues, only) for sent in found]
+    return Response(atom_feed(issues, w.settings, only), media_type=ATOM_TYPE)
 
 
 async def edition(request: Request) -> Response:

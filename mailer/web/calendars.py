@@ -13,6 +13,10 @@ DTSTAMP is the time the issue was sent, in UTC, so it is stable too; times are i
 setting's zone (Europe/London by default), with its VTIMEZONE in the file. An all-day event is
 ``DTSTART;VALUE=DATE`` with an exclusive ``DTEND`` (the day after its last day), so Peace Week,
 ``start: 2025-12-08`` and ``end: 2025-12-14``, is 20251208 to 20251215: seven days.
+
+A region's feed speaks as the region's network (``networks.of_region``): its PRODID and calendar name
+carry the network's name ("Kent Network: events in Canterbury"); one event's file speaks as its
+issue's network; ``all.ics``, and a region outside every network, as the organisation.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.audience import segments
+from mailer.audience.networks import Network, networks_of, of_region
 from mailer.audience.shape import Shape
 from mailer.compose import CalendarEntry, calendar_entries
 from mailer.errors import MailerError
@@ -35,7 +40,7 @@ from mailer.issue import Event, Newsletter
 from mailer.issue.calendar_text import event_uid, place_text, sentence
 from mailer.settings import Settings
 from mailer.web.context import web
-from mailer.web.issues import STARTED, SentIssue, sent_issues
+from mailer.web.issues import STARTED, SentIssue, issue_network, sent_issues
 
 MEDIA_TYPE = "text/calendar; charset=utf-8"
 
@@ -169,10 +174,13 @@ def ics_event(fe: FeedEvent, settings: Settings) -> icalendar.Event:
     return out
 
 
-def ics_calendar(events: list[FeedEvent], settings: Settings, name: str) -> bytes:
-    """A VCALENDAR of ``events`` with the VTIMEZONE of the ``timezone`` setting covering them."""
+def ics_calendar(
+    events: list[FeedEvent], settings: Settings, name: str, network: Network | None = None
+) -> bytes:
+    """A VCALENDAR of ``events`` with the VTIMEZONE of the ``timezone`` setting covering them,
+    made by ``network`` (its name in PRODID; the organisation's when None)."""
     cal = icalendar.Calendar()
-    cal.add("prodid", f"-//{settings.organisation}//mailer//EN")
+    cal.add("prodid", f"-//{network.name if network is not None else settings.organisation}//mailer//EN")
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
     cal.add("method", "PUBLISH")
@@ -210,7 +218,14 @@ async def index(request: Request) -> Response:
     """A page listing the feeds, for people."""
     w = web(request)
     regions = [(r.slug, w.shape.label(r.slug), depth) for depth, r in w.shape.walk()]
-    return w.pages.page(request, "calendars.html", {"regions": regions})
+    groups: list[tuple[Network, list[tuple[str, str, int]]]] = []
+    if w.shape.networks:  # several networks: each one's regions under its name
+        owner = {slug: of_region(w.shape, w.settings, slug) for slug, _label, _depth in regions}
+        groups = [
+            (n, [r for r in regions if (o := owner[r[0]]) is not None and o.slug == n.slug])
+            for n in networks_of(w.shape, w.settings)
+        ]
+    return w.pages.page(request, "calendars.html", {"regions": regions, "groups": groups})
 
 
 async def feed(request: Request) -> Response:
@@ -223,8 +238,10 @@ async def feed(request: Request) -> Response:
         region = name
     issues = await w.read(lambda s: sent_issues(s, w.cache))
     events = feed_events(issues, w.shape, region, _today(w.clock(), w.settings.zone), w.settings.list_domain)
+    network = of_region(w.shape, w.settings, region) if region is not None and w.shape.networks else None
     label = w.shape.regions[region].name if region else "all regions"
-    return _ics(ics_calendar(events, w.settings, f"{w.settings.organisation}: events in {label}"))
+    speaker = network.name if network is not None else w.settings.organisation
+    return _ics(ics_calendar(events, w.settings, f"{speaker}: events in {label}", network))
 
 
 async def one_event(request: Request) -> Response:
@@ -237,7 +254,8 @@ async def one_event(request: Request) -> Response:
             continue
         for fe in issue_events(sent, w.settings.list_domain):
             if fe.uid.split("@", 1)[0] == local:
-                body = ics_calendar([fe], w.settings, fe.entry.event.title)
+                network = issue_network(w.shape, w.settings, sent)
+                body = ics_calendar([fe], w.settings, fe.entry.event.title, network)
                 return _ics(body, filename=f"{local}.ics")
     raise HTTPException(404)
 

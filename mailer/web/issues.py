@@ -3,6 +3,11 @@
 A campaign row keeps the issue file as sent (``source``), so the archive shows what went out even if
 the workspace's file changed or went since. Parsed issues are kept per (campaign, source), in the
 app's state.
+
+Each sent issue speaks as its network (issue 12): the one its campaign row names
+(``Campaign.network``); a row naming none ("", a campaign sent before networks, or by a workspace
+with one) speaks as the network its issue names or its audience implies, else the workspace's first
+(``issue_network``).
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailer.errors import ContentError, Problem
+from mailer.audience.networks import Network, named, network_for_issue, networks_of
+from mailer.audience.shape import Shape
+from mailer.errors import ContentError, MailerError, Problem
 from mailer.issue import ISSUE_FILE, Alert, IssueYAMLLoader, Newsletter
 from mailer.models import Campaign
+from mailer.settings import Settings
 
 #: Statuses whose members may hold the mail, so "view in browser" must work.
 STARTED = ("sending", "paused", "sent", "cancelled")
@@ -37,6 +45,8 @@ class SentIssue:
     status: str
     sent_at: datetime | None
     issue: Newsletter | Alert
+    network: str = ""
+    """The network the campaign row names (a slug; "" when it names none): see ``issue_network``."""
 
     @property
     def path(self) -> Path:
@@ -83,6 +93,7 @@ def sent_issues(
         Campaign.issue_date,
         Campaign.started_at,
         Campaign.finished_at,
+        Campaign.network,
     ).where(Campaign.status.in_(statuses))
     if slug is not None:
         query = query.where(Campaign.slug == slug)
@@ -101,6 +112,7 @@ def sent_issues(
                 status=row.status,
                 sent_at=row.finished_at or row.started_at,
                 issue=issue,
+                network=row.network or "",
             )
         )
     out.sort(key=lambda s: (s.issue.date, s.slug), reverse=True)
@@ -113,3 +125,31 @@ def sent_issue(
     """The campaign ``slug`` if it is in ``statuses``, with its issue."""
     found = sent_issues(session, cache, statuses, slug=slug)
     return found[0] if found else None
+
+
+def issue_network(shape: Shape, settings: Settings, sent: SentIssue) -> Network:
+    """The network ``sent`` speaks as: its campaign's (``Campaign.network``), else the one its issue
+    names or its audience implies (``networks.network_for_issue``), else the workspace's first one
+    (a campaign of a single-network workspace, or one whose network was renamed since)."""
+    for slug in (sent.network, sent.issue.network):
+        if slug:
+            try:
+                return named(shape, settings, slug)
+            except MailerError:
+                pass
+    try:
+        return network_for_issue(shape, settings, None, sent.issue.audience)
+    except MailerError:  # ambiguous, or an audience that no longer resolves
+        return networks_of(shape, settings)[0]
+
+
+def query_network(shape: Shape, settings: Settings, value: str | None) -> Network | None:
+    """The network a page's ``?network=SLUG`` names: None when there is no such parameter (or it is
+    empty); raises ``LookupError`` for a slug that is not one of the workspace's networks (the route
+    answers 404). Compared as given, never looked up in the database or echoed back."""
+    if not value:
+        return None
+    for network in networks_of(shape, settings):
+        if network.slug == value:
+            return network
+    raise LookupError("no such network")

@@ -1,11 +1,15 @@
-"""Preferences at ``/p/{token}`` (the link in every footer): name, home region, interests.
+"""Preferences at ``/p/{token}`` (the link in every footer): name, home region, interests, networks.
 
-A member leaves one interest by unticking it, or everything with the "Unsubscribe from everything"
-button (a suppression, source "link"). Every form carries a CSRF value. Saving goes through
-``consent.save_preferences``: each saved change appends a ``preferences`` event to the consent log
-saying what changed; an unchanged form appends nothing.
-A member who has unsubscribed sees that, and how to sign up again (only a confirmed sign-up lifts a
-suppression): the page never resubscribes anyone.
+A member leaves one interest by unticking it, or everything with the "Stop all emails" button (a
+suppression, source "link"). In a workspace of several networks (``lists/networks.toml``) the form
+has a "Networks" fieldset too, a box per network, ticked unless the member left it: unticking
+leaves that network's mail, ticking rejoins it (``consent.save_networks``); with one network the
+page is as before. Every form carries a CSRF value. Saving goes through ``consent``: each saved
+change appends its line to the consent log (``preferences``, ``leave-network``, ``join-network``);
+an unchanged form appends nothing. A member who has unsubscribed sees that, and how to sign up again
+(only a confirmed sign-up lifts a suppression): the page never resubscribes anyone, and they cannot
+rejoin a network from it. The page speaks as the network of the link's campaign
+(``page_network``).
 
 A preferences link works for ``Settings.preferences_link_days`` (90 by default) after it was sent,
 so that a link found in an old mail or a log does not open a member's profile for ever. An older
@@ -21,6 +25,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -29,6 +34,7 @@ from mailer import tokens
 from mailer.audience import consent
 from mailer.audience.addresses import clean_name
 from mailer.audience.consent import MemberPreferences, Preferences
+from mailer.audience.networks import Network, of_region
 from mailer.audience.shape import Shape
 from mailer.audience.suppression import is_hash_suppressed
 from mailer.errors import MailerError
@@ -66,15 +72,40 @@ def validate_choice(
     return choice, errors
 
 
+def page_network(w: Web, network: str | None, region: str | None = None) -> Network | None:
+    """Who a page about a member speaks as: the network ``network`` (the slug of the link's
+    campaign) if the workspace declares it, else the network of the member's ``region``; None (the
+    workspace's default network) in a single-network workspace or when neither says."""
+    if not w.shape.networks:
+        return None
+    if network and network in w.shape.networks:
+        return w.shape.networks[network]
+    return of_region(w.shape, w.settings, region)
+
+
+def network_choices(w: Web, kept: frozenset[str]) -> list[tuple[str, str, bool]]:
+    """(slug, name, ticked) for each network of a workspace with several; [] with one."""
+    if len(w.shape.networks) < 2:
+        return []
+    return [(slug, n.name, slug in kept) for slug, n in w.shape.networks.items()]
+
+
 def _form_context(
-    w: Web, request: Request, view: MemberPreferences, choice: Preferences | None = None
+    w: Web,
+    request: Request,
+    view: MemberPreferences,
+    choice: Preferences | None = None,
+    kept: frozenset[str] | None = None,
 ) -> dict[str, object]:
     path = request.url.path.removesuffix("/leave")
+    if kept is None:
+        kept = frozenset(w.shape.networks) - view.networks_left
     return {
         "action": path,
         "leave_action": path + "/leave",
         "regions": region_options(w.shape),
         "interests": [w.shape.interests[s] for s in w.shape.interests],
+        "networks": network_choices(w, kept),
         "name": choice.name if choice else view.name,
         "region": choice.region if choice else view.region,
         "chosen": choice.interests if choice else view.interests,
@@ -89,17 +120,20 @@ def max_age(w: Web) -> timedelta:
     return timedelta(days=w.settings.preferences_link_days)
 
 
-async def _member(request: Request) -> tuple[Web, tokens.TokenData, MemberPreferences]:
-    """The member a current preferences link names; raises ``ExpiredToken`` for an old link (the
-    app answers with ``expired_link``) and ``InvalidToken`` for a bad one."""
+async def _member(request: Request) -> tuple[Web, tokens.TokenData, MemberPreferences, Network | None]:
+    """The member a current preferences link names, and the network the page speaks as; raises
+    ``ExpiredToken`` for an old link (the app answers with ``expired_link``) and ``InvalidToken``
+    for a bad one."""
     w = web(request)
     data = in_range(
         tokens.verify(request.path_params["token"], "preferences", keys=w.keys, max_age=max_age(w))
     )
-    view = await w.read(lambda s: consent.preferences_of(s, data.member_id))
+    view, network = await w.read(
+        lambda s: (consent.preferences_of(s, data.member_id), consent.campaign_network(s, data.campaign))
+    )
     if view is None:  # erased since: the same page as for any bad link
         raise tokens.InvalidToken("member no longer exists")
-    return w, data, view
+    return w, data, view, page_network(w, network, view.region)
 
 
 def _scope(request: Request) -> str:
@@ -108,57 +142,80 @@ def _scope(request: Request) -> str:
 
 async def page(request: Request) -> Response:
     """GET: the form, filled in with the member's current choices. Writes nothing."""
-    w, _data, view = await _member(request)
+    w, _data, view, network = await _member(request)
     return w.pages.page(
-        request, "preferences.html", _form_context(w, request, view), csrf_scope=_scope(request)
+        request,
+        "preferences.html",
+        _form_context(w, request, view),
+        csrf_scope=_scope(request),
+        network=network,
     )
 
 
-def _expired(w: Web, request: Request) -> Response:
+def _expired(w: Web, request: Request, network: Network | None) -> Response:
     return w.pages.message(
         request,
         "Please try again",
         "This form had expired, so nothing was changed. Go back, reload the page and save again.",
         status=403,
+        network=network,
     )
+
+
+def _kept_networks(w: Web, form: FormData) -> frozenset[str] | None:
+    """The networks the member keeps, as ticked in the form; None when the form had no Networks
+    fieldset (one network, or a form from before), so that no network is left by omission."""
+    if len(w.shape.networks) < 2 or not text(form, "networks_shown", 10):
+        return None
+    return frozenset(n for n in texts(form, "networks") if n in w.shape.networks)
 
 
 async def save(request: Request) -> Response:
-    """POST: save name, region and interests."""
-    w, data, view = await _member(request)
+    """POST: save name, region, interests and (with several networks) the networks kept."""
+    w, data, view, network = await _member(request)
     form = await read_form(request)
     if not w.csrf.check(request, form, _scope(request)):
-        return _expired(w, request)
+        return _expired(w, request, network)
     choice, errors = validate_choice(
         w.shape, text(form, "name", 1000), text(form, "region", 100), texts(form, "interests")
     )
-    context = _form_context(w, request, view, choice)
+    kept = _kept_networks(w, form)
+    context = _form_context(w, request, view, choice, kept)
     if errors:
         context["errors"] = errors
-        return w.pages.page(request, "preferences.html", context, status=400, csrf_scope=_scope(request))
-    changes = await w.write(
-        lambda s: consent.save_preferences(s, data.member_id, choice, campaign_id=data.campaign)
-    )
+        return w.pages.page(
+            request, "preferences.html", context, status=400, csrf_scope=_scope(request), network=network
+        )
+
+    def work(session: Session) -> list[str] | None:
+        changes = consent.save_preferences(session, data.member_id, choice, campaign_id=data.campaign)
+        if changes is None or kept is None:
+            return changes
+        networks = list(w.shape.networks)
+        more = consent.save_networks(session, data.member_id, kept, networks, campaign_id=data.campaign)
+        return changes + (more or [])
+
+    changes = await w.write(work)
     if changes is None:
         now: MemberPreferences | None = await w.read(lambda s: consent.preferences_of(s, data.member_id))
         context = _form_context(w, request, now or view)
     else:
         context["saved"] = changes
-    return w.pages.page(request, "preferences.html", context, csrf_scope=_scope(request))
+    return w.pages.page(request, "preferences.html", context, csrf_scope=_scope(request), network=network)
 
 
 async def leave(request: Request) -> Response:
-    """POST: unsubscribe from everything (source "link")."""
-    w, data, _view = await _member(request)
+    """POST: unsubscribe from everything, every network (source "link")."""
+    w, data, _view, network = await _member(request)
     form = await read_form(request)
     if not w.csrf.check(request, form, _scope(request)):
-        return _expired(w, request)
+        return _expired(w, request, network)
     await w.write(
         lambda s: consent.unsubscribe_member(
             s, data.member_id, source="link", campaign_id=data.campaign, detail="preferences page"
         )
     )
-    return w.pages.page(request, "unsubscribed.html", {"one_click": False})
+    return w.pages.page(request, "unsubscribed.html", {"one_click": False, "left": None}, network=network)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,9 +230,12 @@ def _mail_address(session: Session, member_id: int) -> str | None:
     return str(row.email)
 
 
-async def mail_preferences_link(w: Web, request: Request, member_id: int, campaign: int | None) -> Response:
+async def mail_preferences_link(
+    w: Web, request: Request, member_id: int, campaign: int | None, network: Network | None = None
+) -> Response:
     """Mail a fresh preferences link to the member's own address (if they exist, have not
-    unsubscribed and have not had too many such mails lately), and say the same in every case."""
+    unsubscribed and have not had too many such mails lately), and say the same in every case.
+    The mail and the page speak as ``network`` (the link's campaign's)."""
     if await w.hit(w.limits.preference_mails, str(member_id)) is None:
         address = await w.read(lambda s: _mail_address(s, member_id))
         if address is not None:
@@ -185,6 +245,8 @@ async def mail_preferences_link(w: Web, request: Request, member_id: int, campai
                 w.settings,
                 "preferences.txt",
                 to=address,
+                network=network,
+                network_choice=len(w.shape.networks) > 1,
                 preferences_url=tokens.link(w.settings.base_url, "preferences", token),
                 days=w.settings.preferences_link_days,
             )
@@ -197,13 +259,22 @@ async def mail_preferences_link(w: Web, request: Request, member_id: int, campai
                     "We could not send the email just now. Please try again in a few minutes.",
                     status=503,
                     headers={"Retry-After": "300"},
+                    network=network,
                 )
     return w.pages.message(
         request,
         "Check your inbox",
         "If your address is on our list, we have sent it an email with a new link to your "
         f"preferences. The link works for {w.settings.preferences_link_days} days.",
+        network=network,
     )
+
+
+async def token_network(w: Web, data: tokens.TokenData) -> Network | None:
+    """The network a page opened by a link speaks as: its campaign's (``page_network``)."""
+    if not w.shape.networks or data.campaign is None:
+        return None
+    return page_network(w, await w.read(lambda s: consent.campaign_network(s, data.campaign)))
 
 
 def _renew_path(token: str) -> str:
@@ -221,6 +292,7 @@ async def expired_link(request: Request, exc: Exception) -> Response:
         {"action": action, "days": w.settings.preferences_link_days},
         status=410,
         csrf_scope=action,
+        network=await token_network(w, in_range(exc.data)),
     )
 
 
@@ -232,7 +304,8 @@ async def renew(request: Request) -> Response:
     form = await read_form(request)
     if not w.csrf.check(request, form, _renew_path(token)):
         return w.pages.form_expired(request, what="sent")
-    return await mail_preferences_link(w, request, data.member_id, data.campaign)
+    network = await token_network(w, data)
+    return await mail_preferences_link(w, request, data.member_id, data.campaign, network)
 
 
 routes = [

@@ -17,9 +17,8 @@ through the real web app (Starlette's TestClient over httpx) and a real aiosmtpd
 In a workspace with one network (no ``networks.toml``, or one network declared) one-click suppresses,
 as before (the rest of the suite, tests/test_web.py, holds that too).
 
-Until the sends set ``Campaign.network`` themselves (issue 12's mail identity, another part), the
-test sets it on the campaign row after the send when it is still "" (``ensure_network``); the token
-in the message names only the campaign, so the scope is read at unsubscribe time either way.
+The sends record the campaign's network (``ensure_network`` checks it); the token in the message
+names only the campaign, so the scope is read at unsubscribe time.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ from typing import Any
 
 import pytest
 from smtp_server import SmtpTestServer
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from starlette.applications import Starlette
 
 from mailer import sending, tokens
@@ -155,11 +154,8 @@ def campaign_id(db: Database, slug: str) -> int:
 
 
 def ensure_network(db: Database, slug: str, network: str) -> None:
-    """Set the campaign's network when the send left it "" (see the module docstring)."""
+    """The send recorded the network the campaign speaks as (prepare() resolves it)."""
     with db.session() as s:
-        s.execute(
-            update(Campaign).where(Campaign.slug == slug, Campaign.network == "").values(network=network)
-        )
         assert s.scalar(select(Campaign.network).where(Campaign.slug == slug)) == network
 
 
@@ -557,3 +553,25 @@ def test_single_network_one_click_suppresses_as_before(
                 members.leave_network(s, "solo@example.org", "kent", list(shape.networks))
     finally:
         db.dispose()
+
+
+def test_a_confirmed_sign_up_to_a_network_rejoins_it_and_only_it(demo: Demo) -> None:
+    """Leaving is undone only by the member: a confirmed sign-up (double opt-in) to the network they
+    left rejoins that network; a network they did not sign up to stays left."""
+    from datetime import timedelta
+
+    from mailer.models import utcnow
+
+    member = member_id(demo.db)
+    with demo.db.session() as s:
+        consent.leave_network(s, member, "central-england", source="link", campaign_id=None)
+        consent.leave_network(s, member, "kent", source="link", campaign_id=None)
+    data = consent.SignupData(
+        MEMBER, "Bo Both", "birmingham", "", (), "I agree", utcnow() - timedelta(seconds=1)
+    )
+    with demo.db.session() as s:
+        consent.confirm_signup(s, data, network="central-england")
+    assert [(n, src) for _m, n, src, _c in leaves(demo.db)] == [("kent", "link")]
+    action, source, _campaign, detail = log(demo.db, member)[-1]
+    assert (action, source) == ("join-network", "signup")
+    assert detail == "network central-england; rejoined by a confirmed sign-up to it"

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
@@ -44,8 +45,14 @@ from mailer.message import dns_records
 from mailer.models import Campaign
 from mailer.render import Renderer
 from mailer.settings import Settings, load
+from mailer.web import create_app
 from mailer.workspace import init_workspace, write_dkim_keys
 
+with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+BASE = "http://127.0.0.1:8000"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "networks"
 KENT = "2025-11-kent-network"
 CE = "2025-12-central-england"
@@ -180,6 +187,31 @@ def test_a_kent_and_a_central_england_issue_each_speak_as_their_network(demo: De
         assert "member of the Kent Network mailing list" in text
         assert KENT_POSTAL in text and CHARITY in text and "Central England" not in text
         assert verifies(raw, dns) == [True, True]
+
+    # The links in one message of each network open pages that speak as that network.
+    with TestClient(create_app(demo.settings, shape=demo.shape, database=demo.db), base_url=BASE) as client:
+        for slug, name, other in (
+            (CE, "Central England Network", "Kent Network"),
+            (KENT, "Kent Network", None),
+        ):
+            _raw, message = by_campaign[slug][0]
+            text = text_of(message)
+            links = {
+                "browser": re.search(r"View in your browser:\s+(\S+)", text),
+                "preferences": re.search(r"Update your preferences:\s+(\S+)", text),
+                "unsubscribe": re.search(r"Unsubscribe:\s+(\S+)", text),
+            }
+            for what, found in links.items():
+                assert found is not None, what
+                page = client.get(found.group(1).removeprefix(BASE))
+                assert page.status_code == 200, (slug, what)
+                if what == "browser":  # the message itself, as a web page: its footer names the sender
+                    assert f"Sent by {name}" in " ".join(page.text.split()), slug
+                    continue
+                title = re.search(r"<title>([^<]*)</title>", page.text)
+                assert title is not None and title.group(1).endswith(f"– {name}"), (slug, what, title)
+                if other is not None:
+                    assert other not in title.group(1)
 
 
 def test_a_network_signs_with_its_own_domain_and_dkim_dns_prints_each_domain_once(demo: Demo) -> None:

@@ -394,7 +394,8 @@ async def confirm(request: Request) -> Response:
     if not w.csrf.check(request, form, request.url.path):
         return w.pages.form_expired(request)
     try:
-        done = await w.write(lambda s: confirm_signup(s, data))
+        joined = network.slug if network is not None and w.shape.networks else ""
+        done = await w.write(lambda s: confirm_signup(s, data, network=joined))
     except StaleConfirmation:
         return w.pages.message(
             request,

@@ -470,3 +470,54 @@ class AuditEntry(Base):
     object: Mapped[str] = mapped_column(String(500), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Contribution(Base):
+    """An event or item a contributor (a local group or region) sent to a network's next issue.
+
+    ``kind``: event or item; ``fields``: the form's values as JSON (checked when submitted);
+    ``status``: new, accepted, declined. Accepted into ``issue_slug``; a declined one carries the
+    editor's ``note``, mailed back to the contributor."""
+
+    __tablename__ = "contributions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    network: Mapped[str] = mapped_column(String(64), index=True)
+    region: Mapped[str] = mapped_column(String(64), default="")
+    kind: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(500))
+    fields: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="new", index=True)
+    submitted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    issue_slug: Mapped[str] = mapped_column(String(200), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class IssueEdit(Base):
+    """A save of an issue file from the desk: who saved it and the SHA-256 of the file they wrote.
+    The newest row names the issue's last editor (who may not approve it)."""
+
+    __tablename__ = "issue_edits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(200), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Approval(Base):
+    """An approver's approval of an issue, bound to ``content_hash``: the SHA-256 of the issue file
+    and its audience as approved. Any later edit changes the hash and so voids it."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(200), index=True)
+    approver_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

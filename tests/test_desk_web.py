@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from axe import check_axe
 from conftest import launch_chromium
 from playwright.sync_api import Browser, Page
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.routing import Route
-from test_web_browser import WIDTHS, check_page, free_port, live_server
+from test_web_browser import WIDTHS, free_port, live_server
+from test_web_browser import check_page as check_web_page
 
 from mailer.audience.shape import Shape
 from mailer.db import Database
@@ -366,6 +368,14 @@ def desk_posts(app: Starlette) -> list[str]:
     return found
 
 
+PATH_VALUES = {
+    "{slug}": "2025-12-central-england",
+    "{name}": "central-england",
+    "{id}": "1",
+    "{kind}": "event",
+}
+
+
 def test_every_desk_post_without_csrf_gets_403(desk: Desk, client: TestClient) -> None:
     admin = desk.add("root@example.org", "admin")
     ed = desk.add("ed@example.org", "editor", "central-england")
@@ -379,6 +389,22 @@ def test_every_desk_post_without_csrf_gets_403(desk: Desk, client: TestClient) -
         "/desk/people/remove-role": {"role_id": "1"},
         "/desk/people/revoke": {"user_id": str(ed)},
         "/desk/password": {"password": "correct horse battery", "again": "correct horse battery"},
+        # The approve and send pages (test_desk_approve.py tries them on an approved issue too).
+        "/desk/issues/{slug}/approve": {"fingerprint": "0" * 64},
+        "/desk/issues/{slug}/withdraw": {},
+        "/desk/issues/{slug}/test-send": {},
+        "/desk/issues/{slug}/send": {"when": "now"},
+        "/desk/issues/{slug}/send/confirm": {"when": "now", "fingerprint": "0" * 64},
+        "/desk/issues/{slug}/pause": {},
+        "/desk/issues/{slug}/resume": {},
+        "/desk/issues/{slug}/cancel": {"confirm": "yes"},
+        # Contributions and compose (their own tests try them with real rows and issues).
+        "/desk/networks/{name}/contribute/{kind}": {"title": "x"},
+        "/desk/networks/{name}/inbox/{id}/edit": {"title": "x"},
+        "/desk/networks/{name}/inbox/{id}/accept": {"target": "x"},
+        "/desk/networks/{name}/inbox/{id}/decline": {"note": "x"},
+        "/desk/networks/{name}/issues/new": {"title": "x", "slug": "x", "date": "2026-01-05"},
+        "/desk/issues/{slug}": {"title": "x"},
     }
     paths = desk_posts(desk.app)
     assert set(paths) <= set(forms), "every POST route has a form here"
@@ -387,6 +413,8 @@ def test_every_desk_post_without_csrf_gets_403(desk: Desk, client: TestClient) -
     def attempt(signed: str) -> None:
         for route in paths:
             path = route.replace("{token}", link.rsplit("/", 1)[1])
+            for name, value in PATH_VALUES.items():
+                path = path.replace(name, value)
             for csrf in (None, "", "forged-value", "a" * 32):
                 data = dict(forms[route]) | ({"csrf": csrf} if csrf is not None else {})
                 response = client.post(path, data=data)
@@ -594,6 +622,12 @@ def tab(request: pytest.FixtureRequest, chromium: Browser) -> Iterator[Page]:
     opened.width_name = request.param  # type: ignore[attr-defined]
     yield opened
     context.close()
+
+
+def check_page(page: Page, screenshots: Path, name: str) -> None:
+    """The site's checks of every page (test_web_browser), axe-core's (tests/axe.py), a photo."""
+    check_web_page(page, screenshots, name)
+    check_axe(page, name=name)
 
 
 @pytest.fixture(scope="module")

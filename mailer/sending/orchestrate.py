@@ -263,6 +263,7 @@ def plan_send(
     new_members: bool = False,
     top_up: bool = False,
     allow_changed: bool = False,
+    to_workers: bool = False,
 ) -> SendPlan:
     """Check and prepare the send of ``slug``; raise (DeliveryError and the like) before any side effect.
 
@@ -272,7 +273,8 @@ def plan_send(
     docstring): ``segment`` narrows it, ``limit`` caps the members it adds, ``new_members`` takes
     only those who joined since the previous stage, ``top_up`` adds one although messages of
     earlier stages are still to send, ``allow_changed`` although the issue file changed since the
-    campaign was first sent.
+    campaign was first sent. ``to_workers`` leaves the sending to the workers on SQLite too (a web
+    request must not send): the campaign is enqueued and set ``sending`` (mode ``queue``).
     """
     when, at_text = _send_time(settings, at)
     sends = not tests and not dry_run
@@ -282,7 +284,7 @@ def plan_send(
             field="--at",
             hint="give a time to come, or leave out --at",
         )
-    to_workers = on_postgresql(db) and not in_process and when is None
+    to_workers = (to_workers or (on_postgresql(db) and not in_process)) and when is None
     with db.session() as session:
         existing = find_campaign(session, slug)
         was = existing.status if existing is not None else None

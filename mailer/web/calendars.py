@@ -14,6 +14,10 @@ setting's zone (Europe/London by default), with its VTIMEZONE in the file. An al
 ``DTSTART;VALUE=DATE`` with an exclusive ``DTEND`` (the day after its last day), so Peace Week,
 ``start: 2025-12-08`` and ``end: 2025-12-14``, is 20251208 to 20251215: seven days.
 
+An event a local group sent on the desk (issue 14) is in the feeds as soon as an editor accepts it
+into an issue (``contributed_events``), with the UID ``contribution-{id}@{list_domain}``, until that
+issue is sent and its own entry takes over.
+
 A region's feed speaks as the region's network (``networks.of_region``): its PRODID and calendar name
 carry the network's name ("Kent Network: events in Canterbury"); one event's file speaks as its
 issue's network; ``all.ics``, and a region outside every network, as the organisation.
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import icalendar
+from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,6 +43,7 @@ from mailer.compose import CalendarEntry, calendar_entries
 from mailer.errors import MailerError
 from mailer.issue import Event, Newsletter
 from mailer.issue.calendar_text import event_uid, place_text, sentence
+from mailer.issue.schema import one_line
 from mailer.settings import Settings
 from mailer.web.context import web
 from mailer.web.issues import STARTED, SentIssue, issue_network, sent_issues
@@ -131,6 +137,42 @@ def feed_events(
     return out
 
 
+def contributed_events(
+    session: Session, shape: Shape, settings: Settings, region: str | None, today: date, sent: set[str]
+) -> list[FeedEvent]:
+    """The upcoming events accepted from local groups' contributions (the desk's inbox, issue 14)
+    for a member of ``region`` (None: every one): in the feeds at once, before their issue is sent;
+    once it is (its slug in ``sent``), the issue's own entry takes over. UID:
+    ``contribution-{id}@{list_domain}``; DTSTAMP: when it was accepted."""
+    from mailer.web.desk.inbox import accepted_events
+
+    seen = frozenset(shape.ancestors(region)) if region is not None else frozenset()
+    owner = of_region(shape, settings, region) if region is not None and shape.networks else None
+    out = []
+    for a in accepted_events(session):
+        regions = tuple(a.event.regions or ())
+        if a.issue_slug in sent or not is_upcoming(a.event, today):
+            continue
+        if region is not None and regions and not any(r in seen for r in regions):
+            continue
+        whole = region is not None and not regions and shape.networks
+        if whole and (owner is None or owner.slug != a.network):
+            continue  # for a whole network: in its regions' feeds only
+        pending = SentIssue(
+            campaign_id=0,
+            slug=a.issue_slug,
+            title=a.issue_title,
+            subject=a.issue_title,
+            status="accepted",
+            sent_at=a.decided_at,
+            issue=Newsletter(kind="newsletter", title=a.issue_title, subject=a.issue_title, date=today),
+            network=a.network,
+        )
+        uid = one_line(f"contribution-{a.id}@{settings.list_domain}").replace(" ", "-")
+        out.append(FeedEvent(pending, CalendarEntry(f"contribution-{a.id}", a.event), regions, uid))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # iCalendar
 
@@ -167,9 +209,13 @@ def ics_event(fe: FeedEvent, settings: Settings) -> icalendar.Event:
         lines.append(sentence(ev.contact))
     if ev.booking is not None:
         lines.append(f"{ev.booking.text}: {ev.booking.url}")
-    lines.append(f"From {fe.sent.issue.title}: {archive}")
-    out.add("description", "\n".join(lines))
-    out.add("url", ev.booking.url if ev.booking is not None else archive)
+    sent = fe.sent.campaign_id != 0  # 0: accepted from a contribution, its issue not sent yet
+    if sent:
+        lines.append(f"From {fe.sent.issue.title}: {archive}")
+    if lines:
+        out.add("description", "\n".join(lines))
+    if ev.booking is not None or sent:
+        out.add("url", ev.booking.url if ev.booking is not None else archive)
     out.add("transp", "OPAQUE")
     return out
 
@@ -236,8 +282,15 @@ async def feed(request: Request) -> Response:
         if name not in w.shape.regions:
             raise HTTPException(404)
         region = name
-    issues = await w.read(lambda s: sent_issues(s, w.cache))
-    events = feed_events(issues, w.shape, region, _today(w.clock(), w.settings.zone), w.settings.list_domain)
+    today = _today(w.clock(), w.settings.zone)
+
+    def read(s: Session) -> tuple[list[SentIssue], list[FeedEvent]]:
+        issues = sent_issues(s, w.cache)
+        return issues, contributed_events(s, w.shape, w.settings, region, today, {i.slug for i in issues})
+
+    issues, accepted = await w.read(read)
+    events = feed_events(issues, w.shape, region, today, w.settings.list_domain) + accepted
+    events.sort(key=lambda fe: (fe.entry.sort_key, fe.uid))
     network = of_region(w.shape, w.settings, region) if region is not None and w.shape.networks else None
     label = w.shape.regions[region].name if region else "all regions"
     speaker = network.name if network is not None else w.settings.organisation

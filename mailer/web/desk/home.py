@@ -122,11 +122,12 @@ async def network_page(request: Request) -> Response:
         return forbidden(request, signed)
     network = next(n for n in networks_of(w.shape, w.settings) if n.slug == slug)
     mine = [r for r in _role_rows(w, signed.person) if r["slug"] == slug or r["network"] == "every network"]
-    actions = [ACTION_WORDS[a] for a in people.actions_of(signed.person, key)]
+    can = people.actions_of(signed.person, key)
+    actions = [ACTION_WORDS[a] for a in can]
     return page(
         request,
         "network.html",
-        {"title": network.name, "roles": mine, "actions": actions},
+        {"title": network.name, "roles": mine, "actions": actions, "can": can},
         signed=signed,
         network=network,
     )

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from mailer.web.desk import home, signin
+from mailer.web.desk import compose, contributions, home, previews, sendpage, signin
 
-routes = [*signin.routes, *home.routes]
+routes = [
+    *signin.routes,
+    *home.routes,
+    *contributions.routes,
+    *compose.routes,
+    *previews.routes,
+    *sendpage.routes,
+]

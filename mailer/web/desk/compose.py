@@ -1,0 +1,473 @@
+"""Composing on the desk: a network's issues, a new issue, and the issue's form.
+
+- ``GET /desk/networks/{name}/issues``: the network's issues (``campaigns/*/issue.yaml`` that speak
+  as it) with their status (draft, approved, scheduled, sent, …), and a form to start a new one
+  from the network's skeleton (``issuefile.new_issue``).
+- ``GET /desk/issues/{slug}``: the issue as a form (intro, items with their events, calendar
+  entries, sign-off), with what ``mailer campaigns check`` says shown at the field it concerns.
+- ``POST /desk/issues/{slug}``: save (and, by the button pressed, add, remove or move an item, an
+  event or a calendar entry). The form carries the file's version as it was opened: a save over a
+  file changed since is refused and nothing is written (``issuefile.StaleIssue``). A field left as
+  it was is not rewritten, so its comments and quoting stay; each save records the editor
+  (``IssueEdit``) and a line in the audit log.
+
+Editors and admins of the issue's network compose; its approvers may read the list. Everyone else
+gets 403. The fields and their names in the form are in ``mailer.web.desk.issueform``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+from urllib.parse import parse_qsl
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mailer.audience.networks import Network, network_for_issue, networks_of
+from mailer.errors import ContentError, MailerError, Problem
+from mailer.issue.check import check_campaign
+from mailer.issue.load import campaign_slugs
+from mailer.issue.schema import SLUG
+from mailer.models import Campaign
+from mailer.web.context import Web, web
+from mailer.web.desk import approvals, audit, issuefile, issueform, people
+from mailer.web.desk.common import (
+    Signed,
+    forbidden,
+    form_expired,
+    message,
+    network_slugs,
+    page,
+    redirect,
+    sign_in_first,
+    signed_in,
+)
+from mailer.web.desk.issuefile import IssueFile, StaleIssue
+
+MAX_POST = 4 * 1024 * 1024
+"""The largest form post (an issue file is at most 2 MB; the form adds its field names)."""
+MAX_FIELDS = 5000
+
+STATUS_WORDS = {
+    "draft": "Draft",
+    "approved": "Approved",
+    "edited": "Edited since approval: to be approved again",
+    "scheduled": "Scheduled",
+    "sending": "Sending",
+    "paused": "Paused",
+    "sent": "Sent",
+    "cancelled": "Cancelled",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Whose issue it is
+
+
+def network_of(w: Web, data: dict[str, Any]) -> Network | None:
+    """The network an issue's fields say it speaks as (None when that is unknown or ambiguous)."""
+    if not w.shape.networks:
+        return networks_of(w.shape, w.settings)[0]
+    declared = data.get("network")
+    audience = data.get("audience")
+    try:
+        return network_for_issue(
+            w.shape,
+            w.settings,
+            declared if isinstance(declared, str) and declared else None,
+            audience if isinstance(audience, str) else "all",
+        )
+    except MailerError:
+        return None
+
+
+def role_key(w: Web, network: Network | None) -> str | None:
+    """The key of ``network`` in roles ("" for a workspace's only network)."""
+    return None if network is None else network_slugs(w).get(network.slug)
+
+
+def allowed(person: people.Person, w: Web, network: Network | None, *actions: str) -> bool:
+    """Whether ``person`` may do one of ``actions`` for an issue of ``network``; an issue whose
+    network cannot be told is for admins of every network only."""
+    key = role_key(w, network)
+    if key is None:
+        return person.admin_of_all
+    return any(people.can(person, a, key) for a in actions)
+
+
+def issue_status(session: Session, w: Web, slug: str) -> str:
+    """draft, approved (``approvals``: of the file and audience as they are now), edited since
+    approval, or the campaign's status once it has been scheduled or sent."""
+    campaign = session.scalar(select(Campaign).where(Campaign.slug == slug))
+    if campaign is not None and campaign.status != "draft":
+        return campaign.status
+    try:
+        issue = approvals.resolve(session, w.settings, w.shape, slug)
+    except MailerError:
+        return "draft"  # an issue with errors: not approvable as it is
+    standing = approvals.standing(session, slug, issue.fingerprint)
+    return "approved" if standing.approved else "edited" if standing.edited_since else "draft"
+
+
+# ---------------------------------------------------------------------------------------------
+# The list of a network's issues, and a new issue
+
+
+def _issues_of(w: Web, network: Network) -> list[dict[str, Any]]:
+    out = []
+    for slug in campaign_slugs(w.settings.workspace):
+        try:
+            opened = IssueFile.open(w.settings.workspace, slug)
+            data = opened.data()
+        except MailerError:
+            continue
+        found = network_of(w, data)
+        if found is None or found.slug != network.slug:
+            continue
+        title = data.get("title")
+        out.append(
+            {
+                "slug": slug,
+                "title": title if isinstance(title, str) else slug,
+                "date": str(data.get("date") or ""),
+                "version": opened.version,
+                "kind": str(data.get("kind") or ""),
+            }
+        )
+    return sorted(out, key=lambda i: (i["date"], i["slug"]), reverse=True)
+
+
+def _network_from_path(request: Request) -> tuple[Network, str] | None:
+    w = web(request)
+    slug = request.path_params.get("name", "")
+    key = network_slugs(w).get(slug)
+    if key is None:
+        return None
+    return next(n for n in networks_of(w.shape, w.settings) if n.slug == slug), key
+
+
+def _suggested_slug(network: Network, today: date) -> str:
+    return f"{today:%Y-%m}-{network.slug}"
+
+
+async def _render_list(
+    request: Request,
+    signed: Signed,
+    network: Network,
+    key: str,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    w = web(request)
+    issues = await run_in_threadpool(_issues_of, w, network)
+
+    def statuses(s: Session) -> dict[str, str]:
+        return {i["slug"]: issue_status(s, w, i["slug"]) for i in issues}
+
+    found = await w.read(statuses)
+    for i in issues:
+        i["status"] = STATUS_WORDS.get(found[i["slug"]], found[i["slug"]])
+    today = w.clock().date()
+    context = {
+        "title": f"Issues of the {network.name}",
+        "issues": issues,
+        "may_compose": people.can(signed.person, "compose", key),
+        "values": values or {"title": "", "slug": _suggested_slug(network, today), "date": today.isoformat()},
+        "errors": errors or {},
+        "network_slug": network.slug,
+    }
+    return page(request, "issue_list.html", context, signed=signed, network=network, status=status)
+
+
+async def issue_list(request: Request) -> Response:
+    signed = await signed_in(request)
+    if signed is None:
+        return redirect("/desk/sign-in")
+    found = _network_from_path(request)
+    if found is None:
+        return message(
+            request, "Page not found", "There is no network of that name.", signed=signed, status=404
+        )
+    network, key = found
+    if not any(people.can(signed.person, a, key) for a in ("compose", "approve")):
+        return forbidden(request, signed)
+    return await _render_list(request, signed, network, key)
+
+
+async def _post(request: Request) -> tuple[FormData, Signed] | Response:
+    """A desk form post of up to ``MAX_POST`` bytes (an issue's form is larger than other forms),
+    CSRF-checked for the signed-in session."""
+    w = web(request)
+    signed = await signed_in(request)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_POST:
+            return message(
+                request,
+                "Too much text",
+                "The form was larger than an issue can be, so nothing was changed.",
+                signed=signed,
+                status=413,
+            )
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    fields: list[tuple[str, str | UploadFile]] = []
+    try:
+        if content_type in ("application/x-www-form-urlencoded", ""):
+            pairs = parse_qsl(body.decode("utf-8"), max_num_fields=MAX_FIELDS, keep_blank_values=True)
+            fields = [(k, v) for k, v in pairs]
+    except (UnicodeDecodeError, ValueError):
+        fields = []
+    form = FormData(fields)
+    if signed is None:
+        return (
+            sign_in_first(request)
+            if w.csrf.check(request, form, "desk:anon")
+            else form_expired(request, None)
+        )
+    if not w.csrf.check(request, form, signed.scope):
+        return form_expired(request, signed)
+    return form, signed
+
+
+async def new_issue(request: Request) -> Response:
+    got = await _post(request)
+    if isinstance(got, Response):
+        return got
+    form, signed = got
+    w = web(request)
+    found = _network_from_path(request)
+    if found is None:
+        return message(
+            request, "Page not found", "There is no network of that name.", signed=signed, status=404
+        )
+    network, key = found
+    if not people.can(signed.person, "compose", key):
+        return forbidden(request, signed)
+    values = {name: issueform.line(form, name, 300) for name in ("title", "slug", "date")}
+    errors: dict[str, str] = {}
+    if not values["title"]:
+        errors["title"] = "Give the issue a title, e.g. Central England Network Newsletter: January 2026."
+    if not SLUG.match(values["slug"]) or len(values["slug"]) > 100:
+        errors["slug"] = (
+            "Give a name of lower-case letters, digits and hyphens, e.g. 2026-01-central-england."
+        )
+    try:
+        day = date.fromisoformat(values["date"])
+    except ValueError:
+        errors["date"] = "Give the issue's date as YYYY-MM-DD, e.g. 2026-01-05."
+    if errors:
+        return await _render_list(request, signed, network, key, values=values, errors=errors, status=400)
+
+    def start() -> str:
+        path = issuefile.new_issue(
+            w.settings.workspace,
+            network,
+            values["slug"],
+            values["title"],
+            day,
+            shape=w.shape,
+            settings=w.settings,
+        )
+        return issuefile.version_of(path.read_bytes())
+
+    try:
+        version = await run_in_threadpool(start)
+    except MailerError as exc:
+        field = "slug" if exc.field in ("slug", "SLUG", None) else "title"
+        problem = exc.problems[0] if isinstance(exc, ContentError) and exc.problems else exc.problem
+        errors[field] = _words(problem)
+        return await _render_list(request, signed, network, key, values=values, errors=errors, status=400)
+    now = w.clock()
+
+    def record(s: Session) -> None:
+        issuefile.record_edit(s, values["slug"], signed.person.id, version, now=now)
+        audit.record(s, "issue.new", by=signed.person.id, object=values["slug"], detail=network.slug, now=now)
+
+    await w.write(record)
+    return redirect(f"/desk/issues/{values['slug']}?done=started")
+
+
+def _words(problem: Problem) -> str:
+    text = problem.message[:1].upper() + problem.message[1:]
+    return text + (f": {problem.hint}." if problem.hint else ".")
+
+
+# ---------------------------------------------------------------------------------------------
+# The issue's form
+
+
+NOTICES = {
+    "started": "The issue is started. Write its intro and add its items, then save.",
+    "saved": "Saved.",
+}
+
+
+async def _open(request: Request, signed: Signed) -> tuple[IssueFile, Network | None] | Response:
+    w = web(request)
+    slug = request.path_params.get("slug", "")
+    try:
+        opened = await run_in_threadpool(IssueFile.open, w.settings.workspace, slug)
+    except MailerError:
+        return message(
+            request, "Page not found", "There is no issue of that name.", signed=signed, status=404
+        )
+    try:
+        network = network_of(w, opened.data())
+    except MailerError:
+        network = None
+    if not allowed(signed.person, w, network, "compose"):
+        return forbidden(request, signed)
+    return opened, network
+
+
+async def _render_issue(
+    request: Request,
+    signed: Signed,
+    opened: IssueFile,
+    network: Network | None,
+    *,
+    notice: str = "",
+    refusal: str = "",
+    unsaved: list[tuple[str, str]] | None = None,
+    field_errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    w = web(request)
+    result = await run_in_threadpool(
+        check_campaign, w.settings.workspace, opened.slug, w.shape, w.db, w.settings
+    )
+    problems = [*result.errors, *result.warnings]
+    try:
+        data: dict[str, Any] | None = opened.data()
+    except ContentError:
+        data = None
+    form = issueform.Form.of(data) if data is not None else None
+    placed = issueform.place(problems, form)
+    for name, text in (field_errors or {}).items():
+        placed.at.setdefault(name, []).insert(0, issueform.Shown(text, "error"))
+    status_word = await w.read(lambda s: issue_status(s, w, opened.slug))
+    context = {
+        "title": str((data or {}).get("title") or opened.slug),
+        "slug": opened.slug,
+        "version": opened.version,
+        "form": form,
+        "placed": placed,
+        "errors": result.errors,
+        "warnings": result.warnings,
+        "notes": result.notes,
+        "notice": notice,
+        "refusal": refusal,
+        "unsaved": unsaved or [],
+        "status": STATUS_WORDS.get(status_word, status_word),
+        "network_slug": network.slug if network else "",
+        "regions": issueform.region_hint(w.shape, network),
+        "interests": ", ".join(w.shape.interests),
+    }
+    return page(request, "issue_edit.html", context, signed=signed, network=network, status=status)
+
+
+async def issue_page(request: Request) -> Response:
+    signed = await signed_in(request)
+    if signed is None:
+        return redirect("/desk/sign-in")
+    got = await _open(request, signed)
+    if isinstance(got, Response):
+        return got
+    opened, network = got
+    notice = NOTICES.get(request.query_params.get("done", ""), "")
+    return await _render_issue(request, signed, opened, network, notice=notice)
+
+
+STALE = (
+    "Not saved: the issue was changed since you opened it (in its file, or by someone else on the desk). "
+    "Nothing was overwritten. Below is the issue as it is now; your changes are listed so you can "
+    "make them again."
+)
+
+
+async def save_issue(request: Request) -> Response:
+    got = await _post(request)
+    if isinstance(got, Response):
+        return got
+    form, signed = got
+    opened_or = await _open(request, signed)
+    if isinstance(opened_or, Response):
+        return opened_or
+    opened, network = opened_or
+    w = web(request)
+    sent_version = issueform.line(form, "version", 64)
+    if not re.fullmatch(r"[0-9a-f]{64}", sent_version):
+        return form_expired(request, signed)
+    if sent_version != opened.version:
+        unsaved = issueform.unsaved(form, opened)
+        return await _render_issue(
+            request, signed, opened, network, refusal=STALE, unsaved=unsaved, status=409
+        )
+    try:
+        submitted = issueform.Submitted.read(form, opened.data())
+    except ContentError:
+        return await _render_issue(
+            request, signed, opened, network, refusal="Not saved: fix the file by hand first.", status=409
+        )
+    if submitted.too_long:
+        return await _render_issue(
+            request,
+            signed,
+            opened,
+            network,
+            refusal="Not saved: some text is longer than a field can hold (see below).",
+            field_errors=submitted.too_long,
+            status=400,
+        )
+    action = issueform.line(form, "action", 40)
+
+    def save() -> issuefile.Saved:
+        return issuefile.edit(
+            w.settings.workspace,
+            opened.slug,
+            submitted.change(action),
+            expected_version=sent_version,
+            shape=w.shape,
+        )
+
+    try:
+        saved = await run_in_threadpool(save)
+    except StaleIssue:
+        fresh = await run_in_threadpool(IssueFile.open, w.settings.workspace, opened.slug)
+        unsaved = issueform.unsaved(form, fresh)
+        return await _render_issue(
+            request, signed, fresh, network, refusal=STALE, unsaved=unsaved, status=409
+        )
+    except ContentError as exc:
+        reason = _words(exc.problems[0]) if exc.problems else "The change could not be saved."
+        return await _render_issue(
+            request, signed, opened, network, refusal="Not saved. " + reason, status=400
+        )
+    now = w.clock()
+
+    def record(s: Session) -> None:
+        issuefile.record_edit(s, opened.slug, signed.person.id, saved.version, now=now)
+        audit.record(
+            s, "issue.save", by=signed.person.id, object=opened.slug, detail=action or "save", now=now
+        )
+
+    await w.write(record)
+    return redirect(f"/desk/issues/{opened.slug}?done=saved{issueform.anchor(action)}")
+
+
+routes = [
+    Route("/desk/networks/{name}/issues", issue_list, methods=["GET"]),
+    Route("/desk/networks/{name}/issues/new", new_issue, methods=["POST"]),
+    Route("/desk/issues/{slug}", issue_page, methods=["GET"]),
+    Route("/desk/issues/{slug}", save_issue, methods=["POST"]),
+]

@@ -1,0 +1,569 @@
+"""The issue's form on the desk: its fields, their names, and how a post changes the file.
+
+Field names follow the issue's field paths: ``title``, ``items-2-highlight``,
+``items-2-events-0-start``, ``calendar-1-booking-url``; so a problem ``campaigns check`` reports at
+``items[2].events[0].start`` is shown at the form field ``items-2-events-0-start`` (``place``).
+
+A post changes only the fields whose value differs from the file's (``Submitted.change``): a field
+left as it was is not rewritten, so its comments and quoting stay. A field missing from the post is
+left as it is. Text that is longer than its field allows refuses the whole save.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from starlette.datastructures import FormData
+
+from mailer.errors import MailerError, Problem
+from mailer.web.desk.issuefile import Change, IssueFile, drop, to_yaml
+
+if TYPE_CHECKING:
+    from mailer.audience.networks import Network
+    from mailer.audience.shape import Shape
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One field: its key (``booking-url``), the path in the container (``("booking", "url")``),
+    its label, kind (``line``, ``text``, ``names``, ``bool``), longest value and hint."""
+
+    key: str
+    label: str
+    kind: str = "line"
+    limit: int = 300
+    hint: str = ""
+    required: bool = False
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return tuple(self.key.split("-", 1)) if self.key.startswith(("booking-", "button-")) else (self.key,)
+
+
+HEAD = [
+    Spec("title", "Title", hint="The heading at the top of the newsletter.", required=True),
+    Spec("subject", "Subject line", required=True),
+    Spec("preheader", "Preheader", hint="Optional: one line shown after the subject in the inbox."),
+    Spec("date", "Date", limit=10, hint="YYYY-MM-DD: events before it count as past.", required=True),
+    Spec("audience", "Audience", limit=1000, hint="Who gets it: a segment, e.g. region:central-england."),
+]
+NEWSLETTER_HEAD = [
+    *HEAD,
+    Spec("intro", "Intro", "text", 20_000, "The welcome above the highlights (Markdown)."),
+]
+ALERT_HEAD = [
+    *HEAD,
+    Spec("body", "Text", "text", 50_000, "Markdown.", required=True),
+    Spec("button-text", "Button text", required=True),
+    Spec("button-url", "Button link", limit=2000, hint="https://…", required=True),
+]
+TAIL = [Spec("sign_off", "Sign-off", "text", 2000, "Each line as it is.")]
+ITEM = [
+    Spec(
+        "id",
+        "Id",
+        limit=100,
+        hint="Lower-case words and hyphens, unique: the highlight links to it.",
+        required=True,
+    ),
+    Spec("title", "Title", required=True),
+    Spec("highlight", "Highlight", limit=500, hint="Its line in the highlights."),
+    Spec("report", "A report: no line in the highlights", "bool"),
+    Spec("body", "Text", "text", 50_000, "Markdown: **bold**, [link text](https://…), “- ” lists."),
+    Spec("contact", "Contact", limit=500),
+    Spec("regions", "Regions", "names", 2000, "Names, separated by commas; empty: the whole audience."),
+    Spec("interests", "Interests", "names", 2000, "Names, separated by commas; empty: everyone."),
+]
+_EVENT = [
+    Spec("title", "What", hint="The calendar line.", required=True),
+    Spec("start", "Starts", limit=30, hint="2026-01-10 18:30; a date alone is all day.", required=True),
+    Spec("end", "Ends", limit=30, hint="Optional: 21:00; or the last day of an all-day event."),
+    Spec("location", "Where", limit=500),
+    Spec("online", "Can be joined online", "bool"),
+    Spec("booking-text", "Booking link text"),
+    Spec("booking-url", "Booking link", limit=2000, hint="https://…"),
+    Spec("contact", "Contact", limit=500),
+]
+EVENT = [
+    *_EVENT,
+    Spec("regions", "Regions", "names", 2000, "Names, separated by commas; empty: as its item."),
+    Spec("interests", "Interests", "names", 2000, "Names, separated by commas; empty: as its item."),
+]
+CALENDAR = [
+    *_EVENT,
+    Spec("regions", "Regions", "names", 2000, "Names, separated by commas; empty: the whole audience."),
+    Spec("interests", "Interests", "names", 2000, "Names, separated by commas; empty: everyone."),
+]
+ORDER = {
+    "top": [
+        "kind",
+        "network",
+        "title",
+        "subject",
+        "preheader",
+        "date",
+        "audience",
+        "intro",
+        "body",
+        "button",
+    ],
+    "item": [
+        "id",
+        "title",
+        "highlight",
+        "body",
+        "links",
+        "contact",
+        "image",
+        "regions",
+        "interests",
+        "events",
+    ],
+    "event": ["title", "start", "end", "location", "online", "booking", "contact", "regions", "interests"],
+}
+
+
+_LINE_ENDS = re.compile(r"\r\n?|[\u2028\u2029\x85]")
+
+
+def clean(value: str, *, several_lines: bool = False) -> str:
+    """A posted value as it may go into the file: line breaks as ``\n`` (only in text of several
+    lines; elsewhere a space), no other control characters (a NUL, an escape) but tabs in text."""
+    value = _LINE_ENDS.sub("\n", value)
+    keep = "\n\t" if several_lines else ""
+    value = "".join(
+        c if c in keep or unicodedata.category(c) != "Cc" else (" " if c in "\n\t" else "") for c in value
+    )
+    return value if several_lines else value.strip()
+
+
+def line(form: FormData, name: str, limit: int) -> str:
+    """A one-line field, cleaned (``clean``) and cut to ``limit`` characters."""
+    value = form.get(name)
+    return clean(value)[:limit] if isinstance(value, str) else ""
+
+
+def names_of(text: str) -> list[str]:
+    out: list[str] = []
+    for part in re.split(r"[,\s]+", text):
+        if part and part not in out:
+            out.append(part)
+    return out
+
+
+def _get(container: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        container = container.get(part) if isinstance(container, dict) else None
+    return container
+
+
+def shown(container: Any, spec: Spec) -> Any:
+    """The value the form shows for ``spec`` of ``container`` (a dict of the issue's data)."""
+    if spec.key == "report":
+        return isinstance(container, dict) and container.get("highlight") is False
+    value = _get(container, spec.path)
+    if spec.kind == "bool":
+        return value is True
+    if spec.key == "highlight" and value is False:
+        return ""
+    if spec.kind == "names" and isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The form as shown
+
+
+@dataclass
+class Field:
+    name: str
+    spec: Spec
+    value: Any
+
+
+@dataclass
+class Group:
+    """Fields of one container (the issue, an item, an event, a calendar entry) and its children."""
+
+    prefix: str  # "", "items-2-", "items-2-events-0-", "calendar-1-"
+    fields: list[Field]
+    children: list[Group] = field(default_factory=list)
+    heading: str = ""
+
+    @property
+    def anchor(self) -> str:
+        return self.prefix.rstrip("-") or "issue"
+
+
+@dataclass
+class Form:
+    kind: str
+    head: Group
+    items: list[Group]
+    calendar: list[Group]
+    tail: Group
+
+    @property
+    def names(self) -> set[str]:
+        out: set[str] = set()
+        for group in self.groups():
+            out.update(f.name for f in group.fields)
+            out.add(group.anchor)
+        return out
+
+    def groups(self) -> list[Group]:
+        out = [self.head, self.tail, *self.calendar]
+        for item in self.items:
+            out.extend([item, *item.children])
+        return out
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Form:
+        kind = "alert" if data.get("kind") == "alert" else "newsletter"
+
+        def group(container: Any, prefix: str, specs: list[Spec], heading: str = "") -> Group:
+            return Group(
+                prefix, [Field(prefix + s.key, s, shown(container, s)) for s in specs], heading=heading
+            )
+
+        head = group(data, "", ALERT_HEAD if kind == "alert" else NEWSLETTER_HEAD)
+        items: list[Group] = []
+        calendar: list[Group] = []
+        if kind == "newsletter":
+            for i, item in enumerate(_list(data, "items")):
+                title = _get(item, ("title",))
+                g = group(
+                    item,
+                    f"items-{i}-",
+                    ITEM,
+                    f"Item {i + 1}" + (f": {title}" if isinstance(title, str) and title else ""),
+                )
+                for j, event in enumerate(_list(item, "events")):
+                    g.children.append(
+                        group(event, f"items-{i}-events-{j}-", EVENT, f"Event {j + 1} of item {i + 1}")
+                    )
+                items.append(g)
+            for j, entry in enumerate(_list(data, "calendar")):
+                calendar.append(group(entry, f"calendar-{j}-", CALENDAR, f"Calendar entry {j + 1}"))
+        return cls(kind, head, items, calendar, group(data, "", TAIL))
+
+
+def _list(container: Any, key: str) -> list[Any]:
+    value = container.get(key) if isinstance(container, dict) else None
+    return value if isinstance(value, list) else []
+
+
+# ---------------------------------------------------------------------------------------------
+# Problems at their fields
+
+
+@dataclass(frozen=True)
+class Shown:
+    text: str
+    severity: str = "error"
+    line: int | None = None
+
+
+@dataclass
+class Placed:
+    at: dict[str, list[Shown]] = field(default_factory=dict)
+    general: list[Shown] = field(default_factory=list)
+    summary: list[tuple[str, Shown]] = field(default_factory=list)  # (anchor, message)
+
+
+def form_name(field_path: str) -> str:
+    """``items[2].events[0].booking.url`` → ``items-2-events-0-booking-url``."""
+    return re.sub(r"\[(\d+)\]", r"-\1", field_path).replace(".", "-")
+
+
+def place(problems: list[Problem], form: Form | None) -> Placed:
+    """Each problem at the form field (or item, event, entry) it concerns; the rest in ``general``."""
+    placed = Placed()
+    names = form.names if form else set()
+    for p in problems:
+        text = p.message[:1].upper() + p.message[1:] + (f" ({p.hint})" if p.hint else "")
+        if p.line:
+            text += f" [line {p.line}]"
+        shown_ = Shown(text, p.severity, p.line)
+        name = form_name(p.field or "")
+        parts = name.split("-") if name else []
+        while parts and "-".join(parts) not in names:
+            parts.pop()
+        target = "-".join(parts)
+        if target:
+            placed.at.setdefault(target, []).append(shown_)
+            placed.summary.append((target, shown_))
+        else:
+            placed.general.append(shown_)
+    return placed
+
+
+# ---------------------------------------------------------------------------------------------
+# A post
+
+
+@dataclass
+class Submitted:
+    """The posted values of the fields the file has now, and which are too long."""
+
+    data: dict[str, Any]
+    values: dict[str, Any]
+    too_long: dict[str, str]
+
+    @classmethod
+    def read(cls, form: FormData, data: dict[str, Any]) -> Submitted:
+        values: dict[str, Any] = {}
+        too_long: dict[str, str] = {}
+        for group in Form.of(data).groups():
+            present = group.prefix + "title" in form
+            for f in group.fields:
+                if f.spec.kind == "bool":
+                    if present:
+                        values[f.name] = form.get(f.name) == "yes"
+                    continue
+                raw = form.get(f.name)
+                if not isinstance(raw, str):
+                    continue
+                value = clean(raw, several_lines=f.spec.kind == "text")
+                if len(value) > f.spec.limit:
+                    too_long[f.name] = (
+                        f"Too long: at most {f.spec.limit:,} characters (this has {len(value):,})."
+                    )
+                values[f.name] = value
+        return cls(data, values, too_long)
+
+    def change(self, action: str) -> Change:
+        form = Form.of(self.data)
+
+        def apply(doc: MutableMapping[str, Any]) -> None:
+            for group in form.groups():
+                container = _container(doc, group.prefix)
+                if container is None:
+                    continue
+                order = (
+                    ORDER["top"]
+                    if not group.prefix
+                    else ORDER["item"]
+                    if group.prefix.count("-") == 2
+                    else ORDER["event"]
+                )
+                for f in group.fields:
+                    if f.name in self.values:
+                        _set(container, group.prefix, f, self.values, order)
+            _structure(doc, action)
+
+        return apply
+
+
+def _container(doc: MutableMapping[str, Any], prefix: str) -> Any:
+    parts = prefix.strip("-").split("-") if prefix else []
+    current: Any = doc
+    for part in parts:
+        if part.isdigit():
+            index = int(part)
+            current = current[index] if isinstance(current, list) and index < len(current) else None
+        else:
+            current = current.get(part) if isinstance(current, dict) else None
+        if current is None:
+            return None
+    return current if isinstance(current, dict) else None
+
+
+def _put(container: MutableMapping[str, Any], key: str, value: Any, order: list[str]) -> None:
+    if key in container or not isinstance(container, CommentedMap):
+        container[key] = value
+        return
+    before = order[: order.index(key)] if key in order else order
+    position = 0
+    for i, existing in enumerate(container):
+        if existing in before:
+            position = i + 1
+    container.insert(position, key, value)
+
+
+def _set(
+    container: MutableMapping[str, Any], prefix: str, f: Field, values: dict[str, Any], order: list[str]
+) -> None:
+    spec, new = f.spec, values[f.name]
+    if spec.key == "report":
+        return  # with the highlight
+    if spec.key == "highlight":
+        report = values.get(prefix + "report", container.get("highlight") is False)
+        if report:
+            if container.get("highlight") is not False:
+                _put(container, "highlight", False, order)
+            return
+        if new == f.value and container.get("highlight") is not False:
+            return
+        _put(container, "highlight", to_yaml(new), order)
+        return
+    if spec.kind == "bool":
+        if new == f.value:
+            return
+        if new:
+            _put(container, spec.key, True, order)
+        else:
+            drop(container, spec.key)
+        return
+    if spec.kind == "names":
+        now = _get(container, spec.path)
+        if (isinstance(now, list) and [str(v) for v in now] == names_of(new)) or (now is None and not new):
+            return
+        if not names_of(new):
+            drop(container, spec.key)
+        else:
+            _put(container, spec.key, to_yaml(names_of(new)), order)
+        return
+    if new == f.value:
+        return
+    if spec.kind == "text" and "\n" in new.strip("\n"):
+        new = new.rstrip() + "\n"
+    elif spec.kind == "text":
+        new = new.strip()
+    if len(spec.path) == 2:
+        outer, inner = spec.path
+        holder = container.get(outer)
+        if not isinstance(holder, dict):
+            if not new:
+                return
+            _put(container, outer, CommentedMap() if isinstance(container, CommentedMap) else {}, order)
+            holder = container[outer]
+        if new:
+            holder[inner] = to_yaml(new)
+        else:
+            drop(holder, inner)
+            if not holder:
+                drop(container, outer)
+        return
+    if not new and not spec.required:
+        drop(container, spec.key)
+    else:
+        _put(container, spec.key, to_yaml(new), order)
+
+
+def _seq(doc: MutableMapping[str, Any], key: str, order: list[str]) -> list[Any]:
+    seq = doc.get(key)
+    if not isinstance(seq, list):
+        _put(doc, key, CommentedSeq() if isinstance(doc, CommentedMap) else [], order)
+        seq = doc[key]
+    if isinstance(seq, CommentedSeq) and seq.fa.flow_style():
+        seq.fa.set_block_style()
+    return seq
+
+
+def _new_id(items: list[Any]) -> str:
+    ids = {str(i.get("id")) for i in items if isinstance(i, dict)}
+    n = 1
+    while (candidate := "new-item" if n == 1 else f"new-item-{n}") in ids:
+        n += 1
+    return candidate
+
+
+ACTION = re.compile(
+    r"(add-item|add-calendar)|(remove-item|up-item|down-item|add-event|remove-calendar)-(\d{1,4})|remove-event-(\d{1,4})-(\d{1,4})"
+)
+
+
+def _structure(doc: MutableMapping[str, Any], action: str) -> None:
+    """Add, remove or move what the button pressed says."""
+    m = ACTION.fullmatch(action)
+    if m is None:
+        return
+    if m.group(1) == "add-item":
+        items = _seq(doc, "items", ORDER["top"] + ["items"])
+        items.append(to_yaml({"id": _new_id(items), "title": "", "highlight": ""}))
+    elif m.group(1) == "add-calendar":
+        _seq(doc, "calendar", ORDER["top"] + ["items", "calendar"]).append(
+            to_yaml({"title": "", "start": ""})
+        )
+    elif m.group(2):
+        what, n = m.group(2), int(m.group(3))
+        seq = _seq(
+            doc, "calendar" if what == "remove-calendar" else "items", ORDER["top"] + ["items", "calendar"]
+        )
+        if n >= len(seq):
+            return
+        if what in ("remove-item", "remove-calendar"):
+            del seq[n]
+        elif what == "up-item" and n > 0:
+            seq.insert(n - 1, seq.pop(n))
+        elif what == "down-item" and n + 1 < len(seq):
+            seq.insert(n + 1, seq.pop(n))
+        elif what == "add-event" and isinstance(seq[n], dict):
+            _seq(seq[n], "events", ORDER["item"]).append(to_yaml({"title": "", "start": ""}))
+    else:
+        i, j = int(m.group(4)), int(m.group(5))
+        found = doc.get("items")
+        if isinstance(found, list) and i < len(found) and isinstance(found[i], dict):
+            events = found[i].get("events")
+            if isinstance(events, list) and j < len(events):
+                del events[j]
+
+
+def anchor(action: str) -> str:
+    m = ACTION.fullmatch(action)
+    if m is None:
+        return ""
+    if m.group(1):
+        return "#" + ("items-end" if m.group(1) == "add-item" else "calendar-end")
+    if m.group(2) in ("add-event",):
+        return f"#items-{m.group(3)}"
+    return (
+        "#items"
+        if m.group(2) and "item" in m.group(2)
+        else "#calendar"
+        if m.group(2)
+        else f"#items-{m.group(4)}"
+    )
+
+
+def unsaved(form: FormData, opened: IssueFile) -> list[tuple[str, str]]:
+    """The posted values that differ from the file as it is now (for the editor to make again)."""
+    try:
+        now = {f.name: f.value for g in Form.of(opened.data()).groups() for f in g.fields}
+    except MailerError:
+        now = {}
+    out = []
+    for name, value in form.multi_items():
+        if name in ("csrf", "version", "action") or not isinstance(value, str):
+            continue
+        value = value.replace("\r\n", "\n")
+        current = now.get(name)
+        if (current is True and value == "yes") or (
+            str(current or "") == value.strip() and current is not None
+        ):
+            continue
+        if value.strip() or current:
+            out.append((name, value[:5000]))
+        if len(out) >= 100:
+            break
+    return out
+
+
+def region_hint(shape: Shape, network: Network | None) -> str:
+    """The regions an issue of ``network`` may name (all of them for a single network)."""
+    if network is None or not network.regions:
+        return ", ".join(shape.regions)
+    owned = [r for r in shape.regions if any(t == r or t in shape.ancestors(r) for t in network.regions)]
+    return ", ".join(owned)
+
+
+__all__ = [
+    "Field",
+    "Form",
+    "Group",
+    "Placed",
+    "Spec",
+    "Submitted",
+    "anchor",
+    "form_name",
+    "line",
+    "place",
+    "unsaved",
+]

@@ -1,0 +1,274 @@
+"""Previews on the desk: what a member in a region with some interests, or a named member, gets.
+
+- ``GET /desk/issues/{slug}/preview``: choose a region and interests, or a member by address; the
+  variant's HTML in a sandboxed frame (``sandbox=""``) beside its plain text, at phone (375 px) or
+  desktop (1280 px) width (a link switches, no JavaScript); and the list of the variants the
+  audience gets, with their member counts, each a link to its preview.
+- ``GET /desk/issues/{slug}/preview/frame``: the variant's HTML alone, for the frame, with a
+  Content-Security-Policy that forbids scripts, forms and plugins (and ``sandbox``) whatever the
+  issue holds; only the desk's own pages may frame it.
+
+Editors, admins and approvers of the issue's network may preview it (an approver looks before
+approving); everyone else gets 403. A member outside the issue's network is not shown (their
+copy would show their name), except to an admin of every network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from mailer.audience.networks import Network, of_region
+from mailer.compose import Variant, compose, compose_all, plan, relevant_interests
+from mailer.errors import ContentError, MailerError
+from mailer.identity import issue_identity
+from mailer.issue.load import LoadedIssue, load_campaign
+from mailer.preview import MemberChoice, find_member, member_warnings, sample_values
+from mailer.render import Renderer
+from mailer.slots import fill_slots
+from mailer.web.context import Web, web
+from mailer.web.desk.common import Signed, forbidden, message, page, redirect, signed_in
+from mailer.web.desk.compose import allowed, network_of
+from mailer.web.desk.issuefile import IssueFile
+from mailer.web.desk.issueform import region_hint
+from mailer.web.pages import PAGE_HEADERS
+
+WIDTHS = {"phone": 375, "desktop": 1280}
+FRAME_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; font-src https: data:; "
+    "form-action 'none'; base-uri 'none'; frame-ancestors 'self'; sandbox"
+)
+PAGE_POLICY = PAGE_HEADERS["Content-Security-Policy"] + "; frame-src 'self'"
+CACHE_SIZE = 16
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What to preview, from the query: a member's address, or a region and interests."""
+
+    member: str = ""
+    region: str = ""
+    interests: tuple[str, ...] = ()
+    width: str = "phone"
+
+    @classmethod
+    def of(cls, request: Request) -> Choice:
+        q = request.query_params
+        interests = tuple(sorted({i.strip()[:100] for i in q.getlist("interest") if i.strip()}))[:50]
+        width = q.get("width", "phone")
+        return cls(
+            member=q.get("member", "").strip()[:320],
+            region=q.get("region", "").strip()[:100],
+            interests=interests,
+            width=width if width in WIDTHS else "phone",
+        )
+
+    def query(self, **change: Any) -> str:
+        values = {
+            "member": self.member,
+            "region": self.region,
+            "interest": list(self.interests),
+            "width": self.width,
+        }
+        values.update(change)
+        pairs = [(k, v) for k, vs in values.items() for v in (vs if isinstance(vs, list) else [vs]) if v]
+        return urlencode(pairs)
+
+
+@dataclass(frozen=True)
+class Shown:
+    label: str
+    html: str
+    text: str
+    warnings: tuple[str, ...] = ()
+
+
+class Refused(Exception):
+    """A choice that cannot be previewed; ``args[0]`` says why, for the page."""
+
+
+async def _issue(request: Request) -> tuple[Signed, LoadedIssue | None, IssueFile, Network | None] | Response:
+    signed = await signed_in(request)
+    if signed is None:
+        return redirect("/desk/sign-in")
+    w = web(request)
+    slug = request.path_params.get("slug", "")
+    try:
+        opened = await run_in_threadpool(IssueFile.open, w.settings.workspace, slug)
+        data = opened.data()
+    except MailerError:
+        return message(
+            request, "Page not found", "There is no issue of that name.", signed=signed, status=404
+        )
+    network = network_of(w, data)
+    if not allowed(signed.person, w, network, "compose", "approve"):
+        return forbidden(request, signed)
+    try:
+        loaded: LoadedIssue | None = await run_in_threadpool(
+            load_campaign, w.settings.workspace, slug, w.shape
+        )
+    except ContentError:
+        loaded = None
+    return signed, loaded, opened, network
+
+
+def _member(
+    w: Web, s: Session, signed: Signed, loaded: LoadedIssue, network: Network | None, email: str
+) -> tuple[MemberChoice, list[str]]:
+    try:
+        who = find_member(s, email)
+    except MailerError:
+        raise Refused("No member of this network has that address.") from None
+    theirs = of_region(w.shape, w.settings, who.region)
+    if not signed.person.admin_of_all and (network is None or theirs is None or theirs.slug != network.slug):
+        raise Refused("No member of this network has that address.")
+    return who, member_warnings(s, w.shape, loaded, who, None, w.settings)
+
+
+async def _render(
+    w: Web, signed: Signed, loaded: LoadedIssue, network: Network | None, choice: Choice, version: str
+) -> Shown:
+    """The chosen variant, rendered with sample values in its slots (remembered per file version)."""
+    name: str | None = None
+    warnings: list[str] = []
+    if choice.member:
+        who, warnings = await w.read(lambda s: _member(w, s, signed, loaded, network, choice.member))
+        variant: Variant = compose(loaded.issue, w.shape, who.region, who.interests)
+        label, name = f"{who.email}: {variant.label}", who.name or None
+    elif choice.region or choice.interests:
+        allowed_regions = set(region_hint(w.shape, network).split(", "))
+        if choice.region and choice.region not in allowed_regions:
+            raise Refused("Choose one of this network's regions.")
+        unknown = [i for i in choice.interests if i not in w.shape.interests]
+        if unknown:
+            raise Refused("Choose interests from the list.")
+        variant = compose(loaded.issue, w.shape, choice.region or None, frozenset(choice.interests))
+        label = variant.label
+    else:
+        variant = compose_all(loaded.issue)
+        label = variant.label
+    cache: dict[Any, Shown] = w.cache.setdefault("desk-previews", {})
+    key = (loaded.slug, version, variant.key, name, network.slug if network else "")
+    if key in cache:
+        found = cache[key]
+        return Shown(label, found.html, found.text, tuple(warnings))
+
+    def render() -> Shown:
+        identity = issue_identity(
+            w.shape, w.settings, loaded.issue.network, loaded.issue.audience, path=loaded.path
+        )
+        rendered = Renderer(w.settings, identity).render(variant, loaded)
+        values = sample_values(name)
+        return Shown(
+            label,
+            fill_slots(rendered.html, values, html=True),
+            fill_slots(rendered.text, values, html=False),
+            tuple(warnings),
+        )
+
+    shown = await run_in_threadpool(render)
+    if len(cache) >= CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    cache[key] = shown
+    return shown
+
+
+def _variants(w: Web, loaded: LoadedIssue, choice: Choice) -> Callable[[Session], list[dict[str, Any]]]:
+    """Reads the variants the audience gets, most members first, each with a link's query."""
+
+    def read(s: Session) -> list[dict[str, Any]]:
+        out = []
+        for planned in plan(s, loaded, w.shape).variants:
+            group = planned.groups[0] if planned.groups else None
+            query = Choice(
+                region=(group.region or "") if group else "",
+                interests=tuple(sorted(group.interests)) if group else (),
+                width=choice.width,
+            ).query()
+            out.append({"label": planned.label, "members": planned.members, "query": query})
+        return out
+
+    return read
+
+
+async def preview_page(request: Request) -> Response:
+    got = await _issue(request)
+    if isinstance(got, Response):
+        return got
+    signed, loaded, opened, network = got
+    w = web(request)
+    slug = opened.slug
+    if loaded is None:
+        return message(
+            request,
+            "Fix the issue first",
+            "The issue has errors, so it cannot be previewed yet. Its page shows each error at its field.",
+            signed=signed,
+            status=409,
+            link=(f"/desk/issues/{slug}", "Back to the issue"),
+        )
+    choice = Choice.of(request)
+    refusal = ""
+    shown: Shown | None = None
+    try:
+        shown = await _render(w, signed, loaded, network, choice, opened.version)
+    except Refused as exc:
+        refusal = str(exc.args[0])
+    except MailerError as exc:
+        refusal = exc.message
+    variants = await w.read(_variants(w, loaded, choice))
+    total = sum(v["members"] for v in variants)
+    regions = [r for r in region_hint(w.shape, network).split(", ") if r]
+    context = {
+        "title": f"Preview: {loaded.issue.title}",
+        "slug": slug,
+        "choice": choice,
+        "shown": shown,
+        "refusal": refusal,
+        "frame": f"/desk/issues/{slug}/preview/frame?{choice.query()}",
+        "width": WIDTHS[choice.width],
+        "other_width": "desktop" if choice.width == "phone" else "phone",
+        "other_query": choice.query(width="desktop" if choice.width == "phone" else "phone"),
+        "regions": [(r, w.shape.label(r)) for r in regions],
+        "interests": sorted(relevant_interests(loaded.issue)),
+        "variants": variants,
+        "total": total,
+    }
+    return page(
+        request,
+        "preview.html",
+        context,
+        signed=signed,
+        network=network,
+        status=400 if refusal else 200,
+        headers={"Content-Security-Policy": PAGE_POLICY},
+    )
+
+
+async def preview_frame(request: Request) -> Response:
+    got = await _issue(request)
+    if isinstance(got, Response):
+        return got
+    signed, loaded, opened, network = got
+    headers = {**PAGE_HEADERS, "Content-Security-Policy": FRAME_POLICY, "X-Frame-Options": "SAMEORIGIN"}
+    if loaded is None:
+        return HTMLResponse("<p>The issue has errors: fix them first.</p>", status_code=409, headers=headers)
+    try:
+        shown = await _render(web(request), signed, loaded, network, Choice.of(request), opened.version)
+    except (Refused, MailerError):
+        return HTMLResponse("<p>Nothing to show for this choice.</p>", status_code=400, headers=headers)
+    return HTMLResponse(shown.html, headers=headers)
+
+
+routes = [
+    Route("/desk/issues/{slug}/preview", preview_page, methods=["GET"]),
+    Route("/desk/issues/{slug}/preview/frame", preview_frame, methods=["GET"]),
+]

@@ -1,0 +1,590 @@
+"""The desk's pages to approve and send an issue, watch it go out, and read its report (issue 14).
+
+- ``GET /desk/issues/{slug}/approve``: who the issue reaches (per region and variant) and where
+  it stands; an approver who did not edit it last approves it (``POST …/approve``, bound to the
+  fingerprint they saw: ``approvals``) or withdraws an approval (``POST …/withdraw``).
+- ``GET /desk/issues/{slug}/send``: a test to oneself (``POST …/test-send``, to the signed-in
+  person's address, through ``sending.plan_send(tests=…)``); once approved, an editor sends now or
+  at a time (``POST …/send``), sees the members per region and variant, and confirms
+  (``POST …/send/confirm``). The web never sends itself: the campaign is queued for the workers
+  (``plan_send(to_workers=True)``) or scheduled for them (``at=``).
+- ``GET /desk/issues/{slug}/progress``: sent, deferred, failed… as the workers go, with pause,
+  resume and cancel (``POST …/pause``, ``…/resume``, ``…/cancel``: ``mailer.sending.control``).
+  Followed live (``?live=1``, where a send from the desk lands) it reloads itself every few
+  seconds (``<meta http-equiv="refresh">``, no JavaScript) and offers to stop: a timed reload
+  is the reader's choice (WCAG 2.2.1), so the page reached by a link does not reload itself.
+- ``GET /desk/issues/{slug}/report``: the campaign's report with its charts (``mailer.reports``,
+  the admin report page's template).
+
+Every POST is CSRF-checked (403 without), every action is in the audit log, and each page is for
+people with a role in the issue's network that lets them see it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from mailer import reports, sending
+from mailer.audience.networks import Network, named, network_for_issue, networks_of
+from mailer.errors import MailerError, UnknownName
+from mailer.issue import SLUG, load_campaign
+from mailer.models import Campaign
+from mailer.web.context import Web, web
+from mailer.web.desk import approvals, audit, people
+from mailer.web.desk.common import (
+    Posted,
+    Signed,
+    forbidden,
+    message,
+    page,
+    posted,
+    redirect,
+    sign_in_first,
+    signed_in,
+)
+from mailer.web.forms import text
+from mailer.web.pages import PAGE_HEADERS
+
+WATCH = ("compose", "approve", "send", "schedule", "test-send")
+REFRESH_SECONDS = 5
+LIVE = ("queued", "scheduled", "sending")
+
+NOTICES = {
+    "approved": "The issue is approved. An editor can now send or schedule it.",
+    "withdrawn": "The approval is withdrawn: the issue cannot be sent until it is approved again.",
+    "test-sent": "A test copy is on its way to you.",
+    "paused": "Sending is paused. Resume it to go on where it stopped.",
+    "resumed": "Sending goes on where it stopped.",
+    "cancelled": "Sending is cancelled: nobody else will get this issue.",
+    "queued": "The issue is being sent.",
+    "scheduled": "The issue is scheduled.",
+}
+
+# The states of deliveries shown besides sent, deferred, failed and those still to send.
+STATE_WORDS = {
+    "unknown": "outcome unknown",
+    "suppressed": "unsubscribed meanwhile",
+    "skipped": "skipped",
+    "cancelled": "cancelled",
+}
+
+
+def _may_watch(person: people.Person, key: str) -> bool:
+    return any(people.can(person, action, key) for action in WATCH)
+
+
+def _not_found(
+    request: Request, signed: Signed | None, what: str = "There is no issue of that name."
+) -> Response:
+    return message(
+        request, "Page not found", what, signed=signed, status=404, link=("/desk/", "Back to your desk")
+    )
+
+
+async def _issue(request: Request, signed: Signed) -> approvals.IssueNow | Response:
+    """The issue of the URL as it is now, for someone who may see it (else the refusal)."""
+    w = web(request)
+    slug = request.path_params["slug"]
+    if not SLUG.match(slug):
+        return _not_found(request, signed)
+    try:
+        issue = await w.read(lambda s: approvals.resolve(s, w.settings, w.shape, slug))
+    except UnknownName:
+        return _not_found(request, signed)
+    except MailerError as exc:
+        return message(
+            request,
+            "This issue has problems",
+            "It cannot be approved or sent until they are fixed: " + approvals.words(exc),
+            signed=signed,
+            status=409,
+            link=("/desk/", "Back to your desk"),
+        )
+    if not _may_watch(signed.person, issue.key):
+        return forbidden(request, signed)
+    return issue
+
+
+async def _campaign(w: Web, slug: str) -> Campaign | None:
+    def read(s: Session) -> Campaign | None:
+        found = sending.find_campaign(s, slug)
+        if found is not None:
+            s.expunge(found)
+        return found
+
+    return await w.read(read)
+
+
+def _issue_context(issue: approvals.IssueNow, standing: approvals.Standing) -> dict[str, Any]:
+    return {
+        "slug": issue.slug,
+        "title": issue.title,
+        "network_name": issue.network.name,
+        "counts": issue.audience,
+        "standing": standing,
+        "fingerprint": issue.fingerprint,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Approve
+
+
+async def approve_page(request: Request) -> Response:
+    signed = await signed_in(request)
+    if signed is None:
+        return redirect("/desk/sign-in")
+    issue = await _issue(request, signed)
+    if isinstance(issue, Response):
+        return issue
+    w = web(request)
+
+    def read(s: Session) -> tuple[approvals.Standing, bool]:
+        return approvals.standing(s, issue.slug, issue.fingerprint), approvals.may_approve(
+            s, signed.person, issue
+        )
+
+    standing, may = await w.read(read)
+    context = _issue_context(issue, standing)
+    context.update(
+        may_approve=may and not standing.approved,
+        own_edit=people.can(signed.person, "approve", issue.key)
+        and standing.last_editor_id == signed.person.id,
+        may_withdraw=standing.approval is not None and approvals.may_withdraw(signed.person, issue),
+        notice=NOTICES.get(request.query_params.get("done", ""), ""),
+        error="",
+    )
+    return page(request, "approve.html", context, signed=signed, network=issue.network)
+
+
+async def _signed_post(request: Request) -> tuple[Posted, Signed] | Response:
+    got = await posted(request)
+    if not isinstance(got, Posted):
+        return got
+    if got.signed is None:
+        return sign_in_first(request)
+    return got, got.signed
+
+
+async def approve(request: Request) -> Response:
+    got = await _signed_post(request)
+    if isinstance(got, Response):
+        return got
+    form, signed = got[0].form, got[1]
+    issue = await _issue(request, signed)
+    if isinstance(issue, Response):
+        return issue
+    w = web(request)
+    seen = text(form, "fingerprint", 64)
+    now = w.clock()
+    try:
+        await w.write(lambda s: approvals.approve(s, issue, signed.person, seen=seen, now=now))
+    except approvals.ApprovalRefused as exc:
+        if exc.field == "approver":
+            return forbidden(request, signed)
+        return message(
+            request,
+            "Not approved",
+            approvals.words(exc) + ".",
+            signed=signed,
+            status=409,
+            link=(f"/desk/issues/{issue.slug}/approve", "Look at the issue again"),
+        )
+    return redirect(f"/desk/issues/{issue.slug}/approve?done=approved")
+
+
+async def withdraw(request: Request) -> Response:
+    got = await _signed_post(request)
+    if isinstance(got, Response):
+        return got
+    signed = got[1]
+    issue = await _issue(request, signed)
+    if isinstance(issue, Response):
+        return issue
+    if not approvals.may_withdraw(signed.person, issue):
+        return forbidden(request, signed)
+    w = web(request)
+    now = w.clock()
+    await w.write(lambda s: approvals.withdraw(s, issue, signed.person, now=now))
+    return redirect(f"/desk/issues/{issue.slug}/approve?done=withdrawn")
+
+
+# ---------------------------------------------------------------------------------------------
+# Send: a test to oneself; send now or schedule, confirmed
+
+
+async def _send_page(
+    request: Request,
+    signed: Signed,
+    issue: approvals.IssueNow,
+    *,
+    values: dict[str, str] | None = None,
+    error: str = "",
+    notice: str = "",
+    status: int = 200,
+) -> Response:
+    w = web(request)
+    standing = await w.read(lambda s: approvals.standing(s, issue.slug, issue.fingerprint))
+    campaign = await _campaign(w, issue.slug)
+    context = _issue_context(issue, standing)
+    context.update(
+        may_test=people.can(signed.person, "test-send", issue.key),
+        may_send=people.may_send(signed.person, issue.key, approved=standing.approved),
+        may_schedule=standing.approved and people.can(signed.person, "schedule", issue.key),
+        may_approve_here=people.can(signed.person, "approve", issue.key),
+        campaign_status=campaign.status if campaign is not None else "",
+        values=values or {"when": "now", "at": ""},
+        error=error,
+        notice=notice,
+        timezone=w.settings.timezone,
+        email=signed.person.email,
+    )
+    return page(request, "send.html", context, signed=signed, network=issue.network, status=status)
+
+
+async def send_page(request: Request) -> Response:
+    signed = await signed_in(request)
+    if signed is None:
+        return redirect("/desk/sign-in")
+    issue = await _issue(request, signed)
+    if isinstance(issue, Response):
+        return issue
+    notice = NOTICES.get(request.query_params.get("done", ""), "")
+    return await _send_page(request, signed, issue, notice=notice)
+
+
+async def test_send(request: Request) -> Response:
+    got = await _signed_post(request)
+    if isinstance(got, Response):
+        return got
+    signed = got[1]
+    issue = await _issue(request, signed)
+    if isinstance(issue, Response):
+        return issue
+    if not people.can(signed.person, "test-send", issue.key):
+        return forbidden(request, signed)
+    w = web(request)
+    address = signed.person.email
+
+    def run() -> sending.TestsSent:
+        plan = sending.plan_send(w.db, w.settings, w.shape, issue.slug, tests=[address])
+        result = sending.send(plan)
+        assert isinstance(result, sending.TestsSent)
+        return result
+
+    try:
+        result = await run_in_threadpool(run)
+    except MailerError as exc:
+        return await _send_page(
+            request, signed, issue, error="The test was not sent: " + approvals.words(exc), status=409
+        )
+    now = w.clock()
+    ok = result.ok
+    await w.write(
+        lambda s: audit.record(
+            s,
+            "issue.test-send",
+            by=signed.person.id,
+            object=issue.slug,
+            detail="sent" if ok else "refused",
+            now=now,
+        )
+    )
+    if not ok:
+        why = "; ".join(f"{r.code} {r.text}".strip() for r in result.results if not r.ok)
+        return await _send_page(
+            request, signed, issue, error=f"The relay refused the test: {why}", status=502
+        )
+    return redirect(f"/desk/issues/{issue.slug}/send?done=test-sent")
+
+
+def _choice(form: Any) -> approvals.Choice:
+    when = text(form, "when", 10)
+    return approvals.Choice(
+        "later" if when == "later" else "now", text(form, "at", 40) if when == "later" else ""
+    )
+
+
+def _plan(w: Web, slug: str, choice: approvals.Choice) -> tuple[sending.SendPlan, str]:
+    return approvals.plan_bound(w.db, w.settings, w.shape, slug, choice)
+
+
+async def send(request: Request) -> Response:
+    """The send form: check what was asked, then show the counts and ask to confirm."""
+    got = await _signed_post(request)
+    if isinstance(got, Response):
+        return got
+    form, signed = got[0].form, got[1]
+    issue = await _issue(request, signed)
+    if isinstance(issue, Response):
+        return issue
+    w = web(request)
+    choice = _choice(form)
+    standing = await w.read(lambda s: approvals.standing(s, issue.slug, issue.fingerprint))
+    if not approvals.may_send_as(signed.person, issue.key, choice, approved=standing.approved):
+        if standing.approved or not people.can(signed.person, "send", issue.key):
+            return forbidden(request, signed)
+        return await _send_page(
+            request,
+            signed,
+            issue,
+            error="It can be sent once an approver has approved it as it is now.",
+            status=409,
+        )
+    if choice.when == "later" and not choice.at:
+        values = {"when": "later", "at": ""}
+        error = "Give the day and time to send it."
+        return await _send_page(request, signed, issue, values=values, error=error, status=400)
+    try:
+        plan, fingerprint = await run_in_threadpool(_plan, w, issue.slug, choice)
+    except MailerError as exc:
+        values = {"when": choice.when, "at": choice.at}
+        return await _send_page(request, signed, issue, values=values, error=approvals.words(exc), status=400)
+    if fingerprint != issue.fingerprint:
+        return await _send_page(
+            request, signed, issue, error="The issue changed meanwhile: look again.", status=409
+        )
+    context = _issue_context(issue, standing)
+    context.update(
+        choice=choice,
+        members=plan.members,
+        plan_regions=plan.prepared.by_region(),
+        plan_variants=[(label, n) for _k, label, n in plan.prepared.by_variant() if n],
+        at_words=plan.when.astimezone(w.settings.zone).strftime("%A %-d %B %Y at %H:%M") if plan.when else "",
+        timezone=w.settings.timezone,
+        fingerprint=fingerprint,
+    )
+    return page(request, "send_confirm.html", context, signed=signed, network=issue.network)
+
+
+async def confirm(request: Request) -> Response:
+    """The confirmed send: queued for the workers, or scheduled; then the progress page."""
+    got = await _signed_post(request)
+    if isinstance(got, Response):
+        return got
+    form, signed = got[0].form, got[1]
+    issue = await _issue(request, signed)
+    if isinstance(issue, Response):
+        return issue
+    w = web(request)
+    choice = _choice(form)
+    seen = text(form, "fingerprint", 64)
+
+    def run() -> str:
+        if seen != issue.fingerprint:  # not what they saw: nothing to plan
+            return "changed"
+        plan, fingerprint = _plan(w, issue.slug, choice)
+        with w.db.session() as s:
+            standing = approvals.standing(s, issue.slug, fingerprint)
+        if not approvals.may_send_as(signed.person, issue.key, choice, approved=standing.approved):
+            return "forbidden" if standing.approved else "unapproved"
+        if seen != fingerprint:
+            return "changed"
+        result = sending.send(plan)
+        if isinstance(result, sending.Scheduled):
+            action, detail = (
+                "issue.schedule",
+                f"{plan.members} members at {result.at} ({w.settings.timezone})",
+            )
+        elif isinstance(result, sending.Queued):
+            action, detail = "issue.send", f"{plan.members} members, queued for the workers"
+        else:
+            action, detail = "issue.send", type(result).__name__
+        with w.writer.session() as s:
+            audit.record(s, action, by=signed.person.id, object=issue.slug, detail=detail, now=w.clock())
+        return "scheduled" if isinstance(result, sending.Scheduled) else "queued"
+
+    try:
+        outcome = await run_in_threadpool(run)
+    except MailerError as exc:
+        values = {"when": choice.when, "at": choice.at}
+        return await _send_page(request, signed, issue, values=values, error=approvals.words(exc), status=409)
+    if outcome == "forbidden":
+        return forbidden(request, signed)
+    if outcome in ("unapproved", "changed"):
+        error = "Nothing was sent: the issue or its audience changed after you looked at it" + (
+            ", and its approval no longer counts."
+            if outcome == "unapproved"
+            else ". Look at the counts again."
+        )
+        return await _send_page(request, signed, issue, error=error, status=409)
+    follow = "live=1&" if outcome == "queued" else ""
+    return redirect(f"/desk/issues/{issue.slug}/progress?{follow}done={outcome}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress and control; the report
+
+
+async def _sent_campaign(request: Request, signed: Signed) -> tuple[str, Network, str] | Response:
+    """(slug, network, its key) of the URL's campaign, sent or scheduled, for someone who may see it."""
+    w = web(request)
+    slug = request.path_params["slug"]
+    if not SLUG.match(slug):
+        return _not_found(request, signed)
+    campaign = await _campaign(w, slug)
+    if campaign is None:
+        return _not_found(request, signed, "This issue has not been sent or scheduled.")
+    network = _network_of(w, slug, campaign)
+    if network is None:
+        return _not_found(request, signed)
+    key = approvals.network_key(w.shape, network)
+    if not _may_watch(signed.person, key):
+        return forbidden(request, signed)
+    return slug, network, key
+
+
+def _network_of(w: Web, slug: str, campaign: Campaign) -> Network | None:
+    """The network a sent campaign speaks as: the one it was sent as, else its issue file's."""
+    try:
+        if campaign.network or not w.shape.networks:
+            return (
+                named(w.shape, w.settings, campaign.network)
+                if campaign.network
+                else networks_of(w.shape, w.settings)[0]
+            )
+        loaded = load_campaign(w.settings.workspace, slug, w.shape)
+        return network_for_issue(w.shape, w.settings, loaded.issue.network, loaded.issue.audience)
+    except MailerError:
+        return None
+
+
+async def progress_page(request: Request) -> Response:
+    signed = await signed_in(request)
+    if signed is None:
+        return redirect("/desk/sign-in")
+    found = await _sent_campaign(request, signed)
+    if isinstance(found, Response):
+        return found
+    slug, network, key = found
+    w = web(request)
+    status = await run_in_threadpool(sending.campaign_status, w.db, w.shape, slug)
+    campaign = await _campaign(w, slug)
+    assert campaign is not None
+    counts = status.counts
+    zone = w.settings.zone
+    context = {
+        "slug": slug,
+        "title": campaign.title,
+        "network_name": network.name,
+        "status": status.status,
+        "reason": status.reason,
+        "total": status.total,
+        "sent": counts.get("sent", 0),
+        "deferred": counts.get("deferred", 0),
+        "failed": counts.get("failed", 0),
+        "waiting": counts.get("pending", 0) + counts.get("sending", 0),
+        "others": [
+            (STATE_WORDS[s], counts[s])
+            for s in ("unknown", "suppressed", "skipped", "cancelled")
+            if counts.get(s)
+        ],
+        "by_region": [(label, c.get("sent", 0), sum(c.values())) for label, c in status.by_region],
+        "scheduled_for": campaign.scheduled_at.astimezone(zone).strftime("%A %-d %B %Y at %H:%M")
+        if campaign.scheduled_at and status.status == "scheduled"
+        else "",
+        "timezone": w.settings.timezone,
+        "live": status.status in LIVE,
+        "refresh_every": REFRESH_SECONDS,
+        "refresh": REFRESH_SECONDS
+        if status.status in LIVE and request.query_params.get("live") == "1"
+        else 0,
+        "may_control": people.can(signed.person, "send", key),
+        "notice": NOTICES.get(request.query_params.get("done", ""), ""),
+        "next_steps": status.next_steps(zone),
+    }
+    return page(request, "progress.html", context, signed=signed, network=network)
+
+
+CONTROLS = {
+    "pause": sending.pause_campaign,
+    "resume": sending.resume_campaign,
+    "cancel": sending.cancel_campaign,
+}
+DONE = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
+
+
+async def _control(request: Request, action: str) -> Response:
+    got = await _signed_post(request)
+    if isinstance(got, Response):
+        return got
+    form, signed = got[0].form, got[1]
+    found = await _sent_campaign(request, signed)
+    if isinstance(found, Response):
+        return found
+    slug, network, key = found
+    if not people.can(signed.person, "send", key):
+        return forbidden(request, signed)
+    w = web(request)
+    if action == "cancel" and text(form, "confirm", 10) != "yes":
+        campaign = await _campaign(w, slug)
+        title = campaign.title if campaign is not None else slug
+        return page(
+            request, "progress_cancel.html", {"slug": slug, "title": title}, signed=signed, network=network
+        )
+    try:
+        await run_in_threadpool(CONTROLS[action], w.db, slug)
+    except MailerError as exc:
+        return message(
+            request,
+            "Nothing changed",
+            approvals.words(exc) + ".",
+            signed=signed,
+            status=409,
+            link=(f"/desk/issues/{slug}/progress", "Back to the progress"),
+        )
+    now = w.clock()
+    await w.write(lambda s: audit.record(s, f"campaign.{action}", by=signed.person.id, object=slug, now=now))
+    return redirect(f"/desk/issues/{slug}/progress?done={DONE[action]}")
+
+
+async def pause(request: Request) -> Response:
+    return await _control(request, "pause")
+
+
+async def resume(request: Request) -> Response:
+    return await _control(request, "resume")
+
+
+async def cancel(request: Request) -> Response:
+    """Asks to confirm first (a page with a second button); cancels with ``confirm=yes``."""
+    return await _control(request, "cancel")
+
+
+async def report_page(request: Request) -> Response:
+    signed = await signed_in(request)
+    if signed is None:
+        return redirect("/desk/sign-in")
+    found = await _sent_campaign(request, signed)
+    if isinstance(found, Response):
+        return found
+    slug, network, _key = found
+    w = web(request)
+    data = await w.read(lambda s: reports.page_data(s, w.shape, network.title, slug, now=w.clock()))
+    nav = [("/desk/", "Your desk"), (f"/desk/issues/{slug}/progress", "Progress of this issue")]
+    body = await run_in_threadpool(
+        reports.render_page, w.settings, data, template="web/desk/report.html", nav=nav, network=network
+    )
+    return HTMLResponse(body, headers=dict(PAGE_HEADERS))
+
+
+routes = [
+    Route("/desk/issues/{slug}/approve", approve_page, methods=["GET"]),
+    Route("/desk/issues/{slug}/approve", approve, methods=["POST"]),
+    Route("/desk/issues/{slug}/withdraw", withdraw, methods=["POST"]),
+    Route("/desk/issues/{slug}/send", send_page, methods=["GET"]),
+    Route("/desk/issues/{slug}/send", send, methods=["POST"]),
+    Route("/desk/issues/{slug}/send/confirm", confirm, methods=["POST"]),
+    Route("/desk/issues/{slug}/test-send", test_send, methods=["POST"]),
+    Route("/desk/issues/{slug}/progress", progress_page, methods=["GET"]),
+    Route("/desk/issues/{slug}/pause", pause, methods=["POST"]),
+    Route("/desk/issues/{slug}/resume", resume, methods=["POST"]),
+    Route("/desk/issues/{slug}/cancel", cancel, methods=["POST"]),
+    Route("/desk/issues/{slug}/report", report_page, methods=["GET"]),
+]

@@ -1,0 +1,297 @@
+"""The desk's compose and preview pages (issue 14) against hostile input, on SQLite and PostgreSQL.
+
+Every case of ``http/form-values.txt`` in each kind of field of the issue's form (a line, a text of
+several lines, a list of names, an event's start, a link, the version, the button pressed), with a
+valid CSRF value and a signed-in editor, so that it reaches the file; text that breaks YAML when
+written naively (``: ``, ``#``, ``---``, ``yes``, ``*alias``, ``!!python/object``, quotes, ``|``)
+in titles; bodies past their field's limit and past the largest post; a slug with ``../`` in the
+path and in the new-issue form; hostile preview choices. What must happen: never a 5xx; a refusal
+(400, 403, 404, 409, 413) or a save; a saved file that the issue loader reads back with exactly the
+value posted (cleaned of control characters), with the editor's comments kept; nothing written
+outside the campaign's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from test_desk import CONTROL, form_values
+
+from mailer.audience.shape import Shape
+from mailer.db import Database
+from mailer.issue.yaml_loader import read_yaml
+from mailer.settings import Settings
+from mailer.web import create_app
+from mailer.web.desk import people, sessions
+from mailer.web.desk.issueform import clean
+from mailer.workspace import init_workspace
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+BASE = "http://127.0.0.1:8000"
+CE = "2025-12-central-england"
+NOTE = "# Editor's note: keep this comment."
+
+YAML_BREAKERS = [
+    "Peace: week",
+    "Peace #1",
+    "---",
+    "--- a new document?",
+    "...",
+    "yes",
+    "null",
+    "~",
+    "- not a list",
+    "*alias",
+    "&anchor value",
+    "!!python/object:os.system",
+    "{a: b}",
+    "[one, two]",
+    "'single' and \"double\" quotes",
+    "| a block?",
+    "> folded?",
+    "@handle",
+    "`tick`",
+    "%YAML 1.1",
+    "12:30",
+    "0x1F",
+    "1e3",
+    "2025-12-01",
+    "a\\nb (a backslash)",
+    "trailing colon:",
+    "? question",
+    "Bidi \u202e override",
+    "Emoji \U0001f600 and ünïcödé",
+]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    root = tmp_path / "ws"
+    init_workspace(root, demo=True)
+    path = root / "campaigns" / CE / "issue.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("items:\n", f"{NOTE}\nitems:\n", 1), encoding="utf-8"
+    )
+    return root
+
+
+@pytest.fixture
+def editor(settings: Settings, db: Database, shape: Shape) -> Iterator[TestClient]:
+    app = create_app(settings, shape=shape, database=db)
+    role = people.check_role(shape, settings, "editor", "central-england")
+    with db.session() as s:
+        uid = people.add(s, "ed@example.org", role, by=None, now=datetime.now(UTC)).person.id
+        value = sessions.create(s, uid, now=datetime.now(UTC))
+    with TestClient(app, base_url=BASE, follow_redirects=False) as client:
+        client.cookies.set(sessions.PLAIN_COOKIE, value)
+        yield client
+
+
+def fields_of(client: TestClient) -> dict[str, str]:
+    page = client.get(f"/desk/issues/{CE}")
+    assert page.status_code == 200
+    out: dict[str, str] = {}
+    for tag in re.findall(r"<input [^>]*>", page.text):
+        name = re.search(r'name="([^"]+)"', tag)
+        kind = re.search(r'type="([^"]+)"', tag)
+        if not name or not kind or (name.group(1) == "csrf" and "csrf" in out):
+            continue
+        if kind.group(1) == "checkbox" and " checked" in tag:
+            out[name.group(1)] = "yes"
+        if kind.group(1) not in ("text", "hidden"):
+            continue
+        value = re.search(r'value="([^"]*)"', tag)
+        out[name.group(1)] = _unescape(value.group(1)) if value else ""
+    for name, text in re.findall(r'<textarea [^>]*name="([^"]+)"[^>]*>\n(.*?)</textarea>', page.text, re.S):
+        out[name] = _unescape(text)
+    return out
+
+
+def _unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)
+
+
+def read_back(workspace: Path) -> dict[str, Any]:
+    path = workspace / "campaigns" / CE / "issue.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert NOTE in text, "the editor's comment is kept"
+    problems: list[Any] = []
+    data, _ = read_yaml(text, path, problems)
+    assert problems == [] and isinstance(data, dict)
+    return data
+
+
+FIELDS = {
+    "title": lambda d: d["title"],
+    "intro": lambda d: d.get("intro", ""),
+    "items-0-title": lambda d: d["items"][0]["title"],
+    "items-1-body": lambda d: d["items"][1].get("body", ""),
+    "items-2-regions": lambda d: d["items"][2].get("regions"),
+    "items-1-events-0-start": lambda d: d["items"][1]["events"][0]["start"],
+    "calendar-0-booking-url": lambda d: (d["calendar"][0].get("booking") or {}).get("url"),
+    "sign_off": lambda d: d.get("sign_off", ""),
+}
+
+
+def expected(name: str, value: str) -> Any:
+    several = name in ("intro", "items-1-body", "sign_off")
+    wanted = clean(value, several_lines=several)
+    if name == "items-2-regions":
+        return [p for p in re.split(r"[,\s]+", wanted) if p] or None
+    if several:
+        return wanted.rstrip() + "\n" if "\n" in wanted.strip("\n") else wanted.strip()
+    return wanted
+
+
+@pytest.mark.parametrize("name", list(FIELDS))
+def test_hostile_values_in_each_field(editor: TestClient, workspace: Path, name: str) -> None:
+    path = workspace / "campaigns" / CE / "issue.yaml"
+    fields = fields_of(editor)
+    for attacks, value in [*form_values(), *(("YAML", v) for v in YAML_BREAKERS)]:
+        fields = {**fields, name: value, "version": hashlib.sha256(path.read_bytes()).hexdigest()}
+        response = editor.post(f"/desk/issues/{CE}", data={**fields, "action": "save"})
+        assert response.status_code in (303, 400), (attacks, name, response.status_code)
+        data = read_back(workspace)
+        got = FIELDS[name](data)
+        if response.status_code == 400:
+            assert "Too long: at most" in response.text, (attacks, name)
+            continue
+        want = expected(name, value)
+        if want in ("", None) and name not in ("title", "items-0-title", "items-1-events-0-start"):
+            assert got in ("", None, []), (attacks, name, got)
+        else:
+            assert got == want, (attacks, name, got, want)
+        text = path.read_text(encoding="utf-8")
+        assert not CONTROL.search(text.replace("\t", "")), (attacks, name)
+    assert editor.get(f"/desk/issues/{CE}").status_code == 200
+
+
+def test_hostile_versions_and_buttons(editor: TestClient, workspace: Path) -> None:
+    before = (workspace / "campaigns" / CE / "issue.yaml").read_bytes()
+    for attacks, value in form_values():
+        fields = fields_of(editor)
+        refused = editor.post(f"/desk/issues/{CE}", data={**fields, "version": value, "action": "save"})
+        assert refused.status_code in (403, 409), attacks
+        fields = fields_of(editor)
+        pressed = editor.post(f"/desk/issues/{CE}", data={**fields, "action": value})
+        assert pressed.status_code == 303, attacks
+    for action in (
+        "remove-item-99999",
+        "up-item-0",
+        "down-item-3",
+        "remove-event-0-9",
+        "add-event-9999",
+        "remove-calendar-42",
+        "up-item--1",
+    ):
+        fields = fields_of(editor)
+        assert editor.post(f"/desk/issues/{CE}", data={**fields, "action": action}).status_code == 303, action
+    data = read_back(workspace)
+    assert len(data["items"]) == 4 and len(data["calendar"]) == 3
+    assert (workspace / "campaigns" / CE / "issue.yaml").read_bytes() == before, "nothing changed"
+
+
+def test_fields_the_file_does_not_have_are_ignored(editor: TestClient, workspace: Path) -> None:
+    before = (workspace / "campaigns" / CE / "issue.yaml").read_bytes()
+    fields = fields_of(editor)
+    extra = {
+        "items-99-title": "ghost",
+        "calendar-7-start": "2025-12-01",
+        "network": "kent",
+        "kind": "alert",
+        "items-0-image": "x",
+    }
+    assert editor.post(f"/desk/issues/{CE}", data={**fields, **extra, "action": "save"}).status_code == 303
+    assert (workspace / "campaigns" / CE / "issue.yaml").read_bytes() == before
+
+
+def test_huge_bodies(editor: TestClient, workspace: Path) -> None:
+    path = workspace / "campaigns" / CE / "issue.yaml"
+    before = path.read_bytes()
+    fields = fields_of(editor)
+    refused = editor.post(
+        f"/desk/issues/{CE}", data={**fields, "items-0-body": "word " * 20_000, "action": "save"}
+    )
+    assert refused.status_code == 400 and "Too long: at most 50,000 characters" in refused.text
+    assert 'id="items-0-body-msg1"' in refused.text
+    too_big = editor.post(f"/desk/issues/{CE}", data={**fields, "intro": "x" * (5 * 1024 * 1024)})
+    assert too_big.status_code == 413
+    many = editor.post(
+        f"/desk/issues/{CE}",
+        content=urlencode([*fields.items(), *(("f", "v") for _ in range(6000))]),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert many.status_code in (403, 409)
+    fields["items-0-body"] = "A long but allowed body.\n" * 1500  # 37,500 characters
+    assert editor.post(f"/desk/issues/{CE}", data={**fields, "action": "save"}).status_code == 303
+    assert read_back(workspace)["items"][0]["body"] == fields["items-0-body"]
+    assert path.read_bytes() != before
+
+
+def test_slugs_that_climb_out(editor: TestClient, workspace: Path) -> None:
+    for path in (
+        "/desk/issues/..%2F..%2Fmailer.toml",
+        "/desk/issues/..",
+        "/desk/issues/%2e%2e",
+        "/desk/issues/..%2Fcampaigns%2F2025-12-central-england",
+        "/desk/issues/2025-12-central-england%00",
+        "/desk/issues/" + "a" * 5000,
+        "/desk/issues/..%2F..%2Fmailer.toml/preview",
+        "/desk/issues/..%5C..%5Cmailer.toml/preview/frame",
+    ):
+        response = editor.get(path)  # (the client itself resolves a bare "..")
+        assert response.status_code in (307, 400, 404), path
+        assert "database_url" not in response.text and "base_url" not in response.text
+    csrf = fields_of(editor)["csrf"]
+    for slug in ("../escape", "..", "a/../../escape", "/tmp/escape", "x" * 300, "UPPER", "a_b", "a b"):
+        response = editor.post(
+            "/desk/networks/central-england/issues/new",
+            data={"csrf": csrf, "title": "Escape", "slug": slug, "date": "2026-01-05"},
+        )
+        assert response.status_code == 400, slug
+    assert not (workspace / "escape").exists() and not Path("/tmp/escape").exists()
+    assert sorted(p.name for p in (workspace / "campaigns").iterdir() if not p.name.startswith(".")) == [
+        "2025-11-echr-alert",
+        "2025-11-kent-network",
+        CE,
+    ]
+    for attacks, value in form_values():
+        response = editor.post(
+            "/desk/networks/central-england/issues/new",
+            data={"csrf": csrf, "title": value, "slug": "2026-02-central-england", "date": value},
+        )
+        assert response.status_code in (303, 400), attacks
+    created = workspace / "campaigns" / "2026-02-central-england" / "issue.yaml"
+    if created.exists():
+        assert not CONTROL.search(created.read_text(encoding="utf-8"))
+
+
+def test_hostile_preview_choices(editor: TestClient) -> None:
+    for attacks, value in form_values():
+        value = value[:4000]  # (no client sends a longer URL)
+        for key in ("region", "interest", "member", "width"):
+            for url in (f"/desk/issues/{CE}/preview", f"/desk/issues/{CE}/preview/frame"):
+                response = editor.get(url, params={key: value})
+                assert response.status_code in (200, 400), (attacks, key, url)
+                if "frame" in url and response.status_code == 200:
+                    assert "sandbox" in response.headers.get("content-security-policy", ""), (
+                        attacks,
+                        key,
+                        response.status_code,
+                        response.text[:300],
+                    )
+    frame = editor.get(f"/desk/issues/{CE}/preview/frame", params={"region": "canterbury"})
+    assert frame.status_code == 400, "another network's region"

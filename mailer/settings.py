@@ -73,8 +73,10 @@ class Settings:
     fill_processes: int = _setting(
         -1,
         "Helper processes that fill in and DKIM-sign messages for the process that sends, so that "
-        "signing uses every core: -1 (auto) starts one per core when messages are DKIM-signed and at "
-        "least 1,000 are to go, none otherwise; 0 fills and signs in the sending process.",
+        "a send uses every core: -1 (auto) starts, when at least 1,000 messages are to go, one per "
+        "core when they are DKIM-signed and one when they are not on a machine of 3 or more cores, "
+        "none otherwise (with 2 cores and a relay on another machine, 1 pays unsigned too); 0 fills "
+        "and signs in the sending process.",
     )
     # --- retries (issue 11): temporary failures wait and are tried again, like an MTA's queue -------
     retry_first_minutes: float = _setting(

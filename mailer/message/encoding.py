@@ -9,6 +9,7 @@ starts with a dot and why a filled value can be spliced in without re-encoding i
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import re
 
@@ -136,16 +137,26 @@ class QPWriter:
 
 def encode_body(builder: ChunkBuilder, body: str, prefix: str) -> None:
     """Encode ``body`` into ``builder``, each marker becoming a slot on encoded lines of its own."""
-    writer = QPWriter()
     for line in body.split("\n")[:-1]:  # the body ends with "\n"
         pieces = MARKER_PATTERN.split(line)
         for i in range(0, len(pieces) - 1, 2):
-            writer.write(pieces[i], eol=False)
-            writer.soft_break()
-            builder.static(writer.take())
+            builder.static(_encoded(pieces[i], False))
             builder.slot(prefix + pieces[i + 1])
-        writer.write(pieces[-1], eol=True)
-    builder.static(writer.take())
+        builder.static(_encoded(pieces[-1], True))
+
+
+@functools.lru_cache(maxsize=16384)
+def _encoded(text: str, eol: bool) -> str:
+    """``text`` encoded from the start of a line, then a line break (``eol``) or a soft break.
+
+    Every piece of a body starts at the start of a line (after a line break, or after the soft break
+    before a slot), so this is a function of the piece alone, and the variants of an issue, which
+    share most of their lines, encode each once."""
+    writer = QPWriter()
+    writer.write(text, eol=eol)
+    if not eol:
+        writer.soft_break()
+    return writer.take()
 
 
 def qp_value(text: str) -> bytes:

@@ -9,14 +9,23 @@ sender (:mod:`mailer.sending.fillers`) runs this module as helper processes
 (``python -m mailer.message.filling``), one per core, and feeds them batches.
 
 The helper's protocol, over its stdin and stdout (pipes to the sending process, which alone
-touches the database and the relay)::
+touches the database and the relay), with the payloads themselves in shared memory::
 
+    argv     = [shared memory fd]: a memfd of ``regions`` regions of ``region_bytes`` each, which the
+               helper fills and the sender reads (no payload crosses a pipe); absent: none
     request  = length (4 bytes, little-endian) + pickle of one of
-               ("setup", keys, campaign_id)        the token keys and the campaign's id
-               ("template", variant_id, template)  a MessageTemplate (DKIM keys are loaded once)
-               ("fill", batch, rows)               rows: (delivery id, member id, variant id, address, name)
-    response = "R" + payload bytes (8) + header length (4) + pickle of (batch, entries) + payloads,
-               entries: (delivery id, return path, payload size) or (delivery id, None, why skipped)
+               ("setup", keys, campaign_id, region_bytes)  the token keys, the campaign, the region size
+               ("template", variant_id, template)          a MessageTemplate (DKIM keys are loaded once)
+               ("fill", batch, region, rows)               rows: (delivery id, member id, variant id,
+                                                           address, name); region: where the payloads go
+                                                           (-1: none free, send them inline)
+    response = "R" + inline bytes (8) + header length (4) + pickle of (batch, entries) + inline payloads,
+               entries: (delivery id, return path, payload size, offset in the shared memory or -1:
+               inline, in order) or (delivery id, None, why skipped, -1)
+
+A payload that does not fit in what is left of its region goes inline. The sender gives a region
+back (names it in a later request) only once every message in it has its result, so the helper
+never overwrites bytes that may still be sent.
 
 The helper never sends mail and holds nothing the sender has not: if the sender dies, its stdin
 ends and it exits; its work is lost, never sent, so it cannot add to what a kill can duplicate.
@@ -25,10 +34,12 @@ ends and it exits; its work is lost, never sent, so it cannot add to what a kill
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import pickle
 import signal
 import struct
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,7 +50,8 @@ from mailer.tokens import VERP_PREFIX, RecipientSigner
 #: One recipient to fill: delivery id, member id, variant id, address, name.
 Row = tuple[int, int, int, str, str]
 #: What filling one row gives: (delivery id, return path, payload), or (delivery id, None, why not).
-Filled = tuple[int, str, bytes] | tuple[int, None, str]
+#: A payload from a helper process is a view of the shared memory it was filled into.
+Filled = tuple[int, str, bytes | memoryview] | tuple[int, None, str]
 
 REQUEST = struct.Struct("<I")
 RESPONSE = struct.Struct("<cQI")
@@ -115,10 +127,13 @@ def request(message: tuple[Any, ...]) -> bytes:
     return REQUEST.pack(len(data)) + data
 
 
-def serve(stdin: int = 0, stdout: int = 1) -> None:
-    """Answer fill requests until stdin ends (the sender closed it, or died)."""
+def serve(stdin: int = 0, stdout: int = 1, shared: int | None = None) -> None:
+    """Answer fill requests until stdin ends (the sender closed it, or died). ``shared``: the file
+    descriptor of the shared memory the payloads go to."""
     templates: dict[int, MessageTemplate] = {}
     filler: BatchFiller | None = None
+    memory = mmap.mmap(shared, 0) if shared is not None else None
+    region_bytes = 0
     while True:
         head = read_exactly(stdin, REQUEST.size)
         if head is None:
@@ -127,31 +142,43 @@ def serve(stdin: int = 0, stdout: int = 1) -> None:
         if body is None:
             return
         message = pickle.loads(body)
-        if message[0] == "setup":
-            filler = BatchFiller(message[1], message[2], templates.__getitem__)
+        if message[0] == "fill":
+            assert filler is not None, "fill before setup"
+            _, batch, region, rows = message
+            entries: list[tuple[int, str | None, int | str, int]] = []
+            inline: list[bytes] = []
+            place = region * region_bytes if memory is not None and region >= 0 else -1
+            end = place + region_bytes
+            for delivery_id, return_path, result in filler.fill(rows):
+                if isinstance(result, str):
+                    entries.append((delivery_id, None, result, -1))
+                    continue
+                size = len(result)
+                if place >= 0 and place + size <= end:
+                    assert memory is not None
+                    memory[place : place + size] = result
+                    entries.append((delivery_id, return_path, size, place))
+                    place += size
+                else:
+                    entries.append((delivery_id, return_path, size, -1))
+                    inline.append(bytes(result))
+            header = pickle.dumps((batch, entries), protocol=pickle.HIGHEST_PROTOCOL)
+            size = sum(len(p) for p in inline)
+            write_all(stdout, [RESPONSE.pack(b"R", size, len(header)), header, *inline])
         elif message[0] == "template":
             templates[message[1]] = message[2]
-        elif message[0] == "fill":
-            assert filler is not None, "fill before setup"
-            entries: list[tuple[int, str | None, int | str]] = []
-            payloads: list[bytes] = []
-            for delivery_id, return_path, result in filler.fill(message[2]):
-                if isinstance(result, bytes):
-                    entries.append((delivery_id, return_path, len(result)))
-                    payloads.append(result)
-                else:
-                    entries.append((delivery_id, None, result))
-            header = pickle.dumps((message[1], entries), protocol=pickle.HIGHEST_PROTOCOL)
-            size = sum(len(p) for p in payloads)
-            write_all(stdout, [RESPONSE.pack(b"R", size, len(header)), header, *payloads])
+        elif message[0] == "setup":
+            filler = BatchFiller(message[1], message[2], templates.__getitem__)
+            region_bytes = message[3]
 
 
 def main() -> None:
     # Ctrl-C reaches the whole process group: the sender finishes what is in flight and closes
     # our stdin, which is when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    shared = int(sys.argv[1]) if len(sys.argv) > 1 else None
     with contextlib.suppress(BrokenPipeError):  # the sender is gone
-        serve()
+        serve(shared=shared)
 
 
 if __name__ == "__main__":

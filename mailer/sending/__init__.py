@@ -26,8 +26,9 @@ confirmation, then :func:`send`):
    (:mod:`~mailer.sending.outcomes`). The engine runs in the sending process, or in any number of
    :mod:`~mailer.sending.worker` processes. When messages are DKIM-signed (RSA-2048 is ~300 µs a
    signature, more than one core keeps up with), helper processes fill and sign them, one per core
-   (:mod:`~mailer.sending.fillers`, the ``fill_processes`` setting); the sending process keeps the
-   database and the relay's connections.
+   (:mod:`~mailer.sending.fillers`, the ``fill_processes`` setting; unsigned sends get one helper on
+   a machine of 3 or more cores), handing the bytes back in shared memory; the sending process keeps
+   the database and the relay's connections.
 Test sends (:mod:`~mailer.sending.proofs`) go to named addresses, subject marked [TEST], and
 record nothing.
 

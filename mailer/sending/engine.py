@@ -7,11 +7,13 @@ hands them to the transport, and records every outcome in bulk as it comes back 
 
 Filling (:class:`mailer.message.filling.BatchFiller`: two link tokens, the VERP tag, the slots,
 and with DKIM the signatures) happens in this process, ``LOCAL_ROWS`` rows at a time as the
-transport asks for more, unless helper processes do it (``fill_processes``; by default one per core
-when messages are signed and ``AUTO_FILL_PROCESSES_FROM`` or more are to go): the engine then keeps
+transport asks for more, unless helper processes do it (``fill_processes``; by default, from
+``AUTO_FILL_PROCESSES_FROM`` messages to go up, one per core when messages are signed, and one when
+they are not on a machine of ``UNSIGNED_HELPER_CORES`` or more cores): the engine then keeps
 about three batches of ``HELPER_ROWS`` per helper ahead (:class:`~mailer.sending.fillers.ProcessFillers`)
-and hands each message on as its batch comes back. Each variant's template is built once, the first
-time a delivery needs it. The outcomes:
+and hands each message on as its batch comes back, its payload a view of the shared memory the
+helper filled it into. Each variant's template is built once, the first time a delivery needs it.
+The outcomes:
 
 - accepted: ``sent``; refused for good (5xx): ``failed`` (a 5.1.x refusal also suppresses the address);
 - refused for now (a 4xx at MAIL, RCPT, DATA or after the final dot), or the connection lost before
@@ -43,25 +45,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 
 from mailer.db import Database
 from mailer.errors import UnknownName
+from mailer.identity import Identity
 from mailer.message import MessageTemplate
 from mailer.message.filling import BatchFiller, Filled, Row
 from mailer.models import Campaign, Delivery, utcnow
 from mailer.models import Variant as VariantRow
-from mailer.sending.fillers import ProcessFillers
+from mailer.sending.fillers import Batch, ProcessFillers
 from mailer.sending.outcomes import Outcome, Recorder, Summary
-from mailer.sending.prepare import template_for
+from mailer.sending.prepare import stored_identity, template_for
 from mailer.sending.queue import (
     GAVE_UP,
     Backoff,
@@ -81,6 +85,7 @@ log = logging.getLogger(__name__)
 LOCAL_ROWS = 16  # rows filled at a time in the sending process, as the transport asks for more
 HELPER_ROWS = 64  # rows per batch sent to a filling process (three batches ahead per process)
 AUTO_FILL_PROCESSES_FROM = 1000  # fill_processes = -1: helper processes from this many messages up
+UNSIGNED_HELPER_CORES = 3  # fill_processes = -1: unsigned messages get a helper from this many cores
 MAX_ATTEMPTS = 3  # tries within one go of a message whose connection was lost before it went out
 RETRY_DELAYS = (2.0, 10.0)  # seconds before the 2nd and 3rd of those tries
 CONSECUTIVE_ERRORS_TO_PAUSE = 50
@@ -88,6 +93,8 @@ STATUS_SECONDS = 0.5  # how often a running engine reads its campaign's status (
 
 
 ProgressCallback = Callable[[Summary], None]
+_C = cast(Table, Campaign.__table__)
+_STATUS = select(_C.c.status, _C.c.status_reason).where(_C.c.id == bindparam("campaign"))
 
 
 def _row(c: Claimed) -> Row:
@@ -141,6 +148,7 @@ class Engine:
         self.stop_requested = ""
         self.summary = Summary(slug)
         self.templates: dict[int, MessageTemplate] = {}
+        self._identity: Identity | None = None
         self.tries: dict[int, int] = {}  # tries of each delivery in its current go
         self.consecutive_errors = 0
         self.limit_reached = False
@@ -164,10 +172,8 @@ class Engine:
             self.stop_requested = reason
 
     def _campaign_status(self) -> tuple[str, str]:
-        with self.db.session() as session:
-            row = session.execute(
-                select(Campaign.status, Campaign.status_reason).where(Campaign.id == self.campaign_id)
-            ).one()
+        with self.db.engine.connect() as connection:  # a Core read: no session, no ORM objects
+            row = connection.execute(_STATUS, {"campaign": self.campaign_id}).one()
             return str(row[0]), str(row[1])
 
     def _set_status(self, status: str, reason: str = "", **values: Any) -> None:
@@ -179,29 +185,42 @@ class Engine:
             )
 
     def _template(self, variant_id: int) -> MessageTemplate:
-        """The message template of a variant, built the first time it is needed (once)."""
+        """The message template of a variant, built the first time it is needed (once). Who the
+        campaign speaks as is resolved once, with the first (every variant of it speaks the same)."""
         template = self.templates.get(variant_id)
         if template is None:
             with self.db.session() as session:
                 row = session.get(VariantRow, variant_id)
                 if row is None:
                     raise UnknownName(f"variant {variant_id} of campaign {self.slug!r} is gone")
-                template = self.templates[variant_id] = template_for(self.settings, self.slug, row)
+                if self._identity is None:
+                    self._identity = stored_identity(self.settings, row)
+                template = template_for(self.settings, self.slug, row, identity=self._identity)
+                self.templates[variant_id] = template
         return template
 
     def _helpers(self) -> int:
-        """How many filling processes to start: ``fill_processes``, or with -1 (auto) one per core
-        when messages are DKIM-signed and at least AUTO_FILL_PROCESSES_FROM are to go, else none."""
+        """How many filling processes to start: ``fill_processes``, or with -1 (auto), from
+        AUTO_FILL_PROCESSES_FROM messages to go up, one per core when messages are DKIM-signed, and
+        one when they are not on a machine of UNSIGNED_HELPER_CORES cores or more; else none.
+
+        Unsigned, a helper takes the filling (≈ 50 µs a message) off the sending process but costs
+        ≈ 20 µs more in all; on two cores that share the relay's work (a relay or sink on the same
+        machine, as in bench/send.py) it does not pay, so set fill_processes = 1 there only when
+        the relay is elsewhere."""
         if self.fill_processes >= 0:
             return self.fill_processes
         first = next(iter(self.templates.values()), None)
-        if first is None or not first.signed:
+        cores = os.cpu_count() or 1
+        if first is None or (cores < UNSIGNED_HELPER_CORES and not first.signed):
             return 0
         left = waiting(self.db, self.campaign_id, self.now())
         todo = left.open + left.due
         if self.limit is not None:
             todo = min(todo, self.limit)
-        return (os.cpu_count() or 1) if todo >= AUTO_FILL_PROCESSES_FROM else 0
+        if todo < AUTO_FILL_PROCESSES_FROM:
+            return 0
+        return cores if first.signed else 1
 
     def _claim_next(self, taken: int) -> list[Claimed]:
         """The next batch, unless the campaign stopped sending or ``limit`` is reached."""
@@ -217,15 +236,18 @@ class Engine:
                 return []
         return claim(self.db, self.campaign_id, self.worker, size, self.lease, due_by=self.now())
 
-    def _filled(self, c: Claimed, filled: Filled, recorder: Recorder) -> Outgoing | None:
+    def _filled(
+        self, c: Claimed, filled: Filled, recorder: Recorder, batch: Batch | None = None
+    ) -> Outgoing | None:
         _delivery_id, sender, result = filled
         if sender is None:
             assert isinstance(result, str)
             self.summary.skipped += 1
             recorder.add(Outcome(c.delivery_id, "skipped", error=result))
             return None
-        assert isinstance(result, bytes)
-        return Outgoing(sender, c.email or "", result, key=c, eight_bit=False)  # 7-bit, by construction
+        assert not isinstance(result, str)
+        # The key: the delivery, and the batch whose shared memory holds the payload (if any).
+        return Outgoing(sender, c.email or "", result, key=(c, batch), eight_bit=False)  # 7-bit
 
     async def _messages(self, recorder: Recorder, helpers: ProcessFillers | None) -> AsyncIterator[Outgoing]:
         """Claimed deliveries, filled into ready wire bytes, batch by batch, until none are left.
@@ -256,7 +278,7 @@ class Engine:
             await asyncio.sleep(0)
 
     async def _messages_from(self, helpers: ProcessFillers, recorder: Recorder) -> AsyncIterator[Outgoing]:
-        ahead: deque[tuple[list[Claimed], asyncio.Future[list[Filled]]]] = deque()
+        ahead: deque[tuple[list[Claimed], asyncio.Future[Batch]]] = deque()
         ahead_rows = 0  # rows sent to the helpers and not yet handed on: filled or not
         taken = 0
         exhausted = False
@@ -276,14 +298,18 @@ class Engine:
                     break
                 chunk, future = ahead.popleft()
                 ahead_rows -= len(chunk)
-                for c, filled in zip(chunk, await future, strict=True):
+                filled = await future
+                filled.left = len(chunk) + 1  # one more, given back when the whole batch is handed on
+                for c, row in zip(chunk, filled.filled, strict=True):
                     if self.stop_requested:
                         return
-                    message = self._filled(c, filled, recorder)
+                    message = self._filled(c, row, recorder, filled)
                     if message is None:
                         taken -= 1
+                        filled.done()
                     else:
                         yield message
+                filled.done()
                 if recorder.due():
                     recorder.flush()
         finally:
@@ -304,7 +330,15 @@ class Engine:
             )
 
     def _outcome(self, result: SendResult, stream: Any, recorder: Recorder) -> None:
-        c: Claimed = result.key
+        c: Claimed
+        batch: Batch | None
+        c, batch = result.key
+        if batch is not None:
+            batch.done()  # its shared memory may be filled again: copy the payload if it is tried again
+            message = result.message
+            if result.connection_fault and message is not None:
+                copy = Outgoing(message.sender, message.recipient, bytes(message.payload), (c, None), False)
+                result = dataclasses.replace(result, message=copy)
         if result.ok:
             self.consecutive_errors = 0
             self.summary.sent += 1
@@ -437,7 +471,10 @@ class Engine:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
-                recorder.flush()
+                try:
+                    recorder.flush()
+                finally:
+                    recorder.close()
                 self._release_all()
                 self.summary.seconds = time.monotonic() - started
         self._finish()

@@ -8,6 +8,13 @@ here, their DKIM keys loaded once there) and batches of rows, and hands back eac
 messages as they come. The engine (:mod:`mailer.sending.engine`) keeps a few batches ahead, so the
 helpers never wait and the connections never starve.
 
+The payloads do not cross the pipes: each helper writes them into a shared memory (a memfd, in
+``REGIONS`` regions of ``REGION_BYTES``), and the sender hands views of them to the transport, which
+writes them to the relay's sockets as they are. A batch's region is given back (:meth:`Batch.done`)
+once every message in it has its result, so no byte that may still be sent is ever overwritten;
+a message tried again later is copied out first. Without a free region, or on a system without
+memfd, the payloads come inline through the pipe, as before.
+
 What a kill can duplicate is unchanged: a helper never sends, and a filled message that was not yet
 handed to the transport was never sent. The helpers end when their stdin does (the sender closed
 it, or died).
@@ -18,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import mmap
 import os
 import pickle
 import subprocess
@@ -29,6 +37,8 @@ from mailer.errors import DeliveryError
 from mailer.message import MessageTemplate
 from mailer.message.filling import RESPONSE, Filled, Row, request
 
+REGIONS = 8  # shared memory regions per helper: three batches ahead, the window, and room
+REGION_BYTES = 4 << 20  # bytes per region: a batch of messages (one that does not fit goes inline)
 PIPE_BYTES = 1 << 20  # pipes of 1 MiB (Linux), so a helper writes a batch in few system calls
 READ_BUDGET = 4 << 20  # bytes read from the helpers per turn of the event loop, at most
 _F_SETPIPE_SZ = 1031
@@ -39,17 +49,69 @@ def _widen(fd: int) -> None:
         fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_BYTES)
 
 
+class Batch:
+    """A batch of filled rows, and the shared memory region that holds their payloads."""
+
+    __slots__ = ("filled", "helper", "left", "region")
+
+    def __init__(self, helper: _Helper | None, region: int) -> None:
+        self.helper = helper
+        self.region = region
+        self.filled: list[Filled] = []
+        self.left = 0  # messages whose payloads are still needed
+
+    def done(self) -> None:
+        """One message of the batch has its result (or a copy of its payload): when none is left
+        in need, the region may be filled again."""
+        self.left -= 1
+        if self.left == 0 and self.region >= 0 and self.helper is not None:
+            self.helper.free.append(self.region)
+            self.region = -1
+
+
+def _shared_memory(number: int) -> int | None:
+    """A memfd of REGIONS x REGION_BYTES, or None where there is none (not Linux)."""
+    try:
+        fd = os.memfd_create(f"mailer-fill-{number}", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        return None
+    try:
+        os.ftruncate(fd, REGIONS * REGION_BYTES)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
 class _Helper:
-    """One helper process, its pipes and the batches it owes."""
+    """One helper process, its pipes, its shared memory and the batches it owes."""
 
     def __init__(self, number: int, on_failure: Callable[[BaseException], None]) -> None:
         self.number = number
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mailer.message.filling"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            close_fds=True,
-        )
+        shared = _shared_memory(number)
+        self.memory: mmap.mmap | None = None
+        self.view: memoryview | None = None
+        self.free: deque[int] = deque()
+        try:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "mailer.message.filling",
+                    *([str(shared)] if shared is not None else []),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                close_fds=True,
+                pass_fds=(shared,) if shared is not None else (),
+            )
+            if shared is not None:
+                self.memory = mmap.mmap(shared, REGIONS * REGION_BYTES)
+                self.view = memoryview(self.memory)
+                self.free.extend(range(REGIONS))
+        finally:
+            if shared is not None:
+                os.close(shared)
         assert self.process.stdin is not None and self.process.stdout is not None
         self.fd = self.process.stdout.fileno()
         _widen(self.process.stdin.fileno())
@@ -57,14 +119,14 @@ class _Helper:
         os.set_blocking(self.fd, False)
         self.writer: asyncio.WriteTransport | None = None
         self.templates: set[int] = set()
-        self.owed: deque[tuple[int, asyncio.Future[list[Filled]]]] = deque()
+        self.owed: deque[tuple[int, Batch, asyncio.Future[Batch]]] = deque()
         self.rows = 0  # rows sent and not yet answered
         self.on_failure = on_failure
         # The response being read: its header, then each payload in turn.
         self._need = RESPONSE.size
         self._pieces: list[bytes] = []
         self._got = 0
-        self._header: tuple[int, list[tuple[int, str | None, int | str]]] | None = None
+        self._header: tuple[int, list[tuple[int, str | None, int | str, int]]] | None = None
         self._phase = "prefix"
         self._sizes: list[int] = []
         self._payloads: list[bytes] = []
@@ -120,7 +182,7 @@ class _Helper:
         if self._phase == "header":
             self._header = pickle.loads(piece)
             assert self._header is not None
-            self._sizes = [size for _, path, size in self._header[1] if path is not None]  # type: ignore[misc]
+            self._sizes = [size for _, path, size, at in self._header[1] if path is not None and at < 0]  # type: ignore[misc]
             self._payloads = []
         else:
             self._payloads.append(piece)
@@ -128,17 +190,36 @@ class _Helper:
             self._phase, self._need = "payload", self._sizes[len(self._payloads)]
             return
         assert self._header is not None
-        batch, entries = self._header
+        number, entries = self._header
         payloads = iter(self._payloads)
-        filled: list[Filled] = [
-            (d, path, next(payloads)) if path is not None else (d, None, str(why)) for d, path, why in entries
-        ]
+        view = self.view
+        filled: list[Filled] = []
+        for d, path, size, at in entries:
+            if path is None:
+                filled.append((d, None, str(size)))
+            elif at >= 0:
+                assert view is not None and isinstance(size, int)
+                filled.append((d, path, view[at : at + size]))
+            else:
+                filled.append((d, path, next(payloads)))
         self._phase, self._need, self._header, self._payloads = "prefix", RESPONSE.size, None, []
-        number, future = self.owed.popleft()
-        assert number == batch, "responses come in the order of the requests"
+        owed, batch, future = self.owed.popleft()
+        assert owed == number, "responses come in the order of the requests"
         self.rows -= len(filled)
+        batch.filled = filled
         if not future.done():
-            future.set_result(filled)
+            future.set_result(batch)
+
+    def release_memory(self) -> None:
+        """Unmap the shared memory (once nothing views it any more; else the views keep it)."""
+        self.free.clear()
+        if self.view is not None:
+            with contextlib.suppress(BufferError):
+                self.view.release()
+        if self.memory is not None:
+            with contextlib.suppress(BufferError):
+                self.memory.close()
+        self.view = self.memory = None
 
     def close(self, loop: asyncio.AbstractEventLoop) -> None:
         with contextlib.suppress(Exception):
@@ -153,7 +234,8 @@ class ProcessFillers:
     """``count`` helper processes that fill one campaign's rows; see the module docstring.
 
     ``template(variant_id)`` gives the template of a variant (built once, in this process).
-    ``submit(rows)`` returns a future of the filled rows, in order; use ``async with``.
+    ``submit(rows)`` returns a future of the :class:`Batch` of filled rows, in order (call its
+    ``done`` once per message whose payload is no longer needed); use ``async with``.
     """
 
     def __init__(
@@ -179,7 +261,7 @@ class ProcessFillers:
                 helper = _Helper(n + 1, self._fail)
                 self.helpers.append(helper)
                 await helper.start(self._loop)
-                helper.send(request(("setup", self.keys, self.campaign_id)))
+                helper.send(request(("setup", self.keys, self.campaign_id, REGION_BYTES)))
         except BaseException:
             await self.close()
             raise
@@ -193,10 +275,10 @@ class ProcessFillers:
         """Rows sent to the helpers and not answered yet."""
         return sum(h.rows for h in self.helpers)
 
-    def submit(self, rows: Sequence[Row]) -> asyncio.Future[list[Filled]]:
+    def submit(self, rows: Sequence[Row]) -> asyncio.Future[Batch]:
         """Send ``rows`` to the least busy helper (with the templates it lacks first)."""
         assert self._loop is not None
-        future: asyncio.Future[list[Filled]] = self._loop.create_future()
+        future: asyncio.Future[Batch] = self._loop.create_future()
         if self.failure is not None:
             future.set_exception(self.failure)
             return future
@@ -206,9 +288,10 @@ class ProcessFillers:
                 helper.send(request(("template", variant_id, self.template(variant_id))))
                 helper.templates.add(variant_id)
         self._batches += 1
-        helper.owed.append((self._batches, future))
+        batch = Batch(helper, helper.free.popleft() if helper.free else -1)
+        helper.owed.append((self._batches, batch, future))
         helper.rows += len(rows)
-        helper.send(request(("fill", self._batches, list(rows))))
+        helper.send(request(("fill", self._batches, batch.region, list(rows))))
         return future
 
     def _fail(self, exc: BaseException) -> None:
@@ -216,7 +299,7 @@ class ProcessFillers:
             self.failure = exc
         for helper in self.helpers:
             while helper.owed:
-                _, future = helper.owed.popleft()
+                _, _batch, future = helper.owed.popleft()
                 if not future.done():
                     future.set_exception(self.failure)
             if self._loop is not None:
@@ -240,7 +323,8 @@ class ProcessFillers:
                 helper.process.stdout.close()
         for helper in self.helpers:
             while helper.owed:
-                _, future = helper.owed.popleft()
+                _, _batch, future = helper.owed.popleft()
                 if not future.done():
                     future.cancel()
+            helper.release_memory()
         self.helpers = []

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Connection, Table, bindparam, update
 from sqlalchemy.orm import Session
 
 from mailer.audience import addresses, consent
@@ -85,7 +85,8 @@ class Recorder:
     """Writes outcomes in bulk: every FLUSH_SECONDS or FLUSH_RESULTS, whichever comes first.
 
     The usual outcome, sent at the first attempt, is only an id in a list: one ``UPDATE … WHERE id
-    IN (…)`` writes them all. Any other outcome is one row of an ``executemany``.
+    IN (…)`` writes them all. Any other outcome is one row of an ``executemany``. The recorder keeps
+    one connection for its flushes (``close`` gives it back; one that failed is dropped).
     """
 
     def __init__(self, db: Database, worker: str, campaign_slug: str) -> None:
@@ -95,6 +96,7 @@ class Recorder:
         self.sent_first: list[int] = []  # sent at the first attempt
         self.others: list[Outcome] = []
         self.last_flush = time.monotonic()
+        self._connection: Connection | None = None
 
     @property
     def pending(self) -> int:
@@ -125,7 +127,23 @@ class Recorder:
         if not first and not others:
             return
         now = utcnow()
-        with self.db.engine.begin() as connection:
+        connection = self._connection
+        if connection is None or connection.closed or connection.invalidated:
+            connection = self._connection = self.db.engine.connect()
+        try:
+            self._write(connection, first, others, now)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Give the connection back (the next flush takes another)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def _write(self, connection: Connection, first: list[int], others: list[Outcome], now: datetime) -> None:
+        with connection.begin():
             if first:
                 connection.execute(_SENT, {"ids": first, "worker": self.worker, "now": now})
             if others:

@@ -33,8 +33,9 @@ def data_payload(message: bytes) -> bytes:
     return text.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
 
-def message_from_payload(payload: bytes) -> bytes:
+def message_from_payload(payload: bytes | memoryview) -> bytes:
     """Undo :func:`data_payload`: drop the final ``.\\r\\n`` and the dot-stuffing (CRLF endings stay)."""
+    payload = bytes(payload)
     check_payload(payload, thorough=True)
     body = payload[:-3]
     if body.startswith(b"."):
@@ -42,7 +43,7 @@ def message_from_payload(payload: bytes) -> bytes:
     return body.replace(b"\r\n.", b"\r\n")
 
 
-def check_payload(payload: bytes, *, thorough: bool = False) -> None:
+def check_payload(payload: bytes | memoryview, *, thorough: bool = False) -> None:
     """Raise ValueError unless ``payload`` looks like a DATA payload (CRLF, ends in CRLF.CRLF).
 
     Only the end is checked: dot-stuffing and line endings are the builder's job, and scanning a
@@ -50,6 +51,14 @@ def check_payload(payload: bytes, *, thorough: bool = False) -> None:
     searches the whole payload for an early terminator (a line holding a lone '.', which would
     let the rest be read as SMTP commands); tests of the builder use it.
     """
+    if isinstance(payload, memoryview):  # a view of a helper's shared memory (mailer.sending.fillers)
+        if payload[-5:].tobytes() != _TERMINATOR or payload[:3].tobytes() == b".\r\n":
+            raise ValueError(
+                "not a DATA payload: it must be dot-stuffed with CRLF endings and end in CRLF.CRLF"
+            )
+        if thorough:
+            check_payload(bytes(payload), thorough=True)
+        return
     if not isinstance(payload, bytes):
         raise TypeError(f"a DATA payload is bytes, not {type(payload).__name__}")
     if not payload.endswith(_TERMINATOR) or payload.startswith(b".\r\n"):
@@ -75,11 +84,12 @@ def enhanced_status(text: str) -> str | None:
 class Outgoing:
     """One message for one recipient. ``key`` is the caller's (say, the delivery id), echoed back.
     ``eight_bit``: whether the payload has 8-bit bytes; None: look (False spares a scan of it per
-    message, for a builder that only makes 7-bit messages)."""
+    message, for a builder that only makes 7-bit messages). The payload may be a memoryview (of
+    shared memory the caller keeps unchanged until the message's result comes back)."""
 
     sender: str
     recipient: str
-    payload: bytes = field(repr=False)
+    payload: bytes | memoryview = field(repr=False)
     key: Any = None
     eight_bit: bool | None = None
 

@@ -266,6 +266,10 @@ def valid_param(site: Site, route_path: str, param: str) -> str:
         return site.uid
     if param == "name":
         return "image.png" if route_path.startswith("/files/") else "kent"
+    if param == "kind":  # the desk's contribution forms: event or item
+        return "event"
+    if param == "id":  # a contribution in the desk's inbox (none exists: the pages answer 403 or 404)
+        return "1"
     raise AssertionError(f"no valid value for {{{param}}} of {route_path}: add one here")
 
 

@@ -316,7 +316,8 @@ class SmtpPool:
                         following = self._take_now(limiter)
                     envelope = self._envelope(conn, following) if following is not None else None
                     # The payload and the next envelope in one write: one system call, one segment less.
-                    conn.write(current.message.payload + envelope if envelope else current.message.payload)
+                    payload = current.message.payload
+                    conn.write(b"".join((payload, envelope)) if envelope else payload)
                     sent = True
                     code, text = (await conn.read(1))[0]
                     if not (200 <= code < 300 or 400 <= code < 600):

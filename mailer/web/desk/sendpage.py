@@ -172,7 +172,9 @@ async def _signed_post(request: Request) -> tuple[Posted, Signed] | Response:
     return got, got.signed
 
 
-async def approve(request: Request) -> Response:
+async def _issue_post(request: Request) -> tuple[Any, Signed, approvals.IssueNow] | Response:
+    """A desk form posted about the issue of the URL: its fields, who posted it (signed in, CSRF
+    checked) and the issue as it is now; else the answer that refuses it."""
     got = await _signed_post(request)
     if isinstance(got, Response):
         return got
@@ -180,6 +182,14 @@ async def approve(request: Request) -> Response:
     issue = await _issue(request, signed)
     if isinstance(issue, Response):
         return issue
+    return form, signed, issue
+
+
+async def approve(request: Request) -> Response:
+    got = await _issue_post(request)
+    if isinstance(got, Response):
+        return got
+    form, signed, issue = got
     w = web(request)
     seen = text(form, "fingerprint", 64)
     now = w.clock()
@@ -200,13 +210,10 @@ async def approve(request: Request) -> Response:
 
 
 async def withdraw(request: Request) -> Response:
-    got = await _signed_post(request)
+    got = await _issue_post(request)
     if isinstance(got, Response):
         return got
-    signed = got[1]
-    issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
+    _form, signed, issue = got
     if not approvals.may_withdraw(signed.person, issue):
         return forbidden(request, signed)
     w = web(request)
@@ -260,13 +267,10 @@ async def send_page(request: Request) -> Response:
 
 
 async def test_send(request: Request) -> Response:
-    got = await _signed_post(request)
+    got = await _issue_post(request)
     if isinstance(got, Response):
         return got
-    signed = got[1]
-    issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
+    _form, signed, issue = got
     if not people.can(signed.person, "test-send", issue.key):
         return forbidden(request, signed)
     w = web(request)
@@ -317,13 +321,10 @@ def _plan(w: Web, slug: str, choice: approvals.Choice) -> tuple[sending.SendPlan
 
 async def send(request: Request) -> Response:
     """The send form: check what was asked, then show the counts and ask to confirm."""
-    got = await _signed_post(request)
+    got = await _issue_post(request)
     if isinstance(got, Response):
         return got
-    form, signed = got[0].form, got[1]
-    issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
+    form, signed, issue = got
     w = web(request)
     choice = _choice(form)
     standing = await w.read(lambda s: approvals.standing(s, issue.slug, issue.fingerprint))
@@ -365,13 +366,10 @@ async def send(request: Request) -> Response:
 
 async def confirm(request: Request) -> Response:
     """The confirmed send: queued for the workers, or scheduled; then the progress page."""
-    got = await _signed_post(request)
+    got = await _issue_post(request)
     if isinstance(got, Response):
         return got
-    form, signed = got[0].form, got[1]
-    issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
+    form, signed, issue = got
     w = web(request)
     choice = _choice(form)
     seen = text(form, "fingerprint", 64)

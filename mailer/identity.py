@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 from mailer.audience.networks import (
     Network,
+    campaign_network,
     default_network,
     group_sender,
-    network_for_issue,
     sender_settings,
 )
 from mailer.errors import ConfigError
@@ -103,11 +103,10 @@ def issue_identity(
     """Who an issue speaks as: the network it names (``network:``) or its audience implies, and the
     local group its audience is alone about. ConfigError naming the file, ``network:`` and the fix
     when the network is unknown or ambiguous. A workspace without ``lists/networks.toml`` has one
-    network, whatever ``network:`` says (as the issue schema allows)."""
-    if not shape.networks:
-        declared = None  # one network (no lists/networks.toml): `network:` has nothing to choose
+    network, whatever ``network:`` says (as the issue schema allows): the rule is
+    ``networks.campaign_network``'s."""
     try:
-        network = network_for_issue(shape, settings, declared or None, audience)
+        network = campaign_network(shape, settings, declared, audience=audience)
     except ConfigError as exc:
         raise ConfigError(exc.message, path=path, line=line, field="network", hint=exc.problem.hint) from None
     group = group_sender(shape, audience)
@@ -134,9 +133,7 @@ def campaign_identity(
         from mailer.audience.shape import load_shape
 
         shape = load_shape(lists)
-    if not shape.networks:
-        network = ""  # the workspace's one network, whatever its slug was
-    return issue_identity(shape, settings, network or None, audience)
+    return issue_identity(shape, settings, network, audience)
 
 
 # -- colours: the templates' defaults, and the header band in the network's colour -----------------

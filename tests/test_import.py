@@ -199,6 +199,47 @@ def test_a_suppressed_address_stays_suppressed_whatever_the_import_says(
     assert snapshot(db)["suppressions"] == before["suppressions"]
 
 
+def test_the_report_names_exactly_the_members_it_added(db: Database, shape: Shape, tmp_path: Path) -> None:
+    """``added_ids``: the new members (what ``lists import --welcome`` mails), never one updated,
+    unchanged, merged twice, suppressed or rejected; none on a dry run; not in the JSON report."""
+    first = tmp_path / "first.csv"
+    first.write_text(
+        HEADER
+        + "ann@example.org,Ann,,kent,,,,\nbob@example.org,Bob,,kent,,,,\ngone@example.org,Gone,,,,,,\n",
+        encoding="utf-8",
+    )
+    assert len(run_import(db, first, shape).added_ids) == 3
+    with db.session() as session:
+        members.forget(session, "gone@example.org")  # suppressed, no member record: never added again
+    second = tmp_path / "second.csv"
+    second.write_text(
+        HEADER
+        + "ann@example.org,Ann Updated,,kent,,,,\n"  # updated
+        + "bob@example.org,Bob,,kent,,,,\n"  # unchanged
+        + "cat@example.org,Cat,,derby,,,,\n"  # new
+        + "gone@example.org,Gone,,,,,,\n"  # suppressed: not added
+        + "not-an-address,Nobody,,,,,,\n"  # rejected
+        + "dan@example.org,Dan,,,,,,\n"  # new, on two rows: merged, added once
+        + "DAN@example.org,,,kent,,,,\n",
+        encoding="utf-8",
+    )
+    dry = run_import(db, second, shape, dry_run=True)
+    assert dry.added == 2 and dry.added_ids == []
+    report = run_import(db, second, shape)
+    assert (report.added, report.updated, report.unchanged, report.merged) == (2, 1, 1, 1)
+    assert (report.not_added, report.rejected) == (1, 1)
+    with db.session() as session:
+        query = select(Member.email, Member.id).where(
+            Member.email.in_(["cat@example.org", "dan@example.org"])
+        )
+        new = {email: id_ for email, id_ in session.execute(query)}
+        assert len(new) == 2
+        assert sorted(report.added_ids) == sorted(new.values())
+        assert session.scalar(select(func.count()).select_from(Member)) == 4
+    assert "added_ids" not in report.as_dict() and report.as_dict()["added"] == 2
+    json.dumps(report.as_dict())  # the --json report as before
+
+
 def test_dry_run_changes_nothing(db: Database, shape: Shape, demo_csv: Path) -> None:
     empty = snapshot(db)
     report = run_import(db, demo_csv, shape, dry_run=True)

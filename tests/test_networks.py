@@ -90,6 +90,44 @@ def test_an_issue_names_its_network_or_its_audience_implies_it(demo_lists: Path)
     assert "did you mean 'central-england'" in str(unknown.value.problem.hint)
 
 
+def test_campaign_network_is_the_one_rule_for_campaigns_issues_and_members(
+    demo_lists: Path, tmp_path: Path
+) -> None:
+    shape = load_shape(demo_lists)
+    settings = Settings(workspace=demo_lists.parent)
+    kent, ce = shape.networks["kent"], shape.networks["central-england"]
+    rule = networks.campaign_network
+    # The first name given wins (the campaign row's over the issue file's), whatever the audience.
+    assert rule(shape, settings, "kent", "central-england", audience="region:birmingham") == kent
+    assert rule(shape, settings, "", "central-england", audience="region:kent") == ce
+    assert rule(shape, settings, None, "", audience="region:birmingham and interest:refugees") == ce
+    # A name given must be a network, with the fix.
+    with pytest.raises(ConfigError, match="unknown network 'central-englnd'") as unknown:
+        rule(shape, settings, "central-englnd", "kent", audience="region:kent")
+    assert "did you mean 'central-england'" in str(unknown.value.problem.hint)
+    # No name: the audience decides; "all" (the default) names no region of two networks.
+    with pytest.raises(ConfigError, match="names no region"):
+        rule(shape, settings)
+    with pytest.raises(ConfigError, match="2 networks"):
+        rule(shape, settings, audience="region:kent or region:birmingham")
+    # A member: their region's network; the organisation's outside every network.
+    assert networks.member_network(shape, settings, "birmingham") == ce
+    assert networks.member_network(shape, settings, "canterbury") == kent
+    organisation = networks.default_network(settings)
+    assert networks.member_network(shape, settings, "lewes") == organisation
+    assert networks.member_network(shape, settings, None) == organisation
+    assert networks.member_network(shape, settings, "atlantis") == organisation
+
+    # Without networks.toml: one network, whatever a campaign row or issue says.
+    init_workspace(tmp_path / "ws", organisation="Kent Network")
+    one_settings = load(tmp_path / "ws", env={})
+    one_shape = load_shape(tmp_path / "ws" / "lists")
+    only = networks.default_network(one_settings)
+    assert rule(one_shape, one_settings, "kent", "central-england", audience="region:kent") == only
+    assert rule(one_shape, one_settings, audience="interest:refugees") == only
+    assert networks.member_network(one_shape, one_settings, "birmingham") == only
+
+
 def test_a_local_group_speaks_with_its_own_name_and_reply_to(demo_lists: Path) -> None:
     shape = load_shape(demo_lists)
     settings = Settings(workspace=demo_lists.parent)

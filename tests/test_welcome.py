@@ -40,7 +40,7 @@ from mailer.web.csrf import Csrf
 from mailer.web.issues import sent_issues
 from mailer.web.pages import Pages
 from mailer.web.signup import validate_signup
-from mailer.web.welcome import group_contact, welcome_message
+from mailer.web.welcome import ADDED_CHUNK, group_contact, members_added, welcome_message
 from mailer.workspace import init_workspace
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
@@ -436,6 +436,30 @@ def test_lists_import_welcome_mails_exactly_the_new_members(
     assert [m.rcpt_tos for m in smtp_server.messages][2:] == [["eve@example.org"]]
     with demo.db.session() as session:
         assert session.scalar(select(func.count()).select_from(Member)) == 5
+
+
+def test_the_members_welcomed_are_the_ids_the_import_report_names(demo: Demo) -> None:
+    """``members_added`` reads the members of ``ImportReport.added_ids`` and no others: more of them
+    than one query takes (``ADDED_CHUNK``), beside members the import only updated."""
+    known = demo.root / "known.csv"
+    known.write_text(FEW, encoding="utf-8")
+    with demo.db.session() as session:
+        import_csv(session, known, demo.shape)
+    regions = ["birmingham", "derby", "canterbury", ""]
+    new = [(f"new.{i}@example.org", regions[i % len(regions)]) for i in range(ADDED_CHUNK + 50)]
+    both = demo.root / "both.csv"
+    both.write_text(
+        FEW.replace("Brum One", "Brum Renamed") + "".join(f"{e},,{r}\n" for e, r in new), encoding="utf-8"
+    )
+    with demo.db.session() as session:
+        report = import_csv(session, both, demo.shape)
+        added = members_added(session, report.added_ids)
+        ids = {email: id_ for email, id_ in session.execute(select(Member.email, Member.id))}
+    assert (report.added, report.updated, report.unchanged) == (len(new), 1, 2)
+    assert [(m.email, m.region or "") for m in added] == new
+    assert [m.id for m in added] == sorted(ids[e] for e, _r in new)
+    with demo.db.session() as session:
+        assert members_added(session, []) == []
 
 
 def test_lists_import_welcome_reports_what_it_could_not_send(

@@ -22,7 +22,8 @@ welcome mail.
 
 Each region belongs to at most one network: the one owning its nearest listed ancestor. An issue
 belongs to the network it names (``network:``) or, failing that, the one its audience's regions imply
-(:func:`network_for_issue`).
+(:func:`campaign_network`); a member to the network of their region
+(:func:`member_network`).
 """
 
 from __future__ import annotations
@@ -365,6 +366,33 @@ def network_for_issue(shape: Shape, settings: Settings, declared: str | None, au
         field="network",
         hint=f"add `network: <slug>` to the issue file; this workspace's networks: {names}",
     )
+
+
+def campaign_network(shape: Shape, settings: Settings, *names: str | None, audience: str = "all") -> Network:
+    """The network a campaign or issue speaks as: the one rule for the sender, the archive, the
+    desk and the welcome, so that they never disagree.
+
+    - A workspace without ``lists/networks.toml`` has one network, whatever ``names`` say (the
+      issue schema allows any ``network:``, and a campaign row of such a workspace names "").
+    - Else the first of ``names`` that is not empty, in the caller's order of authority (the
+      campaign row's ``network``, then the issue file's ``network:``); ConfigError if it is unknown.
+    - Else the network ``audience``'s regions imply, else the workspace's only one; ConfigError
+      when that is ambiguous (:func:`network_for_issue`). ``audience`` defaults to everyone, which
+      implies no region: pass the issue's own whenever no name may be given.
+
+    Callers that must show something whatever (the archive) catch the error and choose their
+    fallback; callers that must refuse (a send) report it with the issue file's line."""
+    if not shape.networks:
+        return default_network(settings)
+    declared = next((name for name in names if name), None)
+    return network_for_issue(shape, settings, declared, audience)
+
+
+def member_network(shape: Shape, settings: Settings, region: str | None) -> Network:
+    """The network a member living in ``region`` belongs to (their welcome's and their mails'
+    sender): the one owning the region; the organisation's (the default network) for a region
+    outside every declared network, an unknown one, or none."""
+    return of_region(shape, settings, region) or default_network(settings)
 
 
 def group_sender(shape: Shape, audience: str) -> RegionDef | None:

@@ -134,15 +134,14 @@ def import_command(
 
     with app.db.session() as session:
         synced = None if dry_run else sync(session, shape)
-        before = 0
-        if welcoming:
-            from mailer.web.welcome import members_added, newest_member_id
-
-            before = newest_member_id(session)
         report = import_csv(
             session, file, shape, dry_run=dry_run, progress=progress if show_bar else None, mapping=mapping
         )
-        added = members_added(session, before, file.name) if welcoming else []
+        added: list[NewMember] = []
+        if welcoming:
+            from mailer.web.welcome import members_added
+
+            added = members_added(session, report.added_ids)
     for bar in bars.values():
         bar.render_finish()
     data = report.as_dict()

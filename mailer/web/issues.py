@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailer.audience.networks import Network, named, network_for_issue, networks_of
+from mailer.audience.networks import Network, campaign_network, networks_of
 from mailer.audience.shape import Shape
 from mailer.errors import ContentError, MailerError, Problem
 from mailer.issue import ISSUE_FILE, Alert, IssueYAMLLoader, Newsletter
@@ -128,19 +128,17 @@ def sent_issue(
 
 
 def issue_network(shape: Shape, settings: Settings, sent: SentIssue) -> Network:
-    """The network ``sent`` speaks as: its campaign's (``Campaign.network``), else the one its issue
-    names or its audience implies (``networks.network_for_issue``), else the workspace's first one
-    (a campaign of a single-network workspace, or one whose network was renamed since)."""
-    for slug in (sent.network, sent.issue.network):
-        if slug:
-            try:
-                return named(shape, settings, slug)
-            except MailerError:
-                pass
+    """The network ``sent`` speaks as (``networks.campaign_network``): its campaign's
+    (``Campaign.network``), else the one its issue names, else the one its audience implies. A
+    page shows what went out whatever changed since: a name that is no longer a network is passed
+    over, and when the network still cannot be told the workspace's first one speaks."""
+    networks = networks_of(shape, settings)
+    known = {network.slug for network in networks}
+    names = [slug for slug in (sent.network, sent.issue.network) if slug in known]
     try:
-        return network_for_issue(shape, settings, None, sent.issue.audience)
+        return campaign_network(shape, settings, *names, audience=sent.issue.audience)
     except MailerError:  # ambiguous, or an audience that no longer resolves
-        return networks_of(shape, settings)[0]
+        return networks[0]
 
 
 def query_network(shape: Shape, settings: Settings, value: str | None) -> Network | None:

@@ -3,10 +3,10 @@ text, their local group's contact, the next events near them and their preferenc
 
 Sent when a sign-up is confirmed (``signup.confirm``: a new member, or one coming back after an
 unsubscribe; confirming twice sends one welcome) and, with ``mailer lists import --welcome``, to
-each member an import added (``members_added``, ``send_welcomes``); never to a member an import only
-updated.
+each member an import added (the ids its report names, ``ImportReport.added_ids``: ``members_added``,
+``send_welcomes``); never to a member an import only updated.
 
-- **From** the network of the member's region (``networks.of_region``); a region outside every
+- **From** the network of the member's region (``networks.member_network``); a region outside every
   declared network, or none, gets the organisation's (the workspace's default network).
 - **The text** is the network's ``welcome`` (``Network.welcome_text``), in the template
   ``web/mail/welcome.txt``: a workspace's ``templates/web/mail/welcome.txt`` replaces the packaged
@@ -31,15 +31,15 @@ from datetime import date
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer import tokens
-from mailer.audience.networks import Network, default_network, of_region
+from mailer.audience.networks import Network, member_network
 from mailer.audience.shape import Shape
 from mailer.errors import ConfigError, MailerError
 from mailer.issue.calendar_text import calendar_url, place_text, when_text
-from mailer.models import ConsentEvent, Member, Region
+from mailer.models import Member, Region
 from mailer.settings import Settings
 from mailer.web.calendars import feed_events
 from mailer.web.context import SendMail
@@ -88,9 +88,9 @@ class Welcome:
 
 
 def network_of_member(shape: Shape, settings: Settings, region: str | None) -> Network:
-    """The network a member of ``region`` belongs to; the organisation's (the default network)
-    for a region outside every declared network, or none."""
-    return of_region(shape, settings, region) or default_network(settings)
+    """The network a member of ``region`` belongs to (``networks.member_network``); the
+    organisation's (the default network) for a region outside every declared network, or none."""
+    return member_network(shape, settings, region)
 
 
 def group_contact(shape: Shape, region: str | None) -> GroupContact | None:
@@ -214,33 +214,24 @@ class WelcomeReport:
         return {"sent": self.sent, "failed": [{"email": e, "reason": r} for e, r in self.failed]}
 
 
-def newest_member_id(session: Session) -> int:
-    """The largest member id so far (0 for none): the members an import adds come after it."""
-    return int(session.scalar(select(func.max(Member.id))) or 0)
+ADDED_CHUNK = 900  # ids in one IN (…): under the 999 parameters of older SQLite builds
 
 
-def members_added(session: Session, after_id: int, file_name: str) -> list[NewMember]:
-    """The members the import of ``file_name`` added in this transaction: ids after ``after_id``
-    (``newest_member_id`` read before the import) whose ``subscribe`` line in the consent log says
-    they were imported from that file. Members it only updated are not among them; nor is anyone
-    added meanwhile by another way (a sign-up)."""
-    detail = ConsentEvent.detail.like(f"imported from {_like_escape(file_name)} line %", escape="\\")
-    rows = session.execute(
-        select(Member.id, Member.email, Region.slug)
-        .outerjoin(Region, Region.id == Member.region_id)
-        .where(Member.id > after_id)
-        .where(
-            select(ConsentEvent.id)
-            .where(ConsentEvent.member_id == Member.id, ConsentEvent.action == "subscribe", detail)
-            .exists()
-        )
-        .order_by(Member.id)
-    ).all()
-    return [NewMember(r[0], r[1], r[2]) for r in rows]
-
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def members_added(session: Session, ids: Sequence[int]) -> list[NewMember]:
+    """The members an import added, by their ids (``ImportReport.added_ids``), with their address
+    and region, in id order. The import names them itself, so members it only updated, and anyone
+    added meanwhile by another way (a sign-up), are never among them. An id whose member is gone
+    since is left out."""
+    found: list[NewMember] = []
+    for start in range(0, len(ids), ADDED_CHUNK):
+        rows = session.execute(
+            select(Member.id, Member.email, Region.slug)
+            .outerjoin(Region, Region.id == Member.region_id)
+            .where(Member.id.in_(ids[start : start + ADDED_CHUNK]))
+        ).all()
+        found.extend(NewMember(r[0], r[1], r[2]) for r in rows)
+    found.sort(key=lambda member: member.id)
+    return found
 
 
 def send_welcomes(

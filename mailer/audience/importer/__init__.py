@@ -9,10 +9,11 @@ the driver's ``executemany`` on SQLite, ``COPY`` on PostgreSQL; no per-row ORM o
 queries). Every chunk is written in the caller's one transaction, so an import that fails part way
 leaves the database as it was. The rows of an address that appears more than once are held back
 and merged, and written after the last chunk, at most ``HELD`` addresses at a time (a file with
-more is read once more per group of them). 325,000 rows peak at 105 MB of resident memory and
-take 0.9-1.1x the wall-clock time of ``sqlite-utils insert --csv`` (1.05-1.25x its CPU time;
-bench/import.py). ``report`` holds what the import did and writes the rejected rows as they are
-found.
+more is read once more per group of them). 325,000 rows peak at 113 MB of resident memory (about
+6 MB of it the added members' ids) and take 0.9-1.1x the wall-clock time of ``sqlite-utils insert
+--csv`` (1.05-1.25x its CPU time; bench/import.py). ``report`` holds what the import did, with
+the ids of the members it added (``ImportReport.added_ids``: ``lists import --welcome`` mails
+them), and writes the rejected rows as they are found.
 
 Columns
     ``email`` (required), ``name`` (or ``first_name`` and ``last_name``, joined), ``postcode``,

@@ -219,6 +219,7 @@ class Merger:
     def _insert(self, new: list[Record]) -> None:
         conn, stamp, region_ids, interest_ids = self.conn, self.stamp, self.region_ids, self.interest_ids
         ids = self._new_member_ids(len(new))
+        self.report.added_ids.extend(ids)
         pairs = list(zip(ids, new, strict=True))
         insert_rows(
             conn,

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mailer.audience.networks import Network, network_for_issue, networks_of
+from mailer.audience.networks import Network, campaign_network, networks_of
 from mailer.errors import ContentError, MailerError, Problem
 from mailer.issue.check import check_campaign
 from mailer.issue.load import campaign_slugs
@@ -72,17 +72,16 @@ STATUS_WORDS = {
 
 
 def network_of(w: Web, data: dict[str, Any]) -> Network | None:
-    """The network an issue's fields say it speaks as (None when that is unknown or ambiguous)."""
-    if not w.shape.networks:
-        return networks_of(w.shape, w.settings)[0]
+    """The network an issue's fields say it speaks as (``networks.campaign_network``); None when
+    that is unknown or ambiguous. Fields of the wrong type (a file being edited) count as absent."""
     declared = data.get("network")
     audience = data.get("audience")
     try:
-        return network_for_issue(
+        return campaign_network(
             w.shape,
             w.settings,
-            declared if isinstance(declared, str) and declared else None,
-            audience if isinstance(audience, str) else "all",
+            declared if isinstance(declared, str) else None,
+            audience=audience if isinstance(audience, str) else "all",
         )
     except MailerError:
         return None

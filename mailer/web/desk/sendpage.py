@@ -31,7 +31,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from mailer import reports, sending
-from mailer.audience.networks import Network, named, network_for_issue, networks_of
+from mailer.audience.networks import Network, campaign_network
 from mailer.errors import MailerError, UnknownName
 from mailer.issue import SLUG, load_campaign
 from mailer.models import Campaign
@@ -439,16 +439,13 @@ async def _sent_campaign(request: Request, signed: Signed) -> tuple[str, Network
 
 
 def _network_of(w: Web, slug: str, campaign: Campaign) -> Network | None:
-    """The network a sent campaign speaks as: the one it was sent as, else its issue file's."""
+    """The network a sent campaign speaks as (``networks.campaign_network``): the one it was sent
+    as, else its issue file's (read only then); None when that is unknown or cannot be told."""
     try:
         if campaign.network or not w.shape.networks:
-            return (
-                named(w.shape, w.settings, campaign.network)
-                if campaign.network
-                else networks_of(w.shape, w.settings)[0]
-            )
-        loaded = load_campaign(w.settings.workspace, slug, w.shape)
-        return network_for_issue(w.shape, w.settings, loaded.issue.network, loaded.issue.audience)
+            return campaign_network(w.shape, w.settings, campaign.network)
+        issue = load_campaign(w.settings.workspace, slug, w.shape).issue
+        return campaign_network(w.shape, w.settings, issue.network, audience=issue.audience)
     except MailerError:
         return None
 

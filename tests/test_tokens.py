@@ -171,3 +171,25 @@ def test_bad_arguments_are_programming_errors() -> None:
         sign("view", 1, keys=[])
     with pytest.raises(ConfigError, match="no key"):
         verify("abc", "view", keys=["", ""])
+
+
+def test_fast_base32_is_rfc4648_base32_lower_case_unpadded() -> None:
+    """The send path's base32 (an integer and a pair table) spells every length as the standard
+    library does: tokens made before it verify, and its tokens verify anywhere."""
+    data = hashlib.sha512(b"base32 samples").digest() * 2
+    for size in range(0, 80):
+        for sample in (data[:size], b"\0" * size, b"\xff" * size):
+            expected = base64.b32encode(sample).decode("ascii").rstrip("=").lower()
+            assert tokens._b32(sample) == expected, size
+
+
+@pytest.mark.parametrize("key_size", [0, 1, 32, 63, 64, 65, 200])
+def test_keyed_mac_is_hmac_sha256(key_size: int) -> None:
+    """The prepared MAC of the send path is HMAC-SHA256 of the prefix and message, for keys shorter
+    than, equal to and longer than SHA-256's block (a long key is hashed first, RFC 2104)."""
+    key = bytes(range(256))[:key_size] if key_size <= 256 else b""
+    for prefix in (b"", b"mailer-token-v1\0\x61\x07"):
+        mac = tokens._KeyedMac(key, prefix)
+        for message in (b"", b"x", bytes(range(100)) * 3):
+            assert mac.mac(message) == hmac.digest(key, prefix + message, "sha256")
+            assert mac.mac(message) == mac.mac(message)  # the prepared state is copied, never spent

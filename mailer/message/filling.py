@@ -66,12 +66,13 @@ class BatchFiller:
         self.keys = keys
         self.campaign_id = campaign_id
         self.template = templates
+        self.signers: dict[str, RecipientSigner] = {}  # per list domain; the issue time follows the clock
 
     def fill(self, rows: Sequence[Row]) -> list[Filled]:
         """Each row's message; a row mailer cannot send to (a bad address) says why instead.
-        The tokens of one call are issued at one time (now)."""
+        Its tokens are issued at the current second."""
         out: list[Filled] = []
-        signers: dict[str, RecipientSigner] = {}
+        signers = self.signers
         for delivery_id, member_id, variant_id, email, name in rows:
             template = self.template(variant_id)
             domain = template.list_domain

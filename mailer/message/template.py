@@ -51,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import html
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -134,9 +135,11 @@ class MessageParts:
     preheader: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Recipient:
-    """One delivery's personal values. ``email`` is the address as stored (normalised)."""
+    """One delivery's personal values. ``email`` is the address as stored (normalised). Not frozen,
+    though nothing changes one: one is made per message, and a frozen dataclass costs five times
+    as much to make."""
 
     delivery_id: int
     member_id: int
@@ -210,8 +213,18 @@ class MessageTemplate:
             "unsubscribe_url": base_url + LINK_PATHS["unsubscribe"],
             "preferences_url": base_url + LINK_PATHS["preferences"],
         }
+        # Per link slot: its name, then per part (text, HTML) the slot's key and the link's prefix,
+        # for the parts that have it. A token is letters, digits, "_" and "-": escaping a link
+        # escapes its prefix alone, and a link of a safe prefix and a token is its own encoding.
         self._link_slots = [
-            (name, prefix, html.escape(prefix), "t:" + name in kinds, "h:" + name in kinds)
+            (
+                name,
+                [
+                    (part + name, p)
+                    for part, p in (("t:", prefix), ("h:", html.escape(prefix)))
+                    if part + name in kinds
+                ],
+            )
             for name, prefix in prefixes.items()
             if "t:" + name in kinds or "h:" + name in kinds
         ]
@@ -339,13 +352,8 @@ class MessageTemplate:
 
     def _assemble(self, r: Recipient, date: datetime | None) -> list[bytes]:
         addr = addr_spec(r.email)
-        name = clean(r.name)
+        name = clean(r.name) if r.name else ""
         token = checked_token(r.unsubscribe_token)
-        texts = {
-            "greeting": greeting(name, *self._greetings),
-            "name": name or self._default_name,
-            "email": addr,
-        }
         tokens = {"unsubscribe_url": token, "preferences_url": checked_token(r.preferences_token)}
         values = {
             "to": address_header("To", name, addr).encode("ascii"),
@@ -353,20 +361,24 @@ class MessageTemplate:
             "delivery": b"%d" % r.delivery_id if r.delivery_id > 0 else self._test_id(r.delivery_id),
             "token": token.encode("ascii"),
         }
-        for slot, in_text, in_html in self._value_slots:
-            text = texts[slot]
-            encoded = qp_value(text)
-            if in_text:
-                values["t:" + slot] = encoded
-            if in_html:
-                escaped = html.escape(text)
-                values["h:" + slot] = encoded if escaped == text else qp_value(escaped)
-        # A token is letters, digits, "_" and "-": escaping a link escapes its prefix alone.
-        for slot, prefix, escaped_prefix, in_text, in_html in self._link_slots:
-            if in_text:
-                values["t:" + slot] = qp_value(prefix + tokens[slot])
-            if in_html:
-                values["h:" + slot] = qp_value(escaped_prefix + tokens[slot])
+        if self._value_slots:
+            texts = {
+                "greeting": greeting(name, *self._greetings),
+                "name": name or self._default_name,
+                "email": addr,
+            }
+            for slot, in_text, in_html in self._value_slots:
+                text = texts[slot]
+                encoded = qp_value(text)
+                if in_text:
+                    values["t:" + slot] = encoded
+                if in_html:
+                    escaped = html.escape(text)
+                    values["h:" + slot] = encoded if escaped == text else qp_value(escaped)
+        for slot, parts in self._link_slots:
+            value = tokens[slot]
+            for key, prefix in parts:
+                values[key] = qp_value(prefix + value)
         out = self._chunks.copy()
         for position, kind in self._slots:
             out[position] = values[kind]
@@ -375,9 +387,9 @@ class MessageTemplate:
     def _date(self, date: datetime | None) -> bytes:
         if date is not None:
             return f"Date: {format_datetime(date.astimezone(UTC))}\r\n".encode("ascii")
-        now = datetime.now(UTC).replace(microsecond=0)
-        second = int(now.timestamp())
+        second = int(time.time())
         if second != self._date_second:
+            now = datetime.fromtimestamp(second, UTC)
             self._date_line = f"Date: {format_datetime(now)}\r\n".encode("ascii")
             self._date_second = second
         return self._date_line

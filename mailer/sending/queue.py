@@ -24,7 +24,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import ColumnElement, Integer, String, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -151,8 +151,9 @@ def release_dead_claims(db: Database, campaign_id: int) -> int:
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
+class Claimed(NamedTuple):
+    """A claimed delivery with its member's address and name (a tuple: one is made per message)."""
+
     delivery_id: int
     member_id: int | None
     variant_id: int

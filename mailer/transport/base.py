@@ -80,12 +80,15 @@ def enhanced_status(text: str) -> str | None:
     return f"{m.group(1)}.{m.group(2)}.{m.group(3)}" if m else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outgoing:
     """One message for one recipient. ``key`` is the caller's (say, the delivery id), echoed back.
     ``eight_bit``: whether the payload has 8-bit bytes; None: look (False spares a scan of it per
     message, for a builder that only makes 7-bit messages). The payload may be a memoryview (of
-    shared memory the caller keeps unchanged until the message's result comes back)."""
+    shared memory the caller keeps unchanged until the message's result comes back).
+
+    Not frozen, though nothing changes one once made: one is made per message, and a frozen
+    dataclass costs five times as much to make (so do results, below)."""
 
     sender: str
     recipient: str
@@ -94,7 +97,7 @@ class Outgoing:
     eight_bit: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendResult:
     """What became of one message.
 

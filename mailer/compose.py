@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import ColumnElement, func, literal, select
+from sqlalchemy import BigInteger, ColumnElement, Subquery, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from mailer.audience.shape import Shape
@@ -114,6 +114,21 @@ def relevant_interests(issue: Issue) -> frozenset[str]:
             names.update(event.interests or ())
     for event in issue.calendar:
         names.update(event.interests or ())
+    return frozenset(names)
+
+
+def mentioned_regions(issue: Issue) -> frozenset[str]:
+    """Every region the issue's items, events and calendar entries name: of a member's region and
+    its ancestors, only these decide what the member sees."""
+    if not isinstance(issue, Newsletter):
+        return frozenset()
+    names: set[str] = set()
+    for item in issue.items:
+        names.update(item.regions)
+        for event in item.events:
+            names.update(event.regions or ())
+    for event in issue.calendar:
+        names.update(event.regions or ())
     return frozenset(names)
 
 
@@ -320,6 +335,114 @@ def read_members(
             return
 
 
+#: Up to this many interests that decide variants, a member's are one integer: a bit each.
+MASK_BITS = 62
+
+
+def interest_bits(relevant: Iterable[str]) -> dict[str, int]:
+    """The bit of each interest that decides variants (by slug, in slug order): a member's relevant
+    interests are the sum of their bits (``member_masks``)."""
+    return {slug: 1 << i for i, slug in enumerate(sorted(relevant))}
+
+
+def member_masks(session: Session, condition: ColumnElement[bool], bits: dict[str, int]) -> Subquery:
+    """One row per member matching ``condition``: ``member_id``, ``region_id`` and ``mask``, the sum
+    of the ``bits`` of the interests they chose (0: none of them).
+
+    One pass: members joined to all their interests and grouped by member, each interest weighed by
+    a CASE (an interest that decides nothing weighs 0). Looking up each relevant interest of each
+    member (``interest_id IN (…)``) would be an index search per member and interest instead.
+    """
+    ids: dict[str, int] = {}
+    if bits:
+        ids = dict(
+            session.execute(select(Interest.slug, Interest.id).where(Interest.slug.in_(list(bits)))).all()
+        )
+    if not ids:  # nobody can have chosen an interest the database does not know
+        return (
+            select(
+                Member.id.label("member_id"),
+                Member.region_id.label("region_id"),
+                literal(0, BigInteger).label("mask"),
+            )
+            .where(condition)
+            .subquery()
+        )
+    weight = case(*[(MemberInterest.interest_id == i, bits[s]) for s, i in ids.items()], else_=0)
+    return (
+        select(
+            Member.id.label("member_id"),
+            Member.region_id.label("region_id"),
+            func.coalesce(func.sum(weight), 0).label("mask"),
+        )
+        .select_from(Member)
+        .outerjoin(MemberInterest, MemberInterest.member_id == Member.id)
+        .where(condition)
+        .group_by(Member.id)
+        .subquery()
+    )
+
+
+def group_counts(
+    session: Session, condition: ColumnElement[bool], relevant: frozenset[str]
+) -> dict[tuple[str | None, frozenset[str]], int]:
+    """Members matching ``condition`` per (home region, relevant interests chosen), with one GROUP
+    BY: over (region, interest mask) when the relevant interests fit in ``MASK_BITS``
+    (:func:`counts_by_mask`), else over the interests' names joined in a string."""
+    if len(relevant) <= MASK_BITS:
+        return counts_by_mask(session, condition, relevant)
+    return counts_by_name(session, condition, relevant)
+
+
+def counts_by_mask(
+    session: Session, condition: ColumnElement[bool], relevant: frozenset[str]
+) -> dict[tuple[str | None, frozenset[str]], int]:
+    """``group_counts`` grouped by (region id, interest mask): integers, one row per member first."""
+    bits = interest_bits(relevant)
+    per_member = member_masks(session, condition, bits)
+    counts = session.execute(
+        select(per_member.c.region_id, per_member.c.mask, func.count()).group_by(
+            per_member.c.region_id, per_member.c.mask
+        )
+    ).all()
+    slugs = dict(session.execute(select(Region.id, Region.slug)).all()) if counts else {}
+    groups: dict[tuple[str | None, frozenset[str]], int] = {}
+    for region_id, mask, n in counts:
+        chosen = frozenset(s for s, b in bits.items() if int(mask) & b)
+        group = (slugs.get(region_id) if region_id is not None else None, chosen)
+        groups[group] = groups.get(group, 0) + int(n)
+    return groups
+
+
+def counts_by_name(
+    session: Session, condition: ColumnElement[bool], relevant: frozenset[str]
+) -> dict[tuple[str | None, frozenset[str]], int]:
+    """``group_counts`` grouped by (region, the relevant interests' names joined): any number of them."""
+    per_member = (
+        select(
+            Member.id.label("member_id"),
+            Region.slug.label("region"),
+            func.aggregate_strings(Interest.slug, ",").label("interests"),
+        )
+        .outerjoin(Region, Member.region_id == Region.id)
+        .outerjoin(MemberInterest, MemberInterest.member_id == Member.id)
+        .outerjoin(Interest, (Interest.id == MemberInterest.interest_id) & Interest.slug.in_(relevant))
+        .where(condition)
+        .group_by(Member.id, Region.slug)
+        .subquery()
+    )
+    rows = session.execute(
+        select(per_member.c.region, per_member.c.interests, func.count()).group_by(
+            per_member.c.region, per_member.c.interests
+        )
+    ).all()
+    groups: dict[tuple[str | None, frozenset[str]], int] = {}
+    for region, interests, n in rows:
+        group = (region, _parse_interests(interests))
+        groups[group] = groups.get(group, 0) + int(n)
+    return groups
+
+
 def plan(session: Session, loaded: Loaded, shape: Shape, audience: str | None = None) -> VariantPlan:
     """Group the audience's members (default: the issue's ``audience``) into the variants they get.
 
@@ -331,42 +454,18 @@ def plan(session: Session, loaded: Loaded, shape: Shape, audience: str | None = 
     issue = loaded.issue
     expression = audience or issue.audience
     condition = compile_segment(expression, shape)
-    relevant = relevant_interests(issue)
-    if relevant:
-        per_member = (
-            select(
-                Member.id.label("member_id"),
-                Region.slug.label("region"),
-                func.aggregate_strings(Interest.slug, ",").label("interests"),
-            )
-            .outerjoin(Region, Member.region_id == Region.id)
-            .outerjoin(MemberInterest, MemberInterest.member_id == Member.id)
-            .outerjoin(Interest, (Interest.id == MemberInterest.interest_id) & Interest.slug.in_(relevant))
-            .where(condition)
-            .group_by(Member.id, Region.slug)
-            .subquery()
-        )
-    else:
-        per_member = (
-            select(Member.id.label("member_id"), Region.slug.label("region"), literal("").label("interests"))
-            .outerjoin(Region, Member.region_id == Region.id)
-            .where(condition)
-            .subquery()
-        )
-    counts = session.execute(
-        select(per_member.c.region, per_member.c.interests, func.count()).group_by(
-            per_member.c.region, per_member.c.interests
-        )
-    ).all()
-    groups: dict[tuple[str | None, frozenset[str]], int] = {}
-    for region, interests, n in counts:
-        group = (region, _parse_interests(interests))
-        groups[group] = groups.get(group, 0) + int(n)
+    groups = group_counts(session, condition, relevant_interests(issue))
+    # Groups whose regions and interests meet the issue's alike see the same variant: composed once.
+    mentioned = mentioned_regions(issue)
+    composed: dict[tuple[frozenset[str], frozenset[str]], Variant] = {}
     by_key: dict[str, PlannedVariant] = {}
     for (region, interests), n in sorted(
         groups.items(), key=lambda g: (-g[1], g[0][0] or "", sorted(g[0][1]))
     ):
-        variant = compose(issue, shape, region, interests)
+        seen = frozenset(shape.ancestors(region)) & mentioned if region in shape.regions else frozenset()
+        variant = composed.get((seen, interests))
+        if variant is None:
+            variant = composed[seen, interests] = compose(issue, shape, region, interests)
         planned = by_key.setdefault(variant.key, PlannedVariant(variant))
         planned.members += n
         planned.groups.append(Group(region, interests, n, variant.key))

@@ -2,30 +2,37 @@
 
 SQLite (WAL, foreign keys, a busy timeout) is the embedded default; PostgreSQL is reached by URL
 through psycopg 3. ``open_database`` upgrades the schema on first use.
+
+Alembic is imported only when a migration may be needed: ``open_database`` compares the stored
+revision with the newest of the package's migration files (read as text, :func:`latest_revision`)
+and hands over to Alembic when they differ. Every command opens the database, and importing
+Alembic (with Mako and Pygments) costs more than the rest of opening it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.errors import DatabaseError
 from mailer.settings import Settings
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version"  # Alembic's default, which migrations/env.py keeps
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -73,6 +80,8 @@ def make_engine(url: str) -> Engine:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
@@ -80,23 +89,71 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory(str(MIGRATIONS))
     head = script.get_current_head()
     assert head is not None
     return head
 
 
+_REVISION = re.compile(r"^(down_revision|revision)\b[^=\n]*=\s*(None|[\"']([^\"']+)[\"'])", re.MULTILINE)
+
+
+@functools.cache
+def latest_revision() -> str | None:
+    """The head of the migration files, read as text without Alembic: the one revision no other
+    names as its ``down_revision``. None when the files do not say plainly (a revision given as
+    an expression, a merge, several heads): then only Alembic can tell (``head_revision``)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        found = dict((name, value) for name, _whole, value in _REVISION.findall(path.read_text("utf-8")))
+        if "revision" not in found or "down_revision" not in found or not found["revision"]:
+            return None
+        revisions.add(found["revision"])
+        if found["down_revision"]:
+            parents.add(found["down_revision"])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def stored_revision(engine: Engine) -> str | None:
+    """The revision recorded in the database's version table (None: no table, or no row), read
+    without Alembic. Several rows (branches, which mailer never makes) count as none."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return None
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return str(rows[0]) if len(rows) == 1 else None
+
+
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def up_to_date(engine: Engine) -> bool:
+    """Whether the schema is at the newest revision: a cheap comparison with the migration files
+    first, Alembic's own when that cannot tell."""
+    latest = latest_revision()
+    if latest is not None and stored_revision(engine) == latest:
+        return True
+    return current_revision(engine) == head_revision()
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (default: the newest)."""
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
     command.downgrade(alembic_config(engine), revision)
 
 
@@ -122,7 +179,7 @@ def open_database(settings: Settings | str, *, migrate: bool = True) -> Database
     url = settings if isinstance(settings, str) else settings.sqlalchemy_url
     engine = make_engine(url)
     try:
-        if migrate and current_revision(engine) != head_revision():
+        if migrate and not up_to_date(engine):
             upgrade(engine)
     except OperationalError as exc:
         engine.dispose()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +35,7 @@ from markupsafe import Markup
 from mailer.compose import CalendarEntry, Loaded, Variant
 from mailer.errors import RenderError
 from mailer.identity import COLOURS, Identity, band_colours, default_identity
-from mailer.issue import Alert, Item, Newsletter
+from mailer.issue import Alert, Event, Item, Newsletter
 from mailer.issue.calendar_text import calendar_line, calendar_url, event_uid, place_text, sentence, when_text
 from mailer.settings import Settings
 from mailer.slots import SLOTS
@@ -360,21 +360,35 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            auto_reload=False,  # a renderer lives for one send or preview: no stat of a template per render
         )
-        self.env.filters.update(wrap=self.wrap, labelled=labelled, heading=heading)
+        self.env.filters.update(wrap=self.wrap, labelled=self.labelled, heading=self.heading)
         self.renders = 0
-        self._wrapped: dict[tuple[str, str, str], str] = {}
+        self._lines: dict[tuple[str, ...], str] = {}  # the filters' results (wrap, labelled, heading)
         # Items recur in many variants: their Markdown is converted once per renderer.
         self._html: dict[str, Markup] = {}
         self._inline: dict[str, Markup] = {}
         self._text: dict[str, TextBody] = {}
+        # So do calendar entries and whole sections (an item with the events a variant shows of it):
+        # each kept with the object it was made from, and made again for another.
+        self._entries: dict[tuple[str, str, str | None], tuple[Event, Any, EntryView]] = {}
+        self._sections: dict[tuple[str, str, tuple[str, ...]], tuple[Item, list[EntryView], SectionView]] = {}
 
     def wrap(self, text: str, initial: str = "", subsequent: str = "") -> str:
         """``wrap`` for the text templates, remembered: the same lines recur in many variants."""
-        key = (str(text), initial, subsequent)
-        if key not in self._wrapped:
-            self._wrapped[key] = wrap(*key)
-        return self._wrapped[key]
+        return self._line(wrap, str(text), initial, subsequent)
+
+    def labelled(self, label: str, url: str, indent: str = "", sep: str = ": ") -> str:
+        return self._line(labelled, label, url, indent, sep)
+
+    def heading(self, text: str, rule: str = "-") -> str:
+        return self._line(heading, text, rule)
+
+    def _line(self, make: Callable[..., str], *args: str) -> str:
+        key = (make.__name__, *args)
+        if key not in self._lines:
+            self._lines[key] = make(*args)
+        return self._lines[key]
 
     def md_html(self, source: str) -> Markup:
         if source not in self._html:
@@ -426,6 +440,15 @@ class Renderer:
     # -- context
 
     def _entry(self, slug: str, entry: CalendarEntry, today: Any) -> EntryView:
+        key = (slug, entry.key, entry.item_id)
+        cached = self._entries.get(key)
+        if cached is not None and cached[0] is entry.event and cached[1] == today:
+            return cached[2]
+        view = self._make_entry(slug, entry, today)
+        self._entries[key] = (entry.event, today, view)
+        return view
+
+    def _make_entry(self, slug: str, entry: CalendarEntry, today: Any) -> EntryView:
         ev = entry.event
         uid = entry_uid(self.settings, slug, entry)
         booking = None
@@ -451,6 +474,19 @@ class Renderer:
         )
 
     def _section(self, slug: str, item: Item, entries: list[EntryView]) -> SectionView:
+        key = (slug, item.id, tuple(e.uid for e in entries))
+        cached = self._sections.get(key)
+        if (
+            cached is not None
+            and cached[0] is item
+            and all(a is b for a, b in zip(cached[1], entries, strict=True))
+        ):
+            return cached[2]
+        view = self._make_section(slug, item, entries)
+        self._sections[key] = (item, entries, view)
+        return view
+
+    def _make_section(self, slug: str, item: Item, entries: list[EntryView]) -> SectionView:
         body = self.md_text(item.body)
         links = [LinkView(link.text, url) for link in item.links if (url := safe_url(link.url))]
         image = None

@@ -282,15 +282,17 @@ def campaign_status(db: Database, shape: Shape, slug: str) -> CampaignStatus:
             raise UnknownName(
                 f"campaign {slug!r} has not been sent", hint="send it with `mailer campaigns send`"
             )
+        # Grouped by the region's id, named after: no join per delivery.
         rows = session.execute(
-            select(Region.slug, Delivery.status, func.count())
-            .outerjoin(Region, Region.id == Delivery.region_id)
+            select(Delivery.region_id, Delivery.status, func.count())
             .where(Delivery.campaign_id == campaign.id)
-            .group_by(Region.slug, Delivery.status)
+            .group_by(Delivery.region_id, Delivery.status)
         ).all()
+        slugs = dict(session.execute(select(Region.id, Region.slug)).all()) if rows else {}
         counts: Counter[str] = Counter()
         regions: dict[str, dict[str, int]] = {}
-        for region, state, n in rows:
+        for region_id, state, n in rows:
+            region = slugs.get(region_id) if region_id is not None else None
             label = shape.label(region) if region in shape.regions else (region or "(no region)")
             regions.setdefault(label, {})[state] = int(n)
             counts[state] += int(n)

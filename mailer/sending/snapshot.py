@@ -38,7 +38,6 @@ from sqlalchemy import (
     MetaData,
     Table,
     and_,
-    case,
     delete,
     exists,
     func,
@@ -48,16 +47,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from mailer.compose import read_members, relevant_interests
+from mailer.compose import MASK_BITS, interest_bits, member_masks, read_members, relevant_interests
 from mailer.db import Database
 from mailer.errors import DeliveryError
 from mailer.models import (
     Campaign,
     CampaignStage,
     Delivery,
-    Interest,
     Member,
-    MemberInterest,
     NetworkLeave,
     Region,
     utcnow,
@@ -423,10 +420,6 @@ class _Variants:
             self.session.execute(delete(VariantRow).where(VariantRow.id.in_(unused)))
 
 
-#: Above this many interests that decide variants, the snapshot falls back to Python (a bit each).
-_MASK_BITS = 62
-
-
 def _snapshot(
     session: Session,
     campaign_id: int,
@@ -437,16 +430,14 @@ def _snapshot(
 ) -> int:
     """One ``INSERT … SELECT`` of the members of a planned group who meet the stage's ``where``
     (at most ``limit``, in member order): each member's group is (home region, the bits of the
-    relevant interests they chose), joined to a temporary table of the plan's groups and their
-    variant ids. Returns how many rows it added."""
+    relevant interests they chose: :func:`~mailer.compose.member_masks`, the plan's own grouping),
+    joined to a temporary table of the plan's groups and their variant ids. Returns how many rows
+    it added."""
     the_plan = prepared.plan
-    relevant = sorted(relevant_interests(the_plan.issue))
-    if len(relevant) > _MASK_BITS or limit == 0:
+    relevant = relevant_interests(the_plan.issue)
+    if len(relevant) > MASK_BITS or limit == 0:
         return 0  # _late_joiners takes everyone, 5,000 at a time
-    interest_ids = dict(
-        session.execute(select(Interest.slug, Interest.id).where(Interest.slug.in_(relevant))).all()
-    )
-    bit = {slug: 1 << i for i, slug in enumerate(relevant)}
+    bits = interest_bits(relevant)
     region_ids = dict(session.execute(select(Region.slug, Region.id)).all())
     rows = []
     for planned in the_plan.variants:
@@ -456,7 +447,7 @@ def _snapshot(
             rows.append(
                 {
                     "region_id": region_ids[group.region] if group.region is not None else 0,
-                    "mask": sum(bit[s] for s in group.interests if s in bit),
+                    "mask": sum(bits[s] for s in group.interests if s in bits),
                     "variant_id": variants.ids[planned.variant.key],
                 }
             )
@@ -475,37 +466,24 @@ def _snapshot(
     groups.create(connection)
     try:
         session.execute(insert(groups), rows)
-        mask: ColumnElement[Any]
-        if interest_ids:
-            weight = case(
-                *[(MemberInterest.interest_id == i, bit[s]) for s, i in interest_ids.items()], else_=0
-            )
-            mask = (
-                select(func.coalesce(func.sum(weight), 0))
-                .where(
-                    MemberInterest.member_id == Member.id,
-                    MemberInterest.interest_id.in_(list(interest_ids.values())),
-                )
-                .correlate(Member)
-                .scalar_subquery()
-            )
-        else:
-            mask = literal(0, BigInteger)
+        member = member_masks(session, and_(the_plan.condition, *where), bits)
         chosen = (
             select(
                 literal(campaign_id),
-                Member.id,
+                member.c.member_id,
                 groups.c.variant_id,
-                Member.region_id,
+                member.c.region_id,
                 literal("pending"),
             )
-            .select_from(Member)
+            .select_from(member)
             .join(
                 groups,
-                and_(groups.c.region_id == func.coalesce(Member.region_id, 0), groups.c.mask == mask),
+                and_(
+                    groups.c.region_id == func.coalesce(member.c.region_id, 0),
+                    groups.c.mask == member.c.mask,
+                ),
             )
-            .where(the_plan.condition, *where)
-            .order_by(Member.id)
+            .order_by(member.c.member_id)
         )
         if limit is not None:
             chosen = chosen.limit(limit)

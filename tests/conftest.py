@@ -28,6 +28,7 @@ from mailer.settings import Settings, load
 from mailer.workspace import init_workspace
 
 if TYPE_CHECKING:
+    from sending_fixtures import Mailing
     from smtp_server import SmtpTestServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -240,6 +241,22 @@ def smtp_server_factory() -> Iterator[Callable[..., SmtpTestServer]]:
     yield factory
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def mailing(
+    db: Database,
+    settings: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    smtp_server: SmtpTestServer,
+) -> Mailing:
+    """A send to the SMTP test server: the Kent newsletter, synthetic members, the engine; see
+    sending_fixtures.py."""
+    from sending_fixtures import Mailing
+
+    return Mailing(db, settings, shape, workspace, tmp_path, smtp_server)
 
 
 # --- a real browser: Debian's Chromium driven by Playwright (never a downloaded browser) ------------

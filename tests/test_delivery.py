@@ -8,103 +8,50 @@ within the documented bound.
 
 from __future__ import annotations
 
-import asyncio
-import email
-import email.policy
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from cli_runner import MailerCli
-from conftest import REPO
+from sending_fixtures import (
+    SLUG,
+    Clock,
+    Mailing,
+    add_campaign,
+    add_members,
+    check_unsubscribe_token,
+    expected_audience,
+    parse,
+    send,
+    sent_to,
+)
 from smtp_server import SmtpTestServer
 from sqlalchemy import select
 
 from mailer import sending as delivery
 from mailer.audience import suppression
 from mailer.audience.addresses import clean_name
-from mailer.audience.importer import import_csv
 from mailer.audience.shape import Shape
-from mailer.audience.synthetic import generate, write_csv
 from mailer.compose import compose
 from mailer.db import Database
 from mailer.errors import DeliveryError
 from mailer.issue import Newsletter, load_campaign
-from mailer.models import Campaign, Delivery, Member, Suppression
+from mailer.models import Campaign, Delivery, Member
 from mailer.models import Variant as VariantRow
 from mailer.settings import Settings
 from mailer.slots import fill_slots, greeting
 from mailer.tokens import link
-from mailer.transport import open_transport
 
-SLUG = "2025-11-kent-network"
-FAST_RETRIES = (0.05, 0.1, 0.2)
-
-
-class Clock:
-    """A clock the test moves by hand: the engine's ``now`` (when a deferred delivery is due)."""
-
-    def __init__(self) -> None:
-        self.at = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def wait(self, **delta: float) -> None:
-        self.at += timedelta(**delta)
-
-
-def add_campaign(workspace: Path, audience: str | None = None) -> None:
-    dest = workspace / "campaigns" / SLUG
-    shutil.copytree(REPO / "campaigns" / SLUG, dest)
-    if audience is not None:
-        path = dest / "issue.yaml"
-        path.write_text(path.read_text().replace("audience: region:kent", f"audience: {audience}", 1))
-
-
-def add_members(db: Database, shape: Shape, tmp_path: Path, count: int, seed: int = 11) -> None:
-    csv_path = tmp_path / f"members-{count}.csv"
-    write_csv(csv_path, generate(count, shape, seed=seed))
-    with db.session() as session:
-        report = import_csv(session, csv_path, shape)
-    assert report.rejected == 0
-
-
-def send(db: Database, settings: Settings, url: str, **engine_options: object) -> delivery.Summary:
-    engine = delivery.Engine(db, settings, SLUG, retry_delays=FAST_RETRIES, **engine_options)  # type: ignore[arg-type]
-
-    async def main() -> delivery.Summary:
-        async with open_transport(url, concurrency=4, timeout=2.0) as transport:
-            return await engine.run(transport)
-
-    return asyncio.run(main())
-
-
-def prepare_and_enqueue(db: Database, settings: Settings, shape: Shape) -> delivery.Enqueued:
-    prepared = delivery.prepare(db, settings, shape, SLUG)
-    return delivery.enqueue(db, prepared)
-
-
-def parse(data: bytes) -> EmailMessage:
-    msg = email.message_from_bytes(data, policy=email.policy.default)
-    assert isinstance(msg, EmailMessage)
-    return msg
-
-
-def delivery_id_of(mail_from: str) -> int:
-    m = re.fullmatch(r"bounces\+(\d+)(?:-[a-z0-9]+)?@.+", mail_from)  # the id, then its signed tag
-    assert m, mail_from
-    return int(m.group(1))
+# The set-up of a send lives in sending_fixtures.py; other tests still import these from here.
+__all__ = ["SLUG", "add_campaign", "add_members", "expected_audience", "send"]
 
 
 def check_message(data: bytes, msg: EmailMessage) -> None:
@@ -122,38 +69,24 @@ def check_message(data: bytes, msg: EmailMessage) -> None:
     assert parts == ["text/plain", "text/html"]
 
 
-def expected_audience(db: Database, shape: Shape, region: str) -> set[str]:
-    """Members of ``region`` or below who are not suppressed, computed without the segment compiler."""
-    below = set(shape.descendants(region))
-    with db.session() as session:
-        suppressed = set(session.scalars(select(Suppression.address_hash)))
-        return {
-            m.email
-            for m in session.scalars(select(Member))
-            if m.region is not None and m.region.slug in below and m.address_hash not in suppressed
-        }
-
-
 def test_every_eligible_member_gets_their_variant_once(
     db: Database,
     settings: Settings,
     shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
     smtp_server: SmtpTestServer,
+    mailing: Mailing,
 ) -> None:
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 600)
+    mailing.add(600)
     with db.session() as session:
-        kent = sorted(expected_audience(db, shape, "kent"))
+        kent = sorted(mailing.audience())
         for address in kent[:5]:
             suppression.suppress(session, address, reason="unsubscribe", source="link")
-    expected = expected_audience(db, shape, "kent")
+    expected = mailing.audience()
     assert len(expected) > 50
 
-    enqueued = prepare_and_enqueue(db, settings, shape)
+    enqueued = mailing.enqueue()
     assert enqueued.created and enqueued.deliveries == len(expected)
-    summary = send(db, settings, smtp_server.url, batch_size=37)
+    summary = mailing.send(batch_size=37)
     assert summary.sent == len(expected) and summary.failed == 0
 
     received = smtp_server.messages
@@ -165,10 +98,7 @@ def test_every_eligible_member_gets_their_variant_once(
     with db.session() as session:
         variants = {v.id: v for v in session.scalars(select(VariantRow))}
         for got in received:
-            d = session.get(Delivery, delivery_id_of(got.mail_from))
-            assert d is not None and d.status == "sent"
-            member = session.get(Member, d.member_id)
-            assert member is not None and [member.email] == got.rcpt_tos
+            d, member = sent_to(session, got)
             # The variant is the one the rule in DESIGN.md gives this member...
             region = member.region.slug if member.region else None
             want = compose(loaded.issue, shape, region, frozenset(i.slug for i in member.interests))
@@ -200,18 +130,12 @@ def test_every_eligible_member_gets_their_variant_once(
 
 
 def test_faults_are_retried_or_recorded_and_nothing_is_lost(
-    db: Database,
-    settings: Settings,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    smtp_server: SmtpTestServer,
+    db: Database, settings: Settings, shape: Shape, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
     """5xx fail at once; 4xx defer and go out when due; a connection lost before the message went
     out is retried at once; a message sent whole and never answered is unknown and not resent."""
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 400)
-    audience = sorted(expected_audience(db, shape, "kent"))
+    mailing.add(400)
+    audience = sorted(mailing.audience())
     unknown, rejected_policy, flaky = audience[0], audience[1], audience[2]
     smtp_server.reject(re.escape(unknown))  # 550 5.1.1: hard bounce, suppressed
     smtp_server.reject(
@@ -222,14 +146,14 @@ def test_faults_are_retried_or_recorded_and_nothing_is_lost(
     smtp_server.drop(nth=9, times=1, when="at-data")  # the connection drops before the message
     smtp_server.delay(3.0, nth=14, times=1)  # slower than the 2 s timeout: no reply to the dot
 
-    prepare_and_enqueue(db, settings, shape)
+    mailing.enqueue()
     clock = Clock()
-    first = send(db, settings, smtp_server.url, batch_size=50, now=clock)
+    first = mailing.send(batch_size=50, now=clock)
     assert first.failed == 2 and first.hard_bounces == 1
     assert first.deferred == 2 and first.unknown == 1 and first.retried >= 1
     assert delivery.campaign_status(db, shape, SLUG).status == "sending"  # two deferred left
     clock.wait(minutes=settings.retry_first_minutes)
-    again = send(db, settings, smtp_server.url, now=clock)
+    again = mailing.send(now=clock)
     assert (again.sent, again.failed, again.deferred, again.unknown) == (2, 0, 0, 0)
 
     received = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
@@ -258,23 +182,17 @@ def test_faults_are_retried_or_recorded_and_nothing_is_lost(
 
 
 def test_too_many_errors_in_a_row_pause_the_campaign(
-    db: Database,
-    settings: Settings,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    smtp_server: SmtpTestServer,
+    db: Database, settings: Settings, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
     """A relay that fails every message pauses the campaign; nobody is lost or failed for it.
 
     (A relay that answers 4xx to everyone does not: it is asking to wait, and every delivery is
     deferred; see tests/test_retries.py.)"""
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 600)
+    mailing.add(600)
     smtp_server.drop(times=None, when="at-data")  # every connection drops, every time
-    prepare_and_enqueue(db, settings, shape)
+    mailing.enqueue()
     clock = Clock()
-    summary = send(db, settings, smtp_server.url, max_attempts=1, now=clock)
+    summary = mailing.send(max_attempts=1, now=clock)
     assert summary.stopped_because.startswith("paused after")
     with db.session() as session:
         campaign = session.scalars(select(Campaign)).one()
@@ -284,24 +202,18 @@ def test_too_many_errors_in_a_row_pause_the_campaign(
     # Mending the relay and sending again once they are due delivers everyone; nobody failed.
     smtp_server.clear_faults()
     clock.wait(minutes=settings.retry_first_minutes)
-    again = send(db, settings, smtp_server.url, now=clock)
+    again = mailing.send(now=clock)
     counts = delivery.status_counts(db, delivery.Engine(db, settings, SLUG).campaign_id)
     assert counts == {"sent": again.sent}
     assert len(smtp_server.messages) == again.sent
 
 
 def test_unsubscribe_during_a_send_stops_that_members_message(
-    db: Database,
-    settings: Settings,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    smtp_server: SmtpTestServer,
+    db: Database, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 600)
-    audience = sorted(expected_audience(db, shape, "kent"))
-    prepare_and_enqueue(db, settings, shape)
+    mailing.add(600)
+    audience = sorted(mailing.audience())
+    mailing.enqueue()
     with db.session() as session:
         order = [
             m.email
@@ -315,7 +227,7 @@ def test_unsubscribe_during_a_send_stops_that_members_message(
     result: list[delivery.Summary] = []
 
     def run() -> None:
-        result.append(send(db, settings, smtp_server.url, batch_size=10))
+        result.append(mailing.send(batch_size=10))
         done.set()
 
     thread = threading.Thread(target=run)
@@ -339,22 +251,16 @@ def test_unsubscribe_during_a_send_stops_that_members_message(
 
 
 def test_limit_dry_run_and_status(
-    db: Database,
-    settings: Settings,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    smtp_server: SmtpTestServer,
+    db: Database, shape: Shape, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 300)
-    expected = expected_audience(db, shape, "kent")
-    prepare_and_enqueue(db, settings, shape)
-    first = send(db, settings, smtp_server.url, limit=7, batch_size=5)
+    mailing.add(300)
+    expected = mailing.audience()
+    mailing.enqueue()
+    first = mailing.send(limit=7, batch_size=5)
     assert first.sent == 7 and len(smtp_server.messages) == 7
     status = delivery.campaign_status(db, shape, SLUG)
     assert status.status == "paused" and status.counts["pending"] == len(expected) - 7
-    rest = send(db, settings, smtp_server.url)
+    rest = mailing.send()
     assert rest.sent == len(expected) - 7
     assert len({r for m in smtp_server.messages for r in m.rcpt_tos}) == len(expected)
     assert delivery.campaign_status(db, shape, SLUG).status == "sent"
@@ -374,17 +280,11 @@ def start_send(env: dict[str, str], **pipes: int) -> subprocess.Popen[str]:
 
 
 def test_cli_test_send_and_dry_run_change_nothing(
-    db: Database,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    mailer_cli: MailerCli,
-    smtp_server: SmtpTestServer,
+    db: Database, mailer_cli: MailerCli, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 200)
-    member = sorted(expected_audience(db, shape, "kent"))[0]
-    env = {"MAILER_RELAY": smtp_server.url}
+    mailing.add(200)
+    member = sorted(mailing.audience())[0]
+    env = mailing.relay
     out = mailer_cli("campaigns", "send", SLUG, "--test", member, "--test", "editor@example.org", env=env)
     assert out.exit_code == 0, out.stderr
     got = smtp_server.messages
@@ -423,18 +323,16 @@ def filling_processes(workspace: Path) -> list[int]:
 @pytest.mark.parametrize("helpers", [0, 2], ids=["filled-here", "filled-by-helpers"])
 def test_a_killed_send_resumes_with_bounded_duplicates(
     db: Database,
-    shape: Shape,
     workspace: Path,
-    tmp_path: Path,
     env: dict[str, str],
     mailer_cli: MailerCli,
     smtp_server: SmtpTestServer,
     helpers: int,
+    mailing: Mailing,
 ) -> None:
     """SIGKILL mid-send, then `send` again: everyone gets the newsletter, duplicates within the bound,
     whether the sending process fills the messages or helper processes do (they end with it)."""
-    add_campaign(workspace, audience="all")
-    add_members(db, shape, tmp_path, 3000)
+    mailing.add(3000, audience="all")
     toml = workspace / "mailer.toml"
     toml.write_text(toml.read_text().replace("fill_processes = -1", f"fill_processes = {helpers}"))
     with db.session() as session:
@@ -470,15 +368,9 @@ def test_a_killed_send_resumes_with_bounded_duplicates(
 
 
 def test_sigterm_finishes_in_flight_and_stops(
-    db: Database,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    env: dict[str, str],
-    smtp_server: SmtpTestServer,
+    db: Database, env: dict[str, str], smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
-    add_campaign(workspace, audience="all")
-    add_members(db, shape, tmp_path, 1500)
+    mailing.add(1500, audience="all")
     env = dict(env, MAILER_RELAY=smtp_server.url)
     smtp_server.delay(0.003)
     proc = start_send(env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -503,21 +395,13 @@ def test_sigterm_finishes_in_flight_and_stops(
     assert max(received.values()) == 1
 
 
-def test_subject_access_export_lists_mailings_and_forget_unlinks_them(
-    db: Database,
-    settings: Settings,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    smtp_server: SmtpTestServer,
-) -> None:
+def test_subject_access_export_lists_mailings_and_forget_unlinks_them(db: Database, mailing: Mailing) -> None:
     from mailer.audience import members
 
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 150)
-    someone = sorted(expected_audience(db, shape, "kent"))[0]
-    prepare_and_enqueue(db, settings, shape)
-    send(db, settings, smtp_server.url)
+    mailing.add(150)
+    someone = sorted(mailing.audience())[0]
+    mailing.enqueue()
+    mailing.send()
     with db.session() as session:
         mailings = members.export(session, someone)["mailings"]
     assert [(m["campaign"], m["status"]) for m in mailings] == [(SLUG, "sent")]
@@ -531,12 +415,7 @@ def test_subject_access_export_lists_mailings_and_forget_unlinks_them(
 
 
 def test_dkim_from_settings_signs_every_message_and_the_preheader_shows_once(
-    db: Database,
-    settings: Settings,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    smtp_server: SmtpTestServer,
+    settings: Settings, shape: Shape, workspace: Path, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
     import base64
     import dataclasses
@@ -555,12 +434,11 @@ def test_dkim_from_settings_signs_every_message_and_the_preheader_shows_once(
         return record if name == b"mail2025._domainkey.kent.example.org." else None
 
     signing = dataclasses.replace(settings, dkim_selector="mail2025", dkim_domain="kent.example.org")
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 120)
+    mailing.add(120)
     loaded = load_campaign(workspace, SLUG, shape)
     assert isinstance(loaded.issue, Newsletter) and loaded.issue.preheader
-    prepare_and_enqueue(db, signing, shape)
-    send(db, signing, smtp_server.url)
+    mailing.enqueue(signing)
+    mailing.send(signing)
     assert smtp_server.messages
     for got in smtp_server.messages:
         assert dkim.verify(got.data, dnsfunc=dns)
@@ -573,28 +451,25 @@ def test_dkim_from_settings_signs_every_message_and_the_preheader_shows_once(
 def test_signed_messages_verify_whether_filled_here_or_by_helper_processes(
     db: Database,
     settings: Settings,
-    shape: Shape,
     workspace: Path,
-    tmp_path: Path,
     smtp_server: SmtpTestServer,
     helpers: int,
+    mailing: Mailing,
 ) -> None:
     """With the keys `mailer init` makes (RSA-2048 and Ed25519), both signatures of every message
     verify (dkimpy, a stub DNS), whether the sending process fills and signs or helper processes
     do; each message's links and VERP tag are its member's and its delivery's, and verify."""
     from test_dkim import dns_for, verified
 
-    from mailer import tokens
-    from mailer.message import delivery_id_from_verp, dkim_keys
+    from mailer.message import dkim_keys
     from mailer.workspace import write_dkim_keys
 
     write_dkim_keys(workspace)
     keys = dkim_keys(settings)
     assert sorted(k.algorithm for k in keys) == ["ed25519-sha256", "rsa-sha256"]
-    add_campaign(workspace, audience="all")
-    add_members(db, shape, tmp_path, 400)
-    enqueued = prepare_and_enqueue(db, settings, shape)
-    summary = send(db, settings, smtp_server.url, fill_processes=helpers, batch_size=150)
+    mailing.add(400, audience="all")
+    enqueued = mailing.enqueue()
+    summary = mailing.send(fill_processes=helpers, batch_size=150)
     assert summary.sent == enqueued.deliveries == 400 and summary.failed == 0
     dnsfunc = dns_for(*keys)
     received = smtp_server.messages
@@ -602,15 +477,7 @@ def test_signed_messages_verify_whether_filled_here_or_by_helper_processes(
     with db.session() as session:
         for got in received:
             assert verified(got.data, dnsfunc) == [True, True]
-            delivery_id = delivery_id_from_verp(got.mail_from, settings.list_domain, keys=settings.secrets)
-            assert delivery_id is not None
-            d = session.get(Delivery, delivery_id)
-            assert d is not None and d.status == "sent"
-            member = session.get(Member, d.member_id)
-            assert member is not None and got.rcpt_tos == [member.email]
+            d, member = sent_to(session, got, settings)
             msg = parse(got.data)
             check_message(got.data, msg)
-            unsub = re.search(r"/u/([a-z0-9]+)>", msg["List-Unsubscribe"])
-            assert unsub
-            token = tokens.verify(unsub.group(1), "unsubscribe", keys=settings.secrets)
-            assert (token.member_id, token.campaign) == (member.id, d.campaign_id)
+            check_unsubscribe_token(msg, settings, d, member)

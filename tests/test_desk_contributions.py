@@ -15,63 +15,34 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from desk_fixtures import ISSUE, Desk, browser_desk, clock, csrf_of, desk, sign_in, workspace
 from sqlalchemy import select
 from starlette.routing import Route
 from test_desk_web import (
-    BASE,
-    Clock,
-    Desk,
     chromium,  # noqa: F401 - a fixture
-    csrf_of,
     pictures,  # noqa: F401 - a fixture
-    sign_in,
     tab,  # noqa: F401 - a fixture
 )
-from test_web_browser import check_page, free_port, live_server
+from test_web_browser import check_page
 
-from mailer.audience.shape import Shape
-from mailer.db import Database
 from mailer.issue import load_campaign
 from mailer.models import Campaign, Contribution, IssueEdit, User
-from mailer.settings import Settings
-from mailer.web import create_app
 from mailer.web.desk import sessions
 from mailer.web.desk.issuefile import last_editor
-from mailer.workspace import init_workspace
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 CE = "/desk/networks/central-england"
-ISSUE = "2025-12-central-england"
 FIRST_LINE = "# The Central England Network newsletter for December 2025"
 
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    """A fresh demo workspace: the two networks and their issues."""
-    root = tmp_path / "ws"
-    init_workspace(root, demo=True)
-    return root
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def desk(settings: Settings, db: Database, shape: Shape, smtp_server: Any, clock: Clock) -> Desk:
-    configured = replace(settings, relay=smtp_server.url)
-    app = create_app(configured, shape=shape, database=db, clock=clock)
-    return Desk(app, configured, db, shape, smtp_server, clock)
+__all__ = ["browser_desk", "clock", "desk", "workspace"]  # fixtures
 
 
 @pytest.fixture
@@ -85,7 +56,7 @@ def people_(desk: Desk) -> dict[str, int]:
 
 
 def client_of(desk: Desk, address: str) -> TestClient:
-    c = TestClient(desk.app, base_url=BASE, follow_redirects=False)
+    c = desk.client()
     c.__enter__()
     sign_in(desk, c, address)
     return c
@@ -434,7 +405,7 @@ def test_a_canterbury_contributor_cannot_read_or_change_central_englands_inbox(
     kent_issue = desk.settings.workspace / "campaigns" / "2025-11-kent-network" / "issue.yaml"
     files = (issue_text(desk), kent_issue.read_text(encoding="utf-8"))
     before = desk.audit()
-    with TestClient(desk.app, base_url=BASE, follow_redirects=False) as cat:
+    with desk.client() as cat:
         sign_in(desk, cat, "cat@example.org")
         assert cat.get("/desk/networks/kent/contribute").status_code == 200
         csrf = csrf_of(cat.get("/desk/networks/kent/contribute/event").text)
@@ -453,7 +424,7 @@ def test_a_canterbury_contributor_cannot_read_or_change_central_englands_inbox(
         ]:
             response = cat.post(path, data={"csrf": csrf, **data})
             assert response.status_code in (400, 403), (path, response.status_code)
-    with TestClient(desk.app, base_url=BASE, follow_redirects=False) as kate:
+    with desk.client() as kate:
         sign_in(desk, kate, "kate@example.org")
         assert kate.get(f"{CE}/inbox").status_code == 403
         assert kate.get(f"/desk/networks/kent/inbox/{row.id}").status_code == 404, "not Kent's"
@@ -513,15 +484,6 @@ def test_every_contribution_form_without_csrf_gets_403(desk: Desk, bea: TestClie
 
 # ---------------------------------------------------------------------------------------------
 # In Chromium, at phone and desktop widths, with axe-core
-
-
-@pytest.fixture
-def browser_desk(settings: Settings, db: Database, shape: Shape, smtp_server: Any) -> Iterator[Desk]:
-    port = free_port()
-    configured = replace(settings, relay=smtp_server.url, base_url=f"http://127.0.0.1:{port}")
-    app = create_app(configured, shape=shape, database=db)
-    with live_server(app, port):
-        yield Desk(app, configured, db, shape, smtp_server, Clock())
 
 
 def browser_sign_in(page: Any, desk: Desk, address: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import MailerCli
+from desk_fixtures import networks_workspace
 from sqlalchemy import select
 
 from mailer.audience.shape import Shape, load_shape
@@ -25,19 +26,9 @@ from mailer.web.desk import audit, people, sessions
 from mailer.web.desk.people import Person, Role, can, may_approve, may_send
 from mailer.workspace import init_workspace
 
-REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    """A fresh workspace with the demo's two networks (Kent, Central England)."""
-    root = tmp_path / "ws"
-    init_workspace(root)
-    (root / "lists" / "networks.toml").write_text(
-        (REPO / "lists" / "networks.toml").read_text(encoding="utf-8"), encoding="utf-8"
-    )
-    return root
+__all__ = ["networks_workspace"]  # a fixture: the workspace with the demo's two networks
 
 
 def someone(*roles: Role, id: int = 1, disabled: bool = False) -> Person:

@@ -9,27 +9,36 @@ roles and sign people out, each in the audit log.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import os
 import re
-import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 from axe import check_axe
 from conftest import launch_chromium
+from desk_fixtures import (
+    CHECK_MAIL,
+    Clock,
+    Desk,
+    ask_for_link,
+    browser_desk,
+    clock,
+    csrf_of,
+    desk,
+    link_from,
+    networks_workspace,
+    sign_in,
+)
 from playwright.sync_api import Browser, Page
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.routing import Route
-from test_web_browser import WIDTHS, free_port, live_server
+from test_web_browser import WIDTHS
 from test_web_browser import check_page as check_web_page
 
 from mailer.audience.shape import Shape
@@ -39,132 +48,18 @@ from mailer.settings import Settings
 from mailer.web import create_app
 from mailer.web.desk import people, sessions
 from mailer.web.desk.common import DeskLimits
-from mailer.workspace import init_workspace
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-REPO = Path(__file__).resolve().parent.parent
-BASE = "http://127.0.0.1:8000"
-CHECK_MAIL = "If you have an account on the desk, a link to sign in is on its way"
-
-
-@dataclass
-class Clock:
-    offset: timedelta = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-
-@dataclass
-class Desk:
-    app: Starlette
-    settings: Settings
-    db: Database
-    shape: Shape
-    smtp: Any  # tests/smtp_server.py's SmtpTestServer
-    clock: Clock
-
-    def client(self) -> TestClient:
-        return TestClient(self.app, base_url=BASE, follow_redirects=False)
-
-    def add(self, address: str, role: str, network: str = "", region: str = "", name: str = "") -> int:
-        checked = people.check_role(self.shape, self.settings, role, network, region)
-        with self.db.session() as s:
-            return people.add(s, address, checked, name=name, by=None, now=datetime.now(UTC)).person.id
-
-    def mails_to(self, address: str, count: int = 1, timeout: float = 10.0) -> list[EmailMessage]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [m for m in self.smtp.messages if address in m.rcpt_tos]
-            if len(found) >= count:
-                break
-            time.sleep(0.02)
-        out = []
-        for received in self.smtp.messages:
-            if address in received.rcpt_tos:
-                msg = email.message_from_bytes(received.data, policy=email.policy.default)
-                assert isinstance(msg, EmailMessage)
-                out.append(msg)
-        return out
-
-    def audit(self) -> list[tuple[str, str]]:
-        with self.db.session() as s:
-            return [(a.action, a.object) for a in s.scalars(select(AuditEntry).order_by(AuditEntry.id))]
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    """A fresh workspace with the demo's two networks (Kent, Central England)."""
-    root = tmp_path / "ws"
-    init_workspace(root)
-    (root / "lists" / "networks.toml").write_text(
-        (REPO / "lists" / "networks.toml").read_text(encoding="utf-8"), encoding="utf-8"
-    )
-    return root
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def desk(settings: Settings, db: Database, shape: Shape, smtp_server: Any, clock: Clock) -> Desk:
-    configured = replace(settings, relay=smtp_server.url)
-    app = create_app(configured, shape=shape, database=db, clock=clock)
-    return Desk(app, configured, db, shape, smtp_server, clock)
-
-
-@pytest.fixture
-def browser_desk(settings: Settings, db: Database, shape: Shape, smtp_server: Any) -> Iterator[Desk]:
-    """The desk served by uvicorn on a free port, for the browser."""
-    port = free_port()
-    configured = replace(settings, relay=smtp_server.url, base_url=f"http://127.0.0.1:{port}")
-    app = create_app(configured, shape=shape, database=db)
-    with live_server(app, port):
-        yield Desk(app, configured, db, shape, smtp_server, Clock())
+__all__ = ["browser_desk", "clock", "desk", "networks_workspace"]  # fixtures
 
 
 @pytest.fixture
 def client(desk: Desk) -> Iterator[TestClient]:
     with desk.client() as c:
         yield c
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, "the page has a form with a CSRF value"
-    return found.group(1)
-
-
-def ask_for_link(client: TestClient, address: str) -> Any:
-    page = client.get("/desk/sign-in")
-    assert page.status_code == 200
-    return client.post("/desk/sign-in", data={"csrf": csrf_of(page.text), "email": address})
-
-
-def link_from(msg: EmailMessage) -> str:
-    body = msg.get_body(("plain",))
-    assert body is not None
-    found = re.search(r"http://127\.0\.0\.1:8000(/desk/sign-in/[A-Za-z0-9_-]{43})\s", str(body.get_content()))
-    assert found, "the mail holds a sign-in link"
-    return found.group(1)
-
-
-def sign_in(desk: Desk, client: TestClient, address: str) -> None:
-    before = len(desk.mails_to(address, 0, 0))
-    response = ask_for_link(client, address)
-    assert response.status_code == 200 and CHECK_MAIL in response.text
-    mails = desk.mails_to(address, before + 1)
-    assert len(mails) == before + 1
-    path = link_from(mails[-1])
-    page = client.get(path)
-    assert page.status_code == 200 and "Sign in" in page.text
-    done = client.post(path, data={"csrf": csrf_of(page.text)})
-    assert done.status_code == 303 and done.headers["location"] == "/desk/"
 
 
 # ---------------------------------------------------------------------------------------------

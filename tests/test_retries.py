@@ -17,13 +17,12 @@ import re
 import time
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from cli_runner import MailerCli
+from sending_fixtures import SLUG, Clock, Mailing
 from smtp_server import SmtpTestServer
 from sqlalchemy import Row, select, update
-from test_delivery import FAST_RETRIES, SLUG, Clock, add_campaign, add_members, expected_audience
 
 from mailer import sending
 from mailer.audience.shape import Shape
@@ -33,19 +32,6 @@ from mailer.settings import Settings
 from mailer.transport import open_transport
 
 GREYLISTED = "451 4.7.1 Greylisted, please try again later"
-
-
-def run_engine(
-    db: Database, settings: Settings, url: str, clock: Clock, *, timeout: float = 2.0
-) -> sending.Summary:
-    """One run of the engine in this process (what `mailer campaigns send` does), on ``clock``."""
-    engine = sending.Engine(db, settings, SLUG, retry_delays=FAST_RETRIES, now=clock)
-
-    async def main() -> sending.Summary:
-        async with open_transport(url, concurrency=4, timeout=timeout) as transport:
-            return await engine.run(transport)
-
-    return asyncio.run(main())
 
 
 def statuses(db: Database) -> dict[str, Row[Any]]:
@@ -69,30 +55,15 @@ def received(server: SmtpTestServer) -> Counter[str]:
     return Counter(r for m in [*server.messages, *server.unanswered] for r in m.rcpt_tos)
 
 
-def enqueue_kent(
-    db: Database, settings: Settings, shape: Shape, workspace: Path, tmp_path: Path, n: int
-) -> list[str]:
-    """The Kent newsletter enqueued for ``n`` synthetic members; its audience, sorted."""
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, n)
-    sending.enqueue(db, sending.prepare(db, settings, shape, SLUG))
-    return sorted(expected_audience(db, shape, "kent"))
-
-
 def test_a_relay_answering_451_for_ten_minutes_then_250_delivers_everyone_once(
-    db: Database,
-    settings: Settings,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    smtp_server: SmtpTestServer,
+    db: Database, shape: Shape, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
-    audience = enqueue_kent(db, settings, shape, workspace, tmp_path, 200)
+    audience = mailing.enqueue_kent(200)
     clock = Clock()
     mended = clock() + timedelta(minutes=10)
     smtp_server.tempfail(stage="rcpt", reply=GREYLISTED, until=lambda: clock() >= mended)
 
-    first = run_engine(db, settings, smtp_server.url, clock)
+    first = mailing.send(now=clock)
     assert (first.sent, first.failed, first.deferred) == (0, 0, len(audience))  # 4xx pause nothing
     assert first.stopped_because.startswith("waiting: ") and first.deferred_left == len(audience)
     assert first.next_attempt_at == clock() + timedelta(minutes=5)
@@ -101,15 +72,15 @@ def test_a_relay_answering_451_for_ten_minutes_then_250_delivers_everyone_once(
     assert f"`mailer campaigns send {SLUG}`" in status.next_steps()[0]
 
     mails = [c for c in smtp_server.commands if c[1] == "MAIL"]
-    too_soon = run_engine(db, settings, smtp_server.url, clock)  # sending again before they are due
+    too_soon = mailing.send(now=clock)  # sending again before they are due
     assert too_soon.sent == too_soon.deferred == 0 and too_soon.stopped_because.startswith("waiting: ")
     assert [c for c in smtp_server.commands if c[1] == "MAIL"] == mails  # the relay got no message
     clock.wait(minutes=5)
-    second = run_engine(db, settings, smtp_server.url, clock)  # still greylisted: waits longer
+    second = mailing.send(now=clock)  # still greylisted: waits longer
     assert (second.sent, second.deferred) == (0, len(audience))
     assert second.next_attempt_at == clock() + timedelta(minutes=10)
     clock.wait(minutes=10)
-    third = run_engine(db, settings, smtp_server.url, clock)
+    third = mailing.send(now=clock)
     assert (third.sent, third.failed, third.deferred, third.unknown) == (len(audience), 0, 0, 0)
 
     assert Counter(r for m in smtp_server.messages for r in m.rcpt_tos) == Counter(audience)
@@ -123,14 +94,9 @@ def test_a_relay_answering_451_for_ten_minutes_then_250_delivers_everyone_once(
 
 
 def test_a_4xx_at_every_stage_defers_and_nothing_is_resent_twice(
-    db: Database,
-    settings: Settings,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    smtp_server: SmtpTestServer,
+    db: Database, shape: Shape, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
-    audience = enqueue_kent(db, settings, shape, workspace, tmp_path, 120)
+    audience = mailing.enqueue_kent(120)
     clock = Clock()
     at_mail, at_rcpt, at_data, at_dot, dropped = audience[:5]
     with db.session() as session:  # MAIL is refused by its sender: the VERP address of the delivery
@@ -143,7 +109,7 @@ def test_a_4xx_at_every_stage_defers_and_nothing_is_resent_twice(
     smtp_server.tempfail(re.escape(at_dot), times=1, reply="451 4.3.0 Queue file write error")
     smtp_server.drop(re.escape(dropped), when="at-data", times=2)  # three tries in a go: fine on the third
 
-    first = run_engine(db, settings, smtp_server.url, clock)
+    first = mailing.send(now=clock)
     rows = statuses(db)
     deferred = {e: d for e, d in rows.items() if d.status == "deferred"}
     assert set(deferred) == {at_mail, at_rcpt, at_data, at_dot}
@@ -157,7 +123,7 @@ def test_a_4xx_at_every_stage_defers_and_nothing_is_resent_twice(
     assert first.failed == first.unknown == 0
 
     clock.wait(minutes=5)
-    again = run_engine(db, settings, smtp_server.url, clock)
+    again = mailing.send(now=clock)
     assert again.sent == 4
     assert received(smtp_server) == Counter(audience)
     assert sending.campaign_status(db, shape, SLUG).status == "sent"
@@ -165,18 +131,16 @@ def test_a_4xx_at_every_stage_defers_and_nothing_is_resent_twice(
 
 def test_a_relay_that_drops_after_the_final_dot_leaves_unknown_deliveries_sent_once(
     db: Database,
-    settings: Settings,
     shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
     env: dict[str, str],
     mailer_cli: MailerCli,
     smtp_server: SmtpTestServer,
+    mailing: Mailing,
 ) -> None:
-    audience = enqueue_kent(db, settings, shape, workspace, tmp_path, 120)
+    audience = mailing.enqueue_kent(120)
     affected = audience[3:6]
     smtp_server.drop("|".join(map(re.escape, affected)), when="after-dot", times=None)
-    relay = {"MAILER_RELAY": smtp_server.url}
+    relay = mailing.relay
 
     sent = mailer_cli("campaigns", "send", SLUG, "--in-process", "--yes", "--json", env=relay)
     assert sent.exit_code == 0, sent.stderr
@@ -225,14 +189,9 @@ def test_a_relay_that_drops_after_the_final_dot_leaves_unknown_deliveries_sent_o
 
 
 def test_garbage_and_silence_after_the_final_dot_are_unknown_and_sent_once(
-    db: Database,
-    settings: Settings,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    smtp_server: SmtpTestServer,
+    db: Database, shape: Shape, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
-    audience = enqueue_kent(db, settings, shape, workspace, tmp_path, 120)
+    audience = mailing.enqueue_kent(120)
     garbled, silent, odd, busy = audience[:4]
     smtp_server.garbage(re.escape(garbled))
     smtp_server.hang(re.escape(silent))
@@ -240,7 +199,7 @@ def test_garbage_and_silence_after_the_final_dot_are_unknown_and_sent_once(
     smtp_server.tempfail(re.escape(busy), stage="rcpt", times=1)  # keeps the campaign sending
     clock = Clock()
 
-    first = run_engine(db, settings, smtp_server.url, clock, timeout=1.0)
+    first = mailing.send(now=clock, timeout=1.0)
     assert (first.unknown, first.deferred, first.failed) == (3, 1, 0)
     rows = statuses(db)
     assert {e for e, d in rows.items() if d.status == "unknown"} == {garbled, silent, odd}
@@ -250,7 +209,7 @@ def test_garbage_and_silence_after_the_final_dot_are_unknown_and_sent_once(
     assert sending.campaign_status(db, shape, SLUG).status == "sending"  # for the deferred one
 
     clock.wait(days=4)  # however long: an unknown outcome is never resent by itself
-    later = run_engine(db, settings, smtp_server.url, clock)
+    later = mailing.send(now=clock)
     assert (later.sent, later.unknown) == (1, 0)
     assert sending.campaign_status(db, shape, SLUG).status == "sent"
     assert received(smtp_server) == Counter(audience)
@@ -261,21 +220,20 @@ def test_backoff_grows_and_the_queue_lifetime_turns_deferred_into_failed(
     db: Database,
     settings: Settings,
     shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
     env: dict[str, str],
     mailer_cli: MailerCli,
     smtp_server: SmtpTestServer,
+    mailing: Mailing,
 ) -> None:
     short = dataclasses.replace(
         settings, retry_first_minutes=5.0, retry_max_hours=0.5, queue_lifetime_hours=1.0
     )
-    audience = enqueue_kent(db, short, shape, workspace, tmp_path, 60)
+    audience = mailing.enqueue_kent(60, short)
     smtp_server.tempfail(stage="rcpt", reply=GREYLISTED)  # for ever
     clock = Clock()
     waits = []
     for _ in range(10):
-        summary = run_engine(db, short, smtp_server.url, clock)
+        summary = mailing.send(short, now=clock)
         if summary.failed:
             break
         assert summary.deferred == len(audience) and summary.next_attempt_at is not None
@@ -297,9 +255,7 @@ def test_backoff_grows_and_the_queue_lifetime_turns_deferred_into_failed(
     # The relay is mended: `campaigns retry` sends them now; nobody got a message before.
     smtp_server.clear_faults()
     assert smtp_server.messages == []
-    out = mailer_cli(
-        "campaigns", "retry", SLUG, "--in-process", "--yes", env={"MAILER_RELAY": smtp_server.url}
-    )
+    out = mailer_cli("campaigns", "retry", SLUG, "--in-process", "--yes", env=mailing.relay)
     assert out.exit_code == 0, out.stderr
     assert f"sent {len(audience)}," in out.stdout and "campaign is sent" in out.stdout
     assert Counter(r for m in smtp_server.messages for r in m.rcpt_tos) == Counter(audience)
@@ -324,17 +280,16 @@ def test_send_says_when_the_next_attempt_is_due_and_a_worker_sends_it_then(
     db: Database,
     settings: Settings,
     shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
     env: dict[str, str],
     mailer_cli: MailerCli,
     smtp_server: SmtpTestServer,
+    mailing: Mailing,
 ) -> None:
     """In real time: `send` stops while only deferred deliveries wait, and says until when; a
     running `mailer worker` sends them once they are due, and the campaign ends sent."""
-    audience = enqueue_kent(db, settings, shape, workspace, tmp_path, 60)
+    audience = mailing.enqueue_kent(60)
     smtp_server.tempfail(stage="rcpt", reply=GREYLISTED, times=len(audience))  # once each
-    relay = {"MAILER_RELAY": smtp_server.url}
+    relay = mailing.relay
     out = mailer_cli("campaigns", "send", SLUG, "--in-process", "--yes", env=relay)
     assert out.exit_code == 0, out.stderr
     assert f"deferred {len(audience)}," in out.stdout and "campaign is sending" in out.stdout

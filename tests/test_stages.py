@@ -19,10 +19,9 @@ from typing import Protocol
 
 import pytest
 from cli_runner import CliResult, MailerCli
+from sending_fixtures import SLUG, Mailing, delivery_id_of, parse, sent_to
 from smtp_server import SmtpTestServer
 from sqlalchemy import func, select
-from test_delivery import SLUG, add_campaign, add_members, delivery_id_of, expected_audience, parse
-from test_delivery import send as engine_send
 
 from mailer import sending
 from mailer.audience.shape import Shape
@@ -39,12 +38,13 @@ class SendCli(Protocol):
 
 
 @pytest.fixture
-def send_cli(mailer_cli: MailerCli, smtp_server: SmtpTestServer) -> SendCli:
+def send_cli(mailer_cli: MailerCli, mailing: Mailing) -> SendCli:
     """``mailer campaigns send SLUG --in-process --yes ARGS…`` to the test server (both databases)."""
 
     def run(*args: str, check: bool = True) -> CliResult:
-        relay = {"MAILER_RELAY": smtp_server.url}
-        return mailer_cli("campaigns", "send", SLUG, "--in-process", "--yes", *args, env=relay, check=check)
+        return mailer_cli(
+            "campaigns", "send", SLUG, "--in-process", "--yes", *args, env=mailing.relay, check=check
+        )
 
     return run
 
@@ -53,8 +53,16 @@ def received(server: SmtpTestServer) -> Counter[str]:
     return Counter(r for m in server.messages for r in m.rcpt_tos)
 
 
-def in_region(db: Database, shape: Shape, region: str) -> set[str]:
-    return expected_audience(db, shape, region)
+def kent_and_canterbury(mailing: Mailing, members: int) -> tuple[set[str], set[str]]:
+    """The Kent newsletter with ``members`` synthetic members: its audience, and Canterbury's part."""
+    mailing.add(members)
+    return mailing.audience("kent"), mailing.audience("canterbury")
+
+
+def enqueue_stage(mailing: Mailing, segment: str) -> sending.Enqueued:
+    """A stage to ``segment`` prepared and enqueued by the library, not sent yet."""
+    prepared = sending.prepare(mailing.db, mailing.settings, mailing.shape, SLUG, segment=segment)
+    return sending.enqueue(mailing.db, prepared, stage=sending.StageRequest(segment=segment))
 
 
 def stages(mailer_cli: MailerCli) -> list[dict[str, object]]:
@@ -70,36 +78,24 @@ def write_members(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
-def check_variants(db: Database, settings: Settings, shape: Shape, server: SmtpTestServer) -> None:
+def check_variants(mailing: Mailing) -> None:
     """Every message that arrived is the member's own delivery, with the variant the rule gives them."""
-    loaded = load_campaign(settings.workspace, SLUG, shape)
+    db, shape, server = mailing.db, mailing.shape, mailing.smtp
+    loaded = load_campaign(mailing.settings.workspace, SLUG, shape)
     with db.session() as session:
         variants = {v.id: v for v in session.scalars(select(VariantRow))}
         assert len({v.key for v in variants.values()}) == len(variants)
         for got in server.messages:
-            d = session.get(Delivery, delivery_id_of(got.mail_from))
-            assert d is not None and d.status == "sent"
-            member = session.get(Member, d.member_id)
-            assert member is not None and [member.email] == got.rcpt_tos
+            d, member = sent_to(session, got)
             region = member.region.slug if member.region else None
             want = compose(loaded.issue, shape, region, frozenset(i.slug for i in member.interests))
             assert variants[d.variant_id].item_ids.split() == list(want.item_ids)
 
 
 def test_a_region_then_the_rest_then_new_members(
-    db: Database,
-    settings: Settings,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    mailer_cli: MailerCli,
-    send_cli: SendCli,
-    smtp_server: SmtpTestServer,
+    tmp_path: Path, mailer_cli: MailerCli, send_cli: SendCli, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 400)
-    kent = in_region(db, shape, "kent")
-    canterbury = in_region(db, shape, "canterbury")
+    kent, canterbury = kent_and_canterbury(mailing, 400)
     assert 0 < len(canterbury) < len(kent)
 
     first = json.loads(send_cli("--to-segment", "region:canterbury", "--json").stdout)
@@ -126,7 +122,7 @@ def test_a_region_then_the_rest_then_new_members(
     imported = json.loads(mailer_cli("lists", "import", str(csv_path), "--json", check=True).stdout)
     assert imported["added"] == 10 and imported["rejected"] == 0
     newcomers = {r["email"] for r in rows}
-    assert newcomers <= in_region(db, shape, "kent")
+    assert newcomers <= mailing.audience("kent")
     third = json.loads(send_cli("--new-members", "--json").stdout)
     assert third["stage"] == {**third["stage"], "number": 3, "new_members": True, "recipients": 10}
     assert third["sent"] == 10
@@ -134,7 +130,7 @@ def test_a_region_then_the_rest_then_new_members(
     got = received(smtp_server)
     assert got == Counter(kent | newcomers)  # each member exactly once
     assert max(got.values()) == 1 and newcomers <= set(got)
-    check_variants(db, settings, shape, smtp_server)
+    check_variants(mailing)
 
     listed = stages(mailer_cli)
     assert [(s["number"], s["recipients"]) for s in listed] == [
@@ -158,17 +154,10 @@ def test_a_region_then_the_rest_then_new_members(
 
 
 def test_a_capped_stage_then_the_rest(
-    db: Database,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    mailer_cli: MailerCli,
-    send_cli: SendCli,
-    smtp_server: SmtpTestServer,
+    db: Database, mailer_cli: MailerCli, send_cli: SendCli, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 300)
-    kent = in_region(db, shape, "kent")
+    mailing.add(300)
+    kent = mailing.audience("kent")
 
     capped = json.loads(send_cli("--limit", "20", "--json").stdout)
     assert capped["sent"] == 20 and capped["status"]["status"] == "sent"
@@ -209,24 +198,18 @@ def test_a_capped_stage_then_the_rest(
 
 def test_an_interrupted_stage_resumes_without_widening_then_tops_up(
     db: Database,
-    settings: Settings,
     shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
     mailer_cli: MailerCli,
     send_cli: SendCli,
     smtp_server: SmtpTestServer,
+    mailing: Mailing,
 ) -> None:
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 400)
-    kent = in_region(db, shape, "kent")
-    canterbury = in_region(db, shape, "canterbury")
+    kent, canterbury = kent_and_canterbury(mailing, 400)
 
     # Stage 1 to Canterbury, stopped after 5 messages (paused, the rest pending).
-    prepared = sending.prepare(db, settings, shape, SLUG, segment="region:canterbury")
-    enqueued = sending.enqueue(db, prepared, stage=sending.StageRequest(segment="region:canterbury"))
+    enqueued = enqueue_stage(mailing, "region:canterbury")
     assert enqueued.created and enqueued.stage is not None and enqueued.stage.number == 1
-    engine_send(db, settings, smtp_server.url, limit=5, batch_size=5)
+    mailing.send(limit=5, batch_size=5)
     assert sending.campaign_status(db, shape, SLUG).status == "paused"
     assert len(received(smtp_server)) == 5
 
@@ -241,26 +224,15 @@ def test_an_interrupted_stage_resumes_without_widening_then_tops_up(
     send_cli()
     assert received(smtp_server) == Counter(kent)
     assert [s["number"] for s in stages(mailer_cli)] == [1, 2]
-    check_variants(db, settings, shape, smtp_server)
+    check_variants(mailing)
 
 
 def test_top_up_sends_what_was_left_along_with_a_new_stage(
-    db: Database,
-    settings: Settings,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    mailer_cli: MailerCli,
-    send_cli: SendCli,
-    smtp_server: SmtpTestServer,
+    mailer_cli: MailerCli, send_cli: SendCli, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 300)
-    kent = in_region(db, shape, "kent")
-    canterbury = in_region(db, shape, "canterbury")
-    prepared = sending.prepare(db, settings, shape, SLUG, segment="region:canterbury")
-    sending.enqueue(db, prepared, stage=sending.StageRequest(segment="region:canterbury"))
-    engine_send(db, settings, smtp_server.url, limit=3, batch_size=3)
+    kent, canterbury = kent_and_canterbury(mailing, 300)
+    enqueue_stage(mailing, "region:canterbury")
+    mailing.send(limit=3, batch_size=3)
 
     topped = json.loads(send_cli("--top-up", "--json").stdout)
     assert topped["stage"]["number"] == 2 and topped["stage"]["recipients"] == len(kent) - len(canterbury)
@@ -270,17 +242,10 @@ def test_top_up_sends_what_was_left_along_with_a_new_stage(
 
 
 def test_a_changed_issue_is_refused_unless_allowed(
-    db: Database,
-    settings: Settings,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    send_cli: SendCli,
-    smtp_server: SmtpTestServer,
+    db: Database, workspace: Path, send_cli: SendCli, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 300)
-    kent = in_region(db, shape, "kent")
+    mailing.add(300)
+    kent = mailing.audience("kent")
     send_cli("--to-segment", "region:canterbury")
     sent_first = len(smtp_server.messages)
     with db.session() as session:
@@ -321,16 +286,12 @@ def test_members_who_left_the_network_get_no_delivery(
     db: Database,
     settings: Settings,
     shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
     mailer_cli: MailerCli,
     send_cli: SendCli,
     smtp_server: SmtpTestServer,
+    mailing: Mailing,
 ) -> None:
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 300)
-    kent = in_region(db, shape, "kent")
-    canterbury = in_region(db, shape, "canterbury")
+    kent, canterbury = kent_and_canterbury(mailing, 300)
     rest = sorted(kent - canterbury)
     left_before, other_network, left_during = rest[0:3], rest[3:6], rest[6]
     left_later = sorted(canterbury)[0]  # leaves before the stage that would reach them
@@ -354,7 +315,7 @@ def test_members_who_left_the_network_get_no_delivery(
     assert left_during in queued
     with db.session() as session:
         session.add(NetworkLeave(member_id=ids[left_during], network="kent", source="one-click"))
-    engine_send(db, settings, smtp_server.url)
+    mailing.send()
     got = received(smtp_server)
     assert left_during not in got and not set(left_before) & set(got)
     with db.session() as session:
@@ -375,15 +336,13 @@ def test_members_who_left_the_network_get_no_delivery(
 
 
 def test_two_stages_at_once_give_nobody_the_campaign_twice(
-    db: Database, settings: Settings, shape: Shape, workspace: Path, tmp_path: Path
+    db: Database, settings: Settings, shape: Shape, mailing: Mailing
 ) -> None:
     """Two editors top up the same campaign at the same moment: the campaign's row lock orders
     them, the second adds only whom the first did not (``NOT EXISTS``), and neither fails."""
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 300)
-    kent = in_region(db, shape, "kent")
-    first = sending.prepare(db, settings, shape, SLUG, segment="region:canterbury")
-    sending.enqueue(db, first, stage=sending.StageRequest(segment="region:canterbury"))
+    mailing.add(300)
+    kent = mailing.audience("kent")
+    enqueue_stage(mailing, "region:canterbury")
     prepared = [sending.prepare(db, settings, shape, SLUG) for _ in range(2)]
     start = threading.Barrier(2)
     results: list[sending.Enqueued] = []
@@ -403,7 +362,7 @@ def test_two_stages_at_once_give_nobody_the_campaign_twice(
         t.join(60)
     assert errors == []
     added = sorted(r.stage.recipients for r in results if r.stage is not None)
-    canterbury = in_region(db, shape, "canterbury")
+    canterbury = mailing.audience("canterbury")
     assert added == [0, len(kent) - len(canterbury)]
     with db.session() as session:
         members = list(session.scalars(select(Delivery.member_id)))

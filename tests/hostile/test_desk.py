@@ -17,34 +17,26 @@ import re
 import threading
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
+from desk_fixtures import Desk, clock, csrf_of, desk, hostile_desk, networks_workspace, sign_in_by_link
 from sqlalchemy import func, select
-from starlette.applications import Starlette
 from starlette.routing import Route
 
-from mailer.audience.shape import Shape
-from mailer.db import Database
 from mailer.models import AuditEntry, DeskSession, SignInLink, User, UserRole
-from mailer.settings import Settings
-from mailer.web import create_app
 from mailer.web.desk import people, sessions
-from mailer.web.desk.common import DeskLimits
-from mailer.workspace import init_workspace
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-BASE = "http://127.0.0.1:8000"
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+__all__ = ["clock", "desk", "hostile_desk", "networks_workspace"]  # fixtures
 
 
 def form_values() -> list[tuple[str, str]]:
@@ -68,65 +60,24 @@ def form_values() -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    root = tmp_path / "ws"
-    init_workspace(root)
-    (root / "lists" / "networks.toml").write_text(
-        (REPO / "lists" / "networks.toml").read_text(encoding="utf-8"), encoding="utf-8"
-    )
-    return root
-
-
-@dataclass
-class Site:
-    app: Starlette
-    settings: Settings
-    db: Database
-    shape: Shape
-    smtp: Any
-    ids: dict[str, int] = field(default_factory=dict)
-
-
-@pytest.fixture
-def site(settings: Settings, db: Database, shape: Shape, smtp_server: Any) -> Site:
-    configured = replace(settings, relay=smtp_server.url)
-    app = create_app(configured, shape=shape, database=db)
-    app.state.desk_limits = DeskLimits(requests_per_client=1_000_000, links_per_address=1_000_000)
-    found = Site(app, configured, db, shape, smtp_server)
+def site(hostile_desk: Desk) -> Desk:
+    """The desk with an admin of every network, an editor and a contributor."""
     for address, role, network, region in [
         ("root@example.org", "admin", "", ""),
         ("ed@example.org", "editor", "central-england", ""),
         ("cat@example.org", "contributor", "", "canterbury"),
     ]:
-        checked = people.check_role(shape, configured, role, network, region)
-        with db.session() as s:
-            found.ids[address] = people.add(s, address, checked, by=None, now=datetime.now(UTC)).person.id
-    return found
+        hostile_desk.add(address, role, network, region)
+    return hostile_desk
 
 
 @pytest.fixture
-def client(site: Site) -> Iterator[TestClient]:
-    with TestClient(site.app, base_url=BASE, raise_server_exceptions=False, follow_redirects=False) as c:
+def client(site: Desk) -> Iterator[TestClient]:
+    with site.client() as c:
         yield c
 
 
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found
-    return found.group(1)
-
-
-def signed_in_as(site: Site, client: TestClient, address: str) -> str:
-    """Sign ``client`` in as ``address`` by a link made in the database; the cookie's value."""
-    with site.db.session() as s:
-        token = sessions.issue_link(s, site.ids[address], now=datetime.now(UTC))
-    page = client.get(f"/desk/sign-in/{token}")
-    done = client.post(f"/desk/sign-in/{token}", data={"csrf": csrf_of(page.text)})
-    assert done.status_code == 303
-    return str(client.cookies.get("mailer_desk"))
-
-
-def sessions_of(site: Site) -> dict[str, int]:
+def sessions_of(site: Desk) -> dict[str, int]:
     with site.db.session() as s:
         rows = s.execute(
             select(User.email, func.count(DeskSession.id)).join(DeskSession).group_by(User.email)
@@ -134,11 +85,11 @@ def sessions_of(site: Site) -> dict[str, int]:
         return {email: count for email, count in rows}
 
 
-def test_forged_and_stolen_cookies_sign_nobody_in(site: Site, client: TestClient) -> None:
-    value = signed_in_as(site, client, "ed@example.org")
+def test_forged_and_stolen_cookies_sign_nobody_in(site: Desk, client: TestClient) -> None:
+    value = sign_in_by_link(site, client, "ed@example.org")
     with site.db.session() as s:
         stored = s.scalars(select(DeskSession.id)).one()
-    revoked = signed_in_as(site, client, "cat@example.org")
+    revoked = sign_in_by_link(site, client, "cat@example.org")
     with site.db.session() as s:
         sessions.revoke_all(s, site.ids["cat@example.org"], now=datetime.now(UTC), by=None)
     cases = [
@@ -158,9 +109,7 @@ def test_forged_and_stolen_cookies_sign_nobody_in(site: Site, client: TestClient
     ]
     for attack, forged in cases:
         cookie = {"Cookie": b"mailer_desk=" + forged.encode("utf-8")}  # as sent, not as a jar keeps it
-        with TestClient(
-            site.app, base_url=BASE, raise_server_exceptions=False, follow_redirects=False
-        ) as other:
+        with site.client() as other:
             for path in ("/desk/", "/desk/people", "/desk/networks/kent"):
                 response = other.get(path, headers=cookie)
                 assert response.status_code == 303, (attack, path, response.status_code)
@@ -174,7 +123,7 @@ def test_forged_and_stolen_cookies_sign_nobody_in(site: Site, client: TestClient
         assert s.scalar(select(func.count()).select_from(User)) == 3, "nobody was added"
 
 
-def test_hostile_sign_in_tokens(site: Site, client: TestClient) -> None:
+def test_hostile_sign_in_tokens(site: Desk, client: TestClient) -> None:
     with site.db.session() as s:
         now = datetime.now(UTC)
         valid = sessions.issue_link(s, site.ids["ed@example.org"], now=now)
@@ -213,7 +162,7 @@ def test_hostile_sign_in_tokens(site: Site, client: TestClient) -> None:
     assert client.post(f"/desk/sign-in/{valid}", data={"csrf": csrf_of(page.text)}).status_code == 303
 
 
-def desk_forms(site: Site) -> dict[str, dict[str, str]]:
+def desk_forms(site: Desk) -> dict[str, dict[str, str]]:
     return {
         "/desk/sign-in": {"email": "ed@example.org", "password": ""},
         "/desk/people/add": {
@@ -234,7 +183,7 @@ def desk_forms(site: Site) -> dict[str, dict[str, str]]:
     }
 
 
-def test_every_desk_post_route_has_its_hostile_cases(site: Site) -> None:
+def test_every_desk_post_route_has_its_hostile_cases(site: Desk) -> None:
     """Each desk POST route is replayed with the hostile form values by one of the hostile test files:
     sign-in and people here, contributions, compose and sending in their own files."""
     here = Path(__file__).parent
@@ -262,7 +211,7 @@ def test_every_desk_post_route_has_its_hostile_cases(site: Site) -> None:
     assert missing == [], missing
 
 
-def test_hostile_form_values_on_every_desk_form(site: Site, client: TestClient) -> None:
+def test_hostile_form_values_on_every_desk_form(site: Desk, client: TestClient) -> None:
     """Every case of ``http/form-values.txt`` in each field of each sign-in and people form, then in
     every field at once, with a valid CSRF value: never a 5xx, nothing stored with a control
     character, no mail to anyone but the one address asked for."""
@@ -276,8 +225,8 @@ def test_hostile_form_values_on_every_desk_form(site: Site, client: TestClient) 
     failures: list[str] = []
     statuses: dict[int, int] = {}
     anon_csrf = csrf_of(client.get("/desk/sign-in").text)
-    with TestClient(site.app, base_url=BASE, raise_server_exceptions=False, follow_redirects=False) as admin:
-        signed_in_as(site, admin, "root@example.org")
+    with site.client() as admin:
+        sign_in_by_link(site, admin, "root@example.org")
         admin_csrf = csrf_of(admin.get("/desk/people").text)
         for path, base in forms.items():
             if path == "/desk/sign-out":
@@ -307,8 +256,8 @@ def test_hostile_form_values_on_every_desk_form(site: Site, client: TestClient) 
         assert b"Bcc:" not in received.data.split(b"\r\n\r\n", 1)[0]
 
 
-def test_hostile_row_ids(site: Site, client: TestClient) -> None:
-    signed_in_as(site, client, "root@example.org")
+def test_hostile_row_ids(site: Desk, client: TestClient) -> None:
+    sign_in_by_link(site, client, "root@example.org")
     csrf = csrf_of(client.get("/desk/people").text)
     with site.db.session() as s:
         roles_before = s.scalar(select(func.count()).select_from(UserRole))
@@ -332,7 +281,7 @@ def test_hostile_row_ids(site: Site, client: TestClient) -> None:
         assert s.scalar(select(func.count()).select_from(UserRole)) == roles_before
 
 
-def test_a_forged_host_gets_no_page_and_links_use_the_base_url(site: Site, client: TestClient) -> None:
+def test_a_forged_host_gets_no_page_and_links_use_the_base_url(site: Desk, client: TestClient) -> None:
     with TestClient(site.app, base_url="http://evil.example", follow_redirects=False) as evil:
         assert evil.get("/desk/sign-in").status_code == 400
     csrf = csrf_of(client.get("/desk/sign-in").text)
@@ -348,13 +297,10 @@ def test_a_forged_host_gets_no_page_and_links_use_the_base_url(site: Site, clien
 
 
 @pytest.mark.parametrize("attempts", [4])
-def test_two_browsers_racing_one_link_get_one_session(site: Site, attempts: int) -> None:
+def test_two_browsers_racing_one_link_get_one_session(site: Desk, attempts: int) -> None:
     with site.db.session() as s:
         token = sessions.issue_link(s, site.ids["ed@example.org"], now=datetime.now(UTC))
-    clients = [
-        TestClient(site.app, base_url=BASE, raise_server_exceptions=False, follow_redirects=False)
-        for _ in range(attempts)
-    ]
+    clients = [site.client() for _ in range(attempts)]
     forms = []
     for c in clients:
         c.__enter__()

@@ -17,30 +17,25 @@ import hashlib
 import re
 import warnings
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from desk_fixtures import Desk, clock, demo_workspace, desk, sign_in_by_link
 from test_desk import CONTROL, form_values
 
-from mailer.audience.shape import Shape
-from mailer.db import Database
 from mailer.issue.yaml_loader import read_yaml
-from mailer.settings import Settings
-from mailer.web import create_app
-from mailer.web.desk import people, sessions
 from mailer.web.desk.issueform import clean
-from mailer.workspace import init_workspace
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-BASE = "http://127.0.0.1:8000"
 CE = "2025-12-central-england"
 NOTE = "# Editor's note: keep this comment."
+
+__all__ = ["clock", "desk"]  # fixtures
 
 YAML_BREAKERS = [
     "Peace: week",
@@ -77,8 +72,8 @@ YAML_BREAKERS = [
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
-    root = tmp_path / "ws"
-    init_workspace(root, demo=True)
+    """The demo workspace, with an editor's comment in the Central England issue."""
+    root = demo_workspace(tmp_path)
     path = root / "campaigns" / CE / "issue.yaml"
     path.write_text(
         path.read_text(encoding="utf-8").replace("items:\n", f"{NOTE}\nitems:\n", 1), encoding="utf-8"
@@ -87,14 +82,11 @@ def workspace(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def editor(settings: Settings, db: Database, shape: Shape) -> Iterator[TestClient]:
-    app = create_app(settings, shape=shape, database=db)
-    role = people.check_role(shape, settings, "editor", "central-england")
-    with db.session() as s:
-        uid = people.add(s, "ed@example.org", role, by=None, now=datetime.now(UTC)).person.id
-        value = sessions.create(s, uid, now=datetime.now(UTC))
-    with TestClient(app, base_url=BASE, follow_redirects=False) as client:
-        client.cookies.set(sessions.PLAIN_COOKIE, value)
+def editor(desk: Desk) -> Iterator[TestClient]:
+    """A client signed in as an editor of Central England."""
+    desk.add("ed@example.org", "editor", "central-england")
+    with desk.client() as client:
+        sign_in_by_link(desk, client, "ed@example.org")
         yield client
 
 

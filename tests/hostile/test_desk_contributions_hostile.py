@@ -17,96 +17,70 @@ import json
 import re
 import warnings
 from collections.abc import Iterator
-from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
+from desk_fixtures import ISSUE, Desk, clock, csrf_of, desk, hostile_desk, sign_in_by_link, workspace
 from sqlalchemy import select
-from starlette.applications import Starlette
-from test_desk import CONTROL, csrf_of, form_values
+from test_desk import CONTROL, form_values
 
-from mailer.audience.shape import Shape
-from mailer.db import Database
 from mailer.issue import load_campaign
 from mailer.models import AuditEntry, Contribution
-from mailer.settings import Settings
-from mailer.web import create_app
-from mailer.web.desk import people, sessions
-from mailer.web.desk.common import DeskLimits
-from mailer.workspace import init_workspace
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-BASE = "http://127.0.0.1:8000"
 CE = "/desk/networks/central-england"
-ISSUE = "2025-12-central-england"
 KENT_ISSUE = "2025-11-kent-network"
 BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    root = tmp_path / "ws"
-    init_workspace(root, demo=True)
-    return root
+__all__ = ["clock", "desk", "hostile_desk", "workspace"]  # fixtures
 
 
-class Site:
-    def __init__(self, app: Starlette, settings: Settings, db: Database, shape: Shape, smtp: Any) -> None:
-        self.app, self.settings, self.db, self.shape, self.smtp = app, settings, db, shape, smtp
-        self.ids: dict[str, int] = {}
+def files_of(site: Desk) -> dict[str, str]:
+    folder = site.settings.workspace / "campaigns"
+    return {p.parent.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*/issue.yaml"))}
 
-    def files(self) -> dict[str, str]:
-        folder = self.settings.workspace / "campaigns"
-        return {p.parent.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*/issue.yaml"))}
 
-    def rows(self) -> list[Contribution]:
-        with self.db.session() as s:
-            found = list(s.scalars(select(Contribution).order_by(Contribution.id)))
-            s.expunge_all()
-            return found
+def rows_of(site: Desk) -> list[Contribution]:
+    with site.db.session() as s:
+        found = list(s.scalars(select(Contribution).order_by(Contribution.id)))
+        s.expunge_all()
+        return found
 
-    def client(self, address: str) -> TestClient:
-        c = TestClient(self.app, base_url=BASE, raise_server_exceptions=False, follow_redirects=False)
-        c.__enter__()
-        with self.db.session() as s:
-            token = sessions.issue_link(s, self.ids[address], now=datetime.now(UTC))
-        page = c.get(f"/desk/sign-in/{token}")
-        assert c.post(f"/desk/sign-in/{token}", data={"csrf": csrf_of(page.text)}).status_code == 303
-        return c
+
+def client_of(site: Desk, address: str) -> TestClient:
+    """A client signed in as ``address``, entered: the caller leaves it."""
+    c = site.client()
+    c.__enter__()
+    sign_in_by_link(site, c, address)
+    return c
 
 
 @pytest.fixture
-def site(settings: Settings, db: Database, shape: Shape, smtp_server: Any) -> Site:
-    configured = replace(settings, relay=smtp_server.url)
-    app = create_app(configured, shape=shape, database=db)
-    app.state.desk_limits = DeskLimits(requests_per_client=1_000_000, links_per_address=1_000_000)
-    found = Site(app, configured, db, shape, smtp_server)
+def site(hostile_desk: Desk) -> Desk:
+    """The demo desk with a Birmingham contributor and the editors of both networks."""
     for address, role, network, region in [
         ("bea@example.org", "contributor", "", "birmingham"),
         ("ed@example.org", "editor", "central-england", ""),
         ("kate@example.org", "editor", "kent", ""),
     ]:
-        checked = people.check_role(shape, configured, role, network, region)
-        with db.session() as s:
-            found.ids[address] = people.add(s, address, checked, by=None, now=datetime.now(UTC)).person.id
-    return found
+        hostile_desk.add(address, role, network, region)
+    return hostile_desk
 
 
 @pytest.fixture
-def bea(site: Site) -> Iterator[TestClient]:
-    c = site.client("bea@example.org")
+def bea(site: Desk) -> Iterator[TestClient]:
+    c = client_of(site, "bea@example.org")
     yield c
     c.__exit__(None, None, None)
 
 
 @pytest.fixture
-def ed(site: Site) -> Iterator[TestClient]:
-    c = site.client("ed@example.org")
+def ed(site: Desk) -> Iterator[TestClient]:
+    c = client_of(site, "ed@example.org")
     yield c
     c.__exit__(None, None, None)
 
@@ -145,7 +119,7 @@ def post(client: TestClient, path: str, data: dict[str, Any], page: str | None =
     return client.post(path, data={"csrf": csrf, **data})
 
 
-def assert_clean(site: Site) -> None:
+def assert_clean(site: Desk) -> None:
     """Nothing stored holds a control character or a bidirectional override; every issue file
     still loads."""
     with site.db.session() as s:
@@ -157,7 +131,7 @@ def assert_clean(site: Site) -> None:
             assert row.region in site.shape.regions or row.region == ""
         for line in s.scalars(select(AuditEntry)):
             assert not CONTROL.search(line.action + line.object + line.detail)
-    for slug in site.files():
+    for slug in files_of(site):
         if slug != "2025-11-echr-alert":
             load_campaign(site.settings.workspace, slug, site.shape)
 
@@ -166,10 +140,10 @@ def assert_clean(site: Site) -> None:
 # The corpus in every field of every form
 
 
-def test_hostile_form_values_in_every_contribution_form(site: Site, bea: TestClient, ed: TestClient) -> None:
+def test_hostile_form_values_in_every_contribution_form(site: Desk, bea: TestClient, ed: TestClient) -> None:
     failures: list[str] = []
     statuses: dict[int, int] = {}
-    files = site.files()
+    files = files_of(site)
     csrf_bea = csrf_of(bea.get(f"{CE}/contribute/event").text)
     for kind, base in (("event", EVENT), ("item", ITEM)):
         for attack, value in form_values():
@@ -181,12 +155,12 @@ def test_hostile_form_values_in_every_contribution_form(site: Site, bea: TestCli
                     failures.append(f"{response.status_code} {kind} [{attack}] {list(data)[:3]}")
     assert not failures, "\n".join(failures[:30])
     assert statuses.get(400, 0) > 50 and statuses.get(303, 0) > 10, statuses
-    assert site.files() == files, "sending touches no issue"
+    assert files_of(site) == files, "sending touches no issue"
     assert_clean(site)
 
     # The editor's forms, on a contribution of each kind.
-    event_id = next(r.id for r in site.rows() if r.kind == "event")
-    item_id = next(r.id for r in site.rows() if r.kind == "item")
+    event_id = next(r.id for r in rows_of(site) if r.kind == "event")
+    item_id = next(r.id for r in rows_of(site) if r.kind == "item")
     csrf_ed = csrf_of(ed.get(f"{CE}/inbox/{event_id}").text)
     for attack, value in form_values():
         for cid, base in ((event_id, EVENT), (item_id, ITEM)):
@@ -212,7 +186,7 @@ def test_hostile_form_values_in_every_contribution_form(site: Site, bea: TestCli
         assert received.rcpt_tos == ["bea@example.org"]
         head = received.data.split(b"\r\n\r\n", 1)[0]
         assert b"Bcc:" not in head and b"everyone@" not in head
-    (row,) = [r for r in site.rows() if r.id == item_id]
+    (row,) = [r for r in rows_of(site) if r.id == item_id]
     assert row.note == "Sorry no\nBcc: everyone@example.org[31m", "control characters gone, the line kept"
     assert_clean(site)
 
@@ -221,7 +195,7 @@ def test_hostile_form_values_in_every_contribution_form(site: Site, bea: TestCli
 # The attacks these forms invite
 
 
-def test_huge_fields_are_refused_at_their_field(site: Site, bea: TestClient) -> None:
+def test_huge_fields_are_refused_at_their_field(site: Desk, bea: TestClient) -> None:
     for name, size in [("title", 201), ("description", 5001), ("place", 50_000), ("booking_link", 1001)]:
         value = "https://example.org/" + "x" * size if name == "booking_link" else "x" * size
         response = post(bea, f"{CE}/contribute/event", {**EVENT, name: value})
@@ -238,10 +212,10 @@ def test_huge_fields_are_refused_at_their_field(site: Site, bea: TestClient) -> 
         files={"description": ("x.txt", b"z" * 200_000, "text/plain")},
     )
     assert multipart.status_code in (400, 403, 413)
-    assert site.rows() == []
+    assert rows_of(site) == []
 
 
-def test_control_characters_and_overrides_are_taken_out(site: Site, bea: TestClient, ed: TestClient) -> None:
+def test_control_characters_and_overrides_are_taken_out(site: Desk, bea: TestClient, ed: TestClient) -> None:
     typed = {
         **EVENT,
         "title": "Vigil\x00 for\x1b[2J \u202ereversed\u202c rights\x7f",
@@ -249,7 +223,7 @@ def test_control_characters_and_overrides_are_taken_out(site: Site, bea: TestCli
         "description": "Line one\x00\r\n\r\n\r\n\r\nLine two\u2028end",
     }
     assert post(bea, f"{CE}/contribute/event", typed).status_code == 303
-    (row,) = site.rows()
+    (row,) = rows_of(site)
     form = json.loads(row.fields)["form"]
     assert row.title == form["title"] == "Vigil for[2J reversed rights"
     assert form["place"] == "Victoria Square Birmingham"
@@ -260,7 +234,7 @@ def test_control_characters_and_overrides_are_taken_out(site: Site, bea: TestCli
         ).status_code
         == 303
     )
-    text = site.files()[ISSUE]
+    text = files_of(site)[ISSUE]
     assert "Vigil for[2J reversed rights" in text and "\x1b" not in text and "\u202e" not in text
     feed = ed.get("/calendar/birmingham.ics").text
     assert "SUMMARY:Vigil for[2J reversed rights" in feed and "\x00" not in feed
@@ -287,7 +261,7 @@ def test_control_characters_and_overrides_are_taken_out(site: Site, bea: TestCli
         'https://example.org/"><script>alert(1)</script>',
     ],
 )
-def test_links_that_are_no_web_address_are_refused(site: Site, bea: TestClient, link: str) -> None:
+def test_links_that_are_no_web_address_are_refused(site: Desk, bea: TestClient, link: str) -> None:
     for name in ("booking_link", "online_link"):
         response = post(bea, f"{CE}/contribute/event", {**EVENT, name: link})
         assert response.status_code == 400, (name, link)
@@ -295,7 +269,7 @@ def test_links_that_are_no_web_address_are_refused(site: Site, bea: TestClient, 
         assert "<script>alert" not in response.text
     item = post(bea, f"{CE}/contribute/item", {**ITEM, "link_url_1": link})
     assert item.status_code == 400 and 'id="link_url_1-error"' in item.text
-    assert site.rows() == []
+    assert rows_of(site) == []
 
 
 @pytest.mark.parametrize(
@@ -309,14 +283,14 @@ def test_links_that_are_no_web_address_are_refused(site: Site, bea: TestClient, 
         "TODO: write this",
     ],
 )
-def test_script_and_markup_in_the_text_are_refused(site: Site, bea: TestClient, text: str) -> None:
+def test_script_and_markup_in_the_text_are_refused(site: Desk, bea: TestClient, text: str) -> None:
     item = post(bea, f"{CE}/contribute/item", {**ITEM, "body": text})
     assert item.status_code == 400 and 'id="body-error"' in item.text
     event = post(bea, f"{CE}/contribute/event", {**EVENT, "description": text})
     assert event.status_code == 400 and 'id="description-error"' in event.text
     titled = post(bea, f"{CE}/contribute/event", {**EVENT, "title": text})
     assert titled.status_code == 400 and 'id="title-error"' in titled.text
-    assert site.rows() == []
+    assert rows_of(site) == []
 
 
 @pytest.mark.parametrize(
@@ -345,11 +319,11 @@ def test_script_and_markup_in_the_text_are_refused(site: Site, bea: TestClient, 
         ("end_time", "17:00"),  # before it starts
     ],
 )
-def test_impossible_dates_and_times_are_refused(site: Site, bea: TestClient, field: str, value: str) -> None:
+def test_impossible_dates_and_times_are_refused(site: Desk, bea: TestClient, field: str, value: str) -> None:
     response = post(bea, f"{CE}/contribute/event", {**EVENT, field: value})
     assert response.status_code == 400, (field, value)
     assert f'id="{field}-error"' in response.text
-    assert site.rows() == []
+    assert rows_of(site) == []
 
 
 @pytest.mark.parametrize(
@@ -366,7 +340,7 @@ def test_impossible_dates_and_times_are_refused(site: Site, bea: TestClient, fie
         "birmingham\x00",
     ],
 )
-def test_a_region_outside_the_contributors_scope_is_refused(site: Site, bea: TestClient, region: str) -> None:
+def test_a_region_outside_the_contributors_scope_is_refused(site: Desk, bea: TestClient, region: str) -> None:
     for kind, base in (("event", EVENT), ("item", ITEM)):
         response = post(bea, f"{CE}/contribute/{kind}", {**base, "region": region})
         assert response.status_code == 400, (kind, region)
@@ -378,13 +352,13 @@ def test_a_region_outside_the_contributors_scope_is_refused(site: Site, bea: Tes
         f"{CE}/contribute/event",
     )
     assert kent.status_code == 403, "Birmingham's contributor sends nothing to Kent"
-    assert site.rows() == []
+    assert rows_of(site) == []
 
 
-def test_another_networks_ids_and_issues(site: Site, bea: TestClient, ed: TestClient) -> None:
+def test_another_networks_ids_and_issues(site: Desk, bea: TestClient, ed: TestClient) -> None:
     assert post(bea, f"{CE}/contribute/event", EVENT).status_code == 303
-    (row,) = site.rows()
-    files = site.files()
+    (row,) = rows_of(site)
+    files = files_of(site)
     page = f"{CE}/inbox/{row.id}"
     for target in [
         f"{KENT_ISSUE}/calendar",
@@ -401,8 +375,8 @@ def test_another_networks_ids_and_issues(site: Site, bea: TestClient, ed: TestCl
         response = post(ed, f"{CE}/inbox/{row.id}/accept", {"target": target}, page)
         assert response.status_code == 400, target
         assert 'id="target-error"' in response.text
-    assert site.files() == files, "no issue file was touched"
-    kate = site.client("kate@example.org")
+    assert files_of(site) == files, "no issue file was touched"
+    kate = client_of(site, "kate@example.org")
     try:
         csrf = csrf_of(kate.get("/desk/networks/kent/inbox").text)
         for action, data in [
@@ -422,6 +396,6 @@ def test_another_networks_ids_and_issues(site: Site, bea: TestClient, ed: TestCl
             f"{CE}/inbox/{value}/decline", data={"csrf": csrf_of(ed.get(page).text), "note": "n"}
         )
         assert response.status_code in (400, 404), value
-    (after,) = site.rows()
-    assert after.status == "new" and site.files() == files
+    (after,) = rows_of(site)
+    assert after.status == "new" and files_of(site) == files
     assert len(site.smtp.messages) == 0, "no note was mailed"

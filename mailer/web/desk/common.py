@@ -5,11 +5,17 @@ so a revoked session is refused at once. Every desk form carries a CSRF value (`
 whose scope is the signed-in session (``desk:<part of the session's id>``), or ``desk:anon`` before
 signing in: a value from another session, or from before signing in, is refused with 403, and so
 is a POST without one, whatever it asks.
+
+A page handler says what it needs by its decorator, and gets it as arguments: ``desk_page`` (who is
+signed in; nobody is sent to sign in), ``admin_page`` (an admin; others 403), ``desk_form`` and
+``admin_form`` (the same for a form's POST, with its CSRF value checked and its fields read).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -197,6 +203,68 @@ async def posted(request: Request) -> Posted | Response:
     if not w.csrf.check(request, form, signed.scope if signed else ANON_SCOPE):
         return form_expired(request, signed)
     return Posted(form, signed)
+
+
+def not_found(request: Request, signed: Signed | None, what: str = "network") -> Response:
+    """404 for a network (or form, contribution…) that the URL names and that is not there."""
+    return message(request, "Page not found", f"There is no {what} of that name.", signed=signed, status=404)
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+PageHandler = Callable[[Request, Signed], Awaitable[Response]]
+FormHandler = Callable[[Request, FormData, Signed], Awaitable[Response]]
+
+
+def _guard_page(handler: PageHandler, *, admin: bool) -> Endpoint:
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        signed = await signed_in(request)
+        if signed is None:
+            return redirect("/desk/sign-in")
+        if admin and not signed.person.is_admin:
+            return forbidden(request, signed)
+        return await handler(request, signed)
+
+    return endpoint
+
+
+def _guard_form(handler: FormHandler, *, admin: bool) -> Endpoint:
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        got = await posted(request)
+        if not isinstance(got, Posted):
+            return got
+        if got.signed is None:
+            return sign_in_first(request)
+        if admin and not got.signed.person.is_admin:
+            return forbidden(request, got.signed)
+        return await handler(request, got.form, got.signed)
+
+    return endpoint
+
+
+def desk_page(handler: PageHandler) -> Endpoint:
+    """A desk page for someone signed in: the handler gets who it is; anyone else is sent to
+    ``/desk/sign-in`` (a page, unlike a form, may send them there and lose nothing)."""
+    return _guard_page(handler, admin=False)
+
+
+def admin_page(handler: PageHandler) -> Endpoint:
+    """A desk page for an admin (of every network, or of one): as ``desk_page``, and 403 for
+    someone signed in who is no admin."""
+    return _guard_page(handler, admin=True)
+
+
+def desk_form(handler: FormHandler) -> Endpoint:
+    """A desk form's POST: the handler gets the form and who posted it. A CSRF value not of the
+    poster's session gets 403 (``form_expired``), and a post by nobody 403 (``sign_in_first``):
+    in both cases nothing was changed, which the page says."""
+    return _guard_form(handler, admin=False)
+
+
+def admin_form(handler: FormHandler) -> Endpoint:
+    """A desk form's POST for an admin: as ``desk_form``, and 403 for someone who is no admin."""
+    return _guard_form(handler, admin=True)
 
 
 def network_slugs(w: Web) -> dict[str, str]:

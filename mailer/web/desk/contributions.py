@@ -43,17 +43,16 @@ from mailer.web.context import Web, web
 from mailer.web.desk import contribution_forms as forms
 from mailer.web.desk import inbox, issuefile, people
 from mailer.web.desk.common import (
-    Posted,
     Signed,
+    desk_form,
+    desk_page,
     forbidden,
     log,
     message,
     network_slugs,
+    not_found,
     page,
-    posted,
     redirect,
-    sign_in_first,
-    signed_in,
 )
 from mailer.web.forms import text, texts
 from mailer.web.issues import STARTED
@@ -78,10 +77,6 @@ def _network(w: Web, slug: str) -> tuple[str, Network] | None:
     if key is None:
         return None
     return key, next(n for n in networks_of(w.shape, w.settings) if n.slug == slug)
-
-
-def _not_found(request: Request, signed: Signed | None, what: str = "network") -> Response:
-    return message(request, "Page not found", f"There is no {what} of that name.", signed=signed, status=404)
 
 
 def _region_choices(w: Web, regions: list[str]) -> list[tuple[str, str]]:
@@ -129,23 +124,22 @@ def _form_context(w: Web, kind: str, regions: list[str]) -> dict[str, Any]:
 # A local group's forms
 
 
-async def _contributor(request: Request, signed: Signed | None) -> tuple[str, Network, list[str]] | Response:
+async def _contributor(request: Request, signed: Signed) -> tuple[str, Network, list[str]] | Response:
+    """The network of the URL (404 if none) and the regions ``signed`` may contribute for there
+    (403 if none)."""
     w = web(request)
     found = _network(w, request.path_params["name"])
     if found is None:
-        return _not_found(request, signed)
+        return not_found(request, signed)
     key, network = found
-    assert signed is not None
     regions = forms.regions_for(signed.person, w.shape, w.settings, key)
     if not regions:
         return forbidden(request, signed)
     return key, network, regions
 
 
-async def contribute_page(request: Request) -> Response:
-    signed = await signed_in(request)
-    if signed is None:
-        return redirect("/desk/sign-in")
+@desk_page
+async def contribute_page(request: Request, signed: Signed) -> Response:
     got = await _contributor(request, signed)
     if isinstance(got, Response):
         return got
@@ -162,22 +156,24 @@ async def contribute_page(request: Request) -> Response:
     return page(request, "contribute.html", context, signed=signed, network=network)
 
 
-def _kind(request: Request) -> str | None:
+async def _contributor_form(
+    request: Request, signed: Signed
+) -> tuple[str, str, Network, list[str]] | Response:
+    """The form's kind of the URL (404 for another), then as ``_contributor``: the kind, the
+    network's key, the network and the regions ``signed`` may contribute for."""
     kind = request.path_params["kind"]
-    return kind if kind in forms.KINDS else None
-
-
-async def contribute_form(request: Request) -> Response:
-    signed = await signed_in(request)
-    if signed is None:
-        return redirect("/desk/sign-in")
-    kind = _kind(request)
-    if kind is None:
-        return _not_found(request, signed, "form")
+    if kind not in forms.KINDS:
+        return not_found(request, signed, "form")
     got = await _contributor(request, signed)
+    return got if isinstance(got, Response) else (kind, *got)
+
+
+@desk_page
+async def contribute_form(request: Request, signed: Signed) -> Response:
+    got = await _contributor_form(request, signed)
     if isinstance(got, Response):
         return got
-    _key, network, regions = got
+    kind, _key, network, regions = got
     w = web(request)
     first = next((r for r in regions if r), "")
     context = _form_context(w, kind, regions) | {
@@ -188,24 +184,16 @@ async def contribute_form(request: Request) -> Response:
     return page(request, "contribute_form.html", context, signed=signed, network=network)
 
 
-async def contribute(request: Request) -> Response:
-    w = web(request)
-    result = await posted(request)
-    if not isinstance(result, Posted):
-        return result
-    signed = result.signed
-    if signed is None:
-        return sign_in_first(request)
-    kind = _kind(request)
-    if kind is None:
-        return _not_found(request, signed, "form")
-    got = await _contributor(request, signed)
+@desk_form
+async def contribute(request: Request, form: FormData, signed: Signed) -> Response:
+    got = await _contributor_form(request, signed)
     if isinstance(got, Response):
         return got
-    key, network, regions = got
+    kind, key, network, regions = got
+    w = web(request)
     if not people.can(signed.person, "review", key):
         regions = [r for r in regions if r]
-    checked = forms.check(kind, _raw(result.form), w.shape, regions, _today(w))
+    checked = forms.check(kind, _raw(form), w.shape, regions, _today(w))
     if not checked.ok:
         context = _form_context(w, kind, regions) | {
             "network_slug": network.slug,
@@ -238,21 +226,20 @@ def _row(w: Web, e: inbox.Entry) -> dict[str, Any]:
     }
 
 
-async def _editor(request: Request, signed: Signed | None) -> tuple[str, Network] | Response:
+async def _editor(request: Request, signed: Signed) -> tuple[str, Network] | Response:
+    """The network of the URL (404 if none) and its key, if ``signed`` may review its inbox
+    (403 otherwise)."""
     w = web(request)
     found = _network(w, request.path_params["name"])
     if found is None:
-        return _not_found(request, signed)
-    assert signed is not None
+        return not_found(request, signed)
     if not people.can(signed.person, "review", found[0]):
         return forbidden(request, signed)
     return found
 
 
-async def inbox_page(request: Request) -> Response:
-    signed = await signed_in(request)
-    if signed is None:
-        return redirect("/desk/sign-in")
+@desk_page
+async def inbox_page(request: Request, signed: Signed) -> Response:
     got = await _editor(request, signed)
     if isinstance(got, Response):
         return got
@@ -359,39 +346,26 @@ async def _one_page(
     return page(request, "inbox_one.html", context, signed=signed, network=network, status=status)
 
 
-async def one_page(request: Request) -> Response:
-    signed = await signed_in(request)
-    if signed is None:
-        return redirect("/desk/sign-in")
+async def _contribution(request: Request, signed: Signed) -> tuple[str, Network, inbox.Entry] | Response:
+    """As ``_editor``, then the contribution of the URL in that network (404 if none)."""
     got = await _editor(request, signed)
     if isinstance(got, Response):
         return got
     key, network = got
     cid = _contribution_id(request)
-    w = web(request)
-    entry = None if cid is None else await w.read(lambda s: inbox.one(s, key, cid))
+    entry = None if cid is None else await web(request).read(lambda s: inbox.one(s, key, cid))
     if entry is None:
-        return _not_found(request, signed, "contribution")
+        return not_found(request, signed, "contribution")
+    return key, network, entry
+
+
+@desk_page
+async def one_page(request: Request, signed: Signed) -> Response:
+    got = await _contribution(request, signed)
+    if isinstance(got, Response):
+        return got
+    key, network, entry = got
     return await _one_page(request, signed, key, network, entry)
-
-
-async def _editor_post(request: Request) -> tuple[Posted, Signed, str, Network, inbox.Entry] | Response:
-    result = await posted(request)
-    if not isinstance(result, Posted):
-        return result
-    signed = result.signed
-    if signed is None:
-        return sign_in_first(request)
-    got = await _editor(request, signed)
-    if isinstance(got, Response):
-        return got
-    key, network = got
-    cid = _contribution_id(request)
-    w = web(request)
-    entry = None if cid is None else await w.read(lambda s: inbox.one(s, key, cid))
-    if entry is None:
-        return _not_found(request, signed, "contribution")
-    return result, signed, key, network, entry
 
 
 def _decided(request: Request, signed: Signed, network: Network, entry: inbox.Entry) -> Response:
@@ -405,16 +379,17 @@ def _decided(request: Request, signed: Signed, network: Network, entry: inbox.En
     )
 
 
-async def edit_one(request: Request) -> Response:
-    got = await _editor_post(request)
+@desk_form
+async def edit_one(request: Request, form: FormData, signed: Signed) -> Response:
+    got = await _contribution(request, signed)
     if isinstance(got, Response):
         return got
-    result, signed, key, network, entry = got
+    key, network, entry = got
     w = web(request)
     if entry.status != "new":
         return _decided(request, signed, network, entry)
     regions = forms.regions_for(signed.person, w.shape, w.settings, key)
-    checked = forms.check(entry.kind, _raw(result.form), w.shape, regions, _today(w))
+    checked = forms.check(entry.kind, _raw(form), w.shape, regions, _today(w))
     if not checked.ok:
         values = _filled(entry.kind, checked.values)
         return await _one_page(
@@ -427,11 +402,12 @@ async def edit_one(request: Request) -> Response:
     return redirect(f"/desk/networks/{network.slug}/inbox/{entry.id}?done=saved")
 
 
-async def accept(request: Request) -> Response:
-    got = await _editor_post(request)
+@desk_form
+async def accept(request: Request, form: FormData, signed: Signed) -> Response:
+    got = await _contribution(request, signed)
     if isinstance(got, Response):
         return got
-    result, signed, key, network, entry = got
+    key, network, entry = got
     w = web(request)
     if entry.status != "new":
         return _decided(request, signed, network, entry)
@@ -439,8 +415,8 @@ async def accept(request: Request) -> Response:
     offered = {
         value: (t["slug"], t["title"]) for t in _targets(entry.kind, issues) for value, _ in t["options"]
     }
-    target = text(result.form, "target", 300)
-    highlight = forms.clean(text(result.form, "highlight", forms.LIMITS["highlight"] + 1))
+    target = text(form, "target", 300)
+    highlight = forms.clean(text(form, "highlight", forms.LIMITS["highlight"] + 1))
     if target not in offered:
         errors = {"target": "Choose an issue of this network from the list."}
         return await _one_page(request, signed, key, network, entry, errors=errors, status=400)
@@ -520,15 +496,16 @@ def _item_ids(workspace: Path, slug: str) -> set[str]:
     return {str(i.get("id")) for i in items if isinstance(i, dict)} if isinstance(items, list) else set()
 
 
-async def decline(request: Request) -> Response:
-    got = await _editor_post(request)
+@desk_form
+async def decline(request: Request, form: FormData, signed: Signed) -> Response:
+    got = await _contribution(request, signed)
     if isinstance(got, Response):
         return got
-    result, signed, key, network, entry = got
+    key, network, entry = got
     w = web(request)
     if entry.status != "new":
         return _decided(request, signed, network, entry)
-    note = forms.clean(text(result.form, "note", inbox.NOTE_LIMIT + 1), multiline=True)
+    note = forms.clean(text(form, "note", inbox.NOTE_LIMIT + 1), multiline=True)
     problem = ""
     if not note:
         problem = "Write a note for the contributor: why it was declined, or what to change."

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -25,16 +26,16 @@ from mailer.models import User, UserRole
 from mailer.web.context import Web, web
 from mailer.web.desk import audit, passwords, people, sessions
 from mailer.web.desk.common import (
-    Posted,
     Signed,
+    admin_form,
+    admin_page,
+    desk_page,
     forbidden,
     message,
     network_slugs,
+    not_found,
     page,
-    posted,
     redirect,
-    sign_in_first,
-    signed_in,
     slug_of,
 )
 from mailer.web.desk.people import Person, Role
@@ -89,10 +90,8 @@ def _my_networks(w: Web, person: Person) -> list[dict[str, object]]:
     return out
 
 
-async def home(request: Request) -> Response:
-    signed = await signed_in(request)
-    if signed is None:
-        return redirect("/desk/sign-in")
+@desk_page
+async def home(request: Request, signed: Signed) -> Response:
     w = web(request)
     return page(
         request,
@@ -107,17 +106,13 @@ async def home(request: Request) -> Response:
     )
 
 
-async def network_page(request: Request) -> Response:
-    signed = await signed_in(request)
-    if signed is None:
-        return redirect("/desk/sign-in")
+@desk_page
+async def network_page(request: Request, signed: Signed) -> Response:
     w = web(request)
     slug = request.path_params["name"]
     key = network_slugs(w).get(slug)
     if key is None:
-        return message(
-            request, "Page not found", "There is no network of that name.", signed=signed, status=404
-        )
+        return not_found(request, signed)
     if not people.can(signed.person, "view", key):
         return forbidden(request, signed)
     network = next(n for n in networks_of(w.shape, w.settings) if n.slug == slug)
@@ -228,25 +223,10 @@ async def _render_people(
     return page(request, "people.html", context, signed=signed, status=status)
 
 
-async def people_page(request: Request) -> Response:
-    signed = await signed_in(request)
-    if signed is None:
-        return redirect("/desk/sign-in")
-    if not signed.person.is_admin:
-        return forbidden(request, signed)
+@admin_page
+async def people_page(request: Request, signed: Signed) -> Response:
     notice = NOTICES.get(request.query_params.get("done", ""), "")
     return await _render_people(request, signed, notice=notice)
-
-
-async def _admin_post(request: Request) -> tuple[Posted, Signed] | Response:
-    got = await posted(request)
-    if not isinstance(got, Posted):
-        return got
-    if got.signed is None:
-        return sign_in_first(request)
-    if not got.signed.person.is_admin:
-        return forbidden(request, got.signed)
-    return got, got.signed
 
 
 def _field_of(exc: MailerError) -> str:
@@ -254,13 +234,9 @@ def _field_of(exc: MailerError) -> str:
     return field if field in ("email", "name", "role", "network", "region") else "email"
 
 
-async def add_person(request: Request) -> Response:
-    got = await _admin_post(request)
-    if isinstance(got, Response):
-        return got
-    posted_form, signed = got
+@admin_form
+async def add_person(request: Request, form: FormData, signed: Signed) -> Response:
     w = web(request)
-    form = posted_form.form
     values = {
         name: text(form, name, 320 if name == "email" else 200)
         for name in ("email", "name", "role", "network", "region")
@@ -293,13 +269,10 @@ def _row_id(form_value: str) -> int | None:
     return int(form_value) if form_value.isascii() and form_value.isdigit() and len(form_value) < 10 else None
 
 
-async def remove_role(request: Request) -> Response:
-    got = await _admin_post(request)
-    if isinstance(got, Response):
-        return got
-    posted_form, signed = got
+@admin_form
+async def remove_role(request: Request, form: FormData, signed: Signed) -> Response:
     w = web(request)
-    role_id = _row_id(text(posted_form.form, "role_id", 20))
+    role_id = _row_id(text(form, "role_id", 20))
     if role_id is None:
         return message(request, "Nothing changed", "That role does not exist.", signed=signed, status=400)
     now = w.clock()
@@ -347,13 +320,10 @@ def _last_admin(s: Session, role_id: int) -> bool:
     return next(iter(others), None) is None
 
 
-async def revoke(request: Request) -> Response:
-    got = await _admin_post(request)
-    if isinstance(got, Response):
-        return got
-    posted_form, signed = got
+@admin_form
+async def revoke(request: Request, form: FormData, signed: Signed) -> Response:
     w = web(request)
-    user_id = _row_id(text(posted_form.form, "user_id", 20))
+    user_id = _row_id(text(form, "user_id", 20))
     if user_id is None:
         return message(request, "Nothing changed", "That person does not exist.", signed=signed, status=400)
     now = w.clock()

@@ -105,30 +105,27 @@ def calendar_entries(issue: Issue) -> list[CalendarEntry]:
 
 def relevant_interests(issue: Issue) -> frozenset[str]:
     """Every interest the issue's items, events and calendar entries name: only these decide variants."""
-    if not isinstance(issue, Newsletter):
-        return frozenset()
-    names: set[str] = set()
-    for item in issue.items:
-        names.update(item.interests)
-        for event in item.events:
-            names.update(event.interests or ())
-    for event in issue.calendar:
-        names.update(event.interests or ())
-    return frozenset(names)
+    return _named(issue, "interests")
 
 
 def mentioned_regions(issue: Issue) -> frozenset[str]:
     """Every region the issue's items, events and calendar entries name: of a member's region and
     its ancestors, only these decide what the member sees."""
+    return _named(issue, "regions")
+
+
+def _named(issue: Issue, field: str) -> frozenset[str]:
+    """The union of ``field`` (``interests`` or ``regions``) over a newsletter's items, their events
+    and its calendar; nothing for an alert."""
     if not isinstance(issue, Newsletter):
         return frozenset()
     names: set[str] = set()
     for item in issue.items:
-        names.update(item.regions)
+        names.update(getattr(item, field))
         for event in item.events:
-            names.update(event.regions or ())
+            names.update(getattr(event, field) or ())
     for event in issue.calendar:
-        names.update(event.regions or ())
+        names.update(getattr(event, field) or ())
     return frozenset(names)
 
 

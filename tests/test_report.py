@@ -5,7 +5,6 @@ and headless Chromium) counts exactly what happened, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -20,12 +19,11 @@ from pathlib import Path
 import pytest
 from cli_runner import MailerCli
 from conftest import launch_chromium
-from smtp_server import SmtpTestServer
+from sending_fixtures import Mailing
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
-from test_inbound import SLUG, Sent, add_campaign, add_members, corpus_for, make_maildir, sent_of
+from test_inbound import SLUG, Sent, corpus_for, make_maildir, sent_of
 
-from mailer import sending as delivery
 from mailer.audience import suppression
 from mailer.audience.addresses import address_hash, normalise
 from mailer.audience.shape import Shape
@@ -33,7 +31,6 @@ from mailer.db import Database
 from mailer.models import Delivery, Member, Region, Suppression, Variant
 from mailer.reports import Figures, campaign_report, history, page_data, render_page
 from mailer.settings import Settings
-from mailer.transport import open_transport
 from mailer.web import create_app
 
 FAST_RETRIES = (0.05, 0.1, 0.2)
@@ -61,33 +58,20 @@ def spread_join_dates(db: Database) -> None:
             )
 
 
-def run_scenario(
-    db: Database,
-    settings: Settings,
-    shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    smtp_server: SmtpTestServer,
-) -> Scenario:
+def run_scenario(mailing: Mailing) -> Scenario:
     """Send the Kent newsletter with two recipients refused, then drop bounce mails for ten others
     (the fixture corpus) and one web unsubscribe: the scenario every report test checks."""
-    add_campaign(workspace)
-    add_members(db, shape, tmp_path, 150)
+    db, settings, tmp_path, smtp_server = mailing.db, mailing.settings, mailing.tmp_path, mailing.smtp
+    mailing.add(150)
     spread_join_dates(db)
-    enqueued = delivery.enqueue(db, delivery.prepare(db, settings, shape, SLUG))
+    enqueued = mailing.enqueue()
     sent = sent_of(db, enqueued.campaign_id)
     emails = sorted(sent.deliveries)
     refused_hard, refused_policy = emails[0], emails[1]
     smtp_server.reject(re.escape(refused_hard))  # 550 5.1.1
     smtp_server.reject(re.escape(refused_policy), reply="554 5.7.1 Rejected by policy")
 
-    engine = delivery.Engine(db, settings, SLUG, retry_delays=FAST_RETRIES)
-
-    async def main() -> delivery.Summary:
-        async with open_transport(smtp_server.url, concurrency=4, timeout=2.0) as transport:
-            return await engine.run(transport)
-
-    summary = asyncio.run(main())
+    summary = mailing.send()
     assert summary.sent == len(emails) - 2 and summary.failed == 2
 
     corpus = corpus_for(sent, settings, emails[2:])
@@ -152,15 +136,13 @@ def expected_figures(db: Database, scenario: Scenario, by: str) -> dict[str, dic
 
 
 def test_report_counts_a_send_with_refusals_and_bounces(
+    mailing: Mailing,
     db: Database,
-    settings: Settings,
     shape: Shape,
-    workspace: Path,
     tmp_path: Path,
-    smtp_server: SmtpTestServer,
     mailer_cli: MailerCli,
 ) -> None:
-    scenario = run_scenario(db, settings, shape, workspace, tmp_path, smtp_server)
+    scenario = run_scenario(mailing)
 
     processed = json.loads(
         mailer_cli("inbound", "process", str(scenario.maildir), "--json", check=True).stdout
@@ -258,14 +240,12 @@ def test_history_counts_joins_and_losses_by_month_and_region(db: Database, shape
 
 
 def test_admin_pages_need_the_password(
+    mailing: Mailing,
     db: Database,
     settings: Settings,
     shape: Shape,
-    workspace: Path,
-    tmp_path: Path,
-    smtp_server: SmtpTestServer,
 ) -> None:
-    run_scenario(db, settings, shape, workspace, tmp_path, smtp_server)
+    run_scenario(mailing)
     closed = TestClient(create_app(settings, shape=shape, database=db), base_url=settings.base_url)
     assert closed.get("/admin/").status_code == 403
 
@@ -337,17 +317,16 @@ def colour_count(pixels: list[tuple[int, ...]], hex_colour: str) -> int:
 
 @pytest.mark.browser
 def test_report_html_shows_its_charts_in_chromium(
+    mailing: Mailing,
     db: Database,
     settings: Settings,
     shape: Shape,
-    workspace: Path,
     tmp_path: Path,
-    smtp_server: SmtpTestServer,
 ) -> None:
     from mailer.inbound import process_source
     from mailer.reports.charts import COLOURS
 
-    scenario = run_scenario(db, settings, shape, workspace, tmp_path, smtp_server)
+    scenario = run_scenario(mailing)
     process_source(db, settings, scenario.maildir)
     with db.session() as session:
         page_values = page_data(session, shape, settings.organisation, SLUG)

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailer.errors import DatabaseError
-from mailer.settings import Settings
+from mailer.errors import ConfigError, DatabaseError
+from mailer.redact import redact, redact_url
+from mailer.settings import DATABASE_URL_FORMS, Settings, check_database_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -61,22 +62,37 @@ def _create_private_sqlite_file(url: str) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     path = Path(database)
-    if path.exists() or not path.parent.is_dir():
-        return  # an existing file keeps the mode its owner chose; a missing folder fails on connect
+    if path.exists():
+        return  # an existing file keeps the mode its owner chose
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"the folder of the SQLite database does not exist: {path.parent}",
+            field="database_url",
+            hint="create the folder, or point database_url (or MAILER_DATABASE_URL) at one that exists",
+        )
     with contextlib.suppress(FileExistsError):  # another process may have created it just now
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` with the settings mailer relies on (WAL, foreign keys, immediate
-    transactions on SQLite). A new SQLite file is created readable by its owner only."""
-    if url.startswith("sqlite"):
-        _create_private_sqlite_file(url)
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    transactions on SQLite). A new SQLite file is created readable by its owner only. A URL that
+    is not one mailer can open is refused (``ConfigError``) before anything is created."""
+    check_database_url(url)
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30})  # connects only when used
+            _create_private_sqlite_file(url)
+            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ImportError, ValueError) as exc:  # what check_database_url let through
+        raise ConfigError(
+            f"cannot use the database URL {redact_url(url)!r}: {redact(str(exc))}",
+            field="database_url",
+            hint=f"fix database_url in mailer.toml or MAILER_DATABASE_URL: write {DATABASE_URL_FORMS}",
+        ) from exc
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -181,10 +197,14 @@ def open_database(settings: Settings | str, *, migrate: bool = True) -> Database
     try:
         if migrate and not up_to_date(engine):
             upgrade(engine)
-    except OperationalError as exc:
+    except DBAPIError as exc:
+        # Any failure to connect (no statement yet: a refused connection, a bad option in the URL),
+        # and an operational one at any point (locked, read-only, out of space); anything else is a bug.
+        if exc.statement is not None and not isinstance(exc, OperationalError):
+            raise
         engine.dispose()
         raise DatabaseError(
-            f"cannot open the database: {exc.orig}",
+            "cannot open the database: " + " ".join(str(exc.orig).split()),
             hint="check database_url in mailer.toml or MAILER_DATABASE_URL",
         ) from exc
     return Database(engine, sessionmaker(engine, expire_on_commit=False))

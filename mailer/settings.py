@@ -225,6 +225,8 @@ class Settings:
 
     @property
     def sqlalchemy_url(self) -> str:
+        """``database_url`` as SQLAlchemy takes it: a relative SQLite path made absolute inside the
+        workspace, and ``postgresql://`` given its driver, psycopg 3 (the one mailer ships with)."""
         url = self.database_url
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             rel = url.removeprefix("sqlite:///")
@@ -233,6 +235,73 @@ class Settings:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         return url
+
+
+# --- the database URL: checked when settings load, before anything is opened or written ---------
+
+DATABASE_URL_FORMS = (
+    "sqlite:///mailer.db for a file in the workspace, sqlite:////absolute/path.db, "
+    "or postgresql+psycopg://user@host:5432/dbname, with any password as user:password@"
+)
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a database URL mailer can open, or None when it is one.
+
+    mailer runs on SQLite (Python's own driver) and on PostgreSQL through psycopg 3; ``postgresql://``
+    without a driver means psycopg (``Settings.sqlalchemy_url`` adds it). Read without SQLAlchemy, so
+    that loading settings stays cheap, and split as SQLAlchemy's ``make_url`` splits it: the password
+    ends at the first ``@``, so a second one (an unencoded ``@`` in the password) is refused."""
+    import re
+
+    scheme, sep, rest = url.partition("://")
+    if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+._-]*", scheme):
+        return "not a database URL"
+    dialect, _, driver = scheme.lower().partition("+")
+    if dialect == "sqlite":
+        if driver not in ("", "pysqlite"):
+            return f"the SQLite driver {driver!r} is not one mailer uses (it uses Python's own, sqlite://)"
+        if rest and not rest.startswith("/"):
+            return "a SQLite URL has three slashes before a relative path and four before an absolute one"
+        return None
+    if dialect in ("postgres", "pgsql"):
+        return f"{dialect!r} is not a database SQLAlchemy knows; PostgreSQL's is spelt postgresql+psycopg"
+    if dialect != "postgresql":
+        return f"mailer runs on SQLite or PostgreSQL, not {dialect!r}"
+    if driver not in ("", "psycopg"):
+        return f"mailer talks to PostgreSQL through psycopg 3 only, not the driver {driver!r}"
+    authority = rest.partition("?")[0]
+    if authority.count("@") > 1:  # SQLAlchemy ends the password at the first '@'
+        return "the user or password holds an '@': write it as %40 (and a '/' as %2F, a ':' as %3A)"
+    host_part = rest.partition("@")[2] if "@" in authority else rest
+    host_port = re.split(r"[/?]", host_part, maxsplit=1)[0]
+    if host_port.startswith("["):
+        host, bracket, port = host_port[1:].partition("]")
+        if not bracket:
+            return "the IPv6 address of the host has no closing ']'"
+        if port and not port.startswith(":"):
+            return "only a :port may follow the ']' of an IPv6 host"
+        port = port[1:]
+    else:
+        host, _, port = host_port.partition(":")
+    if re.search(r"[\s'\"<>\\[\]]", host):
+        return f"the host {host!r} is not a host name"
+    if port and not (port.isdigit() and port.isascii() and 0 < int(port) < 65536):
+        return f"the port {port!r} is not a number from 1 to 65535"
+    return None
+
+
+def check_database_url(url: str, *, field: str = "database_url", path: Path | None = None) -> None:
+    """Raise ``ConfigError`` when ``url`` is not a database URL mailer can open, naming the setting
+    (``field``, and ``path`` when it came from mailer.toml), the URL with its password hidden, and
+    the forms mailer takes."""
+    from mailer.redact import redact_url
+
+    problem = database_url_problem(url)
+    if problem is not None:
+        raise ConfigError(
+            f"{problem}: {redact_url(url)!r}", path=path, field=field, hint=f"write {DATABASE_URL_FORMS}"
+        )
 
 
 def declared() -> list[tuple[str, Any, str, str | None]]:
@@ -447,6 +516,13 @@ def load(workspace: Path | str | None = None, env: dict[str, str] | None = None)
         var = f.metadata.get("env")
         if var and env.get(var):
             values[f.name] = _from_env(var, env[var], f.default)
+    if "database_url" in values:
+        from_env = env.get("MAILER_DATABASE_URL")
+        check_database_url(
+            values["database_url"],
+            field="MAILER_DATABASE_URL" if from_env else "database_url",
+            path=None if from_env else toml_path,
+        )
     secret_path = None
     if not values.get("secret"):
         values["secret"] = _read_secret_file(root)

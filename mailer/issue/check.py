@@ -1,11 +1,13 @@
 """Checking a campaign: ``mailer campaigns check`` reports every problem instead of raising.
 
 ``audience_warnings`` are the warnings that need the members (an item no member of the audience
-would see, an audience with no members); ``check_campaign`` loads the issue and gathers, in one
-pass, its errors, the file's warnings (``mailer.issue.lint``: they run on what was read even when
-there are errors), the network's (``mailer.issue.lint.network_problems``: an unknown or ambiguous
-network is an error, regions outside it a warning; they too run on what was read) and, when the
-file is valid, these into a ``CheckResult``.
+would see, an audience with no members, members whose address mailer cannot send to), and
+``network_warnings`` one for an audience that reaches members of other networks than the issue's.
+``check_campaign`` loads the issue and gathers, in one pass, its errors, the file's warnings
+(``mailer.issue.lint``: they run on what was read even when there are errors), the network's
+(``mailer.issue.lint.network_problems``: an unknown or ambiguous network is an error, regions
+outside it a warning; they too run on what was read) and, when the file is valid, these into a
+``CheckResult``.
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ def audience_warnings(session: Session, loaded: LoadedIssue, shape: Shape) -> li
                 hint="check the audience, or import the members first (mailer lists import)",
             )
         ]
+    out: list[Problem] = unmailable_warnings(session, loaded, audience)
     if isinstance(issue, Alert):
-        return []
+        return out
 
     def anyone(regions: list[str], interests: list[str]) -> bool:
         conditions = [audience]
@@ -80,7 +83,6 @@ def audience_warnings(session: Session, loaded: LoadedIssue, shape: Shape) -> li
         ]
         return " and ".join(p for p in parts if p)
 
-    out: list[Problem] = []
     hint = "check its regions and interests; it may be fine if members are still to be imported"
     for i, item in enumerate(issue.items):
         if not anyone(item.regions, item.interests):
@@ -118,6 +120,106 @@ def audience_warnings(session: Session, loaded: LoadedIssue, shape: Shape) -> li
                 )
             )
     return out
+
+
+#: How many unmailable addresses a warning names; the rest are counted.
+UNMAILABLE_SHOWN = 3
+
+
+def unmailable_warnings(
+    session: Session, loaded: LoadedIssue, audience: ColumnElement[bool]
+) -> list[Problem]:
+    """A warning when members of the audience have an address mailer cannot send to: one whose local
+    part is not ASCII (it would need SMTPUTF8, which mailer does not use; the import and the sign-up
+    form refuse such addresses, but a database filled by an older version may hold some). Every send
+    skips them, so the editor learns it here, before sending, with the first few named."""
+    from sqlalchemy import LargeBinary, cast, func, select
+
+    from mailer.models import Member
+
+    if session.get_bind().dialect.name == "postgresql":
+        non_ascii = func.octet_length(Member.email) != func.length(Member.email)
+    else:  # SQLite's length() counts characters, and bytes of a BLOB
+        non_ascii = func.length(cast(Member.email, LargeBinary)) != func.length(Member.email)
+    query = select(Member.email).where(audience, non_ascii).order_by(Member.id)
+    shown = list(session.scalars(query.limit(UNMAILABLE_SHOWN)))
+    if not shown:
+        return []
+    count = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    names = ", ".join(repr(email if len(email) <= 80 else email[:80] + "…") for email in shown)
+    more = f" and {count - len(shown)} more" if count > len(shown) else ""
+    members = "1 member" if count == 1 else f"{count} members"
+    return [
+        loaded.problem(
+            f"{members} of the audience cannot be mailed and will be skipped: {names}{more} "
+            "(a non-ASCII local part needs SMTPUTF8, which mailer does not use)",
+            "audience",
+            hint="import an ASCII address for each, then remove the old one with "
+            "`mailer members forget ADDRESS`",
+        )
+    ]
+
+
+def network_warnings(
+    session: Session, loaded: LoadedIssue, shape: Shape, settings: Settings | None
+) -> list[Problem]:
+    """A warning when the audience reaches members of networks other than the one the issue speaks
+    as: an interest-only alert (``interest:refugees``) in a workspace of several networks goes to
+    every network's members, each mailed as this one (its From, footer and unsubscribe). An audience
+    that names a region outside the network is warned about already (``lint.network_problems``)."""
+    from sqlalchemy import func, select
+
+    from mailer.audience import networks
+    from mailer.audience.segments import compile_segment
+    from mailer.errors import ConfigError
+    from mailer.models import Member, Region
+    from mailer.settings import Settings
+
+    if len(shape.networks) < 2:
+        return []
+    issue = loaded.issue
+    # With networks declared, settings only name the default network, which none of these use.
+    settings = settings if settings is not None else Settings()
+    try:
+        network = networks.campaign_network(shape, settings, issue.network, audience=issue.audience)
+    except ConfigError:
+        return []  # an unknown or ambiguous network is an error of its own (network_problems)
+    for region in networks.audience_regions(issue.audience, shape):
+        owner = networks.of_region(shape, settings, region)
+        if owner is None or owner.slug != network.slug:
+            return []  # the audience names a region outside the network: lint warns about it
+    rows = session.execute(
+        select(Region.slug, func.count(Member.id))
+        .select_from(Member)
+        .outerjoin(Region, Region.id == Member.region_id)
+        .where(compile_segment(issue.audience, shape))
+        .group_by(Region.slug)
+    )
+    reached: dict[str, int] = {}
+    for region, count in rows:
+        owner = networks.of_region(shape, settings, region)
+        name = owner.slug if owner is not None else "no network"
+        reached[name] = reached.get(name, 0) + count
+    others = [slug for slug in reached if slug not in (network.slug, "no network")]
+    if not others:
+        return []
+    order = [n.slug for n in shape.networks.values()] + ["no network"]
+    counts = ", ".join(f"{slug} {reached[slug]:,}" for slug in order if slug in reached)
+    count = len([slug for slug in reached if slug != "no network"])
+    regions = sorted(network.regions)
+    narrow = (
+        f"region:{regions[0]}"
+        if len(regions) == 1
+        else "(" + " or ".join(f"region:{r}" for r in regions) + ")"
+    )
+    return [
+        loaded.problem(
+            f"this audience reaches members of {count} networks ({counts}) but the message speaks as "
+            f"{network.name}",
+            "audience",
+            hint=f"narrow it with `and {narrow}`, or name with `network:` the network it is for",
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -167,6 +269,7 @@ def check_campaign(
     else:
         with database.session() as session:
             warnings.extend(audience_warnings(session, loaded, shape))
+            warnings.extend(network_warnings(session, loaded, shape, settings))
     warnings.sort(key=lambda p: p.line or 0)
     return CheckResult(slug, path, errors, warnings, notes)
 
@@ -199,4 +302,4 @@ def _with_network(
     return errors, warnings
 
 
-__all__ = ["CheckResult", "audience_warnings", "check_campaign"]
+__all__ = ["CheckResult", "audience_warnings", "check_campaign", "network_warnings", "unmailable_warnings"]

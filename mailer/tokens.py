@@ -202,13 +202,19 @@ def token_from_mailto(address: str, list_domain: str) -> str | None:
 # to the envelope sender, so a bounce names it; only a holder of the key can make one, so a bounce whose
 # tag verifies answers a message we sent. Relays may change the case of a local part: any case
 # verifies. The largest id (2**53 - 1) makes a 41-octet local part, within the 64 RFC 5321 allows.
-# ``keys[0]`` signs; any key verifies (rotation, as for link tokens).
+# ``keys[0]`` signs; any key verifies (rotation, as for link tokens). The MAC holds no time, so a
+# delivery's tag is the same at every retry (until ``keys[0]`` changes). The same tag is the delivery's
+# part of its Message-ID (``mailer.message.message_id``), so a bounce that quotes the returned message's
+# Message-ID proves itself the same way (``read_verp_tag``).
+#
+# Mail that answers no delivery (the web app's system mails, welcomes) is sent from the untagged
+# ``bounce_address``: its bounces come back to mailer, and prove nothing.
 
 #: The envelope sender is ``VERP_PREFIX + verp_tag(...) + "@" + list_domain``.
 VERP_PREFIX = "bounces+"
 _VERP_MAC_PREFIX = b"mailer-verp-v1\0"
 _VERP_MAC_SIZE = 10  # 80 bits: 16 base32 characters
-_VERP_LOCAL_RE = re.compile(r"bounces\+([0-9]{1,16})(?:-([a-z2-7]{16}))?", re.IGNORECASE)
+_VERP_TAG_RE = re.compile(r"([0-9]{1,16})(?:-([a-z2-7]{16}))?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -232,8 +238,17 @@ def read_verp(address: str, list_domain: str, *, keys: list[str]) -> VerpTag | N
     angle brackets); None for any other address. An address without a MAC (the unsigned form of
     earlier versions) or with a MAC no key in ``keys`` made comes back with ``verified=False``."""
     local, _, domain = address.strip().strip("<>").rpartition("@")
-    match = _VERP_LOCAL_RE.fullmatch(local)
-    if match is None or domain.lower() != list_domain.lower():
+    if domain.lower() != list_domain.lower() or local[: len(VERP_PREFIX)].lower() != VERP_PREFIX:
+        return None
+    return read_verp_tag(local[len(VERP_PREFIX) :], list_domain, keys=keys)
+
+
+def read_verp_tag(tag: str, list_domain: str, *, keys: list[str]) -> VerpTag | None:
+    """What the tag ``<id>[-<mac>]`` (of a VERP address or a Message-ID, any case) says for
+    ``list_domain``; None if it is not one. Without a MAC, or with one no key in ``keys`` made, it
+    comes back with ``verified=False``."""
+    match = _VERP_TAG_RE.fullmatch(tag)
+    if match is None:
         return None
     delivery_id, mac = int(match.group(1)), match.group(2)
     if mac is None:
@@ -245,6 +260,12 @@ def read_verp(address: str, list_domain: str, *, keys: list[str]) -> VerpTag | N
         if hmac.compare_digest(_verp_mac(key, delivery_id, list_domain), mac):
             return VerpTag(delivery_id, True)
     return VerpTag(delivery_id, False, "a bad signature (not made with any of our keys)")
+
+
+def bounce_address(list_domain: str) -> str:
+    """The untagged bounce address ``bounces@list_domain``: the envelope sender of mail that answers
+    no delivery (system mails, welcomes). A bounce sent to it names no delivery, so changes nothing."""
+    return f"{VERP_PREFIX[:-1]}@{list_domain}"
 
 
 def _verp_mac(key: bytes, delivery_id: int, list_domain: str) -> str:

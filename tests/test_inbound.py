@@ -100,12 +100,24 @@ def test_each_fixture_is_classified(name: str) -> None:
 def test_the_delivery_is_named_by_the_returned_message_id_without_verp() -> None:
     raw = (CORPUS / "postfix-user-unknown.eml").read_bytes()
     raw = re.sub(rb"bounces\+1001-[a-z2-7]+@lists\.example\.org", b"newsletter@example.org", raw)
-    c = classify(raw, LIST_DOMAIN, keys=[FIXTURE_KEY])
-    # From <d1001.…@lists.example.org> in the message/rfc822 part: process checks it against the database.
+    c = classify(raw, LIST_DOMAIN, keys=["a-newer-key", FIXTURE_KEY])  # rotated: the old key verifies
+    # From <d1001-<mac>.…@lists.example.org> in the message/rfc822 part, its tag verified: process
+    # checks it against the database.
+    tag = tokens.verp_tag(1001, LIST_DOMAIN, keys=[FIXTURE_KEY])
     assert c.kind == "hard-bounce" and c.delivery_id == 1001 and c.proof == "message-id"
-    assert c.quoted_message_id == "<d1001.2025-11-kent-network@lists.example.org>"
-    unnamed = classify(raw.replace(b"<d1001.", b"<x1001."), LIST_DOMAIN, keys=[FIXTURE_KEY])
+    assert c.quoted_message_id == f"<d{tag}.2025-11-kent-network@lists.example.org>"
+    unnamed = classify(raw.replace(b"<d1001-", b"<x1001-"), LIST_DOMAIN, keys=[FIXTURE_KEY])
     assert unnamed.delivery_id is None and unnamed.proof == "" and unnamed.kind == "hard-bounce"
+    # A Message-ID without a tag (the old form, which anyone can guess), with a made-up MAC, or one
+    # verified by no key we have, names nothing, and says why.
+    for mid, keys, why in [
+        (b"<d1001.", [FIXTURE_KEY], "no signature"),
+        (b"<d1001-aaaaaaaaaaaaaaaa.", [FIXTURE_KEY], "a bad signature"),
+        (f"<d{tag}.".encode(), ["another-key"], "a bad signature"),
+    ]:
+        guessed = classify(raw.replace(f"<d{tag}.".encode(), mid), LIST_DOMAIN, keys=keys)
+        assert guessed.delivery_id is None and guessed.proof == "" and guessed.kind == "hard-bounce"
+        assert f"the quoted Message-ID {mid.decode()}" in guessed.unproven and why in guessed.unproven
 
 
 @pytest.mark.parametrize(
@@ -227,14 +239,15 @@ def adapt(
     token: str = "",
     message_id: str = "",
 ) -> bytes:
-    """A fixture rewritten to name ``delivery_id`` (its VERP tag signed with ``keys``, and its
-    Message-ID) and member ``address`` (and a real token)."""
+    """A fixture rewritten to name ``delivery_id`` (its VERP tag signed with ``keys``, in its
+    envelope sender and its Message-ID) and member ``address`` (and a real token)."""
     expect = EXPECTED[name]
     raw = (CORPUS / name).read_bytes()
     if expect.delivery_id is not None:
-        pattern = rf"bounces\+{expect.delivery_id}-[a-z2-7]{{16}}@lists\.example\.org".encode()
-        raw = re.sub(pattern, verp(delivery_id, keys).encode(), raw)
-        raw = raw.replace(f"<d{expect.delivery_id}.".encode(), f"<d{delivery_id}.".encode())
+        # The tag in the envelope sender and in the Message-ID (one string in both).
+        pattern = rf"(bounces\+|<d){expect.delivery_id}-[a-z2-7]{{16}}(?=[@.])".encode()
+        tag = tokens.verp_tag(delivery_id, LIST_DOMAIN, keys=keys)
+        raw = re.sub(pattern, lambda m: m[1] + tag.encode(), raw)
     raw = raw.replace(expect.member.encode(), address.encode())
     if token:
         raw = raw.replace(b"unsubscribe+TOKEN@", f"unsubscribe+{token}@".encode())
@@ -280,6 +293,44 @@ def snapshot(db: Database) -> dict[str, object]:
             "events": sorted(session.execute(select(BounceEvent.delivery_id, BounceEvent.kind))),
             "inbound": session.scalar(select(func.count()).select_from(InboundMessage)),
         }
+
+
+def header_block(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").partition(b"\n\n")[0]
+
+
+def dsn_for(
+    envelope_sender: str,
+    returned: bytes,
+    recipient: str,
+    *,
+    status: str = "5.1.1",
+    to: str | None = None,
+    number: int = 1,
+) -> bytes:
+    """The DSN a receiving MTA sends for ``returned`` (the message as our relay received it), to its
+    envelope sender, with the returned headers as it keeps them (Return-Path added)."""
+    to = to or envelope_sender
+    head = (
+        "Return-Path: <>\n"
+        f"Delivered-To: {to}\n"
+        "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\n"
+        f"To: {to}\n"
+        "Subject: Undelivered Mail Returned to Sender\n"
+        f"Message-ID: <dsn-{number}-{abs(hash(returned)) % 10**9}@mx.example.net>\n"
+        "Auto-Submitted: auto-replied\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="real-dsn"\n\n'
+        "--real-dsn\nContent-Type: text/plain; charset=us-ascii\n\n"
+        f"<{recipient}>: host mx.example.net said: 550 {status} sorry\n\n"
+        "--real-dsn\nContent-Type: message/delivery-status\n\n"
+        "Reporting-MTA: dns; mx.example.net\n\n"
+        f"Final-Recipient: rfc822; {recipient}\nAction: failed\nStatus: {status}\n"
+        f"Diagnostic-Code: smtp; 550 {status} <{recipient}>: no\n\n"
+        "--real-dsn\nContent-Type: text/rfc822-headers\n\n"
+        f"Return-Path: <{envelope_sender}>\n"
+    )
+    return head.encode() + header_block(returned) + b"\n\n--real-dsn--\n"
 
 
 def test_processing_the_corpus_twice_changes_nothing(
@@ -458,14 +509,25 @@ def test_a_bounce_without_verp_acts_only_with_the_message_id_sent_to_the_address
         with db.session() as session:
             return suppression.is_suppressed(session, address)
 
+    def tagged(address: str) -> bytes:
+        return f"<d{tokens.verp_tag(sent.deliveries[address], LIST_DOMAIN, keys=settings.secrets)}.".encode()
+
     # The Message-ID of another member's delivery, or a made-up one: unverified, nothing changes.
-    wrong = raw.replace(f"<d{sent.deliveries[email]}.".encode(), f"<d{sent.deliveries[other]}.".encode())
+    wrong = raw.replace(tagged(email), tagged(other))
     outcome = process_message(db, settings, wrong.replace(b"20251117180411.3F1A", b"20251117180411.3F1C"))
     assert outcome.kind == "unverified" and outcome.claimed == "hard-bounce" and not outcome.suppressed
     assert "not a recipient this report names" in outcome.action
     made_up = raw.replace(f".{SLUG}@".encode(), b".another-slug@")
     outcome = process_message(db, settings, made_up.replace(b"20251117180411.3F1A", b"20251117180411.3F1D"))
     assert outcome.kind == "unverified" and "is not the one delivery" in outcome.action
+    # The attack: the member's address and a guessed delivery id (ids are sequential) in the old
+    # Message-ID form without a tag, or with a made-up MAC: names no delivery.
+    delivery = sent.deliveries[email]
+    for n, guess in enumerate([f"<d{delivery}.", f"<d{delivery}-aaaaaaaaaaaaaaaa."]):
+        forged = raw.replace(tagged(email), guess.encode()).replace(b"180411.3F1A", b"180411.3F2%d" % n)
+        outcome = process_message(db, settings, forged)
+        assert outcome.kind == "unverified" and not outcome.suppressed and outcome.delivery_id is None
+        assert f"the quoted Message-ID {guess}" in outcome.action
     assert not suppressed(email) and not suppressed(other)
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(BounceEvent)) == 0

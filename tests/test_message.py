@@ -23,9 +23,11 @@ from mailer.message import (
     MessageTemplate,
     Recipient,
     delivery_id_from_verp,
+    message_id,
     reference_message,
     verp_address,
 )
+from mailer.message.filling import BatchFiller
 from mailer.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -274,7 +276,9 @@ def test_headers_and_values(template: MessageTemplate) -> None:
     token = person.unsubscribe_token
     assert str(msg["From"]) == '"Amnesty International UK, Kent Network" <newsletter@kent.example.org>'
     assert str(msg["To"]) == 'Jane Smith <"john smith"@example.org>'
-    assert str(msg["Message-ID"]) == "<d1003.kent-2025-11@lists.example.org>"
+    tag = tokens.verp_tag(1003, "lists.example.org", keys=KEYS)  # the return path's signed tag
+    assert str(msg["Message-ID"]) == f"<d{tag}.kent-2025-11@lists.example.org>"
+    assert message_id(1003, "kent-2025-11", "lists.example.org", keys=KEYS) == str(msg["Message-ID"])
     assert str(msg["List-Id"]) == "Kent Network newsletter <kent-network-newsletter.lists.example.org>"
     assert str(msg["List-Unsubscribe"]) == (
         f"<https://news.example.org/u/{token}>, <mailto:unsubscribe+{token}@lists.example.org>"
@@ -295,7 +299,7 @@ def test_headers_and_values(template: MessageTemplate) -> None:
     assert '<body style="margin:0"><div style="display:none;' in html
     # The envelope sender: the delivery id and its signed tag (issue 11), any case.
     sender = template.return_path(person)
-    assert re.fullmatch(r"bounces\+1003-[a-z2-7]{16}@lists\.example\.org", sender)
+    assert sender == f"bounces+{tag}@lists.example.org"
     assert verp_address(1003, "lists.example.org", keys=KEYS) == sender
     assert delivery_id_from_verp(f"<{sender.upper()}>", "lists.example.org", keys=KEYS) == 1003
     assert delivery_id_from_verp("bounces+1003@lists.example.org", "lists.example.org", keys=KEYS) is None
@@ -311,6 +315,33 @@ def test_message_id_is_stable_per_delivery(template: MessageTemplate) -> None:
     again = MessageTemplate.build(seed_parts(), settings=SETTINGS, **LIST)
     assert parse(again.fill(replace(person, name="Renamed")))["Message-ID"] == first
     assert parse(again.fill(replace(person, delivery_id=2)))["Message-ID"] != first
+    # Its tag is the delivery's signed VERP tag: one that verifies, with no time in it.
+    tag = re.fullmatch(r"<d([0-9]+-[a-z2-7]{16})\.kent-2025-11@lists\.example\.org>", str(first))
+    assert tag and tokens.read_verp_tag(tag[1], "lists.example.org", keys=KEYS) == tokens.VerpTag(1000, True)
+    assert tokens.read_verp_tag(tag[1], "other.example.org", keys=KEYS) == tokens.VerpTag(
+        1000, False, "a bad signature (not made with any of our keys)"
+    )
+    # A tag the caller made already (BatchFiller's) is used as it is: the same message.
+    given = replace(person, verp_tag=tag[1])
+    assert again.fill(given, date=DATE) == again.fill(person, date=DATE)
+    assert again.return_path(given) == again.return_path(person) == f"bounces+{tag[1]}@lists.example.org"
+
+
+def test_the_batch_filler_signs_each_message_once_for_both_message_id_and_return_path(
+    template: MessageTemplate,
+) -> None:
+    people = recipients(3)
+    filler = BatchFiller(KEYS, 42, lambda _variant: template)
+    rows = [(p.delivery_id, p.member_id, 1, p.email, p.name) for p in people]
+    for person, (delivery_id, sender, payload) in zip(people, filler.fill(rows), strict=True):
+        assert isinstance(sender, str) and not isinstance(payload, str)
+        msg = parse(bytes(payload)[:-3].replace(b"\r\n..", b"\r\n."))
+        tag = sender.removeprefix("bounces+").removesuffix("@lists.example.org")
+        assert delivery_id == person.delivery_id and sender == template.return_path(person)
+        assert str(msg["Message-ID"]) == f"<d{tag}.kent-2025-11@lists.example.org>"
+        assert str(msg["Message-ID"]) == message_id(
+            delivery_id, "kent-2025-11", "lists.example.org", keys=KEYS
+        )
 
 
 def test_names_and_escaping(template: MessageTemplate) -> None:

@@ -193,3 +193,30 @@ def test_keyed_mac_is_hmac_sha256(key_size: int) -> None:
         for message in (b"", b"x", bytes(range(100)) * 3):
             assert mac.mac(message) == hmac.digest(key, prefix + message, "sha256")
             assert mac.mac(message) == mac.mac(message)  # the prepared state is copied, never spent
+
+
+def test_a_verp_tag_reads_the_same_alone_as_in_its_address() -> None:
+    """The tag of a Message-ID (``read_verp_tag``) verifies as its VERP address does: signed with no
+    time (the same at every retry), with any key of the list, in any case; a made-up MAC, a tag
+    without one, another domain's or one that is not a tag says so."""
+    domain = "lists.example.org"
+    tag = tokens.verp_tag(1003, domain, keys=KEYS)
+    assert tag == tokens.verp_tag(1003, domain, keys=KEYS) == tokens.verp_tag(1003, domain, keys=KEYS[:1])
+    assert tag == tokens.RecipientSigner(keys=KEYS, list_domain=domain, campaign=42).verp_tag(1003)
+    address = f"{tokens.VERP_PREFIX}{tag}@{domain}"
+    for spelling in (tag, tag.upper()):
+        assert tokens.read_verp_tag(spelling, domain, keys=KEYS) == tokens.VerpTag(1003, True)
+    assert tokens.read_verp(address, domain, keys=KEYS) == tokens.VerpTag(1003, True)
+    old = tokens.verp_tag(1003, domain, keys=KEYS[1:])  # before a rotation: still verifies
+    assert tokens.read_verp_tag(old, domain, keys=KEYS) == tokens.VerpTag(1003, True)
+    bad = tokens.VerpTag(1003, False, "a bad signature (not made with any of our keys)")
+    assert tokens.read_verp_tag(old, domain, keys=["another-key"]) == bad
+    unsigned = tokens.read_verp_tag("1003", domain, keys=KEYS)
+    assert unsigned is not None and not unsigned.verified and "no signature" in unsigned.reason
+    assert tokens.read_verp_tag("1003-aaaaaaaaaaaaaaaa", domain, keys=KEYS) == bad
+    assert tokens.read_verp_tag(tag, "other.example.org", keys=KEYS) == bad
+    for not_a_tag in ("", "x1003", "1003-", "1003-short", f"{tag}.slug", "12345678901234567-" + "a" * 16):
+        assert tokens.read_verp_tag(not_a_tag, domain, keys=KEYS) is None, not_a_tag
+    # Mail that answers no delivery goes out from the untagged address, which names nothing.
+    assert tokens.bounce_address(domain) == "bounces@lists.example.org"
+    assert tokens.read_verp(tokens.bounce_address(domain), domain, keys=KEYS) is None

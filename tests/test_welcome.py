@@ -28,11 +28,14 @@ from cli_runner import MailerCli
 from conftest import TEST_SECRET
 from sqlalchemy import func, select
 from starlette.applications import Starlette
+from test_inbound import dsn_for
 
 from mailer import sending, tokens
+from mailer.audience import suppression
 from mailer.audience.importer import import_csv
 from mailer.audience.shape import Shape, load_shape, sync
 from mailer.db import Database, open_database
+from mailer.inbound import process_message
 from mailer.models import Member
 from mailer.settings import Settings, load
 from mailer.web import create_app
@@ -230,6 +233,19 @@ def test_a_birmingham_sign_up_is_welcomed_by_central_england(demo: Demo, smtp_se
         assert again.status_code == 200 and "welcome email" not in again.text
     assert len(smtp_server.messages) == 2
 
+    # Both went out from the untagged bounce address at the list domain (MAIL FROM), not From's
+    # mailbox: a bounce of either comes back to mailer, names no delivery, and changes nothing.
+    bounces = tokens.bounce_address(demo.settings.list_domain)
+    assert bounces == f"bounces@{demo.settings.list_domain}"
+    assert [m.mail_from for m in smtp_server.messages] == [bounces, bounces]
+    for n, returned in enumerate(smtp_server.messages, start=1):
+        dsn = dsn_for(returned.mail_from, returned.data, address, number=n)
+        outcome = process_message(demo.db, demo.settings, dsn)
+        assert outcome.kind == "unverified" and outcome.claimed == "hard-bounce", outcome
+        assert not outcome.suppressed and outcome.delivery_id is None
+    with demo.db.session() as session:
+        assert not suppression.is_suppressed(session, address)
+
 
 def test_a_kent_sign_up_by_postcode_is_welcomed_by_kent(demo: Demo, smtp_server: Any) -> None:
     with TestClient(app_for(demo, smtp_server), base_url="http://127.0.0.1:8000") as client:
@@ -420,6 +436,7 @@ def test_lists_import_welcome_mails_exactly_the_new_members(
     assert "added:     2" in result.stdout and "updated:   1" in result.stdout
     assert "welcomed:  2 new member(s) mailed a welcome" in result.stdout
     wait_for(smtp_server, 2)
+    assert {m.mail_from for m in smtp_server.messages} == {f"bounces@{demo.settings.list_domain}"}
     got = {m.rcpt_tos[0]: parsed(m) for m in smtp_server.messages}
     assert set(got) == {"cat@example.org", "dan@example.org"}
     assert got["cat@example.org"]["From"] == "Central England Network <central-england@example.org>"

@@ -28,9 +28,10 @@ account", "does not exist") is read as ``5.1.1``. Each failure says where its ad
 a DSN's recipient fields, the ``X-Failed-Recipients`` header, or free text (which never acts).
 
 Whom it concerns is proved, not guessed (``mailer.inbound.evidence``): a signed VERP tag that
-verifies with ``keys`` names the delivery; else the returned message's quoted Message-ID names one,
-for ``process`` to check against the database. A VERP address found anywhere else, or unsigned, or
-signed with another key, names nothing.
+verifies with ``keys`` names the delivery; else the returned message's quoted Message-ID names one
+when the tag it carries verifies, for ``process`` to check against the database. A VERP address
+found anywhere else, or unsigned, or signed with another key, names nothing; nor does a Message-ID
+without a tag (the old form) or with a tag that does not verify.
 
 A mail ``mailer.inbound.parse`` will not read (too large, too deeply nested, broken MIME, an unknown
 charset), or that trips any error while being read, is **quarantined** with the reason; if its
@@ -118,7 +119,7 @@ class Classification:
     subject: str
     delivery_id: int | None = None  # named by a verified VERP tag, else by the quoted Message-ID
     proof: str = ""  # "verp" (verified), "message-id" (for process to check), or "" (none)
-    quoted_message_id: str = ""  # the returned message's Message-ID, when it is one of ours
+    quoted_message_id: str = ""  # the returned message's Message-ID, when it is one of ours (tag verified)
     unproven: str = ""  # why the mail proves nothing by itself ("" with a verified VERP tag)
     failures: tuple[Failure, ...] = ()
     token: str | None = None  # the mailed unsubscribe's token, unverified
@@ -245,7 +246,9 @@ def _unproven(evidence: Evidence) -> str:
         return ""
     if evidence.proof == "message-id":
         return f"{evidence.unproven}; the quoted Message-ID {evidence.quoted_message_id} is to be checked"
-    return f"{evidence.unproven}, and no Message-ID of ours in a returned message"
+    return (
+        f"{evidence.unproven}, and {evidence.quoted_problem or 'no Message-ID of ours in a returned message'}"
+    )
 
 
 # -- the kinds ----------------------------------------------------------------------------------------

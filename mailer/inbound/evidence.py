@@ -7,10 +7,16 @@ Two things can, and only where a mail system writes them, never in free text:
   ``message/delivery-status`` or ``message/feedback-report`` part (X-Postfix-Sender,
   Original-Mail-From), or in the headers of the returned message (its Return-Path). Only a holder of
   the key can make one, so one that verifies names the delivery by itself.
-- **the returned message's Message-ID** ``<d<id>.<slug>@<list domain>>``, in the headers of a
-  ``message/rfc822`` or ``text/rfc822-headers`` part. Ids are sequential, so this proves nothing
-  alone: ``process`` accepts it only when it is the Message-ID that delivery really had and the
-  delivery's member is the recipient the report names.
+- **the returned message's Message-ID** ``<d<id>-<mac>.<slug>@<list domain>>``, in the headers of
+  a ``message/rfc822`` or ``text/rfc822-headers`` part: it carries the delivery's signed VERP tag
+  (``mailer.message.message_id``), which must verify (``mailer.tokens.read_verp_tag``, any of the
+  keys: a key rotated out of first place still verifies). ``process`` then also checks that it is
+  the Message-ID that delivery really had (its campaign's slug) and that the delivery's member is the
+  recipient the report names.
+
+  Message-IDs of the old form ``<d<id>.<slug>@<list domain>>``, written before they carried a tag,
+  prove nothing: delivery ids are sequential, so anyone who knows a member's address could guess one.
+  Bounces of those messages are still proved by their signed VERP envelope sender.
 
 Whoever received one of our messages can read its tag (the member, their mail provider, anyone they
 forward it to with its headers), just as they can read its unsubscribe link; nobody else can.
@@ -25,7 +31,7 @@ from dataclasses import dataclass
 from email.message import Message
 
 from mailer.inbound.parse import part_text
-from mailer.tokens import read_verp
+from mailer.tokens import read_verp, read_verp_tag
 
 #: The mail's own headers that name where it was delivered: a bounce's say the envelope sender.
 RECIPIENT_HEADERS = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "to", "cc")
@@ -38,8 +44,9 @@ class Evidence:
     """What a mail offers as proof, unchecked against the database."""
 
     verp_id: int | None = None  # the delivery a VERP tag that verified names
-    quoted_id: int | None = None  # the delivery the returned message's Message-ID names
+    quoted_id: int | None = None  # the delivery the returned message's Message-ID names (tag verified)
     quoted_message_id: str = ""  # that Message-ID, lower-cased, with its angle brackets
+    quoted_problem: str = ""  # why a Message-ID of ours in the returned message did not verify
     claim: str = ""  # the first VERP address found that did not verify
     problem: str = ""  # why it did not verify
 
@@ -68,9 +75,10 @@ def find_evidence(msg: Message, list_domain: str, keys: list[str]) -> Evidence:
     """The VERP tags and quoted Message-ID of ``msg``, from the places listed in the module docstring."""
     domain = re.escape(list_domain)
     verp_re = re.compile(rf"(?<![\w.+-])bounces\+[0-9a-z-]{{1,40}}@{domain}(?![\w.-])", re.IGNORECASE)
-    mid_re = re.compile(rf"<d(\d{{1,16}})\.[^@<>\s]{{1,200}}@{domain}>", re.IGNORECASE)
+    mid_re = re.compile(rf"<d([0-9]{{1,16}}(?:-[a-z2-7]{{16}})?)\.[^@<>\s]{{1,200}}@{domain}>", re.IGNORECASE)
     values = _header_values(msg, RECIPIENT_HEADERS)
     quoted: tuple[int, str] | None = None
+    quoted_problem = ""
     for part in _report_parts(msg):
         kind = part.get_content_type()
         if kind in REPORT_TYPES:
@@ -84,7 +92,12 @@ def find_evidence(msg: Message, list_domain: str, keys: list[str]) -> Evidence:
         values.extend(_header_values(headers))
         found = mid_re.fullmatch(" ".join(str(headers.get("message-id", "")).split()))
         if quoted is None and found:
-            quoted = (int(found.group(1)), found.group(0).lower())
+            tag = read_verp_tag(found.group(1), list_domain, keys=keys) if keys else None
+            if tag is not None and tag.verified:
+                quoted = (tag.delivery_id, found.group(0).lower())
+            elif not quoted_problem:
+                why = tag.reason if tag is not None else "a signature no key was given to check"
+                quoted_problem = f"the quoted Message-ID {found.group(0).lower()} has {why}"
     verified: int | None = None
     claim = problem = ""
     for value in values:
@@ -102,6 +115,7 @@ def find_evidence(msg: Message, list_domain: str, keys: list[str]) -> Evidence:
         verp_id=verified,
         quoted_id=quoted[0] if quoted else None,
         quoted_message_id=quoted[1] if quoted else "",
+        quoted_problem="" if quoted else quoted_problem,
         claim=claim if verified is None else "",
         problem=problem if verified is None else "",
     )

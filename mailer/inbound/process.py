@@ -10,10 +10,12 @@ The pipeline, per mail, in one transaction:
    mail seen before, from any source, stops here and changes nothing.
 3. **Prove** whom a bounce, delay, policy block or complaint concerns (anyone can write to our
    addresses): its signed VERP tag verified, or the returned message quotes the Message-ID the
-   delivery really had (the campaign's slug included) and the delivery's member is the recipient the
-   report names in its recipient fields (a DSN's, ``X-Failed-Recipients``, an ARF Original-Rcpt-To).
-   Anything else is recorded as **unverified**, with the reason, and changes nothing: an address in
-   free text, an unsigned or forged VERP address, a guessed Message-ID.
+   delivery really had (its signed tag verified, the campaign's slug included) and the delivery's
+   member is the recipient the report names in its recipient fields (a DSN's,
+   ``X-Failed-Recipients``, an ARF Original-Rcpt-To). Anything else is recorded as **unverified**,
+   with the reason, and changes nothing: an address in free text, an unsigned or forged VERP address,
+   a guessed Message-ID (the old form without a tag, or a tag that does not verify), a bounce sent to
+   the untagged ``bounces@`` address of system mail.
 4. Act on its kind, recording a ``bounce_events`` row for each proven bounce, delay or complaint:
 
    ========== ===========================================================================
@@ -276,7 +278,12 @@ class _Act:
         self._load(c.delivery_id)
         if self.delivery is None or self.campaign is None:
             return f"{c.unproven.split(';')[0]}; the quoted Message-ID {quoted} names no delivery we sent"
-        if message_id(self.delivery.id, self.campaign, self.settings.list_domain).lower() != quoted:
+        domain = self.settings.list_domain
+        had = {
+            message_id(self.delivery.id, self.campaign, domain, keys=[k]).lower()
+            for k in self.settings.secrets
+        }
+        if quoted not in had:  # under any of the keys: it may have been sent before a rotation
             return f"the quoted Message-ID {quoted} is not the one delivery {self.delivery.id} had"
         if c.kind == "complaint":
             named = [c.complainant]

@@ -1,7 +1,8 @@
 """Filling many recipients' messages: in the sending process, or in helper processes beside it.
 
 A send fills one message per recipient: two link tokens and the VERP tag (one HMAC each,
-:class:`mailer.tokens.RecipientSigner`), the template's slots (:meth:`MessageTemplate.fill_wire`),
+:class:`mailer.tokens.RecipientSigner`; the tag serves both the return path and the Message-ID), the
+template's slots (:meth:`MessageTemplate.fill_wire`),
 and with DKIM one signature per key. :class:`BatchFiller` does that for one recipient after
 another, wherever it runs. Unsigned, this is ~20 µs a message and the sending process does it
 itself; an RSA-2048 signature alone takes ~300 µs, more than one core can do at line rate, so the
@@ -82,14 +83,14 @@ class BatchFiller:
                     keys=self.keys, list_domain=domain, campaign=self.campaign_id
                 )
             unsubscribe, preferences = signer.links(member_id or 0)
-            recipient = Recipient(delivery_id, member_id or 0, email, name, unsubscribe, preferences)
+            tag = signer.verp_tag(max(delivery_id, 0))  # in the Message-ID and the return path
+            recipient = Recipient(delivery_id, member_id or 0, email, name, unsubscribe, preferences, tag)
             try:
                 payload = template.fill_wire(recipient)
             except InvalidInput as exc:
                 out.append((delivery_id, None, str(exc)))
                 continue
-            sender = f"{VERP_PREFIX}{signer.verp_tag(max(delivery_id, 0))}@{domain}"
-            out.append((delivery_id, sender, payload))
+            out.append((delivery_id, f"{VERP_PREFIX}{tag}@{domain}", payload))
         return out
 
 

@@ -58,7 +58,7 @@ def reference_message(
     msg["Reply-To"] = Address(display_name=org, addr_spec=reply_addr)
     msg["Subject"] = clean_name(parts.subject)
     msg["Date"] = (date or datetime.now(UTC)).astimezone(UTC)
-    msg["Message-ID"] = message_id(recipient.delivery_id, campaign_slug, domain)
+    msg["Message-ID"] = message_id(recipient.delivery_id, campaign_slug, domain, keys=settings.secrets)
     msg["List-Id"] = f"{clean_name(list_name)} <{list_id(list_name, list_slug, domain)}>"
     msg["List-Unsubscribe"] = (
         f"<{unsubscribe}>, <mailto:{mailto_address(recipient.unsubscribe_token, domain)}>"

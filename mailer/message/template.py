@@ -1,16 +1,17 @@
 """Messages: MIME built once per variant, per-recipient slots filled in by splicing bytes.
 
 ``MessageTemplate.build`` encodes a variant's subject, text and HTML once into ready-to-send bytes
-with holes ("slots") for what differs per recipient: the To header, Date, the delivery id in the
-Message-ID, the unsubscribe token in List-Unsubscribe, and the body markers ``[[mailer:greeting]]``
+with holes ("slots") for what differs per recipient: the To header, Date, the delivery's signed tag in
+the Message-ID, the unsubscribe token in List-Unsubscribe, and the body markers ``[[mailer:greeting]]``
 ("Dear Jo," or, without a name, "Hello,": the ``greeting`` settings), ``[[mailer:name]]``,
 ``[[mailer:email]]``, ``[[mailer:unsubscribe_url]]`` and ``[[mailer:preferences_url]]``.
 ``template.fill(recipient)`` then costs a few microseconds: it encodes only the short per-recipient
 values and joins precomputed byte chunks. With DKIM keys, each message also gets one signature per
 key, prepared once per variant (:mod:`mailer.message.dkim`).
 
-The layout (CRLF line endings, 7-bit, no line over 78 octets except a long address in To, or a
-Feedback-ID over 77 characters, from long slugs, which has a line of its own)::
+The layout (CRLF line endings, 7-bit, no line over 78 octets except a long address in To, a
+Message-ID with a long campaign slug or list domain (not folded: some readers keep the folding white
+space in the id), or a Feedback-ID over 77 characters, from long slugs, which has a line of its own)::
 
     [DKIM-Signature rsa-sha256]  [DKIM-Signature ed25519-sha256]
     From  To  Reply-To  Subject  Date  Message-ID  MIME-Version  List-Id  List-Unsubscribe
@@ -18,8 +19,13 @@ Feedback-ID over 77 characters, from long slugs, which has a line of its own)::
       text/plain; charset="utf-8", quoted-printable
       text/html; charset="utf-8", quoted-printable
 
-A delivery id of 0 or below is a test send: its Message-ID gets a random part, so that each test is
-a new message to the receiving client. An http:// base_url outside localhost is refused
+A delivery's Message-ID is ``<d<id>-<mac>.<campaign slug>@<list domain>>``: the same signed tag as
+its envelope sender (below), so that a bounce quoting the returned message's Message-ID proves, like
+the envelope sender, that it answers a message we sent (``mailer.inbound.evidence``). The tag has no
+time in it, so the Message-ID is the same at every retry (a retry after the newest key was rotated
+gets the new key's tag, as its envelope sender does). A delivery id of 0 or below is a test send:
+its Message-ID gets a random part instead (``<d<id>.<random>.<slug>@…>``), so that each test is a new
+message to the receiving client. An http:// base_url outside localhost is refused
 (``checked_settings``): one-click unsubscribe needs https (RFC 8058).
 
 Both bodies are quoted-printable (RFC 2045), with two choices that make the splicing sound:
@@ -43,6 +49,8 @@ The envelope sender is the signed VERP address ``bounces+<delivery id>-<mac>@<li
 (``template.return_path(recipient)``, see ``mailer.tokens.verp_tag``: one truncated HMAC per
 recipient, with the key the template took from the settings at build time), so that a bounce can
 prove it answers a message we sent; no Return-Path header is written (the receiving server adds it).
+A caller that has made the tag already (``BatchFiller``, with ``RecipientSigner.verp_tag``) gives it
+in ``Recipient.verp_tag``, and the message and its return path use it: one HMAC per message for both.
 ``reference_message`` builds the same message with the ``email`` package, for tests.
 """
 
@@ -139,7 +147,11 @@ class MessageParts:
 class Recipient:
     """One delivery's personal values. ``email`` is the address as stored (normalised). Not frozen,
     though nothing changes one: one is made per message, and a frozen dataclass costs five times
-    as much to make."""
+    as much to make.
+
+    ``verp_tag``, when given, must be the delivery's signed tag, ``verp_tag(delivery_id, list domain,
+    keys=settings.secrets)`` (``RecipientSigner.verp_tag`` makes the same): the Message-ID and the
+    return path use it; "" makes the template sign it (one more HMAC)."""
 
     delivery_id: int
     member_id: int
@@ -147,6 +159,7 @@ class Recipient:
     name: str
     unsubscribe_token: str
     preferences_token: str
+    verp_tag: str = ""
 
 
 # -- small public helpers ---------------------------------------------------------------------------
@@ -165,9 +178,16 @@ def delivery_id_from_verp(address: str, list_domain: str, *, keys: list[str]) ->
     return tag.delivery_id if tag is not None and tag.verified else None
 
 
-def message_id(delivery_id: int, campaign_slug: str, list_domain: str) -> str:
-    """The Message-ID of a delivery, stable across retries and resumed sends."""
-    return f"<d{int(delivery_id)}.{slug(campaign_slug, 'campaign')}@{list_domain}>"
+def message_id(delivery_id: int, campaign_slug: str, list_domain: str, *, keys: list[str]) -> str:
+    """The Message-ID of a delivery, ``<d<id>-<mac>.<slug>@<list domain>>`` with its VERP tag signed
+    with ``keys[0]``: stable across retries and resumed sends (the tag holds no time), and proof, in a
+    returned message, that the bounce answers a message we sent."""
+    return f"<d{verp_tag(delivery_id, list_domain, keys=keys)}{_message_id_tail(campaign_slug, list_domain)}"
+
+
+def _message_id_tail(campaign_slug: str, list_domain: str) -> str:
+    """What follows the tag in a Message-ID: ``.<campaign slug>@<list domain>>``."""
+    return f".{slug(campaign_slug, 'campaign')}@{list_domain}>"
 
 
 def list_id(list_name: str, list_slug: str | None, list_domain: str) -> str:
@@ -266,7 +286,7 @@ class MessageTemplate:
         html_text = normalise_text(with_preheader(parts.html, parts.preheader))
         boundary = "=_mailer_" + hashlib.sha256((text + "\0" + html_text).encode()).hexdigest()[:24]
         org = clean_name(settings.organisation)
-        mid = message_id(0, campaign_slug, domain)
+        mid_tail = _message_id_tail(campaign_slug, domain)
         builder = ChunkBuilder()
         builder.static(address_header("From", org, from_addr))
         builder.slot("to")
@@ -275,7 +295,7 @@ class MessageTemplate:
         builder.slot("date")
         builder.static("Message-ID: <d")
         builder.slot("delivery")
-        builder.static(mid[mid.index(".") :] + "\r\nMIME-Version: 1.0\r\n")
+        builder.static(mid_tail + "\r\nMIME-Version: 1.0\r\n")
         builder.static(
             fold("List-Id", [*phrase(clean_name(list_name)), f"<{list_id(list_name, list_slug, domain)}>"])
         )
@@ -345,7 +365,10 @@ class MessageTemplate:
 
     def return_path(self, recipient: Recipient) -> str:
         """The envelope sender (MAIL FROM) for ``recipient``: ``bounces+<delivery id>-<mac>@list
-        domain``, signed with the settings' newest key (ConfigError if the settings had none)."""
+        domain``, signed with the settings' newest key (ConfigError if the settings had none), or
+        with ``recipient.verp_tag`` when it is given."""
+        if recipient.verp_tag and recipient.delivery_id > 0:
+            return f"{VERP_PREFIX}{recipient.verp_tag}@{self._list_domain}"
         return verp_address(recipient.delivery_id, self._list_domain, keys=self._verp_keys)
 
     # -- internals ----------------------------------------------------------------------------------
@@ -358,7 +381,9 @@ class MessageTemplate:
         values = {
             "to": address_header("To", name, addr).encode("ascii"),
             "date": self._date(date),
-            "delivery": b"%d" % r.delivery_id if r.delivery_id > 0 else self._test_id(r.delivery_id),
+            "delivery": (r.verp_tag or self._sign(r.delivery_id)).encode("ascii")
+            if r.delivery_id > 0
+            else self._test_id(r.delivery_id),
             "token": token.encode("ascii"),
         }
         if self._value_slots:
@@ -397,6 +422,10 @@ class MessageTemplate:
     def _timestamp(self, date: datetime | None) -> int:
         """DKIM's t=: the second of the Date header (``_date`` has just made it)."""
         return int(date.timestamp()) if date is not None else self._date_second
+
+    def _sign(self, delivery_id: int) -> str:
+        """The delivery's signed tag, for a recipient that came without it (``Recipient.verp_tag``)."""
+        return verp_tag(delivery_id, self._list_domain, keys=self._verp_keys)
 
     @staticmethod
     def _test_id(delivery_id: int) -> bytes:

@@ -4,6 +4,11 @@ through the configured relay.
 
 A mail template (``templates/web/mail/<name>``) starts with a ``Subject:`` line, then a blank line,
 then the plain-text body.
+
+The envelope sender is the workspace's untagged bounce address, ``bounces@<list domain>``
+(``mailer.tokens.bounce_address``), not the From address: a bounce of a system mail comes back to
+the mailbox ``mailer inbound process`` reads, not to the network's From mailbox. It names no
+delivery, so such a bounce is recorded as unverified and changes no member.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from mailer.audience.networks import Network, default_network
 from mailer.errors import RenderError, TransportError
 from mailer.models import utcnow
 from mailer.settings import Settings
+from mailer.tokens import bounce_address
 from mailer.transport import data_payload, open_transport
 
 if TYPE_CHECKING:
@@ -60,7 +66,9 @@ def system_mail(
 
 def relay_sender(settings: Settings, *, timeout: float = 30.0) -> SendMail:
     """Send one message at a time through ``settings.relays`` (SMTP relays or a Maildir outbox),
-    a connection per message: system mails are few. Raises ``TransportError`` if it is refused."""
+    a connection per message: system mails are few. The envelope sender is ``bounce_address``
+    (see the module docstring). Raises ``TransportError`` if it is refused."""
+    sender = bounce_address(settings.list_domain.strip())
 
     async def send(message: EmailMessage) -> None:
         recipients = [addr for _name, addr in getaddresses(message.get_all("To", []))]
@@ -69,7 +77,7 @@ def relay_sender(settings: Settings, *, timeout: float = 30.0) -> SendMail:
             settings.relays, concurrency=1, timeout=timeout, env=os.environ
         ) as transport:
             for recipient in recipients:
-                result = await transport.send(settings.from_address, recipient, payload)
+                result = await transport.send(sender, recipient, payload)
                 if not result.ok:
                     raise TransportError(
                         f"the relay did not take the mail to {recipient}: {result.text}",

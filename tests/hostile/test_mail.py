@@ -26,7 +26,7 @@ from cli_runner import MailerCli
 from smtp_server import SmtpTestServer
 from sqlalchemy import func, select
 from test_delivery import send
-from test_inbound import SLUG, Sent, adapt, enqueue, snapshot
+from test_inbound import SLUG, Sent, adapt, dsn_for, enqueue, header_block, snapshot
 
 from mailer import tokens
 from mailer.audience import suppression
@@ -42,19 +42,20 @@ CASES = Path(__file__).resolve().parent / "mail"
 LIST_DOMAIN = "lists.example.org"
 PAD_RE = re.compile(rb"\{\{PAD (\d+)\}\}")
 
+#: The cases mailer cannot read, so must quarantine (the poisons).
+POISON_NAMES = {"unknown-charset.eml", "nested-multiparts.eml", "broken-boundary.eml", "huge-part.eml"}
 #: Every case the corpus must hold (issue 11): a file per case.
 NAMES = {
     "forged-dsn-sequential-verp.eml",
     "forged-dsn-wrong-mac.eml",
+    "forged-dsn-guessed-message-id.eml",
+    "forged-dsn-message-id-wrong-mac.eml",
     "verp-only-in-body.eml",
     "dsn-address-without-verp.eml",
     "arf-original-rcpt-to-only.eml",
     "soft-bounce-series.eml",
     "mailer-daemon-text.eml",
-    "unknown-charset.eml",
-    "nested-multiparts.eml",
-    "broken-boundary.eml",
-    "huge-part.eml",
+    *POISON_NAMES,
 }
 
 
@@ -93,12 +94,7 @@ FORGED = [c for c in ALL if c.expect == "unverified"]
 
 def test_the_corpus_holds_every_case_and_says_what_each_attacks() -> None:
     assert {c.name for c in ALL} == NAMES
-    assert {c.name for c in POISONS} == {
-        "unknown-charset.eml",
-        "nested-multiparts.eml",
-        "broken-boundary.eml",
-        "huge-part.eml",
-    }
+    assert {c.name for c in POISONS} == POISON_NAMES
 
 
 def suppressed_count(db: Database) -> int:
@@ -139,44 +135,6 @@ def test_every_case_changes_nothing_and_is_recorded(
 
 
 # -- real bounces of what the engine sent ---------------------------------------------------------------
-
-
-def header_block(data: bytes) -> bytes:
-    return data.replace(b"\r\n", b"\n").partition(b"\n\n")[0]
-
-
-def dsn_for(
-    envelope_sender: str,
-    returned: bytes,
-    recipient: str,
-    *,
-    status: str = "5.1.1",
-    to: str | None = None,
-    number: int = 1,
-) -> bytes:
-    """The DSN a receiving MTA sends for ``returned`` (the message as our relay received it), to its
-    envelope sender, with the returned headers as it keeps them (Return-Path added)."""
-    to = to or envelope_sender
-    head = (
-        "Return-Path: <>\n"
-        f"Delivered-To: {to}\n"
-        "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\n"
-        f"To: {to}\n"
-        "Subject: Undelivered Mail Returned to Sender\n"
-        f"Message-ID: <dsn-{number}-{abs(hash(returned)) % 10**9}@mx.example.net>\n"
-        "Auto-Submitted: auto-replied\n"
-        "MIME-Version: 1.0\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="real-dsn"\n\n'
-        "--real-dsn\nContent-Type: text/plain; charset=us-ascii\n\n"
-        f"<{recipient}>: host mx.example.net said: 550 {status} sorry\n\n"
-        "--real-dsn\nContent-Type: message/delivery-status\n\n"
-        "Reporting-MTA: dns; mx.example.net\n\n"
-        f"Final-Recipient: rfc822; {recipient}\nAction: failed\nStatus: {status}\n"
-        f"Diagnostic-Code: smtp; 550 {status} <{recipient}>: no\n\n"
-        "--real-dsn\nContent-Type: text/rfc822-headers\n\n"
-        f"Return-Path: <{envelope_sender}>\n"
-    )
-    return head.encode() + header_block(returned) + b"\n\n--real-dsn--\n"
 
 
 def arf_for(envelope_sender: str, returned: bytes, recipient: str) -> bytes:
@@ -232,7 +190,9 @@ def test_forged_bounces_suppress_no_one_and_real_ones_do(
     real = received[hard]
     assert re.fullmatch(rf"bounces\+{sent.deliveries[hard]}-[a-z2-7]{{16}}@{LIST_DOMAIN}", real.mail_from)
     message_id = str(BytesHeaderParser().parsebytes(real.data)["Message-ID"])
-    assert message_id == f"<d{sent.deliveries[hard]}.{SLUG}@{LIST_DOMAIN}>"
+    assert (
+        message_id == f"<d{real.mail_from.removeprefix('bounces+').partition('@')[0]}.{SLUG}@{LIST_DOMAIN}>"
+    )
     outcome = process_message(db, settings, dsn_for(real.mail_from, real.data, hard))
     assert outcome.kind == "hard-bounce" and outcome.suppressed, outcome
     assert outcome.delivery_id == sent.deliveries[hard] and outcome.campaign == SLUG
@@ -242,8 +202,8 @@ def test_forged_bounces_suppress_no_one_and_real_ones_do(
     again = dsn_for(real.mail_from.upper(), real.data, hard, number=2)
     assert process_message(db, settings, again).kind == "hard-bounce"
 
-    # No VERP at all (sent to the bare bounce address), but the returned message's real Message-ID,
-    # and the DSN names the address that delivery went to: that proves it too.
+    # No VERP at all (sent to the bare bounce address), but the returned message's real Message-ID
+    # (its tag signed), and the DSN names the address that delivery went to: that proves it too.
     other = received[by_message_id]
     bare = dsn_for(f"bounces@{LIST_DOMAIN}", other.data, by_message_id)
     bare = bare.replace(f"Return-Path: <bounces@{LIST_DOMAIN}>\n".encode(), b"")

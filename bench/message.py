@@ -106,6 +106,8 @@ def recipients(count: int) -> list[Recipient]:
                 name=NAMES[i % len(NAMES)],
                 unsubscribe_token=tokens.sign("unsubscribe", member, keys=KEYS, campaign=42, now=DATE),
                 preferences_token=tokens.sign("preferences", member, keys=KEYS, campaign=42, now=DATE),
+                # made beside the links, as the send's BatchFiller makes it: the fill only places it
+                verp_tag=tokens.verp_tag(i + 1, SETTINGS.list_domain, keys=KEYS),
             )
         )
     return out

@@ -136,9 +136,12 @@ def other_network(
     settings = settings or Settings()
     issue = loaded.issue
     try:
-        network = networks.network_for_issue(shape, settings, issue.network or None, issue.audience)
+        network = networks.campaign_network(shape, settings, issue.network, audience=issue.audience)
     except ConfigError:
         return None  # the issue's own problem: `campaigns check` and the send report it
+    # The network owning their region, None for none (``of_region``): the warning tells a member of
+    # no network's region apart from one of another network (``member_network`` would call both
+    # the organisation's).
     theirs = networks.of_region(shape, settings, who.region)
     if theirs is not None and theirs.slug == network.slug:
         return None

@@ -327,6 +327,26 @@ def test_every_desk_post_without_csrf_gets_403(desk: Desk, client: TestClient) -
     assert admin
 
 
+def test_every_desk_page_and_form_is_guarded_by_the_decorators() -> None:
+    """Every desk route but signing in and out (for nobody too) is a ``desk_page``, ``admin_page``,
+    ``desk_form`` or ``admin_form`` of ``desk.common``: checked the one way, none by hand."""
+    from mailer.web.desk import home, routes
+
+    # Every endpoint a guard makes runs its one inner function: a desk page's and a form's.
+    guards = {"GET": home.home.__code__, "POST": home.add_person.__code__}
+    unguarded = {"/desk/sign-in", "/desk/sign-in/{token}", "/desk/sign-out"}
+    checked = 0
+    for route in routes.routes:
+        assert isinstance(route, Route)
+        if route.path in unguarded:
+            continue
+        for method in route.methods or ():
+            if method in guards:
+                assert route.endpoint.__code__ is guards[method], (method, route.path)
+                checked += 1
+    assert checked >= 20
+
+
 def test_a_contributor_of_canterbury_cannot_act_for_central_england(desk: Desk, client: TestClient) -> None:
     desk.add("cat@example.org", "contributor", region="canterbury")
     ed = desk.add("ed@example.org", "editor", "central-england")

@@ -242,7 +242,7 @@ def network_problems(
 
     settings = settings or Settings()
     try:
-        network = networks.network_for_issue(shape, settings, declared or None, audience)
+        network = networks.campaign_network(shape, settings, declared, audience=audience)  # the send's rule
     except MailerError as exc:
         if exc.field != "network":
             return []  # a bad audience: the file's errors say so
@@ -262,6 +262,8 @@ def network_problems(
         """The regions outside the network, each with its own network: "lewes (no network)"."""
         found = []
         for region in regions:
+            # Which network owns the region, None for none (``of_region``, not ``member_network``,
+            # which would name the organisation's): a stray region is named with its own network.
             owner = networks.of_region(shape, settings, region) if region in shape.regions else network
             if owner is None or owner.slug != network.slug:
                 found.append(f"{region} ({owner.name if owner is not None else 'no network'})")

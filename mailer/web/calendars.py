@@ -147,6 +147,8 @@ def contributed_events(
     from mailer.web.desk.inbox import accepted_events
 
     seen = frozenset(shape.ancestors(region)) if region is not None else frozenset()
+    # The network owning the region, None for none (``of_region``): a whole network's event is in
+    # its own regions' feeds, never in those of a region outside every network.
     owner = of_region(shape, settings, region) if region is not None and shape.networks else None
     out = []
     for a in accepted_events(session):
@@ -266,6 +268,7 @@ async def index(request: Request) -> Response:
     regions = [(r.slug, w.shape.label(r.slug), depth) for depth, r in w.shape.walk()]
     groups: list[tuple[Network, list[tuple[str, str, int]]]] = []
     if w.shape.networks:  # several networks: each one's regions under its name
+        # Each region under the network owning it (``of_region``); a region of none under none.
         owner = {slug: of_region(w.shape, w.settings, slug) for slug, _label, _depth in regions}
         groups = [
             (n, [r for r in regions if (o := owner[r[0]]) is not None and o.slug == n.slug])
@@ -291,6 +294,8 @@ async def feed(request: Request) -> Response:
     issues, accepted = await w.read(read)
     events = feed_events(issues, w.shape, region, today, w.settings.list_domain) + accepted
     events.sort(key=lambda fe: (fe.entry.sort_key, fe.uid))
+    # Whether to brand the feed: as the network owning the region (``of_region``); None (the
+    # organisation, unbranded) for all.ics, one network, or a region outside every network.
     network = of_region(w.shape, w.settings, region) if region is not None and w.shape.networks else None
     label = w.shape.regions[region].name if region else "all regions"
     speaker = network.name if network is not None else w.settings.organisation

@@ -34,7 +34,7 @@ from mailer import tokens
 from mailer.audience import consent
 from mailer.audience.addresses import clean_name
 from mailer.audience.consent import MemberPreferences, Preferences
-from mailer.audience.networks import Network, of_region
+from mailer.audience.networks import Network, member_network
 from mailer.audience.shape import Shape
 from mailer.audience.suppression import is_hash_suppressed
 from mailer.errors import MailerError
@@ -74,13 +74,14 @@ def validate_choice(
 
 def page_network(w: Web, network: str | None, region: str | None = None) -> Network | None:
     """Who a page about a member speaks as: the network ``network`` (the slug of the link's
-    campaign) if the workspace declares it, else the network of the member's ``region``; None (the
-    workspace's default network) in a single-network workspace or when neither says."""
+    campaign) if the workspace declares it, else the member's (``networks.member_network``: their
+    region's, the organisation's for a region of no network or none); None (the workspace's
+    default network) in a single-network workspace."""
     if not w.shape.networks:
         return None
     if network and network in w.shape.networks:
         return w.shape.networks[network]
-    return of_region(w.shape, w.settings, region)
+    return member_network(w.shape, w.settings, region)
 
 
 def network_choices(w: Web, kept: frozenset[str]) -> list[tuple[str, str, bool]]:

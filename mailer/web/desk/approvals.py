@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mailer.audience.networks import Network, network_for_issue
+from mailer.audience.networks import Network, campaign_network
 from mailer.audience.shape import Shape
 from mailer.compose import VariantPlan, plan
 from mailer.db import Database
@@ -141,9 +141,11 @@ def network_key(shape: Shape, network: Network) -> str:
 
 def resolve(session: Session, settings: Settings, shape: Shape, slug: str) -> IssueNow:
     """The issue ``slug`` as it is now (file, network, audience, fingerprint); raises for no such
-    issue, a broken one, or one whose network cannot be told."""
+    issue, a broken one, or one whose network cannot be told. Its network is the send's
+    (``networks.campaign_network``, as ``sending.prepare`` finds it): in a workspace without
+    ``lists/networks.toml`` the only one, whatever the file's ``network:`` says."""
     data, loaded = read_issue(settings, shape, slug)
-    network = network_for_issue(shape, settings, loaded.issue.network, loaded.issue.audience)
+    network = campaign_network(shape, settings, loaded.issue.network, audience=loaded.issue.audience)
     audience = audience_of(plan(session, loaded, shape))
     version = hashlib.sha256(data).hexdigest()
     return IssueNow(

@@ -9,6 +9,8 @@ is a POST without one, whatever it asks.
 A page handler says what it needs by its decorator, and gets it as arguments: ``desk_page`` (who is
 signed in; nobody is sent to sign in), ``admin_page`` (an admin; others 403), ``desk_form`` and
 ``admin_form`` (the same for a form's POST, with its CSRF value checked and its fields read).
+Every desk page and form but signing in and out (which are for nobody too: ``signin``) is
+guarded by one of them, so each is checked the one way.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, overload
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -194,12 +196,25 @@ class Posted:
     signed: Signed | None
 
 
-async def posted(request: Request) -> Posted | Response:
-    """Read a desk form post: 403 without a valid CSRF value for the signed-in session (or for
+FormReader = Callable[[Request], Awaitable[FormData | None]]
+"""Reads a form post's fields; None when the post is larger than the form may be."""
+
+
+async def posted(request: Request, read: FormReader = read_form) -> Posted | Response:
+    """Read a desk form post (by ``read``; ``mailer.web.forms.read_form`` unless a form is larger):
+    413 when it is too large, 403 without a valid CSRF value for the signed-in session (or for
     nobody, before signing in)."""
     w = web(request)
-    form = await read_form(request)
+    form = await read(request)
     signed = await signed_in(request)
+    if form is None:
+        return message(
+            request,
+            "Too much text",
+            "The form was larger than it can be, so nothing was changed.",
+            signed=signed,
+            status=413,
+        )
     if not w.csrf.check(request, form, signed.scope if signed else ANON_SCOPE):
         return form_expired(request, signed)
     return Posted(form, signed)
@@ -228,10 +243,10 @@ def _guard_page(handler: PageHandler, *, admin: bool) -> Endpoint:
     return endpoint
 
 
-def _guard_form(handler: FormHandler, *, admin: bool) -> Endpoint:
+def _guard_form(handler: FormHandler, *, admin: bool, read: FormReader = read_form) -> Endpoint:
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
-        got = await posted(request)
+        got = await posted(request, read)
         if not isinstance(got, Posted):
             return got
         if got.signed is None:
@@ -255,11 +270,24 @@ def admin_page(handler: PageHandler) -> Endpoint:
     return _guard_page(handler, admin=True)
 
 
-def desk_form(handler: FormHandler) -> Endpoint:
+@overload
+def desk_form(handler: FormHandler) -> Endpoint: ...
+
+
+@overload
+def desk_form(*, read: FormReader) -> Callable[[FormHandler], Endpoint]: ...
+
+
+def desk_form(
+    handler: FormHandler | None = None, *, read: FormReader = read_form
+) -> Endpoint | Callable[[FormHandler], Endpoint]:
     """A desk form's POST: the handler gets the form and who posted it. A CSRF value not of the
     poster's session gets 403 (``form_expired``), and a post by nobody 403 (``sign_in_first``):
-    in both cases nothing was changed, which the page says."""
-    return _guard_form(handler, admin=False)
+    in both cases nothing was changed, which the page says. ``@desk_form(read=…)`` reads a form
+    larger than ``read_form`` takes (an issue's: ``compose``)."""
+    if handler is None:
+        return lambda given: _guard_form(given, admin=False, read=read)
+    return _guard_form(handler, admin=False, read=read)
 
 
 def admin_form(handler: FormHandler) -> Endpoint:

@@ -12,7 +12,9 @@
   (``IssueEdit``) and a line in the audit log.
 
 Editors and admins of the issue's network compose; its approvers may read the list. Everyone else
-gets 403. The fields and their names in the form are in ``mailer.web.desk.issueform``.
+gets 403. The pages want someone signed in and the posts a CSRF value of their session
+(``common.desk_page`` and ``common.desk_form``, which reads an issue's larger form by
+``read_issue_form``). The fields and their names in the form are in ``mailer.web.desk.issueform``.
 """
 
 from __future__ import annotations
@@ -40,14 +42,15 @@ from mailer.web.context import Web, web
 from mailer.web.desk import approvals, audit, issuefile, issueform, people
 from mailer.web.desk.common import (
     Signed,
+    desk_form,
+    desk_page,
     forbidden,
     form_expired,
     message,
     network_slugs,
+    not_found,
     page,
     redirect,
-    sign_in_first,
-    signed_in,
 )
 from mailer.web.desk.issuefile import IssueFile, StaleIssue
 
@@ -187,37 +190,26 @@ async def _render_list(
     return page(request, "issue_list.html", context, signed=signed, network=network, status=status)
 
 
-async def issue_list(request: Request) -> Response:
-    signed = await signed_in(request)
-    if signed is None:
-        return redirect("/desk/sign-in")
+@desk_page
+async def issue_list(request: Request, signed: Signed) -> Response:
     found = _network_from_path(request)
     if found is None:
-        return message(
-            request, "Page not found", "There is no network of that name.", signed=signed, status=404
-        )
+        return not_found(request, signed)
     network, key = found
     if not any(people.can(signed.person, a, key) for a in ("compose", "approve")):
         return forbidden(request, signed)
     return await _render_list(request, signed, network, key)
 
 
-async def _post(request: Request) -> tuple[FormData, Signed] | Response:
-    """A desk form post of up to ``MAX_POST`` bytes (an issue's form is larger than other forms),
-    CSRF-checked for the signed-in session."""
-    w = web(request)
-    signed = await signed_in(request)
+async def read_issue_form(request: Request) -> FormData | None:
+    """An issue form's post (larger than other forms): urlencoded, up to ``MAX_POST`` bytes
+    (None beyond) and ``MAX_FIELDS`` fields; no fields at all (so no CSRF value) when it is
+    anything else or cannot be read."""
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_POST:
-            return message(
-                request,
-                "Too much text",
-                "The form was larger than an issue can be, so nothing was changed.",
-                signed=signed,
-                status=413,
-            )
+            return None
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     fields: list[tuple[str, str | UploadFile]] = []
     try:
@@ -226,29 +218,15 @@ async def _post(request: Request) -> tuple[FormData, Signed] | Response:
             fields = [(k, v) for k, v in pairs]
     except (UnicodeDecodeError, ValueError):
         fields = []
-    form = FormData(fields)
-    if signed is None:
-        return (
-            sign_in_first(request)
-            if w.csrf.check(request, form, "desk:anon")
-            else form_expired(request, None)
-        )
-    if not w.csrf.check(request, form, signed.scope):
-        return form_expired(request, signed)
-    return form, signed
+    return FormData(fields)
 
 
-async def new_issue(request: Request) -> Response:
-    got = await _post(request)
-    if isinstance(got, Response):
-        return got
-    form, signed = got
+@desk_form(read=read_issue_form)
+async def new_issue(request: Request, form: FormData, signed: Signed) -> Response:
     w = web(request)
     found = _network_from_path(request)
     if found is None:
-        return message(
-            request, "Page not found", "There is no network of that name.", signed=signed, status=404
-        )
+        return not_found(request, signed)
     network, key = found
     if not people.can(signed.person, "compose", key):
         return forbidden(request, signed)
@@ -375,10 +353,8 @@ async def _render_issue(
     return page(request, "issue_edit.html", context, signed=signed, network=network, status=status)
 
 
-async def issue_page(request: Request) -> Response:
-    signed = await signed_in(request)
-    if signed is None:
-        return redirect("/desk/sign-in")
+@desk_page
+async def issue_page(request: Request, signed: Signed) -> Response:
     got = await _open(request, signed)
     if isinstance(got, Response):
         return got
@@ -394,11 +370,8 @@ STALE = (
 )
 
 
-async def save_issue(request: Request) -> Response:
-    got = await _post(request)
-    if isinstance(got, Response):
-        return got
-    form, signed = got
+@desk_form(read=read_issue_form)
+async def save_issue(request: Request, form: FormData, signed: Signed) -> Response:
     opened_or = await _open(request, signed)
     if isinstance(opened_or, Response):
         return opened_or

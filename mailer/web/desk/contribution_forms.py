@@ -359,6 +359,8 @@ def network_regions(shape: Shape, settings: Settings, network: str) -> list[str]
     slugs = [r.slug for _depth, r in shape.walk()]
     if not shape.networks:
         return slugs
+    # Which network owns each region (``of_region``), not a member's (``member_network``): a region
+    # outside every network is no network's, so none of its groups sends for one.
     return [
         r for r in slugs if (owner := of_region(shape, settings, r)) is not None and owner.slug == network
     ]

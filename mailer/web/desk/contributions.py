@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mailer.audience.networks import Network, network_for_issue, networks_of
+from mailer.audience.networks import Network, campaign_network, networks_of
 from mailer.errors import MailerError
 from mailer.issue import Newsletter, campaign_slugs, load_campaign
 from mailer.models import Campaign
@@ -282,7 +282,7 @@ def _open_issues(w: Web, key: str) -> list[dict[str, Any]]:
             issue = loaded.issue
             if not isinstance(issue, Newsletter):
                 continue
-            owner = network_for_issue(w.shape, w.settings, issue.network, issue.audience)
+            owner = campaign_network(w.shape, w.settings, issue.network, audience=issue.audience)
         except MailerError:
             continue
         if w.shape.networks and owner.slug != key:

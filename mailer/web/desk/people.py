@@ -228,6 +228,8 @@ def check_role(shape: Shape, settings: Settings, role: str, network: str = "", r
                 ]
             )
         if shape.networks:
+            # The network owning the region (``of_region``), not a member's (``member_network``,
+            # the organisation's for a region of no network): such a region has no contributors.
             owner = of_region(shape, settings, region)
             if owner is None:
                 raise InvalidInput([Problem(f"region {region!r} belongs to no network", field="region")])

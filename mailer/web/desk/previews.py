@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from mailer.audience.networks import Network, of_region
+from mailer.audience.networks import Network, member_network
 from mailer.compose import Variant, compose, compose_all, plan, relevant_interests
 from mailer.errors import ContentError, MailerError
 from mailer.identity import issue_identity
@@ -35,7 +35,7 @@ from mailer.preview import MemberChoice, find_member, member_warnings, sample_va
 from mailer.render import Renderer
 from mailer.slots import fill_slots
 from mailer.web.context import Web, web
-from mailer.web.desk.common import Signed, forbidden, message, page, redirect, signed_in
+from mailer.web.desk.common import Signed, desk_page, forbidden, message, page
 from mailer.web.desk.compose import allowed, network_of
 from mailer.web.desk.issuefile import IssueFile
 from mailer.web.desk.issueform import region_hint
@@ -95,10 +95,11 @@ class Refused(Exception):
     """A choice that cannot be previewed; ``args[0]`` says why, for the page."""
 
 
-async def _issue(request: Request) -> tuple[Signed, LoadedIssue | None, IssueFile, Network | None] | Response:
-    signed = await signed_in(request)
-    if signed is None:
-        return redirect("/desk/sign-in")
+async def _issue(
+    request: Request, signed: Signed
+) -> tuple[LoadedIssue | None, IssueFile, Network | None] | Response:
+    """The issue of the URL (loaded, None when it has errors), its file and network, for someone
+    who may preview it; else the refusal."""
     w = web(request)
     slug = request.path_params.get("slug", "")
     try:
@@ -117,7 +118,7 @@ async def _issue(request: Request) -> tuple[Signed, LoadedIssue | None, IssueFil
         )
     except ContentError:
         loaded = None
-    return signed, loaded, opened, network
+    return loaded, opened, network
 
 
 def _member(
@@ -127,8 +128,8 @@ def _member(
         who = find_member(s, email)
     except MailerError:
         raise Refused("No member of this network has that address.") from None
-    theirs = of_region(w.shape, w.settings, who.region)
-    if not signed.person.admin_of_all and (network is None or theirs is None or theirs.slug != network.slug):
+    theirs = member_network(w.shape, w.settings, who.region)  # the organisation's for no network's region
+    if not signed.person.admin_of_all and theirs != network:
         raise Refused("No member of this network has that address.")
     return who, member_warnings(s, w.shape, loaded, who, None, w.settings)
 
@@ -199,11 +200,12 @@ def _variants(w: Web, loaded: LoadedIssue, choice: Choice) -> Callable[[Session]
     return read
 
 
-async def preview_page(request: Request) -> Response:
-    got = await _issue(request)
+@desk_page
+async def preview_page(request: Request, signed: Signed) -> Response:
+    got = await _issue(request, signed)
     if isinstance(got, Response):
         return got
-    signed, loaded, opened, network = got
+    loaded, opened, network = got
     w = web(request)
     slug = opened.slug
     if loaded is None:
@@ -253,11 +255,12 @@ async def preview_page(request: Request) -> Response:
     )
 
 
-async def preview_frame(request: Request) -> Response:
-    got = await _issue(request)
+@desk_page
+async def preview_frame(request: Request, signed: Signed) -> Response:
+    got = await _issue(request, signed)
     if isinstance(got, Response):
         return got
-    signed, loaded, opened, network = got
+    loaded, opened, network = got
     headers = {**PAGE_HEADERS, "Content-Security-Policy": FRAME_POLICY, "X-Frame-Options": "SAMEORIGIN"}
     if loaded is None:
         return HTMLResponse("<p>The issue has errors: fix them first.</p>", status_code=409, headers=headers)

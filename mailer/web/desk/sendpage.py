@@ -16,8 +16,9 @@
 - ``GET /desk/issues/{slug}/report``: the campaign's report with its charts (``mailer.reports``,
   the admin report page's template).
 
-Every POST is CSRF-checked (403 without), every action is in the audit log, and each page is for
-people with a role in the issue's network that lets them see it.
+Every page wants someone signed in and every POST a CSRF value of their session (403 without):
+``common.desk_page`` and ``common.desk_form``. Every action is in the audit log, and each page is
+for people with a role in the issue's network that lets them see it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -37,17 +39,7 @@ from mailer.issue import SLUG, load_campaign
 from mailer.models import Campaign
 from mailer.web.context import Web, web
 from mailer.web.desk import approvals, audit, people
-from mailer.web.desk.common import (
-    Posted,
-    Signed,
-    forbidden,
-    message,
-    page,
-    posted,
-    redirect,
-    sign_in_first,
-    signed_in,
-)
+from mailer.web.desk.common import Signed, desk_form, desk_page, forbidden, message, page, redirect
 from mailer.web.forms import text
 from mailer.web.pages import PAGE_HEADERS
 
@@ -136,10 +128,8 @@ def _issue_context(issue: approvals.IssueNow, standing: approvals.Standing) -> d
 # Approve
 
 
-async def approve_page(request: Request) -> Response:
-    signed = await signed_in(request)
-    if signed is None:
-        return redirect("/desk/sign-in")
+@desk_page
+async def approve_page(request: Request, signed: Signed) -> Response:
     issue = await _issue(request, signed)
     if isinstance(issue, Response):
         return issue
@@ -163,33 +153,11 @@ async def approve_page(request: Request) -> Response:
     return page(request, "approve.html", context, signed=signed, network=issue.network)
 
 
-async def _signed_post(request: Request) -> tuple[Posted, Signed] | Response:
-    got = await posted(request)
-    if not isinstance(got, Posted):
-        return got
-    if got.signed is None:
-        return sign_in_first(request)
-    return got, got.signed
-
-
-async def _issue_post(request: Request) -> tuple[Any, Signed, approvals.IssueNow] | Response:
-    """A desk form posted about the issue of the URL: its fields, who posted it (signed in, CSRF
-    checked) and the issue as it is now; else the answer that refuses it."""
-    got = await _signed_post(request)
-    if isinstance(got, Response):
-        return got
-    form, signed = got[0].form, got[1]
+@desk_form
+async def approve(request: Request, form: FormData, signed: Signed) -> Response:
     issue = await _issue(request, signed)
     if isinstance(issue, Response):
         return issue
-    return form, signed, issue
-
-
-async def approve(request: Request) -> Response:
-    got = await _issue_post(request)
-    if isinstance(got, Response):
-        return got
-    form, signed, issue = got
     w = web(request)
     seen = text(form, "fingerprint", 64)
     now = w.clock()
@@ -209,11 +177,11 @@ async def approve(request: Request) -> Response:
     return redirect(f"/desk/issues/{issue.slug}/approve?done=approved")
 
 
-async def withdraw(request: Request) -> Response:
-    got = await _issue_post(request)
-    if isinstance(got, Response):
-        return got
-    _form, signed, issue = got
+@desk_form
+async def withdraw(request: Request, form: FormData, signed: Signed) -> Response:
+    issue = await _issue(request, signed)
+    if isinstance(issue, Response):
+        return issue
     if not approvals.may_withdraw(signed.person, issue):
         return forbidden(request, signed)
     w = web(request)
@@ -255,10 +223,8 @@ async def _send_page(
     return page(request, "send.html", context, signed=signed, network=issue.network, status=status)
 
 
-async def send_page(request: Request) -> Response:
-    signed = await signed_in(request)
-    if signed is None:
-        return redirect("/desk/sign-in")
+@desk_page
+async def send_page(request: Request, signed: Signed) -> Response:
     issue = await _issue(request, signed)
     if isinstance(issue, Response):
         return issue
@@ -266,11 +232,11 @@ async def send_page(request: Request) -> Response:
     return await _send_page(request, signed, issue, notice=notice)
 
 
-async def test_send(request: Request) -> Response:
-    got = await _issue_post(request)
-    if isinstance(got, Response):
-        return got
-    _form, signed, issue = got
+@desk_form
+async def test_send(request: Request, form: FormData, signed: Signed) -> Response:
+    issue = await _issue(request, signed)
+    if isinstance(issue, Response):
+        return issue
     if not people.can(signed.person, "test-send", issue.key):
         return forbidden(request, signed)
     w = web(request)
@@ -308,7 +274,7 @@ async def test_send(request: Request) -> Response:
     return redirect(f"/desk/issues/{issue.slug}/send?done=test-sent")
 
 
-def _choice(form: Any) -> approvals.Choice:
+def _choice(form: FormData) -> approvals.Choice:
     when = text(form, "when", 10)
     return approvals.Choice(
         "later" if when == "later" else "now", text(form, "at", 40) if when == "later" else ""
@@ -319,12 +285,12 @@ def _plan(w: Web, slug: str, choice: approvals.Choice) -> tuple[sending.SendPlan
     return approvals.plan_bound(w.db, w.settings, w.shape, slug, choice)
 
 
-async def send(request: Request) -> Response:
+@desk_form
+async def send(request: Request, form: FormData, signed: Signed) -> Response:
     """The send form: check what was asked, then show the counts and ask to confirm."""
-    got = await _issue_post(request)
-    if isinstance(got, Response):
-        return got
-    form, signed, issue = got
+    issue = await _issue(request, signed)
+    if isinstance(issue, Response):
+        return issue
     w = web(request)
     choice = _choice(form)
     standing = await w.read(lambda s: approvals.standing(s, issue.slug, issue.fingerprint))
@@ -364,12 +330,12 @@ async def send(request: Request) -> Response:
     return page(request, "send_confirm.html", context, signed=signed, network=issue.network)
 
 
-async def confirm(request: Request) -> Response:
+@desk_form
+async def confirm(request: Request, form: FormData, signed: Signed) -> Response:
     """The confirmed send: queued for the workers, or scheduled; then the progress page."""
-    got = await _issue_post(request)
-    if isinstance(got, Response):
-        return got
-    form, signed, issue = got
+    issue = await _issue(request, signed)
+    if isinstance(issue, Response):
+        return issue
     w = web(request)
     choice = _choice(form)
     seen = text(form, "fingerprint", 64)
@@ -450,10 +416,8 @@ def _network_of(w: Web, slug: str, campaign: Campaign) -> Network | None:
         return None
 
 
-async def progress_page(request: Request) -> Response:
-    signed = await signed_in(request)
-    if signed is None:
-        return redirect("/desk/sign-in")
+@desk_page
+async def progress_page(request: Request, signed: Signed) -> Response:
     found = await _sent_campaign(request, signed)
     if isinstance(found, Response):
         return found
@@ -505,11 +469,7 @@ CONTROLS = {
 DONE = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 
 
-async def _control(request: Request, action: str) -> Response:
-    got = await _signed_post(request)
-    if isinstance(got, Response):
-        return got
-    form, signed = got[0].form, got[1]
+async def _control(request: Request, form: FormData, signed: Signed, action: str) -> Response:
     found = await _sent_campaign(request, signed)
     if isinstance(found, Response):
         return found
@@ -539,23 +499,24 @@ async def _control(request: Request, action: str) -> Response:
     return redirect(f"/desk/issues/{slug}/progress?done={DONE[action]}")
 
 
-async def pause(request: Request) -> Response:
-    return await _control(request, "pause")
+@desk_form
+async def pause(request: Request, form: FormData, signed: Signed) -> Response:
+    return await _control(request, form, signed, "pause")
 
 
-async def resume(request: Request) -> Response:
-    return await _control(request, "resume")
+@desk_form
+async def resume(request: Request, form: FormData, signed: Signed) -> Response:
+    return await _control(request, form, signed, "resume")
 
 
-async def cancel(request: Request) -> Response:
+@desk_form
+async def cancel(request: Request, form: FormData, signed: Signed) -> Response:
     """Asks to confirm first (a page with a second button); cancels with ``confirm=yes``."""
-    return await _control(request, "cancel")
+    return await _control(request, form, signed, "cancel")
 
 
-async def report_page(request: Request) -> Response:
-    signed = await signed_in(request)
-    if signed is None:
-        return redirect("/desk/sign-in")
+@desk_page
+async def report_page(request: Request, signed: Signed) -> Response:
     found = await _sent_campaign(request, signed)
     if isinstance(found, Response):
         return found

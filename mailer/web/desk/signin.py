@@ -15,7 +15,9 @@
 
 Optionally, a password (``passwords``, Argon2id): given on the sign-in form with the address, it
 signs in at once (limited per address as well; a wrong password, an address without one and an
-unknown address get the same answer); ``POST /desk/password`` (CSRF) sets or removes one.
+unknown address get the same answer); ``POST /desk/password`` (``common.desk_form``: signed in,
+CSRF) sets or removes one. The other forms here are for nobody too, so they read their post with
+``common.posted`` themselves.
 """
 
 from __future__ import annotations
@@ -38,14 +40,15 @@ from mailer.web.context import client_network, web
 from mailer.web.desk import audit, passwords, sessions
 from mailer.web.desk.common import (
     Posted,
+    Signed,
     cookie_value,
+    desk_form,
     limits,
     log,
     message,
     page,
     posted,
     redirect,
-    sign_in_first,
     signed_in,
 )
 from mailer.web.forms import text
@@ -188,20 +191,15 @@ async def _with_password(request: Request, address: str, password: str) -> Respo
     return response
 
 
-async def set_password(request: Request) -> Response:
+@desk_form
+async def set_password(request: Request, form: FormData, signed: Signed) -> Response:
     """POST /desk/password: set (twice the same) or remove the signed-in person's password."""
     w = web(request)
-    got = await posted(request)
-    if not isinstance(got, Posted):
-        return got
-    signed = got.signed
-    if signed is None:
-        return sign_in_first(request)
     now = w.clock()
-    if text(got.form, "action", 20) == "remove":
+    if text(form, "action", 20) == "remove":
         await w.write(lambda s: passwords.clear_password(s, signed.person.id, now=now))
         return redirect("/desk/?done=password-removed")
-    new, again = _password(got.form), _password(got.form, "again")
+    new, again = _password(form), _password(form, "again")
     why = passwords.problem(new, email=signed.person.email)
     if why is None and new != again:
         why = "The two passwords are not the same."

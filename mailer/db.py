@@ -190,16 +190,15 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(settings: Settings | str, *, migrate: bool = True) -> Database:
-    """Open the workspace's database, upgrading its schema first if it is behind."""
-    url = settings if isinstance(settings, str) else settings.sqlalchemy_url
-    engine = make_engine(url)
+@contextmanager
+def reaching(engine: Engine) -> Iterator[None]:
+    """Turn a failure to reach the database into ``DatabaseError`` (exit 1, the driver's message on
+    one line): any failure to connect (no statement yet: a refused connection, a bad option in the
+    URL) and an operational one at any point (locked, read-only, out of space); anything else is a
+    bug and goes on as it is. The engine is disposed of on that error."""
     try:
-        if migrate and not up_to_date(engine):
-            upgrade(engine)
+        yield
     except DBAPIError as exc:
-        # Any failure to connect (no statement yet: a refused connection, a bad option in the URL),
-        # and an operational one at any point (locked, read-only, out of space); anything else is a bug.
         if exc.statement is not None and not isinstance(exc, OperationalError):
             raise
         engine.dispose()
@@ -207,4 +206,13 @@ def open_database(settings: Settings | str, *, migrate: bool = True) -> Database
             "cannot open the database: " + " ".join(str(exc.orig).split()),
             hint="check database_url in mailer.toml or MAILER_DATABASE_URL",
         ) from exc
+
+
+def open_database(settings: Settings | str, *, migrate: bool = True) -> Database:
+    """Open the workspace's database, upgrading its schema first if it is behind."""
+    url = settings if isinstance(settings, str) else settings.sqlalchemy_url
+    engine = make_engine(url)
+    with reaching(engine):
+        if migrate and not up_to_date(engine):
+            upgrade(engine)
     return Database(engine, sessionmaker(engine, expire_on_commit=False))

@@ -161,3 +161,48 @@ def test_an_alert_speaking_as_central_england_names_its_regions(
         in result.stdout
     )
     assert "Central England Network (narrow it with `and region:central-england`" in result.stdout
+
+
+def test_a_person_confirming_a_send_sees_the_warnings_first(
+    mailer_cli: MailerCli, workspace: Path, db: Database
+) -> None:
+    """``campaigns send`` at a terminal shows what ``check`` warns about before it asks; answering no
+    sends nothing. (With --yes nobody is asked, and scripts run ``check`` themselves.) A real process
+    on a pseudo-terminal, since the question is only asked at one."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import time
+
+    two_networks(workspace)
+    copy_campaign(workspace, ALERT)
+    add(db, ("kent1@example.org", "canterbury"), ("brum@example.org", "birmingham"))
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "campaigns", "send", ALERT],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=dict(mailer_cli.env, TERM="dumb"),
+        close_fds=True,
+    )
+    os.close(follower)
+    seen = b""
+    deadline = time.monotonic() + 60
+    try:
+        while b"[y/N]" not in seen and time.monotonic() < deadline:
+            seen += os.read(leader, 65536)
+        os.write(leader, b"n\n")
+        assert process.wait(timeout=60) != 0  # aborted
+    finally:
+        process.kill()
+        os.close(leader)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", seen.decode("utf-8", "replace"))
+    assert "this audience reaches members of 2 networks" in text, text
+    assert text.index("reaches members of 2 networks") < text.index("[y/N]")
+    assert "Send to 2 member(s)?" in text, text
+    with db.session() as session:
+        from mailer.models import Delivery
+
+        assert session.scalar(select(Delivery.id).limit(1)) is None

@@ -20,9 +20,10 @@ def upgrade(app: App, revision: str) -> None:
     from mailer import db as database
 
     engine = database.make_engine(app.settings.sqlalchemy_url)
-    before = database.current_revision(engine)
-    database.upgrade(engine, revision)
-    after = database.current_revision(engine)
+    with database.reaching(engine):
+        before = database.current_revision(engine)
+        database.upgrade(engine, revision)
+        after = database.current_revision(engine)
     engine.dispose()
     click.echo(f"database at {after} (was {before or 'empty'})")
 
@@ -35,10 +36,11 @@ def status(app: App, as_json: bool) -> None:
     from mailer import db as database
 
     engine = database.make_engine(app.settings.sqlalchemy_url)
-    data = {
-        "url": engine.url.render_as_string(hide_password=True),
-        "current": database.current_revision(engine),
-        "head": database.head_revision(),
-    }
+    with database.reaching(engine):
+        data = {
+            "url": engine.url.render_as_string(hide_password=True),
+            "current": database.current_revision(engine),
+            "head": database.head_revision(),
+        }
     engine.dispose()
     emit(as_json, data, lambda: click.echo(f"{data['url']}: at {data['current']}, newest {data['head']}"))

@@ -187,10 +187,22 @@ def _confirm(plan: SendPlan, yes: bool, as_json: bool) -> None:
     if not yes and not sys.stdin.isatty():
         raise DeliveryError("not sending without confirmation", hint="add --yes to send without a terminal")
     if not yes:
+        _show_warnings(plan)
         what = f"Schedule for {plan.at} ({plan.settings.timezone})" if plan.at else "Send"
         if plan.stage is not None and plan.stage.number > 1:
             what += f" stage {plan.stage.number}"
         click.confirm(f"{what} to {plan.members} member(s)?", abort=True)
+
+
+def _show_warnings(plan: SendPlan) -> None:
+    """Before a person confirms a send: what ``campaigns check`` warns about (an audience that reaches
+    other networks' members, members who cannot be mailed, an item nobody would see...). With --yes
+    nobody is asked, and scripts run ``campaigns check`` themselves."""
+    from mailer.issue import check_campaign
+
+    result = check_campaign(plan.settings.workspace, plan.slug, plan.shape, plan.db, plan.settings)
+    for problem in result.warnings:
+        click.secho(str(problem), fg="yellow", err=True)
 
 
 def _show_plan(plan: SendPlan, dry_run: bool = False) -> None:

@@ -89,3 +89,24 @@ def test_postgresql_without_a_driver_means_psycopg(workspace: Path) -> None:
         workspace, env={"MAILER_DATABASE_URL": "postgresql://u@db/news", "MAILER_SECRET": TEST_SECRET}
     )
     assert settings.sqlalchemy_url == "postgresql+psycopg://u@db/news"
+
+
+@pytest.mark.parametrize("command", [("db", "status"), ("db", "upgrade"), ("lists", "sync")], ids=" ".join)
+def test_a_database_that_refuses_the_connection_is_one_line_and_exit_1(
+    command: tuple[str, ...], mailer_cli: MailerCli, workspace: Path
+) -> None:
+    """A well-formed URL to a server that is not there: every command, ``db`` ones included, says it
+    could not open the database, in one line with the password hidden, and exits 1 (not 70)."""
+    from socket import socket
+
+    with socket() as probe:  # a port on this machine that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql+psycopg://mailer:{PASSWORD}@127.0.0.1:{port}/news?connect_timeout=5"
+    before = files(workspace)
+    result = mailer_cli(*command, env={"MAILER_DATABASE_URL": url})
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.startswith("Error: cannot open the database:"), result.stderr
+    assert "Traceback" not in result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+    assert files(workspace) == before

@@ -130,7 +130,7 @@ async def _member(request: Request) -> tuple[Web, tokens.TokenData, MemberPrefer
         tokens.verify(request.path_params["token"], "preferences", keys=w.keys, max_age=max_age(w))
     )
     view, network = await w.read(
-        lambda s: (consent.preferences_of(s, data.member_id), consent.campaign_network(s, data.campaign))
+        lambda s: (consent.preferences_of(s, data.member_id), consent.network_of_campaign(s, data.campaign))
     )
     if view is None:  # erased since: the same page as for any bad link
         raise tokens.InvalidToken("member no longer exists")
@@ -275,7 +275,7 @@ async def token_network(w: Web, data: tokens.TokenData) -> Network | None:
     """The network a page opened by a link speaks as: its campaign's (``page_network``)."""
     if not w.shape.networks or data.campaign is None:
         return None
-    return page_network(w, await w.read(lambda s: consent.campaign_network(s, data.campaign)))
+    return page_network(w, await w.read(lambda s: consent.network_of_campaign(s, data.campaign)))
 
 
 def _renew_path(token: str) -> str:

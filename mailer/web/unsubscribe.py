@@ -66,7 +66,7 @@ async def _scope(w: Web, data: tokens.TokenData) -> Scope:
     networks = list(w.shape.networks)
     slug, left = await w.read(
         lambda s: (
-            consent.campaign_network(s, data.campaign),
+            consent.network_of_campaign(s, data.campaign),
             consent.unsubscribe_scope(s, data.campaign, networks),
         )
     )

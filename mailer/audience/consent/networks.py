@@ -122,7 +122,7 @@ def networks_left(session: Session, member_id: int) -> list[str]:
     return list(session.scalars(select(NetworkLeave.network).where(where).order_by(NetworkLeave.network)))
 
 
-def campaign_network(session: Session, campaign_id: int | None) -> str | None:
+def network_of_campaign(session: Session, campaign_id: int | None) -> str | None:
     """The network (slug) the campaign ``campaign_id`` speaks as: "" for the workspace's default
     network; None when there is no such campaign."""
     if campaign_id is None:
@@ -140,7 +140,7 @@ def unsubscribe_scope(session: Session, campaign_id: int | None, networks: Colle
     """
     if len(networks) < 2:
         return None
-    network = campaign_network(session, campaign_id)
+    network = network_of_campaign(session, campaign_id)
     return network if network and network in networks else None
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cli_runner import MailerCli
 from conftest import TEST_SECRET
-from test_inputs import PASSWORD, Case, assert_handled, parse_expect
+from test_inputs import PASSWORD, Case, assert_handled, block_cases
 
 from mailer.settings import DATABASE_URL_FORMS, load
 
@@ -22,16 +22,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def database_url_cases() -> list[Case]:
-    text = (HERE / "databases" / "urls.txt").read_text(encoding="utf-8")
-    cases = []
-    for block in text.split("\n\n")[1:]:
-        lines = block.strip("\n").splitlines()
-        (url,) = [line for line in lines if not line.startswith("#")]
-        attack = next(line for line in lines if line.startswith("# attacks:"))
-        (expect,) = [line for line in lines if line.startswith("# expect:")]
-        name = re.sub(r"[^a-z0-9]+", "-", attack.removeprefix("# attacks:").lower()).strip("-")[:60]
-        cases.append(Case(name, url.encode(), parse_expect(expect)))
-    return cases
+    return block_cases(HERE / "databases" / "urls.txt")
 
 
 def files(root: Path) -> dict[str, float]:

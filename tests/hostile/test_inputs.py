@@ -251,16 +251,24 @@ def test_hostile_issue_files(case: Case, mailer_cli: MailerCli, workspace: Path)
 # Segment expressions
 
 
-def segment_cases() -> list[Case]:
-    text = (HERE / "segments" / "expressions.txt").read_text(encoding="utf-8")
+def block_cases(path: Path, *, expect: str | None = None, escapes: bool = False) -> list[Case]:
+    """The cases of a file of blocks separated by blank lines, after a first block about the file:
+    each block one value line, an ``# attacks:`` line that names the case, and an ``# expect:``
+    line (or ``expect``, the same for every case). ``escapes``: ``\\e`` in a value is ESC."""
     cases = []
-    for block in text.split("\n\n")[1:]:
+    for block in path.read_text(encoding="utf-8").split("\n\n")[1:]:
         lines = block.strip("\n").splitlines()
-        (expression,) = [line for line in lines if not line.startswith("#")]
+        (value,) = [line for line in lines if not line.startswith("#")]
         attack = next(line for line in lines if line.startswith("# attacks:"))
         name = re.sub(r"[^a-z0-9]+", "-", attack.removeprefix("# attacks:").lower()).strip("-")[:60]
-        cases.append(Case(name, expression.replace("\\e", "\x1b").encode(), expectations(lines)))
+        if escapes:
+            value = value.replace("\\e", "\x1b")
+        cases.append(Case(name, value.encode(), parse_expect(expect) if expect else expectations(lines)))
     return cases
+
+
+def segment_cases() -> list[Case]:
+    return block_cases(HERE / "segments" / "expressions.txt", escapes=True)
 
 
 def generated_segment_cases() -> list[Case]:
@@ -315,15 +323,7 @@ def test_hostile_segment_expressions(case: Case, mailer_cli: MailerCli, workspac
 
 
 def relay_cases() -> list[Case]:
-    text = (HERE / "relays" / "urls.txt").read_text(encoding="utf-8")
-    cases = []
-    for block in text.split("\n\n")[1:]:
-        lines = block.strip("\n").splitlines()
-        (url,) = [line for line in lines if not line.startswith("#")]
-        attack = next(line for line in lines if line.startswith("# attacks:"))
-        name = re.sub(r"[^a-z0-9]+", "-", attack.removeprefix("# attacks:").lower()).strip("-")[:60]
-        cases.append(Case(name, url.encode(), parse_expect('exit=2 shows="relay: " shows="***"')))
-    return cases
+    return block_cases(HERE / "relays" / "urls.txt", expect='exit=2 shows="relay: " shows="***"')
 
 
 @pytest.mark.parametrize("case", relay_cases(), ids=str)

@@ -552,6 +552,22 @@ def test_compose_and_preview_pages_in_a_browser(
         page.get_by_role("button", name="Save").first.click()
         page.get_by_text("Saved.").wait_for()
         check("desk-issue-saved")
+        links = page.get_by_role("group", name="Links of item 1")
+        links.get_by_label("Link 1: text").fill("Book your ticket")
+        links.get_by_label("Link 1: address").fill("javascript:alert(1)")
+        image = page.get_by_role("group", name="Image of item 1")
+        image.get_by_label("Image address or file").fill("https://www.example.org/poster.png")
+        image.get_by_label("Width").fill("-5")
+        page.get_by_role("button", name="Save").first.click()
+        page.get_by_text("Not saved: a link or an image is not right").wait_for()
+        check("desk-issue-refused")  # the problems at their fields, the form as posted
+        links.get_by_label("Link 1: address").fill("https://www.example.org/tickets")
+        image.get_by_label("Alt text").fill("The Peace Week poster")
+        image.get_by_label("Width").fill("480")
+        page.get_by_role("button", name="Save").first.click()
+        page.get_by_text("Saved.").wait_for()
+        assert links.get_by_label("Link 1: text").input_value() == "Book your ticket"
+        assert image.get_by_label("Width").input_value() == "480"
         page.goto(configured.base_url + f"/desk/issues/{CE}/preview")
         page.get_by_label("Region").select_option("birmingham")
         page.get_by_role("button", name="Show this copy").click()
@@ -560,3 +576,176 @@ def test_compose_and_preview_pages_in_a_browser(
         frame.get_by_text("Birmingham Group monthly meeting").first.wait_for()
         check("desk-preview")
         context.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# An item's links and image
+
+
+def test_links_and_an_image_added_and_removed_on_the_desk(
+    editor: TestClient, workspace: Path, shape: Shape, mailer_cli: MailerCli
+) -> None:
+    path = issue_path(workspace)
+    kept = "    # Peace Week's events come from the regional office: ask before changing them.\n"
+    path.write_text(
+        path.read_text(encoding="utf-8")
+        .replace("to add your event.\n", "to add your event.  # the group's own address\n", 1)
+        .replace("    events:\n", kept + "    events:\n", 1),
+        encoding="utf-8",
+    )
+    (path.parent / "poster.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    page = editor.get(f"/desk/issues/{CE}")
+    for name in ("items-0-links-0-text", "items-0-links-1-url", "items-0-image-src", "items-0-image-width"):
+        assert re.search(rf'<label for="{name}">', page.text), name
+    assert "items-0-links-2-text" not in page.text, "two empty rows for an item without links"
+    fields = form_of(page.text)
+    fields.update(
+        {
+            "items-0-links-0-text": "Book your ticket",
+            "items-0-links-0-url": "https://www.example.org/peace-week/tickets",
+            "items-0-links-1-text": "Peace Week: the programme",
+            "items-0-links-1-url": "https://www.example.org/peace-week/programme",
+            "items-0-image-src": "poster.png",
+            "items-0-image-alt": "The Peace Week poster: a dove over the Birmingham skyline",
+            "items-0-image-width": "480",
+        }
+    )
+    assert post(editor, CE, fields).status_code == 303
+    text = path.read_text(encoding="utf-8")
+    assert "# the group's own address" in text and kept in text and NOTE not in text
+    assert "# It speaks as Central England (lists/networks.toml)" in text
+    item = text.split("  - id: peace-week\n", 1)[1].split("\n  - id: ", 1)[0]
+    keys = re.findall(r"^    ([a-z_]+):", item, re.M)
+    assert keys == ["title", "highlight", "body", "links", "contact", "image", "events"], keys
+    assert text.count("links:") == 1 and text.count("image:") == 1, "no empty links or image elsewhere"
+    issue = load_campaign(workspace, CE, shape).issue
+    assert [(link.text, link.url) for link in issue.items[0].links] == [
+        ("Book your ticket", "https://www.example.org/peace-week/tickets"),
+        ("Peace Week: the programme", "https://www.example.org/peace-week/programme"),
+    ]
+    image = issue.items[0].image
+    assert image is not None and (image.src, image.width) == ("poster.png", 480)
+    assert mailer_cli("campaigns", "check", CE).check().exit_code == 0
+
+    again = editor.get(f"/desk/issues/{CE}")
+    assert 'value="Book your ticket"' in again.text and 'value="poster.png"' in again.text
+    assert "items-0-links-3-url" in again.text and "items-0-links-4-url" not in again.text
+    frame = editor.get(f"/desk/issues/{CE}/preview/frame?region=birmingham")
+    assert frame.status_code == 200
+    assert re.search(
+        r'<a href="https://www.example.org/peace-week/tickets"[^>]*>Book your ticket</a>', frame.text
+    )
+    assert "https://www.example.org/peace-week/programme" in frame.text
+    assert re.search(
+        rf'<img [^>]*alt="The Peace Week poster: a dove[^"]*"[^>]*src="[^"]*/files/{CE}/poster.png"',
+        frame.text,
+    ) or re.search(rf'<img [^>]*src="[^"]*/files/{CE}/poster.png"[^>]*alt="The Peace Week poster', frame.text)
+    preview = " ".join(editor.get(f"/desk/issues/{CE}/preview?region=birmingham").text.split())
+    assert "Book your ticket" in preview and "[image: The Peace Week poster" in preview, "the text copy"
+
+    fields = form_of(again.text)
+    fields.update({"items-0-links-0-text": "", "items-0-links-0-url": ""})  # the first link goes
+    fields["items-0-image-width"] = ""
+    assert post(editor, CE, fields).status_code == 303
+    issue = load_campaign(workspace, CE, shape).issue
+    assert [link.text for link in issue.items[0].links] == ["Peace Week: the programme"]
+    assert issue.items[0].image is not None and issue.items[0].image.width is None
+    text = path.read_text(encoding="utf-8")
+    assert "# the group's own address" in text and kept in text and "width:" not in text
+
+    fields = edit_form(editor)
+    fields.update({"items-0-links-0-text": "", "items-0-links-0-url": ""})
+    fields.update({"items-0-image-src": "", "items-0-image-alt": ""})
+    assert post(editor, CE, fields).status_code == 303
+    text = path.read_text(encoding="utf-8")
+    assert "links:" not in text and "image:" not in text, "none written: no empty links: []"
+    assert "# the group's own address" in text and kept in text
+
+
+def test_a_wrong_link_or_image_is_shown_at_its_field_and_nothing_is_written(
+    editor: TestClient, workspace: Path
+) -> None:
+    path = issue_path(workspace)
+    before = path.read_bytes()
+    fields = edit_form(editor)
+    fields.update(
+        {
+            "items-1-title": "Changed, but not saved",
+            "items-0-links-0-text": "Book your ticket",
+            "items-0-links-0-url": "javascript:alert(1)",
+            "items-0-links-1-text": "",
+            "items-0-links-1-url": "https://www.example.org/no-text",
+            "items-2-image-src": "../../etc/passwd",
+            "items-2-image-alt": "   ",
+            "items-2-image-width": "-5",
+        }
+    )
+    refused = post(editor, CE, fields)
+    assert refused.status_code == 400 and "Not saved: a link or an image is not right" in refused.text
+    assert path.read_bytes() == before
+    for name in (
+        "items-0-links-0-url",
+        "items-0-links-1-text",
+        "items-2-image-width",
+    ):
+        found = re.search(rf'<input [^>]*id="{name}"[^>]*>', refused.text)
+        assert found and 'aria-invalid="true"' in found.group(0), name
+        assert f'id="{name}-msg1"' in refused.text and f'<a href="#{name}">' in refused.text, name
+    assert "Not a link: &#39;javascript:alert(1)&#39;" in refused.text
+    assert 'value="Changed, but not saved"' in refused.text, "the form comes back as posted"
+    fields["items-2-image-width"] = "300"
+    refused = post(editor, CE, fields)
+    assert refused.status_code == 400 and "Not an image address: &#39;../../etc/passwd&#39;" in refused.text
+    fields.update({"items-2-image-src": "poster.png", "items-2-image-alt": "A poster"})
+    refused = post(editor, CE, fields)
+    assert "Image file &#39;poster.png&#39; not found" in refused.text, "a file in the campaign's folder"
+    fields["items-2-image-alt"] = " \t "
+    (path.parent / "poster.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    refused = post(editor, CE, fields)
+    assert refused.status_code == 400 and "The image has no alt text" in refused.text
+    assert path.read_bytes() == before
+
+
+def test_links_kept_by_hand_keep_their_comments_and_odd_ones_are_left_alone(
+    editor: TestClient, workspace: Path, shape: Shape
+) -> None:
+    path = issue_path(workspace)
+    links = (
+        "    links:\n"
+        "      - text: Old programme\n"
+        "        url: htps://www.example.org/old\n"
+        "      - text: Tickets\n"
+        "        url: https://www.example.org/tickets  # the box office's own page\n"
+    )
+    odd = "    links: https://www.example.org/not-a-list\n    image: poster.png\n"
+    text = path.read_text(encoding="utf-8")
+    text = text.replace(
+        "    contact: Email peace-week@example.org", links + "    contact: Email peace-week@example.org", 1
+    )
+    text = text.replace(
+        "    interests: [write-for-rights, events]\n", odd + "    interests: [write-for-rights, events]\n", 1
+    )
+    path.write_text(text, encoding="utf-8")
+
+    page = editor.get(f"/desk/issues/{CE}")
+    assert "Its links are not a list of text and address: edit them in the file." in page.text
+    assert "Its image is not a set of fields" in page.text
+    assert "items-1-links-0-text" not in page.text and "items-1-image-src" not in page.text
+    assert re.search(r'id="items-1-links-msg1">Error: Input should be a valid list', page.text)
+    assert re.search(r'id="items-1-image-msg1">Error: Input should be a valid dictionary', page.text)
+    fields = form_of(page.text)
+    assert fields["items-0-links-1-text"] == "Tickets" and fields["items-0-links-3-url"] == ""
+    fields["items-0-title"] = "Peace Week"
+    saved = post(editor, CE, fields)
+    assert saved.status_code == 303, "a wrong link as the file has it does not refuse other changes"
+    page = editor.get(saved.headers["location"])
+    assert re.search(r'id="items-0-links-0-url-msg1">Error: Not a link', page.text), "check shows it"
+    fields = form_of(page.text)
+    fields.update({"items-0-links-0-text": "", "items-0-links-0-url": ""})
+    fields.update({"items-0-links-2-text": "Programme", "items-0-links-2-url": "https://www.example.org/new"})
+    assert post(editor, CE, fields).status_code == 303
+    text = path.read_text(encoding="utf-8")
+    assert "url: https://www.example.org/tickets  # the box office's own page\n" in text, "left as it was"
+    assert "Old programme" not in text and odd in text, "the odd ones are left for the file"
+    peace = text.split("  - id: peace-week\n", 1)[1].split("\n  - id: ", 1)[0]
+    assert peace.index("Tickets") < peace.index("Programme") < peace.index("contact:")

@@ -31,6 +31,7 @@ from mailer.errors import MailerError, suggest
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _URL = re.compile(r"^(?:https?://[^\s/]+\S*|mailto:\S+@\S+)$")
+MAX_IMAGE_WIDTH = 2000
 
 # ---------------------------------------------------------------------------------------------
 # Field types with their own parsing and messages
@@ -96,11 +97,34 @@ def _image_src(value: str, info: ValidationInfo) -> str:
             },
         )
     folder = (info.context or {}).get("folder")
-    if isinstance(folder, Path) and not (folder / value).is_file():
+    if isinstance(folder, Path) and not _is_file(folder / value):
         raise PydanticCustomError(
             "image_missing",
             "image file {value} not found in {folder}",
             {"value": repr(value), "folder": str(folder), "hint": "put the image next to issue.yaml"},
+        )
+    return value
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; False for a name the system cannot look up (too long, a NUL)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _width(value: int) -> int:
+    """An image's width in pixels: a whole number from 1 to ``MAX_IMAGE_WIDTH``."""
+    if not 0 < value <= MAX_IMAGE_WIDTH:
+        raise PydanticCustomError(
+            "image_width",
+            "not an image width: {value}",
+            {
+                "value": repr(value),
+                "hint": f"give its width in pixels, from 1 to {MAX_IMAGE_WIDTH}: the newsletter is 600 "
+                "wide; or leave width out for the image's own",
+            },
         )
     return value
 
@@ -183,7 +207,7 @@ class Image(Model):
 
     src: Annotated[str, AfterValidator(_image_src)]
     alt: Annotated[str, AfterValidator(_alt)]
-    width: int | None = None
+    width: Annotated[int, AfterValidator(_width)] | None = None
 
 
 class Button(Model):

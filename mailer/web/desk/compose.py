@@ -9,7 +9,9 @@
   event or a calendar entry). The form carries the file's version as it was opened: a save over a
   file changed since is refused and nothing is written (``issuefile.StaleIssue``). A field left as
   it was is not rewritten, so its comments and quoting stay; each save records the editor
-  (``IssueEdit``) and a line in the audit log.
+  (``IssueEdit``) and a line in the audit log. Text too long for its field, or an item's link or
+  image the issue schema refuses, refuses the whole save: the form comes back as posted, each
+  problem at its field.
 
 Editors and admins of the issue's network compose; its approvers may read the list. Everyone else
 gets 403. The pages want someone signed in and the posts a CSRF value of their session
@@ -317,6 +319,7 @@ async def _render_issue(
     refusal: str = "",
     unsaved: list[tuple[str, str]] | None = None,
     field_errors: dict[str, str] | None = None,
+    posted: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
     w = web(request)
@@ -329,7 +332,16 @@ async def _render_issue(
     except ContentError:
         data = None
     form = issueform.Form.of(data) if data is not None else None
+    if form is not None and posted:
+        form.show(posted)
     placed = issueform.place(problems, form)
+    label = {
+        f.name: f"{g.heading.split(':')[0]}, {f.spec.label[:1].lower()}{f.spec.label[1:]}"
+        if g.heading
+        else f.spec.label
+        for g in (form.groups() if form else [])
+        for f in (*g.fields, *g.extra_fields())
+    }
     for name, text in (field_errors or {}).items():
         placed.at.setdefault(name, []).insert(0, issueform.Shown(text, "error"))
     status_word = await w.read(lambda s: issue_status(s, w, opened.slug))
@@ -345,6 +357,9 @@ async def _render_issue(
         "notice": notice,
         "refusal": refusal,
         "unsaved": unsaved or [],
+        "refused_at": [
+            (name, f"{label.get(name, name)}: {text}") for name, text in (field_errors or {}).items()
+        ],
         "status": STATUS_WORDS.get(status_word, status_word),
         "network_slug": network.slug if network else "",
         "regions": issueform.region_hint(w.shape, network),
@@ -386,19 +401,22 @@ async def save_issue(request: Request, form: FormData, signed: Signed) -> Respon
             request, signed, opened, network, refusal=STALE, unsaved=unsaved, status=409
         )
     try:
-        submitted = issueform.Submitted.read(form, opened.data())
+        submitted = issueform.Submitted.read(form, opened.data(), folder=opened.path.parent)
     except ContentError:
         return await _render_issue(
             request, signed, opened, network, refusal="Not saved: fix the file by hand first.", status=409
         )
-    if submitted.too_long:
+    if submitted.too_long or submitted.invalid:
         return await _render_issue(
             request,
             signed,
             opened,
             network,
-            refusal="Not saved: some text is longer than a field can hold (see below).",
-            field_errors=submitted.too_long,
+            refusal="Not saved: some text is longer than a field can hold (see below)."
+            if submitted.too_long
+            else "Not saved: a link or an image is not right (see below).",
+            field_errors=submitted.too_long or submitted.invalid,
+            posted=submitted.values,
             status=400,
         )
     action = issueform.line(form, "action", 40)

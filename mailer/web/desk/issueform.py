@@ -7,42 +7,40 @@ Field names follow the issue's field paths: ``title``, ``items-2-highlight``,
 A post changes only the fields whose value differs from the file's (``Submitted.change``): a field
 left as it was is not rewritten, so its comments and quoting stay. A field missing from the post is
 left as it is. Text that is longer than its field allows refuses the whole save.
+
+An item's links (``items-2-links-0-url``) and image (``items-2-image-src``) are read and written
+each as a whole (``mailer.web.desk.itemparts``), checked with the issue schema's ``Link`` and
+``Image`` before anything is written: a wrong one refuses the whole save, its problem shown at its
+field (``Submitted.invalid``).
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from starlette.datastructures import FormData
 
 from mailer.errors import MailerError, Problem
+from mailer.web.desk.formfields import Field, Spec, clean, line, names_of
 from mailer.web.desk.issuefile import Change, IssueFile, drop, to_yaml
+from mailer.web.desk.itemparts import (
+    image_fields,
+    link_rows,
+    put_in_order,
+    read_image,
+    read_links,
+    set_image,
+    set_links,
+)
 
 if TYPE_CHECKING:
     from mailer.audience.networks import Network
     from mailer.audience.shape import Shape
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One field: its key (``booking-url``), the path in the container (``("booking", "url")``),
-    its label, kind (``line``, ``text``, ``names``, ``bool``), longest value and hint."""
-
-    key: str
-    label: str
-    kind: str = "line"
-    limit: int = 300
-    hint: str = ""
-    required: bool = False
-
-    @property
-    def path(self) -> tuple[str, ...]:
-        return tuple(self.key.split("-", 1)) if self.key.startswith(("booking-", "button-")) else (self.key,)
 
 
 HEAD = [
@@ -128,34 +126,6 @@ ORDER = {
 }
 
 
-_LINE_ENDS = re.compile(r"\r\n?|[\u2028\u2029\x85]")
-
-
-def clean(value: str, *, several_lines: bool = False) -> str:
-    """A posted value as it may go into the file: line breaks as ``\n`` (only in text of several
-    lines; elsewhere a space), no other control characters (a NUL, an escape) but tabs in text."""
-    value = _LINE_ENDS.sub("\n", value)
-    keep = "\n\t" if several_lines else ""
-    value = "".join(
-        c if c in keep or unicodedata.category(c) != "Cc" else (" " if c in "\n\t" else "") for c in value
-    )
-    return value if several_lines else value.strip()
-
-
-def line(form: FormData, name: str, limit: int) -> str:
-    """A one-line field, cleaned (``clean``) and cut to ``limit`` characters."""
-    value = form.get(name)
-    return clean(value)[:limit] if isinstance(value, str) else ""
-
-
-def names_of(text: str) -> list[str]:
-    out: list[str] = []
-    for part in re.split(r"[,\s]+", text):
-        if part and part not in out:
-            out.append(part)
-    return out
-
-
 def _get(container: Any, path: tuple[str, ...]) -> Any:
     for part in path:
         container = container.get(part) if isinstance(container, dict) else None
@@ -181,24 +151,33 @@ def shown(container: Any, spec: Spec) -> Any:
 
 
 @dataclass
-class Field:
-    name: str
-    spec: Spec
-    value: Any
-
-
-@dataclass
 class Group:
-    """Fields of one container (the issue, an item, an event, a calendar entry) and its children."""
+    """Fields of one container (the issue, an item, an event, a calendar entry) and its children;
+    an item's link rows and image fields too (None: the desk cannot show them as fields)."""
 
     prefix: str  # "", "items-2-", "items-2-events-0-", "calendar-1-"
     fields: list[Field]
     children: list[Group] = field(default_factory=list)
     heading: str = ""
+    item: bool = False
+    links: list[list[Field]] | None = None
+    image: list[Field] | None = None
 
     @property
     def anchor(self) -> str:
         return self.prefix.rstrip("-") or "issue"
+
+    def extra_fields(self) -> list[Field]:
+        """The link and image fields (each read and written as a whole, not by ``_set``)."""
+        return [f for row in self.links or [] for f in row] + list(self.image or [])
+
+    def extra_names(self) -> set[str]:
+        """The names problems may be shown at: the fields, each link row, the links, the image."""
+        out = {f.name for f in self.extra_fields()}
+        if self.item:
+            out.update({self.prefix + "links", self.prefix + "image"})
+            out.update(f"{self.prefix}links-{j}" for j in range(len(self.links or [])))
+        return out
 
 
 @dataclass
@@ -214,8 +193,19 @@ class Form:
         out: set[str] = set()
         for group in self.groups():
             out.update(f.name for f in group.fields)
+            out.update(group.extra_names())
             out.add(group.anchor)
         return out
+
+    def fields(self) -> list[Field]:
+        """Every field of the form, the links' and images' too."""
+        return [f for g in self.groups() for f in (*g.fields, *g.extra_fields())]
+
+    def show(self, values: dict[str, Any]) -> None:
+        """Show ``values`` (by field name) instead of the file's: a refused post, made again."""
+        for f in self.fields():
+            if f.name in values:
+                f.value = values[f.name]
 
     def groups(self) -> list[Group]:
         out = [self.head, self.tail, *self.calendar]
@@ -244,6 +234,9 @@ class Form:
                     ITEM,
                     f"Item {i + 1}" + (f": {title}" if isinstance(title, str) and title else ""),
                 )
+                g.item = True
+                g.links = link_rows(item, g.prefix)
+                g.image = image_fields(item, g.prefix)
                 for j, event in enumerate(_list(item, "events")):
                     g.children.append(
                         group(event, f"items-{i}-events-{j}-", EVENT, f"Event {j + 1} of item {i + 1}")
@@ -310,19 +303,28 @@ def place(problems: list[Problem], form: Form | None) -> Placed:
 
 @dataclass
 class Submitted:
-    """The posted values of the fields the file has now, and which are too long."""
+    """The posted values of the fields the file has now, which are too long, and which are not
+    right (``invalid``: the links and images the schema refuses); the links and image of each item
+    (by its prefix) as they are to be written (an image None: removed)."""
 
     data: dict[str, Any]
     values: dict[str, Any]
     too_long: dict[str, str]
+    invalid: dict[str, str] = field(default_factory=dict)
+    links: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    images: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, form: FormData, data: dict[str, Any]) -> Submitted:
+    def read(cls, form: FormData, data: dict[str, Any], *, folder: Path | None = None) -> Submitted:
+        """The post ``form`` against the file's ``data``; ``folder``: the campaign's, where an
+        image's file must be."""
         values: dict[str, Any] = {}
         too_long: dict[str, str] = {}
-        for group in Form.of(data).groups():
+        out = cls(data, values, too_long)
+        groups = Form.of(data).groups()
+        for group in groups:
             present = group.prefix + "title" in form
-            for f in group.fields:
+            for f in [*group.fields, *group.extra_fields()]:
                 if f.spec.kind == "bool":
                     if present:
                         values[f.name] = form.get(f.name) == "yes"
@@ -336,7 +338,16 @@ class Submitted:
                         f"Too long: at most {f.spec.limit:,} characters (this has {len(value):,})."
                     )
                 values[f.name] = value
-        return cls(data, values, too_long)
+        for group in groups if not too_long else []:
+            if group.links is not None:
+                links = read_links(group.links, values, out.invalid)
+                if links is not None:
+                    out.links[group.prefix] = links
+            if group.image is not None:
+                image = read_image(group.image, values, folder, out.invalid)
+                if image is not None:
+                    out.images[group.prefix] = image[0]
+        return out
 
     def change(self, action: str) -> Change:
         form = Form.of(self.data)
@@ -356,6 +367,10 @@ class Submitted:
                 for f in group.fields:
                     if f.name in self.values:
                         _set(container, group.prefix, f, self.values, order)
+                if group.prefix in self.links:
+                    set_links(container, self.links[group.prefix], order)
+                if group.prefix in self.images:
+                    set_image(container, self.images[group.prefix], order)
             _structure(doc, action)
 
         return apply
@@ -375,18 +390,6 @@ def _container(doc: MutableMapping[str, Any], prefix: str) -> Any:
     return current if isinstance(current, dict) else None
 
 
-def _put(container: MutableMapping[str, Any], key: str, value: Any, order: list[str]) -> None:
-    if key in container or not isinstance(container, CommentedMap):
-        container[key] = value
-        return
-    before = order[: order.index(key)] if key in order else order
-    position = 0
-    for i, existing in enumerate(container):
-        if existing in before:
-            position = i + 1
-    container.insert(position, key, value)
-
-
 def _set(
     container: MutableMapping[str, Any], prefix: str, f: Field, values: dict[str, Any], order: list[str]
 ) -> None:
@@ -397,17 +400,17 @@ def _set(
         report = values.get(prefix + "report", container.get("highlight") is False)
         if report:
             if container.get("highlight") is not False:
-                _put(container, "highlight", False, order)
+                put_in_order(container, "highlight", False, order)
             return
         if new == f.value and container.get("highlight") is not False:
             return
-        _put(container, "highlight", to_yaml(new), order)
+        put_in_order(container, "highlight", to_yaml(new), order)
         return
     if spec.kind == "bool":
         if new == f.value:
             return
         if new:
-            _put(container, spec.key, True, order)
+            put_in_order(container, spec.key, True, order)
         else:
             drop(container, spec.key)
         return
@@ -418,7 +421,7 @@ def _set(
         if not names_of(new):
             drop(container, spec.key)
         else:
-            _put(container, spec.key, to_yaml(names_of(new)), order)
+            put_in_order(container, spec.key, to_yaml(names_of(new)), order)
         return
     if new == f.value:
         return
@@ -432,7 +435,9 @@ def _set(
         if not isinstance(holder, dict):
             if not new:
                 return
-            _put(container, outer, CommentedMap() if isinstance(container, CommentedMap) else {}, order)
+            put_in_order(
+                container, outer, CommentedMap() if isinstance(container, CommentedMap) else {}, order
+            )
             holder = container[outer]
         if new:
             holder[inner] = to_yaml(new)
@@ -444,13 +449,13 @@ def _set(
     if not new and not spec.required:
         drop(container, spec.key)
     else:
-        _put(container, spec.key, to_yaml(new), order)
+        put_in_order(container, spec.key, to_yaml(new), order)
 
 
 def _seq(doc: MutableMapping[str, Any], key: str, order: list[str]) -> list[Any]:
     seq = doc.get(key)
     if not isinstance(seq, list):
-        _put(doc, key, CommentedSeq() if isinstance(doc, CommentedMap) else [], order)
+        put_in_order(doc, key, CommentedSeq() if isinstance(doc, CommentedMap) else [], order)
         seq = doc[key]
     if isinstance(seq, CommentedSeq) and seq.fa.flow_style():
         seq.fa.set_block_style()
@@ -526,7 +531,7 @@ def anchor(action: str) -> str:
 def unsaved(form: FormData, opened: IssueFile) -> list[tuple[str, str]]:
     """The posted values that differ from the file as it is now (for the editor to make again)."""
     try:
-        now = {f.name: f.value for g in Form.of(opened.data()).groups() for f in g.fields}
+        now = {f.name: f.value for f in Form.of(opened.data()).fields()}
     except MailerError:
         now = {}
     out = []
@@ -562,6 +567,7 @@ __all__ = [
     "Spec",
     "Submitted",
     "anchor",
+    "clean",
     "form_name",
     "line",
     "place",

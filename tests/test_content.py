@@ -743,3 +743,43 @@ def test_cli_new_scaffolds_and_refuses_to_overwrite(mailer_cli: MailerCli, works
     check = mailer_cli("campaigns", "check", "2025-12-alert", "--no-database")
     assert check.exit_code == 2
     assert "still to fill in (it says TODO)" in check.stdout
+
+
+LOCAL_IMAGE_ISSUE = """kind: newsletter
+title: T
+subject: S
+date: 2025-11-17
+items:
+  - id: one
+    title: One
+    highlight: do one thing
+    body: Do it.
+    image: {{src: "{src}", alt: A poster}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("src", "why"),
+    [
+        ("sub/poster.png", "not an image file the archive can serve: 'sub/poster.png'"),
+        (".hidden.png", "not an image file the archive can serve: '.hidden.png'"),
+        ("poster.svg", "not an image file the archive can serve: 'poster.svg'"),
+        ("poster", "not an image file the archive can serve: 'poster'"),
+        ("outside.png", "image file 'outside.png' is a link to outside the campaign's folder"),
+    ],
+)
+def test_a_local_image_is_a_file_the_archive_serves(tmp_path: Path, src: str, why: str) -> None:
+    """The mail links a local image as ``{base_url}/files/<slug>/<name>``, which serves only image
+    files directly in the campaign's folder: anything else would be a broken image in every copy."""
+    from mailer.issue.schema import IMAGE_SUFFIXES
+    from mailer.web.archive import IMAGE_TYPES
+
+    assert set(IMAGE_SUFFIXES) == set(IMAGE_TYPES)
+    folder = tmp_path / "campaign"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("sub/poster.png", ".hidden.png", "poster.svg", "poster", "poster.png"):
+        (folder / name).write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp_path / "elsewhere.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (folder / "outside.png").symlink_to(tmp_path / "elsewhere.png")
+    assert only_problem(write(folder, LOCAL_IMAGE_ISSUE.format(src=src))) == f"10: {why}"
+    assert load_issue(write(folder, LOCAL_IMAGE_ISSUE.format(src="poster.png")), None).issue.items

@@ -32,6 +32,8 @@ from mailer.errors import MailerError, suggest
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _URL = re.compile(r"^(?:https?://[^\s/]+\S*|mailto:\S+@\S+)$")
 MAX_IMAGE_WIDTH = 2000
+#: The image files a campaign's folder may give (``mailer.web.archive`` serves these, and no other).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 
 # ---------------------------------------------------------------------------------------------
 # Field types with their own parsing and messages
@@ -96,12 +98,30 @@ def _image_src(value: str, info: ValidationInfo) -> str:
                 "hint": "give an https:// address, or a file name in the campaign's folder",
             },
         )
+    suffix = Path(value).suffix.lower()
+    if "/" in value or "\\" in value or value.startswith(".") or suffix not in IMAGE_SUFFIXES:
+        # The mail links {base_url}/files/<slug>/<name>, which serves only these (mailer.web.archive).
+        raise PydanticCustomError(
+            "image_src",
+            "not an image file the archive can serve: {value}",
+            {
+                "value": repr(value),
+                "hint": "put a .png, .jpg, .gif or .webp file next to issue.yaml (not in a sub-folder) "
+                "and give its name, or give an https:// address",
+            },
+        )
     folder = (info.context or {}).get("folder")
     if isinstance(folder, Path) and not _is_file(folder / value):
         raise PydanticCustomError(
             "image_missing",
             "image file {value} not found in {folder}",
             {"value": repr(value), "folder": str(folder), "hint": "put the image next to issue.yaml"},
+        )
+    if isinstance(folder, Path) and (folder / value).resolve().parent != folder.resolve():
+        raise PydanticCustomError(
+            "image_src",
+            "image file {value} is a link to outside the campaign's folder",
+            {"value": repr(value), "hint": "copy the image itself next to issue.yaml"},
         )
     return value
 

@@ -24,7 +24,6 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from mailer.issue.schema import Image, Link
-from mailer.web.archive import IMAGE_TYPES
 from mailer.web.desk.formfields import Field, Spec
 from mailer.web.desk.issuefile import drop, plain, to_yaml
 
@@ -151,14 +150,7 @@ def read_image(
         image["width"] = int(width)
     prefix = fields[0].name.removesuffix("src")
     if not schema_takes(Image, image, prefix, folder, invalid):
-        return None
-    if folder is not None and not served(folder, src):
-        invalid[fields[0].name] = (
-            f"The mail links to {src!r} at {{base_url}}/files/…, which serves only images (.png, .jpg, "
-            ".gif, .webp) right in the campaign's folder: not in a sub-folder, hidden, or a link out "
-            "of it. Put the image beside issue.yaml, or give an https:// address."
-        )
-        return None
+        return None  # the schema also refuses a file the campaign's /files/ would not serve
     return (image,)
 
 
@@ -178,20 +170,6 @@ def schema_takes(
             invalid.setdefault(name, said)
         return False
     return True
-
-
-def served(folder: Path, src: str) -> bool:
-    """Whether an image ``src`` (the schema's: an address, or a file in the campaign's ``folder``)
-    is one the mail can show: an address, or a file the campaign's ``/files/`` serves (an image
-    right in the folder, not hidden, not a link out of it: ``mailer.web.archive.campaign_file``)."""
-    if re.match(r"https?://", src):
-        return True
-    if "/" in src or "\\" in src or src.startswith(".") or Path(src).suffix.lower() not in IMAGE_TYPES:
-        return False
-    try:
-        return (folder / src).resolve().parent == folder.resolve()
-    except (OSError, ValueError):
-        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +241,6 @@ __all__ = [
     "read_image",
     "read_links",
     "schema_takes",
-    "served",
     "set_image",
     "set_links",
 ]

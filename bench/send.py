@@ -50,7 +50,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import print_header
-from transport import ensure_postfix_tools, free_port
+from transport import ensure_postfix_tools, free_port, smtp_source_command
 
 from mailer.audience.shape import load_shape
 from mailer.audience.synthetic import generate, write_csv
@@ -116,8 +116,7 @@ def cpu_seconds(pid: int) -> float:
 
 def run_source(source: str, port: int, count: int, size: int, sink_pid: int) -> dict[str, float]:
     """Postfix smtp-source over 8 connections: its rate, its own CPU and the sink's."""
-    command = [source, "-s", "8", "-d", "-m", str(count), "-l", str(size)]
-    command += ["-f", "bench@example.org", "-t", "member@example.org", f"127.0.0.1:{port}"]
+    command = smtp_source_command(source, port, count, 8, size)
     sink_before = cpu_seconds(sink_pid)
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)

@@ -96,9 +96,15 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_smtp_source(source: str, port: int, count: int, connections: int, size: int) -> float:
+def smtp_source_command(source: str, port: int, count: int, connections: int, size: int) -> list[str]:
+    """Postfix smtp-source sending ``count`` messages of ``size`` bytes over ``connections``
+    reused connections (the anchor of every send bench)."""
     command = [source, "-s", str(connections), "-d", "-m", str(count), "-l", str(size)]
-    command += ["-f", SENDER, "-t", RECIPIENT, f"127.0.0.1:{port}"]
+    return [*command, "-f", SENDER, "-t", RECIPIENT, f"127.0.0.1:{port}"]
+
+
+def run_smtp_source(source: str, port: int, count: int, connections: int, size: int) -> float:
+    command = smtp_source_command(source, port, count, connections, size)
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return count / (time.perf_counter() - start)

@@ -4,7 +4,7 @@ Every test that takes ``database_url`` (or a fixture built on it) runs twice: on
 PostgreSQL. PostgreSQL gets a database of its own for this test session, emptied between tests.
 Without a PostgreSQL server those runs are skipped, except under CI (``CI=true``), where they fail.
 SQLite gets a copy of a file migrated once per session. ``mailer_cli`` runs the command line
-in-process against the test's workspace and database (cli_runner.py).
+in-process against the test's workspace and database (support/cli_runner.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from cli_runner import MailerCli
 from sqlalchemy import Engine, create_engine, text
+from support.cli_runner import MailerCli
 
 from mailer.audience.shape import Shape, load_shape, sync
 from mailer.db import Database, open_database
@@ -28,8 +28,8 @@ from mailer.settings import Settings, load
 from mailer.workspace import init_workspace
 
 if TYPE_CHECKING:
-    from sending_fixtures import Mailing
-    from smtp_server import SmtpTestServer
+    from support.sending import Mailing
+    from support.smtp_server import SmtpTestServer
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("MAILER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -190,7 +190,7 @@ def env(database_url: str, workspace: Path) -> dict[str, str]:
 @pytest.fixture
 def mailer_cli(env: dict[str, str]) -> MailerCli:
     """``mailer_cli("lists", "count", "region:kent")``: runs ``mailer ARGS…`` in this process against
-    this test's workspace and database (``env``, read at each call); see cli_runner.py."""
+    this test's workspace and database (``env``, read at each call); see support/cli_runner.py."""
     return MailerCli(env)
 
 
@@ -214,13 +214,13 @@ def db(settings: Settings, shape: Shape) -> Iterator[Database]:
     database.dispose()
 
 
-# --- SMTP test servers (tests/smtp_server.py): real aiosmtpd on 127.0.0.1, a free port each ---------
+# --- SMTP test servers (tests/support/smtp_server.py): real aiosmtpd on 127.0.0.1, a free port each ---------
 
 
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpTestServer]:
-    """An aiosmtpd server advertising PIPELINING that records what it accepts; see smtp_server.py."""
-    from smtp_server import SmtpTestServer
+    """An aiosmtpd server advertising PIPELINING that records what it accepts; see support/smtp_server.py."""
+    from support.smtp_server import SmtpTestServer
 
     with SmtpTestServer() as server:
         yield server
@@ -229,7 +229,7 @@ def smtp_server() -> Iterator[SmtpTestServer]:
 @pytest.fixture
 def smtp_server_factory() -> Iterator[Callable[..., SmtpTestServer]]:
     """Start more servers (``factory(pipelining=False)``, TLS, AUTH); all stop at teardown."""
-    from smtp_server import SmtpTestServer
+    from support.smtp_server import SmtpTestServer
 
     started: list[SmtpTestServer] = []
 
@@ -253,8 +253,8 @@ def mailing(
     smtp_server: SmtpTestServer,
 ) -> Mailing:
     """A send to the SMTP test server: the Kent newsletter, synthetic members, the engine; see
-    sending_fixtures.py."""
-    from sending_fixtures import Mailing
+    support/sending.py."""
+    from support.sending import Mailing
 
     return Mailing(db, settings, shape, workspace, tmp_path, smtp_server)
 

@@ -2,7 +2,9 @@
 
 Reads every module under ``mailer/`` with ``ast`` (imports inside functions included, since a lazy
 import is still a dependency) and checks the direction of every import against the stage order
-below, that the module-level imports have no cycle, and that no module is over 600 lines.
+below, that the module-level imports have no cycle, and that no module is over 600 lines. The
+tests follow one rule of their own: shared helpers live in tests/support/ (or a conftest.py), and no
+test file imports another.
 """
 
 from __future__ import annotations
@@ -145,3 +147,42 @@ def _one_package(group: list[str]) -> bool:
 def test_no_module_over_600_lines(path: Path) -> None:
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{path.relative_to(PACKAGE.parent)} has {lines} lines: split it by concern"
+
+
+# --- the tests' own layout ---------------------------------------------------------------------
+
+TESTS = Path(__file__).resolve().parent
+SUPPORT = TESTS / "support"
+
+
+def python_files_of_the_tests() -> list[Path]:
+    """Every Python file under tests/ but the vendored ones."""
+    return sorted(p for p in TESTS.rglob("*.py") if "vendor" not in p.relative_to(TESTS).parts)
+
+
+def test_no_test_file_imports_another() -> None:
+    """Shared helpers go to tests/support/ or a conftest.py; a ``test_*`` module is only collected."""
+    found = []
+    for path in python_files_of_the_tests():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            found += [f"{path.relative_to(TESTS)}:{node.lineno}: {n}" for n in names if n.startswith("test_")]
+    assert found == [], "move what these import into a module of tests/support/:\n" + "\n".join(found)
+
+
+def test_helpers_live_in_tests_support() -> None:
+    """Under tests/ a Python file is a ``test_*`` module, a conftest.py, or a module of tests/support/
+    (where no ``test_*`` module goes)."""
+
+    def misplaced(path: Path) -> bool:
+        if SUPPORT in path.parents:
+            return path.name.startswith("test_")
+        return not path.name.startswith("test_") and path.name != "conftest.py"
+
+    loose = [str(p.relative_to(TESTS)) for p in python_files_of_the_tests() if misplaced(p)]
+    assert loose == [], f"move these helpers into tests/support/ (and test modules out of it): {loose}"

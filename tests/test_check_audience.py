@@ -12,9 +12,9 @@ import re
 import shutil
 from pathlib import Path
 
-from cli_runner import MailerCli
 from conftest import REPO
 from sqlalchemy import select
+from support.cli_runner import MailerCli
 
 from mailer.audience.addresses import address_hash
 from mailer.db import Database

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import MailerCli
-from sqlalchemy import select
+from support.cli_runner import MailerCli
+from support.members import MEMBERS, add_members
 
-from mailer.audience.addresses import address_hash
 from mailer.audience.shape import Shape
 from mailer.compose import (
     calendar_entries,
@@ -35,7 +34,6 @@ from mailer.issue.calendar_text import (
     time_text,
     when_text,
 )
-from mailer.models import Interest, Member, MemberInterest, Region, Suppression
 from mailer.render import Renderer
 from mailer.settings import Settings
 
@@ -312,44 +310,6 @@ def test_seed_variants_of_three_members(seed: LoadedIssue, shape: Shape) -> None
 
 # ---------------------------------------------------------------------------------------------
 # Planning over a real database
-
-
-MEMBERS = [
-    # email, region, interests
-    ("kent1@example.org", "kent", []),
-    ("kent2@example.org", "kent", ["fundraising"]),  # an interest no item names: same variant
-    ("cant1@example.org", "canterbury", ["schools"]),
-    ("cant2@example.org", "canterbury", ["schools", "events"]),
-    ("medway1@example.org", "maidstone-medway-swale", ["refugees"]),
-    ("medway2@example.org", "maidstone-medway-swale", ["refugees", "training"]),
-    ("medway3@example.org", "maidstone-medway-swale", []),
-    ("thanet@example.org", "thanet", []),
-    ("sussex@example.org", "brighton-hove", ["refugees"]),  # outside region:kent
-    ("gone@example.org", "kent", []),  # suppressed
-]
-
-
-def add_members(database: Database, members: list[tuple[str, str | None, list[str]]]) -> dict[str, int]:
-    ids = {}
-    with database.session() as session:
-        regions = {r.slug: r.id for r in session.scalars(select(Region))}
-        interests = {i.slug: i.id for i in session.scalars(select(Interest))}
-        for email, region, chosen in members:
-            m = Member(
-                email=email,
-                address_hash=address_hash(email),
-                name=email.split("@")[0].title(),
-                region_id=regions[region] if region else None,
-            )
-            session.add(m)
-            session.flush()
-            for slug in chosen:
-                session.add(MemberInterest(member_id=m.id, interest_id=interests[slug]))
-            ids[email] = m.id
-        session.add(
-            Suppression(address_hash=address_hash("gone@example.org"), reason="unsubscribe", source="link")
-        )
-    return ids
 
 
 def test_plan_groups_members_into_variants(

@@ -10,10 +10,10 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
-from cli_runner import MailerCli
-from seed import SEED_HIGHLIGHTS
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from support.cli_runner import MailerCli
+from support.seed import SEED_HIGHLIGHTS
 
 from mailer.audience.addresses import hash_of
 from mailer.audience.shape import Shape, load_shape

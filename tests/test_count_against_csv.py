@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli_runner import MailerCli
 from conftest import REPO
+from support.cli_runner import MailerCli
 
 from mailer.audience.importer import import_csv
 from mailer.audience.shape import Shape

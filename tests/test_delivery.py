@@ -20,21 +20,17 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from cli_runner import MailerCli
-from sending_fixtures import (
+from sqlalchemy import select
+from support.cli_runner import MailerCli
+from support.sending import (
     SLUG,
     Clock,
     Mailing,
-    add_campaign,
-    add_members,
     check_unsubscribe_token,
-    expected_audience,
     parse,
-    send,
     sent_to,
 )
-from smtp_server import SmtpTestServer
-from sqlalchemy import select
+from support.smtp_server import SmtpTestServer
 
 from mailer import sending as delivery
 from mailer.audience import suppression
@@ -49,9 +45,6 @@ from mailer.models import Variant as VariantRow
 from mailer.settings import Settings
 from mailer.slots import fill_slots, greeting
 from mailer.tokens import link
-
-# The set-up of a send lives in sending_fixtures.py; other tests still import these from here.
-__all__ = ["SLUG", "add_campaign", "add_members", "expected_audience", "send"]
 
 
 def check_message(data: bytes, msg: EmailMessage) -> None:
@@ -459,7 +452,7 @@ def test_signed_messages_verify_whether_filled_here_or_by_helper_processes(
     """With the keys `mailer init` makes (RSA-2048 and Ed25519), both signatures of every message
     verify (dkimpy, a stub DNS), whether the sending process fills and signs or helper processes
     do; each message's links and VERP tag are its member's and its delivery's, and verify."""
-    from test_dkim import dns_for, verified
+    from support.signatures import dns_for, verified
 
     from mailer.message import dkim_keys
     from mailer.workspace import write_dkim_keys

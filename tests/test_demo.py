@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import dkim
-from cli_runner import MailerCli
 from starlette.testclient import TestClient
-from test_dkim import parse_zone, verified
+from support.cli_runner import MailerCli
+from support.signatures import parse_zone, verified
 
 from mailer.settings import load
 from mailer.web import create_app

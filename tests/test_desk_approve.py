@@ -14,7 +14,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from desk_fixtures import (
+from sqlalchemy import func, select
+from support.desk import (
     ISSUE,
     Desk,
     clock,
@@ -25,7 +26,6 @@ from desk_fixtures import (
     sign_in,
     workspace,
 )
-from sqlalchemy import func, select
 
 from mailer.audience.importer import import_csv
 from mailer.models import Approval, AuditEntry, Campaign, Delivery

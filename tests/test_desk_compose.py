@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import MailerCli
 from conftest import launch_chromium
 from playwright.sync_api import Browser, Page
 from sqlalchemy import select
-from test_web_browser import WIDTHS, free_port, live_server
-from test_web_browser import check_page as check_web_page
+from support.browser import WIDTHS, free_port, live_server
+from support.browser import check_page as check_web_page
+from support.cli_runner import MailerCli
 
 from mailer.audience.importer import import_csv
 from mailer.audience.shape import Shape
@@ -523,7 +523,7 @@ def test_compose_and_preview_pages_in_a_browser(
     members: None,
     tmp_path: Path,
 ) -> None:
-    from axe import check_axe
+    from support.axe import check_axe
 
     port = free_port()
     configured = replace(settings, base_url=f"http://127.0.0.1:{port}")

@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from desk_fixtures import ISSUE, Desk, browser_desk, clock, csrf_of, desk, sign_in, workspace
 from sqlalchemy import select
 from starlette.routing import Route
-from test_desk_web import (
+from support.browser import (
+    check_page,
     chromium,  # noqa: F401 - a fixture
     pictures,  # noqa: F401 - a fixture
     tab,  # noqa: F401 - a fixture
 )
-from test_web_browser import check_page
+from support.desk import ISSUE, Desk, browser_desk, clock, csrf_of, desk, sign_in, workspace
 
 from mailer.issue import load_campaign
 from mailer.models import Campaign, Contribution, IssueEdit, User
@@ -497,7 +497,7 @@ def browser_sign_in(page: Any, desk: Desk, address: str) -> None:
 
 @pytest.mark.browser
 def test_the_event_form_in_a_browser(tab: Any, browser_desk: Desk, pictures: Path) -> None:  # noqa: F811
-    from axe import check_axe
+    from support.axe import check_axe
 
     page, desk = tab, browser_desk
     base = desk.settings.base_url

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from desk_fixtures import ISSUE, Desk, clock, demo_desk, demo_workspace, form_of, sign_in
 from sqlalchemy import func, select
+from support.desk import ISSUE, Desk, clock, demo_desk, demo_workspace, form_of, sign_in
 
 from mailer import sending
 from mailer.audience.networks import default_network

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cli_runner import MailerCli
-from desk_fixtures import networks_workspace
 from sqlalchemy import select
+from support.cli_runner import MailerCli
+from support.desk import networks_workspace
 
 from mailer.audience.shape import Shape, load_shape
 from mailer.db import Database

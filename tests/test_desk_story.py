@@ -6,8 +6,8 @@ server); an approver approves; the editor schedules it after seeing the counts p
 variant; its time comes and a worker (the library's, as ``mailer worker`` runs it) sends it; the
 progress and report pages show the counts, and the event reached Birmingham's members only.
 
-Every page is checked as every page of the site is (test_web_browser.check_page: contrast, one
-h1, labels, no sideways scrolling) and by axe-core (tests/axe.py: no serious or critical
+Every page is checked as every page of the site is (support.browser.check_page: contrast, one
+h1, labels, no sideways scrolling) and by axe-core (tests/support/axe.py: no serious or critical
 violation), at 375 and 1280 px, with a screenshot of each in the test's folder (or
 MAILER_SCREENSHOTS).
 """
@@ -23,12 +23,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from axe import check_axe
 from conftest import launch_chromium
-from desk_fixtures import Desk, browser_demo_desk, run_worker_until_done, workspace
 from playwright.sync_api import Browser, BrowserContext, Page
 from sqlalchemy import select
-from test_web_browser import WIDTHS, check_page
+from support.axe import check_axe
+from support.browser import WIDTHS, check_page
+from support.desk import Desk, browser_demo_desk, run_worker_until_done, workspace
 
 from mailer.models import Campaign, Member, Region
 from mailer.sending import start_due

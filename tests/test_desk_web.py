@@ -9,7 +9,6 @@ roles and sign people out, each in the audit log.
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -19,9 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from axe import check_axe
-from conftest import launch_chromium
-from desk_fixtures import (
+from playwright.sync_api import Page
+from sqlalchemy import func, select
+from starlette.applications import Starlette
+from starlette.routing import Route
+from support.axe import check_axe
+from support.browser import check_page as check_web_page
+from support.browser import chromium, pictures, tab
+from support.desk import (
     CHECK_MAIL,
     Clock,
     Desk,
@@ -34,12 +38,6 @@ from desk_fixtures import (
     networks_workspace,
     sign_in,
 )
-from playwright.sync_api import Browser, Page
-from sqlalchemy import func, select
-from starlette.applications import Starlette
-from starlette.routing import Route
-from test_web_browser import WIDTHS
-from test_web_browser import check_page as check_web_page
 
 from mailer.audience.shape import Shape
 from mailer.db import Database
@@ -53,7 +51,7 @@ with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the 
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-__all__ = ["browser_desk", "clock", "desk", "networks_workspace"]  # fixtures
+__all__ = ["browser_desk", "chromium", "clock", "desk", "networks_workspace", "pictures", "tab"]  # fixtures
 
 
 @pytest.fixture
@@ -523,35 +521,10 @@ def test_an_optional_password(desk: Desk, client: TestClient) -> None:
 # In a real browser (Chromium, no JavaScript), at phone and desktop widths
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    with launch_chromium() as launched:
-        yield launched
-
-
-@pytest.fixture(params=list(WIDTHS))
-def tab(request: pytest.FixtureRequest, chromium: Browser) -> Iterator[Page]:
-    width, height = WIDTHS[request.param]
-    context = chromium.new_context(viewport={"width": width, "height": height}, java_script_enabled=False)
-    opened = context.new_page()
-    opened.width_name = request.param  # type: ignore[attr-defined]
-    yield opened
-    context.close()
-
-
 def check_page(page: Page, screenshots: Path, name: str) -> None:
-    """The site's checks of every page (test_web_browser), axe-core's (tests/axe.py), a photo."""
+    """The site's checks of every page (support.browser), axe-core's (tests/support/axe.py), a photo."""
     check_web_page(page, screenshots, name)
     check_axe(page, name=name)
-
-
-@pytest.fixture(scope="module")
-def pictures(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the screenshots go: MAILER_SCREENSHOTS, else a temporary folder."""
-    wanted = os.environ.get("MAILER_SCREENSHOTS")
-    folder = Path(wanted) if wanted else tmp_path_factory.mktemp("desk-screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.mark.browser

@@ -10,28 +10,26 @@ import json
 import re
 import shutil
 import stat
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import dkim
 import pytest
-from cli_runner import MailerCli
 from conftest import REPO
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from dkim.util import parse_tag_value
-from test_message import DATE, LIST, SETTINGS, check_wire_format, dot_stuff, parse, recipients, seed_parts
+from support.cli_runner import MailerCli
+from support.messages import DATE, LIST, SETTINGS, check_wire_format, dot_stuff, parse, recipients, seed_parts
+from support.signatures import dns_for, parse_zone, verified
 
 from mailer.errors import ConfigError
 from mailer.message import DkimKey, MessageParts, MessageTemplate, Recipient, dkim_keys, dkim_status
-from mailer.message.dkim import ED25519, RSA, load_private_key, txt_record
+from mailer.message.dkim import ED25519, RSA, txt_record
 from mailer.settings import Settings, load
 from mailer.workspace import write_dkim_keys
 
 DOMAIN = "kent.example.org"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "2025-11-kent-network"
-DnsFunc = Callable[..., bytes | None]
 
 
 def pem(key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey, fmt: serialization.PrivateFormat) -> bytes:
@@ -47,32 +45,6 @@ def keys() -> dict[str, DkimKey]:
         RSA: DkimKey("rsa2025", DOMAIN, pem(rsa_key, serialization.PrivateFormat.PKCS8), RSA),
         ED25519: DkimKey("ed2025", DOMAIN, pem(ed_key, serialization.PrivateFormat.PKCS8), ED25519),
     }
-
-
-def dns_for(*published: DkimKey) -> DnsFunc:
-    """dkimpy's ``dnsfunc``: the TXT record of each key, at SELECTOR._domainkey.DOMAIN."""
-    records = {
-        f"{k.selector}._domainkey.{k.domain}.".encode(): txt_record(load_private_key(k)).encode()
-        for k in published
-    }
-
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-        return records.get(name)
-
-    return dnsfunc
-
-
-def verified(raw: bytes, dnsfunc: DnsFunc) -> list[bool]:
-    """dkimpy's verdict on each DKIM-Signature of ``raw``, in order."""
-    count = len(re.findall(rb"(?m)^DKIM-Signature:", raw.split(b"\r\n\r\n", 1)[0]))
-    checker = dkim.DKIM(raw)
-    verdicts = []
-    for i in range(count):
-        try:
-            verdicts.append(bool(checker.verify(idx=i, dnsfunc=dnsfunc)))
-        except dkim.DKIMException:  # DKIM.verify raises for a bad body hash (dkim.verify says False)
-            verdicts.append(False)
-    return verdicts
 
 
 # Addresses whose quoted local part has runs of white space exercise the body's relaxed form.
@@ -239,22 +211,6 @@ def test_keys_from_the_settings(workspace: Path) -> None:
 
 
 # -- the commands ------------------------------------------------------------------------------------------
-
-ZONE_LINE = re.compile(r'^(\S+)\. IN TXT ((?:"[^"]*" ?)+)$')
-
-
-def parse_zone(output: str) -> dict[bytes, bytes]:
-    """The records of `mailer dkim dns`, as a resolver would return them (strings joined)."""
-    records = {}
-    for line in output.splitlines():
-        if line.startswith(";") or not line.strip():
-            continue
-        match = ZONE_LINE.match(line)
-        assert match, line
-        strings = re.findall(r'"([^"]*)"', match[2])
-        assert all(0 < len(s.encode()) <= 255 for s in strings)
-        records[(match[1] + ".").encode()] = "".join(strings).encode()
-    return records
 
 
 def test_dkim_keys_and_dns_commands_publish_records_that_verify(

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from sending_fixtures import Mailing, check_unsubscribe_token, parse, sent_to
-from smtp_server import SmtpTestServer
 from sqlalchemy import select
+from support.sending import Mailing, check_unsubscribe_token, parse, sent_to
+from support.smtp_server import SmtpTestServer
 
 from mailer.db import Database
 from mailer.models import Delivery

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_runner import MailerCli
 from conftest import REPO, TEST_SECRET
-from smtp_server import SmtpTestServer
 from sqlalchemy import inspect, select, text
+from support.cli_runner import MailerCli
+from support.smtp_server import SmtpTestServer
 
 from mailer import db as database
 from mailer import tokens

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import MailerCli
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from support.cli_runner import MailerCli
 
 from mailer.audience import addresses, members
 from mailer.audience.importer import HELD, fast_normalise, import_csv, rejected_path_for

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cli_runner import MailerCli
-from smtp_server import SmtpTestServer
 from sqlalchemy import func, select
+from support.cli_runner import MailerCli
+from support.smtp_server import SmtpTestServer
 
 from mailer.audience import addresses, members
 from mailer.audience.importer import import_csv

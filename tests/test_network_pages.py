@@ -1,7 +1,7 @@
 """The web app speaks as each network (issue 12): archive, feeds, calendars, the home page, the
 sign-up form and the band of every page.
 
-On the demo workspace (Kent, Central England; ``test_welcome.demo``) with the Kent November and
+On the demo workspace (Kent, Central England; ``support.networks.demo``) with the Kent November and
 the Central England December issues sent through the library, over HTTP, on SQLite and
 PostgreSQL; and the single-network workspace of ``mailer init``, which looks as it did.
 """
@@ -22,10 +22,9 @@ from typing import Any
 import httpx
 import icalendar
 import pytest
-import test_welcome
 from conftest import TEST_SECRET
 from starlette.applications import Starlette
-from test_welcome import CE, KENT, Demo, app_for, send_issue
+from support.networks import CE, KENT, Demo, app_for, demo, send_issue
 
 from mailer.audience.networks import default_network
 from mailer.audience.shape import Shape
@@ -39,7 +38,7 @@ with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the 
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-demo = test_welcome.demo  # the demo workspace fixture, shared
+__all__ = ["demo"]  # the demo workspace fixture, shared
 ATOM = {"a": "http://www.w3.org/2005/Atom"}
 BASE = "http://127.0.0.1:8000"
 
@@ -247,7 +246,7 @@ def test_network_pages_in_a_browser(demo: Demo, smtp_server: Any, tmp_path: Path
     """The pages that changed, in Chromium at both widths: headings in order, labels, contrast (the
     Central England band made dark blue here, so its text turns white), no sideways scrolling."""
     from conftest import launch_chromium
-    from test_web_browser import WIDTHS, check_page, free_port, live_server
+    from support.browser import WIDTHS, check_page, free_port, live_server
 
     from mailer.audience.shape import load_shape
 

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli_runner import MailerCli
+from support.cli_runner import MailerCli
 
 from mailer.audience import networks
 from mailer.audience.shape import load_shape

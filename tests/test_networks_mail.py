@@ -28,11 +28,11 @@ from pathlib import Path
 
 import dkim
 import pytest
-from cli_runner import MailerCli
 from conftest import TEST_SECRET
-from smtp_server import SmtpTestServer
 from sqlalchemy import func, select
-from test_render import Colours, check_golden, contrast
+from support.cli_runner import MailerCli
+from support.rendering import Colours, check_golden, contrast
+from support.smtp_server import SmtpTestServer
 
 from mailer import sending
 from mailer.audience.shape import Shape, load_shape

@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cli_runner import MailerCli
 from conftest import launch_chromium
-from sending_fixtures import Mailing
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
-from test_inbound import SLUG, Sent, corpus_for, make_maildir, sent_of
+from support.bounces import SLUG, Sent, corpus_for, make_maildir, sent_of
+from support.cli_runner import MailerCli
+from support.sending import Mailing
 
 from mailer.audience import suppression
 from mailer.audience.addresses import address_hash, normalise

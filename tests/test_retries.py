@@ -19,10 +19,10 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-from cli_runner import MailerCli
-from sending_fixtures import SLUG, Clock, Mailing
-from smtp_server import SmtpTestServer
 from sqlalchemy import Row, select, update
+from support.cli_runner import MailerCli
+from support.sending import SLUG, Clock, Mailing
+from support.smtp_server import SmtpTestServer
 
 from mailer import sending
 from mailer.audience.shape import Shape

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from cli_runner import MailerCli
 from sqlalchemy import select
+from support.cli_runner import MailerCli
 
 from mailer.audience.addresses import hash_of
 from mailer.audience.exports import write_csv

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from sqlalchemy import select
-from test_compose import MEMBERS, add_members
+from support.members import MEMBERS, add_members
 
 from mailer import db as database
 from mailer.audience.segments import compile_segment

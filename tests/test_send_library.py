@@ -1,6 +1,6 @@
 """The send as a library call: plan_send, then send, from Python alone (no click, no subprocess).
 
-Against the real aiosmtpd server (tests/smtp_server.py), on SQLite and PostgreSQL: a campaign is
+Against the real aiosmtpd server (tests/support/smtp_server.py), on SQLite and PostgreSQL: a campaign is
 sent, scheduled and test-sent through ``mailer.sending``, and a send the checks refuse raises
 before anything is written or sent.
 """
@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from smtp_server import SmtpTestServer
 from sqlalchemy import func, select
-from test_delivery import SLUG, add_campaign, add_members, expected_audience
+from support.sending import SLUG, add_campaign, add_members, expected_audience
+from support.smtp_server import SmtpTestServer
 
 from mailer import sending
 from mailer.audience.shape import Shape

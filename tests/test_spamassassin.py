@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_runner import MailerCli
 from conftest import IN_CI
+from support.cli_runner import MailerCli
 
 MAX_SCORE = 0.5
 SPAMASSASSIN = shutil.which("spamassassin")

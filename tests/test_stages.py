@@ -1,7 +1,7 @@
 """Staged and top-up sends (issue 12): a campaign goes out in stages, and nobody ever gets it twice.
 
 Through the real command line (``mailer_cli``) and the library, on SQLite and PostgreSQL, sending
-over SMTP to the aiosmtpd server of tests/smtp_server.py and reading what arrived: a first stage to
+over SMTP to the aiosmtpd server of tests/support/smtp_server.py and reading what arrived: a first stage to
 one region, a second to the rest, ten members imported and a ``--new-members`` stage; a stage capped
 with ``--limit`` and then the rest; an interrupted stage resumed (never widened) and then topped
 up; stages that add nobody; an issue changed between stages; members who left the campaign's
@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
-from cli_runner import CliResult, MailerCli
-from sending_fixtures import SLUG, Mailing, delivery_id_of, parse, sent_to
-from smtp_server import SmtpTestServer
 from sqlalchemy import func, select
+from support.cli_runner import CliResult, MailerCli
+from support.sending import SLUG, Mailing, delivery_id_of, parse, sent_to
+from support.smtp_server import SmtpTestServer
 
 from mailer import sending
 from mailer.audience.shape import Shape

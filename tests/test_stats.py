@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from cli_runner import MailerCli
 from sqlalchemy import select
+from support.cli_runner import MailerCli
 
 from mailer.audience.addresses import hash_of
 from mailer.audience.shape import Shape

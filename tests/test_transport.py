@@ -1,4 +1,4 @@
-"""Transports against a real aiosmtpd server (tests/smtp_server.py) and a real Maildir."""
+"""Transports against a real aiosmtpd server (tests/support/smtp_server.py) and a real Maildir."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import trustme
-from smtp_server import SmtpTestServer, refused_port
+from support.smtp_server import SmtpTestServer, refused_port
 
 from mailer.errors import ConfigError, TransportError
 from mailer.settings import Settings

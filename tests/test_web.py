@@ -79,7 +79,7 @@ SLUG = "2025-11-kent-network"
 class Mailbox:
     """What the real SMTP server received, parsed with the ``email`` package."""
 
-    server: Any  # tests/smtp_server.py's SmtpTestServer
+    server: Any  # tests/support/smtp_server.py's SmtpTestServer
 
     @property
     def messages(self) -> list[tuple[list[str], EmailMessage]]:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from smtp_server import SmtpTestServer
 from sqlalchemy import select
-from test_delivery import SLUG, add_campaign, add_members
+from support.sending import SLUG, add_campaign, add_members
+from support.smtp_server import SmtpTestServer
 
 from mailer import sending as delivery
 from mailer import tokens

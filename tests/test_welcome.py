@@ -16,98 +16,38 @@ import json
 import logging
 import re
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from dataclasses import replace
+from datetime import date
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import MailerCli
 from conftest import TEST_SECRET
 from sqlalchemy import func, select
-from starlette.applications import Starlette
-from test_inbound import dsn_for
+from support.bounces import dsn_for
+from support.cli_runner import MailerCli
+from support.networks import CE, FEW, KENT, TODAY, Demo, app_for, demo, send_issue
 
-from mailer import sending, tokens
+from mailer import tokens
 from mailer.audience import suppression
 from mailer.audience.importer import import_csv
-from mailer.audience.shape import Shape, load_shape, sync
-from mailer.db import Database, open_database
 from mailer.inbound import process_message
 from mailer.models import Member
-from mailer.settings import Settings, load
-from mailer.web import create_app
 from mailer.web.csrf import Csrf
 from mailer.web.issues import sent_issues
 from mailer.web.pages import Pages
 from mailer.web.signup import validate_signup
 from mailer.web.welcome import ADDED_CHUNK, group_contact, members_added, welcome_message
-from mailer.workspace import init_workspace
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-CE = "2025-12-central-england"
-KENT = "2025-11-kent-network"
+__all__ = ["demo"]  # the demo workspace fixture (tests/support/networks.py)
+
 BIRMINGHAM_CONTACT = (
     "Birmingham group: Priya, birmingham-group@example.org (meets the first Tuesday of the month)"
 )
-TODAY = datetime(2025, 12, 1, 12, 0, tzinfo=UTC)
-FEW = """email,name,region
-brum.one@example.org,Brum One,birmingham
-derby.one@example.org,Derby One,derby
-kent.one@example.org,Kent One,canterbury
-"""
-
-
-@dataclass
-class Demo:
-    root: Path
-    settings: Settings
-    shape: Shape
-    db: Database
-
-
-@pytest.fixture
-def demo(tmp_path: Path, database_url: str) -> Iterator[Demo]:
-    """The demo workspace (``init_workspace(demo=True)``) on this test's database, lists synced."""
-    root = tmp_path / "demo"
-    init_workspace(root, demo=True)
-    settings = load(root, env={"MAILER_DATABASE_URL": database_url, "MAILER_SECRET": TEST_SECRET})
-    shape = load_shape(root / "lists")
-    db = open_database(settings)
-    with db.session() as session:
-        sync(session, shape)
-    yield Demo(root, settings, shape, db)
-    db.dispose()
-
-
-def send_issue(demo: Demo, slug: str) -> None:
-    """Send ``slug`` through the library to a Maildir outbox (a few members are imported first)."""
-    few = demo.root / "few.csv"
-    if not few.exists():
-        few.write_text(FEW, encoding="utf-8")
-        with demo.db.session() as session:
-            import_csv(session, few, demo.shape)
-    outbox = replace(demo.settings, relay=f"maildir:{demo.root / 'outbox'}")
-    result = sending.send(sending.plan_send(demo.db, outbox, demo.shape, slug, in_process=True))
-    assert isinstance(result, sending.Sent), result
-
-
-@dataclass
-class Clock:
-    now: datetime = TODAY
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def app_for(demo: Demo, smtp_server: Any) -> Starlette:
-    settings = replace(demo.settings, relay=smtp_server.url)
-    return create_app(settings, shape=demo.shape, database=demo.db, clock=Clock())
 
 
 def parsed(received: Any) -> EmailMessage:

@@ -24,10 +24,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from cli_runner import MailerCli
 from conftest import REPO, TEST_SECRET, _empty_pg
-from smtp_server import SmtpTestServer
 from sqlalchemy import select
+from support.cli_runner import MailerCli
+from support.smtp_server import SmtpTestServer
 
 from mailer import sending as delivery
 from mailer.audience.importer import import_csv

@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 
 import pytest
-from cli_runner import MailerCli
 from conftest import TEST_SECRET
-from test_inputs import PASSWORD, Case, assert_handled, block_cases
+from support.cli_runner import MailerCli
+from support.hostile import PASSWORD, Case, assert_handled, block_cases
 
 from mailer.settings import DATABASE_URL_FORMS, load
 

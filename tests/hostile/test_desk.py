@@ -12,8 +12,6 @@ and no mail but the sign-in mails asked for, each to its own address.
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -22,9 +20,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from desk_fixtures import Desk, clock, csrf_of, desk, hostile_desk, networks_workspace, sign_in_by_link
 from sqlalchemy import func, select
 from starlette.routing import Route
+from support.desk import Desk, clock, csrf_of, desk, hostile_desk, networks_workspace, sign_in_by_link
+from support.hostile import CONTROL, form_values
 
 from mailer.models import AuditEntry, DeskSession, SignInLink, User, UserRole
 from mailer.web.desk import people, sessions
@@ -33,30 +32,7 @@ with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the 
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-HERE = Path(__file__).resolve().parent
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
 __all__ = ["clock", "desk", "hostile_desk", "networks_workspace"]  # fixtures
-
-
-def form_values() -> list[tuple[str, str]]:
-    """The string cases of ``http/form-values.txt`` (see its README): (what it attacks, value)."""
-    out: list[tuple[str, str]] = []
-    attacks, times = "", 1
-    for line in (HERE / "http" / "form-values.txt").read_text(encoding="utf-8").splitlines():
-        if line.startswith("# attacks:"):
-            attacks = line.removeprefix("# attacks:").strip()
-        elif line.startswith("# times:"):
-            times = int(line.removeprefix("# times:"))
-        elif line.strip() and not line.startswith("#"):
-            value = json.loads(line)
-            if isinstance(value, dict):
-                value = value.get("prefix", "") + value["repeat"] * value["times"] + value.get("suffix", "")
-            if isinstance(value, str):
-                out.append((attacks, value * times))
-            attacks, times = "", 1
-    assert len(out) > 10
-    return out
 
 
 @pytest.fixture

@@ -16,26 +16,22 @@ from __future__ import annotations
 import hashlib
 import re
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from desk_fixtures import Desk, clock, demo_workspace, desk, sign_in_by_link
-from test_desk import CONTROL, form_values
+from support.desk import clock, desk
+from support.hostile import CONTROL, form_values
+from support.issue_editor import CE, editor, fields_of, read_back, workspace
 
-from mailer.issue.yaml_loader import read_yaml
 from mailer.web.desk.issueform import clean
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-CE = "2025-12-central-england"
-NOTE = "# Editor's note: keep this comment."
-
-__all__ = ["clock", "desk"]  # fixtures
+__all__ = ["clock", "desk", "editor", "workspace"]  # fixtures
 
 YAML_BREAKERS = [
     "Peace: week",
@@ -68,62 +64,6 @@ YAML_BREAKERS = [
     "Bidi \u202e override",
     "Emoji \U0001f600 and ünïcödé",
 ]
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    """The demo workspace, with an editor's comment in the Central England issue."""
-    root = demo_workspace(tmp_path)
-    path = root / "campaigns" / CE / "issue.yaml"
-    path.write_text(
-        path.read_text(encoding="utf-8").replace("items:\n", f"{NOTE}\nitems:\n", 1), encoding="utf-8"
-    )
-    return root
-
-
-@pytest.fixture
-def editor(desk: Desk) -> Iterator[TestClient]:
-    """A client signed in as an editor of Central England."""
-    desk.add("ed@example.org", "editor", "central-england")
-    with desk.client() as client:
-        sign_in_by_link(desk, client, "ed@example.org")
-        yield client
-
-
-def fields_of(client: TestClient) -> dict[str, str]:
-    page = client.get(f"/desk/issues/{CE}")
-    assert page.status_code == 200
-    out: dict[str, str] = {}
-    for tag in re.findall(r"<input [^>]*>", page.text):
-        name = re.search(r'name="([^"]+)"', tag)
-        kind = re.search(r'type="([^"]+)"', tag)
-        if not name or not kind or (name.group(1) == "csrf" and "csrf" in out):
-            continue
-        if kind.group(1) == "checkbox" and " checked" in tag:
-            out[name.group(1)] = "yes"
-        if kind.group(1) not in ("text", "hidden"):
-            continue
-        value = re.search(r'value="([^"]*)"', tag)
-        out[name.group(1)] = _unescape(value.group(1)) if value else ""
-    for name, text in re.findall(r'<textarea [^>]*name="([^"]+)"[^>]*>\n(.*?)</textarea>', page.text, re.S):
-        out[name] = _unescape(text)
-    return out
-
-
-def _unescape(text: str) -> str:
-    import html
-
-    return html.unescape(text)
-
-
-def read_back(workspace: Path) -> dict[str, Any]:
-    path = workspace / "campaigns" / CE / "issue.yaml"
-    text = path.read_text(encoding="utf-8")
-    assert NOTE in text, "the editor's comment is kept"
-    problems: list[Any] = []
-    data, _ = read_yaml(text, path, problems)
-    assert problems == [] and isinstance(data, dict)
-    return data
 
 
 FIELDS = {

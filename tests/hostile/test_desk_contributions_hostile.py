@@ -21,9 +21,9 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from desk_fixtures import ISSUE, Desk, clock, csrf_of, desk, hostile_desk, sign_in_by_link, workspace
 from sqlalchemy import select
-from test_desk import CONTROL, form_values
+from support.desk import ISSUE, Desk, clock, csrf_of, desk, hostile_desk, sign_in_by_link, workspace
+from support.hostile import CONTROL, form_values
 
 from mailer.issue import load_campaign
 from mailer.models import AuditEntry, Contribution

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from desk_fixtures import ISSUE, Desk, clock, csrf_of, demo_desk, form_of, sign_in, workspace
 from sqlalchemy import func, select
+from support.desk import ISSUE, Desk, clock, csrf_of, demo_desk, form_of, sign_in, workspace
 
 from mailer.models import Approval, AuditEntry, Campaign, IssueEdit
 from mailer.web.desk import approvals, compose, sendpage

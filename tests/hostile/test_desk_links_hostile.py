@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from desk_fixtures import clock, desk
-from test_desk import CONTROL, form_values
-from test_desk_compose_hostile import CE, NOTE, editor, fields_of, read_back, workspace
+from support.desk import clock, desk
+from support.hostile import CONTROL, form_values
+from support.issue_editor import CE, NOTE, editor, fields_of, read_back, workspace
 
 from mailer.web.desk.issueform import clean
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 
-from desk_fixtures import ISSUE, Desk, clock, csrf_of, demo_desk, form_of, sign_in, workspace
 from sqlalchemy import func, select
-from test_desk import form_values
+from support.desk import ISSUE, Desk, clock, csrf_of, demo_desk, form_of, sign_in, workspace
+from support.hostile import form_values
 
 from mailer.models import Approval, AuditEntry, Campaign
 

@@ -21,69 +21,19 @@ import csv
 import io
 import json
 import re
-import shlex
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 import pytest
-from cli_runner import CliResult, MailerCli
 from click.testing import CliRunner
+from support.cli_runner import MailerCli
+from support.hostile import PASSWORD, Case, assert_handled, block_cases, expectations, parse_expect
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 ALERT = "2025-11-echr-alert"
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
-PASSWORD = "s3cr3t-PASSWORD"
-
-
-@dataclass
-class Case:
-    name: str
-    body: bytes  # the input, without the leading comment lines for CSV cases
-    expect: dict[str, list[str]] = field(default_factory=dict)
-
-    def one(self, key: str, default: str | None = None) -> str | None:
-        values = self.expect.get(key)
-        return values[-1] if values else default
-
-    @property
-    def exit(self) -> int:
-        return int(self.one("exit", "0") or 0)
-
-    def __str__(self) -> str:
-        return self.name
-
-
-def parse_expect(line: str) -> dict[str, list[str]]:
-    """``exit=2 shows="a b" shows=c`` → {"exit": ["2"], "shows": ["a b", "c"]}."""
-    out: dict[str, list[str]] = {}
-    for word in shlex.split(line.removeprefix("# expect:")):
-        key, _, value = word.partition("=")
-        out.setdefault(key, []).append(value)
-    return out
-
-
-def expectations(lines: list[str]) -> dict[str, list[str]]:
-    found = [line for line in lines if line.startswith("# expect:")]
-    assert len(found) == 1, "each case has one '# expect:' line"
-    assert any(line.startswith("# attacks:") for line in lines), "each case says what it attacks"
-    return parse_expect(found[0])
-
-
-def assert_handled(result: CliResult, case: Case, *, max_lines: int = 12) -> None:
-    """A handled outcome: the expected exit code, no traceback, a short message holding every
-    ``shows`` text."""
-    output = result.stdout + result.stderr
-    shown = f"mailer {' '.join(a[:80] for a in result.args)} exited {result.exit_code}:\n{output[:3000]}"
-    assert "Traceback" not in output, shown
-    assert result.exit_code not in (70, 74), shown
-    assert result.exit_code == case.exit, shown
-    for text in case.expect.get("shows", []):
-        assert text in output, f"{text!r} not shown\n{shown}"
-    if case.exit != 0:
-        assert len(output.splitlines()) <= max_lines, shown
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,22 +199,6 @@ def test_hostile_issue_files(case: Case, mailer_cli: MailerCli, workspace: Path)
 
 # ---------------------------------------------------------------------------------------------
 # Segment expressions
-
-
-def block_cases(path: Path, *, expect: str | None = None, escapes: bool = False) -> list[Case]:
-    """The cases of a file of blocks separated by blank lines, after a first block about the file:
-    each block one value line, an ``# attacks:`` line that names the case, and an ``# expect:``
-    line (or ``expect``, the same for every case). ``escapes``: ``\\e`` in a value is ESC."""
-    cases = []
-    for block in path.read_text(encoding="utf-8").split("\n\n")[1:]:
-        lines = block.strip("\n").splitlines()
-        (value,) = [line for line in lines if not line.startswith("#")]
-        attack = next(line for line in lines if line.startswith("# attacks:"))
-        name = re.sub(r"[^a-z0-9]+", "-", attack.removeprefix("# attacks:").lower()).strip("-")[:60]
-        if escapes:
-            value = value.replace("\\e", "\x1b")
-        cases.append(Case(name, value.encode(), parse_expect(expect) if expect else expectations(lines)))
-    return cases
 
 
 def segment_cases() -> list[Case]:

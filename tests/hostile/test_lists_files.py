@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli_runner import MailerCli
+from support.cli_runner import MailerCli
 
 REPO = Path(__file__).resolve().parent.parent.parent
 

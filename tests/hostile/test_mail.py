@@ -22,11 +22,11 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 
 import pytest
-from cli_runner import MailerCli
-from smtp_server import SmtpTestServer
 from sqlalchemy import func, select
-from test_delivery import send
-from test_inbound import SLUG, Sent, adapt, dsn_for, enqueue, header_block, snapshot
+from support.bounces import SLUG, Sent, adapt, dsn_for, enqueue, header_block, snapshot
+from support.cli_runner import MailerCli
+from support.sending import send
+from support.smtp_server import SmtpTestServer
 
 from mailer import tokens
 from mailer.audience import suppression

@@ -23,9 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from smtp_server import SmtpTestServer
 from sqlalchemy import func, select
-from test_network_consent import (
+from support.consent import (
     BASE,
     CE_ISSUE,
     KENT_ALERT,
@@ -44,6 +43,7 @@ from test_network_consent import (
     unsub_path,
     unsubscribe_urls,
 )
+from support.smtp_server import SmtpTestServer
 
 from mailer import tokens
 from mailer.audience.importer import import_csv

@@ -9,9 +9,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from cli_runner import MailerCli
 from conftest import REPO
 from sqlalchemy import select
+from support.cli_runner import MailerCli
 
 from mailer.audience.addresses import address_hash
 from mailer.db import Database

@@ -1,4 +1,4 @@
-"""Sending a campaign to the SMTP test server (tests/smtp_server.py), as the delivery tests set it
+"""Sending a campaign to the SMTP test server (tests/support/smtp_server.py), as the delivery tests set it
 up: the Kent newsletter copied into the test's workspace, synthetic members imported, the campaign
 prepared and enqueued, and the engine run in this process against the real aiosmtpd server.
 
@@ -20,7 +20,6 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from smtp_server import SmtpTestServer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -33,8 +32,9 @@ from mailer.message import delivery_id_from_verp
 from mailer.models import Delivery, Member, Suppression
 from mailer.settings import Settings
 from mailer.transport import open_transport
+from support.smtp_server import SmtpTestServer
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SLUG = "2025-11-kent-network"
 FAST_RETRIES = (0.05, 0.1, 0.2)
 

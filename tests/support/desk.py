@@ -2,7 +2,7 @@
 desk app (``Desk``) mailing the test SMTP server, and signing a person in (by the link mailed, or by
 a link made in the database) with the CSRF values of the desk's forms.
 
-A test module imports what it uses, e.g. ``from desk_fixtures import demo_desk, workspace``; which
+A test module imports what it uses, e.g. ``from support.desk import demo_desk, workspace``; which
 ``workspace`` it imports decides the workspace of every fixture built on ``settings``:
 
 - ``workspace``: the demo workspace (``mailer init --demo``): both networks, their lists and issues;
@@ -29,7 +29,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
-from test_web_browser import free_port, live_server
 
 from mailer.audience.importer import import_csv
 from mailer.audience.shape import Shape
@@ -41,6 +40,7 @@ from mailer.web import create_app
 from mailer.web.desk import people, sessions
 from mailer.web.desk.common import DeskLimits
 from mailer.workspace import init_workspace, write_dkim_keys
+from support.browser import free_port, live_server
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
     warnings.simplefilter("ignore")
@@ -70,7 +70,7 @@ __all__ = [
     "workspace",
 ]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BASE = "http://127.0.0.1:8000"
 CHECK_MAIL = "If you have an account on the desk, a link to sign in is on its way"
 ISSUE = "2025-12-central-england"
@@ -94,7 +94,7 @@ class Desk:
     settings: Settings
     db: Database
     shape: Shape
-    smtp: Any  # tests/smtp_server.py's SmtpTestServer
+    smtp: Any  # tests/support/smtp_server.py's SmtpTestServer
     clock: Clock
     ids: dict[str, int] = field(default_factory=dict)
     """The user id of each person ``add`` added, by address."""

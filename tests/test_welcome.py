@@ -31,19 +31,21 @@ from starlette.applications import Starlette
 from test_inbound import dsn_for
 
 from mailer import sending, tokens
+from mailer.archive import sent_issues
 from mailer.audience import suppression
+from mailer.audience.consent import SignupForm
 from mailer.audience.importer import import_csv
+from mailer.audience.members import ADDED_CHUNK, members_added
 from mailer.audience.shape import Shape, load_shape, sync
 from mailer.db import Database, open_database
+from mailer.forms import read
 from mailer.inbound import process_message
 from mailer.models import Member
 from mailer.settings import Settings, load
 from mailer.web import create_app
 from mailer.web.csrf import Csrf
-from mailer.web.issues import sent_issues
 from mailer.web.pages import Pages
-from mailer.web.signup import validate_signup
-from mailer.web.welcome import ADDED_CHUNK, group_contact, members_added, welcome_message
+from mailer.web.welcome import group_contact, welcome_message
 from mailer.workspace import init_workspace
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
@@ -363,20 +365,9 @@ def test_sign_up_offers_only_regions_inside_a_network(demo: Demo) -> None:
     """With networks declared, a region outside every network (South East, above Kent) cannot be
     chosen, and a postcode leading to one asks for a region instead."""
 
-    def check(**given: Any) -> dict[str, str]:
-        fields: dict[str, Any] = {
-            "email": "x@example.org",
-            "name": "",
-            "region": "",
-            "postcode": "",
-            "interests": [],
-            "consent": True,
-            "wording": "w",
-            "now": TODAY,
-        }
-        fields.update(given)
-        shape = fields.pop("shape", demo.shape)
-        return validate_signup(shape, **fields)[1].errors
+    def check(*, shape: Shape = demo.shape, offered: list[str] | None = None, **given: str) -> dict[str, str]:
+        posted = {"email": "x@example.org", "name": "", "region": "", "postcode": "", "consent": "yes"}
+        return read(SignupForm, posted | given, context={"shape": shape, "offered": offered}).errors
 
     assert check(region="birmingham") == {}
     assert "region" in check(region="south-east")

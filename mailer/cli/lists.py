@@ -13,9 +13,8 @@ import click
 from mailer.cli import App, cli, emit, json_option, pass_app
 
 if TYPE_CHECKING:
-    from mailer.audience.members import NewMember
     from mailer.audience.stats import AudienceStats
-    from mailer.web.welcome import WelcomeReport
+    from mailer.web.welcome import NewMember, WelcomeReport
 
 
 @cli.group("lists")
@@ -140,7 +139,7 @@ def import_command(
         )
         added: list[NewMember] = []
         if welcoming:
-            from mailer.audience.members import members_added
+            from mailer.web.welcome import members_added
 
             added = members_added(session, report.added_ids)
     for bar in bars.values():
@@ -186,7 +185,7 @@ def import_command(
 
 
 def _send_welcomes(app: App, added: list[NewMember]) -> WelcomeReport:
-    """Mail the welcome to each of ``added`` (``members.NewMember``s): a ``WelcomeReport``."""
+    """Mail the welcome to each of ``added`` (``welcome.NewMember``s): a ``WelcomeReport``."""
     from datetime import datetime
 
     from mailer.web.csrf import Csrf

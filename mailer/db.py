@@ -1,7 +1,12 @@
 """Opening the database: engines, sessions, and Alembic migrations shipped in the package.
 
 SQLite (WAL, foreign keys, a busy timeout) is the embedded default; PostgreSQL is reached by URL
-through psycopg 3. ``open_database`` upgrades the schema on first use.
+through psycopg 3. ``open_database`` upgrades the schema on first use. ``write`` runs a short write
+transaction that survives a busy database (the web app's, beside a running send).
+
+The library's functions take a ``Session`` (one transaction) and return typed values; a caller that
+runs them (the web app's pages) gets ``Session`` and ``DriverError`` from here, so that it names
+neither SQLAlchemy nor a table.
 
 Alembic is imported only when a migration may be needed: ``open_database`` compares the stored
 revision with the newest of the package's migration files (read as text, :func:`latest_revision`)
@@ -14,16 +19,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import random
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session as Session  # re-exported: the session the library's functions take
+from sqlalchemy.orm import sessionmaker
 
 from mailer.errors import ConfigError, DatabaseError
 from mailer.redact import redact, redact_url
@@ -34,6 +42,12 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version"  # Alembic's default, which migrations/env.py keeps
+
+T = TypeVar("T")
+
+#: What the database driver raises through SQLAlchemy (busy, unreachable, refusing a value), the
+#: base of ``OperationalError`` and ``IntegrityError``: the web app answers it with "try again later".
+DriverError = DBAPIError
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -216,3 +230,44 @@ def open_database(settings: Settings | str, *, migrate: bool = True) -> Database
         if migrate and not up_to_date(engine):
             upgrade(engine)
     return Database(engine, sessionmaker(engine, expire_on_commit=False))
+
+
+# ---------------------------------------------------------------------------------------------
+# Short write transactions that survive a busy database
+#
+# The web app shares the database with a running send. On SQLite every transaction begins with
+# ``BEGIN IMMEDIATE`` (``make_engine``), so a write waits for the lock up to the busy timeout
+# instead of failing; writes are still retried a few times on "database is locked". On both
+# databases a write that lost a race on a unique key (two one-click POSTs for the same address at
+# once) is retried too: the second try sees the other's row.
+
+ATTEMPTS = 6
+_BUSY = ("database is locked", "database table is locked", "deadlock detected", "could not serialize")
+
+
+def is_busy(exc: OperationalError) -> bool:
+    """Whether ``exc`` is a lock conflict that a retry can get past."""
+    message = str(exc.orig).lower()
+    return any(marker in message for marker in _BUSY)
+
+
+def writer_database(url: str) -> Database:
+    """A Database of its own for short write transactions (the web app's, on SQLite)."""
+    engine = make_engine(url)
+    return Database(engine, sessionmaker(engine, expire_on_commit=False))
+
+
+def write(db: Database, work: Callable[[Session], T], *, attempts: int = ATTEMPTS) -> T:
+    """Run ``work(session)`` in one transaction and commit; retry on a busy database or a lost race."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with db.session() as session:
+                return work(session)
+        except OperationalError as exc:
+            if attempt == attempts or not is_busy(exc):
+                raise
+        except IntegrityError:
+            if attempt == attempts:
+                raise
+        time.sleep(min(0.02 * 2**attempt, 0.5) * (0.5 + random.random()))
+    raise AssertionError("unreachable")  # pragma: no cover

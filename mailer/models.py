@@ -378,7 +378,7 @@ class LoginAttempt(Base):
     """Failed log-ins to the admin pages from one address (an IPv4 address, or an IPv6 /64).
 
     After a few failures each further one locks the address out for twice as long as the last
-    (``locked_until``), up to a cap; a success or a quiet day clears the row (``mailer/web/admin.py``).
+    (``locked_until``), up to a cap; a success or a quiet day clears the row (``mailer.limits``).
     """
 
     __tablename__ = "login_attempts"

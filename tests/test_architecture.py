@@ -2,7 +2,8 @@
 
 Reads every module under ``mailer/`` with ``ast`` (imports inside functions included, since a lazy
 import is still a dependency) and checks the direction of every import against the stage order
-below, that the module-level imports have no cycle, and that no module is over 600 lines. The
+below, that the module-level imports have no cycle, that no module is over 600 lines, and that the
+web pages hold no SQL or ORM query (they parse the request, call the library, render). The
 tests follow one rule of their own: shared helpers live in tests/support/ (or a conftest.py), and no
 test file imports another.
 """
@@ -20,20 +21,20 @@ MAX_LINES = 600
 # Earliest first. A module may import modules of its own stage or of an earlier one, never a later one.
 STAGES: list[tuple[str, ...]] = [
     ("mailer", "mailer.errors"),
+    ("mailer.forms",),  # a foundation: the sign-up and preferences forms are the audience's
     ("mailer.settings", "mailer.slots"),
     ("mailer.models",),
-    ("mailer.db", "mailer.migrations", "mailer.tokens"),
+    ("mailer.db", "mailer.migrations", "mailer.tokens", "mailer.limits"),
     ("mailer.workspace",),
     ("mailer.audience",),
     ("mailer.issue",),
-    ("mailer.forms",),
     ("mailer.compose",),
     ("mailer.render", "mailer.identity"),
     ("mailer.message",),
     ("mailer.transport",),
     ("mailer.sending",),
     ("mailer.inbound",),
-    ("mailer.reports",),
+    ("mailer.reports", "mailer.archive"),
     ("mailer.preview",),
     ("mailer.desk",),
     ("mailer.web",),
@@ -186,3 +187,67 @@ def test_helpers_live_in_tests_support() -> None:
 
     loose = [str(p.relative_to(TESTS)) for p in python_files_of_the_tests() if misplaced(p)]
     assert loose == [], f"move these helpers into tests/support/ (and test modules out of it): {loose}"
+
+
+# ---------------------------------------------------------------------------------------------
+# No SQL or ORM query in the web pages
+
+WEB = PACKAGE / "web"
+#: Left to their own check while they become a library of their own; remove to check them too.
+WEB_EXCLUDED = (WEB / "desk",)
+#: Modules whose import is a query in the making: SQLAlchemy, and the tables.
+QUERY_MODULES = ("sqlalchemy", "mailer.models")
+#: Methods that run a statement (a session's, a connection's) or build one.
+QUERY_CALLS = ("execute", "exec_driver_sql", "scalar", "scalars", "query")
+
+
+def web_modules() -> list[Path]:
+    return [p for p in sorted(WEB.rglob("*.py")) if not any(p.is_relative_to(d) for d in WEB_EXCLUDED)]
+
+
+def queries_in(source: str) -> list[str]:
+    """What in ``source`` imports a query module or calls a query method, by line."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):  # from mailer import models: mailer.models
+            names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in QUERY_CALLS
+        ):
+            found.append((node.lineno, f"calls .{node.func.attr}("))
+        for name in names:
+            if any(name == m or name.startswith(m + ".") for m in QUERY_MODULES):
+                found.append((node.lineno, f"imports {name}"))
+                break
+    return [f"line {line}: {what}" for line, what in sorted(found)]
+
+
+@pytest.mark.parametrize("path", web_modules(), ids=lambda p: module_name(p))
+def test_no_sql_or_orm_query_in_the_web_pages(path: Path) -> None:
+    """A page parses the request, calls the library (which takes a ``mailer.db.Session`` and
+    returns typed values) and renders: it neither imports SQLAlchemy or the tables nor runs a
+    statement."""
+    found = queries_in(path.read_text(encoding="utf-8"))
+    assert found == [], f"{path.relative_to(PACKAGE.parent)}: move the query into the library"
+
+
+def test_the_query_check_sees_a_query() -> None:
+    source = (
+        "from sqlalchemy import select\n"
+        "import mailer.models as m\n"
+        "from mailer import db, models\n"
+        "def f(session):\n"
+        "    return session.execute(select(m.Member)).all(), session.scalar(1)\n"
+    )
+    assert queries_in(source) == [
+        "line 1: imports sqlalchemy",
+        "line 2: imports mailer.models",
+        "line 3: imports mailer.models",
+        "line 5: calls .execute(",
+        "line 5: calls .scalar(",
+    ]

@@ -46,7 +46,7 @@ from mailer.audience.consent import SignupData, mailbox_key
 from mailer.audience.shape import Shape
 from mailer.audience.suppression import is_suppressed, suppress
 from mailer.compose import compose
-from mailer.db import Database
+from mailer.db import Database, write, writer_database
 from mailer.issue import load_issue
 from mailer.models import (
     Campaign,
@@ -64,7 +64,6 @@ from mailer.web import confirmation, create_app
 from mailer.web.context import Limits
 from mailer.web.logs import RedactingFilter
 from mailer.web.ratelimit import network_of
-from mailer.web.writes import write, writer_database
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO / "campaigns" / "2025-11-kent-network" / "issue.yaml"

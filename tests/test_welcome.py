@@ -26,18 +26,21 @@ from conftest import TEST_SECRET
 from sqlalchemy import func, select
 from support.bounces import dsn_for
 from support.cli_runner import MailerCli
-from support.networks import CE, FEW, KENT, TODAY, Demo, app_for, demo, send_issue
+from support.networks import CE, FEW, KENT, Demo, app_for, demo, send_issue
 
 from mailer import tokens
+from mailer.archive import sent_issues
 from mailer.audience import suppression
+from mailer.audience.consent import SignupForm
 from mailer.audience.importer import import_csv
+from mailer.audience.members import ADDED_CHUNK, members_added
+from mailer.audience.shape import Shape
+from mailer.forms import read
 from mailer.inbound import process_message
 from mailer.models import Member
 from mailer.web.csrf import Csrf
-from mailer.web.issues import sent_issues
 from mailer.web.pages import Pages
-from mailer.web.signup import validate_signup
-from mailer.web.welcome import ADDED_CHUNK, group_contact, members_added, welcome_message
+from mailer.web.welcome import group_contact, welcome_message
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
     warnings.simplefilter("ignore")
@@ -303,20 +306,9 @@ def test_sign_up_offers_only_regions_inside_a_network(demo: Demo) -> None:
     """With networks declared, a region outside every network (South East, above Kent) cannot be
     chosen, and a postcode leading to one asks for a region instead."""
 
-    def check(**given: Any) -> dict[str, str]:
-        fields: dict[str, Any] = {
-            "email": "x@example.org",
-            "name": "",
-            "region": "",
-            "postcode": "",
-            "interests": [],
-            "consent": True,
-            "wording": "w",
-            "now": TODAY,
-        }
-        fields.update(given)
-        shape = fields.pop("shape", demo.shape)
-        return validate_signup(shape, **fields)[1].errors
+    def check(*, shape: Shape = demo.shape, offered: list[str] | None = None, **given: str) -> dict[str, str]:
+        posted = {"email": "x@example.org", "name": "", "region": "", "postcode": "", "consent": "yes"}
+        return read(SignupForm, posted | given, context={"shape": shape, "offered": offered}).errors
 
     assert check(region="birmingham") == {}
     assert "region" in check(region="south-east")

@@ -4,11 +4,14 @@
 member who left every network is still not suppressed (only an unsubscribe from all mail is).
 
 Every function takes the address in any spelling that normalises the same and raises
-``UnknownName`` (with a hint) when nobody holds it.
+``UnknownName`` (with a hint) when nobody holds it; the lookups by id at the end (``mail_address``,
+``members_added``) answer None or leave a missing member out instead, for a link or an import
+that names one erased since.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,7 +19,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from mailer.audience import addresses, consent
+from mailer.audience import addresses, consent, suppression
 from mailer.errors import InvalidInput, UnknownName
 from mailer.models import (
     ConsentEvent,
@@ -335,3 +338,45 @@ def forget(session: Session, email: str) -> ForgetReport:
         consent_events_kept=kept,
         newly_suppressed=newly,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Lookups by id: a signed link's member, the members an import added
+
+
+def mail_address(session: Session, member_id: int) -> str | None:
+    """The member's address, when they exist and have not unsubscribed (a mailed preferences link
+    goes only there); else None."""
+    row = session.execute(select(Member.email, Member.address_hash).where(Member.id == member_id)).first()
+    if row is None or suppression.is_hash_suppressed(session, row.address_hash):
+        return None
+    return str(row.email)
+
+
+@dataclass(frozen=True)
+class NewMember:
+    """A member an import added, as its welcome needs them."""
+
+    id: int
+    email: str
+    region: str | None
+
+
+ADDED_CHUNK = 900  # ids in one IN (…): under the 999 parameters of older SQLite builds
+
+
+def members_added(session: Session, ids: Sequence[int]) -> list[NewMember]:
+    """The members an import added, by their ids (``ImportReport.added_ids``), with their address
+    and region, in id order. The import names them itself, so members it only updated, and anyone
+    added meanwhile by another way (a sign-up), are never among them. An id whose member is gone
+    since is left out."""
+    found: list[NewMember] = []
+    for start in range(0, len(ids), ADDED_CHUNK):
+        rows = session.execute(
+            select(Member.id, Member.email, Region.slug)
+            .outerjoin(Region, Region.id == Member.region_id)
+            .where(Member.id.in_(ids[start : start + ADDED_CHUNK]))
+        ).all()
+        found.extend(NewMember(r[0], r[1], r[2]) for r in rows)
+    found.sort(key=lambda member: member.id)
+    return found

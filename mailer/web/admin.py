@@ -10,7 +10,7 @@ Without a password set, the pages are closed (403). Pages are plain HTML with in
 JavaScript, no cookies; they are never cached.
 
 Guessing is slowed per address (an IPv4 address, or an IPv6 /64), in the database
-(``login_attempts``) so that it holds across processes and restarts: after
+(``mailer.limits``, ``login_attempts``) so that it holds across processes and restarts: after
 ``Limits.admin_failures`` wrong passwords, each further one locks the address out for twice as long
 as the last (1 s, 2 s, 4 s, … up to ``Limits.admin_lock_max``), and while it is locked out every
 request gets 429 with Retry-After, the right password included. A right password clears the count;
@@ -23,17 +23,15 @@ import base64
 import binascii
 import hmac
 import ipaddress
-from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from mailer import reports as report
 from mailer.errors import UnknownName
-from mailer.models import LoginAttempt
-from mailer.web.context import Limits, client_ip, web
+from mailer.limits import has_failures, locked_for, record_failure, record_success
+from mailer.web.context import client_ip, web
 from mailer.web.pages import PAGE_HEADERS
 from mailer.web.ratelimit import network_of
 
@@ -53,9 +51,6 @@ def _password_of(request: Request) -> str | None:
     return password if sep else None
 
 
-FORGET_AFTER = timedelta(days=1)
-
-
 def attempt_key(host: str) -> str:
     """What failed log-ins are counted by: the IPv4 address, or the IPv6 /64 (one customer's)."""
     try:
@@ -64,36 +59,6 @@ def attempt_key(host: str) -> str:
     except ValueError:
         return host[:64] or "unknown"
     return network_of(host)
-
-
-def locked_for(session: Session, key: str, now: datetime) -> float | None:
-    """Seconds until ``key`` may try again, or None when it is not locked out."""
-    row = session.get(LoginAttempt, key)
-    if row is None or row.locked_until is None or row.locked_until <= now:
-        return None
-    return max((row.locked_until - now).total_seconds(), 1.0)
-
-
-def record_failure(session: Session, key: str, now: datetime, limits: Limits) -> None:
-    """Count a wrong password from ``key``; past ``limits.admin_failures``, lock it out."""
-    row = session.get(LoginAttempt, key, with_for_update=True)
-    if row is None or row.last_failed_at < now - FORGET_AFTER:
-        if row is not None:
-            session.delete(row)
-            session.flush()
-        row = LoginAttempt(address=key, failures=0, first_failed_at=now, last_failed_at=now)
-        session.add(row)
-    row.failures += 1
-    row.last_failed_at = now
-    over = row.failures - limits.admin_failures
-    if over >= 0:
-        row.locked_until = now + timedelta(seconds=min(2.0**over, limits.admin_lock_max))
-
-
-def record_success(session: Session, key: str) -> None:
-    row = session.get(LoginAttempt, key)
-    if row is not None:
-        session.delete(row)
 
 
 async def check(request: Request) -> Response | None:
@@ -116,9 +81,9 @@ async def check(request: Request) -> Response | None:
     if given is None:  # no password yet: ask for one (not a failure)
         return _ask(request)
     if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
-        await w.write(lambda s: record_failure(s, key, now, w.limits))
+        await w.write(lambda s: record_failure(s, key, now, w.limits.admin_lockout))
         return _ask(request)
-    if await w.read(lambda s: s.get(LoginAttempt, key) is not None):
+    if await w.read(lambda s: has_failures(s, key)):
         await w.write(lambda s: record_success(s, key))
     return None
 

@@ -33,7 +33,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -45,7 +44,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mailer import tokens
 from mailer.audience.shape import Shape, load_shape
-from mailer.db import Database, open_database
+from mailer.db import Database, DriverError, open_database, writer_database
 from mailer.errors import ConfigError, TokenError
 from mailer.settings import Settings
 from mailer.web import admin, archive, calendars, preferences, signup, unsubscribe
@@ -55,7 +54,6 @@ from mailer.web.desk.routes import routes as desk_routes
 from mailer.web.logs import redact, secrets_of
 from mailer.web.mail import relay_sender
 from mailer.web.pages import Pages
-from mailer.web.writes import writer_database
 
 log = logging.getLogger("mailer.web")
 
@@ -207,8 +205,7 @@ def create_app(
             tokens.ExpiredToken: preferences.expired_link,
             TokenError: _bad_token,
             HTTPException: _http_error,
-            OperationalError: _database_error,
-            DBAPIError: _database_error,
+            DriverError: _database_error,  # busy, unreachable, refusing a value (mailer.db)
             Exception: _crash,
         },
         lifespan=lifespan,

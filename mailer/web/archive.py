@@ -5,7 +5,7 @@ No personal data is shown: the slot markers left in rendered variants (the membe
 unsubscribe and preferences links) are replaced with neutral text and a link to a page explaining
 that those links are personal (``NEUTRAL_SLOTS``).
 
-Each issue speaks as its network (``issues.issue_network``): its public edition is rendered as that
+Each issue speaks as its network (``mailer.archive.issue_network``): its public edition is rendered as that
 network. With several networks (``lists/networks.toml``) the archive lists each network's issues
 under its name, ``/archive/?network=SLUG`` shows one network's (headed as that network), and
 ``/archive/feed.atom?network=SLUG`` is its feed; an unknown ``network`` is a 404.
@@ -15,24 +15,29 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, time
-from typing import Any
 
-from sqlalchemy import select
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from mailer.archive import (
+    SentIssue,
+    issue_network,
+    query_network,
+    sent_issue,
+    sent_issues,
+    started_campaign,
+    variant_html,
+)
 from mailer.audience.networks import Network, networks_of
 from mailer.compose import compose_all
 from mailer.errors import MailerError
 from mailer.identity import Identity, campaign_identity
-from mailer.models import Campaign, Variant
 from mailer.render import Renderer
 from mailer.settings import Settings
 from mailer.slots import fill_slots
 from mailer.web.context import Web, web
-from mailer.web.issues import STARTED, SentIssue, issue_network, query_network, sent_issue, sent_issues
 
 ATOM = "http://www.w3.org/2005/Atom"
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
@@ -180,16 +185,7 @@ async def variant(request: Request) -> Response:
     """A stored variant, as its members got it, with the personal slots made neutral."""
     w = web(request)
     slug, key = request.path_params["slug"], request.path_params["key"]
-
-    def find(session: Any) -> str | None:
-        html = session.scalar(
-            select(Variant.html)
-            .join(Campaign, Campaign.id == Variant.campaign_id)
-            .where(Campaign.slug == slug, Campaign.status.in_(STARTED), Variant.key == key)
-        )
-        return None if html is None else str(html)
-
-    html = await w.read(find)
+    html = await w.read(lambda s: variant_html(s, slug, key))
     if html is None:
         raise HTTPException(404)
     return HTMLResponse(neutralise(html, w.settings), headers=EDITION_HEADERS)
@@ -234,9 +230,7 @@ async def campaign_file(request: Request) -> Response:
     suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if suffix not in IMAGE_TYPES or "/" in name or "\\" in name or name.startswith("."):
         raise HTTPException(404)
-    started = await w.read(
-        lambda s: s.scalar(select(Campaign.id).where(Campaign.slug == slug, Campaign.status.in_(STARTED)))
-    )
+    started = await w.read(lambda s: started_campaign(s, slug))
     folder = w.settings.path("campaigns", slug).resolve()
     path = (folder / name).resolve()
     if started is None or path.parent != folder or not path.is_file():

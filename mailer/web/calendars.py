@@ -30,23 +30,23 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import icalendar
-from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mailer.archive import STARTED, SentIssue, issue_network, sent_issues
 from mailer.audience import segments
 from mailer.audience.networks import Network, networks_of, of_region
 from mailer.audience.shape import Shape
 from mailer.compose import CalendarEntry, calendar_entries
+from mailer.db import Session
 from mailer.errors import MailerError
 from mailer.issue import Event, Newsletter
 from mailer.issue.calendar_text import event_uid, place_text, sentence
 from mailer.issue.schema import one_line
 from mailer.settings import Settings
 from mailer.web.context import web
-from mailer.web.issues import STARTED, SentIssue, issue_network, sent_issues
 
 MEDIA_TYPE = "text/calendar; charset=utf-8"
 

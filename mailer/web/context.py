@@ -8,18 +8,17 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, TypeVar
 
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from mailer.audience.shape import Shape
-from mailer.db import Database
+from mailer.db import Database, Session, write
+from mailer.limits import Limit, Lockout, hit
 from mailer.settings import Settings
 from mailer.tokens import TokenData
 from mailer.web.csrf import Csrf
 from mailer.web.pages import Pages
-from mailer.web.ratelimit import Limit, hit, network_of
-from mailer.web.writes import write
+from mailer.web.ratelimit import network_of
 
 T = TypeVar("T")
 
@@ -29,7 +28,7 @@ SendMail = Callable[[EmailMessage], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Limits:
-    """The web app's limits, counted in the database (``mailer.web.ratelimit``). The defaults of
+    """The web app's limits, counted in the database (``mailer.limits``). The defaults of
     the sign-up limits come from the settings (``Limits.from_settings``)."""
 
     signups_per_client: int = 20
@@ -71,6 +70,10 @@ class Limits:
             self.preference_mails_per_member,
             timedelta(seconds=self.preference_mail_window),
         )
+
+    @property
+    def admin_lockout(self) -> Lockout:
+        return Lockout(self.admin_failures, self.admin_lock_max)
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""Reading form posts: urlencoded or multipart, with small limits (no file uploads anywhere)."""
+"""Reading form posts: urlencoded or multipart, with small limits (no file uploads anywhere).
+
+``posted`` turns a post into the mapping ``mailer.forms.read`` checks against a form's model.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ from urllib.parse import parse_qsl
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
+
+from mailer.forms import Form, is_list_field
 
 MAX_BODY = 64 * 1024
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -43,4 +48,19 @@ def texts(form: FormData, name: str, limit: int = 100) -> list[str]:
     for value in form.getlist(name):
         if isinstance(value, str) and value.strip() and value.strip()[:limit] not in out:
             out.append(value.strip()[:limit])
+    return out
+
+
+def posted(
+    form: FormData, model: type[Form], *, limit: int = 1000, item_limit: int = 100
+) -> dict[str, object]:
+    """The fields of ``form`` that ``model`` reads, as ``mailer.forms.read`` takes them: every value
+    of a list field (``is_list_field``: checkboxes, ``texts``), else the field's text (``text``, cut
+    to ``limit``). A field that was not posted is left out, so it takes the model's default."""
+    out: dict[str, object] = {}
+    for name in model.model_fields:
+        if name in form:
+            out[name] = (
+                texts(form, name, item_limit) if is_list_field(model, name) else text(form, name, limit)
+            )
     return out

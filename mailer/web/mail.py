@@ -14,6 +14,7 @@ delivery, so such a bounce is recorded as unverified and changes no member.
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid
@@ -21,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from mailer.audience.networks import Network, default_network
 from mailer.errors import RenderError, TransportError
-from mailer.models import utcnow
 from mailer.settings import Settings
 from mailer.tokens import bounce_address
 from mailer.transport import data_payload, open_transport
@@ -57,7 +57,7 @@ def system_mail(
     msg["To"] = to
     if network.reply_to:
         msg["Reply-To"] = network.reply_to
-    msg["Date"] = format_datetime(utcnow())
+    msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain=settings.list_domain)
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
     msg.set_content(body.strip("\n") + "\n")

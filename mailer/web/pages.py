@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from mailer.audience.networks import Network, default_network
+from mailer.forms import FormRefused
 from mailer.render import template_loader
 from mailer.settings import Settings
 from mailer.web.csrf import Csrf
@@ -94,6 +95,22 @@ class Pages:
         """A plain page with a heading and a paragraph (errors, "done" pages)."""
         context = {"title": title, "text": text, **extra}
         return self.page(request, "message.html", context, status=status, headers=headers, network=network)
+
+    def refused(
+        self,
+        request: Request,
+        name: str,
+        context: dict[str, Any],
+        refused: FormRefused,
+        *,
+        status: int = 400,
+        csrf_scope: str | None = None,
+        network: Network | None = None,
+    ) -> HTMLResponse:
+        """A members' form page (``name``) shown again for a refused post: ``context`` as the page
+        shows the form, plus the refusal's message by field as ``errors``; 400 unless ``status``."""
+        values = {**context, "errors": dict(refused.errors)}
+        return self.page(request, name, values, status=status, csrf_scope=csrf_scope, network=network)
 
     def form_expired(self, request: Request, *, what: str = "changed") -> HTMLResponse:
         """403 for a form whose CSRF token is missing or old: nothing was ``what`` (changed, sent)."""

@@ -9,7 +9,8 @@ change appends its line to the consent log (``preferences``, ``leave-network``, 
 an unchanged form appends nothing. A member who has unsubscribed sees that, and how to sign up again
 (only a confirmed sign-up lifts a suppression): the page never resubscribes anyone, and they cannot
 rejoin a network from it. The page speaks as the network of the link's campaign
-(``page_network``).
+(``page_network``). The form is ``consent.PreferencesForm``: a refused post shows the form again
+with a message by field (``Pages.refused``) and changes nothing.
 
 A preferences link works for ``Settings.preferences_link_days`` (90 by default) after it was sent,
 so that a link found in an old mail or a log does not open a member's profile for ever. An older
@@ -23,53 +24,27 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer import tokens
 from mailer.audience import consent
-from mailer.audience.addresses import clean_name
-from mailer.audience.consent import MemberPreferences, Preferences
+from mailer.audience.consent import MemberPreferences, Preferences, PreferencesForm
+from mailer.audience.members import mail_address
 from mailer.audience.networks import Network, member_network
 from mailer.audience.shape import Shape
-from mailer.audience.suppression import is_hash_suppressed
+from mailer.db import Session
 from mailer.errors import MailerError
-from mailer.models import Member
+from mailer.forms import FormRefused
 from mailer.web.context import Web, in_range, web
-from mailer.web.forms import read_form, text, texts
+from mailer.web.forms import posted, read_form
 from mailer.web.mail import system_mail
-
-NAME_LIMIT = 200
 
 
 def region_options(shape: Shape) -> list[tuple[str, str]]:
     """(slug, "South East › Kent") for every region, parents before children."""
     return [(r.slug, shape.label(r.slug)) for _depth, r in shape.walk()]
-
-
-def validate_choice(
-    shape: Shape, name: str, region: str, interests: list[str]
-) -> tuple[Preferences, dict[str, str]]:
-    """The posted choice and the problems with it, by field."""
-    errors: dict[str, str] = {}
-    if region and region not in shape.regions:
-        errors["region"] = "Choose your region from the list."
-    unknown = [i for i in interests if i not in shape.interests]
-    if unknown:
-        errors["interests"] = "Choose interests from the list."
-    cleaned = clean_name(name)
-    if len(cleaned) > NAME_LIMIT:
-        errors["name"] = f"Your name can be at most {NAME_LIMIT} characters long."
-    choice = Preferences(
-        cleaned[:NAME_LIMIT],
-        region if region in shape.regions else None,
-        frozenset(i for i in interests if i in shape.interests),
-    )
-    return choice, errors
 
 
 def page_network(w: Web, network: str | None, region: str | None = None) -> Network | None:
@@ -163,30 +138,22 @@ def _expired(w: Web, request: Request, network: Network | None) -> Response:
     )
 
 
-def _kept_networks(w: Web, form: FormData) -> frozenset[str] | None:
-    """The networks the member keeps, as ticked in the form; None when the form had no Networks
-    fieldset (one network, or a form from before), so that no network is left by omission."""
-    if len(w.shape.networks) < 2 or not text(form, "networks_shown", 10):
-        return None
-    return frozenset(n for n in texts(form, "networks") if n in w.shape.networks)
-
-
 async def save(request: Request) -> Response:
     """POST: save name, region, interests and (with several networks) the networks kept."""
     w, data, view, network = await _member(request)
     form = await read_form(request)
     if not w.csrf.check(request, form, _scope(request)):
         return _expired(w, request, network)
-    choice, errors = validate_choice(
-        w.shape, text(form, "name", 1000), text(form, "region", 100), texts(form, "interests")
-    )
-    kept = _kept_networks(w, form)
-    context = _form_context(w, request, view, choice, kept)
-    if errors:
-        context["errors"] = errors
-        return w.pages.page(
-            request, "preferences.html", context, status=400, csrf_scope=_scope(request), network=network
+    fields = posted(form, PreferencesForm)
+    try:
+        checked = consent.check_preferences(fields, w.shape)
+    except FormRefused as refused:
+        context = _form_context(w, request, view, *consent.preferences_shown(refused.values, w.shape))
+        scope = _scope(request)
+        return w.pages.refused(
+            request, "preferences.html", context, refused, csrf_scope=scope, network=network
         )
+    choice, kept = checked.choice(), checked.kept_networks()
 
     def work(session: Session) -> list[str] | None:
         changes = consent.save_preferences(session, data.member_id, choice, campaign_id=data.campaign)
@@ -201,6 +168,7 @@ async def save(request: Request) -> Response:
         now: MemberPreferences | None = await w.read(lambda s: consent.preferences_of(s, data.member_id))
         context = _form_context(w, request, now or view)
     else:
+        context = _form_context(w, request, view, choice, kept)
         context["saved"] = changes
     return w.pages.page(request, "preferences.html", context, csrf_scope=_scope(request), network=network)
 
@@ -223,14 +191,6 @@ async def leave(request: Request) -> Response:
 # Mailing a fresh link
 
 
-def _mail_address(session: Session, member_id: int) -> str | None:
-    """The member's address, when they exist and have not unsubscribed; else None."""
-    row = session.execute(select(Member.email, Member.address_hash).where(Member.id == member_id)).first()
-    if row is None or is_hash_suppressed(session, row.address_hash):
-        return None
-    return str(row.email)
-
-
 async def mail_preferences_link(
     w: Web, request: Request, member_id: int, campaign: int | None, network: Network | None = None
 ) -> Response:
@@ -238,7 +198,7 @@ async def mail_preferences_link(
     unsubscribed and have not had too many such mails lately), and say the same in every case.
     The mail and the page speak as ``network`` (the link's campaign's)."""
     if await w.hit(w.limits.preference_mails, str(member_id)) is None:
-        address = await w.read(lambda s: _mail_address(s, member_id))
+        address = await w.read(lambda s: mail_address(s, member_id))
         if address is not None:
             token = tokens.sign("preferences", member_id, keys=w.keys, campaign=campaign)
             message = system_mail(

@@ -1,7 +1,8 @@
 """Sign-up with double opt-in: ``/subscribe`` (and an embeddable form), ``/confirm/{token}``.
 
-1. ``POST /subscribe`` checks the form (name, email, region or postcode, interests, the consent box
-   with the wording from ``Settings.consent_wording``), then mails the address: a confirmation link
+1. ``POST /subscribe`` checks the form (``consent.SignupForm``: name, email, region or postcode,
+   interests, the consent box with the wording from ``Settings.consent_wording``; a refused form
+   comes back with a message by field, ``Pages.refused``), then mails the address: a confirmation link
    for a new (or unsubscribed) address, or "you are already subscribed; manage your preferences
    here" for a current member (``already_subscribed``). The page says the same in every
    case ("check your inbox"), so it never tells a stranger who is a member. Nothing is stored: the
@@ -16,7 +17,7 @@ confirmation link issued after the suppression.
 
 Against bots and mail-bombing: a honeypot field (``website``, hidden from people and screen
 readers) that, when filled, gets the usual page and no mail; and limits counted in the database, so
-that they hold across processes and restarts (``mailer.web.ratelimit``): form posts per client
+that they hold across processes and restarts (``mailer.limits``): form posts per client
 network (IPv4 /24, IPv6 /64; 429 beyond), and mails per mailbox, with plus-tags and Gmail's dots
 stripped (``consent.mailbox_key``; beyond, the usual page and no mail). A name holding a web or mail
 address, or over 80 characters, is refused (``consent.signup_name_problem``), and no name a
@@ -37,10 +38,6 @@ postcode leads to one. Without networks.toml every region is offered, as before.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Collection
-from dataclasses import dataclass
-from datetime import datetime
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -48,145 +45,38 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer import tokens
-from mailer.audience.addresses import address_hash, clean_name, is_mailable, normalise
+from mailer.archive import query_network, sent_issues
+from mailer.audience.addresses import address_hash
 from mailer.audience.consent import (
     SignupData,
+    SignupForm,
     StaleConfirmation,
     already_subscribed,
+    check_signup,
     confirm_signup,
     mailbox_key,
-    signup_name_problem,
+    signup_regions,
+    signup_shown,
 )
 from mailer.audience.networks import Network, networks_of
-from mailer.audience.shape import Shape
-from mailer.errors import InvalidInput, MailerError, TransportError
+from mailer.errors import MailerError, TransportError
+from mailer.forms import FormRefused
+from mailer.limits import hashed_key
 from mailer.web import confirmation
 from mailer.web.context import Web, client_network, web
-from mailer.web.forms import read_form, text, texts
-from mailer.web.issues import query_network, sent_issues
+from mailer.web.forms import posted, read_form, text
 from mailer.web.logs import redact, secrets_of
 from mailer.web.mail import system_mail
 from mailer.web.preferences import region_options
-from mailer.web.ratelimit import hashed_key
 from mailer.web.welcome import network_of_member, welcome_message
 
 log = logging.getLogger("mailer.web")
 
 HONEYPOT = "website"
-POSTCODE_LIMIT = 16
-_POSTCODE = re.compile(r"[A-Z0-9 ]*")
-
-
-@dataclass(frozen=True)
-class SignupForm:
-    """The form as posted (for showing it again) and the problems with it, by field."""
-
-    values: dict[str, object]
-    errors: dict[str, str]
-
-
-def _postcode(value: str) -> str:
-    return " ".join(value.upper().split())[:POSTCODE_LIMIT]
-
-
-def validate_signup(
-    shape: Shape,
-    *,
-    email: str,
-    name: str,
-    region: str,
-    postcode: str,
-    interests: list[str],
-    consent: bool,
-    wording: str,
-    now: datetime,
-    offered: Collection[str] | None = None,
-) -> tuple[SignupData | None, SignupForm]:
-    """Check a sign-up; the data to seal into the confirmation link, or None and the problems.
-
-    ``offered``: the regions the form lists (None: every region one can sign up in,
-    ``signup_regions``: with networks declared, those inside a network); a region chosen from the
-    list must be one of them, and a postcode's region must belong to a network."""
-    networked = signup_regions(shape, None)
-    offered = offered if offered is not None else networked
-    errors: dict[str, str] = {}
-    address = ""
-    try:
-        address = normalise(email)
-    except InvalidInput:
-        errors["email"] = "Enter your email address, like name@example.org."
-    if address and not is_mailable(address):
-        errors["email"] = (
-            "We cannot yet send to an address with accented or non-Latin letters before the @: "
-            "please give another address."
-        )
-    cleaned = clean_name(name)
-    problem = signup_name_problem(cleaned)
-    if problem:
-        errors["name"] = problem
-    code = _postcode(postcode)
-    if not _POSTCODE.fullmatch(code):
-        errors["postcode"] = (
-            "Enter a postcode like ME14 1HH (letters, digits and a space), or leave it empty."
-        )
-        code = ""
-    chosen: str | None = None
-    if region:
-        if region in shape.regions and (offered is None or region in offered):
-            chosen = region
-        else:
-            errors["region"] = "Choose your region from the list."
-    elif code:
-        chosen = shape.region_for_postcode(code)
-        if chosen is not None and networked is not None and chosen not in networked:
-            chosen = None  # an area no network covers: nobody would write to them
-        if chosen is None and "postcode" not in errors:
-            errors["region"] = (
-                "We do not know the area of that postcode yet: choose your region from the list."
-            )
-    elif "postcode" not in errors:
-        errors["region"] = "Choose your region, or give your postcode."
-    if any(i not in shape.interests for i in interests):
-        errors["interests"] = "Choose interests from the list."
-    if not consent:
-        errors["consent"] = "Tick the box to agree to receive our emails."
-    values: dict[str, object] = {
-        "email": email,
-        "name": cleaned,
-        "region": region,
-        "postcode": code,
-        "interests": [i for i in interests if i in shape.interests],
-        "consent": consent,
-    }
-    form = SignupForm(values, errors)
-    if errors:
-        return None, form
-    data = SignupData(
-        email=address,
-        name=cleaned,
-        region=chosen,
-        postcode=code,
-        interests=tuple(sorted(set(interests))),
-        wording=wording,
-        issued_at=now,
-    )
-    return data, form
 
 
 # ---------------------------------------------------------------------------------------------
 # Routes
-
-
-def signup_regions(shape: Shape, network: Network | None) -> list[str] | None:
-    """The regions one can sign up in: ``network``'s; with no network given, those of every
-    declared network; None (every region) when the workspace declares none."""
-    if network is not None and network.regions:
-        return [
-            slug for slug in shape.regions if any(top in network.regions for top in shape.ancestors(slug))
-        ]
-    if network is None and shape.networks:
-        return [slug for n in shape.networks.values() for slug in signup_regions(shape, n) or []]
-    return None
 
 
 def form_network(w: Web, request: Request) -> Network | None:
@@ -212,38 +102,51 @@ def _region_groups(w: Web, network: Network | None) -> list[tuple[str, list[tupl
 
 
 def _form_page(
-    w: Web, request: Request, form: SignupForm | None = None, *, status: int = 200, notice: str = ""
+    w: Web,
+    request: Request,
+    values: dict[str, object] | None = None,
+    *,
+    refused: FormRefused | None = None,
+    status: int = 200,
+    notice: str = "",
 ) -> Response:
-    values = form.values if form else {}
+    """The sign-up form: empty (the region ``?region=`` names, if offered, chosen), or showing
+    ``values`` again (``signup_shown``) with the ``refused`` post's message by field (400)."""
+    values = values or {}
     network = form_network(w, request)
     offered = signup_regions(w.shape, network)
     preset_region = request.query_params.get("region", "")
     if preset_region not in w.shape.regions or (offered is not None and preset_region not in offered):
         preset_region = ""
-    return w.pages.page(
-        request,
-        "subscribe.html",
-        {
-            "action": "/subscribe" + (f"?network={network.slug}" if network is not None else ""),
-            "groups": _region_groups(w, network),
-            "interests": [w.shape.interests[s] for s in w.shape.interests],
-            "wording": w.settings.consent_wording,
-            "values": {
-                "email": values.get("email", ""),
-                "name": values.get("name", ""),
-                "region": values.get("region", preset_region),
-                "postcode": values.get("postcode", ""),
-                "interests": values.get("interests", []),
-                "consent": values.get("consent", False),
-            },
-            "errors": form.errors if form else {},
-            "notice": notice,
-            "honeypot": HONEYPOT,
-            "several": len(w.shape.networks) > 1 and network is None,
+    context = {
+        "action": "/subscribe" + (f"?network={network.slug}" if network is not None else ""),
+        "groups": _region_groups(w, network),
+        "interests": [w.shape.interests[s] for s in w.shape.interests],
+        "wording": w.settings.consent_wording,
+        "values": {
+            "email": values.get("email", ""),
+            "name": values.get("name", ""),
+            "region": values.get("region", preset_region),
+            "postcode": values.get("postcode", ""),
+            "interests": values.get("interests", []),
+            "consent": values.get("consent", False),
         },
-        status=status,
-        csrf_scope="/subscribe",
-        network=network,
+        "errors": {},
+        "notice": notice,
+        "honeypot": HONEYPOT,
+        "several": len(w.shape.networks) > 1 and network is None,
+    }
+    if refused is not None:
+        return w.pages.refused(
+            request,
+            "subscribe.html",
+            context,
+            refused,
+            csrf_scope="/subscribe",
+            network=network,
+        )
+    return w.pages.page(
+        request, "subscribe.html", context, status=status, csrf_scope="/subscribe", network=network
     )
 
 
@@ -285,31 +188,19 @@ async def subscribe(request: Request) -> Response:
             network=form_of,
         )
     form = await read_form(request)
-    consent = text(form, "consent", 10) == "yes"
-    data, checked = validate_signup(
-        w.shape,
-        email=text(form, "email", 320),
-        name=text(form, "name", 1000),
-        region=text(form, "region", 100),
-        postcode=text(form, "postcode", 100),
-        interests=texts(form, "interests"),
-        consent=consent,
-        wording=w.settings.consent_wording,
-        now=w.clock(),
-        offered=signup_regions(w.shape, form_of),
-    )
+    fields = posted(form, SignupForm)
+    shown = signup_shown(fields, w.shape)
     if not w.csrf.check(request, form, "/subscribe"):
         # A post from an embedded form (another site) or an expired page: nothing is sent; the
         # form comes back filled in, with a fresh CSRF value, to check and send.
-        return _form_page(
-            w,
-            request,
-            SignupForm(checked.values, {}),
-            status=403,
-            notice="Please check your details and press Subscribe to finish signing up.",
-        )
-    if data is None:
-        return _form_page(w, request, checked, status=400)
+        notice = "Please check your details and press Subscribe to finish signing up."
+        return _form_page(w, request, shown, status=403, notice=notice)
+    try:
+        offered = signup_regions(w.shape, form_of)
+        now, wording = w.clock(), w.settings.consent_wording
+        data = check_signup(fields, w.shape, wording=wording, now=now, offered=offered)
+    except FormRefused as refused:
+        return _form_page(w, request, shown, refused=refused)
     network = network_of_member(w.shape, w.settings, data.region)  # the region decides
     if text(form, HONEYPOT, 1000):
         return _check_inbox(w, request, network)  # a bot: the usual answer, and no mail
@@ -343,8 +234,8 @@ async def subscribe(request: Request) -> Response:
         await w.send_mail(message)
     except TransportError as exc:
         if not exc.temporary:  # the relay refused this address for good
-            refused = SignupForm(checked.values, {"email": "We could not send an email to this address."})
-            return _form_page(w, request, refused, status=400)
+            bounced = FormRefused({"email": "We could not send an email to this address."}, values=fields)
+            return _form_page(w, request, shown, refused=bounced)
         return _try_later(w, request, network)
     except MailerError:
         return _try_later(w, request, network)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -36,6 +35,7 @@ from starlette.routing import Route
 from mailer import tokens
 from mailer.audience import consent
 from mailer.audience.networks import Network
+from mailer.db import Session
 from mailer.web.context import Web, in_range, web
 from mailer.web.forms import read_form
 from mailer.web.preferences import mail_preferences_link, page_network

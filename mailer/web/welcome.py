@@ -3,8 +3,8 @@ text, their local group's contact, the next events near them and their preferenc
 
 Sent when a sign-up is confirmed (``signup.confirm``: a new member, or one coming back after an
 unsubscribe; confirming twice sends one welcome) and, with ``mailer lists import --welcome``, to
-each member an import added (the ids its report names, ``ImportReport.added_ids``: ``members_added``,
-``send_welcomes``); never to a member an import only updated.
+each member an import added (the ids its report names, ``ImportReport.added_ids``:
+``members.members_added``, ``send_welcomes``); never to a member an import only updated.
 
 - **From** the network of the member's region (``networks.member_network``); a region outside every
   declared network, or none, gets the organisation's (the workspace's default network).
@@ -31,19 +31,18 @@ from datetime import date
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from mailer import tokens
+from mailer.archive import SentIssue, sent_issues
+from mailer.audience.members import NewMember as NewMember  # re-exported for `lists import --welcome`
+from mailer.audience.members import members_added as members_added  # (mailer.cli.lists imports both here)
 from mailer.audience.networks import Network, member_network
 from mailer.audience.shape import Shape
+from mailer.db import Session
 from mailer.errors import ConfigError, MailerError
 from mailer.issue.calendar_text import calendar_url, place_text, when_text
-from mailer.models import Member, Region
 from mailer.settings import Settings
 from mailer.web.calendars import feed_events
 from mailer.web.context import SendMail
-from mailer.web.issues import SentIssue, sent_issues
 from mailer.web.mail import system_mail
 from mailer.web.pages import Pages
 
@@ -137,7 +136,7 @@ def welcome_for(
     today: date,
 ) -> Welcome:
     """The welcome of member ``member_id`` living in ``region``; ``issues``: the sent issues
-    (``issues.sent_issues``), whose calendars give the next events."""
+    (``archive.sent_issues``), whose calendars give the next events."""
     if not settings.secrets:
         raise ConfigError(
             "a welcome mail carries a signed preferences link and needs the key for signed links",
@@ -196,13 +195,6 @@ def render_welcome(pages: Pages, settings: Settings, welcome: Welcome, *, to: st
 # Welcomes for an import (``mailer lists import --welcome``)
 
 
-@dataclass(frozen=True)
-class NewMember:
-    id: int
-    email: str
-    region: str | None
-
-
 @dataclass
 class WelcomeReport:
     """How the welcomes of an import went: ``sent``, and each address not sent to with why."""
@@ -212,26 +204,6 @@ class WelcomeReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"sent": self.sent, "failed": [{"email": e, "reason": r} for e, r in self.failed]}
-
-
-ADDED_CHUNK = 900  # ids in one IN (…): under the 999 parameters of older SQLite builds
-
-
-def members_added(session: Session, ids: Sequence[int]) -> list[NewMember]:
-    """The members an import added, by their ids (``ImportReport.added_ids``), with their address
-    and region, in id order. The import names them itself, so members it only updated, and anyone
-    added meanwhile by another way (a sign-up), are never among them. An id whose member is gone
-    since is left out."""
-    found: list[NewMember] = []
-    for start in range(0, len(ids), ADDED_CHUNK):
-        rows = session.execute(
-            select(Member.id, Member.email, Region.slug)
-            .outerjoin(Region, Region.id == Member.region_id)
-            .where(Member.id.in_(ids[start : start + ADDED_CHUNK]))
-        ).all()
-        found.extend(NewMember(r[0], r[1], r[2]) for r in rows)
-    found.sort(key=lambda member: member.id)
-    return found
 
 
 def send_welcomes(

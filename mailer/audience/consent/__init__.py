@@ -6,10 +6,12 @@ A package with a module per concern (``signup``, ``unsubscribe``, ``networks``, 
 Every change to what a person agreed to goes through here, and each appends its line to the consent
 log (``consent_log``), so the web pages, inbound mail and the CLI apply the same rules:
 
-- **Sign-up** is double opt-in. ``already_subscribed`` decides what a sign-up request mails: a
-  current member is told they are subscribed; a new or unsubscribed address gets a confirmation
-  link carrying the pending sign-up (``SignupData``). ``confirm_signup`` creates or updates the
-  member when the link comes back and logs a ``subscribe`` event (source "signup", the wording shown).
+- **Sign-up** is double opt-in. ``check_signup`` reads the form (``SignupForm``) into the pending
+  sign-up (``SignupData``) or refuses it with a message by field (``mailer.forms.FormRefused``).
+  ``already_subscribed`` decides what a sign-up request mails: a current member is told they are
+  subscribed; a new or unsubscribed address gets a confirmation link carrying the pending sign-up.
+  ``confirm_signup`` creates or updates the member when the link comes back and logs a
+  ``subscribe`` event (source "signup", the wording shown).
   A name with a web or mail address in it, or over 80 characters, is refused
   (``signup_name_problem``); sign-up mails are counted per mailbox (``mailbox_key``: plus-tags and
   Gmail's dots stripped) so that one mailbox's variants cannot be mail-bombed.
@@ -19,9 +21,9 @@ log (``consent_log``), so the web pages, inbound mail and the CLI apply the same
 - **Unsubscribe** (``unsubscribe``, ``unsubscribe_member``) adds a suppression with its reason, its
   source (one-click, link, mailto, bounce, admin) and the campaign that prompted it; the
   suppression is added once and every request is logged (``suppression.suppress_hash``).
-- **Preferences** (``save_preferences``): name, home region and interests; a ``preferences`` event
-  says what changed. An unsubscribed member's preferences are never saved, and saving never
-  resubscribes anyone.
+- **Preferences** (``check_preferences`` reads the form, ``PreferencesForm``; ``save_preferences``):
+  name, home region and interests; a ``preferences`` event says what changed. An unsubscribed
+  member's preferences are never saved, and saving never resubscribes anyone.
 - **Networks** (issue 12): a member may leave one network's mail (``leave_network``: a
   ``network_leaves`` row, added once, and a ``leave-network`` line in the log every time) and rejoin
   it from their preferences page only (``rejoin_network``: ``join-network``; never an import).
@@ -52,18 +54,25 @@ from mailer.audience.consent.networks import (
 from mailer.audience.consent.preferences import (
     MemberPreferences,
     Preferences,
+    PreferencesForm,
+    check_preferences,
     preferences_of,
+    preferences_shown,
     save_preferences,
 )
 from mailer.audience.consent.signup import (
     SIGNUP_NAME_LIMIT,
     Confirmed,
     SignupData,
+    SignupForm,
     StaleConfirmation,
     already_subscribed,
+    check_signup,
     confirm_signup,
     mailbox_key,
     signup_name_problem,
+    signup_regions,
+    signup_shown,
 )
 from mailer.audience.consent.unsubscribe import Unsubscribed, campaign_label, unsubscribe, unsubscribe_member
 
@@ -76,11 +85,15 @@ __all__ = [
     "Left",
     "MemberPreferences",
     "Preferences",
+    "PreferencesForm",
     "SignupData",
+    "SignupForm",
     "StaleConfirmation",
     "Unsubscribed",
     "already_subscribed",
     "campaign_label",
+    "check_preferences",
+    "check_signup",
     "confirm_signup",
     "detach_log",
     "has_left",
@@ -89,10 +102,13 @@ __all__ = [
     "network_of_campaign",
     "networks_left",
     "preferences_of",
+    "preferences_shown",
     "rejoin_network",
     "save_networks",
     "save_preferences",
     "signup_name_problem",
+    "signup_regions",
+    "signup_shown",
     "subscribe_imported",
     "unsubscribe",
     "unsubscribe_member",

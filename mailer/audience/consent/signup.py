@@ -1,20 +1,27 @@
-"""Sign-up: double opt-in, and the only way a suppression is lifted (a confirmed sign-up)."""
+"""Sign-up: the form, double opt-in, and the only way a suppression is lifted (a confirmed sign-up)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from pydantic import ConfigDict, ValidationInfo, field_validator
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from mailer.audience import suppression
-from mailer.audience.addresses import address_hash
+from mailer.audience.addresses import address_hash, clean_name, is_mailable, normalise
 from mailer.audience.consent.log import log_line, stamp
-from mailer.errors import MailerError
+from mailer.errors import InvalidInput, MailerError
+from mailer.forms import Form, read
 from mailer.models import Interest, Member, NetworkLeave, Region, Suppression, utcnow
+
+if TYPE_CHECKING:
+    from mailer.audience.networks import Network
+    from mailer.audience.shape import Shape
 
 # ---------------------------------------------------------------------------------------------
 # Sign-up (double opt-in)
@@ -73,6 +80,171 @@ def mailbox_key(normalised: str) -> str:
     if domain in _GMAIL:
         local, domain = local.replace(".", ""), "gmail.com"
     return f"{local}@{domain}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The sign-up form
+
+
+def signup_regions(shape: Shape, network: Network | None) -> list[str] | None:
+    """The regions one can sign up in: ``network``'s; with no network given, those of every
+    declared network; None (every region) when the workspace declares none."""
+    if network is not None and network.regions:
+        return [
+            slug for slug in shape.regions if any(top in network.regions for top in shape.ancestors(slug))
+        ]
+    if network is None and shape.networks:
+        return [slug for n in shape.networks.values() for slug in signup_regions(shape, n) or []]
+    return None
+
+
+POSTCODE_LIMIT = 16
+_POSTCODE = re.compile(r"[A-Z0-9 ]*")
+
+
+def _postcode(value: str) -> str:
+    return " ".join(value.upper().split())[:POSTCODE_LIMIT]
+
+
+def _context(info: ValidationInfo) -> tuple[Shape, Collection[str] | None, list[str] | None]:
+    """The shape, the regions the form offers and those inside a network, from the context."""
+    context = info.context or {}
+    shape: Shape = context["shape"]
+    networked = signup_regions(shape, None)
+    offered: Collection[str] | None = context.get("offered")
+    return shape, offered if offered is not None else networked, networked
+
+
+class SignupForm(Form):
+    """The sign-up form (``/subscribe`` and the embeddable one), read with the context ``shape``
+    (regions, interests, postcode areas) and ``offered`` (the regions the form lists; None: every
+    region one can sign up in, ``signup_regions``: with networks declared, those inside a network).
+
+    A region chosen from the list must be one offered; without one, the postcode's region is taken,
+    and it must belong to a network (an area no network covers would have nobody to write to it).
+    The fields are checked in this order, so that ``region`` sees the postcode as checked."""
+
+    model_config = ConfigDict(validate_default=True)
+    messages: ClassVar[dict[str, str]] = {"interests": "Choose interests from the list."}
+
+    email: str = ""
+    name: str = ""
+    postcode: str = ""
+    region: str | None = ""
+    """As posted, the region chosen from the list; as checked, the member's region."""
+    interests: tuple[str, ...] = ()
+    consent: bool = False
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        try:
+            address = normalise(value)
+        except InvalidInput:
+            raise ValueError("Enter your email address, like name@example.org.") from None
+        if not is_mailable(address):
+            raise ValueError(
+                "We cannot yet send to an address with accented or non-Latin letters before the @: "
+                "please give another address."
+            )
+        return address
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        cleaned = clean_name(value)
+        problem = signup_name_problem(cleaned)
+        if problem:
+            raise ValueError(problem)
+        return cleaned
+
+    @field_validator("postcode")
+    @classmethod
+    def _tidy_postcode(cls, value: str) -> str:
+        code = _postcode(value)
+        if not _POSTCODE.fullmatch(code):
+            raise ValueError(
+                "Enter a postcode like ME14 1HH (letters, digits and a space), or leave it empty."
+            )
+        return code
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None, info: ValidationInfo) -> str | None:
+        shape, offered, networked = _context(info)
+        if value:
+            if value in shape.regions and (offered is None or value in offered):
+                return value
+            raise ValueError("Choose your region from the list.")
+        if "postcode" not in info.data:
+            return None  # a postcode that is wrong has its own message
+        code = info.data["postcode"]
+        if not code:
+            raise ValueError("Choose your region, or give your postcode.")
+        chosen = shape.region_for_postcode(code)
+        if chosen is None or (networked is not None and chosen not in networked):
+            raise ValueError(
+                "We do not know the area of that postcode yet: choose your region from the list."
+            )
+        return chosen
+
+    @field_validator("interests")
+    @classmethod
+    def _interests(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        shape, _offered, _networked = _context(info)
+        if any(i not in shape.interests for i in value):
+            raise ValueError("Choose interests from the list.")
+        return tuple(sorted(set(value)))
+
+    @field_validator("consent", mode="before")
+    @classmethod
+    def _consent(cls, value: object) -> bool:
+        if value is True or value == "yes":
+            return True
+        raise ValueError("Tick the box to agree to receive our emails.")
+
+    def signup(self, *, wording: str, now: datetime) -> SignupData:
+        """The sign-up to seal into the confirmation link: agreed to ``wording`` at ``now``."""
+        return SignupData(
+            email=self.email,
+            name=self.name,
+            region=self.region,
+            postcode=self.postcode,
+            interests=self.interests,
+            wording=wording,
+            issued_at=now,
+        )
+
+
+def check_signup(
+    posted: Mapping[str, object],
+    shape: Shape,
+    *,
+    wording: str,
+    now: datetime,
+    offered: Collection[str] | None = None,
+) -> SignupData:
+    """The sign-up ``posted`` asks for (``SignupForm``, with ``shape`` and ``offered`` as its
+    context), agreed to ``wording`` at ``now``; ``FormRefused`` with a message by field and the
+    values as posted when any field is wrong."""
+    context: dict[str, Any] = {"shape": shape, "offered": offered}
+    return read(SignupForm, posted, context=context).checked().signup(wording=wording, now=now)
+
+
+def signup_shown(values: Mapping[str, object], shape: Shape) -> dict[str, object]:
+    """The sign-up form's fields as it shows them again (refused, or posted without its CSRF
+    value): the address and region as typed, the name cleaned, the postcode tidied (empty when it
+    is not one), the known interests and whether the box was ticked."""
+    code = _postcode(str(values.get("postcode", "")))
+    interests = values.get("interests", ())
+    return {
+        "email": str(values.get("email", "")),
+        "name": clean_name(str(values.get("name", ""))),
+        "region": str(values.get("region", "")),
+        "postcode": code if _POSTCODE.fullmatch(code) else "",
+        "interests": [i for i in interests if i in shape.interests] if isinstance(interests, list) else [],
+        "consent": values.get("consent") == "yes",
+    }
 
 
 class StaleConfirmation(MailerError):

@@ -8,7 +8,8 @@ colour, and the DKIM domain it signs with. They are declared in ``lists/networks
     [[network]]
     slug = "central-england"
     name = "Central England Network"
-    regions = ["central-england"]          # the top regions it owns, with everything below them
+    regions = ["central-england"]          # the top regions it owns, with everything below them;
+                                           # left out, every region no other network lists
     from_address = "central-england@example.org"
     reply_to = "ce-editor@example.org"     # optional
     postal_address = "…"                   # the footer's postal address (PECR)
@@ -179,6 +180,17 @@ def load_networks(path: Path, regions: dict[str, RegionDef], problems: list[Prob
                 )
             owner[region] = network.slug
         networks[network.slug] = network
+    owning_all = [n.slug for n in networks.values() if not n.regions]
+    if len(owning_all) > 1:
+        problems.append(
+            Problem(
+                f"networks {', '.join(map(repr, owning_all))} list no regions: only one network may own "
+                "every region no other network lists",
+                path=path,
+                field="regions",
+                hint='give each network its top regions, e.g. regions = ["kent"]',
+            )
+        )
     # A network's region may not sit inside another network's subtree (it would belong to both).
     for region, slug in owner.items():
         current = regions[region].parent if region in regions else None
@@ -250,7 +262,7 @@ def _one(
         problem(f"colour {values['colour']!r} is not #rrggbb", "colour", 'e.g. colour = "#ffde00"')
         ok = False
     raw = entry.get("regions", [])
-    if not isinstance(raw, list) or not raw or not all(isinstance(r, str) for r in raw):
+    if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
         problem("regions must list the top regions the network owns", "regions", 'e.g. regions = ["kent"]')
         return None
     for region in raw:
@@ -314,16 +326,18 @@ def named(shape: Shape, settings: Settings, slug: str) -> Network:
 
 def of_region(shape: Shape, settings: Settings, region: str | None) -> Network | None:
     """The network ``region`` belongs to: the one owning its nearest listed ancestor. With no
-    networks declared, the default one; None for a region outside every declared network."""
+    networks declared, the default one; for a region outside every listed subtree (or none), the
+    network that lists no regions if there is one, else None."""
     if not shape.networks:
         return default_network(settings)
+    rest = next((n for n in shape.networks.values() if not n.regions), None)
     if region is None or region not in shape.regions:
-        return None
+        return rest
     owners = {r: n for n in shape.networks.values() for r in n.regions}
     for slug in shape.ancestors(region):
         if slug in owners:
             return owners[slug]
-    return None
+    return rest
 
 
 def audience_regions(audience: str, shape: Shape) -> set[str]:

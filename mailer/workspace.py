@@ -327,18 +327,8 @@ def init_workspace(
     write(target / ".gitignore", "".join(line + "\n" for line in ignored))
     written.extend(write_keys(target))
     source = demo_source()
-    if network is None or example:
-        for name in SHAPE_FILES:
-            src = source / "lists" / name
-            if src.exists():
-                write(target / "lists" / name, src.read_text(encoding="utf-8"))
-    else:
-        for name, text in zip(
-            SHAPE_FILES, (EMPTY_REGIONS, EMPTY_INTERESTS, EMPTY_SEGMENTS, EMPTY_POSTCODE_AREAS), strict=True
-        ):
-            write(target / "lists" / name, text)
-    if network is not None:
-        write(target / "lists" / "networks.toml", network.networks_toml())
+    for name, text in _lists(source, network, example).items():
+        write(target / "lists" / name, text)
     (target / "campaigns").mkdir(exist_ok=True)
     if demo:
         for name in DEMO_FILES:
@@ -349,3 +339,20 @@ def init_workspace(
                 shutil.copytree(campaign, dest)
                 written.append(dest)
     return written
+
+
+def _lists(source: Path, network: NewNetwork | None, example: bool) -> dict[str, str]:
+    """The lists/ files of a new workspace, by name: the example network's shape (without a
+    network of its own, or with ``example``) or empty ones to fill in; and the network's identity."""
+    files: dict[str, str] = {}
+    if network is None or example:
+        for name in SHAPE_FILES:
+            src = source / "lists" / name
+            if src.exists():
+                files[name] = src.read_text(encoding="utf-8")
+    else:
+        empty = (EMPTY_REGIONS, EMPTY_INTERESTS, EMPTY_SEGMENTS, EMPTY_POSTCODE_AREAS)
+        files.update(zip(SHAPE_FILES, empty, strict=True))
+    if network is not None:
+        files["networks.toml"] = network.networks_toml()
+    return files

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -231,16 +232,7 @@ def _one(
             value = ""
         values[key] = value.strip() if key not in _MULTILINE else value.strip("\n")
     slug = values.pop("slug")
-    ok = True
-    for key, value in values.items():
-        allowed = "\n" if key in _MULTILINE else ""
-        if any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in value) or len(value) > _LONGEST:
-            problem(
-                f"{key} holds control characters or is over {_LONGEST} characters",
-                key,
-                "plain text only: it goes into mail headers and footers",
-            )
-            ok = False
+    ok = _plain_text(values, problem)
     if not _SLUG.match(slug):
         problem(
             f"bad network slug {slug!r}",
@@ -274,6 +266,21 @@ def _one(
     return Network(
         slug=slug, regions=tuple(raw), **{k: v for k, v in values.items() if v} | _required(values)
     )
+
+
+def _plain_text(values: dict[str, str], problem: Callable[[str, str, str | None], None]) -> bool:
+    """Whether every value is plain text of a sane length; a problem for each that is not."""
+    ok = True
+    for key, value in values.items():
+        allowed = "\n" if key in _MULTILINE else ""
+        if any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in value) or len(value) > _LONGEST:
+            problem(
+                f"{key} holds control characters or is over {_LONGEST} characters",
+                key,
+                "plain text only: it goes into mail headers and footers",
+            )
+            ok = False
+    return ok
 
 
 def check_region_sender(region: RegionDef, path: Path, line: int | None, problems: list[Problem]) -> None:

@@ -12,6 +12,7 @@ import os
 import secrets as _secrets
 import tomllib
 from dataclasses import dataclass, field, fields, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -433,18 +434,20 @@ def secret_weakness(key: str) -> str | None:
 
 def _pattern_bits(key: str, per_character: float) -> float:
     """A second estimate of a key's randomness that sees through runs and repeats: a character
-    continuing a run of equal steps (``abc``, ``246``, ``aaa``) costs 1 bit, a stretch of 4 or more
-    characters that already occurred costs what pointing back at it does, any other character
-    ``per_character`` (its share of the Shannon estimate)."""
+    continuing a run of equal steps (``abc``, ``246``, ``aaa``) or a walk along a keyboard row
+    (``qwer``) costs 1 bit, a stretch of 4 or more characters that already occurred (in either case)
+    costs what pointing back at it does, any other character ``per_character`` (its share of the
+    Shannon estimate)."""
     import math
 
     n = len(key)
+    folded = key.lower()
     pointer = 2 * math.log2(n)
     bits, i = 0.0, 0
     while i < n:
         copied = 0
         for length in range(n - i, 3, -1):
-            if key[i : i + length] in key[:i]:
+            if folded[i : i + length] in folded[:i]:
                 copied = length
                 break
         if copied:
@@ -452,9 +455,19 @@ def _pattern_bits(key: str, per_character: float) -> float:
             i += copied
             continue
         steps = i >= 2 and ord(key[i]) - ord(key[i - 1]) == ord(key[i - 1]) - ord(key[i - 2])
-        bits += 1.0 if steps else per_character
+        walk = i >= 2 and _next_key(folded[i - 2], folded[i - 1]) and _next_key(folded[i - 1], folded[i])
+        bits += 1.0 if steps or walk else per_character
         i += 1
     return bits
+
+
+_KEYBOARD_ROWS = ("`1234567890-=", "qwertyuiop[]\\", "asdfghjkl;'", "zxcvbnm,./")
+_BESIDE = frozenset(pair for row in _KEYBOARD_ROWS for a, b in pairwise(row) for pair in ((a, b), (b, a)))
+
+
+def _next_key(a: str, b: str) -> bool:
+    """Whether ``b`` is beside ``a`` on a keyboard row (qwerty, asdf, 1234…)."""
+    return (a, b) in _BESIDE
 
 
 def check_secrets(secret: str, *, path: Path | None = None) -> None:

@@ -63,7 +63,10 @@ def _show(result: Readiness) -> None:
             "outbox are allowed"
         )
     counts = f"{len(result.errors)} problem(s), {len(result.warnings)} warning(s)"
-    click.echo(f"{'READY' if result.ready else 'NOT READY'} to mail real people: {counts}")
+    if result.demo and result.ready:
+        click.echo(f"READY as a demo (it mails nobody real): {counts}")
+    else:
+        click.echo(f"{'READY' if result.ready else 'NOT READY'} to mail real people: {counts}")
 
 
 def _show_record(check: RecordCheck) -> None:

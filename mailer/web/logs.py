@@ -1,9 +1,10 @@
 """What the web app writes to its logs: never a whole token, never a password.
 
 Links carry tokens that act for a member (``/u/TOKEN`` unsubscribes, ``/p/TOKEN`` edits a profile,
-``/confirm/TOKEN`` subscribes) or an editor (``/desk/sign-in/TOKEN`` signs in), so an access log holding them would let its readers act for every
-member in it. ``redact`` cuts every token in a path to its first ``PREFIX`` characters (enough to
-tell two requests apart, far too few to use), masks the password of any ``scheme://user:password@``
+``/confirm/TOKEN`` subscribes) or an editor (``/desk/sign-in/TOKEN`` signs in), so an access log
+holding them would let its readers act for every member and editor in it. ``redact`` cuts every
+token in a path to its first ``PREFIX`` characters (enough to tell two requests apart, far too few
+to use), masks the password of any ``scheme://user:password@``
 URL and any HTTP Basic credentials, and replaces the workspace's own secrets (the token keys, the
 admin and relay passwords) wherever they appear.
 

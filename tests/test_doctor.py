@@ -228,3 +228,22 @@ def test_the_demo_workspace_is_ready_until_campaigns_wait_for_a_dead_worker(
     assert stuck.exit_code == 2
     assert "error: workers: 1 campaign(s) wait to be sent (queued-one) and no worker is alive" in stuck.stdout
     assert "mailer worker" in stuck.stdout
+
+
+def test_check_never_says_ok_after_an_error(mailer_cli: MailerCli, workspace: Path) -> None:
+    """A DKIM key readable by others: `campaigns check` prints the error once, then NOT READY."""
+    shutil.copytree(
+        REPO / "tests" / "fixtures" / "campaigns" / "2025-11-kent-network", workspace / "campaigns" / "k"
+    )
+    mailer_cli("dkim", "keys", check=True)
+    (workspace / ".mailer-dkim.pem").chmod(0o644)
+    out = mailer_cli("campaigns", "check", "k", "--no-database")
+    assert out.exit_code == 2
+    assert out.stdout.count("the DKIM key file is readable by others") == 1, out.stdout
+    assert "chmod 600" in out.stdout
+    assert out.stdout.rstrip().endswith("NOT READY: 1 error(s), 0 warning(s)"), out.stdout
+    assert "OK" not in out.stdout.replace("NOT READY", "")
+    data = json.loads(mailer_cli("campaigns", "check", "k", "--no-database", "--json").stdout)
+    assert data["ok"] is False
+    doctor = mailer_cli("doctor")
+    assert doctor.exit_code == 2 and "error: dkim: the DKIM key file is readable by others" in doctor.stdout

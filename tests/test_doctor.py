@@ -247,3 +247,51 @@ def test_check_never_says_ok_after_an_error(mailer_cli: MailerCli, workspace: Pa
     assert data["ok"] is False
     doctor = mailer_cli("doctor")
     assert doctor.exit_code == 2 and "error: dkim: the DKIM key file is readable by others" in doctor.stdout
+
+
+def test_init_asks_at_a_terminal(tmp_path: Path) -> None:
+    """`mailer init DIR` at a real terminal (a pty) asks for what no flag gave, the list domain
+    defaulting from the From address's domain."""
+    import pty
+    import subprocess
+    import sys
+
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    console = Path(sys.executable).with_name("mailer")
+    ws = tmp_path / "asked"
+    proc = subprocess.Popen(
+        [str(console), "init", str(ws), "--name", "Central England Network"],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env=env,
+        close_fds=True,
+    )
+    os.close(secondary)
+    answers = f"news@{DOMAIN}\nhttps://news.{DOMAIN}\n\n5 Example Row, Birmingham B1 1AA\n"
+    os.write(primary, answers.encode())
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=30) == 0, seen.decode(errors="replace")
+    os.close(primary)
+    transcript = seen.decode(errors="replace")
+    assert "The address your mail comes From" in transcript
+    assert f"[lists.{DOMAIN}]" in transcript, "the list domain's default comes from the From address"
+    assert "Your network's name" not in transcript, "a flag given is not asked again"
+    settings = load(ws, env={})
+    assert (settings.from_address, settings.base_url, settings.list_domain) == (
+        f"news@{DOMAIN}",
+        f"https://news.{DOMAIN}",
+        f"lists.{DOMAIN}",
+    )
+    assert (
+        'postal_address = "5 Example Row, Birmingham B1 1AA"' in (ws / "lists" / "networks.toml").read_text()
+    )

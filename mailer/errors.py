@@ -128,6 +128,10 @@ class ConfigError(MailerError):
     exit_code = 2
 
 
+class NotReady(InvalidInput):
+    """The workspace is not ready to mail real people (``mailer doctor``): each problem with its fix."""
+
+
 class DatabaseError(MailerError):
     """The database cannot be opened, migrated or used."""
 

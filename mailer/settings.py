@@ -12,6 +12,7 @@ import os
 import secrets as _secrets
 import tomllib
 from dataclasses import dataclass, field, fields, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -183,6 +184,18 @@ class Settings:
     greeting_without_name: str = _setting(
         "Hello,", "The first line for a member without a name (and for test sends to nobody's address)."
     )
+    demo: bool = _setting(
+        False,
+        "This workspace is a demo or a test bench, not a network's own: `mailer doctor`, `campaigns "
+        "check` and a send then allow example.org addresses, a local base_url and a Maildir outbox. "
+        "`mailer demo` sets it; a workspace that mails real people must not.",
+    )
+    dns_resolver: str = _setting(
+        "",
+        "The DNS server `mailer doctor` asks for the records to publish (SPF, DKIM, DMARC, MX), as "
+        "HOST or HOST:PORT; empty means the machine's own resolvers.",
+        env="MAILER_DNS_RESOLVER",
+    )
     allow_http_unsubscribe: bool = _setting(
         False,
         "Allow an http:// base_url outside localhost. One-click unsubscribe (RFC 8058) needs https, and "
@@ -314,8 +327,9 @@ def declared() -> list[tuple[str, Any, str, str | None]]:
     return out
 
 
-def default_toml(organisation: str | None = None, from_address: str | None = None) -> str:
-    """The text of a new mailer.toml: every setting, commented with its help."""
+def default_toml(organisation: str | None = None, from_address: str | None = None, **values: Any) -> str:
+    """The text of a new mailer.toml: every setting, commented with its help; ``values`` (by
+    setting name) replace the defaults."""
     import tomli_w
 
     lines = [
@@ -325,8 +339,8 @@ def default_toml(organisation: str | None = None, from_address: str | None = Non
         "",
     ]
     for name, default, help_, env in declared():
-        given = {"organisation": organisation, "from_address": from_address}.get(name)
-        value = given if given else default
+        given = {**values, "organisation": organisation, "from_address": from_address}.get(name)
+        value = given if given not in (None, "") else default
         lines.append(f"# {help_}" + (f" Overridden by {env}." if env else ""))
         lines.append(tomli_w.dumps({name: value}).strip())
         lines.append("")
@@ -409,7 +423,51 @@ def secret_weakness(key: str) -> str | None:
     digits = sum(c.isdigit() for c in key) / len(key)  # random hex is ~37 % digits; phrases have few
     if one_case >= 0.6 and vowels >= 0.3 and common >= 0.2 and digits < 0.25:
         return "it reads like words, and phrases are guessable"
+    patterned = _pattern_bits(key, bits / len(key))
+    if patterned < SECRET_MIN_BITS:
+        return (
+            f"it is built of runs or repeats (such as 0123… or abcabc…) and holds about {patterned:.0f} "
+            f"bits of randomness; a key needs at least {SECRET_MIN_BITS}"
+        )
     return None
+
+
+def _pattern_bits(key: str, per_character: float) -> float:
+    """A second estimate of a key's randomness that sees through runs and repeats: a character
+    continuing a run of equal steps (``abc``, ``246``, ``aaa``) or a walk along a keyboard row
+    (``qwer``) costs 1 bit, a stretch of 4 or more characters that already occurred (in either case)
+    costs what pointing back at it does, any other character ``per_character`` (its share of the
+    Shannon estimate)."""
+    import math
+
+    n = len(key)
+    folded = key.lower()
+    pointer = 2 * math.log2(n)
+    bits, i = 0.0, 0
+    while i < n:
+        copied = 0
+        for length in range(n - i, 3, -1):
+            if folded[i : i + length] in folded[:i]:
+                copied = length
+                break
+        if copied:
+            bits += pointer
+            i += copied
+            continue
+        steps = i >= 2 and ord(key[i]) - ord(key[i - 1]) == ord(key[i - 1]) - ord(key[i - 2])
+        walk = i >= 2 and _next_key(folded[i - 2], folded[i - 1]) and _next_key(folded[i - 1], folded[i])
+        bits += 1.0 if steps or walk else per_character
+        i += 1
+    return bits
+
+
+_KEYBOARD_ROWS = ("`1234567890-=", "qwertyuiop[]\\", "asdfghjkl;'", "zxcvbnm,./")
+_BESIDE = frozenset(pair for row in _KEYBOARD_ROWS for a, b in pairwise(row) for pair in ((a, b), (b, a)))
+
+
+def _next_key(a: str, b: str) -> bool:
+    """Whether ``b`` is beside ``a`` on a keyboard row (qwerty, asdf, 1234…)."""
+    return (a, b) in _BESIDE
 
 
 def check_secrets(secret: str, *, path: Path | None = None) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from mailer.errors import ConfigError
+from mailer.errors import ConfigError, InvalidInput, Problem
 from mailer.settings import (
     SECRET_FILE,
     SETTINGS_FILE,
@@ -22,10 +24,157 @@ from mailer.settings import (
 )
 
 SHAPE_FILES = ("regions.toml", "interests.toml", "segments.toml", "postcode_areas.csv")
-# The demo's members and its two networks (Kent, Central England). A new workspace has one network,
-# made from mailer.toml's organisation and from_address, until it writes lists/networks.toml.
+# The demo's members and its two networks (Kent, Central England). A workspace made for a network
+# of its own (``NewNetwork``) gets lists/networks.toml with that one network instead.
 DEMO_FILES = ("members.csv", "networks.toml")
 DEMO_ORGANISATION = "Example Human Rights UK"
+
+# What `mailer init` writes for a value it was not given (without a terminal, or on purpose):
+# `mailer doctor` names each as a problem until it is set.
+PLACEHOLDER_NAME = "Our Network"
+PLACEHOLDER_FROM = "newsletter@example.org"
+PLACEHOLDER_BASE_URL = "http://127.0.0.1:8000"
+
+_ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+_LONGEST = 500
+
+EMPTY_REGIONS = """\
+# Your network's region tree: where members live, and what issues and sign-ups target.
+# Each [[region]] has a slug (lower-case letters, digits and hyphens; used in segments, issue files
+# and CSV imports), a name (shown to members) and, below the top level, a parent. Targeting a region
+# reaches everyone below it. A local group's region may add `contact` (named in the welcome mail),
+# `from_name` and `reply_to` (the sender of a mailing to that group alone).
+# To rename a region's slug later, keep the old one as `renamed_from = "old-slug"` for one sync.
+# Run `mailer lists sync` after every edit; running it twice changes nothing.
+#
+# [[region]]
+# slug = "west-midlands"
+# name = "West Midlands"
+#
+# [[region]]
+# slug = "birmingham"
+# name = "Birmingham"
+# parent = "west-midlands"
+# contact = "Birmingham group: birmingham@your-domain.org"
+"""
+
+EMPTY_INTERESTS = """\
+# What members can choose to hear about: each [[interest]] has a slug, a name and a description.
+#
+# [[interest]]
+# slug = "refugees"
+# name = "Refugee rights"
+# description = "Campaigns and events for refugees and people seeking asylum."
+"""
+
+EMPTY_SEGMENTS = """\
+# Saved audiences, by name: each [[segment]] has a name and a segment expression
+# (region:SLUG, interest:SLUG, joined:>2025-01-01, combined with and, or, not and brackets).
+#
+# [[segment]]
+# name = "birmingham-refugees"
+# expression = "region:birmingham and interest:refugees"
+"""
+
+EMPTY_POSTCODE_AREAS = "area,region\n"
+
+
+@dataclass(frozen=True)
+class NewNetwork:
+    """The network a new workspace is for: what `mailer init` asks or takes as flags."""
+
+    name: str = PLACEHOLDER_NAME
+    from_address: str = PLACEHOLDER_FROM
+    base_url: str = PLACEHOLDER_BASE_URL
+    list_domain: str = ""  # empty: lists.<From's domain>
+    postal_address: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.list_domain.strip().lower() or default_list_domain(self.from_address)
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or "network"
+
+    def problems(self) -> list[Problem]:
+        """Every value that cannot be used, each naming its flag and the fix."""
+        out: list[Problem] = []
+        for flag, value, multiline in (
+            ("--name", self.name, False),
+            ("--postal-address", self.postal_address, True),
+        ):
+            allowed = "\n" if multiline else ""
+            if (
+                any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in value)
+                or len(value) > _LONGEST
+            ):
+                out.append(
+                    Problem(
+                        f"{value[:60]!r} holds control characters or is over {_LONGEST} characters",
+                        field=flag,
+                        hint="plain text only: it goes into mail headers and footers",
+                    )
+                )
+        if not self.name.strip():
+            out.append(Problem("the network needs a name", field="--name", hint='e.g. --name "Kent Network"'))
+        if not _ADDRESS.match(self.from_address):
+            out.append(
+                Problem(
+                    f"{self.from_address!r} is not an email address with a domain",
+                    field="--from",
+                    hint="e.g. --from news@your-network.org",
+                )
+            )
+        parts = urlsplit(self.base_url.strip())
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or any(c.isspace() for c in self.base_url)
+        ):
+            out.append(
+                Problem(
+                    f"{self.base_url!r} is not an http(s) URL",
+                    field="--base-url",
+                    hint="the address members open the web app at, e.g. https://news.your-network.org",
+                )
+            )
+        if self.domain and not _DOMAIN.match(self.domain):
+            out.append(
+                Problem(
+                    f"{self.domain!r} is not a domain name",
+                    field="--list-domain",
+                    hint="e.g. lists.your-network.org",
+                )
+            )
+        return out
+
+    def networks_toml(self) -> str:
+        """lists/networks.toml with this one network, owning every region."""
+        import tomli_w
+
+        entry: dict[str, Any] = {
+            "slug": self.slug,
+            "name": self.name,
+            "from_address": self.from_address,
+            "list_id": self.slug,
+            "postal_address": self.postal_address,
+        }
+        return (
+            "# Who your mail speaks as. `postal_address` is the footer's postal address, which UK marketing\n"
+            "# mail must carry (PECR); `charity` a registration line, `reply_to`, `sign_off`, `welcome`,\n"
+            "# `heading` and `colour` are optional. A network without `regions` owns every region; with\n"
+            '# several networks, give each its top regions (regions = ["west-midlands"]).\n\n'
+            + tomli_w.dumps({"network": [entry]}, multiline_strings=True)
+        )
+
+
+def default_list_domain(from_address: str) -> str:
+    """The list domain made from a From address: ``lists.`` and the address's domain."""
+    domain = from_address.rpartition("@")[2].strip().lower()
+    return f"lists.{domain}" if domain else ""
+
 
 TEMPLATES_README = """\
 # Templates
@@ -136,14 +285,27 @@ def write_dkim_keys(target: Path, settings: Settings | None = None) -> list[Path
 
 
 def init_workspace(
-    target: Path, *, organisation: str | None = None, from_address: str | None = None, demo: bool = False
+    target: Path,
+    *,
+    organisation: str | None = None,
+    from_address: str | None = None,
+    demo: bool = False,
+    network: NewNetwork | None = None,
+    example: bool = False,
 ) -> list[Path]:
-    """Make a workspace in ``target``: mailer.toml, templates/, lists/ (the demo shape), campaigns/
-    and its private keys (``write_keys``: .mailer-secret, mode 600).
+    """Make a workspace in ``target``: mailer.toml, templates/, lists/, campaigns/ and its private
+    keys (``write_keys``: .mailer-secret, mode 600); return the paths written.
 
-    With ``demo`` the demo members and campaigns come too. Existing files are never overwritten;
-    the paths written are returned.
+    For a ``network`` of its own (what ``mailer init`` makes): its settings in mailer.toml, its
+    identity in lists/networks.toml, and an empty region tree, interests and segments to fill in
+    (the demo network's with ``example``). Without one, the example network's lists, in a
+    workspace marked ``demo = true`` (tests and benchmarks make these); with ``demo`` the demo
+    members and campaigns come too. Existing files are never overwritten.
     """
+    if network is not None:
+        problems = network.problems()
+        if problems:
+            raise InvalidInput(problems, summary="the network's details cannot be used")
     target.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
@@ -155,16 +317,18 @@ def init_workspace(
 
     if demo and organisation is None:
         organisation = DEMO_ORGANISATION  # the movement; its networks speak for themselves
-    write(target / SETTINGS_FILE, default_toml(organisation, from_address))
+    values: dict[str, Any] = {"demo": network is None}
+    if network is not None:
+        organisation, from_address = network.name, network.from_address
+        values.update(base_url=network.base_url.strip().rstrip("/"), list_domain=network.domain)
+    write(target / SETTINGS_FILE, default_toml(organisation, from_address, **values))
     write(target / "templates" / "README.md", TEMPLATES_README)
     ignored = ("mailer.db*", "outbox/", ".mailer-secret", ".mailer-dkim*.pem", "*.rejected.csv", "preview/")
     write(target / ".gitignore", "".join(line + "\n" for line in ignored))
     written.extend(write_keys(target))
     source = demo_source()
-    for name in SHAPE_FILES:
-        src = source / "lists" / name
-        if src.exists():
-            write(target / "lists" / name, src.read_text(encoding="utf-8"))
+    for name, text in _lists(source, network, example).items():
+        write(target / "lists" / name, text)
     (target / "campaigns").mkdir(exist_ok=True)
     if demo:
         for name in DEMO_FILES:
@@ -175,3 +339,20 @@ def init_workspace(
                 shutil.copytree(campaign, dest)
                 written.append(dest)
     return written
+
+
+def _lists(source: Path, network: NewNetwork | None, example: bool) -> dict[str, str]:
+    """The lists/ files of a new workspace, by name: the example network's shape (without a
+    network of its own, or with ``example``) or empty ones to fill in; and the network's identity."""
+    files: dict[str, str] = {}
+    if network is None or example:
+        for name in SHAPE_FILES:
+            src = source / "lists" / name
+            if src.exists():
+                files[name] = src.read_text(encoding="utf-8")
+    else:
+        empty = (EMPTY_REGIONS, EMPTY_INTERESTS, EMPTY_SEGMENTS, EMPTY_POSTCODE_AREAS)
+        files.update(zip(SHAPE_FILES, empty, strict=True))
+    if network is not None:
+        files["networks.toml"] = network.networks_toml()
+    return files

@@ -28,6 +28,7 @@ from mailer.settings import Settings, load
 from mailer.workspace import init_workspace
 
 if TYPE_CHECKING:
+    from support.dns_server import DnsTestServer
     from support.sending import Mailing
     from support.smtp_server import SmtpTestServer
 
@@ -250,6 +251,16 @@ def smtp_server_factory() -> Iterator[Callable[..., SmtpTestServer]]:
     yield factory
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def dns_server() -> Iterator[DnsTestServer]:
+    """A tiny DNS server on 127.0.0.1 that answers from its ``zone``; see dns_server.py."""
+    from support.dns_server import DnsTestServer
+
+    server = DnsTestServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -281,7 +281,7 @@ def test_cli_init_and_sync(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MAILER_SECRET"}  # init writes .mailer-secret
     # The installed console script, once as its own process; the rest runs in-process.
     console_script = Path(sys.executable).with_name("mailer")
-    subprocess.run([str(console_script), "init", str(ws)], check=True, env=env)
+    subprocess.run([str(console_script), "init", str(ws), "--example"], check=True, env=env)
     mailer_cli = MailerCli(env)
     first = mailer_cli(*run, "lists", "sync", check=True)
     assert "regions added: 45" in first.stdout
@@ -295,7 +295,7 @@ def test_a_fresh_workspace_can_send_a_test_at_once(tmp_path: Path, smtp_server: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
     env["MAILER_RELAY"] = f"smtp://127.0.0.1:{smtp_server.port}"
     mailer_cli = MailerCli(env)
-    mailer_cli("init", str(ws), check=True)
+    mailer_cli("init", str(ws), "--example", check=True)
     shutil.copytree(
         REPO / "tests" / "fixtures" / "campaigns" / "2025-11-kent-network", ws / "campaigns" / "k"
     )

@@ -219,22 +219,47 @@ def test_init_takes_the_networks_name_and_sender(tmp_path: Path) -> None:
     cli = MailerCli(os.environ)
     ws = tmp_path / "ce"
     out = cli(
-        "init", str(ws), "--name", "Central England Network", "--from", "news@ce.example.org", check=True
+        "init",
+        str(ws),
+        "--name",
+        "Central England Network",
+        "--from",
+        "news@ce.example.org",
+        "--base-url",
+        "https://news.ce.example.org",
+        "--postal-address",
+        "5 Example Row, Birmingham B1 1AA",
+        check=True,
     )
     settings = load(ws, env={})
     assert (settings.organisation, settings.from_address) == (
         "Central England Network",
         "news@ce.example.org",
     )
+    assert (settings.base_url, settings.list_domain, settings.demo) == (
+        "https://news.ce.example.org",
+        "lists.ce.example.org",
+        False,
+    )
     assert "Kent" not in (ws / "mailer.toml").read_text(encoding="utf-8")
-    assert not (ws / "lists" / "networks.toml").exists(), "a new workspace is one network until it says more"
+    [network] = load_shape(ws / "lists").networks.values()
+    assert (network.name, network.from_address, network.postal_address, network.regions) == (
+        "Central England Network",
+        "news@ce.example.org",
+        "5 Example Row, Birmingham B1 1AA",
+        (),
+    )
     assert "Note:" not in out.stdout
     bare = cli("init", str(tmp_path / "bare"), check=True)
     assert load(tmp_path / "bare", env={}).organisation == "Our Network"
-    assert "set organisation and from_address" in bare.stdout
+    assert "left as placeholders: --name, --from, --base-url, --postal-address" in bare.stdout
     refused = cli("init", str(tmp_path / "bad"), "--from", "nobody")
     assert refused.exit_code == 2 and "'nobody' is not an email address" in refused.output
     assert not (tmp_path / "bad").exists()
+    scripted = cli("init", str(tmp_path / "scripted"), "--no-input", "--name", "X Network")
+    assert scripted.exit_code == 2
+    assert "--no-input needs --from, --base-url, --postal-address" in scripted.stderr
+    assert not (tmp_path / "scripted").exists()
 
 
 def test_the_demo_workspace_gets_both_networks_and_the_central_england_issue(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ colour, and the DKIM domain it signs with. They are declared in ``lists/networks
     [[network]]
     slug = "central-england"
     name = "Central England Network"
-    regions = ["central-england"]          # the top regions it owns, with everything below them
+    regions = ["central-england"]          # the top regions it owns, with everything below them;
+                                           # left out, every region no other network lists
     from_address = "central-england@example.org"
     reply_to = "ce-editor@example.org"     # optional
     postal_address = "…"                   # the footer's postal address (PECR)
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -179,6 +181,17 @@ def load_networks(path: Path, regions: dict[str, RegionDef], problems: list[Prob
                 )
             owner[region] = network.slug
         networks[network.slug] = network
+    owning_all = [n.slug for n in networks.values() if not n.regions]
+    if len(owning_all) > 1:
+        problems.append(
+            Problem(
+                f"networks {', '.join(map(repr, owning_all))} list no regions: only one network may own "
+                "every region no other network lists",
+                path=path,
+                field="regions",
+                hint='give each network its top regions, e.g. regions = ["kent"]',
+            )
+        )
     # A network's region may not sit inside another network's subtree (it would belong to both).
     for region, slug in owner.items():
         current = regions[region].parent if region in regions else None
@@ -219,16 +232,7 @@ def _one(
             value = ""
         values[key] = value.strip() if key not in _MULTILINE else value.strip("\n")
     slug = values.pop("slug")
-    ok = True
-    for key, value in values.items():
-        allowed = "\n" if key in _MULTILINE else ""
-        if any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in value) or len(value) > _LONGEST:
-            problem(
-                f"{key} holds control characters or is over {_LONGEST} characters",
-                key,
-                "plain text only: it goes into mail headers and footers",
-            )
-            ok = False
+    ok = _plain_text(values, problem)
     if not _SLUG.match(slug):
         problem(
             f"bad network slug {slug!r}",
@@ -250,7 +254,7 @@ def _one(
         problem(f"colour {values['colour']!r} is not #rrggbb", "colour", 'e.g. colour = "#ffde00"')
         ok = False
     raw = entry.get("regions", [])
-    if not isinstance(raw, list) or not raw or not all(isinstance(r, str) for r in raw):
+    if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
         problem("regions must list the top regions the network owns", "regions", 'e.g. regions = ["kent"]')
         return None
     for region in raw:
@@ -262,6 +266,21 @@ def _one(
     return Network(
         slug=slug, regions=tuple(raw), **{k: v for k, v in values.items() if v} | _required(values)
     )
+
+
+def _plain_text(values: dict[str, str], problem: Callable[[str, str, str | None], None]) -> bool:
+    """Whether every value is plain text of a sane length; a problem for each that is not."""
+    ok = True
+    for key, value in values.items():
+        allowed = "\n" if key in _MULTILINE else ""
+        if any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in value) or len(value) > _LONGEST:
+            problem(
+                f"{key} holds control characters or is over {_LONGEST} characters",
+                key,
+                "plain text only: it goes into mail headers and footers",
+            )
+            ok = False
+    return ok
 
 
 def check_region_sender(region: RegionDef, path: Path, line: int | None, problems: list[Problem]) -> None:
@@ -314,16 +333,18 @@ def named(shape: Shape, settings: Settings, slug: str) -> Network:
 
 def of_region(shape: Shape, settings: Settings, region: str | None) -> Network | None:
     """The network ``region`` belongs to: the one owning its nearest listed ancestor. With no
-    networks declared, the default one; None for a region outside every declared network."""
+    networks declared, the default one; for a region outside every listed subtree (or none), the
+    network that lists no regions if there is one, else None."""
     if not shape.networks:
         return default_network(settings)
+    rest = next((n for n in shape.networks.values() if not n.regions), None)
     if region is None or region not in shape.regions:
-        return None
+        return rest
     owners = {r: n for n in shape.networks.values() for r in n.regions}
     for slug in shape.ancestors(region):
         if slug in owners:
             return owners[slug]
-    return None
+    return rest
 
 
 def audience_regions(audience: str, shape: Shape) -> set[str]:

@@ -141,6 +141,7 @@ def cli(ctx: click.Context, workspace: Path | None, debug: bool) -> None:
     Start here:
       mailer demo                       the whole story in ./demo: lists, members, a newsletter sent
       mailer init DIR                   a new workspace for your network
+      mailer doctor                     is it ready to mail real people? each problem with its fix
       mailer lists import FILE.csv      import members (never resubscribes anyone who left)
       mailer lists count EXPR           how many members a segment reaches
       mailer campaigns new|check SLUG   write and check an issue
@@ -169,6 +170,7 @@ from mailer.cli import (  # noqa: E402, F401
     campaigns,
     db,
     dkim,
+    doctor,
     inbound,
     lists,
     members,

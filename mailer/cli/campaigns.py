@@ -13,6 +13,7 @@ from mailer.errors import MailerError, Problem
 
 if TYPE_CHECKING:
     from mailer.identity import Identity
+    from mailer.issue.check import CheckResult
 
 
 @cli.group("campaigns")
@@ -76,6 +77,8 @@ def check_command(ctx: click.Context, app: App, slug: str, no_database: bool, as
     """Check campaigns/SLUG/issue.yaml: every problem at once, as FILE:LINE: FIELD: MESSAGE (HINT).
 
     Exits with 2 if there are errors (nothing can be sent until they are fixed), 0 otherwise.
+    The workspace's own problems (`mailer doctor`: placeholder URLs and domains, a postal address,
+    DKIM keys, the key for signed links, the relay, the DNS records) are errors too.
     Every error and every warning is reported in one pass. Warnings (pasted markup such as <script>
     or onclick=, javascript: text, http:// links, events before the issue's date, an item no member
     in the audience would see, items for regions outside the issue's network) are printed but do
@@ -100,26 +103,29 @@ def check_command(ctx: click.Context, app: App, slug: str, no_database: bool, as
         except MailerError as exc:
             note = f"the audience was not checked against the members: {exc}"
     result = check_campaign(app.settings.workspace, slug, app.shape, database, app.settings)
+    _add_readiness(app, result)
     notes = [note] if note else result.notes
     identity = _identity(app, slug) if result.ok else None
     if identity is not None:
         sender = f"{identity.sender_name} <{identity.network.from_address}>"
         notes.append(f"speaks as {sender} (network {identity.network.slug})")
     inbox = _inbox_check(app, identity)
+    dkim_found = any(p.field == "dkim" for p in result.errors)  # the same DKIM error, once
 
     def human() -> None:
         for p in (*result.errors, *result.warnings):
             click.echo(str(replace(p, path=_shown(p.path))))
         for n in notes:
             click.echo(f"note: {n}")
-        if inbox["error"]:
+        if inbox["error"] and not dkim_found:
             click.secho(f"error: {inbox['error']}", fg="red")
         elif inbox["warning"]:
             click.secho(f"WARNING: {inbox['warning']}", fg="red", bold=True)
         else:
             click.echo(f"note: {inbox['summary']}")
-        counts = f"{len(result.errors)} error(s), {len(result.warnings)} warning(s)"
-        verdict = "OK" if result.ok else "NOT READY"
+        errors = len(result.errors) + bool(inbox["error"] and not dkim_found)
+        counts = f"{errors} error(s), {len(result.warnings)} warning(s)"
+        verdict = "OK" if not errors else "NOT READY"
         click.echo(f"{_shown(result.path)}: {verdict}: {counts}")
 
     emit(
@@ -127,7 +133,7 @@ def check_command(ctx: click.Context, app: App, slug: str, no_database: bool, as
         {
             "slug": slug,
             "path": _shown(result.path),
-            "ok": result.ok,
+            "ok": result.ok and not inbox["error"],
             "errors": [_problem_data(p) for p in result.errors],
             "warnings": [_problem_data(p) for p in result.warnings],
             "notes": notes,
@@ -138,6 +144,17 @@ def check_command(ctx: click.Context, app: App, slug: str, no_database: bool, as
     )
     if not result.ok or inbox["error"]:
         ctx.exit(2)
+
+
+def _add_readiness(app: App, result: CheckResult) -> None:
+    """The workspace's own problems (`mailer doctor`'s, the workers aside) as the check's errors:
+    the issue cannot go to members while they stand."""
+    from mailer.doctor import diagnose
+
+    found = diagnose(app.settings, app.shape, workers=False).findings
+    result.errors.extend(f.problem() for f in found if f.severity == "error")
+    if not app.settings.demo:  # a demo's warnings (no postal address, unsigned) are what it is
+        result.warnings.extend(f.problem() for f in found if f.severity == "warning" and f.check != "dkim")
 
 
 def _identity(app: App, slug: str) -> Identity | None:

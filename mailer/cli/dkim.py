@@ -16,6 +16,7 @@ def dkim_group() -> None:
     \b
     mailer dkim keys     make the missing private keys (RSA-2048 and Ed25519, mode 600)
     mailer dkim dns      print the TXT records to publish, one per key and signing domain
+    mailer dns           every record the mail needs: SPF, DKIM, DMARC and MX (`mailer doctor` checks them)
     """
 
 

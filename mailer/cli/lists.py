@@ -23,18 +23,34 @@ def lists_group() -> None:
 
 
 @lists_group.command("sync")
+@click.option(
+    "--move",
+    "moves",
+    metavar="OLD=NEW",
+    multiple=True,
+    help="Before region (or interest) OLD goes, move its members (their choices) to NEW. Repeatable.",
+)
 @json_option
 @pass_app
-def sync_command(app: App, as_json: bool) -> None:
-    """Load lists/regions.toml and lists/interests.toml into the database.
+def sync_command(app: App, moves: tuple[str, ...], as_json: bool) -> None:
+    """Load lists/regions.toml and lists/interests.toml into the database: any edit of them.
 
-    Idempotent: running it twice changes nothing. A region or interest that members still use
-    is never removed silently.
+    Regions added, renamed (a new name; a new slug with `renamed_from = "old-slug"`, so its members
+    follow), moved under another parent, removed, or the whole tree replaced. Idempotent: running it
+    twice changes nothing. A region or interest that members still use is never removed silently:
+    the sync is refused, naming it and its members, until it is kept, renamed or its members moved
+    (--move OLD=NEW).
     """
     from mailer.audience.shape import sync
 
+    pairs: dict[str, str] = {}
+    for move in moves:
+        old, sep, new = (part.strip() for part in move.partition("="))
+        if not sep or not old or not new:
+            raise click.BadParameter(f"{move!r} is not OLD=NEW", param_hint="--move")
+        pairs[old] = new
     with app.db.session() as session:
-        report = sync(session, app.shape)
+        report = sync(session, app.shape, pairs)
     data = vars(report)
 
     def human() -> None:

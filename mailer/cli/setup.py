@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -11,8 +10,13 @@ import click
 
 from mailer.cli import cli
 
-PLACEHOLDER_NAME = "Our Network"
-PLACEHOLDER_FROM = "newsletter@example.org"
+ASKED = (
+    ("name", "--name", "Your network's name, as members will see it"),
+    ("from_address", "--from", "The address your mail comes From"),
+    ("base_url", "--base-url", "The public address of the web app (unsubscribe and preference links)"),
+    ("list_domain", "--list-domain", "The list domain (List-Id, bounces and mailed unsubscribes)"),
+    ("postal_address", "--postal-address", "Your postal address, for every mail's footer (PECR)"),
+)
 
 
 @cli.command("init")
@@ -23,51 +27,80 @@ PLACEHOLDER_FROM = "newsletter@example.org"
     "name",
     metavar="NAME",
     help="Your network's name, as members see it in From, footers and web pages "
-    '(e.g. "Central England Network"). Asked for when not given at a terminal.',
+    '(e.g. "Central England Network").',
 )
 @click.option(
     "--from",
     "from_address",
     metavar="ADDRESS",
-    help="The address your mail comes From (e.g. news@example.org). Asked for when not given at a terminal.",
+    help="The address your mail comes From (e.g. news@cen.org.uk).",
 )
-def init(directory: Path, name: str | None, from_address: str | None) -> None:
+@click.option(
+    "--base-url",
+    metavar="URL",
+    help="The public https address of the web app, in every unsubscribe and preferences link "
+    "(e.g. https://news.cen.org.uk).",
+)
+@click.option(
+    "--list-domain",
+    metavar="DOMAIN",
+    help="The domain of List-Id, bounce addresses and mailed unsubscribes (its MX must reach mailer). "
+    "Default: lists. and the From address's domain.",
+)
+@click.option(
+    "--postal-address",
+    metavar="TEXT",
+    help="The postal address every mail's footer carries, as UK marketing mail must (PECR).",
+)
+@click.option("--example", is_flag=True, help="Start from the demo's region tree, interests and segments.")
+@click.option(
+    "--no-input",
+    is_flag=True,
+    help="Never ask: every value comes from the flags (for scripts); fails naming any missing.",
+)
+def init(directory: Path, example: bool, no_input: bool, **given: str | None) -> None:
     """Make a new workspace in DIRECTORY for one network.
 
     \b
-      mailer init central --name "Central England Network" --from news@example.org
+      mailer init central --name "Central England Network" --from news@cen.org.uk \\
+        --base-url https://news.cen.org.uk --postal-address "5 Example Row, Birmingham B1 1AA"
 
-    It holds mailer.toml (every setting, with its help), lists/ (a starting region tree and
-    interests to edit), templates/ (your overrides of the packaged templates), campaigns/ and
-    .mailer-secret, the key for signed links (mode 600; rotate it with `mailer secret new`), and
-    the DKIM keys (RSA-2048 and Ed25519, mode 600) that sign every message: publish their DNS
-    records (`mailer dkim dns`) before the first send. Existing files are left alone.
+    At a terminal it asks for what the flags do not give; with --no-input it fails naming the
+    missing flags. It writes mailer.toml (every setting, with its help), lists/networks.toml (who
+    your mail speaks as), an empty region tree, interests and segments to fill in (the demo's with
+    --example), templates/ (your overrides of the packaged templates), campaigns/, .mailer-secret
+    (the key for signed links, mode 600; rotate it with `mailer secret new`) and the DKIM keys
+    (RSA-2048 and Ed25519, mode 600). Then `mailer doctor` says what is left before the first real
+    send, and `mailer dns` the DNS records to publish. Existing files are left alone.
     """
     from mailer.settings import SECRET_FILE
-    from mailer.workspace import init_workspace
+    from mailer.workspace import NewNetwork, default_list_domain, init_workspace
 
-    interactive = sys.stdin.isatty()
-    if name is None and interactive:
-        name = click.prompt("Your network's name, as members will see it", default=PLACEHOLDER_NAME)
-    if from_address is None and interactive:
-        from_address = click.prompt("The address your mail comes From", default=PLACEHOLDER_FROM)
-    if from_address is not None and not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", from_address):
-        raise click.BadParameter(f"{from_address!r} is not an email address", param_hint="--from")
-    written = init_workspace(directory, organisation=name or PLACEHOLDER_NAME, from_address=from_address)
+    missing = [flag for key, flag, _ in ASKED if given[key] is None and key != "list_domain"]
+    if no_input and missing:
+        raise click.UsageError(f"--no-input needs {', '.join(missing)}")
+    if not no_input and sys.stdin.isatty():
+        for key, _flag, question in ASKED:
+            if given[key] is None:
+                default = default_list_domain(given["from_address"] or "") if key == "list_domain" else None
+                given[key] = click.prompt(question, default=default or None)
+    network = NewNetwork(**{k: v for k, v in given.items() if v is not None})
+    placeholders = [flag for key, flag, _ in ASKED if given[key] is None and key != "list_domain"]
+    written = init_workspace(directory, network=network, example=example)
     for path in written:
         click.echo(f"  wrote {path}")
     if directory / SECRET_FILE in written:
         click.echo(f"The key for signed links is in {directory / SECRET_FILE} (mode 600): keep it private.")
     _dkim_keys(directory)
-    if name is None or from_address is None:
+    if placeholders:
         click.echo(
-            f"Note: the network's name is {name or PLACEHOLDER_NAME!r} and mail comes from "
-            f"{from_address or PLACEHOLDER_FROM}: set organisation and from_address in "
-            f"{directory / 'mailer.toml'} (or run init with --name and --from)."
+            f"Note: not given, so left as placeholders: {', '.join(placeholders)}. Set them in "
+            f"{directory / 'mailer.toml'} and {directory / 'lists' / 'networks.toml'} (or run init again "
+            "in a new folder with the flags); `mailer doctor` names each until it is set."
         )
-    click.echo("More networks in one workspace: describe each in lists/networks.toml (see `mailer demo`).")
-    click.echo(f"Workspace ready in {directory}. Next: edit lists/regions.toml, then")
+    click.echo(f"Workspace ready in {directory}. Next: fill in lists/regions.toml, then")
     click.echo(f"  mailer -w {directory} lists sync")
+    click.echo(f"  mailer -w {directory} doctor")
 
 
 def _dkim_keys(directory: Path) -> None:
@@ -76,7 +109,7 @@ def _dkim_keys(directory: Path) -> None:
 
     for path in write_dkim_keys(directory):
         click.echo(f"  wrote {path} (DKIM key, mode 600)")
-    click.echo(f"Every message is DKIM-signed: publish the records of `mailer -w {directory} dkim dns`.")
+    click.echo(f"Every message is DKIM-signed: publish the records of `mailer -w {directory} dns`.")
 
 
 @cli.command("demo")

@@ -47,6 +47,7 @@ from mailer.audience.shape import Shape
 from mailer.db import Database
 from mailer.errors import DeliveryError, UnknownName
 from mailer.models import Campaign, Delivery, utcnow
+from mailer.readiness import require_ready
 from mailer.sending.control import (
     CampaignStatus,
     Control,
@@ -278,6 +279,8 @@ def plan_send(
     """
     when, at_text = _send_time(settings, at)
     sends = not tests and not dry_run
+    if sends:
+        require_ready(settings, shape)  # mailer doctor's settings checks: test sends still go
     if when is not None and when <= utcnow() and sends:
         raise DeliveryError(
             f"{at_text} ({settings.timezone}) has passed",

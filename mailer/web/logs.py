@@ -1,9 +1,10 @@
 """What the web app writes to its logs: never a whole token, never a password.
 
 Links carry tokens that act for a member (``/u/TOKEN`` unsubscribes, ``/p/TOKEN`` edits a profile,
-``/confirm/TOKEN`` subscribes), so an access log holding them would let its readers act for every
-member in it. ``redact`` cuts every token in a path to its first ``PREFIX`` characters (enough to
-tell two requests apart, far too few to use), masks the password of any ``scheme://user:password@``
+``/confirm/TOKEN`` subscribes) or an editor (``/desk/sign-in/TOKEN`` signs in), so an access log
+holding them would let its readers act for every member and editor in it. ``redact`` cuts every
+token in a path to its first ``PREFIX`` characters (enough to tell two requests apart, far too few
+to use), masks the password of any ``scheme://user:password@``
 URL and any HTTP Basic credentials, and replaces the workspace's own secrets (the token keys, the
 admin and relay passwords) wherever they appear.
 
@@ -27,9 +28,9 @@ from mailer.settings import Settings
 PREFIX = 6
 MASK = "[redacted]"
 
-# /u/TOKEN, /p/TOKEN, /p/TOKEN/leave, /c/TOKEN, /v/TOKEN, /confirm/TOKEN: a token segment (longer
-# than PREFIX).
-_TOKEN_PATH = re.compile(r"(/(?:u|p|c|v|confirm)/)([^/?#\s\"']{7,})")
+# /u/TOKEN, /p/TOKEN, /p/TOKEN/leave, /c/TOKEN, /v/TOKEN, /confirm/TOKEN, /desk/sign-in/TOKEN: a
+# token segment (longer than PREFIX).
+_TOKEN_PATH = re.compile(r"(/(?:u|p|c|v|confirm|desk/sign-in)/)([^/?#\s\"']{7,})")
 # ?token=… and the like in a query string.
 _TOKEN_QUERY = re.compile(r"([?&](?:token|t|key|code|secret|password)=)([^&#\s\"']+)", re.IGNORECASE)
 # scheme://user:password@host

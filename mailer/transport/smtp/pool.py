@@ -27,6 +27,7 @@ from typing import Self
 import aiosmtplib
 
 from mailer.errors import ConfigError, TransportError
+from mailer.settings import check_ehlo_name
 from mailer.transport.base import Job, Outgoing, SendResult, SendStream, send_one
 from mailer.transport.limits import RateLimiter
 from mailer.transport.smtp.connection import Connection, Reply
@@ -40,6 +41,9 @@ class SmtpPool:
 
     Use as ``async with SmtpPool(urls) as pool:`` then ``await pool.send(...)`` for one message or
     ``async for result in pool.send_many(messages)`` to keep every connection busy.
+
+    ``local_hostname`` is the name given in EHLO (a workspace's ``Settings.ehlo_name``: its
+    ``ehlo_hostname`` setting, else its list domain); without one, the machine's own name.
     """
 
     def __init__(
@@ -67,7 +71,7 @@ class SmtpPool:
         self.concurrency = concurrency
         self.timeout = timeout
         self.connect_timeout = timeout if connect_timeout is None else connect_timeout
-        self.local_hostname = local_hostname
+        self.local_hostname = local_hostname if local_hostname is None else check_ehlo_name(local_hostname)
         self.tls_context = tls_context
         if limiters is not None and len(limiters) != len(self.relays):
             raise ValueError("give one limiter per relay")

@@ -94,7 +94,9 @@ from mailer.slots import SLOT_NAMES, greeting, unknown_markers
 from mailer.tokens import LINK_PATHS, MAILTO_PREFIX, VERP_PREFIX, read_verp, verp_tag
 
 #: Headers the DKIM signature covers; those in DKIM_OVERSIGNED are signed once more than they occur,
-#: so that nobody can add a second one without breaking the signature.
+#: so that nobody can add a second one without breaking the signature. Sender and Cc are not in the
+#: message: signed as absent, adding one breaks it too (RFC 6376 5.4.2 and 8.15: a reader that shows
+#: the first Date, Content-Type or Sender would otherwise show one the signature never covered).
 DKIM_HEADERS = (
     "From",
     "To",
@@ -115,13 +117,19 @@ DKIM_OVERSIGNED = (
     "From",
     "To",
     "Subject",
+    "Date",
+    "Message-ID",
     "Reply-To",
+    "MIME-Version",
+    "Content-Type",
     "List-Id",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
     "List-Help",
     "List-Archive",
     "Feedback-ID",
+    "Sender",
+    "Cc",
 )
 #: Hosts where an http:// base_url is fine (the web app on this machine: demos and tests).
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})

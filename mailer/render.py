@@ -1,8 +1,7 @@
 """Rendering a variant: Jinja2 (autoescaped) → MJML → HTML with mjml-python, and Jinja2 → plain text.
 
 Templates load from the workspace's ``templates/`` first, then the packaged defaults
-(``PACKAGED_TEMPLATES``: ``templates/`` at the top of the repository, installed as
-``mailer/templates/``), so a workspace overrides a template by giving its name. Bodies are Markdown,
+(``Settings.template_folders``), so a workspace overrides a template by giving its name. Bodies are Markdown,
 rendered by markdown-it-py with raw HTML off and links limited to http, https and mailto: an item
 cannot inject script or markup. The plain text is laid out like the seed newsletter, every line at
 most 78 characters (a URL longer than that stands alone on its line, indented like its entry).
@@ -21,7 +20,6 @@ import re
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -41,19 +39,6 @@ from mailer.issue.calendar_text import calendar_line, calendar_url, event_uid, p
 from mailer.settings import Settings
 from mailer.slots import SLOTS
 
-
-def packaged_templates() -> Path:
-    """The default templates: ``mailer/templates/`` in an installed wheel (pyproject.toml's
-    ``force-include`` puts them there), ``templates/`` beside the package in a source checkout or
-    an editable install, where the repository root is itself a workspace whose ``templates/`` is
-    the default set. (Should neither hold them, the checkout's is named, and a render says which
-    template it could not find where.)"""
-    here = Path(__file__).resolve().parent
-    installed = here / "templates"
-    return installed if (installed / "newsletter.mjml.j2").is_file() else here.parent / "templates"
-
-
-PACKAGED_TEMPLATES = packaged_templates()
 WIDTH = 78
 
 ALLOWED_SCHEMES = ("http://", "https://", "mailto:")
@@ -335,17 +320,9 @@ def _autoescape(name: str | None) -> bool:
     return not (name or "").endswith(".txt.j2")
 
 
-def template_folders(settings: Settings) -> list[Path]:
-    """Where templates are looked up, in order: the workspace's ``templates/``, then the packaged
-    defaults; one folder when they are the same (the repository root as a workspace)."""
-    own = settings.path("templates")
-    same = own.resolve() == PACKAGED_TEMPLATES.resolve()
-    return [PACKAGED_TEMPLATES] if same else [own, PACKAGED_TEMPLATES]
-
-
 def template_loader(settings: Settings) -> jinja2.BaseLoader:
     """The workspace's ``templates/`` first, then the packaged defaults."""
-    return jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(p)) for p in template_folders(settings)])
+    return jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(p)) for p in settings.template_folders])
 
 
 def _template_frame(tb: TracebackType | None) -> tuple[str | None, int | None]:
@@ -438,8 +415,7 @@ class Renderer:
             raise RenderError(
                 f"template not found: {exc.name}",
                 path=name,
-                hint="templates are looked up in "
-                + " and ".join(str(p) for p in template_folders(self.settings)),
+                hint="templates are looked up in " + " and ".join(map(str, self.settings.template_folders)),
             ) from exc
         except Exception as exc:
             where, line = _template_frame(exc.__traceback__)

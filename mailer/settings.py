@@ -21,6 +21,15 @@ from mailer.errors import ConfigError, toml_error_location
 
 SETTINGS_FILE = "mailer.toml"
 SECRET_FILE = ".mailer-secret"
+#: The default templates: ``mailer/templates/`` when installed from the wheel (pyproject.toml's
+#: force-include puts them there), else ``templates/`` at the top of the source checkout (an
+#: editable install), where the repository root is itself a workspace whose ``templates/`` they are.
+_INSTALLED_TEMPLATES = Path(__file__).resolve().parent / "templates"
+PACKAGED_TEMPLATES = (
+    _INSTALLED_TEMPLATES
+    if (_INSTALLED_TEMPLATES / "newsletter.mjml.j2").is_file()
+    else _INSTALLED_TEMPLATES.parent.parent / "templates"
+)
 
 
 def _setting(default: Any, help: str, env: str | None = None) -> Any:
@@ -213,6 +222,14 @@ class Settings:
 
     def path(self, *parts: str) -> Path:
         return self.workspace.joinpath(*parts)
+
+    @property
+    def template_folders(self) -> list[Path]:
+        """Where templates are looked up, in order: the workspace's ``templates/``, then the packaged
+        defaults (``PACKAGED_TEMPLATES``); these once, when the workspace is the repository root,
+        whose ``templates/`` they are."""
+        own = self.path("templates")
+        return [PACKAGED_TEMPLATES] if own.resolve() == PACKAGED_TEMPLATES else [own, PACKAGED_TEMPLATES]
 
     @property
     def ehlo_name(self) -> str:

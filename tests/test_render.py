@@ -38,17 +38,8 @@ from mailer.errors import RenderError
 from mailer.issue import Alert, Item, Link, LoadedIssue, Newsletter, load_issue
 from mailer.models import Interest, Member, MemberInterest, Region, Suppression
 from mailer.preview import PreviewRequest, preview, watch, watched_files
-from mailer.render import (
-    PACKAGED_TEMPLATES,
-    RenderedVariant,
-    Renderer,
-    long_lines,
-    markdown,
-    markdown_text,
-    said_already,
-    template_folders,
-)
-from mailer.settings import Settings
+from mailer.render import RenderedVariant, Renderer, long_lines, markdown, markdown_text, said_already
+from mailer.settings import PACKAGED_TEMPLATES, Settings
 from mailer.slots import SLOTS, fill_slots
 
 REPO = Path(__file__).resolve().parent.parent
@@ -728,9 +719,9 @@ def test_the_default_templates_sit_at_the_top_of_the_repository(golden_settings:
     assert PACKAGED_TEMPLATES == REPO / "templates"
     assert (REPO / "templates" / "newsletter.mjml.j2").is_file()
     assert not (REPO / "mailer" / "templates").exists()
-    assert template_folders(golden_settings) == [golden_settings.path("templates"), PACKAGED_TEMPLATES]
+    assert golden_settings.template_folders == [golden_settings.path("templates"), PACKAGED_TEMPLATES]
     root = Settings(workspace=REPO)
-    assert template_folders(root) == [PACKAGED_TEMPLATES]
+    assert root.template_folders == [PACKAGED_TEMPLATES]
     seed = load_issue(SEED_PATH, None)
     rendered = Renderer(root).render(compose_all(seed.issue), seed)
     assert seed.issue.title in rendered.text and "<h2" in rendered.html
@@ -767,7 +758,7 @@ def test_the_wheel_installs_the_templates_where_the_package_finds_them(tmp_path:
             sys.executable,
             "-S",
             "-c",
-            "import mailer.render as r; print(r.__file__); print(r.PACKAGED_TEMPLATES)",
+            "import mailer.settings as s; print(s.__file__); print(s.PACKAGED_TEMPLATES)",
         ],
         env={**os.environ, "PYTHONPATH": path},
         cwd=tmp_path,
@@ -776,7 +767,7 @@ def test_the_wheel_installs_the_templates_where_the_package_finds_them(tmp_path:
         text=True,
     ).stdout.split()
     assert found == [
-        str(tmp_path / "site" / "mailer" / "render.py"),
+        str(tmp_path / "site" / "mailer" / "settings.py"),
         str(tmp_path / "site" / "mailer" / "templates"),
     ]
 

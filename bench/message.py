@@ -118,6 +118,7 @@ def build(parts: MessageParts, dkim: Sequence[DkimKey] = ()) -> MessageTemplate:
         parts,
         settings=SETTINGS,
         campaign_slug=CAMPAIGN,
+        kind="newsletter",
         list_name=LIST_NAME,
         default_name=DEFAULT_NAME,
         dkim=dkim,
@@ -252,6 +253,7 @@ def main() -> None:
                 person,
                 settings=SETTINGS,
                 campaign_slug=CAMPAIGN,
+                kind="newsletter",
                 list_name=LIST_NAME,
                 default_name=DEFAULT_NAME,
             )

@@ -226,7 +226,8 @@ def average_size(ws: Path) -> int:
             variant = session.get(Variant, variant_id)
             assert variant is not None
             identity = identity or stored_identity(settings, variant)
-            template = template_for(settings, SLUG, variant, identity=identity)
+            kind = session.scalars(select(Campaign.kind).where(Campaign.id == campaign_id)).one()
+            template = template_for(settings, SLUG, variant, kind=kind, identity=identity)
             delivery = session.get(Delivery, first)
             assert delivery is not None
             member = session.get(Member, delivery.member_id)

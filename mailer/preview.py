@@ -27,7 +27,7 @@ from mailer.compose import Loaded, Variant, VariantPlan, compose, compose_all, p
 from mailer.errors import ConfigError, MailerError, UnknownName, suggest
 from mailer.identity import issue_identity
 from mailer.models import Member
-from mailer.render import PACKAGED_TEMPLATES, RenderedVariant, Renderer
+from mailer.render import RenderedVariant, Renderer
 from mailer.settings import Settings
 from mailer.slots import fill_slots
 
@@ -302,7 +302,7 @@ def watched_files(settings: Settings, issue_path: Path, exclude: Path | None = N
     files = [p for p in issue_path.parent.iterdir() if p.is_file()] if issue_path.parent.is_dir() else []
     if issue_path not in files:
         files.append(issue_path)
-    for folder in (settings.path("templates"), PACKAGED_TEMPLATES):
+    for folder in settings.template_folders:
         if folder.is_dir():
             files.extend(p for p in folder.rglob("*") if p.is_file())
     if exclude is not None:

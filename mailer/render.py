@@ -1,7 +1,7 @@
 """Rendering a variant: Jinja2 (autoescaped) → MJML → HTML with mjml-python, and Jinja2 → plain text.
 
-Templates load from the workspace's ``templates/`` first, then the packaged defaults in
-``mailer/templates/``, so a workspace overrides a template by giving its name. Bodies are Markdown,
+Templates load from the workspace's ``templates/`` first, then the packaged defaults
+(``Settings.template_folders``), so a workspace overrides a template by giving its name. Bodies are Markdown,
 rendered by markdown-it-py with raw HTML off and links limited to http, https and mailto: an item
 cannot inject script or markup. The plain text is laid out like the seed newsletter, every line at
 most 78 characters (a URL longer than that stands alone on its line, indented like its entry).
@@ -20,7 +20,6 @@ import re
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -40,7 +39,6 @@ from mailer.issue.calendar_text import calendar_line, calendar_url, event_uid, p
 from mailer.settings import Settings
 from mailer.slots import SLOTS
 
-PACKAGED_TEMPLATES = Path(__file__).parent / "templates"
 WIDTH = 78
 
 ALLOWED_SCHEMES = ("http://", "https://", "mailto:")
@@ -324,12 +322,7 @@ def _autoescape(name: str | None) -> bool:
 
 def template_loader(settings: Settings) -> jinja2.BaseLoader:
     """The workspace's ``templates/`` first, then the packaged defaults."""
-    return jinja2.ChoiceLoader(
-        [
-            jinja2.FileSystemLoader(str(settings.path("templates"))),
-            jinja2.FileSystemLoader(str(PACKAGED_TEMPLATES)),
-        ]
-    )
+    return jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(p)) for p in settings.template_folders])
 
 
 def _template_frame(tb: TracebackType | None) -> tuple[str | None, int | None]:
@@ -422,7 +415,7 @@ class Renderer:
             raise RenderError(
                 f"template not found: {exc.name}",
                 path=name,
-                hint=f"templates are looked up in {self.settings.path('templates')} and {PACKAGED_TEMPLATES}",
+                hint="templates are looked up in " + " and ".join(map(str, self.settings.template_folders)),
             ) from exc
         except Exception as exc:
             where, line = _template_frame(exc.__traceback__)

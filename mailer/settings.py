@@ -9,6 +9,7 @@ a file that only its owner can read.
 from __future__ import annotations
 
 import os
+import re
 import secrets as _secrets
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -21,6 +22,15 @@ from mailer.errors import ConfigError, toml_error_location
 
 SETTINGS_FILE = "mailer.toml"
 SECRET_FILE = ".mailer-secret"
+#: The default templates: ``mailer/templates/`` when installed from the wheel (pyproject.toml's
+#: force-include puts them there), else ``templates/`` at the top of the source checkout (an
+#: editable install), where the repository root is itself a workspace whose ``templates/`` they are.
+_INSTALLED_TEMPLATES = Path(__file__).resolve().parent / "templates"
+PACKAGED_TEMPLATES = (
+    _INSTALLED_TEMPLATES
+    if (_INSTALLED_TEMPLATES / "newsletter.mjml.j2").is_file()
+    else _INSTALLED_TEMPLATES.parent.parent / "templates"
+)
 
 
 def _setting(default: Any, help: str, env: str | None = None) -> Any:
@@ -57,6 +67,12 @@ class Settings:
         "maildir:///path (relative to the workspace). Several, comma-separated, fail over in order. "
         "Passwords come from MAILER_RELAY_PASSWORD, never from this file.",
         env="MAILER_RELAY",
+    )
+    ehlo_hostname: str = _setting(
+        "",
+        "The name mailer gives itself when it greets a relay (SMTP EHLO); empty means the list "
+        "domain. Receiving servers distrust a greeting of localhost or a bare machine name: give the "
+        "sending host's public name (the one its address resolves back to), e.g. mail.example.org.",
     )
     rate_per_second: float = _setting(0.0, "Most messages per second per relay; 0 means no limit.")
     rate_per_hour: int = _setting(0, "Most messages per hour per relay; 0 means no limit.")
@@ -221,6 +237,19 @@ class Settings:
         return self.workspace.joinpath(*parts)
 
     @property
+    def template_folders(self) -> list[Path]:
+        """Where templates are looked up, in order: the workspace's ``templates/``, then the packaged
+        defaults (``PACKAGED_TEMPLATES``); these once, when the workspace is the repository root,
+        whose ``templates/`` they are."""
+        own = self.path("templates")
+        return [PACKAGED_TEMPLATES] if own.resolve() == PACKAGED_TEMPLATES else [own, PACKAGED_TEMPLATES]
+
+    @property
+    def ehlo_name(self) -> str:
+        """The name of the SMTP greeting: ``ehlo_hostname``, else the list domain."""
+        return (self.ehlo_hostname or self.list_domain).strip().lower()
+
+    @property
     def zone(self) -> ZoneInfo:
         """The ``timezone`` setting as a zone: event times, issue dates and ``--at`` are wall-clock in it."""
         return ZoneInfo(self.timezone)
@@ -315,6 +344,27 @@ def check_database_url(url: str, *, field: str = "database_url", path: Path | No
         raise ConfigError(
             f"{problem}: {redact_url(url)!r}", path=path, field=field, hint=f"write {DATABASE_URL_FORMS}"
         )
+
+
+# --- the name of the SMTP greeting -------------------------------------------------------------
+
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EHLO_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*\.?|\[(?:IPv6:[0-9A-Fa-f:.]+|[0-9.]+)\]")
+
+
+def check_ehlo_name(name: str, *, path: Path | None = None) -> str:
+    """``name`` if it can stand in an SMTP greeting (RFC 5321 4.1.1.1: a domain name, or an address
+    literal such as ``[192.0.2.1]``), else ConfigError about ``ehlo_hostname``. White space or a
+    line break would end the EHLO line early and put a command of its own on the wire."""
+    if len(name) > 253 or not _EHLO_NAME.fullmatch(name):
+        raise ConfigError(
+            f"not a host name for the SMTP greeting: {name[:100]!r}",
+            path=path,
+            field="ehlo_hostname",
+            hint='give the sending host\'s public name, e.g. ehlo_hostname = "mail.example.org" '
+            "(letters, digits, hyphens and dots), or leave it empty for the list domain",
+        )
+    return name
 
 
 def declared() -> list[tuple[str, Any, str, str | None]]:
@@ -581,6 +631,8 @@ def load(workspace: Path | str | None = None, env: dict[str, str] | None = None)
             field="MAILER_DATABASE_URL" if from_env else "database_url",
             path=None if from_env else toml_path,
         )
+    if values.get("ehlo_hostname"):
+        check_ehlo_name(values["ehlo_hostname"].strip(), path=toml_path)
     secret_path = None
     if not values.get("secret"):
         values["secret"] = _read_secret_file(root)

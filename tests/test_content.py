@@ -783,3 +783,38 @@ def test_a_local_image_is_a_file_the_archive_serves(tmp_path: Path, src: str, wh
     (folder / "outside.png").symlink_to(tmp_path / "elsewhere.png")
     assert only_problem(write(folder, LOCAL_IMAGE_ISSUE.format(src=src))) == f"10: {why}"
     assert load_issue(write(folder, LOCAL_IMAGE_ISSUE.format(src="poster.png")), None).issue.items
+
+
+@pytest.mark.parametrize(
+    ("written", "hint"),
+    [
+        ("01/12/2025", "write 2025-12-01 if 01/12/2025 means 1 December 2025; the accepted forms are"),
+        ("1-12-2025 7.30", "write 2025-12-01 07:30 if 1-12-2025 7.30 means 1 December 2025;"),
+        ("2025.12.01", "write 2025-12-01 if 2025.12.01 means 1 December 2025;"),
+        ("12/31/2025", "the accepted forms are 2025-12-01 (a whole day) and 2025-12-01 19:30 (with a time)"),
+        (
+            "next Tuesday",
+            "the accepted forms are 2025-12-01 (a whole day) and 2025-12-01 19:30 (with a time)",
+        ),
+        (20251201, "the accepted forms are"),
+    ],
+)
+def test_a_date_written_another_way_is_given_back_in_the_accepted_form(
+    tmp_path: Path, written: object, hint: str
+) -> None:
+    """A first issue's dates, written as a British volunteer writes them: each refused with the
+    accepted forms and, where it reads as one, the date it was probably meant as."""
+    value = f'"{written}"' if isinstance(written, str) else str(written)
+    path = write(
+        tmp_path / "dates",
+        f"kind: newsletter\ntitle: T\nsubject: T\ndate: {value}\n"
+        f"calendar:\n  - title: A\n    start: {value}\n",
+    )
+    with pytest.raises(ContentError) as caught:
+        load_issue(path, None)
+    by_field = {p.field: p for p in caught.value.problems}
+    assert set(by_field) == {"date", "calendar[0].start"}
+    assert hint in (by_field["calendar[0].start"].hint or "")
+    issue_hint = by_field["date"].hint or ""
+    assert issue_hint.endswith("a date is written year-month-day, e.g. 2025-12-01")
+    assert ("write 2025-12-01 if" in issue_hint) == ("write 2025-12-01" in hint)  # a day, no time

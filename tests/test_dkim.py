@@ -106,6 +106,8 @@ def test_the_signature_covers_and_oversigns_the_list_headers(keys: dict[str, Dki
         for name in (b"list-unsubscribe-post", b"list-help", b"list-archive", b"feedback-id"):
             assert signed.count(name) == 2, name
         for name in (b"date", b"message-id", b"mime-version", b"content-type"):
+            assert signed.count(name) == 2, name
+        for name in (b"sender", b"cc"):  # absent, so signed as absent: a copy added breaks it
             assert signed.count(name) == 1, name
         assert tags[b"d"] == DOMAIN.encode() and tags[b"c"] == b"relaxed/relaxed"
         assert int(tags[b"t"]) == int(DATE.timestamp())
@@ -129,6 +131,31 @@ def test_the_signature_covers_and_oversigns_the_list_headers(keys: dict[str, Dki
     )
     assert relayed.endswith(b"--\r\n")
     assert verified(relayed[:-2] + b"  \r\n\r\n \r\n", dnsfunc) == [True, True]
+
+
+PREPENDED = [
+    b"Date: Mon, 01 Jan 2024 09:00:00 +0000\r\n",
+    b"Message-ID: <forged@evil.example>\r\n",
+    b"MIME-Version: 1.0\r\n",
+    b'Content-Type: text/html; charset="utf-8"\r\n',
+    b"Sender: Kent Network <alerts@evil.example>\r\n",
+    b"Cc: everyone@example.org\r\n",
+]
+
+
+@pytest.mark.parametrize("header", PREPENDED, ids=lambda h: h.split(b":")[0].decode())
+def test_a_header_prepended_above_the_signature_breaks_it(keys: dict[str, DkimKey], header: bytes) -> None:
+    """Date, Message-ID, MIME-Version and Content-Type are over-signed and Sender and Cc signed as
+    absent: a second copy (or a first Sender or Cc) added at the top, where a verifier that reads the
+    first copy would see it and the signature's last-copy-first rule (RFC 6376 5.4.2) would miss it,
+    breaks every signature. Without over-signing, each of these verified."""
+    dnsfunc = dns_for(*keys.values())
+    template = MessageTemplate.build(seed_parts(), settings=SETTINGS, dkim=list(keys.values()), **LIST)
+    raw = template.fill(recipients(2)[1], date=DATE)
+    assert verified(raw, dnsfunc) == [True, True]
+    assert verified(header + raw, dnsfunc) == [False, False]
+    head, body = raw.split(b"\r\nFrom: ", 1)  # just after the signatures, above the signed copies
+    assert verified(head + b"\r\n" + header + b"From: " + body, dnsfunc) == [False, False]
 
 
 def test_key_formats(tmp_path: Path) -> None:

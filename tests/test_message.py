@@ -135,6 +135,16 @@ def test_a_filled_message_is_about_60_kb(template: MessageTemplate) -> None:
     assert 50_000 < size < 80_000
 
 
+def test_the_feedback_id_says_newsletter_or_alert() -> None:
+    """Gmail's format, three identifiers then the sender's: campaign, kind, network; sender domain."""
+    for kind in ("newsletter", "alert"):
+        args = {**LIST, "kind": kind}
+        msg = parse(MessageTemplate.build(seed_parts(), settings=SETTINGS, **args).fill(recipients(1)[0]))
+        assert str(msg["Feedback-ID"]) == f"kent-2025-11:{kind}:kent-network-newsletter:kent.example.org"
+    with pytest.raises(ValueError, match="newsletter, alert, not 'digest'"):
+        MessageTemplate.build(seed_parts(), settings=SETTINGS, **{**LIST, "kind": "digest"})
+
+
 def test_headers_and_values(template: MessageTemplate) -> None:
     person = recipients(4)[3]  # Jane Smith, "john smith"@example.org
     msg = parse(template.fill(person, date=DATE))
@@ -151,7 +161,7 @@ def test_headers_and_values(template: MessageTemplate) -> None:
     assert str(msg["List-Unsubscribe-Post"]) == "List-Unsubscribe=One-Click"
     assert str(msg["List-Help"]) == "<https://news.example.org/>"
     assert str(msg["List-Archive"]) == "<https://news.example.org/archive/>"
-    assert str(msg["Feedback-ID"]) == "kent-2025-11:kent-network-newsletter:mailer:kent.example.org"
+    assert str(msg["Feedback-ID"]) == "kent-2025-11:newsletter:kent-network-newsletter:kent.example.org"
     assert "Return-Path" not in msg
     text = body(msg, "plain")
     assert text.startswith("Dear Jane Smith,\n")

@@ -169,7 +169,7 @@ def test_a_kent_and_a_central_england_issue_each_speak_as_their_network(demo: De
         assert str(message["From"]) == "Central England Network <central-england@example.org>"
         assert message["Reply-To"].addresses[0].addr_spec == "ce-editor@example.org"
         assert str(message["List-Id"]) == "Central England Network <central-england.lists.example.org>"
-        assert ":central-england:" in str(message["Feedback-ID"])
+        assert str(message["Feedback-ID"]).strip() == f"{CE}:newsletter:central-england:example.org"
         text, html = text_of(message), html_of(message)
         for part in (text, html):
             assert "Sent by Central England Network (central-england@example.org)" in " ".join(part.split())
@@ -182,7 +182,7 @@ def test_a_kent_and_a_central_england_issue_each_speak_as_their_network(demo: De
         assert str(message["From"]) == "Kent Network <newsletter@example.org>"
         assert message["Reply-To"].addresses[0].addr_spec == "newsletter@example.org"
         assert str(message["List-Id"]) == "Kent Network <kent-network.lists.example.org>"
-        assert ":kent-network:" in str(message["Feedback-ID"])
+        assert str(message["Feedback-ID"]).strip() == f"{KENT}:newsletter:kent-network:example.org"
         text = " ".join(text_of(message).split())
         assert "member of the Kent Network mailing list" in text
         assert KENT_POSTAL in text and CHARITY in text and "Central England" not in text

@@ -40,7 +40,7 @@ from mailer.issue import Alert, Item, Link, LoadedIssue, Newsletter, load_issue
 from mailer.models import Interest, Member, MemberInterest, Region, Suppression
 from mailer.preview import PreviewRequest, preview, watch, watched_files
 from mailer.render import RenderedVariant, Renderer, long_lines, markdown, markdown_text, said_already
-from mailer.settings import Settings
+from mailer.settings import PACKAGED_TEMPLATES, Settings
 from mailer.slots import SLOTS, fill_slots
 
 REPO = Path(__file__).resolve().parent.parent
@@ -653,6 +653,66 @@ def test_workspace_template_overrides_the_default(golden_settings: Settings, see
     rendered = Renderer(golden_settings).render(compose_all(seed.issue), seed)
     assert rendered.text == f"{seed.issue.title} for [[mailer:name]]\n"
     assert "<h2" in rendered.html  # the HTML still comes from the default
+
+
+def test_the_default_templates_sit_at_the_top_of_the_repository(golden_settings: Settings) -> None:
+    """In a checkout the defaults are the repository's templates/ (installed: mailer/templates/, see
+    the wheel test below). The repository root is a workspace too: its templates/ is the default
+    set, looked up once; another workspace's own templates come first, the defaults after."""
+    assert PACKAGED_TEMPLATES == REPO / "templates"
+    assert (REPO / "templates" / "newsletter.mjml.j2").is_file()
+    assert not (REPO / "mailer" / "templates").exists()
+    assert golden_settings.template_folders == [golden_settings.path("templates"), PACKAGED_TEMPLATES]
+    root = Settings(workspace=REPO)
+    assert root.template_folders == [PACKAGED_TEMPLATES]
+    seed = load_issue(SEED_PATH, None)
+    rendered = Renderer(root).render(compose_all(seed.issue), seed)
+    assert seed.issue.title in rendered.text and "<h2" in rendered.html
+    watched = watched_files(root, SEED_PATH)
+    assert len(watched) == len(set(watched)), "the defaults are watched once"
+    assert REPO / "templates" / "web" / "base.html" in watched
+
+
+@pytest.mark.load
+def test_the_wheel_installs_the_templates_where_the_package_finds_them(tmp_path: Path) -> None:
+    """``pip wheel .`` puts templates/ at mailer/templates/ (pyproject.toml's force-include), every
+    file byte for byte, and the package unpacked from the wheel finds them there."""
+    import sysconfig
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(REPO), "-w", str(tmp_path), "--no-deps", "-q"],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("mailer-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        for path in (p for p in (REPO / "templates").rglob("*") if p.is_file()):
+            name = "mailer/templates/" + path.relative_to(REPO / "templates").as_posix()
+            assert name in names and archive.read(name) == path.read_bytes(), name
+        assert not any(n.startswith("templates/") for n in names)
+        archive.extractall(tmp_path / "site")
+    # -S: without the site module the editable install's import hook stays out of the way, and the
+    # unpacked wheel is the only mailer on the path (the dependencies come from the environment's).
+    path = os.pathsep.join([str(tmp_path / "site"), sysconfig.get_paths()["purelib"]])
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            "import mailer.settings as s; print(s.__file__); print(s.PACKAGED_TEMPLATES)",
+        ],
+        env={**os.environ, "PYTHONPATH": path},
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert found == [
+        str(tmp_path / "site" / "mailer" / "settings.py"),
+        str(tmp_path / "site" / "mailer" / "templates"),
+    ]
 
 
 def test_template_syntax_error_names_file_and_line(golden_settings: Settings, seed: LoadedIssue) -> None:

@@ -17,7 +17,7 @@ import trustme
 from support.smtp_server import SmtpTestServer, refused_port
 
 from mailer.errors import ConfigError, TransportError
-from mailer.settings import Settings
+from mailer.settings import Settings, load, new_secret
 from mailer.transport import (
     MaildirTransport,
     Outgoing,
@@ -113,6 +113,7 @@ def test_messages_arrive_intact_over_few_reused_connections(
 
     results = asyncio.run(run())
     assert all(r.ok and r.code == 250 for r in results), results[:3]
+    assert set(server.ehlo_names) == {"client.test"}
     got = {m.rcpt_tos[0]: m for m in server.messages}
     assert len(server.messages) == 60
     for n, message in enumerate(messages):
@@ -519,6 +520,47 @@ def test_transport_for_settings_picks_maildir_or_smtp(tmp_path: Path) -> None:
     assert pool.concurrency == 3
     with pytest.raises(ConfigError, match="cannot be combined"):
         open_transport(["maildir:///tmp/x", "smtp://a"])
+
+
+def test_the_greeting_names_the_sending_host(smtp_server: SmtpTestServer, tmp_path: Path) -> None:
+    """EHLO gives the ehlo_hostname setting, else the list domain (never localhost or whatever the
+    machine calls itself), for a campaign's transport and for the web app's system mails alike."""
+    from dataclasses import replace
+
+    from mailer.web.mail import relay_sender
+
+    settings = Settings(workspace=tmp_path, relay=smtp_server.url, list_domain="lists.cen-network.org.uk")
+    assert settings.ehlo_name == "lists.cen-network.org.uk"
+
+    async def send(transport: Any) -> None:
+        async with transport:
+            assert (await transport.send(SENDER, "a@example.net", data_payload(build("a@example.net")))).ok
+
+    asyncio.run(send(transport_for(settings)))
+    assert smtp_server.ehlo_names == ["lists.cen-network.org.uk"]
+    named = replace(settings, ehlo_hostname="Mail.CEN-Network.org.uk")
+    asyncio.run(send(transport_for(named)))
+    message = EmailMessage()
+    message["To"] = "b@example.net"
+    message["Subject"] = "Confirm"
+    message.set_content("Hello")
+    asyncio.run(relay_sender(named)(message))
+    assert smtp_server.ehlo_names[1:] == ["mail.cen-network.org.uk"] * 2
+    assert len(smtp_server.messages) == 3
+
+
+@pytest.mark.parametrize(
+    "name", ["mail.example.org\r\nRSET", "mail example.org", "", "-mail.example.org", "a" * 254, "[::1"]
+)
+def test_a_greeting_name_that_is_not_a_host_name_is_refused(name: str, tmp_path: Path) -> None:
+    (tmp_path / "mailer.toml").write_text(f"ehlo_hostname = {name!r}\n".replace("'", '"'), encoding="utf-8")
+    if name:
+        with pytest.raises(ConfigError, match="ehlo_hostname: not a host name for the SMTP greeting"):
+            load(tmp_path, env={"MAILER_SECRET": new_secret()})
+    with pytest.raises(ConfigError, match="not a host name for the SMTP greeting"):
+        SmtpPool("smtp://127.0.0.1:25", local_hostname=name)
+    for good in ("mail.example.org", "[192.0.2.1]", "[IPv6:2001:db8::1]", "localhost"):
+        assert SmtpPool("smtp://127.0.0.1:25", local_hostname=good).local_hostname == good
 
 
 # -- Maildir ----------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from mailer.issue.schema import _end, _when
 from mailer.issue.yaml_loader import Loc, field_name
 
 if TYPE_CHECKING:
+    from mailer.audience.networks import Network
     from mailer.audience.shape import Shape
     from mailer.settings import Settings
 
@@ -246,55 +247,65 @@ def network_problems(
     except MailerError as exc:
         if exc.field != "network":
             return []  # a bad audience: the file's errors say so
-        return [
-            Problem(
-                exc.message,
-                path=path,
-                line=locate(("network",) if "network" in data else ("audience",)),
-                field="network",
-                hint=exc.problem.hint,
-            )
-        ]
-    out: list[Problem] = []
+        at = locate(("network",) if "network" in data else ("audience",))
+        return [Problem(exc.message, path=path, line=at, field="network", hint=exc.problem.hint)]
     hint = f"check the regions, or the issue's network: the mail speaks as {network.name}"
 
-    def strays(regions: list[str]) -> str:
-        """The regions outside the network, each with its own network: "lewes (no network)"."""
-        found = []
-        for region in regions:
-            # Which network owns the region, None for none (``of_region``, not ``member_network``,
-            # which would name the organisation's): a stray region is named with its own network.
-            owner = networks.of_region(shape, settings, region) if region in shape.regions else network
-            if owner is None or owner.slug != network.slug:
-                found.append(f"{region} ({owner.name if owner is not None else 'no network'})")
-        return ", ".join(found)
-
-    def outside(regions: Any, loc: Loc, what: str) -> None:
-        found = strays([r for r in regions if isinstance(r, str)]) if isinstance(regions, list) else ""
-        if found:
-            warn(f"{what} is for {found}, outside this issue's network {network.name}", (*loc, "regions"))
-
-    def warn(message: str, loc: Loc) -> None:
+    def warn(message: str, loc: Loc) -> Problem:
         line, field = locate(loc), field_name(loc)
-        out.append(Problem(message, path=path, line=line, field=field, hint=hint, severity="warning"))
+        return Problem(message, path=path, line=line, field=field, hint=hint, severity="warning")
 
-    named = strays(sorted(networks.audience_regions(audience, shape)))
+    out: list[Problem] = []
+    named = _strays(sorted(networks.audience_regions(audience, shape)), network, shape, settings)
     if named:
-        warn(f"the audience names {named}, outside this issue's network {network.name}", ("audience",))
+        out.append(
+            warn(f"the audience names {named}, outside this issue's network {network.name}", ("audience",))
+        )
+    for regions, loc, what in _region_lists(data):
+        found = _strays(regions, network, shape, settings)
+        if found:
+            out.append(
+                warn(f"{what} is for {found}, outside this issue's network {network.name}", (*loc, "regions"))
+            )
+    return out
+
+
+def _strays(regions: list[str], network: Network, shape: Shape, settings: Settings) -> str:
+    """The regions outside ``network``, each with its own network: "lewes (no network)"."""
+    from mailer.audience import networks
+
+    found = []
+    for region in regions:
+        # Which network owns the region, None for none (``of_region``, not ``member_network``, which
+        # would name the organisation's): a stray region is named with its own network.
+        owner = networks.of_region(shape, settings, region) if region in shape.regions else network
+        if owner is None or owner.slug != network.slug:
+            found.append(f"{region} ({owner.name if owner is not None else 'no network'})")
+    return ", ".join(found)
+
+
+def _region_lists(data: dict[str, Any]) -> Iterator[tuple[list[str], Loc, str]]:
+    """(its regions, where it is, what it is) of each item, event and calendar entry of ``data`` (the
+    file as read, so anything may be of the wrong type) that names regions."""
+
+    def named(entry: dict[str, Any], loc: Loc, what: str) -> Iterator[tuple[list[str], Loc, str]]:
+        regions = entry.get("regions")
+        if isinstance(regions, list):
+            yield [r for r in regions if isinstance(r, str)], loc, what
+
     items = data.get("items")
     for i, item in enumerate(items if isinstance(items, list) else []):
         if not isinstance(item, dict):
             continue
-        outside(item.get("regions"), ("items", i), f"item {item.get('id')!r}")
+        yield from named(item, ("items", i), f"item {item.get('id')!r}")
         events = item.get("events")
         for j, event in enumerate(events if isinstance(events, list) else []):
             if isinstance(event, dict):
-                outside(event.get("regions"), ("items", i, "events", j), "this event")
+                yield from named(event, ("items", i, "events", j), "this event")
     calendar = data.get("calendar")
     for j, event in enumerate(calendar if isinstance(calendar, list) else []):
         if isinstance(event, dict):
-            outside(event.get("regions"), ("calendar", j), "this calendar entry")
-    return out
+            yield from named(event, ("calendar", j), "this calendar entry")
 
 
 __all__ = ["file_warnings", "last_day", "markup_in", "network_problems", "script_links_in"]

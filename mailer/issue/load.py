@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from mailer.errors import ContentError, Problem, UnknownName, suggest
 from mailer.issue.lint import file_warnings
-from mailer.issue.schema import SLUG, Alert, Issue, Newsletter
+from mailer.issue.schema import SLUG, Alert, Event, Issue, Newsletter
 from mailer.issue.yaml_loader import Lines, Loc, field_name, read_yaml
 
 if TYPE_CHECKING:
@@ -39,15 +39,50 @@ _MISSING_HINTS = {
 }
 
 
-def _model_fields(model: type[BaseModel], loc: Loc) -> list[str]:
-    """The field names of the model found at ``loc`` (for suggesting the field an editor meant)."""
+_ALL_DAY = (
+    "a date alone is an all-day event (start: 2025-12-01): drop all_day; give start a time "
+    "(2025-12-01 19:30) for an event at a time"
+)
+_NOT_IN_AN_ALERT = (
+    "an alert has one body and one button; use kind: newsletter for an issue with items and a calendar"
+)
+#: Fields an editor writes in the wrong kind of place, and what to do instead (by model, then name).
+_MISPLACED_HINTS: dict[type[BaseModel], dict[str, str]] = {
+    Event: {"all_day": _ALL_DAY, "allday": _ALL_DAY, "all-day": _ALL_DAY},
+    Alert: {"items": _NOT_IN_AN_ALERT, "calendar": _NOT_IN_AN_ALERT, "intro": _NOT_IN_AN_ALERT},
+    Newsletter: {
+        "button": "a newsletter's calls to action are its items' links; use kind: alert for one body "
+        "and one button",
+        "body": "a newsletter's text is its intro and its items' bodies; use kind: alert for one body "
+        "and one button",
+    },
+}
+
+
+def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The model found at ``loc`` inside ``model`` (None when ``loc`` leads to no model)."""
     current: type[BaseModel] | None = model
     for part in loc:
         if isinstance(part, int) or current is None:
             continue
         info = current.model_fields.get(part)
         current = _find_model(info.annotation) if info else None
-    return list(current.model_fields) if current else []
+    return current
+
+
+def _unknown_field(model: type[BaseModel], loc: Loc) -> tuple[str, str | None]:
+    """The message and hint for a field the model at ``loc[:-1]`` does not have: what to do instead
+    when it is a field of another kind of thing (``all_day`` on an event, ``items`` in an alert),
+    else the field it was probably meant as."""
+    name = str(loc[-1])
+    found = _model_at(model, loc[:-1])
+    if found is None:
+        return f"unknown field {name!r}", None
+    hint = _MISPLACED_HINTS.get(found, {}).get(name.lower())
+    if hint is not None:
+        where = {Event: "an event", Alert: "an alert", Newsletter: "a newsletter"}[found]
+        return f"{where} has no field {name!r}", hint
+    return f"unknown field {name!r}", suggest(name, list(found.model_fields), "fields")
 
 
 def _find_model(annotation: Any) -> type[BaseModel] | None:
@@ -70,9 +105,7 @@ def _problem(err: Any, model: type[BaseModel], path: Path, lines: Lines) -> Prob
         message = "missing highlight" if name == "highlight" else f"{name} is required"
         hint = _MISSING_HINTS.get(str(name))
     elif kind == "extra_forbidden":
-        message = f"unknown field {name!r}"
-        known = _model_fields(model, loc[:-1])
-        hint = suggest(str(name), known, "fields") if known else None
+        message, hint = _unknown_field(model, loc)
     elif kind == "string_too_short" and name == "highlight":
         message = "the highlight is empty"
         hint = _MISSING_HINTS["highlight"]

@@ -2,7 +2,9 @@
 
 The skeletons are ``scaffold_templates/newsletter.yaml`` and ``alert.yaml`` (``string.Template``
 with the workspace's regions, interests and segments filled in). Every value to fill in says TODO,
-which ``check`` reports until it is replaced.
+which ``check`` reports until it is replaced. They stay in the package rather than in ``templates/``
+(the mail and pages a network may restyle, which a workspace overrides by name): a skeleton is the
+issue schema written out, and a workspace's own copy would fall behind the schema it documents.
 """
 
 from __future__ import annotations

@@ -39,6 +39,42 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 # Field types with their own parsing and messages
 
 
+WHEN_FORMS = "the accepted forms are 2025-12-01 (a whole day) and 2025-12-01 19:30 (with a time)"
+DATE_FORM = "a date is written year-month-day, e.g. 2025-12-01"
+_DAY_FIRST = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T]+(\d{1,2})[:.](\d{2}))?")
+_YEAR_FIRST = re.compile(r"(\d{4})[/.](\d{1,2})[/.](\d{1,2})(?:[ T]+(\d{1,2})[:.](\d{2}))?")
+
+
+def _iso_guess(text: str) -> str | None:
+    """``text`` in the accepted form, when it is a date written another common way: day first, as in
+    Britain (``01/12/2025`` is 1 December), or year first with slashes or dots; else None."""
+    day_first = _DAY_FIRST.fullmatch(text)
+    year_first = _YEAR_FIRST.fullmatch(text)
+    if day_first:
+        day, month, year, hour, minute = day_first.groups()
+    elif year_first:
+        year, month, day, hour, minute = year_first.groups()
+    else:
+        return None
+    try:
+        when = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0))
+    except ValueError:
+        return None
+    return f"{when:%Y-%m-%d %H:%M}" if hour else f"{when:%Y-%m-%d}"
+
+
+def _date_hint(value: object, forms: str, *, day_only: bool = False) -> str:
+    """The accepted ``forms``, after the form ``value`` was probably meant as, if it is a date
+    written another common way (``day_only``: its day, without any time)."""
+    text = value.strip() if isinstance(value, str) else ""
+    guess = _iso_guess(text)
+    if guess is None:
+        return forms
+    guess = guess[:10] if day_only else guess
+    meant = datetime.fromisoformat(guess)
+    return f"write {guess} if {text} means {meant.day} {meant:%B %Y}; {forms}"
+
+
 def _when(value: object) -> date | datetime:
     """``2025-11-29`` is a date (an all-day event); ``2025-11-18 19:30`` a date and time."""
     if isinstance(value, datetime | date):
@@ -52,7 +88,23 @@ def _when(value: object) -> date | datetime:
     raise PydanticCustomError(
         "when",
         "not a date or a date and time: {value}",
-        {"value": repr(value), "hint": "write 2025-11-29 for a whole day, 2025-11-18 19:30 for a time"},
+        {"value": repr(value), "hint": _date_hint(value, WHEN_FORMS)},
+    )
+
+
+def _issue_date(value: object) -> date:
+    """The issue's date: a day (``2025-12-01``), its "today" for what is past and upcoming."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and len(value.strip()) == 10:
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise PydanticCustomError(
+        "issue_date",
+        "not a date: {value}",
+        {"value": repr(value), "hint": _date_hint(value, DATE_FORM, day_only=True)},
     )
 
 
@@ -72,7 +124,10 @@ def _end(value: object) -> datetime | date | time | None:
     raise PydanticCustomError(
         "end",
         "not a time, a date, or a date and time: {value}",
-        {"value": repr(value), "hint": "write 21:00, 2025-12-01 21:00, or 2025-12-14 for the last day"},
+        {
+            "value": repr(value),
+            "hint": _date_hint(value, "write 21:00, 2025-12-01 21:00, or 2025-12-14 for the last day"),
+        },
     )
 
 
@@ -201,6 +256,7 @@ def one_line(text: str) -> str:
 
 
 When = Annotated[datetime | date, PlainValidator(_when)]
+IssueDate = Annotated[date, PlainValidator(_issue_date)]
 OneLine = Annotated[str, AfterValidator(one_line)]
 EndTime = Annotated[datetime | date | time | None, PlainValidator(_end)]
 Url = Annotated[str, AfterValidator(_url)]
@@ -449,7 +505,7 @@ class Newsletter(Model):
     title: str
     subject: str
     preheader: str = ""
-    date: date
+    date: IssueDate
     network: NetworkSlug = ""
     audience: Audience = "all"
     intro: str = ""
@@ -469,7 +525,7 @@ class Alert(Model):
     title: str
     subject: str
     preheader: str = ""
-    date: date
+    date: IssueDate
     network: NetworkSlug = ""
     audience: Audience
     body: str

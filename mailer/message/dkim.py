@@ -18,7 +18,8 @@ variant everything that does not depend on the recipient:
 Per message: one body hash update over the bytes after the first slot, a few short header
 updates, and one signature per key (OpenSSL's RSA-2048 or Ed25519). Over-signed headers (listed in
 ``h=`` once more than they occur) contribute no bytes to the hash (RFC 6376 5.4.2) but make a second
-copy of them break the signature.
+copy of them break the signature; a header the message lacks (Sender, Cc), listed once, is signed as
+absent, so adding one breaks it. Neither adds work per message: only the static ``h=`` grows.
 
 Keys come from the workspace (``dkim_keys(settings)``); ``txt_record`` and ``dns_records`` give the
 DNS TXT records that publish their public halves (``mailer dkim dns``).

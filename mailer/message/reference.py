@@ -33,6 +33,7 @@ def reference_message(
     *,
     settings: Settings,
     campaign_slug: str,
+    kind: str,
     list_name: str,
     list_slug: str | None = None,
     default_name: str = "",
@@ -66,7 +67,7 @@ def reference_message(
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["List-Help"] = f"<{base_url}/>"
     msg["List-Archive"] = f"<{base_url}/archive/>"
-    msg["Feedback-ID"] = feedback_id(campaign_slug, list_name, list_slug, from_addr)
+    msg["Feedback-ID"] = feedback_id(campaign_slug, kind, list_name, list_slug, from_addr)
     msg.set_content(fill_slots(normalise_text(parts.text), values, html=False))
     msg.add_alternative(
         fill_slots(normalise_text(with_preheader(parts.html, parts.preheader)), values, html=True),

@@ -94,7 +94,9 @@ from mailer.slots import SLOT_NAMES, greeting, unknown_markers
 from mailer.tokens import LINK_PATHS, MAILTO_PREFIX, VERP_PREFIX, read_verp, verp_tag
 
 #: Headers the DKIM signature covers; those in DKIM_OVERSIGNED are signed once more than they occur,
-#: so that nobody can add a second one without breaking the signature.
+#: so that nobody can add a second one without breaking the signature. Sender and Cc are not in the
+#: message: signed as absent, adding one breaks it too (RFC 6376 5.4.2 and 8.15: a reader that shows
+#: the first Date, Content-Type or Sender would otherwise show one the signature never covered).
 DKIM_HEADERS = (
     "From",
     "To",
@@ -115,14 +117,22 @@ DKIM_OVERSIGNED = (
     "From",
     "To",
     "Subject",
+    "Date",
+    "Message-ID",
     "Reply-To",
+    "MIME-Version",
+    "Content-Type",
     "List-Id",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
     "List-Help",
     "List-Archive",
     "Feedback-ID",
+    "Sender",
+    "Cc",
 )
+#: What a campaign message is (the issue's ``kind``), named in its Feedback-ID.
+KINDS = ("newsletter", "alert")
 #: Hosts where an http:// base_url is fine (the web app on this machine: demos and tests).
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: Slots that are whole header fields (the DKIM signer canonicalises them per message).
@@ -195,11 +205,18 @@ def list_id(list_name: str, list_slug: str | None, list_domain: str) -> str:
     return f"{slug(list_slug or list_name, 'list').lower()}.{list_domain}"
 
 
-def feedback_id(campaign_slug: str, list_name: str, list_slug: str | None, from_address: str) -> str:
-    """Gmail's Feedback-ID, ``<campaign>:<network>:mailer:<sender>``: complaint rates per campaign and
-    per network (the List-Id slug) in Postmaster Tools; the sender is the From address's domain."""
+def feedback_id(
+    campaign_slug: str, kind: str, list_name: str, list_slug: str | None, from_address: str
+) -> str:
+    """Gmail's Feedback-ID, ``<campaign>:<kind>:<network>:<sender>`` (three identifiers, then the
+    sender's): complaint rates per campaign, per kind (newsletter or alert: a network's alerts and
+    its newsletter are judged apart) and per network (the List-Id slug) in Postmaster Tools; the
+    sender is the From address's domain."""
+    if kind not in KINDS:
+        raise ValueError(f"a campaign message is one of {', '.join(KINDS)}, not {kind!r}")
     network = slug(list_slug or list_name, "list").lower()
-    return f"{slug(campaign_slug, 'campaign')}:{network}:mailer:{from_address.rpartition('@')[2].lower()}"
+    sender = from_address.rpartition("@")[2].lower()
+    return f"{slug(campaign_slug, 'campaign')}:{kind}:{network}:{sender}"
 
 
 # -- the template -----------------------------------------------------------------------------------
@@ -268,12 +285,14 @@ class MessageTemplate:
         *,
         settings: Settings,
         campaign_slug: str,
+        kind: str,
         list_name: str,
         list_slug: str | None = None,
         default_name: str = "",
         dkim: DkimKey | Sequence[DkimKey] | None = None,
     ) -> MessageTemplate:
-        """Encode ``parts`` once. ``campaign_slug`` goes into Message-IDs and Feedback-ID;
+        """Encode ``parts`` once. ``campaign_slug`` goes into Message-IDs and Feedback-ID, and so
+        does ``kind`` (the issue's: newsletter or alert);
         ``list_name`` and ``list_slug`` (default: from the name) make ``List-Id: list_name
         <list_slug.list_domain>``; ``default_name`` fills ``[[mailer:name]]`` for a member without a
         name (``[[mailer:greeting]]`` uses the settings' greetings). ``dkim``: a key, or several for
@@ -305,7 +324,7 @@ class MessageTemplate:
         builder.slot("token")
         builder.static(f"@{domain}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
         builder.static(f"List-Help: <{base_url}/>\r\nList-Archive: <{base_url}/archive/>\r\n")
-        feedback = feedback_id(campaign_slug, list_name, list_slug, from_addr)
+        feedback = feedback_id(campaign_slug, kind, list_name, list_slug, from_addr)
         fold_at = "\r\n" if len("Feedback-ID: " + feedback) > 78 else ""
         builder.static(f"Feedback-ID:{fold_at} {feedback}\r\n")
         builder.static(f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n')

@@ -160,6 +160,7 @@ class Engine:
                     f"campaign {slug!r} has not been enqueued", hint=f"mailer campaigns send {slug}"
                 )
             self.campaign_id = campaign.id
+            self.kind = campaign.kind  # newsletter or alert, for the Feedback-ID
             first = session.scalars(
                 select(VariantRow.id).where(VariantRow.campaign_id == campaign.id).order_by(VariantRow.id)
             ).first()
@@ -195,7 +196,9 @@ class Engine:
                     raise UnknownName(f"variant {variant_id} of campaign {self.slug!r} is gone")
                 if self._identity is None:
                     self._identity = stored_identity(self.settings, row)
-                template = template_for(self.settings, self.slug, row, identity=self._identity)
+                template = template_for(
+                    self.settings, self.slug, row, kind=self.kind, identity=self._identity
+                )
                 self.templates[variant_id] = template
         return template
 

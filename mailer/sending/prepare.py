@@ -101,7 +101,7 @@ def prepare(
     for r in rendered.values():
         check_markers(r.text, r.html)
     if rendered:
-        template_for(settings, slug, next(iter(rendered.values())), identity=identity)
+        template_for(settings, slug, next(iter(rendered.values())), kind=loaded.issue.kind, identity=identity)
     network = identity.network.slug if shape.networks else ""  # "": the workspace's only network
     return Prepared(loaded, audience, the_plan, renderer, rendered, network, identity)
 
@@ -116,11 +116,13 @@ def template_for(
     slug: str,
     rendered: RenderedVariant | VariantRow,
     *,
+    kind: str,
     identity: Identity | None = None,
 ) -> MessageTemplate:
     """The message template of one variant (built once, filled per recipient), DKIM-signed with
     each key the settings name (``dkim_keys``) for the signing domain of the network it speaks as.
-    The rendered HTML carries its own hidden preheader.
+    The rendered HTML carries its own hidden preheader; ``kind`` (the issue's: newsletter or alert)
+    goes into its Feedback-ID.
 
     ``identity``: who it speaks as (From, Reply-To, List-Id, DKIM domain). Without it, a stored
     variant (``VariantRow``, at send time) speaks as its campaign (``Campaign.network``, the issue's
@@ -134,6 +136,7 @@ def template_for(
         parts,
         settings=speaking,
         campaign_slug=slug,
+        kind=kind,
         list_name=identity.list_name,
         list_slug=identity.list_slug,
         default_name="friend",

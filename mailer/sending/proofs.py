@@ -43,7 +43,9 @@ def test_recipients(
                 html=rendered.html,
                 variant_key=rendered.variant_key,
             )
-            template = template_for(settings, prepared.slug, marked, identity=prepared.identity)
+            template = template_for(
+                settings, prepared.slug, marked, kind=prepared.loaded.issue.kind, identity=prepared.identity
+            )
             member_id = member.id if member is not None else 0
             keys = settings.secrets
             yield (

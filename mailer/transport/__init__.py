@@ -101,8 +101,10 @@ def open_transport(
     timeout: float = 60.0,
     tls_context: ssl.SSLContext | None = None,
     env: Mapping[str, str] | None = None,
+    local_hostname: str | None = None,
 ) -> Transport:
-    """The transport for these relay URLs (not yet opened: use ``async with``)."""
+    """The transport for these relay URLs (not yet opened: use ``async with``). ``local_hostname``
+    is the name an SMTP relay is greeted with (``Settings.ehlo_name``)."""
     items = [u.strip() for u in (urls.split(",") if isinstance(urls, str) else urls) if u.strip()]
     if not items:
         raise ConfigError("no relay given", field="relay", hint="set relay in mailer.toml or MAILER_RELAY")
@@ -123,15 +125,25 @@ def open_transport(
         timeout=timeout,
         tls_context=tls_context,
         env=env,
+        local_hostname=local_hostname,
     )
 
 
-def transport_for(settings: Settings, env: Mapping[str, str] | None = None) -> Transport:
-    """The transport the workspace's settings name (relay, concurrency, rate limits)."""
+def transport_for(
+    settings: Settings,
+    env: Mapping[str, str] | None = None,
+    *,
+    concurrency: int | None = None,
+    timeout: float = 60.0,
+) -> Transport:
+    """The transport the workspace's settings name (relay, concurrency, rate limits, the name of
+    the SMTP greeting)."""
     return open_transport(
         settings.relays,
-        concurrency=settings.concurrency,
+        concurrency=concurrency or settings.concurrency,
         rate_per_second=settings.rate_per_second,
         rate_per_hour=settings.rate_per_hour,
+        timeout=timeout,
         env=os.environ if env is None else env,
+        local_hostname=settings.ehlo_name,
     )

@@ -165,4 +165,6 @@ def shared_transport(
         SharedRateLimiter(db, parse_relay(u, env).label, settings.rate_per_second, settings.rate_per_hour)
         for u in relays
     ]
-    return SmtpPool(relays, concurrency=concurrency, limiters=limiters, env=env)
+    return SmtpPool(
+        relays, concurrency=concurrency, limiters=limiters, env=env, local_hostname=settings.ehlo_name
+    )

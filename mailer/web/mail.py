@@ -74,7 +74,7 @@ def relay_sender(settings: Settings, *, timeout: float = 30.0) -> SendMail:
         recipients = [addr for _name, addr in getaddresses(message.get_all("To", []))]
         payload = data_payload(message.as_bytes(policy=SMTP))
         async with open_transport(
-            settings.relays, concurrency=1, timeout=timeout, env=os.environ
+            settings.relays, concurrency=1, timeout=timeout, env=os.environ, local_hostname=settings.ehlo_name
         ) as transport:
             for recipient in recipients:
                 result = await transport.send(sender, recipient, payload)

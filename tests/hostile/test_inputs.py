@@ -4,7 +4,8 @@
 - ``yaml/``: issue files, ``mailer campaigns check SLUG``;
 - ``segments/``: segment expressions, ``mailer lists count EXPR``, with ``saved.toml`` appended to
   the workspace's saved segments;
-- ``relays/``: relay URLs, ``mailer campaigns send SLUG --test ADDRESS`` with ``MAILER_RELAY=URL``.
+- ``relays/``: relay URLs, ``mailer campaigns send SLUG --test ADDRESS`` with ``MAILER_RELAY=URL``;
+  and names for the SMTP greeting (``ehlo_names.txt``), the same command with ``ehlo_hostname`` set.
 
 Each case names what it attacks in its comment lines and what must happen in its ``# expect:`` line
 (``exit=N``, ``shows="…"`` for text the output must hold, and per kind: ``added=N``, ``rejected=N``,
@@ -270,6 +271,30 @@ def test_hostile_relay_urls(case: Case, mailer_cli: MailerCli, workspace: Path) 
     assert_handled(result, case)
     assert result.stderr.startswith("Error: relay: ")
     assert PASSWORD not in result.stdout + result.stderr
+
+
+def ehlo_name_cases() -> list[Case]:
+    return block_cases(
+        HERE / "relays" / "ehlo_names.txt",
+        expect='exit=2 shows="ehlo_hostname: not a host name for the SMTP greeting"',
+    )
+
+
+@pytest.mark.parametrize("case", ehlo_name_cases(), ids=str)
+def test_hostile_greeting_names(case: Case, mailer_cli: MailerCli, workspace: Path) -> None:
+    shutil.copytree(REPO / "campaigns" / ALERT, workspace / "campaigns" / ALERT)
+    toml = workspace / "mailer.toml"
+    text, count = re.subn(
+        r"(?m)^ehlo_hostname = .*$",
+        lambda _: "ehlo_hostname = " + case.body.decode(),
+        toml.read_text(encoding="utf-8"),
+    )
+    assert count == 1, "mailer init writes the setting"
+    toml.write_text(text, encoding="utf-8")
+    result = mailer_cli("campaigns", "send", ALERT, "--test", "editor@example.org")
+    assert_handled(result, case)
+    assert "\r" not in result.stderr and "MAIL FROM" not in result.stderr.partition("\n")[2]
+    assert not (workspace / "outbox").exists() or not any((workspace / "outbox").rglob("*.*"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,12 +32,14 @@ SETTINGS = Settings(
 
 class ListArgs(TypedDict):
     campaign_slug: str
+    kind: str
     list_name: str
     default_name: str
 
 
 LIST: ListArgs = {
     "campaign_slug": "kent-2025-11",
+    "kind": "newsletter",
     "list_name": "Kent Network newsletter",
     "default_name": "friend",
 }

@@ -3,7 +3,8 @@
 It runs its own event loop in a thread, so tests can drive it from synchronous code or from
 their own ``asyncio.run``. It records every message it accepts (:attr:`SmtpTestServer.messages`:
 envelope sender, recipients, the data as received with the dot-stuffing undone, and the number of
-the connection it came on) and can be told to fail:
+the connection it came on), the name each EHLO greeting gave (:attr:`SmtpTestServer.ehlo_names`),
+and can be told to fail:
 
 - ``tempfail(...)``: a 4xx reply at the end of DATA, for recipients matching a pattern, for the
   Nth message (counted from 1 at each DATA command), or for every message; ``stage="mail"``,
@@ -92,6 +93,7 @@ class _State:
     rules: list[Rule] = field(default_factory=list)
     connections: int = 0
     data_commands: int = 0
+    ehlo_names: list[str] = field(default_factory=list)  # the name each EHLO gave, in order
     # (connection number, command, bytes of later commands already waiting when it was handled)
     commands: list[tuple[int, str, int]] = field(default_factory=list)
 
@@ -208,6 +210,8 @@ class _Handler:
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
+        with self.server.state.lock:
+            self.server.state.ehlo_names.append(hostname)
         if self.server.pipelining:
             responses.insert(-1, "250-PIPELINING")
         return responses
@@ -321,6 +325,12 @@ class SmtpTestServer:
         """How many connections the server has accepted."""
         with self.state.lock:
             return self.state.connections
+
+    @property
+    def ehlo_names(self) -> list[str]:
+        """The name each EHLO greeting gave (one per EHLO: a STARTTLS connection greets twice)."""
+        with self.state.lock:
+            return list(self.state.ehlo_names)
 
     @property
     def commands(self) -> list[tuple[int, str, int]]:

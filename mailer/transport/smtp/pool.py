@@ -27,6 +27,7 @@ from typing import Self
 import aiosmtplib
 
 from mailer.errors import ConfigError, TransportError
+from mailer.settings import check_ehlo_name
 from mailer.transport.base import Job, Outgoing, SendResult, SendStream, send_one
 from mailer.transport.limits import RateLimiter
 from mailer.transport.smtp.connection import Connection, Reply
@@ -40,6 +41,9 @@ class SmtpPool:
 
     Use as ``async with SmtpPool(urls) as pool:`` then ``await pool.send(...)`` for one message or
     ``async for result in pool.send_many(messages)`` to keep every connection busy.
+
+    ``local_hostname`` is the name given in EHLO (a workspace's ``Settings.ehlo_name``: its
+    ``ehlo_hostname`` setting, else its list domain); without one, the machine's own name.
     """
 
     def __init__(
@@ -67,7 +71,7 @@ class SmtpPool:
         self.concurrency = concurrency
         self.timeout = timeout
         self.connect_timeout = timeout if connect_timeout is None else connect_timeout
-        self.local_hostname = local_hostname
+        self.local_hostname = local_hostname if local_hostname is None else check_ehlo_name(local_hostname)
         self.tls_context = tls_context
         if limiters is not None and len(limiters) != len(self.relays):
             raise ValueError("give one limiter per relay")
@@ -339,25 +343,12 @@ class SmtpPool:
                 current, following = following, None
         except TransportError as exc:
             conn.abort()
-            if current is not None:
-                note = " (after the whole message was sent: it may have been delivered)" if sent else ""
-                current.report(
-                    SendResult.failed(
-                        current.message, exc.message + note, temporary=True, relay=label, after_dot=sent
-                    )
-                )
-            if following is not None:
-                following.report(
-                    SendResult.failed(following.message, exc.message, temporary=True, relay=label)
-                )
+            _report_broken(exc, label, current, following, sent)
             return await self._take()
         except BaseException as exc:
             # Cancelled (an aborting close) or a bug: nobody may be left waiting for these.
             conn.abort()
-            for pending in (current, following):
-                if pending is not None and not pending.done:
-                    pending.done = True
-                    pending.sink.fail(exc if not isinstance(exc, asyncio.CancelledError) else _stopped())
+            _fail_pending(exc, current, following)
             raise
 
     def _write_envelope(self, conn: Connection, job: Job) -> None:
@@ -414,6 +405,30 @@ class SmtpPool:
         if 421 in (mail.code, rcpt.code, data.code):
             raise TransportError(f"{conn.label} is closing the connection: {failed.text}")
         return False
+
+
+def _report_broken(
+    exc: TransportError, label: str, current: Job | None, following: Job | None, sent: bool
+) -> None:
+    """Report the jobs that were on a connection that broke as temporary failures; ``sent``: the
+    current job's whole payload had gone out, so it may have been delivered (``after_dot``)."""
+    if current is not None:
+        note = " (after the whole message was sent: it may have been delivered)" if sent else ""
+        current.report(
+            SendResult.failed(
+                current.message, exc.message + note, temporary=True, relay=label, after_dot=sent
+            )
+        )
+    if following is not None:
+        following.report(SendResult.failed(following.message, exc.message, temporary=True, relay=label))
+
+
+def _fail_pending(exc: BaseException, *jobs: Job | None) -> None:
+    """Fail the jobs not yet reported with ``exc`` (a cancelled pool's: "the pool was closed")."""
+    for pending in jobs:
+        if pending is not None and not pending.done:
+            pending.done = True
+            pending.sink.fail(exc if not isinstance(exc, asyncio.CancelledError) else _stopped())
 
 
 def _stopped() -> TransportError:

@@ -193,7 +193,7 @@ def _dkim_findings(settings: Settings, networks: list[Network]) -> list[Finding]
 
 
 def _secret_findings(settings: Settings) -> list[Finding]:
-    from mailer.settings import SECRET_HOW_TO, secret_weakness
+    from mailer.secret_key import SECRET_HOW_TO, secret_weakness
 
     keys = settings.secrets
     if not keys:

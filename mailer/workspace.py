@@ -12,16 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mailer.errors import ConfigError, InvalidInput, Problem
-from mailer.settings import (
-    SECRET_FILE,
-    SETTINGS_FILE,
-    Settings,
-    default_toml,
-    new_secret,
-    read_secret_file,
-    secret_weakness,
-    write_secret_file,
-)
+from mailer.secret_key import new_secret, read_secret_file, secret_weakness, write_secret_file
+from mailer.settings import SECRET_FILE, SETTINGS_FILE, Settings, default_toml
 
 SHAPE_FILES = ("regions.toml", "interests.toml", "segments.toml", "postcode_areas.csv")
 # The demo's members and its two networks (Kent, Central England). A workspace made for a network

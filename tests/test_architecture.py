@@ -22,7 +22,7 @@ MAX_LINES = 600
 STAGES: list[tuple[str, ...]] = [
     ("mailer", "mailer.errors"),
     ("mailer.forms",),  # a foundation: the sign-up and preferences forms are the audience's
-    ("mailer.settings", "mailer.slots"),
+    ("mailer.settings", "mailer.slots", "mailer.secret_key"),
     ("mailer.models",),
     ("mailer.db", "mailer.migrations", "mailer.tokens", "mailer.limits"),
     ("mailer.workspace",),

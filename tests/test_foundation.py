@@ -25,7 +25,8 @@ from mailer import tokens
 from mailer.audience.shape import load_shape, sync
 from mailer.errors import ConfigError, InvalidInput
 from mailer.models import Interest, Region
-from mailer.settings import load, read_secret_file, secret_weakness
+from mailer.secret_key import read_secret_file, secret_weakness
+from mailer.settings import load
 
 STRONG = TEST_SECRET
 OTHER = "Wq3Zt9pLk2Xv7Bn4Mc8Rj6Hd1Fs5Gy0Ua_-eTiOoPlKjHgFdSaZxCvBnMq"

@@ -17,7 +17,8 @@ import trustme
 from support.smtp_server import SmtpTestServer, refused_port
 
 from mailer.errors import ConfigError, TransportError
-from mailer.settings import Settings, load, new_secret
+from mailer.secret_key import new_secret
+from mailer.settings import Settings, load
 from mailer.transport import (
     MaildirTransport,
     Outgoing,

@@ -13,7 +13,7 @@ import pytest
 from support.cli_runner import MailerCli
 from support.dns_server import DnsTestServer
 
-from mailer.settings import write_secret_file
+from mailer.secret_key import write_secret_file
 
 GOOD = {
     "--name": "Central England Network",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from mailer.audience import networks
 from mailer.audience.networks import Network
+from mailer.audience.shape import load_shape
 from mailer.audience.tree import DEFAULT_BAND
 from mailer.errors import ConfigError
 
@@ -112,8 +113,6 @@ def campaign_identity(
         lists = settings.path("lists")
         if not (lists / "regions.toml").exists():
             return default_identity(settings)
-        from mailer.audience.shape import load_shape
-
         shape = load_shape(lists)
     return issue_identity(shape, settings, network, audience)
 

@@ -449,7 +449,7 @@ class _Resolver:
             hint="simplify the saved segments in lists/segments.toml",
         )
 
-    def count(self, node: Node, stack: tuple[str, ...], depth: int, column: int) -> int:
+    def measure(self, node: Node, stack: tuple[str, ...], depth: int, column: int) -> int:
         """``node``'s depth (one more for ``not``, ``and``, ``or``), its condition counted; raise
         ``SegmentSyntaxError`` when a saved segment's expansion passes a limit."""
         if isinstance(node, Not | And | Or):
@@ -465,7 +465,7 @@ class _Resolver:
     def resolve(self, node: Node, stack: tuple[str, ...], depth: int, column: int) -> Node:
         shape = self.shape
         where = f" (in saved segment {stack[-1]!r})" if stack else ""
-        depth = self.count(node, stack, depth, column)
+        depth = self.measure(node, stack, depth, column)
         match node:
             case All() | FieldIs():
                 return node

@@ -1,10 +1,10 @@
-"""Who a mailing speaks as (issue 12, "One organisation, many networks").
+"""A mailing's identity as the renderer and the message use it.
 
-An :class:`Identity` is a network (:mod:`mailer.audience.networks`) and, when the mailing is for one
-local group alone, that group's region with its own sender name and Reply-To. The renderer takes it
-for the footer (who sends it, the postal address and charity line), the sign-off and the header
-band's colour; the message template takes ``identity.settings(settings)`` for From, Reply-To and the
-DKIM domain, and ``list_name``/``list_slug`` for List-Id and Feedback-ID.
+Who a mailing speaks as is :mod:`mailer.audience.networks`' rule (the network an issue names or its
+audience implies, and the local group it is wholly about); this module only turns that choice into
+an :class:`Identity`: the footer (who sends it, the postal address and charity line), the sign-off
+and the header band's colours for the renderer; ``identity.settings(settings)`` (From, Reply-To,
+the DKIM domain) and ``list_name``/``list_slug`` (List-Id, Feedback-ID) for the message template.
 
 A workspace without ``lists/networks.toml`` has one network made from ``mailer.toml``
 (:func:`default_identity`): its List-Id, footer and colours are what they were before networks.
@@ -16,17 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mailer.audience.networks import (
-    Network,
-    campaign_network,
-    default_network,
-    group_sender,
-    sender_settings,
-)
+from mailer.audience import networks
+from mailer.audience.networks import Network
+from mailer.audience.shape import load_shape
+from mailer.audience.tree import DEFAULT_BAND
 from mailer.errors import ConfigError
 
 if TYPE_CHECKING:
-    from mailer.audience.shape import RegionDef, Shape
+    from mailer.audience.tree import RegionDef, Shape
     from mailer.settings import Settings
 
 BLACK = "#000000"
@@ -43,15 +40,11 @@ class Identity:
     @property
     def sender_name(self) -> str:
         """The name in From and Reply-To, and the footer's "Sent by"."""
-        if self.group is not None and self.group.from_name:
-            return self.group.from_name
-        return self.network.sender_name
+        return networks.sender_name(self.network, self.group)
 
     @property
     def reply_to(self) -> str:
-        if self.group is not None and self.group.reply_to:
-            return self.group.reply_to
-        return self.network.reply_to
+        return networks.reply_to(self.network, self.group)
 
     @property
     def list_name(self) -> str:
@@ -72,7 +65,7 @@ class Identity:
 
     def settings(self, settings: Settings) -> Settings:
         """``settings`` speaking as this identity: From, Reply-To, ``organisation`` and DKIM domain."""
-        return sender_settings(settings, self.network, self.group)
+        return networks.sender_settings(settings, self.network, self.group)
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -88,7 +81,7 @@ class Identity:
 
 def default_identity(settings: Settings) -> Identity:
     """The identity of a workspace's single network (``mailer.toml``'s sender)."""
-    return Identity(default_network(settings))
+    return Identity(networks.default_network(settings))
 
 
 def issue_identity(
@@ -102,23 +95,13 @@ def issue_identity(
 ) -> Identity:
     """Who an issue speaks as: the network it names (``network:``) or its audience implies, and the
     local group its audience is alone about. ConfigError naming the file, ``network:`` and the fix
-    when the network is unknown or ambiguous. A workspace without ``lists/networks.toml`` has one
-    network, whatever ``network:`` says (as the issue schema allows): the rule is
-    ``networks.campaign_network``'s."""
+    when the network is unknown or ambiguous. The rules are :mod:`mailer.audience.networks`'
+    (``campaign_network``, ``group_sender``)."""
     try:
-        network = campaign_network(shape, settings, declared, audience=audience)
+        network = networks.campaign_network(shape, settings, declared, audience=audience)
     except ConfigError as exc:
         raise ConfigError(exc.message, path=path, line=line, field="network", hint=exc.problem.hint) from None
-    group = group_sender(shape, audience)
-    if group is not None and group.slug not in _regions_of(shape, network):
-        group = None  # a group of another network never lends its name
-    return Identity(network, group)
-
-
-def _regions_of(shape: Shape, network: Network) -> set[str]:
-    if not network.regions:
-        return set(shape.regions)
-    return {slug for slug in shape.regions if set(shape.ancestors(slug)) & set(network.regions)}
+    return Identity(network, networks.group_sender(shape, audience, network))
 
 
 def campaign_identity(
@@ -130,8 +113,6 @@ def campaign_identity(
         lists = settings.path("lists")
         if not (lists / "regions.toml").exists():
             return default_identity(settings)
-        from mailer.audience.shape import load_shape
-
         shape = load_shape(lists)
     return issue_identity(shape, settings, network, audience)
 
@@ -142,7 +123,7 @@ COLOURS = {
     "text": "#1a1a1a",
     "background": "#ffffff",
     "page": "#f4f4f4",
-    "band": "#ffde00",
+    "band": DEFAULT_BAND,
     "band_text": "#000000",
     "link": "#0b4f8a",
     "muted": "#404040",

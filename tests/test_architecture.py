@@ -2,7 +2,9 @@
 
 Reads every module under ``mailer/`` with ``ast`` (imports inside functions included, since a lazy
 import is still a dependency) and checks the direction of every import against the stage order
-below, that the module-level imports have no cycle, that no module is over 600 lines, and that the
+below, that no modules import each other (a lazy import hides a knot, it does not untie it; only
+imports under ``if TYPE_CHECKING:``, which never run, are left out), that the audience's map is
+layered (``tree ← segments ← networks ← shape``), that no module is over 600 lines, and that the
 web pages hold no SQL or ORM query (they parse the request, call the library, render). The
 tests follow one rule of their own: shared helpers live in tests/support/ (or a conftest.py), and no
 test file imports another.
@@ -58,15 +60,22 @@ def stage_of(module: str) -> int:
     return rank
 
 
-def imports_of(path: Path, *, top_level_only: bool = False) -> set[str]:
-    """The ``mailer`` modules ``path`` imports (``from a import b`` counts ``a.b`` when that is a module)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    me = module_name(path)
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
-    if top_level_only:  # module-level, and inside `if TYPE_CHECKING:` is not an import at run time
-        nodes = [n for n in nodes if isinstance(n, ast.Import | ast.ImportFrom)]
+def imports_of(path: Path, *, at_run_time: bool = False) -> set[str]:
+    """The ``mailer`` modules ``path`` imports (``from a import b`` counts ``a.b`` when that is a module).
+    ``at_run_time``: leave out the imports under ``if TYPE_CHECKING:``, which never run."""
+    return imports_in(path.read_text(encoding="utf-8"), module_name(path), at_run_time=at_run_time)
+
+
+def imports_in(source: str, me: str, *, at_run_time: bool = False) -> set[str]:
+    """The ``mailer`` modules ``source`` (module ``me``) imports, at module level or in a function."""
+    tree = ast.parse(source)
+    skipped = (
+        {id(n) for block in _type_checking_blocks(tree) for n in ast.walk(block)} if at_run_time else set()
+    )
     found: set[str] = set()
-    for node in nodes:
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] == "mailer")
         elif isinstance(node, ast.ImportFrom):
@@ -78,6 +87,24 @@ def imports_of(path: Path, *, top_level_only: bool = False) -> set[str]:
                 candidate = f"{base}.{alias.name}"
                 found.add(candidate if _is_module(candidate) else base)
     return found - {me}
+
+
+def _type_checking_blocks(tree: ast.Module) -> list[ast.stmt]:
+    """The statements under every ``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``) of ``tree``."""
+    blocks: list[ast.stmt] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If):
+            test = node.test
+            name = (
+                test.id
+                if isinstance(test, ast.Name)
+                else test.attr
+                if isinstance(test, ast.Attribute)
+                else ""
+            )
+            if name == "TYPE_CHECKING":
+                blocks += node.body
+    return blocks
 
 
 def _is_module(name: str) -> bool:
@@ -99,12 +126,103 @@ def test_every_import_points_to_an_earlier_stage() -> None:
     assert wrong == []
 
 
-def test_module_level_imports_have_no_cycle() -> None:
-    """Modules that import each other at load time form one strongly connected group; the only
-    such groups allowed are a package with its own submodules (it re-exports what they define)."""
-    graph = {module_name(p): imports_of(p, top_level_only=True) for p in modules()}
-    bad = [group for group in strongly_connected(graph) if len(group) > 1 and not _one_package(group)]
-    assert bad == []
+def run_time_graph() -> dict[str, set[str]]:
+    """Every module and the modules it imports when run, at module level or inside a function."""
+    return {module_name(p): imports_of(p, at_run_time=True) for p in modules()}
+
+
+def knots(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that import each other (directly or round a longer loop). A package and
+    its own submodules may (it re-exports what they define, they use what it registers), but the
+    submodules among themselves may not: each group of one package is checked again without it."""
+    found = []
+    for group in strongly_connected(graph):
+        if len(group) < 2:
+            continue
+        if not _one_package(group):
+            found.append(group)
+            continue
+        head = min(group, key=len)
+        inner = {m: graph[m] & set(group) - {head} for m in group if m != head}
+        found += knots(inner)
+    return found
+
+
+def test_no_modules_import_each_other() -> None:
+    """No knot in ``mailer/``: modules that import each other, at module level or lazily inside a
+    function (imports under ``if TYPE_CHECKING:`` never run and are left out)."""
+    graph = run_time_graph()
+    found = [", ".join(group) + f": {_edges(graph, group)}" for group in knots(graph)]
+    assert found == [], "untie these (move what both need to the earlier one):\n" + "\n".join(found)
+
+
+def _edges(graph: dict[str, set[str]], group: list[str]) -> str:
+    return "; ".join(f"{m} imports {t}" for m in group for t in sorted(graph[m] & set(group)))
+
+
+def test_the_knot_check_sees_a_lazy_import() -> None:
+    """A function-level import counts, an ``if TYPE_CHECKING:`` one does not; a knot among one
+    package's submodules is a knot, the package's own re-exports are not."""
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "from mailer import errors\n"
+        "if TYPE_CHECKING:\n"
+        "    from mailer.settings import Settings\n"
+        "def f() -> None:\n"
+        "    from mailer.audience import segments\n"
+        "    import mailer.models\n"
+    )
+    assert imports_in(source, "mailer.x", at_run_time=True) == {
+        "mailer.errors",
+        "mailer.audience.segments",
+        "mailer.models",
+    }
+    assert "mailer.settings" in imports_in(source, "mailer.x")
+    graph = {"p": {"p.a", "p.b"}, "p.a": {"p"}, "p.b": {"p", "p.c"}, "p.c": {"p.b"}, "q": {"r"}, "r": {"q"}}
+    assert sorted(knots(graph)) == [["p.b", "p.c"], ["q", "r"]]
+
+
+# The audience's map, earliest first: each may import only the ones before it.
+AUDIENCE_MAP = (
+    "mailer.audience.tree",
+    "mailer.audience.segments",
+    "mailer.audience.networks",
+    "mailer.audience.shape",
+)
+#: What the region tree, plain data, never imports: the database, the files, the modules that use it.
+NOT_IN_THE_TREE = (
+    "sqlalchemy",
+    "mailer.models",
+    "mailer.db",
+    "mailer.workspace",
+    "tomllib",
+    "csv",
+    "pathlib",
+)
+
+
+def test_the_audience_map_is_layered() -> None:
+    """``tree ← segments ← networks ← shape``: the tree is plain data; segments compile over it;
+    networks answer "which network, speaking as whom" over it; shape reads the files and syncs."""
+    wrong = []
+    for i, me in enumerate(AUDIENCE_MAP):
+        path = PACKAGE.parent.joinpath(*me.split(".")).with_suffix(".py")
+        later = set(AUDIENCE_MAP[i + 1 :])
+        wrong += [f"{me} imports {t}" for t in sorted(imports_of(path) & later)]
+    tree = ast.parse((PACKAGE / "audience" / "tree.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        for name in names:
+            if name.startswith("mailer.audience") or any(
+                name == m or name.startswith(m + ".") for m in NOT_IN_THE_TREE
+            ):
+                wrong.append(f"mailer.audience.tree imports {name}")
+    assert wrong == []
 
 
 def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -13,6 +13,7 @@ from support.cli_runner import MailerCli
 from mailer.audience import networks
 from mailer.audience.shape import load_shape
 from mailer.errors import ConfigError, InvalidInput
+from mailer.identity import issue_identity
 from mailer.settings import Settings, load
 from mailer.workspace import init_workspace
 
@@ -147,6 +148,36 @@ def test_a_local_group_speaks_with_its_own_name_and_reply_to(demo_lists: Path) -
         "Central England Network",
         "ce-editor@example.org",
         "example.org",
+    )
+
+
+def test_a_group_of_another_network_never_lends_its_name(demo_lists: Path) -> None:
+    """The rule lives in networks alone: the identity a mailing renders with asks it, never repeats it."""
+    shape = load_shape(demo_lists)
+    settings = Settings(workspace=demo_lists.parent)
+    kent, ce = shape.networks["kent"], shape.networks["central-england"]
+    assert "birmingham" in networks.regions_of(shape, ce) and "birmingham" not in networks.regions_of(
+        shape, kent
+    )
+    birmingham = networks.group_sender(shape, "region:birmingham", ce)
+    assert birmingham is not None and birmingham.slug == "birmingham"
+    assert networks.group_sender(shape, "region:birmingham", kent) is None
+    assert (networks.sender_name(ce, birmingham), networks.reply_to(ce, birmingham)) == (
+        "Birmingham Group",
+        "birmingham-group@example.org",
+    )
+    assert (networks.sender_name(ce), networks.reply_to(ce)) == (
+        "Central England Network",
+        "ce-editor@example.org",
+    )
+    spoken = issue_identity(shape, settings, "kent", "region:birmingham")
+    assert (spoken.network, spoken.group, spoken.sender_name) == (kent, None, kent.sender_name)
+    alone = issue_identity(shape, settings, None, "region:birmingham")
+    assert (alone.network, alone.group, alone.sender_name, alone.reply_to) == (
+        ce,
+        birmingham,
+        "Birmingham Group",
+        "birmingham-group@example.org",
     )
 
 

@@ -1,4 +1,4 @@
-"""Networks: who a mailing speaks as (issue 12, "One organisation, many networks").
+"""Networks: who a mailing speaks as, the one place for its rules.
 
 One organisation, one membership database, many networks (Kent, Central England, …). A network owns
 one or more subtrees of the region tree and a sender identity: its name, From and Reply-To, List-Id,
@@ -24,7 +24,14 @@ welcome mail.
 Each region belongs to at most one network: the one owning its nearest listed ancestor. An issue
 belongs to the network it names (``network:``) or, failing that, the one its audience's regions imply
 (:func:`campaign_network`); a member to the network of their region
-(:func:`member_network`).
+(:func:`member_network`). A mailing speaks as its network, or as the local group its audience is
+wholly about when that group is the network's own and has a sender of its own (:func:`group_sender`,
+:func:`sender_name`, :func:`reply_to`, :func:`sender_settings`); :mod:`mailer.identity` only turns
+that into what the renderer and the message need.
+
+The :class:`Network` value lives with the rest of the plain map in :mod:`mailer.audience.tree`
+(re-exported here); this module reads ``networks.toml`` into it and answers over the tree, using
+:mod:`mailer.audience.segments` to read an audience: ``tree ← segments ← networks ← shape``.
 """
 
 from __future__ import annotations
@@ -32,28 +39,42 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailer.audience import segments
+from mailer.audience.tree import SLUG, Network, RegionDef, Shape
 from mailer.errors import ConfigError, Problem, suggest, toml_error_location
 
 if TYPE_CHECKING:
-    from mailer.audience.shape import RegionDef, Shape
     from mailer.settings import Settings
 
+__all__ = [
+    "NETWORKS_FILE",
+    "Network",
+    "audience_regions",
+    "campaign_network",
+    "check_region_sender",
+    "default_network",
+    "group_sender",
+    "load_networks",
+    "member_network",
+    "named",
+    "network_for_issue",
+    "networks_of",
+    "of_region",
+    "regions_of",
+    "reply_to",
+    "sender_name",
+    "sender_settings",
+]
+
 NETWORKS_FILE = "networks.toml"
-_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
-DEFAULT_BAND = "#ffde00"
 _MULTILINE = {"welcome", "sign_off", "postal_address"}
 _LONGEST = 2000
-
-DEFAULT_WELCOME = (
-    "Thank you for joining {network}. Every month we send a newsletter with what is happening near you, "
-    "and now and then an action alert when something cannot wait."
-)
 
 _KEYS = {
     "slug",
@@ -71,49 +92,6 @@ _KEYS = {
     "colour",
     "dkim_domain",
 }
-
-
-@dataclass(frozen=True)
-class Network:
-    """A network's identity. ``regions``: the top regions it owns (empty for the default network,
-    which owns every region). ``list_id`` is the left part of its List-Id (``<list_id>.<list_domain>``)."""
-
-    slug: str
-    name: str
-    from_address: str
-    regions: tuple[str, ...] = ()
-    from_name: str = ""
-    reply_to: str = ""
-    list_id: str = ""
-    postal_address: str = ""
-    charity: str = ""
-    sign_off: str = ""
-    welcome: str = ""
-    heading: str = ""
-    colour: str = DEFAULT_BAND
-    dkim_domain: str = ""
-
-    @property
-    def sender_name(self) -> str:
-        """The display name in From and Reply-To."""
-        return self.from_name or self.name
-
-    @property
-    def list_slug(self) -> str:
-        return self.list_id or self.slug
-
-    @property
-    def title(self) -> str:
-        """The heading of its web pages."""
-        return self.heading or self.name
-
-    @property
-    def signing_domain(self) -> str:
-        """The DKIM d= domain: ``dkim_domain``, else the From address's domain."""
-        return (self.dkim_domain or self.from_address.rpartition("@")[2]).strip().lower()
-
-    def welcome_text(self) -> str:
-        return (self.welcome or DEFAULT_WELCOME).replace("{network}", self.name).strip()
 
 
 def _slugify(name: str) -> str:
@@ -233,7 +211,7 @@ def _one(
         values[key] = value.strip() if key not in _MULTILINE else value.strip("\n")
     slug = values.pop("slug")
     ok = _plain_text(values, problem)
-    if not _SLUG.match(slug):
+    if not SLUG.match(slug):
         problem(
             f"bad network slug {slug!r}",
             "slug",
@@ -247,7 +225,7 @@ def _one(
         if (values[key] or key == "from_address") and not _ADDRESS.match(values[key]):
             problem(f"{key} {values[key]!r} is not an email address", key, f'e.g. {key} = "news@example.org"')
             ok = False
-    if values["list_id"] and not _SLUG.match(values["list_id"]):
+    if values["list_id"] and not SLUG.match(values["list_id"]):
         problem(f"bad list_id {values['list_id']!r}", "list_id", "lower-case letters, digits and hyphens")
         ok = False
     if values["colour"] and not _COLOUR.match(values["colour"]):
@@ -349,8 +327,6 @@ def of_region(shape: Shape, settings: Settings, region: str | None) -> Network |
 
 def audience_regions(audience: str, shape: Shape) -> set[str]:
     """The regions an audience expression names positively (``region:x`` not under ``not``)."""
-    from mailer.audience import segments
-
     found: set[str] = set()
 
     def walk(node: segments.Node, negated: bool) -> None:
@@ -416,20 +392,41 @@ def member_network(shape: Shape, settings: Settings, region: str | None) -> Netw
     return of_region(shape, settings, region) or default_network(settings)
 
 
-def group_sender(shape: Shape, audience: str) -> RegionDef | None:
+def group_sender(shape: Shape, audience: str, network: Network | None = None) -> RegionDef | None:
     """The local group an audience is wholly about, when that region has its own ``from_name`` or
-    ``reply_to`` (an audience of exactly one ``region:`` term, alone or narrowed by ``and``)."""
-    from mailer.audience import segments
-
+    ``reply_to`` (an audience of exactly one ``region:`` term, alone or narrowed by ``and``). Given
+    the mailing's ``network``, only a group of that network: another network's never lends its name."""
     node = segments.resolve(segments.parse(audience), shape)
     if isinstance(node, segments.And):
         regions = [o for o in node.operands if isinstance(o, segments.RegionIs)]
         node = regions[0] if len(regions) == 1 else node
-    if isinstance(node, segments.RegionIs):
-        region = shape.regions.get(node.slug)
-        if region is not None and (region.from_name or region.reply_to):
-            return region
-    return None
+    if not isinstance(node, segments.RegionIs):
+        return None
+    region = shape.regions.get(node.slug)
+    if region is None or not (region.from_name or region.reply_to):
+        return None
+    if network is not None and node.slug not in regions_of(shape, network):
+        return None
+    return region
+
+
+def regions_of(shape: Shape, network: Network) -> set[str]:
+    """Every region ``network`` owns: its top regions and everything below them (every region for
+    a network that lists none)."""
+    if not network.regions:
+        return set(shape.regions)
+    return {slug for slug in shape.regions if set(shape.ancestors(slug)) & set(network.regions)}
+
+
+def sender_name(network: Network, group: RegionDef | None = None) -> str:
+    """The name in From and Reply-To (and the footer's "Sent by"): the local group's own, else the
+    network's."""
+    return group.from_name if group is not None and group.from_name else network.sender_name
+
+
+def reply_to(network: Network, group: RegionDef | None = None) -> str:
+    """The Reply-To address: the local group's own, else the network's (empty: replies go to From)."""
+    return group.reply_to if group is not None and group.reply_to else network.reply_to
 
 
 def sender_settings(settings: Settings, network: Network, group: RegionDef | None = None) -> Settings:
@@ -437,8 +434,8 @@ def sender_settings(settings: Settings, network: Network, group: RegionDef | Non
     shown (``organisation``) and the DKIM domain. Everything else is the workspace's."""
     return replace(
         settings,
-        organisation=(group.from_name if group is not None and group.from_name else network.sender_name),
+        organisation=sender_name(network, group),
         from_address=network.from_address,
-        reply_to=(group.reply_to if group is not None and group.reply_to else network.reply_to),
+        reply_to=reply_to(network, group),
         dkim_domain=network.signing_domain,
     )

@@ -60,8 +60,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from mailer.audience.shape import Shape
 from mailer.audience.suppression import suppressed_clause
+from mailer.audience.tree import Shape
 from mailer.errors import SegmentSyntaxError, UnknownName, suggest
 from mailer.models import Interest, Member, MemberField, MemberInterest, Region
 
@@ -311,14 +311,7 @@ class _Parser:
     def primary(self) -> Node:
         token = self.token
         if token.kind == "(":
-            self.deeper()
-            self.advance()
-            node = self.or_expr()
-            if self.token.kind != ")":
-                raise self.fail(f"')' to close the '(' at column {token.column}")
-            self.advance()
-            self.depth -= 1
-            return node
+            return self.parenthesised(token)
         if token.kind != "word":
             raise self.fail(_ATOM)
         word = token.text.lower()
@@ -328,32 +321,9 @@ class _Parser:
         if word == "all":
             return All(column=token.column)
         if word in ("region", "interest"):
-            if self.token.kind != ":":
-                raise self.fail(f"':' after '{token.text}'", f"write {word}:SLUG, e.g. {word}:kent")
-            self.advance()
-            if self.token.kind != "word":
-                raise self.fail(f"{'a region' if word == 'region' else 'an interest'} slug after '{word}:'")
-            slug = self.advance().text.lower()
-            if word == "region":
-                return RegionIs(slug, column=token.column)
-            return InterestIs(slug, column=token.column)
+            return self.region_or_interest(token, word)
         if word == "field":
-            if self.token.kind != ".":
-                raise self.fail("'.' after 'field'", 'write field.NAME = "value", e.g. field.student = "yes"')
-            self.advance()
-            if self.token.kind not in ("word", "string"):
-                raise self.fail("a field name after 'field.'")
-            name = self.advance().text
-            if self.token.kind not in ("=", "!="):
-                raise self.fail(f"'=' or '!=' after 'field.{name}'")
-            op = self.advance().kind
-            if self.token.kind != "string":
-                value = self.token.text if self.token.kind == "word" else "value"
-                raise self.fail(
-                    f"a quoted value after '{op}'", f'quote the value: field.{name} {op} "{value}"'
-                )
-            value = self.advance().text
-            return FieldIs(name, value, negated=op == "!=", column=token.column)
+            return self.field_condition(token)
         if self.token.kind in (":", "."):
             self.pos -= 1
             kinds = ["region", "interest", "field"]
@@ -361,6 +331,46 @@ class _Parser:
             hint = f"did you mean {close[0]}{self.tokens[self.pos + 1].kind}?" if close else None
             raise self.fail("'region:', 'interest:' or 'field.'", hint)
         return SegmentRef(word, column=token.column)
+
+    def parenthesised(self, opening: Token) -> Node:
+        """``( expression )``, the current token being the ``(``."""
+        self.deeper()
+        self.advance()
+        node = self.or_expr()
+        if self.token.kind != ")":
+            raise self.fail(f"')' to close the '(' at column {opening.column}")
+        self.advance()
+        self.depth -= 1
+        return node
+
+    def region_or_interest(self, token: Token, word: str) -> Node:
+        """``region:SLUG`` or ``interest:SLUG``, ``word`` (its first token) read."""
+        if self.token.kind != ":":
+            raise self.fail(f"':' after '{token.text}'", f"write {word}:SLUG, e.g. {word}:kent")
+        self.advance()
+        if self.token.kind != "word":
+            raise self.fail(f"{'a region' if word == 'region' else 'an interest'} slug after '{word}:'")
+        slug = self.advance().text.lower()
+        if word == "region":
+            return RegionIs(slug, column=token.column)
+        return InterestIs(slug, column=token.column)
+
+    def field_condition(self, token: Token) -> Node:
+        """``field.NAME = "value"`` or ``!=``, ``field`` (its first token) read."""
+        if self.token.kind != ".":
+            raise self.fail("'.' after 'field'", 'write field.NAME = "value", e.g. field.student = "yes"')
+        self.advance()
+        if self.token.kind not in ("word", "string"):
+            raise self.fail("a field name after 'field.'")
+        name = self.advance().text
+        if self.token.kind not in ("=", "!="):
+            raise self.fail(f"'=' or '!=' after 'field.{name}'")
+        op = self.advance().kind
+        if self.token.kind != "string":
+            value = self.token.text if self.token.kind == "word" else "value"
+            raise self.fail(f"a quoted value after '{op}'", f'quote the value: field.{name} {op} "{value}"')
+        value = self.advance().text
+        return FieldIs(name, value, negated=op == "!=", column=token.column)
 
 
 def _atom_column(node: Node) -> int:
@@ -439,9 +449,9 @@ class _Resolver:
             hint="simplify the saved segments in lists/segments.toml",
         )
 
-    def resolve(self, node: Node, stack: tuple[str, ...], depth: int, column: int) -> Node:
-        shape = self.shape
-        where = f" (in saved segment {stack[-1]!r})" if stack else ""
+    def measure(self, node: Node, stack: tuple[str, ...], depth: int, column: int) -> int:
+        """``node``'s depth (one more for ``not``, ``and``, ``or``), its condition counted; raise
+        ``SegmentSyntaxError`` when a saved segment's expansion passes a limit."""
         if isinstance(node, Not | And | Or):
             depth += 1
             if depth > MAX_DEPTH and stack:
@@ -450,6 +460,12 @@ class _Resolver:
             self.terms += 1
             if self.terms > MAX_TERMS and stack:
                 raise self._too_big(f"holds more than {MAX_TERMS} conditions", stack, column)
+        return depth
+
+    def resolve(self, node: Node, stack: tuple[str, ...], depth: int, column: int) -> Node:
+        shape = self.shape
+        where = f" (in saved segment {stack[-1]!r})" if stack else ""
+        depth = self.measure(node, stack, depth, column)
         match node:
             case All() | FieldIs():
                 return node
@@ -461,33 +477,8 @@ class _Resolver:
                 if slug not in shape.interests:
                     raise _unknown("interest", slug, list(shape.interests), where)
                 return node
-            case SegmentRef(name=name):
-                if name in stack:
-                    chain = " → ".join((*stack[stack.index(name) :], name))
-                    raise SegmentSyntaxError(
-                        f"saved segment {name!r} uses itself: {chain}",
-                        field="segment",
-                        hint="change one of these segments in lists/segments.toml",
-                    )
-                segment = shape.segments.get(name)
-                if segment is None:
-                    for kind, names in (("region", shape.regions), ("interest", shape.interests)):
-                        if name in names:
-                            raise UnknownName(
-                                f"unknown segment {name!r}{where}",
-                                field="segment",
-                                hint=f"for the {kind} write {kind}:{name}",
-                            )
-                    raise _unknown("segment", name, list(shape.segments), where)
-                try:
-                    inner = parse(segment.expression)
-                except SegmentSyntaxError as exc:
-                    raise SegmentSyntaxError(
-                        f"in saved segment {name!r} (lists/segments.toml): {exc.message}",
-                        column=exc.problem.column,
-                        field="segment",
-                    ) from exc
-                return self.resolve(inner, (*stack, name), depth, column if stack else node.column)
+            case SegmentRef():
+                return self.expand(node, stack, depth, column, where)
             case Not(operand=operand):
                 return Not(self.resolve(operand, stack, depth, column))
             case And(operands=operands):
@@ -495,6 +486,36 @@ class _Resolver:
             case Or(operands=operands):
                 return Or(tuple(self.resolve(o, stack, depth, column) for o in operands))
         raise TypeError(f"not a segment node: {node!r}")  # pragma: no cover
+
+    def expand(self, node: SegmentRef, stack: tuple[str, ...], depth: int, column: int, where: str) -> Node:
+        """A saved segment's expression, parsed and resolved in its turn."""
+        shape, name = self.shape, node.name
+        if name in stack:
+            chain = " → ".join((*stack[stack.index(name) :], name))
+            raise SegmentSyntaxError(
+                f"saved segment {name!r} uses itself: {chain}",
+                field="segment",
+                hint="change one of these segments in lists/segments.toml",
+            )
+        segment = shape.segments.get(name)
+        if segment is None:
+            for kind, names in (("region", shape.regions), ("interest", shape.interests)):
+                if name in names:
+                    raise UnknownName(
+                        f"unknown segment {name!r}{where}",
+                        field="segment",
+                        hint=f"for the {kind} write {kind}:{name}",
+                    )
+            raise _unknown("segment", name, list(shape.segments), where)
+        try:
+            inner = parse(segment.expression)
+        except SegmentSyntaxError as exc:
+            raise SegmentSyntaxError(
+                f"in saved segment {name!r} (lists/segments.toml): {exc.message}",
+                column=exc.problem.column,
+                field="segment",
+            ) from exc
+        return self.resolve(inner, (*stack, name), depth, column if stack else node.column)
 
 
 # ---------------------------------------------------------------------------------------------

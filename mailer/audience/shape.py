@@ -1,8 +1,12 @@
-"""The audience's shape: regions (a tree), interests, saved segments and postcode areas.
+"""The audience's shape read and synced: regions (a tree), interests, saved segments, postcode areas
+and networks.
 
-Read from the workspace's ``lists/regions.toml``, ``lists/interests.toml``, ``lists/segments.toml``
-and ``lists/postcode_areas.csv``; validated as a whole (every problem at once, with file and line);
-loaded into the database idempotently by ``sync``.
+Read from the workspace's ``lists/regions.toml``, ``lists/interests.toml``, ``lists/segments.toml``,
+``lists/postcode_areas.csv`` and ``lists/networks.toml`` (through :mod:`mailer.audience.networks`);
+validated as a whole (every problem at once, with file and line) into the plain values of
+:mod:`mailer.audience.tree` (re-exported here: ``Shape``, ``RegionDef``, ``InterestDef``,
+``SegmentDef``); loaded into the database idempotently by ``sync``. The last of the audience map's
+modules: ``tree ← segments ← networks ← shape``.
 """
 
 from __future__ import annotations
@@ -10,107 +14,20 @@ from __future__ import annotations
 import csv
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from mailer.audience.networks import NETWORKS_FILE, Network, check_region_sender, load_networks
+from mailer.audience.networks import NETWORKS_FILE, check_region_sender, load_networks
+from mailer.audience.tree import SLUG, InterestDef, RegionDef, SegmentDef, Shape
 from mailer.errors import InvalidInput, Problem, suggest, toml_error_location
 from mailer.models import Interest, Member, MemberInterest, Region
 
-SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-POSTCODE_AREA = re.compile(r"^([A-Z]{1,2})[0-9]")
-
-
-@dataclass(frozen=True)
-class RegionDef:
-    """A region. A local group's region may carry its own sender name and Reply-To (used when a
-    mailing's audience is that group alone) and a ``contact`` line for the welcome mail."""
-
-    slug: str
-    name: str
-    parent: str | None = None
-    from_name: str = ""
-    reply_to: str = ""
-    contact: str = ""
-    renamed_from: str = ""  # the slug it had, kept for a sync so that its members follow it
-
-
-@dataclass(frozen=True)
-class InterestDef:
-    slug: str
-    name: str
-    description: str = ""
-    renamed_from: str = ""
-
-
-@dataclass(frozen=True)
-class SegmentDef:
-    name: str
-    expression: str
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Shape:
-    """Regions, interests, saved segments and postcode areas of a workspace."""
-
-    regions: dict[str, RegionDef] = field(default_factory=dict)
-    interests: dict[str, InterestDef] = field(default_factory=dict)
-    segments: dict[str, SegmentDef] = field(default_factory=dict)
-    postcode_areas: dict[str, str] = field(default_factory=dict)
-    networks: dict[str, Network] = field(default_factory=dict)
-
-    def ancestors(self, slug: str) -> list[str]:
-        """``slug`` and every region above it, nearest first."""
-        out = []
-        current: str | None = slug
-        while current is not None:
-            out.append(current)
-            current = self.regions[current].parent
-        return out
-
-    def descendants(self, slug: str) -> list[str]:
-        """``slug`` and every region below it."""
-        children: dict[str | None, list[str]] = {}
-        for r in self.regions.values():
-            children.setdefault(r.parent, []).append(r.slug)
-        out, todo = [], [slug]
-        while todo:
-            s = todo.pop()
-            out.append(s)
-            todo.extend(children.get(s, []))
-        return out
-
-    def path(self, slug: str) -> str:
-        """``/south-east/kent/`` for kent: a prefix of every descendant's path."""
-        return "/" + "/".join(reversed(self.ancestors(slug))) + "/"
-
-    def label(self, slug: str) -> str:
-        """``South East › Kent`` for kent."""
-        return " › ".join(self.regions[s].name for s in reversed(self.ancestors(slug)))
-
-    def region_for_postcode(self, postcode: str) -> str | None:
-        """The region of a UK postcode's area (``ME14 1HH`` → the ME area's region), if known."""
-        m = POSTCODE_AREA.match(postcode.strip().upper())
-        return self.postcode_areas.get(m.group(1)) if m else None
-
-    def walk(self) -> Iterator[tuple[int, RegionDef]]:
-        """Every region with its depth, parents before children, in file order."""
-        children: dict[str | None, list[RegionDef]] = {}
-        for r in self.regions.values():
-            children.setdefault(r.parent, []).append(r)
-
-        def visit(parent: str | None, depth: int) -> Iterator[tuple[int, RegionDef]]:
-            for r in children.get(parent, []):
-                yield depth, r
-                yield from visit(r.slug, depth + 1)
-
-        yield from visit(None, 0)
+__all__ = ["InterestDef", "RegionDef", "SegmentDef", "Shape", "SyncReport", "load_shape", "sync"]
 
 
 def _block_lines(text: str, header: str) -> list[int]:

@@ -30,10 +30,10 @@ from test_desk_web import (
 )
 from test_web_browser import check_page
 
+from mailer.desk import sessions
+from mailer.desk.issuefile import last_editor
 from mailer.issue import load_campaign
 from mailer.models import Campaign, Contribution, IssueEdit, User
-from mailer.web.desk import sessions
-from mailer.web.desk.issuefile import last_editor
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
     warnings.simplefilter("ignore")

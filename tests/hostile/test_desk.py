@@ -26,8 +26,8 @@ from desk_fixtures import Desk, clock, csrf_of, desk, hostile_desk, networks_wor
 from sqlalchemy import func, select
 from starlette.routing import Route
 
+from mailer.desk import people, sessions
 from mailer.models import AuditEntry, DeskSession, SignInLink, User, UserRole
-from mailer.web.desk import people, sessions
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
     warnings.simplefilter("ignore")

@@ -25,8 +25,8 @@ import pytest
 from desk_fixtures import Desk, clock, demo_workspace, desk, sign_in_by_link
 from test_desk import CONTROL, form_values
 
+from mailer.desk.issueform import clean
 from mailer.issue.yaml_loader import read_yaml
-from mailer.web.desk.issueform import clean
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -26,7 +26,7 @@ from desk_fixtures import clock, desk
 from test_desk import CONTROL, form_values
 from test_desk_compose_hostile import CE, NOTE, editor, fields_of, read_back, workspace
 
-from mailer.web.desk.issueform import clean
+from mailer.desk.issueform import clean
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -27,9 +27,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from mailer.audience.networks import Network, networks_of
+from mailer.desk import people, sessions
+from mailer.desk.people import Person
+from mailer.settings import Settings
 from mailer.web.context import Web, web
-from mailer.web.desk import people, sessions
-from mailer.web.desk.people import Person
 from mailer.web.forms import read_form
 from mailer.web.pages import PAGE_HEADERS
 from mailer.web.ratelimit import Limit
@@ -312,3 +313,24 @@ def no_store(response: Response) -> Response:
     for name, value in PAGE_HEADERS.items():
         response.headers.setdefault(name, value)
     return response
+
+
+def set_cookie(response: Response, settings: Settings, value: str) -> None:
+    """The session's cookie (``sessions.cookie_name``): HttpOnly, SameSite=Lax, Secure on https."""
+    secure = settings.base_url.startswith("https://")
+    response.set_cookie(
+        sessions.cookie_name(settings),
+        value,
+        max_age=int(sessions.MAX_AGE.total_seconds()),
+        path="/",
+        secure=secure,
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def clear_cookie(response: Response, settings: Settings) -> None:
+    secure = settings.base_url.startswith("https://")
+    response.delete_cookie(
+        sessions.cookie_name(settings), path="/", secure=secure, httponly=True, samesite="lax"
+    )

@@ -16,7 +16,7 @@
 Editors and admins of the issue's network compose; its approvers may read the list. Everyone else
 gets 403. The pages want someone signed in and the posts a CSRF value of their session
 (``common.desk_page`` and ``common.desk_form``, which reads an issue's larger form by
-``read_issue_form``). The fields and their names in the form are in ``mailer.web.desk.issueform``.
+``read_issue_form``). The fields and their names in the form are in ``mailer.desk.issueform``.
 """
 
 from __future__ import annotations
@@ -35,13 +35,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.audience.networks import Network, campaign_network, networks_of
+from mailer.desk import approvals, audit, issuefile, issueform, people
+from mailer.desk.issuefile import IssueFile, StaleIssue
 from mailer.errors import ContentError, MailerError, Problem
 from mailer.issue.check import check_campaign
 from mailer.issue.load import campaign_slugs
 from mailer.issue.schema import SLUG
 from mailer.models import Campaign
 from mailer.web.context import Web, web
-from mailer.web.desk import approvals, audit, issuefile, issueform, people
 from mailer.web.desk.common import (
     Signed,
     desk_form,
@@ -54,7 +55,6 @@ from mailer.web.desk.common import (
     page,
     redirect,
 )
-from mailer.web.desk.issuefile import IssueFile, StaleIssue
 
 MAX_POST = 4 * 1024 * 1024
 """The largest form post (an issue file is at most 2 MB; the form adds its field names)."""

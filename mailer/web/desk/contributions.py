@@ -36,12 +36,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.audience.networks import Network, campaign_network, networks_of
+from mailer.desk import contribution_forms as forms
+from mailer.desk import inbox, issuefile, people
 from mailer.errors import MailerError
 from mailer.issue import Newsletter, campaign_slugs, load_campaign
 from mailer.models import Campaign
 from mailer.web.context import Web, web
-from mailer.web.desk import contribution_forms as forms
-from mailer.web.desk import inbox, issuefile, people
 from mailer.web.desk.common import (
     Signed,
     desk_form,

@@ -21,10 +21,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.audience.networks import networks_of
+from mailer.desk import audit, passwords, people, sessions
+from mailer.desk.people import Person, Role
 from mailer.errors import MailerError
 from mailer.models import User, UserRole
 from mailer.web.context import Web, web
-from mailer.web.desk import audit, passwords, people, sessions
 from mailer.web.desk.common import (
     Signed,
     admin_form,
@@ -38,7 +39,6 @@ from mailer.web.desk.common import (
     redirect,
     slug_of,
 )
-from mailer.web.desk.people import Person, Role
 from mailer.web.forms import text
 from mailer.web.preferences import region_options
 

@@ -28,6 +28,8 @@ from starlette.routing import Route
 
 from mailer.audience.networks import Network, member_network
 from mailer.compose import Variant, compose, compose_all, plan, relevant_interests
+from mailer.desk.issuefile import IssueFile
+from mailer.desk.issueform import region_hint
 from mailer.errors import ContentError, MailerError
 from mailer.identity import issue_identity
 from mailer.issue.load import LoadedIssue, load_campaign
@@ -37,8 +39,6 @@ from mailer.slots import fill_slots
 from mailer.web.context import Web, web
 from mailer.web.desk.common import Signed, desk_page, forbidden, message, page
 from mailer.web.desk.compose import allowed, network_of
-from mailer.web.desk.issuefile import IssueFile
-from mailer.web.desk.issueform import region_hint
 from mailer.web.pages import PAGE_HEADERS
 
 WIDTHS = {"phone": 375, "desktop": 1280}

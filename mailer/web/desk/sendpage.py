@@ -34,11 +34,11 @@ from starlette.routing import Route
 
 from mailer import reports, sending
 from mailer.audience.networks import Network, campaign_network
+from mailer.desk import approvals, audit, people
 from mailer.errors import MailerError, UnknownName
 from mailer.issue import SLUG, load_campaign
 from mailer.models import Campaign
 from mailer.web.context import Web, web
-from mailer.web.desk import approvals, audit, people
 from mailer.web.desk.common import Signed, desk_form, desk_page, forbidden, message, page, redirect
 from mailer.web.forms import text
 from mailer.web.pages import PAGE_HEADERS

@@ -34,13 +34,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.audience.addresses import normalise
+from mailer.desk import audit, passwords, sessions
 from mailer.errors import InvalidInput, MailerError
 from mailer.models import User
 from mailer.web.context import client_network, web
-from mailer.web.desk import audit, passwords, sessions
 from mailer.web.desk.common import (
     Posted,
     Signed,
+    clear_cookie,
     cookie_value,
     desk_form,
     limits,
@@ -49,6 +50,7 @@ from mailer.web.desk.common import (
     page,
     posted,
     redirect,
+    set_cookie,
     signed_in,
 )
 from mailer.web.forms import text
@@ -187,7 +189,7 @@ async def _with_password(request: Request, address: str, password: str) -> Respo
 
     value = await w.write(start)
     response = redirect("/desk/")
-    sessions.set_cookie(response, w.settings, value)
+    set_cookie(response, w.settings, value)
     return response
 
 
@@ -275,7 +277,7 @@ async def use_link(request: Request) -> Response:
     if value is None:
         return _bad_link(request)
     response = redirect("/desk/")
-    sessions.set_cookie(response, w.settings, value)
+    set_cookie(response, w.settings, value)
     return response
 
 
@@ -295,7 +297,7 @@ async def sign_out(request: Request) -> Response:
 
         await w.write(end)
     if cookie_value(request):
-        sessions.clear_cookie(response, w.settings)
+        clear_cookie(response, w.settings)
     return response
 
 

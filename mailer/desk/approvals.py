@@ -29,15 +29,15 @@ from mailer.audience.networks import Network, campaign_network
 from mailer.audience.shape import Shape
 from mailer.compose import VariantPlan, plan
 from mailer.db import Database
+from mailer.desk import audit, people
+from mailer.desk.issuefile import last_editor
+from mailer.desk.people import Person
 from mailer.errors import InvalidInput, MailerError
 from mailer.issue import LoadedIssue, load_campaign
 from mailer.issue.load import campaign_path
 from mailer.models import Approval, User
 from mailer.sending import SendPlan, plan_send
 from mailer.settings import Settings
-from mailer.web.desk import audit, people
-from mailer.web.desk.issuefile import last_editor
-from mailer.web.desk.people import Person
 
 
 class ApprovalRefused(MailerError):

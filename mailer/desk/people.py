@@ -14,7 +14,7 @@ from their roles (``user_roles``), each scoped to a network (and, for a contribu
 A workspace without ``lists/networks.toml`` has one network; its roles are stored with network
 ``""`` (and an admin of "every network" is then simply its admin). Everything here is a library call
 on a SQLAlchemy session: the CLI (``mailer users``) and the desk's pages share it; each change is
-written to the audit log (``mailer.web.desk.audit``).
+written to the audit log (``mailer.desk.audit``).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session
 from mailer.audience.addresses import clean_name, is_mailable, normalise
 from mailer.audience.networks import default_network, of_region
 from mailer.audience.shape import Shape
+from mailer.desk import audit, sessions
 from mailer.errors import InvalidInput, Problem, UnknownName, suggest
 from mailer.models import User, UserRole
 from mailer.settings import Settings
-from mailer.web.desk import audit, sessions
 
 ROLES = ("admin", "editor", "approver", "contributor")
 

@@ -1,7 +1,7 @@
 """The forms of a contribution (issue 14): what a local group typed, checked field by field and
 turned into the entry an issue file holds, validated with the issue schema's own types
 (``mailer.issue.schema.Event`` and ``Item``), so that whatever the editor accepts later is a valid
-issue entry. The rows and their life are ``mailer.web.desk.inbox``; the pages,
+issue entry. The rows and their life are ``mailer.desk.inbox``; the pages,
 ``mailer.web.desk.contributions``.
 
 Text is cleaned before it is kept: control characters and bidirectional overrides go, line breaks
@@ -23,12 +23,12 @@ from pydantic import BaseModel, ValidationError
 
 from mailer.audience.networks import of_region
 from mailer.audience.shape import Shape
+from mailer.desk import people
+from mailer.desk.people import Person
 from mailer.issue.lint import markup_in, script_links_in
 from mailer.issue.load import TODO
 from mailer.issue.schema import Event, Item
 from mailer.settings import Settings
-from mailer.web.desk import people
-from mailer.web.desk.people import Person
 
 KINDS = ("event", "item")
 LINK_ROWS = 3

@@ -1,7 +1,7 @@
 """The fields of the desk's issue form: what a field is (``Spec``, ``Field``) and how a posted value
 is cleaned before it may go into the issue file (``clean``, ``line``, ``names_of``).
 
-``mailer.web.desk.issueform`` builds the form of them; ``mailer.web.desk.itemparts`` an item's
+``mailer.desk.issueform`` builds the form of them; ``mailer.desk.itemparts`` an item's
 links and image.
 """
 

@@ -4,7 +4,7 @@ The pages are ``mailer.web.desk.contributions``; the forms' checks, ``contributi
 A contributor (a local group: a region) sends an event or an item to their network's inbox. A row
 (``contributions``) keeps the form's checked values as JSON; the issue entry is made from them again
 when the editor edits or accepts it. Accepting writes the entry into one of the network's issues
-(``campaigns/<slug>/issue.yaml``) through ``mailer.web.desk.issuefile``, which keeps the file's
+(``campaigns/<slug>/issue.yaml``) through ``mailer.desk.issuefile``, which keeps the file's
 comments and order; the row is claimed first (``claim``), so two editors never both decide it. An
 accepted event is in its region's calendar feeds at once (``accepted_events``, read by
 ``mailer.web.calendars``), until its issue is sent and the issue's own entry takes over. Every
@@ -23,10 +23,10 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailer.desk import audit
+from mailer.desk.contribution_forms import Checked
 from mailer.issue.schema import Event
 from mailer.models import Contribution, User
-from mailer.web.desk import audit
-from mailer.web.desk.contribution_forms import Checked
 
 STATUSES = ("new", "accepted", "declined")
 NOTE_LIMIT = 2000

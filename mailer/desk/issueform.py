@@ -9,7 +9,7 @@ left as it was is not rewritten, so its comments and quoting stay. A field missi
 left as it is. Text that is longer than its field allows refuses the whole save.
 
 An item's links (``items-2-links-0-url``) and image (``items-2-image-src``) are read and written
-each as a whole (``mailer.web.desk.itemparts``), checked with the issue schema's ``Link`` and
+each as a whole (``mailer.desk.itemparts``), checked with the issue schema's ``Link`` and
 ``Image`` before anything is written: a wrong one refuses the whole save, its problem shown at its
 field (``Submitted.invalid``).
 """
@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from starlette.datastructures import FormData
 
-from mailer.errors import MailerError, Problem
-from mailer.web.desk.formfields import Field, Spec, clean, line, names_of
-from mailer.web.desk.issuefile import Change, IssueFile, drop, to_yaml
-from mailer.web.desk.itemparts import (
+from mailer.desk.formfields import Field, Spec, clean, line, names_of
+from mailer.desk.issuefile import Change, IssueFile, drop, to_yaml
+from mailer.desk.itemparts import (
     image_fields,
     link_rows,
     put_in_order,
@@ -37,6 +36,7 @@ from mailer.web.desk.itemparts import (
     set_image,
     set_links,
 )
+from mailer.errors import MailerError, Problem
 
 if TYPE_CHECKING:
     from mailer.audience.networks import Network

@@ -11,7 +11,7 @@
   (sliding; ``last_seen_at`` is brought forward at most every ``TOUCH_EVERY``), and never longer
   than ``MAX_AGE`` after sign-in.
 - The **cookie** is ``__Host-mailer_desk`` (Secure, Path=/, no Domain) when the base URL is https,
-  ``mailer_desk`` otherwise; HttpOnly, SameSite=Lax.
+  ``mailer_desk`` otherwise; HttpOnly, SameSite=Lax (set by the desk's pages, ``mailer.web.desk.common``).
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
-from starlette.responses import Response
 
+from mailer.desk import audit
 from mailer.models import DeskSession, SignInLink, User
 from mailer.settings import Settings
-from mailer.web.desk import audit
 
 LINK_LIFETIME = timedelta(minutes=15)
 IDLE = timedelta(hours=12)
@@ -210,21 +209,3 @@ def live_count(session: Session, user_id: int, *, now: datetime) -> int:
 
 def cookie_name(settings: Settings) -> str:
     return SECURE_COOKIE if settings.base_url.startswith("https://") else PLAIN_COOKIE
-
-
-def set_cookie(response: Response, settings: Settings, value: str) -> None:
-    secure = settings.base_url.startswith("https://")
-    response.set_cookie(
-        cookie_name(settings),
-        value,
-        max_age=int(MAX_AGE.total_seconds()),
-        path="/",
-        secure=secure,
-        httponly=True,
-        samesite="lax",
-    )
-
-
-def clear_cookie(response: Response, settings: Settings) -> None:
-    secure = settings.base_url.startswith("https://")
-    response.delete_cookie(cookie_name(settings), path="/", secure=secure, httponly=True, samesite="lax")

@@ -228,6 +228,11 @@ def may_approve(session: Session, person: Person, issue: IssueNow) -> bool:
     return people.may_approve(person, issue.key, last_editor(session, issue.slug))
 
 
+def looked_at(session: Session, person: Person, issue: IssueNow) -> tuple[Standing, bool]:
+    """How ``issue`` stands, and whether ``person`` may approve it."""
+    return standing(session, issue.slug, issue.fingerprint), may_approve(session, person, issue)
+
+
 def approve(session: Session, issue: IssueNow, person: Person, *, seen: str, now: datetime) -> Given:
     """Approve ``issue`` as ``person``, who saw it with fingerprint ``seen``: refused when they may
     not (``may_approve``) or when the issue is no longer what they saw. Written to the audit log."""

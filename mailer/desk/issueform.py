@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from starlette.datastructures import FormData
 
-from mailer.desk.formfields import Field, Spec, clean, line, names_of
+from mailer.desk.formfields import Field, Posted, Spec, clean, line, names_of
 from mailer.desk.issuefile import Change, IssueFile, drop, to_yaml
 from mailer.desk.itemparts import (
     image_fields,
@@ -315,7 +314,7 @@ class Submitted:
     images: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, form: FormData, data: dict[str, Any], *, folder: Path | None = None) -> Submitted:
+    def read(cls, form: Posted, data: dict[str, Any], *, folder: Path | None = None) -> Submitted:
         """The post ``form`` against the file's ``data``; ``folder``: the campaign's, where an
         image's file must be."""
         values: dict[str, Any] = {}
@@ -528,7 +527,7 @@ def anchor(action: str) -> str:
     )
 
 
-def unsaved(form: FormData, opened: IssueFile) -> list[tuple[str, str]]:
+def unsaved(form: Posted, opened: IssueFile) -> list[tuple[str, str]]:
     """The posted values that differ from the file as it is now (for the editor to make again)."""
     try:
         now = {f.name: f.value for f in Form.of(opened.data()).fields()}

@@ -26,8 +26,6 @@ from datetime import date
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
@@ -35,13 +33,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.audience.networks import Network, campaign_network, networks_of
-from mailer.desk import approvals, audit, issuefile, issueform, people
+from mailer.desk import issuefile, issueform, people
+from mailer.desk import issues as issues_
 from mailer.desk.issuefile import IssueFile, StaleIssue
 from mailer.errors import ContentError, MailerError, Problem
 from mailer.issue.check import check_campaign
 from mailer.issue.load import campaign_slugs
 from mailer.issue.schema import SLUG
-from mailer.models import Campaign
 from mailer.web.context import Web, web
 from mailer.web.desk.common import (
     Signed,
@@ -106,20 +104,6 @@ def allowed(person: people.Person, w: Web, network: Network | None, *actions: st
     return any(people.can(person, a, key) for a in actions)
 
 
-def issue_status(session: Session, w: Web, slug: str) -> str:
-    """draft, approved (``approvals``: of the file and audience as they are now), edited since
-    approval, or the campaign's status once it has been scheduled or sent."""
-    campaign = session.scalar(select(Campaign).where(Campaign.slug == slug))
-    if campaign is not None and campaign.status != "draft":
-        return campaign.status
-    try:
-        issue = approvals.resolve(session, w.settings, w.shape, slug)
-    except MailerError:
-        return "draft"  # an issue with errors: not approvable as it is
-    standing = approvals.standing(session, slug, issue.fingerprint)
-    return "approved" if standing.approved else "edited" if standing.edited_since else "draft"
-
-
 # ---------------------------------------------------------------------------------------------
 # The list of a network's issues, and a new issue
 
@@ -174,10 +158,8 @@ async def _render_list(
     w = web(request)
     issues = await run_in_threadpool(_issues_of, w, network)
 
-    def statuses(s: Session) -> dict[str, str]:
-        return {i["slug"]: issue_status(s, w, i["slug"]) for i in issues}
-
-    found = await w.read(statuses)
+    slugs = [i["slug"] for i in issues]
+    found = await w.read(lambda s: issues_.statuses(s, w.settings, w.shape, slugs))
     for i in issues:
         i["status"] = STATUS_WORDS.get(found[i["slug"]], found[i["slug"]])
     today = w.clock().date()
@@ -268,11 +250,11 @@ async def new_issue(request: Request, form: FormData, signed: Signed) -> Respons
         return await _render_list(request, signed, network, key, values=values, errors=errors, status=400)
     now = w.clock()
 
-    def record(s: Session) -> None:
-        issuefile.record_edit(s, values["slug"], signed.person.id, version, now=now)
-        audit.record(s, "issue.new", by=signed.person.id, object=values["slug"], detail=network.slug, now=now)
-
-    await w.write(record)
+    await w.write(
+        lambda s: issues_.record_started(
+            s, values["slug"], version, by=signed.person.id, network=network.slug, now=now
+        )
+    )
     return redirect(f"/desk/issues/{values['slug']}?done=started")
 
 
@@ -344,7 +326,7 @@ async def _render_issue(
     }
     for name, text in (field_errors or {}).items():
         placed.at.setdefault(name, []).insert(0, issueform.Shown(text, "error"))
-    status_word = await w.read(lambda s: issue_status(s, w, opened.slug))
+    status_word = await w.read(lambda s: issues_.status(s, w.settings, w.shape, opened.slug))
     context = {
         "title": str((data or {}).get("title") or opened.slug),
         "slug": opened.slug,
@@ -445,13 +427,11 @@ async def save_issue(request: Request, form: FormData, signed: Signed) -> Respon
         )
     now = w.clock()
 
-    def record(s: Session) -> None:
-        issuefile.record_edit(s, opened.slug, signed.person.id, saved.version, now=now)
-        audit.record(
-            s, "issue.save", by=signed.person.id, object=opened.slug, detail=action or "save", now=now
+    await w.write(
+        lambda s: issues_.record_saved(
+            s, opened.slug, saved.version, by=signed.person.id, action=action, now=now
         )
-
-    await w.write(record)
+    )
     return redirect(f"/desk/issues/{opened.slug}?done=saved{issueform.anchor(action)}")
 
 

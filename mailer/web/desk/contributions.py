@@ -21,14 +21,10 @@ another network, 404.
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -37,10 +33,10 @@ from starlette.routing import Route
 
 from mailer.audience.networks import Network, campaign_network, networks_of
 from mailer.desk import contribution_forms as forms
-from mailer.desk import inbox, issuefile, people
+from mailer.desk import inbox, people
+from mailer.desk import issues as desk_issues
 from mailer.errors import MailerError
 from mailer.issue import Newsletter, campaign_slugs, load_campaign
-from mailer.models import Campaign
 from mailer.web.context import Web, web
 from mailer.web.desk.common import (
     Signed,
@@ -264,14 +260,6 @@ def _contribution_id(request: Request) -> int | None:
     return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else None
 
 
-def _slug_of_title(title: str, taken: set[str]) -> str:
-    base = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "contribution"
-    slug, n = base, 2
-    while slug in taken:
-        slug, n = f"{base}-{n}", n + 1
-    return slug
-
-
 def _open_issues(w: Web, key: str) -> list[dict[str, Any]]:
     """The network's newsletters in ``campaigns/`` not sent yet, each with its items: where a
     contribution may go. An issue that does not load is left out (fix it first)."""
@@ -308,13 +296,8 @@ def _targets(kind: str, issues: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def _not_sent(w: Web, issues: list[dict[str, Any]]) -> list[dict[str, Any]]:
     slugs = [i["slug"] for i in issues]
-    started = set(
-        await w.read(
-            lambda s: s.scalars(
-                select(Campaign.slug).where(Campaign.slug.in_(slugs), Campaign.status.in_(STARTED))
-            ).all()
-        )
-    )
+    found = await w.read(lambda s: desk_issues.campaign_statuses(s, slugs))
+    started = {slug for slug, state in found.items() if state in STARTED}
     return [i for i in issues if i["slug"] not in started]
 
 
@@ -436,8 +419,15 @@ async def accept(request: Request, form: FormData, signed: Signed) -> Response:
     if claimed != "done":
         return _decided(request, signed, network, entry)
     try:
-        version, event = _write_into_issue(
-            w, slug, entry.kind, placed, checked.entry, highlight, str(checked.values.get("description", ""))
+        version, event = inbox.write_into_issue(
+            w.settings.workspace,
+            w.shape,
+            slug,
+            entry.kind,
+            placed,
+            checked.entry,
+            highlight=highlight,
+            description=str(checked.values.get("description", "")),
         )
     except MailerError as exc:
         await w.write(lambda s: inbox.release(s, entry.id))
@@ -449,51 +439,20 @@ async def accept(request: Request, form: FormData, signed: Signed) -> Response:
         errors = {"target": f"It could not go into that issue. {why}"}
         return await _one_page(request, signed, key, network, fresh or entry, errors=errors, status=409)
 
-    def record(s: Session) -> None:
-        issuefile.record_edit(s, slug, by, version, now=now)
-        inbox.accepted(
-            s, entry.id, slug=slug, issue_title=issue_title, placed=placed, event=event, by=by, now=now
+    await w.write(
+        lambda s: inbox.accepted(
+            s,
+            entry.id,
+            slug=slug,
+            issue_title=issue_title,
+            placed=placed,
+            event=event,
+            by=by,
+            now=now,
+            version=version,
         )
-
-    await w.write(record)
+    )
     return redirect(f"/desk/networks/{network.slug}/inbox/{entry.id}?done=accepted")
-
-
-def _write_into_issue(
-    w: Web, slug: str, kind: str, placed: str, entry: dict[str, Any], highlight: str, description: str
-) -> tuple[str, dict[str, Any] | None]:
-    """Write the checked ``entry`` into issue ``slug`` where ``placed`` says: the file's new
-    version, and the event as the issue now holds it (None for an item)."""
-    workspace = w.settings.workspace
-    if kind == "item":
-        news = {**entry, "id": _slug_of_title(str(entry["title"]), _item_ids(workspace, slug))}
-        return issuefile.add_item(workspace, slug, news, expected_version=None, shape=w.shape), None
-    if placed == "calendar":
-        return issuefile.add_event(
-            workspace, slug, entry, to_item=None, expected_version=None, shape=w.shape
-        ), entry
-    if placed.startswith("under/"):
-        item_id = placed.removeprefix("under/")
-        version = issuefile.add_event(
-            workspace, slug, entry, to_item=item_id, expected_version=None, shape=w.shape
-        )
-        return version, entry
-    # A new item holding the event: the event's description is its text.
-    item: dict[str, Any] = {
-        "id": _slug_of_title(str(entry["title"]), _item_ids(workspace, slug)),
-        "title": entry["title"],
-        "highlight": highlight or entry["title"],
-        "body": description,
-    }
-    if entry.get("regions"):
-        item["regions"] = list(entry["regions"])
-    item["events"] = [entry]
-    return issuefile.add_item(workspace, slug, item, expected_version=None, shape=w.shape), entry
-
-
-def _item_ids(workspace: Path, slug: str) -> set[str]:
-    items = issuefile.IssueFile.open(workspace, slug).data().get("items")
-    return {str(i.get("id")) for i in items if isinstance(i, dict)} if isinstance(items, list) else set()
 
 
 @desk_form
@@ -516,13 +475,7 @@ async def decline(request: Request, form: FormData, signed: Signed) -> Response:
     now = w.clock()
     by = signed.person.id
 
-    def decide(s: Session) -> str:
-        outcome = inbox.claim(s, key, entry.id, by=by, now=now, status="declined")
-        if outcome == "done":
-            inbox.declined(s, entry.id, note, by=by, now=now)
-        return outcome
-
-    if await w.write(decide) != "done":
+    if await w.write(lambda s: inbox.decline(s, key, entry.id, note, by=by, now=now)) != "done":
         return _decided(request, signed, network, entry)
     response = redirect(f"/desk/networks/{network.slug}/inbox/{entry.id}?done=declined")
     if entry.submitter:

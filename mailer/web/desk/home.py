@@ -13,18 +13,15 @@ A page for someone not signed in sends them to ``/desk/sign-in``; a POST gets 40
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.audience.networks import networks_of
-from mailer.desk import audit, passwords, people, sessions
+from mailer.desk import passwords, people
 from mailer.desk.people import Person, Role
 from mailer.errors import MailerError
-from mailer.models import User, UserRole
 from mailer.web.context import Web, web
 from mailer.web.desk.common import (
     Signed,
@@ -132,33 +129,12 @@ async def network_page(request: Request, signed: Signed) -> Response:
 # People (admins)
 
 
-def _manages(admin: Person, target: Person) -> bool:
-    """Whether ``admin`` may sign ``target`` out: an admin of every network; or an admin of each
-    network ``target`` has a role in (never of an admin of every network)."""
-    if admin.admin_of_all:
-        return True
-    if target.admin_of_all or not target.roles:
-        return False
-    return all(people.can(admin, "manage-people", r.network) for r in target.roles)
-
-
-def _visible(admin: Person, everyone: list[Person]) -> list[Person]:
-    if admin.admin_of_all:
-        return everyone
-    return [p for p in everyone if any(people.can(admin, "manage-people", r.network) for r in p.roles)]
-
-
 async def _people_context(w: Web, signed: Signed) -> dict[str, object]:
     admin = signed.person
     now = w.clock()
 
-    def read(s: Session) -> tuple[list[Person], list[audit.AuditLine], dict[int, int]]:
-        shown = _visible(admin, people.everyone(s))
-        lines = audit.recent(s, limit=30, by=None if admin.admin_of_all else admin.id)
-        live = {p.id: sessions.live_count(s, p.id, now=now) for p in shown}
-        return shown, lines, live
-
-    shown, lines, live = await w.read(read)
+    seen = await w.read(lambda s: people.overview(s, admin, now=now))
+    shown, lines, live = seen.people, seen.lines, seen.live
     networks = [
         (key, people.network_label(w.shape, w.settings, key))
         for key in ([""] if admin.admin_of_all and w.shape.networks else [])
@@ -183,7 +159,7 @@ async def _people_context(w: Web, signed: Signed) -> dict[str, object]:
                 "active": p.active,
                 "roles": roles,
                 "sessions": live.get(p.id, 0),
-                "manageable": _manages(admin, p) and p.id != admin.id,
+                "manageable": people.manages(admin, p) and p.id != admin.id,
             }
         )
     return {
@@ -277,18 +253,7 @@ async def remove_role(request: Request, form: FormData, signed: Signed) -> Respo
         return message(request, "Nothing changed", "That role does not exist.", signed=signed, status=400)
     now = w.clock()
 
-    def take(s: Session) -> str:
-        row = s.get(UserRole, role_id)
-        if row is None:
-            return "missing"
-        if not people.can(signed.person, "manage-people", row.network):
-            return "forbidden"
-        if row.role == "admin" and row.network == "" and _last_admin(s, row.id):
-            return "last"
-        people.remove_role(s, role_id, by=signed.person.id, now=now)
-        return "done"
-
-    outcome = await w.write(take)
+    outcome = await w.write(lambda s: people.take_role(s, role_id, by=signed.person, now=now))
     if outcome == "forbidden":
         return forbidden(request, signed)
     if outcome == "missing":
@@ -305,21 +270,6 @@ async def remove_role(request: Request, form: FormData, signed: Signed) -> Respo
     return redirect("/desk/people?done=removed")
 
 
-def _last_admin(s: Session, role_id: int) -> bool:
-    """Whether the admin-of-every-network role ``role_id`` is the only one of an enabled person."""
-    others = s.scalars(
-        select(UserRole.id)
-        .join(User, User.id == UserRole.user_id)
-        .where(
-            UserRole.role == "admin",
-            UserRole.network == "",
-            UserRole.id != role_id,
-            User.disabled_at.is_(None),
-        )
-    )
-    return next(iter(others), None) is None
-
-
 @admin_form
 async def revoke(request: Request, form: FormData, signed: Signed) -> Response:
     w = web(request)
@@ -328,16 +278,7 @@ async def revoke(request: Request, form: FormData, signed: Signed) -> Response:
         return message(request, "Nothing changed", "That person does not exist.", signed=signed, status=400)
     now = w.clock()
 
-    def end(s: Session) -> str:
-        target = people.person(s, user_id)
-        if target is None:
-            return "missing"
-        if not _manages(signed.person, target):
-            return "forbidden"
-        sessions.revoke_all(s, target.id, now=now, by=signed.person.id)
-        return "done"
-
-    outcome = await w.write(end)
+    outcome = await w.write(lambda s: people.sign_out_everywhere(s, user_id, by=signed.person, now=now))
     if outcome == "forbidden":
         return forbidden(request, signed)
     if outcome == "missing":

@@ -23,9 +23,9 @@ for people with a role in the issue's network that lets them see it.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -33,11 +33,10 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from mailer import reports, sending
-from mailer.audience.networks import Network, campaign_network
-from mailer.desk import approvals, audit, people
+from mailer.audience.networks import Network
+from mailer.desk import approvals, audit, people, sends
 from mailer.errors import MailerError, UnknownName
-from mailer.issue import SLUG, load_campaign
-from mailer.models import Campaign
+from mailer.issue import SLUG
 from mailer.web.context import Web, web
 from mailer.web.desk.common import Signed, desk_form, desk_page, forbidden, message, page, redirect
 from mailer.web.forms import text
@@ -103,16 +102,6 @@ async def _issue(request: Request, signed: Signed) -> approvals.IssueNow | Respo
     return issue
 
 
-async def _campaign(w: Web, slug: str) -> Campaign | None:
-    def read(s: Session) -> Campaign | None:
-        found = sending.find_campaign(s, slug)
-        if found is not None:
-            s.expunge(found)
-        return found
-
-    return await w.read(read)
-
-
 def _issue_context(issue: approvals.IssueNow, standing: approvals.Standing) -> dict[str, Any]:
     return {
         "slug": issue.slug,
@@ -135,12 +124,7 @@ async def approve_page(request: Request, signed: Signed) -> Response:
         return issue
     w = web(request)
 
-    def read(s: Session) -> tuple[approvals.Standing, bool]:
-        return approvals.standing(s, issue.slug, issue.fingerprint), approvals.may_approve(
-            s, signed.person, issue
-        )
-
-    standing, may = await w.read(read)
+    standing, may = await w.read(lambda s: approvals.looked_at(s, signed.person, issue))
     context = _issue_context(issue, standing)
     context.update(
         may_approve=may and not standing.approved,
@@ -206,14 +190,14 @@ async def _send_page(
 ) -> Response:
     w = web(request)
     standing = await w.read(lambda s: approvals.standing(s, issue.slug, issue.fingerprint))
-    campaign = await _campaign(w, issue.slug)
+    campaign_status = await run_in_threadpool(sends.campaign_status, w.db, issue.slug)
     context = _issue_context(issue, standing)
     context.update(
         may_test=people.can(signed.person, "test-send", issue.key),
         may_send=people.may_send(signed.person, issue.key, approved=standing.approved),
         may_schedule=standing.approved and people.can(signed.person, "schedule", issue.key),
         may_approve_here=people.can(signed.person, "approve", issue.key),
-        campaign_status=campaign.status if campaign is not None else "",
+        campaign_status=campaign_status,
         values=values or {"when": "now", "at": ""},
         error=error,
         notice=notice,
@@ -240,33 +224,15 @@ async def test_send(request: Request, form: FormData, signed: Signed) -> Respons
     if not people.can(signed.person, "test-send", issue.key):
         return forbidden(request, signed)
     w = web(request)
-    address = signed.person.email
-
-    def run() -> sending.TestsSent:
-        plan = sending.plan_send(w.db, w.settings, w.shape, issue.slug, tests=[address])
-        result = sending.send(plan)
-        assert isinstance(result, sending.TestsSent)
-        return result
-
     try:
-        result = await run_in_threadpool(run)
+        result = await run_in_threadpool(
+            sends.test_send, w.db, w.writer, w.settings, w.shape, issue.slug, signed.person, now=w.clock()
+        )
     except MailerError as exc:
         return await _send_page(
             request, signed, issue, error="The test was not sent: " + approvals.words(exc), status=409
         )
-    now = w.clock()
-    ok = result.ok
-    await w.write(
-        lambda s: audit.record(
-            s,
-            "issue.test-send",
-            by=signed.person.id,
-            object=issue.slug,
-            detail="sent" if ok else "refused",
-            now=now,
-        )
-    )
-    if not ok:
+    if not result.ok:
         why = "; ".join(f"{r.code} {r.text}".strip() for r in result.results if not r.ok)
         return await _send_page(
             request, signed, issue, error=f"The relay refused the test: {why}", status=502
@@ -340,32 +306,21 @@ async def confirm(request: Request, form: FormData, signed: Signed) -> Response:
     choice = _choice(form)
     seen = text(form, "fingerprint", 64)
 
-    def run() -> str:
-        if seen != issue.fingerprint:  # not what they saw: nothing to plan
-            return "changed"
-        plan, fingerprint = _plan(w, issue.slug, choice)
-        with w.db.session() as s:
-            standing = approvals.standing(s, issue.slug, fingerprint)
-        if not approvals.may_send_as(signed.person, issue.key, choice, approved=standing.approved):
-            return "forbidden" if standing.approved else "unapproved"
-        if seen != fingerprint:
-            return "changed"
-        result = sending.send(plan)
-        if isinstance(result, sending.Scheduled):
-            action, detail = (
-                "issue.schedule",
-                f"{plan.members} members at {result.at} ({w.settings.timezone})",
-            )
-        elif isinstance(result, sending.Queued):
-            action, detail = "issue.send", f"{plan.members} members, queued for the workers"
-        else:
-            action, detail = "issue.send", type(result).__name__
-        with w.writer.session() as s:
-            audit.record(s, action, by=signed.person.id, object=issue.slug, detail=detail, now=w.clock())
-        return "scheduled" if isinstance(result, sending.Scheduled) else "queued"
-
     try:
-        outcome = await run_in_threadpool(run)
+        outcome = await run_in_threadpool(
+            functools.partial(
+                sends.confirm,
+                w.db,
+                w.writer,
+                w.settings,
+                w.shape,
+                issue,
+                signed.person,
+                choice,
+                seen=seen,
+                clock=w.clock,
+            )
+        )
     except MailerError as exc:
         values = {"when": choice.when, "at": choice.at}
         return await _send_page(request, signed, issue, values=values, error=approvals.words(exc), status=409)
@@ -392,28 +347,16 @@ async def _sent_campaign(request: Request, signed: Signed) -> tuple[str, Network
     slug = request.path_params["slug"]
     if not SLUG.match(slug):
         return _not_found(request, signed)
-    campaign = await _campaign(w, slug)
+    campaign = await run_in_threadpool(sends.find_sent, w.db, w.settings, w.shape, slug)
     if campaign is None:
         return _not_found(request, signed, "This issue has not been sent or scheduled.")
-    network = _network_of(w, slug, campaign)
+    network = campaign.network
     if network is None:
         return _not_found(request, signed)
     key = approvals.network_key(w.shape, network)
     if not _may_watch(signed.person, key):
         return forbidden(request, signed)
     return slug, network, key
-
-
-def _network_of(w: Web, slug: str, campaign: Campaign) -> Network | None:
-    """The network a sent campaign speaks as (``networks.campaign_network``): the one it was sent
-    as, else its issue file's (read only then); None when that is unknown or cannot be told."""
-    try:
-        if campaign.network or not w.shape.networks:
-            return campaign_network(w.shape, w.settings, campaign.network)
-        issue = load_campaign(w.settings.workspace, slug, w.shape).issue
-        return campaign_network(w.shape, w.settings, issue.network, audience=issue.audience)
-    except MailerError:
-        return None
 
 
 @desk_page
@@ -424,7 +367,7 @@ async def progress_page(request: Request, signed: Signed) -> Response:
     slug, network, key = found
     w = web(request)
     status = await run_in_threadpool(sending.campaign_status, w.db, w.shape, slug)
-    campaign = await _campaign(w, slug)
+    campaign = await run_in_threadpool(sends.find_sent, w.db, w.settings, w.shape, slug)
     assert campaign is not None
     counts = status.counts
     zone = w.settings.zone
@@ -478,7 +421,7 @@ async def _control(request: Request, form: FormData, signed: Signed, action: str
         return forbidden(request, signed)
     w = web(request)
     if action == "cancel" and text(form, "confirm", 10) != "yes":
-        campaign = await _campaign(w, slug)
+        campaign = await run_in_threadpool(sends.find_sent, w.db, w.settings, w.shape, slug)
         title = campaign.title if campaign is not None else slug
         return page(
             request, "progress_cancel.html", {"slug": slug, "title": title}, signed=signed, network=network

@@ -15,20 +15,31 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from mailer.audience.networks import of_region
 from mailer.audience.shape import Shape
 from mailer.desk import people
 from mailer.desk.people import Person
+from mailer.forms import Form, read
 from mailer.issue.lint import markup_in, script_links_in
 from mailer.issue.load import TODO
 from mailer.issue.schema import Event, Item
 from mailer.settings import Settings
+
+T = TypeVar("T")
 
 KINDS = ("event", "item")
 LINK_ROWS = 3
@@ -176,174 +187,293 @@ def _schema_errors(
     return {}
 
 
-def _day(value: str, name: str, errors: dict[str, str]) -> date | None:
-    if not value:
+# ---------------------------------------------------------------------------------------------
+# The forms, field by field (``mailer.forms``): each field's own check; the checks that need two
+# fields are the rules below them
+
+
+def _day(value: object) -> date | None:
+    if value is None or value == "":
         return None
+    if isinstance(value, str) and _DAY.match(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("Give a real date, like 2025-12-09 (year, month, day).")
+
+
+def _clock(value: object) -> time | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and _TIME.match(value):
+        try:
+            return time.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("Give a time on the 24-hour clock, like 18:30.")
+
+
+def _plain(value: str) -> str:
+    if problem := text_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+def _markdown(value: str) -> str:
+    if problem := text_problem(value, markdown=True):
+        raise ValueError(problem)
+    return value
+
+
+def _web_link(value: str) -> str:
+    if value and (problem := _link_problem(value)):
+        raise ValueError(problem)
+    return value
+
+
+def _region_of(value: str, info: ValidationInfo) -> str:
+    if value not in (info.context or {}).get("regions", ()):
+        raise ValueError("Choose your local group from the list.")
+    return value
+
+
+EVENT_TITLE = "Give the event a title, like: Write for Rights card-writing evening."
+ITEM_HIGHLIGHT = "Give its line in the highlights, like: join our vigil on 10 December."
+
+
+Day = Annotated[date | None, PlainValidator(_day)]
+Clock = Annotated[time | None, PlainValidator(_clock)]
+PlainText = Annotated[str, AfterValidator(_plain)]
+MarkdownText = Annotated[str, AfterValidator(_markdown)]
+WebLink = Annotated[str, AfterValidator(_web_link)]
+LocalGroup = Annotated[str, AfterValidator(_region_of)]
+
+
+def _required(message: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not value:
+            raise ValueError(message)
+        return value
+
+    return check
+
+
+class EventForm(Form):
+    """What a local group says about an event (cleaned: ``_texts``). Context: ``regions``."""
+
+    title: Annotated[PlainText, AfterValidator(_required(EVENT_TITLE))] = ""
+    all_day: bool = False
+    place: PlainText = ""
+    online_link: WebLink = ""
+    booking_link: WebLink = ""
+    contact: PlainText = ""
+    description: MarkdownText = ""
+    region: LocalGroup = ""
+    date: Day = None
+    end_date: Day = None
+    start_time: Clock = None
+    end_time: Clock = None
+
+
+class ItemForm(Form):
+    """A news item from a local group (cleaned: ``_texts``), its link rows and interests.
+    Context: ``regions`` and ``interests`` (the known ones)."""
+
+    title: Annotated[PlainText, AfterValidator(_required("Give the item a title."))] = ""
+    highlight: Annotated[PlainText, AfterValidator(_required(ITEM_HIGHLIGHT))] = ""
+    body: Annotated[MarkdownText, AfterValidator(_required("Write the text of the item."))] = ""
+    contact: PlainText = ""
+    region: LocalGroup = ""
+    interests: tuple[str, ...] = ()
+    link_text_1: PlainText = ""
+    link_url_1: WebLink = ""
+    link_text_2: PlainText = ""
+    link_url_2: WebLink = ""
+    link_text_3: PlainText = ""
+    link_url_3: WebLink = ""
+
+    @field_validator("interests")
+    @classmethod
+    def _known(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        known = (info.context or {}).get("interests", ())
+        if any(i not in known for i in value):
+            raise ValueError("Choose interests from the list.")
+        return value
+
+
+def _event_rules(values: dict[str, Any], today: date) -> dict[str, str]:
+    """The event's checks over two fields or more: where, the day, the times; at the field they
+    blame. A field whose own value is wrong is left to its own message."""
+    out: dict[str, str] = {}
+    if not values["place"] and not values["online_link"]:
+        out["place"] = "Say where it is, or give the link to join online (or both)."
+    if not values["date"]:
+        out["date"] = "Give the day it happens, like 2025-12-09."
+    first, last = _quietly(_day, values["date"]), _quietly(_day, values["end_date"])
+    if not values["all_day"] and not values["start_time"]:
+        out["start_time"] = "Give the time it starts, like 18:30, or tick “All day”."
+    if first is not None:
+        out.update(_days_rule(first, last, today))
+    if not values["all_day"] and last is not None and not values["end_time"]:
+        out["end_time"] = "Give the time it ends on its last day, like 21:00."
+    return out
+
+
+def _days_rule(first: date, last: date | None, today: date) -> dict[str, str]:
+    if (last or first) < today:
+        return {"end_date" if last else "date": "This day has passed: give a day from today on."}
+    if first > today + timedelta(days=366 * YEARS_AHEAD):
+        return {"date": f"Give a day within {YEARS_AHEAD} years from today."}
+    if last is not None and last < first:
+        return {"end_date": "The last day is before the first: check the dates."}
+    return {}
+
+
+def _link_rules(values: dict[str, Any]) -> dict[str, str]:
+    """A link row needs both its words and its address, or neither."""
+    out: dict[str, str] = {}
+    for n in range(1, LINK_ROWS + 1):
+        words, url = values[f"link_text_{n}"], values[f"link_url_{n}"]
+        if words and not url:
+            out[f"link_url_{n}"] = "Give the link's address, or clear its words."
+        if url and not words:
+            out[f"link_text_{n}"] = "Say where the link goes, like: Download the campaign booklet."
+    return out
+
+
+def _quietly(parse: Callable[[object], T | None], value: object) -> T | None:
+    """``parse(value)``, or None where it is wrong (its own field says so)."""
     try:
-        if not _DAY.match(value):
-            raise ValueError(value)
-        return date.fromisoformat(value)
+        return parse(value)
     except ValueError:
-        errors[name] = "Give a real date, like 2025-12-09 (year, month, day)."
         return None
 
 
-def _clock(value: str, name: str, errors: dict[str, str]) -> time | None:
-    if not value:
-        return None
-    try:
-        if not _TIME.match(value):
-            raise ValueError(value)
-        return time.fromisoformat(value)
-    except ValueError:
-        errors[name] = "Give a time on the 24-hour clock, like 18:30."
-        return None
+def _errors(*found: dict[str, str]) -> dict[str, str]:
+    """The errors by field, the first found for a field kept."""
+    out: dict[str, str] = {}
+    for errors in found:
+        for name, message in errors.items():
+            out.setdefault(name, message)
+    return out
 
 
 def check_event(raw: dict[str, Any], shape: Shape, regions: list[str], today: date) -> Checked:
     """An event form (``EVENT_FIELDS`` and ``all_day``) checked, for a local group among
     ``regions`` (the person's choice), happening from ``today`` on."""
-    errors: dict[str, str] = {}
-    values = _texts(raw, EVENT_FIELDS, errors)
+    too_long: dict[str, str] = {}
+    values = _texts(raw, EVENT_FIELDS, too_long)
     values["all_day"] = bool(raw.get("all_day"))
-    for name in ("title", "place", "contact", "description"):
-        if name not in errors and (problem := text_problem(values[name], markdown=name == "description")):
-            errors[name] = problem
-    if not values["title"] and "title" not in errors:
-        errors["title"] = "Give the event a title, like: Write for Rights card-writing evening."
-    for name in ("online_link", "booking_link"):
-        if values[name] and name not in errors and (problem := _link_problem(values[name])):
-            errors[name] = problem
-    if not values["place"] and not values["online_link"] and "place" not in errors:
-        errors["place"] = "Say where it is, or give the link to join online (or both)."
-    if values["region"] not in regions:
-        errors["region"] = "Choose your local group from the list."
-    first = _day(values["date"], "date", errors)
-    last = _day(values["end_date"], "end_date", errors)
-    if not values["date"]:
-        errors["date"] = "Give the day it happens, like 2025-12-09."
-    starts = _clock(values["start_time"], "start_time", errors)
-    ends = _clock(values["end_time"], "end_time", errors)
     if values["all_day"]:
         values["start_time"] = values["end_time"] = ""
-        starts = ends = None
-    elif starts is None and "start_time" not in errors:
-        errors["start_time"] = "Give the time it starts, like 18:30, or tick “All day”."
-    if first is not None:
-        if (last or first) < today:
-            errors["end_date" if last else "date"] = "This day has passed: give a day from today on."
-        elif first > today + timedelta(days=366 * YEARS_AHEAD):
-            errors["date"] = f"Give a day within {YEARS_AHEAD} years from today."
-        elif last is not None and last < first:
-            errors["end_date"] = "The last day is before the first: check the dates."
-    if not values["all_day"] and last is not None and ends is None and "end_time" not in errors:
-        errors["end_time"] = "Give the time it ends on its last day, like 21:00."
-    if errors:
+    got = read(EventForm, values, context={"regions": regions})
+    errors = _errors(too_long, got.errors, _event_rules(values, today))
+    if errors or got.form is None:
         return Checked("event", values, errors)
-    assert first is not None
-    entry: dict[str, Any] = {"title": values["title"]}
-    if starts is None:
-        entry["start"] = first.isoformat()
-        if last is not None and last != first:
-            entry["end"] = last.isoformat()
-    else:
-        entry["start"] = f"{first.isoformat()} {starts:%H:%M}"
-        if ends is not None:
-            entry["end"] = f"{(last or first).isoformat()} {ends:%H:%M}"
-    if values["place"]:
-        entry["location"] = values["place"]
-    contact = values["contact"]
-    if values["online_link"]:
-        entry["online"] = True
-        if values["booking_link"]:
-            joining = f"Join online at {values['online_link']}"
-            contact = f"{joining}. {contact}" if contact else joining
-    booking = values["booking_link"] or values["online_link"]
-    if booking:
-        entry["booking"] = {
-            "text": "Book your place" if values["booking_link"] else "Join online",
-            "url": booking,
-        }
-    if contact:
-        entry["contact"] = contact
-    if values["region"]:
-        entry["regions"] = [values["region"]]
+    entry = _event_entry(got.form)
     where = {
         "title": "title",
         "start": "date",
-        "end": "end_date" if values["all_day"] else "end_time",
+        "end": "end_date" if got.form.all_day else "end_time",
         "location": "place",
         "contact": "contact",
         "booking": "booking_link",
-        "booking.url": "booking_link" if values["booking_link"] else "online_link",
+        "booking.url": "booking_link" if got.form.booking_link else "online_link",
         "regions": "region",
     }
     errors = _schema_errors(Event, entry, shape, where)
     return Checked("event", values, errors, {} if errors else entry)
 
 
+def _event_entry(form: EventForm) -> dict[str, Any]:
+    """The issue's event from a checked form."""
+    assert form.date is not None
+    first, last = form.date, form.end_date
+    entry: dict[str, Any] = {"title": form.title}
+    if form.start_time is None:
+        entry["start"] = first.isoformat()
+        if last is not None and last != first:
+            entry["end"] = last.isoformat()
+    else:
+        entry["start"] = f"{first.isoformat()} {form.start_time:%H:%M}"
+        if form.end_time is not None:
+            entry["end"] = f"{(last or first).isoformat()} {form.end_time:%H:%M}"
+    if form.place:
+        entry["location"] = form.place
+    entry |= _joining(form)
+    if form.region:
+        entry["regions"] = [form.region]
+    return entry
+
+
+def _joining(form: EventForm) -> dict[str, Any]:
+    """How to take part: online, the booking link (else the link to join), and the contact."""
+    out: dict[str, Any] = {}
+    contact = form.contact
+    if form.online_link:
+        out["online"] = True
+        if form.booking_link:
+            joining = f"Join online at {form.online_link}"
+            contact = f"{joining}. {contact}" if contact else joining
+    booking = form.booking_link or form.online_link
+    if booking:
+        out["booking"] = {"text": "Book your place" if form.booking_link else "Join online", "url": booking}
+    if contact:
+        out["contact"] = contact
+    return out
+
+
 def check_item(raw: dict[str, Any], shape: Shape, regions: list[str]) -> Checked:
     """An item form (``ITEM_FIELDS``, ``link_text_N``/``link_url_N`` rows, ``interests``) checked,
     for a local group among ``regions``."""
-    errors: dict[str, str] = {}
-    values = _texts(raw, ITEM_FIELDS, errors)
-    for name in ("title", "highlight", "body", "contact"):
-        if name not in errors and (problem := text_problem(values[name], markdown=name == "body")):
-            errors[name] = problem
-    if not values["title"] and "title" not in errors:
-        errors["title"] = "Give the item a title."
-    if not values["highlight"] and "highlight" not in errors:
-        errors["highlight"] = "Give its line in the highlights, like: join our vigil on 10 December."
-    if not values["body"] and "body" not in errors:
-        errors["body"] = "Write the text of the item."
-    if values["region"] not in regions:
-        errors["region"] = "Choose your local group from the list."
-    links: list[dict[str, str]] = []
+    too_long: dict[str, str] = {}
+    values = _texts(raw, ITEM_FIELDS, too_long)
     for n in range(1, LINK_ROWS + 1):
         sub: dict[str, str] = {}
         pair = {"link_text": raw.get(f"link_text_{n}", ""), "link_url": raw.get(f"link_url_{n}", "")}
         row = _texts(pair, ("link_text", "link_url"), sub)
-        words, url = row["link_text"], row["link_url"]
-        values[f"link_text_{n}"], values[f"link_url_{n}"] = words, url
-        for name, message in sub.items():
-            errors[f"{name}_{n}"] = message
-        if not words and not url:
-            continue
-        if url and f"link_url_{n}" not in errors and (problem := _link_problem(url)):
-            errors[f"link_url_{n}"] = problem
-        if not url:
-            errors[f"link_url_{n}"] = "Give the link's address, or clear its words."
-        if not words:
-            errors[f"link_text_{n}"] = "Say where the link goes, like: Download the campaign booklet."
-        elif problem := text_problem(words):
-            errors[f"link_text_{n}"] = problem
-        links.append({"text": words, "url": url})
-    chosen = raw.get("interests") or []
-    interests = [i for i in chosen if isinstance(i, str)]
-    values["interests"] = [i for i in interests if i in shape.interests]
-    if len(values["interests"]) != len(interests):
-        errors["interests"] = "Choose interests from the list."
-    if errors:
+        values[f"link_text_{n}"], values[f"link_url_{n}"] = row["link_text"], row["link_url"]
+        too_long |= {f"{name}_{n}": message for name, message in sub.items()}
+    chosen = [i for i in raw.get("interests") or [] if isinstance(i, str)]
+    values["interests"] = [i for i in chosen if i in shape.interests]
+    got = read(
+        ItemForm, {**values, "interests": chosen}, context={"regions": regions, "interests": shape.interests}
+    )
+    errors = _errors(too_long, got.errors, _link_rules(values))
+    if errors or got.form is None:
         return Checked("item", values, errors)
-    entry: dict[str, Any] = {
-        "id": "contribution",
-        "title": values["title"],
-        "highlight": values["highlight"],
-        "body": values["body"],
-    }
-    if links:
-        entry["links"] = links
-    if values["contact"]:
-        entry["contact"] = values["contact"]
-    if values["region"]:
-        entry["regions"] = [values["region"]]
-    if values["interests"]:
-        entry["interests"] = list(values["interests"])
+    entry = _item_entry(got.form)
     where = {"title": "title", "highlight": "highlight", "body": "body", "contact": "contact"}
     where |= {f"links.{n - 1}.url": f"link_url_{n}" for n in range(1, LINK_ROWS + 1)}
     where |= {"regions": "region", "interests": "interests"}
     errors = _schema_errors(Item, entry, shape, where)
     return Checked("item", values, errors, {} if errors else entry)
+
+
+def _item_entry(form: ItemForm) -> dict[str, Any]:
+    """The issue's item from a checked form (its id is given when it is accepted)."""
+    entry: dict[str, Any] = {
+        "id": "contribution",
+        "title": form.title,
+        "highlight": form.highlight,
+        "body": form.body,
+    }
+    rows = [
+        (form.link_text_1, form.link_url_1),
+        (form.link_text_2, form.link_url_2),
+        (form.link_text_3, form.link_url_3),
+    ]
+    links = [{"text": words, "url": url} for words, url in rows if words or url]
+    if links:
+        entry["links"] = links
+    if form.contact:
+        entry["contact"] = form.contact
+    if form.region:
+        entry["regions"] = [form.region]
+    if form.interests:
+        entry["interests"] = list(form.interests)
+    return entry
 
 
 def check(kind: str, raw: dict[str, Any], shape: Shape, regions: list[str], today: date) -> Checked:

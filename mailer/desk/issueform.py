@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from mailer.desk.formfields import Field, Posted, Spec, clean, line, names_of
-from mailer.desk.issuefile import Change, IssueFile, drop, to_yaml
+from mailer.desk.fieldwrite import get_path, set_field
+from mailer.desk.formfields import Field, Posted, Spec, clean, line
+from mailer.desk.issuefile import Change, IssueFile, to_yaml
 from mailer.desk.itemparts import (
     image_fields,
     link_rows,
@@ -125,17 +126,11 @@ ORDER = {
 }
 
 
-def _get(container: Any, path: tuple[str, ...]) -> Any:
-    for part in path:
-        container = container.get(part) if isinstance(container, dict) else None
-    return container
-
-
 def shown(container: Any, spec: Spec) -> Any:
     """The value the form shows for ``spec`` of ``container`` (a dict of the issue's data)."""
     if spec.key == "report":
         return isinstance(container, dict) and container.get("highlight") is False
-    value = _get(container, spec.path)
+    value = get_path(container, spec.path)
     if spec.kind == "bool":
         return value is True
     if spec.key == "highlight" and value is False:
@@ -226,7 +221,7 @@ class Form:
         calendar: list[Group] = []
         if kind == "newsletter":
             for i, item in enumerate(_list(data, "items")):
-                title = _get(item, ("title",))
+                title = get_path(item, ("title",))
                 g = group(
                     item,
                     f"items-{i}-",
@@ -365,7 +360,7 @@ class Submitted:
                 )
                 for f in group.fields:
                     if f.name in self.values:
-                        _set(container, group.prefix, f, self.values, order)
+                        set_field(container, group.prefix, f, self.values, order)
                 if group.prefix in self.links:
                     set_links(container, self.links[group.prefix], order)
                 if group.prefix in self.images:
@@ -387,68 +382,6 @@ def _container(doc: MutableMapping[str, Any], prefix: str) -> Any:
         if current is None:
             return None
     return current if isinstance(current, dict) else None
-
-
-def _set(
-    container: MutableMapping[str, Any], prefix: str, f: Field, values: dict[str, Any], order: list[str]
-) -> None:
-    spec, new = f.spec, values[f.name]
-    if spec.key == "report":
-        return  # with the highlight
-    if spec.key == "highlight":
-        report = values.get(prefix + "report", container.get("highlight") is False)
-        if report:
-            if container.get("highlight") is not False:
-                put_in_order(container, "highlight", False, order)
-            return
-        if new == f.value and container.get("highlight") is not False:
-            return
-        put_in_order(container, "highlight", to_yaml(new), order)
-        return
-    if spec.kind == "bool":
-        if new == f.value:
-            return
-        if new:
-            put_in_order(container, spec.key, True, order)
-        else:
-            drop(container, spec.key)
-        return
-    if spec.kind == "names":
-        now = _get(container, spec.path)
-        if (isinstance(now, list) and [str(v) for v in now] == names_of(new)) or (now is None and not new):
-            return
-        if not names_of(new):
-            drop(container, spec.key)
-        else:
-            put_in_order(container, spec.key, to_yaml(names_of(new)), order)
-        return
-    if new == f.value:
-        return
-    if spec.kind == "text" and "\n" in new.strip("\n"):
-        new = new.rstrip() + "\n"
-    elif spec.kind == "text":
-        new = new.strip()
-    if len(spec.path) == 2:
-        outer, inner = spec.path
-        holder = container.get(outer)
-        if not isinstance(holder, dict):
-            if not new:
-                return
-            put_in_order(
-                container, outer, CommentedMap() if isinstance(container, CommentedMap) else {}, order
-            )
-            holder = container[outer]
-        if new:
-            holder[inner] = to_yaml(new)
-        else:
-            drop(holder, inner)
-            if not holder:
-                drop(container, outer)
-        return
-    if not new and not spec.required:
-        drop(container, spec.key)
-    else:
-        put_in_order(container, spec.key, to_yaml(new), order)
 
 
 def _seq(doc: MutableMapping[str, Any], key: str, order: list[str]) -> list[Any]:

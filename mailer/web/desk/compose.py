@@ -42,6 +42,7 @@ from mailer.issue.load import campaign_slugs
 from mailer.issue.schema import SLUG
 from mailer.web.context import Web, web
 from mailer.web.desk.common import (
+    Answered,
     Signed,
     desk_form,
     desk_page,
@@ -273,21 +274,21 @@ NOTICES = {
 }
 
 
-async def _open(request: Request, signed: Signed) -> tuple[IssueFile, Network | None] | Response:
+async def _open(request: Request, signed: Signed) -> tuple[IssueFile, Network | None]:
     w = web(request)
     slug = request.path_params.get("slug", "")
     try:
         opened = await run_in_threadpool(IssueFile.open, w.settings.workspace, slug)
     except MailerError:
-        return message(
-            request, "Page not found", "There is no issue of that name.", signed=signed, status=404
-        )
+        raise Answered(
+            message(request, "Page not found", "There is no issue of that name.", signed=signed, status=404)
+        ) from None
     try:
         network = network_of(w, opened.data())
     except MailerError:
         network = None
     if not allowed(signed.person, w, network, "compose"):
-        return forbidden(request, signed)
+        raise Answered(forbidden(request, signed))
     return opened, network
 
 
@@ -353,8 +354,6 @@ async def _render_issue(
 @desk_page
 async def issue_page(request: Request, signed: Signed) -> Response:
     got = await _open(request, signed)
-    if isinstance(got, Response):
-        return got
     opened, network = got
     notice = NOTICES.get(request.query_params.get("done", ""), "")
     return await _render_issue(request, signed, opened, network, notice=notice)
@@ -370,8 +369,6 @@ STALE = (
 @desk_form(read=read_issue_form)
 async def save_issue(request: Request, form: FormData, signed: Signed) -> Response:
     opened_or = await _open(request, signed)
-    if isinstance(opened_or, Response):
-        return opened_or
     opened, network = opened_or
     w = web(request)
     sent_version = issueform.line(form, "version", 64)

@@ -39,6 +39,7 @@ from mailer.errors import MailerError
 from mailer.issue import Newsletter, campaign_slugs, load_campaign
 from mailer.web.context import Web, web
 from mailer.web.desk.common import (
+    Answered,
     Signed,
     desk_form,
     desk_page,
@@ -120,25 +121,23 @@ def _form_context(w: Web, kind: str, regions: list[str]) -> dict[str, Any]:
 # A local group's forms
 
 
-async def _contributor(request: Request, signed: Signed) -> tuple[str, Network, list[str]] | Response:
+async def _contributor(request: Request, signed: Signed) -> tuple[str, Network, list[str]]:
     """The network of the URL (404 if none) and the regions ``signed`` may contribute for there
     (403 if none)."""
     w = web(request)
     found = _network(w, request.path_params["name"])
     if found is None:
-        return not_found(request, signed)
+        raise Answered(not_found(request, signed))
     key, network = found
     regions = forms.regions_for(signed.person, w.shape, w.settings, key)
     if not regions:
-        return forbidden(request, signed)
+        raise Answered(forbidden(request, signed))
     return key, network, regions
 
 
 @desk_page
 async def contribute_page(request: Request, signed: Signed) -> Response:
     got = await _contributor(request, signed)
-    if isinstance(got, Response):
-        return got
     key, network, _regions = got
     w = web(request)
     mine = await w.read(lambda s: inbox.listed(s, key, submitted_by=signed.person.id))
@@ -152,23 +151,19 @@ async def contribute_page(request: Request, signed: Signed) -> Response:
     return page(request, "contribute.html", context, signed=signed, network=network)
 
 
-async def _contributor_form(
-    request: Request, signed: Signed
-) -> tuple[str, str, Network, list[str]] | Response:
+async def _contributor_form(request: Request, signed: Signed) -> tuple[str, str, Network, list[str]]:
     """The form's kind of the URL (404 for another), then as ``_contributor``: the kind, the
     network's key, the network and the regions ``signed`` may contribute for."""
     kind = request.path_params["kind"]
     if kind not in forms.KINDS:
-        return not_found(request, signed, "form")
+        raise Answered(not_found(request, signed, "form"))
     got = await _contributor(request, signed)
-    return got if isinstance(got, Response) else (kind, *got)
+    return (kind, *got)
 
 
 @desk_page
 async def contribute_form(request: Request, signed: Signed) -> Response:
     got = await _contributor_form(request, signed)
-    if isinstance(got, Response):
-        return got
     kind, _key, network, regions = got
     w = web(request)
     first = next((r for r in regions if r), "")
@@ -183,8 +178,6 @@ async def contribute_form(request: Request, signed: Signed) -> Response:
 @desk_form
 async def contribute(request: Request, form: FormData, signed: Signed) -> Response:
     got = await _contributor_form(request, signed)
-    if isinstance(got, Response):
-        return got
     kind, key, network, regions = got
     w = web(request)
     if not people.can(signed.person, "review", key):
@@ -222,23 +215,21 @@ def _row(w: Web, e: inbox.Entry) -> dict[str, Any]:
     }
 
 
-async def _editor(request: Request, signed: Signed) -> tuple[str, Network] | Response:
+async def _editor(request: Request, signed: Signed) -> tuple[str, Network]:
     """The network of the URL (404 if none) and its key, if ``signed`` may review its inbox
     (403 otherwise)."""
     w = web(request)
     found = _network(w, request.path_params["name"])
     if found is None:
-        return not_found(request, signed)
+        raise Answered(not_found(request, signed))
     if not people.can(signed.person, "review", found[0]):
-        return forbidden(request, signed)
+        raise Answered(forbidden(request, signed))
     return found
 
 
 @desk_page
 async def inbox_page(request: Request, signed: Signed) -> Response:
     got = await _editor(request, signed)
-    if isinstance(got, Response):
-        return got
     key, network = got
     w = web(request)
     wanted = request.query_params.get("status", "new")
@@ -329,24 +320,20 @@ async def _one_page(
     return page(request, "inbox_one.html", context, signed=signed, network=network, status=status)
 
 
-async def _contribution(request: Request, signed: Signed) -> tuple[str, Network, inbox.Entry] | Response:
+async def _contribution(request: Request, signed: Signed) -> tuple[str, Network, inbox.Entry]:
     """As ``_editor``, then the contribution of the URL in that network (404 if none)."""
     got = await _editor(request, signed)
-    if isinstance(got, Response):
-        return got
     key, network = got
     cid = _contribution_id(request)
     entry = None if cid is None else await web(request).read(lambda s: inbox.one(s, key, cid))
     if entry is None:
-        return not_found(request, signed, "contribution")
+        raise Answered(not_found(request, signed, "contribution"))
     return key, network, entry
 
 
 @desk_page
 async def one_page(request: Request, signed: Signed) -> Response:
     got = await _contribution(request, signed)
-    if isinstance(got, Response):
-        return got
     key, network, entry = got
     return await _one_page(request, signed, key, network, entry)
 
@@ -365,8 +352,6 @@ def _decided(request: Request, signed: Signed, network: Network, entry: inbox.En
 @desk_form
 async def edit_one(request: Request, form: FormData, signed: Signed) -> Response:
     got = await _contribution(request, signed)
-    if isinstance(got, Response):
-        return got
     key, network, entry = got
     w = web(request)
     if entry.status != "new":
@@ -388,8 +373,6 @@ async def edit_one(request: Request, form: FormData, signed: Signed) -> Response
 @desk_form
 async def accept(request: Request, form: FormData, signed: Signed) -> Response:
     got = await _contribution(request, signed)
-    if isinstance(got, Response):
-        return got
     key, network, entry = got
     w = web(request)
     if entry.status != "new":
@@ -458,8 +441,6 @@ async def accept(request: Request, form: FormData, signed: Signed) -> Response:
 @desk_form
 async def decline(request: Request, form: FormData, signed: Signed) -> Response:
     got = await _contribution(request, signed)
-    if isinstance(got, Response):
-        return got
     key, network, entry = got
     w = web(request)
     if entry.status != "new":

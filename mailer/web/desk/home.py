@@ -19,9 +19,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.audience.networks import networks_of
+from mailer.desk import forms as desk_forms
 from mailer.desk import passwords, people
 from mailer.desk.people import Person, Role
 from mailer.errors import MailerError
+from mailer.forms import FormRefused
 from mailer.web.context import Web, web
 from mailer.web.desk.common import (
     Signed,
@@ -205,40 +207,28 @@ async def people_page(request: Request, signed: Signed) -> Response:
     return await _render_people(request, signed, notice=notice)
 
 
-def _field_of(exc: MailerError) -> str:
-    field = exc.field or "email"
-    return field if field in ("email", "name", "role", "network", "region") else "email"
+async def _person_refused(request: Request, signed: Signed, refusal: FormRefused) -> Response:
+    values = {name: str(value) for name, value in refusal.values.items()}
+    return await _render_people(request, signed, values=values, errors=refusal.errors, status=400)
 
 
-@admin_form
+@admin_form(refused=_person_refused)
 async def add_person(request: Request, form: FormData, signed: Signed) -> Response:
     w = web(request)
-    values = {
-        name: text(form, name, 320 if name == "email" else 200)
-        for name in ("email", "name", "role", "network", "region")
-    }
-    try:
-        role = people.check_role(w.shape, w.settings, values["role"], values["network"], values["region"])
-    except MailerError as exc:
-        errors = {_field_of(exc): _plain(exc)}
-        return await _render_people(request, signed, values=values, errors=errors, status=400)
+    values = {name: text(form, name, 320 if name == "email" else 200) for name in desk_forms.PERSON_FIELDS}
+    checked, role = desk_forms.person(values, w.shape, w.settings)
     if not people.can(signed.person, "manage-people", role.network):
         return forbidden(request, signed)
     now = w.clock()
     try:
         added = await w.write(
-            lambda s: people.add(s, values["email"], role, name=values["name"], by=signed.person.id, now=now)
+            lambda s: people.add(s, checked.email, role, name=checked.name, by=signed.person.id, now=now)
         )
     except MailerError:
-        errors = {"email": "Enter their email address, like name@example.org."}
-        return await _render_people(request, signed, values=values, errors=errors, status=400)
+        raise FormRefused(
+            {"email": "Enter their email address, like name@example.org."}, values=values
+        ) from None
     return redirect("/desk/people?done=" + ("added" if added.new_role else "exists"))
-
-
-def _plain(exc: MailerError) -> str:
-    """The error's message and hint for a person on the page (no file, no field name)."""
-    hint = exc.problem.hint
-    return exc.message[:1].upper() + exc.message[1:] + (f": {hint}" if hint else ".")
 
 
 def _row_id(form_value: str) -> int | None:

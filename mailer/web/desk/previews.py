@@ -36,7 +36,7 @@ from mailer.preview import sample_values
 from mailer.render import Renderer
 from mailer.slots import fill_slots
 from mailer.web.context import Web, web
-from mailer.web.desk.common import Signed, desk_page, forbidden, message, page
+from mailer.web.desk.common import Answered, Signed, desk_page, forbidden, message, page
 from mailer.web.desk.compose import allowed, network_of
 from mailer.web.pages import PAGE_HEADERS
 
@@ -94,9 +94,7 @@ class Refused(Exception):
     """A choice that cannot be previewed; ``args[0]`` says why, for the page."""
 
 
-async def _issue(
-    request: Request, signed: Signed
-) -> tuple[LoadedIssue | None, IssueFile, Network | None] | Response:
+async def _issue(request: Request, signed: Signed) -> tuple[LoadedIssue | None, IssueFile, Network | None]:
     """The issue of the URL (loaded, None when it has errors), its file and network, for someone
     who may preview it; else the refusal."""
     w = web(request)
@@ -105,12 +103,12 @@ async def _issue(
         opened = await run_in_threadpool(IssueFile.open, w.settings.workspace, slug)
         data = opened.data()
     except MailerError:
-        return message(
-            request, "Page not found", "There is no issue of that name.", signed=signed, status=404
-        )
+        raise Answered(
+            message(request, "Page not found", "There is no issue of that name.", signed=signed, status=404)
+        ) from None
     network = network_of(w, data)
     if not allowed(signed.person, w, network, "compose", "approve"):
-        return forbidden(request, signed)
+        raise Answered(forbidden(request, signed))
     try:
         loaded: LoadedIssue | None = await run_in_threadpool(
             load_campaign, w.settings.workspace, slug, w.shape
@@ -184,8 +182,6 @@ async def _render(
 @desk_page
 async def preview_page(request: Request, signed: Signed) -> Response:
     got = await _issue(request, signed)
-    if isinstance(got, Response):
-        return got
     loaded, opened, network = got
     w = web(request)
     slug = opened.slug
@@ -246,8 +242,6 @@ async def preview_page(request: Request, signed: Signed) -> Response:
 @desk_page
 async def preview_frame(request: Request, signed: Signed) -> Response:
     got = await _issue(request, signed)
-    if isinstance(got, Response):
-        return got
     loaded, opened, network = got
     headers = {**PAGE_HEADERS, "Content-Security-Policy": FRAME_POLICY, "X-Frame-Options": "SAMEORIGIN"}
     if loaded is None:

@@ -38,7 +38,7 @@ from mailer.desk import approvals, audit, people, sends
 from mailer.errors import MailerError, UnknownName
 from mailer.issue import SLUG
 from mailer.web.context import Web, web
-from mailer.web.desk.common import Signed, desk_form, desk_page, forbidden, message, page, redirect
+from mailer.web.desk.common import Answered, Signed, desk_form, desk_page, forbidden, message, page, redirect
 from mailer.web.forms import text
 from mailer.web.pages import PAGE_HEADERS
 
@@ -78,27 +78,29 @@ def _not_found(
     )
 
 
-async def _issue(request: Request, signed: Signed) -> approvals.IssueNow | Response:
+async def _issue(request: Request, signed: Signed) -> approvals.IssueNow:
     """The issue of the URL as it is now, for someone who may see it (else the refusal)."""
     w = web(request)
     slug = request.path_params["slug"]
     if not SLUG.match(slug):
-        return _not_found(request, signed)
+        raise Answered(_not_found(request, signed))
     try:
         issue = await w.read(lambda s: approvals.resolve(s, w.settings, w.shape, slug))
     except UnknownName:
-        return _not_found(request, signed)
+        raise Answered(_not_found(request, signed)) from None
     except MailerError as exc:
-        return message(
-            request,
-            "This issue has problems",
-            "It cannot be approved or sent until they are fixed: " + approvals.words(exc),
-            signed=signed,
-            status=409,
-            link=("/desk/", "Back to your desk"),
-        )
+        raise Answered(
+            message(
+                request,
+                "This issue has problems",
+                "It cannot be approved or sent until they are fixed: " + approvals.words(exc),
+                signed=signed,
+                status=409,
+                link=("/desk/", "Back to your desk"),
+            )
+        ) from None
     if not _may_watch(signed.person, issue.key):
-        return forbidden(request, signed)
+        raise Answered(forbidden(request, signed))
     return issue
 
 
@@ -120,8 +122,6 @@ def _issue_context(issue: approvals.IssueNow, standing: approvals.Standing) -> d
 @desk_page
 async def approve_page(request: Request, signed: Signed) -> Response:
     issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
     w = web(request)
 
     standing, may = await w.read(lambda s: approvals.looked_at(s, signed.person, issue))
@@ -140,8 +140,6 @@ async def approve_page(request: Request, signed: Signed) -> Response:
 @desk_form
 async def approve(request: Request, form: FormData, signed: Signed) -> Response:
     issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
     w = web(request)
     seen = text(form, "fingerprint", 64)
     now = w.clock()
@@ -164,8 +162,6 @@ async def approve(request: Request, form: FormData, signed: Signed) -> Response:
 @desk_form
 async def withdraw(request: Request, form: FormData, signed: Signed) -> Response:
     issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
     if not approvals.may_withdraw(signed.person, issue):
         return forbidden(request, signed)
     w = web(request)
@@ -210,8 +206,6 @@ async def _send_page(
 @desk_page
 async def send_page(request: Request, signed: Signed) -> Response:
     issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
     notice = NOTICES.get(request.query_params.get("done", ""), "")
     return await _send_page(request, signed, issue, notice=notice)
 
@@ -219,8 +213,6 @@ async def send_page(request: Request, signed: Signed) -> Response:
 @desk_form
 async def test_send(request: Request, form: FormData, signed: Signed) -> Response:
     issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
     if not people.can(signed.person, "test-send", issue.key):
         return forbidden(request, signed)
     w = web(request)
@@ -255,8 +247,6 @@ def _plan(w: Web, slug: str, choice: approvals.Choice) -> tuple[sending.SendPlan
 async def send(request: Request, form: FormData, signed: Signed) -> Response:
     """The send form: check what was asked, then show the counts and ask to confirm."""
     issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
     w = web(request)
     choice = _choice(form)
     standing = await w.read(lambda s: approvals.standing(s, issue.slug, issue.fingerprint))
@@ -300,8 +290,6 @@ async def send(request: Request, form: FormData, signed: Signed) -> Response:
 async def confirm(request: Request, form: FormData, signed: Signed) -> Response:
     """The confirmed send: queued for the workers, or scheduled; then the progress page."""
     issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
     w = web(request)
     choice = _choice(form)
     seen = text(form, "fingerprint", 64)
@@ -341,29 +329,27 @@ async def confirm(request: Request, form: FormData, signed: Signed) -> Response:
 # Progress and control; the report
 
 
-async def _sent_campaign(request: Request, signed: Signed) -> tuple[str, Network, str] | Response:
+async def _sent_campaign(request: Request, signed: Signed) -> tuple[str, Network, str]:
     """(slug, network, its key) of the URL's campaign, sent or scheduled, for someone who may see it."""
     w = web(request)
     slug = request.path_params["slug"]
     if not SLUG.match(slug):
-        return _not_found(request, signed)
+        raise Answered(_not_found(request, signed))
     campaign = await run_in_threadpool(sends.find_sent, w.db, w.settings, w.shape, slug)
     if campaign is None:
-        return _not_found(request, signed, "This issue has not been sent or scheduled.")
+        raise Answered(_not_found(request, signed, "This issue has not been sent or scheduled."))
     network = campaign.network
     if network is None:
-        return _not_found(request, signed)
+        raise Answered(_not_found(request, signed))
     key = approvals.network_key(w.shape, network)
     if not _may_watch(signed.person, key):
-        return forbidden(request, signed)
+        raise Answered(forbidden(request, signed))
     return slug, network, key
 
 
 @desk_page
 async def progress_page(request: Request, signed: Signed) -> Response:
     found = await _sent_campaign(request, signed)
-    if isinstance(found, Response):
-        return found
     slug, network, key = found
     w = web(request)
     status = await run_in_threadpool(sending.campaign_status, w.db, w.shape, slug)
@@ -414,8 +400,6 @@ DONE = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 
 async def _control(request: Request, form: FormData, signed: Signed, action: str) -> Response:
     found = await _sent_campaign(request, signed)
-    if isinstance(found, Response):
-        return found
     slug, network, key = found
     if not people.can(signed.person, "send", key):
         return forbidden(request, signed)
@@ -461,8 +445,6 @@ async def cancel(request: Request, form: FormData, signed: Signed) -> Response:
 @desk_page
 async def report_page(request: Request, signed: Signed) -> Response:
     found = await _sent_campaign(request, signed)
-    if isinstance(found, Response):
-        return found
     slug, network, _key = found
     w = web(request)
     data = await w.read(lambda s: reports.page_data(s, w.shape, network.title, slug, now=w.clock()))

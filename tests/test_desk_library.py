@@ -13,7 +13,9 @@ from desk_fixtures import ISSUE, workspace
 from mailer.audience.shape import Shape
 from mailer.db import Database
 from mailer.desk import approvals, contribution_forms, inbox, issuefile, issues, people, sessions
+from mailer.desk import forms as desk_forms
 from mailer.desk.approvals import ApprovalRefused
+from mailer.forms import read
 from mailer.issue import load_campaign
 from mailer.settings import Settings
 
@@ -138,3 +140,27 @@ def test_an_approval_is_bound_to_the_content(db: Database, settings: Settings, s
         again = approvals.resolve(s, settings, shape, ISSUE)
         assert again.fingerprint != issue.fingerprint
         assert approvals.may_approve(s, ann, again) and not approvals.may_approve(s, ed, again)
+
+
+def test_the_desk_forms_refuse_at_their_fields(shape: Shape) -> None:
+    """Pure checks: no database. Each wrong field gets its own sentence, all at once."""
+    got = read(desk_forms.NewIssueForm, {"title": "", "slug": "Not A Slug", "date": "2026-02-30"})
+    assert set(got.errors) == {"title", "slug", "date"} and got.values["slug"] == "Not A Slug"
+    form = read(
+        desk_forms.NewIssueForm, {"title": "January", "slug": "2026-01-x", "date": "2026-01-05"}
+    ).checked()
+    assert (form.slug, form.date) == ("2026-01-x", date(2026, 1, 5))
+    item = {
+        "title": "Stall",
+        "highlight": "",
+        "body": "Text",
+        "region": "birmingham",
+        "link_text_1": "Our page",
+    }
+    refused = contribution_forms.check_item({**item, "interests": ["unicorns"]}, shape, ["birmingham"])
+    assert set(refused.errors) == {"highlight", "link_url_1", "interests"}
+    assert refused.values["interests"] == [], "an unknown interest is not shown again"
+    fine = contribution_forms.check_item(
+        {**item, "highlight": "our stall", "link_url_1": "https://example.org/"}, shape, ["birmingham"]
+    )
+    assert fine.ok and fine.entry["links"] == [{"text": "Our page", "url": "https://example.org/"}]

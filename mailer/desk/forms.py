@@ -1,15 +1,20 @@
 """The desk's own forms, declared with ``mailer.forms``: what an admin posts to give a person a
-role. (A contributor's forms are ``contribution_forms``; the issue form, ``issueform``.)"""
+role, and a new issue. (A contributor's forms are ``contribution_forms``; the issue form, ``issueform``.)"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
+from typing import Annotated
+
+from pydantic import AfterValidator, PlainValidator
 
 from mailer.audience.shape import Shape
 from mailer.desk import people
 from mailer.desk.people import Role
 from mailer.errors import MailerError
 from mailer.forms import Form, FormRefused, read
+from mailer.issue.schema import SLUG
 from mailer.settings import Settings
 
 PERSON_FIELDS = ("email", "name", "role", "network", "region")
@@ -46,3 +51,40 @@ def plain(exc: MailerError) -> str:
     """The error's message and hint for a person on the page (no file, no field name)."""
     hint = exc.problem.hint
     return exc.message[:1].upper() + exc.message[1:] + (f": {hint}" if hint else ".")
+
+
+# ---------------------------------------------------------------------------------------------
+# A new issue
+
+
+def _title(value: str) -> str:
+    if not value:
+        raise ValueError("Give the issue a title, e.g. Central England Network Newsletter: January 2026.")
+    return value
+
+
+def _slug(value: str) -> str:
+    if not SLUG.match(value) or len(value) > 100:
+        raise ValueError(
+            "Give a name of lower-case letters, digits and hyphens, e.g. 2026-01-central-england."
+        )
+    return value
+
+
+def _day(value: object) -> date:
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) else _no_day()
+    except ValueError:
+        return _no_day()
+
+
+def _no_day() -> date:
+    raise ValueError("Give the issue's date as YYYY-MM-DD, e.g. 2026-01-05.")
+
+
+class NewIssueForm(Form):
+    """A new issue of a network: its title, its folder's name (``campaigns/<slug>/``), its date."""
+
+    title: Annotated[str, AfterValidator(_title)] = ""
+    slug: Annotated[str, AfterValidator(_slug)] = ""
+    date: Annotated[date, PlainValidator(_day)]

@@ -33,13 +33,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.audience.networks import Network, campaign_network, networks_of
+from mailer.desk import forms as desk_forms
 from mailer.desk import issuefile, issueform, people
 from mailer.desk import issues as issues_
 from mailer.desk.issuefile import IssueFile, StaleIssue
 from mailer.errors import ContentError, MailerError, Problem
+from mailer.forms import FormRefused, read
 from mailer.issue.check import check_campaign
 from mailer.issue.load import campaign_slugs
-from mailer.issue.schema import SLUG
 from mailer.web.context import Web, web
 from mailer.web.desk.common import (
     Answered,
@@ -206,7 +207,14 @@ async def read_issue_form(request: Request) -> FormData | None:
     return FormData(fields)
 
 
-@desk_form(read=read_issue_form)
+async def _new_issue_refused(request: Request, signed: Signed, refusal: FormRefused) -> Response:
+    found = _network_from_path(request)
+    assert found is not None  # refused after the network was found
+    values = {name: str(value) for name, value in refusal.values.items()}
+    return await _render_list(request, signed, *found, values=values, errors=refusal.errors, status=400)
+
+
+@desk_form(read=read_issue_form, refused=_new_issue_refused)
 async def new_issue(request: Request, form: FormData, signed: Signed) -> Response:
     w = web(request)
     found = _network_from_path(request)
@@ -216,27 +224,15 @@ async def new_issue(request: Request, form: FormData, signed: Signed) -> Respons
     if not people.can(signed.person, "compose", key):
         return forbidden(request, signed)
     values = {name: issueform.line(form, name, 300) for name in ("title", "slug", "date")}
-    errors: dict[str, str] = {}
-    if not values["title"]:
-        errors["title"] = "Give the issue a title, e.g. Central England Network Newsletter: January 2026."
-    if not SLUG.match(values["slug"]) or len(values["slug"]) > 100:
-        errors["slug"] = (
-            "Give a name of lower-case letters, digits and hyphens, e.g. 2026-01-central-england."
-        )
-    try:
-        day = date.fromisoformat(values["date"])
-    except ValueError:
-        errors["date"] = "Give the issue's date as YYYY-MM-DD, e.g. 2026-01-05."
-    if errors:
-        return await _render_list(request, signed, network, key, values=values, errors=errors, status=400)
+    checked = read(desk_forms.NewIssueForm, values).checked()
 
     def start() -> str:
         path = issuefile.new_issue(
             w.settings.workspace,
             network,
-            values["slug"],
-            values["title"],
-            day,
+            checked.slug,
+            checked.title,
+            checked.date,
             shape=w.shape,
             settings=w.settings,
         )
@@ -247,8 +243,7 @@ async def new_issue(request: Request, form: FormData, signed: Signed) -> Respons
     except MailerError as exc:
         field = "slug" if exc.field in ("slug", "SLUG", None) else "title"
         problem = exc.problems[0] if isinstance(exc, ContentError) and exc.problems else exc.problem
-        errors[field] = _words(problem)
-        return await _render_list(request, signed, network, key, values=values, errors=errors, status=400)
+        raise FormRefused({field: _words(problem)}, values=values) from None
     now = w.clock()
 
     await w.write(

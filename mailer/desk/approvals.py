@@ -1,4 +1,4 @@
-"""Approving an issue before it is sent (issue 14): a second pair of eyes, bound to what they saw.
+"""Approving an issue before it is sent: a second pair of eyes, bound to what they saw.
 
 An approver of the issue's network (``people.may_approve``: never the issue's last editor, the
 newest row of ``issue_edits``) approves the issue as it is: the approval keeps a SHA-256

@@ -1,4 +1,4 @@
-"""The forms of a contribution (issue 14): what a local group typed, checked field by field and
+"""The forms of a contribution: what a local group typed, checked field by field and
 turned into the entry an issue file holds, validated with the issue schema's own types
 (``mailer.issue.schema.Event`` and ``Item``), so that whatever the editor accepts later is a valid
 issue entry. The rows and their life are ``mailer.desk.inbox``; the pages,
@@ -9,6 +9,11 @@ only where a field has several lines. Links must be ``https://`` (or ``http://``
 ``javascript:`` and the word TODO (which marks unfinished text in an issue) are refused. Dates are
 real days from today on (2025-02-30 is none), times on the 24-hour clock; the local group is one
 the person may speak for (``regions_for``).
+
+Each form is declared once as a typed model (``EventForm``, ``ItemForm``: ``mailer.forms``), each
+field checking itself; the checks over two fields (a place or a link to join, the days, the
+times, a link's words and address) are small rules beside them, and all the errors of a post are
+shown at once.
 """
 
 from __future__ import annotations

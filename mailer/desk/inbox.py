@@ -1,4 +1,4 @@
-"""Contributions from local groups (issue 14): stored, listed, accepted into an issue or declined.
+"""Contributions from local groups: stored, listed, accepted into an issue or declined.
 The pages are ``mailer.web.desk.contributions``; the forms' checks, ``contribution_forms``.
 
 A contributor (a local group: a region) sends an event or an item to their network's inbox. A row

@@ -1,4 +1,4 @@
-"""The desk's people and what each may do (issue 14): persons, their roles, and ``can``.
+"""The desk's people and what each may do: persons, their roles, and ``can``.
 
 A person (``users``) signs in by a one-time link mailed to their address. What they may do comes
 from their roles (``user_roles``), each scoped to a network (and, for a contributor, a region):

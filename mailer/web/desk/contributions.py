@@ -1,4 +1,4 @@
-"""Contributions on the desk (issue 14): a local group's forms, and the network's inbox.
+"""Contributions on the desk: a local group's forms, and the network's inbox.
 
 For a contributor (and an editor or admin) of a network:
 

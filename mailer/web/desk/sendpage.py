@@ -1,4 +1,4 @@
-"""The desk's pages to approve and send an issue, watch it go out, and read its report (issue 14).
+"""The desk's pages to approve and send an issue, watch it go out, and read its report.
 
 - ``GET /desk/issues/{slug}/approve``: who the issue reaches (per region and variant) and where
   it stands; an approver who did not edit it last approves it (``POST …/approve``, bound to the

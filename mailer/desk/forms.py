@@ -1,5 +1,6 @@
 """The desk's own forms, declared with ``mailer.forms``: what an admin posts to give a person a
-role, and a new issue. (A contributor's forms are ``contribution_forms``; the issue form, ``issueform``.)"""
+role, a new issue, and when to send one. (A contributor's forms are ``contribution_forms``; the
+issue form, ``issueform``.)"""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Annotated
 
-from pydantic import AfterValidator, PlainValidator
+from pydantic import AfterValidator, PlainValidator, ValidationInfo, field_validator
 
 from mailer.audience.shape import Shape
 from mailer.desk import people
+from mailer.desk.approvals import Choice
 from mailer.desk.people import Role
 from mailer.errors import MailerError
 from mailer.forms import Form, FormRefused, read
@@ -88,3 +90,26 @@ class NewIssueForm(Form):
     title: Annotated[str, AfterValidator(_title)] = ""
     slug: Annotated[str, AfterValidator(_slug)] = ""
     date: Annotated[date, PlainValidator(_day)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Sending an issue
+
+
+class SendForm(Form):
+    """When to send: ``now`` (anything else than ``later`` means now), or ``later`` at a
+    wall-clock day and time (``at``, read by the send in the timezone setting)."""
+
+    when: str = "now"
+    at: str = ""
+
+    @field_validator("at")
+    @classmethod
+    def _later_needs_a_time(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("when") == "later" and not value:
+            raise ValueError("Give the day and time to send it.")
+        return value
+
+    def choice(self) -> Choice:
+        later = self.when == "later"
+        return Choice("later" if later else "now", self.at if later else "")

@@ -35,7 +35,9 @@ from starlette.routing import Route
 from mailer import reports, sending
 from mailer.audience.networks import Network
 from mailer.desk import approvals, audit, people, sends
+from mailer.desk import forms as desk_forms
 from mailer.errors import MailerError, UnknownName
+from mailer.forms import FormRefused, Read, read
 from mailer.issue import SLUG
 from mailer.web.context import Web, web
 from mailer.web.desk.common import Answered, Signed, desk_form, desk_page, forbidden, message, page, redirect
@@ -232,23 +234,33 @@ async def test_send(request: Request, form: FormData, signed: Signed) -> Respons
     return redirect(f"/desk/issues/{issue.slug}/send?done=test-sent")
 
 
-def _choice(form: FormData) -> approvals.Choice:
-    when = text(form, "when", 10)
-    return approvals.Choice(
-        "later" if when == "later" else "now", text(form, "at", 40) if when == "later" else ""
-    )
+def _when(form: FormData) -> Read[desk_forms.SendForm]:
+    return read(desk_forms.SendForm, {"when": text(form, "when", 10), "at": text(form, "at", 40)})
+
+
+def _choice(when: Read[desk_forms.SendForm]) -> approvals.Choice:
+    """What was asked, even when it is not complete (a later send with no time yet)."""
+    return when.form.choice() if when.form is not None else approvals.Choice("later", "")
+
+
+async def _send_refused(request: Request, signed: Signed, refusal: FormRefused) -> Response:
+    issue = await _issue(request, signed)
+    values = {"when": "later", "at": ""}
+    error = next(iter(refusal.errors.values()))
+    return await _send_page(request, signed, issue, values=values, error=error, status=400)
 
 
 def _plan(w: Web, slug: str, choice: approvals.Choice) -> tuple[sending.SendPlan, str]:
     return approvals.plan_bound(w.db, w.settings, w.shape, slug, choice)
 
 
-@desk_form
+@desk_form(refused=_send_refused)
 async def send(request: Request, form: FormData, signed: Signed) -> Response:
     """The send form: check what was asked, then show the counts and ask to confirm."""
     issue = await _issue(request, signed)
     w = web(request)
-    choice = _choice(form)
+    when = _when(form)
+    choice = _choice(when)
     standing = await w.read(lambda s: approvals.standing(s, issue.slug, issue.fingerprint))
     if not approvals.may_send_as(signed.person, issue.key, choice, approved=standing.approved):
         if standing.approved or not people.can(signed.person, "send", issue.key):
@@ -260,10 +272,7 @@ async def send(request: Request, form: FormData, signed: Signed) -> Response:
             error="It can be sent once an approver has approved it as it is now.",
             status=409,
         )
-    if choice.when == "later" and not choice.at:
-        values = {"when": "later", "at": ""}
-        error = "Give the day and time to send it."
-        return await _send_page(request, signed, issue, values=values, error=error, status=400)
+    when.checked()  # a later send with no time: shown again by _send_refused
     try:
         plan, fingerprint = await run_in_threadpool(_plan, w, issue.slug, choice)
     except MailerError as exc:
@@ -291,7 +300,7 @@ async def confirm(request: Request, form: FormData, signed: Signed) -> Response:
     """The confirmed send: queued for the workers, or scheduled; then the progress page."""
     issue = await _issue(request, signed)
     w = web(request)
-    choice = _choice(form)
+    choice = _choice(_when(form))
     seen = text(form, "fingerprint", 64)
 
     try:

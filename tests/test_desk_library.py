@@ -12,7 +12,16 @@ from desk_fixtures import ISSUE, workspace
 
 from mailer.audience.shape import Shape
 from mailer.db import Database
-from mailer.desk import approvals, contribution_forms, inbox, issuefile, issues, people, sessions
+from mailer.desk import (
+    approvals,
+    contribution_forms,
+    inbox,
+    issuefile,
+    issues,
+    notifications,
+    people,
+    sessions,
+)
 from mailer.desk import forms as desk_forms
 from mailer.desk.approvals import ApprovalRefused
 from mailer.forms import read
@@ -58,6 +67,8 @@ def test_a_sign_in_link_becomes_a_session_once(db: Database, settings: Settings,
         assert sessions.mail_link(s, "nobody@example.org", now=NOW) is None
         token = sessions.mail_link(s, "ed@example.org", now=NOW)
     assert token is not None
+    notice = notifications.sign_in_link(settings, "ed@example.org", token)
+    assert notice.to == "ed@example.org" and notice.context["sign_in_url"].endswith(f"/desk/sign-in/{token}")
     with db.session() as s:
         value = sessions.start_with_link(s, token, now=NOW, user_agent="test")
         assert value is not None

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from email.message import EmailMessage
 from typing import Any, overload
 
 from starlette.datastructures import FormData
@@ -28,11 +29,13 @@ from starlette.responses import RedirectResponse, Response
 
 from mailer.audience.networks import Network, networks_of
 from mailer.desk import people, sessions
+from mailer.desk.notifications import Notice
 from mailer.desk.people import Person
 from mailer.forms import FormRefused
 from mailer.settings import Settings
 from mailer.web.context import Web, web
 from mailer.web.forms import read_form
+from mailer.web.mail import system_mail
 from mailer.web.pages import PAGE_HEADERS
 from mailer.web.ratelimit import Limit
 
@@ -375,4 +378,12 @@ def clear_cookie(response: Response, settings: Settings) -> None:
     secure = settings.base_url.startswith("https://")
     response.delete_cookie(
         sessions.cookie_name(settings), path="/", secure=secure, httponly=True, samesite="lax"
+    )
+
+
+def notice_mail(w: Web, notice: Notice) -> EmailMessage:
+    """The mail of a desk ``Notice`` (``mailer.desk.notifications``), built as the web app's
+    system mails are (``mailer.web.mail.system_mail``)."""
+    return system_mail(
+        w.pages, w.settings, notice.template, to=notice.to, network=notice.network, **notice.context
     )

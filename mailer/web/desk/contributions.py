@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from mailer.audience.networks import Network, campaign_network, networks_of
 from mailer.desk import contribution_forms as forms
-from mailer.desk import inbox, people
+from mailer.desk import inbox, notifications, people
 from mailer.desk import issues as desk_issues
 from mailer.errors import MailerError
 from mailer.issue import Newsletter, campaign_slugs, load_campaign
@@ -48,12 +48,12 @@ from mailer.web.desk.common import (
     message,
     network_slugs,
     not_found,
+    notice_mail,
     page,
     redirect,
 )
 from mailer.web.forms import text, texts
 from mailer.web.issues import STARTED
-from mailer.web.mail import system_mail
 
 KIND_WORDS = {"event": "Event", "item": "News item"}
 STATUS_WORDS = {"new": "New", "accepted": "Accepted", "declined": "Declined"}
@@ -459,19 +459,9 @@ async def decline(request: Request, form: FormData, signed: Signed) -> Response:
     if await w.write(lambda s: inbox.decline(s, key, entry.id, note, by=by, now=now)) != "done":
         return _decided(request, signed, network, entry)
     response = redirect(f"/desk/networks/{network.slug}/inbox/{entry.id}?done=declined")
-    if entry.submitter:
-        mail = system_mail(
-            w.pages,
-            w.settings,
-            "contribution_declined.txt",
-            to=entry.submitter,
-            network=network,
-            kind="event" if entry.kind == "event" else "news item",
-            title=entry.title,
-            note=note,
-            contribute_url=f"{w.settings.base_url.rstrip('/')}/desk/networks/{network.slug}/contribute",
-        )
-        response.background = BackgroundTask(_send, request, mail)
+    notice = notifications.contribution_declined(w.settings, network, entry, note)
+    if notice is not None:
+        response.background = BackgroundTask(_send, request, notice_mail(w, notice))
     return response
 
 

@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.audience.addresses import normalise
-from mailer.desk import audit, passwords, sessions
+from mailer.desk import audit, notifications, passwords, sessions
 from mailer.errors import InvalidInput, MailerError
 from mailer.web.context import client_network, web
 from mailer.web.desk.common import (
@@ -44,6 +44,7 @@ from mailer.web.desk.common import (
     limits,
     log,
     message,
+    notice_mail,
     page,
     posted,
     redirect,
@@ -51,10 +52,9 @@ from mailer.web.desk.common import (
     signed_in,
 )
 from mailer.web.forms import text
-from mailer.web.mail import system_mail
 from mailer.web.ratelimit import hashed_key
 
-LINK_MINUTES = int(sessions.LINK_LIFETIME.total_seconds() // 60)
+LINK_MINUTES = notifications.LINK_MINUTES
 
 
 async def sign_in_page(request: Request) -> Response:
@@ -112,14 +112,7 @@ async def sign_in(request: Request) -> Response:
     token = await w.write(lambda s: sessions.mail_link(s, address, now=now))
     response = _check_mail(request)
     if token is not None:
-        mail = system_mail(
-            w.pages,
-            w.settings,
-            "desk_sign_in.txt",
-            to=address,
-            sign_in_url=f"{w.settings.base_url.rstrip('/')}/desk/sign-in/{token}",
-            minutes=LINK_MINUTES,
-        )
+        mail = notice_mail(w, notifications.sign_in_link(w.settings, address, token))
         response.background = BackgroundTask(_send, request, mail)
     return response
 

@@ -311,8 +311,8 @@ def test_helpers_live_in_tests_support() -> None:
 # No SQL or ORM query in the web pages
 
 WEB = PACKAGE / "web"
-#: Left to their own check while they become a library of their own; remove to check them too.
-WEB_EXCLUDED = (WEB / "desk",)
+#: Folders left out of the check (none: the desk's pages hold no query either).
+WEB_EXCLUDED: tuple[Path, ...] = ()
 #: Modules whose import is a query in the making: SQLAlchemy, and the tables.
 QUERY_MODULES = ("sqlalchemy", "mailer.models")
 #: Methods that run a statement (a session's, a connection's) or build one.
@@ -369,3 +369,51 @@ def test_the_query_check_sees_a_query() -> None:
         "line 5: calls .execute(",
         "line 5: calls .scalar(",
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The desk: a library under the pages
+
+
+def imports_from(directory: Path, prefixes: tuple[str, ...]) -> list[str]:
+    """``module imports name`` for every import (function-level ones too) under ``directory`` of
+    a module named by one of ``prefixes`` or inside one (``sqlalchemy`` covers ``sqlalchemy.orm``)."""
+    found = []
+    for path in sorted(directory.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                if any(name == p or name.startswith(p + ".") for p in prefixes):
+                    found.append(f"{module_name(path)} imports {name}")
+    return sorted(set(found))
+
+
+def database_calls(directory: Path) -> list[str]:
+    """Calls under ``directory`` that run SQL or open a session themselves (``.execute(``,
+    ``.scalar(``, ``.scalars(``, ``.session(``): the library does that, the pages call it."""
+    methods = {"execute", "scalar", "scalars", "session"}
+    found = []
+    for path in sorted(directory.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in methods
+            ):
+                found.append(f"{module_name(path)}:{node.lineno} calls .{node.func.attr}(")
+    return found
+
+
+def test_the_desk_library_imports_nothing_from_the_web() -> None:
+    assert imports_from(PACKAGE / "desk", ("mailer.web", "starlette")) == []
+
+
+def test_the_desk_pages_hold_no_sql() -> None:
+    """The desk's pages parse, call ``mailer.desk`` and render: no SQL, no ORM, no session."""
+    desk_pages = PACKAGE / "web" / "desk"
+    assert imports_from(desk_pages, ("sqlalchemy", "mailer.models")) == []
+    assert database_calls(desk_pages) == []

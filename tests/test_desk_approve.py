@@ -28,10 +28,10 @@ from support.desk import (
 )
 
 from mailer.audience.importer import import_csv
+from mailer.desk import approvals
+from mailer.desk.issuefile import record_edit, version_of
 from mailer.models import Approval, AuditEntry, Campaign, Delivery
 from mailer.sending import campaign_status, start_due
-from mailer.web.desk import approvals
-from mailer.web.desk.issuefile import record_edit, version_of
 
 __all__ = ["clock", "demo_desk", "workspace"]  # fixtures
 

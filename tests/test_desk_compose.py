@@ -30,13 +30,13 @@ from support.cli_runner import MailerCli
 from mailer.audience.importer import import_csv
 from mailer.audience.shape import Shape
 from mailer.db import Database
+from mailer.desk import issuefile, people, sessions
+from mailer.desk.issuefile import IssueFile, StaleIssue
 from mailer.errors import ContentError, UnknownName
 from mailer.issue import load_campaign
 from mailer.models import AuditEntry, IssueEdit
 from mailer.settings import Settings
 from mailer.web import create_app
-from mailer.web.desk import issuefile, people, sessions
-from mailer.web.desk.issuefile import IssueFile, StaleIssue
 from mailer.workspace import init_workspace
 
 with warnings.catch_warnings():
@@ -272,7 +272,7 @@ def test_the_networks_issues_and_a_new_one(editor: TestClient, workspace: Path, 
 def test_the_list_shows_approval_and_an_edit_voids_it(
     editor: TestClient, db: Database, shape: Shape, settings: Settings
 ) -> None:
-    from mailer.web.desk import approvals
+    from mailer.desk import approvals
 
     uid = add_person(db, shape, settings, "ap@example.org", "approver", "central-england")
     with db.session() as s:

@@ -30,10 +30,10 @@ from support.browser import (
 )
 from support.desk import ISSUE, Desk, browser_desk, clock, csrf_of, desk, sign_in, workspace
 
+from mailer.desk import sessions
+from mailer.desk.issuefile import last_editor
 from mailer.issue import load_campaign
 from mailer.models import Campaign, Contribution, IssueEdit, User
-from mailer.web.desk import sessions
-from mailer.web.desk.issuefile import last_editor
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
     warnings.simplefilter("ignore")

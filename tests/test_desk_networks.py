@@ -17,11 +17,11 @@ from mailer import sending
 from mailer.audience.networks import default_network
 from mailer.audience.shape import Shape
 from mailer.db import Database
+from mailer.desk import approvals
 from mailer.errors import ConfigError, InvalidInput
 from mailer.issue.check import check_campaign
 from mailer.models import Approval, Campaign
 from mailer.settings import Settings
-from mailer.web.desk import approvals
 
 __all__ = ["clock", "demo_desk"]  # fixtures
 

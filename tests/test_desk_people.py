@@ -19,11 +19,11 @@ from support.desk import networks_workspace
 
 from mailer.audience.shape import Shape, load_shape
 from mailer.db import Database
+from mailer.desk import audit, people, sessions
+from mailer.desk.people import Person, Role, can, may_approve, may_send
 from mailer.errors import InvalidInput, UnknownName
 from mailer.models import AuditEntry, DeskSession, User
 from mailer.settings import Settings
-from mailer.web.desk import audit, people, sessions
-from mailer.web.desk.people import Person, Role, can, may_approve, may_send
 from mailer.workspace import init_workspace
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

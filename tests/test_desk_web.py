@@ -41,10 +41,10 @@ from support.desk import (
 
 from mailer.audience.shape import Shape
 from mailer.db import Database
+from mailer.desk import people, sessions
 from mailer.models import AuditEntry, DeskSession, SignInLink, User
 from mailer.settings import Settings
 from mailer.web import create_app
-from mailer.web.desk import people, sessions
 from mailer.web.desk.common import DeskLimits
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has

@@ -10,7 +10,7 @@ import click
 from mailer.cli import App, cli, emit, json_option, pass_app
 
 if TYPE_CHECKING:
-    from mailer.web.desk.people import Person
+    from mailer.desk.people import Person
 
 ROLE_CHOICES = ("admin", "editor", "approver", "contributor")
 
@@ -30,7 +30,7 @@ def users_group() -> None:
 
 
 def _show(app: App, found: list[Person]) -> None:
-    from mailer.web.desk.people import describe, network_label
+    from mailer.desk.people import describe, network_label
 
     if not found:
         click.echo("Nobody is on the desk yet: mailer users add EMAIL --role admin")
@@ -67,7 +67,7 @@ def add_command(app: App, email: str, role: str, network: str, region: str, name
     mailer users add bea@example.org --role contributor --region birmingham
     mailer users add root@example.org --role admin
     """
-    from mailer.web.desk import people
+    from mailer.desk import people
 
     checked = people.check_role(app.shape, app.settings, role, network, region)
     now = datetime.now(UTC)
@@ -96,7 +96,7 @@ def add_command(app: App, email: str, role: str, network: str, region: str, name
 @pass_app
 def list_command(app: App, as_json: bool) -> None:
     """Everyone on the desk with their roles (removed people last)."""
-    from mailer.web.desk import people
+    from mailer.desk import people
 
     with app.db.session() as session:
         found = people.everyone(session)
@@ -115,8 +115,8 @@ def remove_command(
 ) -> None:
     """Take roles from EMAIL. Without --role, --network or --region: every role, and the person can
     no longer sign in (their sessions end now)."""
+    from mailer.desk import people
     from mailer.errors import UnknownName, suggest
-    from mailer.web.desk import people
 
     if network is not None and network != "":
         known = dict.fromkeys(app.shape.networks)
@@ -160,7 +160,7 @@ def remove_command(
 @pass_app
 def revoke_command(app: App, email: str, as_json: bool) -> None:
     """Sign EMAIL out everywhere now: every session ends, and unused sign-in links stop working."""
-    from mailer.web.desk import people, sessions
+    from mailer.desk import people, sessions
 
     now = datetime.now(UTC)
     with app.db.session() as session:

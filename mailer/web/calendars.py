@@ -144,7 +144,7 @@ def contributed_events(
     for a member of ``region`` (None: every one): in the feeds at once, before their issue is sent;
     once it is (its slug in ``sent``), the issue's own entry takes over. UID:
     ``contribution-{id}@{list_domain}``; DTSTAMP: when it was accepted."""
-    from mailer.web.desk.inbox import accepted_events
+    from mailer.desk.inbox import accepted_events
 
     seen = frozenset(shape.ancestors(region)) if region is not None else frozenset()
     # The network owning the region, None for none (``of_region``): a whole network's event is in

@@ -25,8 +25,8 @@ from starlette.routing import Route
 from support.desk import Desk, clock, csrf_of, desk, hostile_desk, networks_workspace, sign_in_by_link
 from support.hostile import CONTROL, form_values
 
+from mailer.desk import people, sessions
 from mailer.models import AuditEntry, DeskSession, SignInLink, User, UserRole
-from mailer.web.desk import people, sessions
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
     warnings.simplefilter("ignore")

@@ -22,8 +22,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 from support.desk import ISSUE, Desk, clock, csrf_of, demo_desk, form_of, sign_in, workspace
 
+from mailer.desk import approvals
 from mailer.models import Approval, AuditEntry, Campaign, IssueEdit
-from mailer.web.desk import approvals, compose, sendpage
+from mailer.web.desk import compose, sendpage
 
 __all__ = ["clock", "demo_desk", "workspace"]  # fixtures
 

@@ -26,7 +26,7 @@ from support.desk import clock, desk
 from support.hostile import CONTROL, form_values
 from support.issue_editor import CE, NOTE, editor, fields_of, read_back, workspace
 
-from mailer.web.desk.issueform import clean
+from mailer.desk.issueform import clean
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -33,11 +33,11 @@ from starlette.applications import Starlette
 from mailer.audience.importer import import_csv
 from mailer.audience.shape import Shape
 from mailer.db import Database
+from mailer.desk import people, sessions
 from mailer.models import AuditEntry, Campaign
 from mailer.sending import Worker, campaign_status
 from mailer.settings import Settings
 from mailer.web import create_app
-from mailer.web.desk import people, sessions
 from mailer.web.desk.common import DeskLimits
 from mailer.workspace import init_workspace, write_dkim_keys
 from support.browser import free_port, live_server

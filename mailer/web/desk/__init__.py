@@ -1,10 +1,8 @@
-"""The editorial desk at ``/desk/`` (issue 14): people and roles scoped to networks and regions,
-sign-in by a one-time mailed link, server-side sessions, CSRF on every form, an audit log.
+"""The editorial desk's pages at ``/desk/``: each parses the request, calls the library
+(``mailer.desk``) and renders. No SQL here: the library owns the database.
 
-- ``people``: persons, roles and ``can(person, action, network, region)``;
-- ``sessions``: sign-in links and sessions, the cookie;
-- ``passwords``: the optional password (Argon2id);
-- ``audit``: the audit log;
-- ``common``, ``signin``, ``home``: the pages; ``routes``: every route, mounted by
+- ``common``: the signed-in check, CSRF, the page decorators and the session cookie;
+- ``signin``, ``home`` (people), ``contributions`` (contribute, inbox), ``compose``, ``previews``,
+  ``sendpage`` (approve, send, report): the pages; ``routes``: every route, mounted by
   ``mailer.web.app.create_app``.
 """

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from email.message import EmailMessage
 from typing import Any, overload
 
 from starlette.datastructures import FormData
@@ -27,10 +28,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from mailer.audience.networks import Network, networks_of
+from mailer.desk import people, sessions
+from mailer.desk.notifications import Notice
+from mailer.desk.people import Person
+from mailer.forms import FormRefused
+from mailer.settings import Settings
 from mailer.web.context import Web, web
-from mailer.web.desk import people, sessions
-from mailer.web.desk.people import Person
 from mailer.web.forms import read_form
+from mailer.web.mail import system_mail
 from mailer.web.pages import PAGE_HEADERS
 from mailer.web.ratelimit import Limit
 
@@ -225,7 +230,19 @@ def not_found(request: Request, signed: Signed | None, what: str = "network") ->
     return message(request, "Page not found", f"There is no {what} of that name.", signed=signed, status=404)
 
 
+class Answered(Exception):
+    """A page's answer given early, from a helper (no such network: 404; not theirs: 403; an
+    issue with errors: 409): raised, and returned as it is by the desk's page and form decorators,
+    so a helper returns what the page needs or raises, and no caller checks which."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
 Endpoint = Callable[[Request], Awaitable[Response]]
+FormPage = Callable[[Request, Signed, FormRefused], Awaitable[Response]]
+"""Shows a form again after ``FormRefused``: the values as posted, an error at each field."""
 PageHandler = Callable[[Request, Signed], Awaitable[Response]]
 FormHandler = Callable[[Request, FormData, Signed], Awaitable[Response]]
 
@@ -238,22 +255,35 @@ def _guard_page(handler: PageHandler, *, admin: bool) -> Endpoint:
             return redirect("/desk/sign-in")
         if admin and not signed.person.is_admin:
             return forbidden(request, signed)
-        return await handler(request, signed)
+        try:
+            return await handler(request, signed)
+        except Answered as answer:
+            return answer.response
 
     return endpoint
 
 
-def _guard_form(handler: FormHandler, *, admin: bool, read: FormReader = read_form) -> Endpoint:
+def _guard_form(
+    handler: FormHandler, *, admin: bool, read: FormReader = read_form, refused: FormPage | None = None
+) -> Endpoint:
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
         got = await posted(request, read)
         if not isinstance(got, Posted):
             return got
-        if got.signed is None:
+        signed = got.signed
+        if signed is None:
             return sign_in_first(request)
-        if admin and not got.signed.person.is_admin:
-            return forbidden(request, got.signed)
-        return await handler(request, got.form, got.signed)
+        if admin and not signed.person.is_admin:
+            return forbidden(request, signed)
+        try:
+            return await handler(request, got.form, signed)
+        except Answered as answer:
+            return answer.response
+        except FormRefused as refusal:
+            if refused is None:
+                raise
+            return await refused(request, signed, refusal)
 
     return endpoint
 
@@ -275,23 +305,39 @@ def desk_form(handler: FormHandler) -> Endpoint: ...
 
 
 @overload
-def desk_form(*, read: FormReader) -> Callable[[FormHandler], Endpoint]: ...
+def desk_form(
+    *, read: FormReader = read_form, refused: FormPage | None = None
+) -> Callable[[FormHandler], Endpoint]: ...
 
 
 def desk_form(
-    handler: FormHandler | None = None, *, read: FormReader = read_form
+    handler: FormHandler | None = None, *, read: FormReader = read_form, refused: FormPage | None = None
 ) -> Endpoint | Callable[[FormHandler], Endpoint]:
     """A desk form's POST: the handler gets the form and who posted it. A CSRF value not of the
     poster's session gets 403 (``form_expired``), and a post by nobody 403 (``sign_in_first``):
     in both cases nothing was changed, which the page says. ``@desk_form(read=…)`` reads a form
-    larger than ``read_form`` takes (an issue's: ``compose``)."""
+    larger than ``read_form`` takes (an issue's: ``compose``). A handler that raises
+    ``mailer.forms.FormRefused`` gets its form shown again by ``refused`` (status 400), the one
+    place a refused form is rendered."""
     if handler is None:
-        return lambda given: _guard_form(given, admin=False, read=read)
-    return _guard_form(handler, admin=False, read=read)
+        return lambda given: _guard_form(given, admin=False, read=read, refused=refused)
+    return _guard_form(handler, admin=False, read=read, refused=refused)
 
 
-def admin_form(handler: FormHandler) -> Endpoint:
+@overload
+def admin_form(handler: FormHandler) -> Endpoint: ...
+
+
+@overload
+def admin_form(*, refused: FormPage) -> Callable[[FormHandler], Endpoint]: ...
+
+
+def admin_form(
+    handler: FormHandler | None = None, *, refused: FormPage | None = None
+) -> Endpoint | Callable[[FormHandler], Endpoint]:
     """A desk form's POST for an admin: as ``desk_form``, and 403 for someone who is no admin."""
+    if handler is None:
+        return lambda given: _guard_form(given, admin=True, refused=refused)
     return _guard_form(handler, admin=True)
 
 
@@ -312,3 +358,32 @@ def no_store(response: Response) -> Response:
     for name, value in PAGE_HEADERS.items():
         response.headers.setdefault(name, value)
     return response
+
+
+def set_cookie(response: Response, settings: Settings, value: str) -> None:
+    """The session's cookie (``sessions.cookie_name``): HttpOnly, SameSite=Lax, Secure on https."""
+    secure = settings.base_url.startswith("https://")
+    response.set_cookie(
+        sessions.cookie_name(settings),
+        value,
+        max_age=int(sessions.MAX_AGE.total_seconds()),
+        path="/",
+        secure=secure,
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def clear_cookie(response: Response, settings: Settings) -> None:
+    secure = settings.base_url.startswith("https://")
+    response.delete_cookie(
+        sessions.cookie_name(settings), path="/", secure=secure, httponly=True, samesite="lax"
+    )
+
+
+def notice_mail(w: Web, notice: Notice) -> EmailMessage:
+    """The mail of a desk ``Notice`` (``mailer.desk.notifications``), built as the web app's
+    system mails are (``mailer.web.mail.system_mail``)."""
+    return system_mail(
+        w.pages, w.settings, notice.template, to=notice.to, network=notice.network, **notice.context
+    )

@@ -16,7 +16,7 @@
 Editors and admins of the issue's network compose; its approvers may read the list. Everyone else
 gets 403. The pages want someone signed in and the posts a CSRF value of their session
 (``common.desk_page`` and ``common.desk_form``, which reads an issue's larger form by
-``read_issue_form``). The fields and their names in the form are in ``mailer.web.desk.issueform``.
+``read_issue_form``). The fields and their names in the form are in ``mailer.desk.issueform``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from datetime import date
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
@@ -35,14 +33,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.audience.networks import Network, campaign_network, networks_of
+from mailer.desk import forms as desk_forms
+from mailer.desk import issuefile, issueform, people
+from mailer.desk import issues as issues_
+from mailer.desk.issuefile import IssueFile, StaleIssue
 from mailer.errors import ContentError, MailerError, Problem
+from mailer.forms import FormRefused, read
 from mailer.issue.check import check_campaign
 from mailer.issue.load import campaign_slugs
-from mailer.issue.schema import SLUG
-from mailer.models import Campaign
 from mailer.web.context import Web, web
-from mailer.web.desk import approvals, audit, issuefile, issueform, people
 from mailer.web.desk.common import (
+    Answered,
     Signed,
     desk_form,
     desk_page,
@@ -54,7 +55,6 @@ from mailer.web.desk.common import (
     page,
     redirect,
 )
-from mailer.web.desk.issuefile import IssueFile, StaleIssue
 
 MAX_POST = 4 * 1024 * 1024
 """The largest form post (an issue file is at most 2 MB; the form adds its field names)."""
@@ -104,20 +104,6 @@ def allowed(person: people.Person, w: Web, network: Network | None, *actions: st
     if key is None:
         return person.admin_of_all
     return any(people.can(person, a, key) for a in actions)
-
-
-def issue_status(session: Session, w: Web, slug: str) -> str:
-    """draft, approved (``approvals``: of the file and audience as they are now), edited since
-    approval, or the campaign's status once it has been scheduled or sent."""
-    campaign = session.scalar(select(Campaign).where(Campaign.slug == slug))
-    if campaign is not None and campaign.status != "draft":
-        return campaign.status
-    try:
-        issue = approvals.resolve(session, w.settings, w.shape, slug)
-    except MailerError:
-        return "draft"  # an issue with errors: not approvable as it is
-    standing = approvals.standing(session, slug, issue.fingerprint)
-    return "approved" if standing.approved else "edited" if standing.edited_since else "draft"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,10 +160,8 @@ async def _render_list(
     w = web(request)
     issues = await run_in_threadpool(_issues_of, w, network)
 
-    def statuses(s: Session) -> dict[str, str]:
-        return {i["slug"]: issue_status(s, w, i["slug"]) for i in issues}
-
-    found = await w.read(statuses)
+    slugs = [i["slug"] for i in issues]
+    found = await w.read(lambda s: issues_.statuses(s, w.settings, w.shape, slugs))
     for i in issues:
         i["status"] = STATUS_WORDS.get(found[i["slug"]], found[i["slug"]])
     today = w.clock().date()
@@ -223,7 +207,14 @@ async def read_issue_form(request: Request) -> FormData | None:
     return FormData(fields)
 
 
-@desk_form(read=read_issue_form)
+async def _new_issue_refused(request: Request, signed: Signed, refusal: FormRefused) -> Response:
+    found = _network_from_path(request)
+    assert found is not None  # refused after the network was found
+    values = {name: str(value) for name, value in refusal.values.items()}
+    return await _render_list(request, signed, *found, values=values, errors=refusal.errors, status=400)
+
+
+@desk_form(read=read_issue_form, refused=_new_issue_refused)
 async def new_issue(request: Request, form: FormData, signed: Signed) -> Response:
     w = web(request)
     found = _network_from_path(request)
@@ -233,27 +224,15 @@ async def new_issue(request: Request, form: FormData, signed: Signed) -> Respons
     if not people.can(signed.person, "compose", key):
         return forbidden(request, signed)
     values = {name: issueform.line(form, name, 300) for name in ("title", "slug", "date")}
-    errors: dict[str, str] = {}
-    if not values["title"]:
-        errors["title"] = "Give the issue a title, e.g. Central England Network Newsletter: January 2026."
-    if not SLUG.match(values["slug"]) or len(values["slug"]) > 100:
-        errors["slug"] = (
-            "Give a name of lower-case letters, digits and hyphens, e.g. 2026-01-central-england."
-        )
-    try:
-        day = date.fromisoformat(values["date"])
-    except ValueError:
-        errors["date"] = "Give the issue's date as YYYY-MM-DD, e.g. 2026-01-05."
-    if errors:
-        return await _render_list(request, signed, network, key, values=values, errors=errors, status=400)
+    checked = read(desk_forms.NewIssueForm, values).checked()
 
     def start() -> str:
         path = issuefile.new_issue(
             w.settings.workspace,
             network,
-            values["slug"],
-            values["title"],
-            day,
+            checked.slug,
+            checked.title,
+            checked.date,
             shape=w.shape,
             settings=w.settings,
         )
@@ -264,15 +243,14 @@ async def new_issue(request: Request, form: FormData, signed: Signed) -> Respons
     except MailerError as exc:
         field = "slug" if exc.field in ("slug", "SLUG", None) else "title"
         problem = exc.problems[0] if isinstance(exc, ContentError) and exc.problems else exc.problem
-        errors[field] = _words(problem)
-        return await _render_list(request, signed, network, key, values=values, errors=errors, status=400)
+        raise FormRefused({field: _words(problem)}, values=values) from None
     now = w.clock()
 
-    def record(s: Session) -> None:
-        issuefile.record_edit(s, values["slug"], signed.person.id, version, now=now)
-        audit.record(s, "issue.new", by=signed.person.id, object=values["slug"], detail=network.slug, now=now)
-
-    await w.write(record)
+    await w.write(
+        lambda s: issues_.record_started(
+            s, values["slug"], version, by=signed.person.id, network=network.slug, now=now
+        )
+    )
     return redirect(f"/desk/issues/{values['slug']}?done=started")
 
 
@@ -291,21 +269,21 @@ NOTICES = {
 }
 
 
-async def _open(request: Request, signed: Signed) -> tuple[IssueFile, Network | None] | Response:
+async def _open(request: Request, signed: Signed) -> tuple[IssueFile, Network | None]:
     w = web(request)
     slug = request.path_params.get("slug", "")
     try:
         opened = await run_in_threadpool(IssueFile.open, w.settings.workspace, slug)
     except MailerError:
-        return message(
-            request, "Page not found", "There is no issue of that name.", signed=signed, status=404
-        )
+        raise Answered(
+            message(request, "Page not found", "There is no issue of that name.", signed=signed, status=404)
+        ) from None
     try:
         network = network_of(w, opened.data())
     except MailerError:
         network = None
     if not allowed(signed.person, w, network, "compose"):
-        return forbidden(request, signed)
+        raise Answered(forbidden(request, signed))
     return opened, network
 
 
@@ -344,7 +322,7 @@ async def _render_issue(
     }
     for name, text in (field_errors or {}).items():
         placed.at.setdefault(name, []).insert(0, issueform.Shown(text, "error"))
-    status_word = await w.read(lambda s: issue_status(s, w, opened.slug))
+    status_word = await w.read(lambda s: issues_.status(s, w.settings, w.shape, opened.slug))
     context = {
         "title": str((data or {}).get("title") or opened.slug),
         "slug": opened.slug,
@@ -371,8 +349,6 @@ async def _render_issue(
 @desk_page
 async def issue_page(request: Request, signed: Signed) -> Response:
     got = await _open(request, signed)
-    if isinstance(got, Response):
-        return got
     opened, network = got
     notice = NOTICES.get(request.query_params.get("done", ""), "")
     return await _render_issue(request, signed, opened, network, notice=notice)
@@ -388,8 +364,6 @@ STALE = (
 @desk_form(read=read_issue_form)
 async def save_issue(request: Request, form: FormData, signed: Signed) -> Response:
     opened_or = await _open(request, signed)
-    if isinstance(opened_or, Response):
-        return opened_or
     opened, network = opened_or
     w = web(request)
     sent_version = issueform.line(form, "version", 64)
@@ -445,13 +419,11 @@ async def save_issue(request: Request, form: FormData, signed: Signed) -> Respon
         )
     now = w.clock()
 
-    def record(s: Session) -> None:
-        issuefile.record_edit(s, opened.slug, signed.person.id, saved.version, now=now)
-        audit.record(
-            s, "issue.save", by=signed.person.id, object=opened.slug, detail=action or "save", now=now
+    await w.write(
+        lambda s: issues_.record_saved(
+            s, opened.slug, saved.version, by=signed.person.id, action=action, now=now
         )
-
-    await w.write(record)
+    )
     return redirect(f"/desk/issues/{opened.slug}?done=saved{issueform.anchor(action)}")
 
 

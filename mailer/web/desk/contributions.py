@@ -1,4 +1,4 @@
-"""Contributions on the desk (issue 14): a local group's forms, and the network's inbox.
+"""Contributions on the desk: a local group's forms, and the network's inbox.
 
 For a contributor (and an editor or admin) of a network:
 
@@ -21,14 +21,10 @@ another network, 404.
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -36,13 +32,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.audience.networks import Network, campaign_network, networks_of
+from mailer.desk import contribution_forms as forms
+from mailer.desk import inbox, notifications, people
+from mailer.desk import issues as desk_issues
 from mailer.errors import MailerError
 from mailer.issue import Newsletter, campaign_slugs, load_campaign
-from mailer.models import Campaign
 from mailer.web.context import Web, web
-from mailer.web.desk import contribution_forms as forms
-from mailer.web.desk import inbox, issuefile, people
 from mailer.web.desk.common import (
+    Answered,
     Signed,
     desk_form,
     desk_page,
@@ -51,12 +48,12 @@ from mailer.web.desk.common import (
     message,
     network_slugs,
     not_found,
+    notice_mail,
     page,
     redirect,
 )
 from mailer.web.forms import text, texts
 from mailer.web.issues import STARTED
-from mailer.web.mail import system_mail
 
 KIND_WORDS = {"event": "Event", "item": "News item"}
 STATUS_WORDS = {"new": "New", "accepted": "Accepted", "declined": "Declined"}
@@ -124,25 +121,23 @@ def _form_context(w: Web, kind: str, regions: list[str]) -> dict[str, Any]:
 # A local group's forms
 
 
-async def _contributor(request: Request, signed: Signed) -> tuple[str, Network, list[str]] | Response:
+async def _contributor(request: Request, signed: Signed) -> tuple[str, Network, list[str]]:
     """The network of the URL (404 if none) and the regions ``signed`` may contribute for there
     (403 if none)."""
     w = web(request)
     found = _network(w, request.path_params["name"])
     if found is None:
-        return not_found(request, signed)
+        raise Answered(not_found(request, signed))
     key, network = found
     regions = forms.regions_for(signed.person, w.shape, w.settings, key)
     if not regions:
-        return forbidden(request, signed)
+        raise Answered(forbidden(request, signed))
     return key, network, regions
 
 
 @desk_page
 async def contribute_page(request: Request, signed: Signed) -> Response:
     got = await _contributor(request, signed)
-    if isinstance(got, Response):
-        return got
     key, network, _regions = got
     w = web(request)
     mine = await w.read(lambda s: inbox.listed(s, key, submitted_by=signed.person.id))
@@ -156,23 +151,19 @@ async def contribute_page(request: Request, signed: Signed) -> Response:
     return page(request, "contribute.html", context, signed=signed, network=network)
 
 
-async def _contributor_form(
-    request: Request, signed: Signed
-) -> tuple[str, str, Network, list[str]] | Response:
+async def _contributor_form(request: Request, signed: Signed) -> tuple[str, str, Network, list[str]]:
     """The form's kind of the URL (404 for another), then as ``_contributor``: the kind, the
     network's key, the network and the regions ``signed`` may contribute for."""
     kind = request.path_params["kind"]
     if kind not in forms.KINDS:
-        return not_found(request, signed, "form")
+        raise Answered(not_found(request, signed, "form"))
     got = await _contributor(request, signed)
-    return got if isinstance(got, Response) else (kind, *got)
+    return (kind, *got)
 
 
 @desk_page
 async def contribute_form(request: Request, signed: Signed) -> Response:
     got = await _contributor_form(request, signed)
-    if isinstance(got, Response):
-        return got
     kind, _key, network, regions = got
     w = web(request)
     first = next((r for r in regions if r), "")
@@ -187,8 +178,6 @@ async def contribute_form(request: Request, signed: Signed) -> Response:
 @desk_form
 async def contribute(request: Request, form: FormData, signed: Signed) -> Response:
     got = await _contributor_form(request, signed)
-    if isinstance(got, Response):
-        return got
     kind, key, network, regions = got
     w = web(request)
     if not people.can(signed.person, "review", key):
@@ -226,23 +215,21 @@ def _row(w: Web, e: inbox.Entry) -> dict[str, Any]:
     }
 
 
-async def _editor(request: Request, signed: Signed) -> tuple[str, Network] | Response:
+async def _editor(request: Request, signed: Signed) -> tuple[str, Network]:
     """The network of the URL (404 if none) and its key, if ``signed`` may review its inbox
     (403 otherwise)."""
     w = web(request)
     found = _network(w, request.path_params["name"])
     if found is None:
-        return not_found(request, signed)
+        raise Answered(not_found(request, signed))
     if not people.can(signed.person, "review", found[0]):
-        return forbidden(request, signed)
+        raise Answered(forbidden(request, signed))
     return found
 
 
 @desk_page
 async def inbox_page(request: Request, signed: Signed) -> Response:
     got = await _editor(request, signed)
-    if isinstance(got, Response):
-        return got
     key, network = got
     w = web(request)
     wanted = request.query_params.get("status", "new")
@@ -262,14 +249,6 @@ async def inbox_page(request: Request, signed: Signed) -> Response:
 def _contribution_id(request: Request) -> int | None:
     value = request.path_params["id"]
     return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else None
-
-
-def _slug_of_title(title: str, taken: set[str]) -> str:
-    base = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "contribution"
-    slug, n = base, 2
-    while slug in taken:
-        slug, n = f"{base}-{n}", n + 1
-    return slug
 
 
 def _open_issues(w: Web, key: str) -> list[dict[str, Any]]:
@@ -308,13 +287,8 @@ def _targets(kind: str, issues: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def _not_sent(w: Web, issues: list[dict[str, Any]]) -> list[dict[str, Any]]:
     slugs = [i["slug"] for i in issues]
-    started = set(
-        await w.read(
-            lambda s: s.scalars(
-                select(Campaign.slug).where(Campaign.slug.in_(slugs), Campaign.status.in_(STARTED))
-            ).all()
-        )
-    )
+    found = await w.read(lambda s: desk_issues.campaign_statuses(s, slugs))
+    started = {slug for slug, state in found.items() if state in STARTED}
     return [i for i in issues if i["slug"] not in started]
 
 
@@ -346,24 +320,20 @@ async def _one_page(
     return page(request, "inbox_one.html", context, signed=signed, network=network, status=status)
 
 
-async def _contribution(request: Request, signed: Signed) -> tuple[str, Network, inbox.Entry] | Response:
+async def _contribution(request: Request, signed: Signed) -> tuple[str, Network, inbox.Entry]:
     """As ``_editor``, then the contribution of the URL in that network (404 if none)."""
     got = await _editor(request, signed)
-    if isinstance(got, Response):
-        return got
     key, network = got
     cid = _contribution_id(request)
     entry = None if cid is None else await web(request).read(lambda s: inbox.one(s, key, cid))
     if entry is None:
-        return not_found(request, signed, "contribution")
+        raise Answered(not_found(request, signed, "contribution"))
     return key, network, entry
 
 
 @desk_page
 async def one_page(request: Request, signed: Signed) -> Response:
     got = await _contribution(request, signed)
-    if isinstance(got, Response):
-        return got
     key, network, entry = got
     return await _one_page(request, signed, key, network, entry)
 
@@ -382,8 +352,6 @@ def _decided(request: Request, signed: Signed, network: Network, entry: inbox.En
 @desk_form
 async def edit_one(request: Request, form: FormData, signed: Signed) -> Response:
     got = await _contribution(request, signed)
-    if isinstance(got, Response):
-        return got
     key, network, entry = got
     w = web(request)
     if entry.status != "new":
@@ -405,8 +373,6 @@ async def edit_one(request: Request, form: FormData, signed: Signed) -> Response
 @desk_form
 async def accept(request: Request, form: FormData, signed: Signed) -> Response:
     got = await _contribution(request, signed)
-    if isinstance(got, Response):
-        return got
     key, network, entry = got
     w = web(request)
     if entry.status != "new":
@@ -436,8 +402,15 @@ async def accept(request: Request, form: FormData, signed: Signed) -> Response:
     if claimed != "done":
         return _decided(request, signed, network, entry)
     try:
-        version, event = _write_into_issue(
-            w, slug, entry.kind, placed, checked.entry, highlight, str(checked.values.get("description", ""))
+        version, event = inbox.write_into_issue(
+            w.settings.workspace,
+            w.shape,
+            slug,
+            entry.kind,
+            placed,
+            checked.entry,
+            highlight=highlight,
+            description=str(checked.values.get("description", "")),
         )
     except MailerError as exc:
         await w.write(lambda s: inbox.release(s, entry.id))
@@ -449,58 +422,25 @@ async def accept(request: Request, form: FormData, signed: Signed) -> Response:
         errors = {"target": f"It could not go into that issue. {why}"}
         return await _one_page(request, signed, key, network, fresh or entry, errors=errors, status=409)
 
-    def record(s: Session) -> None:
-        issuefile.record_edit(s, slug, by, version, now=now)
-        inbox.accepted(
-            s, entry.id, slug=slug, issue_title=issue_title, placed=placed, event=event, by=by, now=now
+    await w.write(
+        lambda s: inbox.accepted(
+            s,
+            entry.id,
+            slug=slug,
+            issue_title=issue_title,
+            placed=placed,
+            event=event,
+            by=by,
+            now=now,
+            version=version,
         )
-
-    await w.write(record)
+    )
     return redirect(f"/desk/networks/{network.slug}/inbox/{entry.id}?done=accepted")
-
-
-def _write_into_issue(
-    w: Web, slug: str, kind: str, placed: str, entry: dict[str, Any], highlight: str, description: str
-) -> tuple[str, dict[str, Any] | None]:
-    """Write the checked ``entry`` into issue ``slug`` where ``placed`` says: the file's new
-    version, and the event as the issue now holds it (None for an item)."""
-    workspace = w.settings.workspace
-    if kind == "item":
-        news = {**entry, "id": _slug_of_title(str(entry["title"]), _item_ids(workspace, slug))}
-        return issuefile.add_item(workspace, slug, news, expected_version=None, shape=w.shape), None
-    if placed == "calendar":
-        return issuefile.add_event(
-            workspace, slug, entry, to_item=None, expected_version=None, shape=w.shape
-        ), entry
-    if placed.startswith("under/"):
-        item_id = placed.removeprefix("under/")
-        version = issuefile.add_event(
-            workspace, slug, entry, to_item=item_id, expected_version=None, shape=w.shape
-        )
-        return version, entry
-    # A new item holding the event: the event's description is its text.
-    item: dict[str, Any] = {
-        "id": _slug_of_title(str(entry["title"]), _item_ids(workspace, slug)),
-        "title": entry["title"],
-        "highlight": highlight or entry["title"],
-        "body": description,
-    }
-    if entry.get("regions"):
-        item["regions"] = list(entry["regions"])
-    item["events"] = [entry]
-    return issuefile.add_item(workspace, slug, item, expected_version=None, shape=w.shape), entry
-
-
-def _item_ids(workspace: Path, slug: str) -> set[str]:
-    items = issuefile.IssueFile.open(workspace, slug).data().get("items")
-    return {str(i.get("id")) for i in items if isinstance(i, dict)} if isinstance(items, list) else set()
 
 
 @desk_form
 async def decline(request: Request, form: FormData, signed: Signed) -> Response:
     got = await _contribution(request, signed)
-    if isinstance(got, Response):
-        return got
     key, network, entry = got
     w = web(request)
     if entry.status != "new":
@@ -516,28 +456,12 @@ async def decline(request: Request, form: FormData, signed: Signed) -> Response:
     now = w.clock()
     by = signed.person.id
 
-    def decide(s: Session) -> str:
-        outcome = inbox.claim(s, key, entry.id, by=by, now=now, status="declined")
-        if outcome == "done":
-            inbox.declined(s, entry.id, note, by=by, now=now)
-        return outcome
-
-    if await w.write(decide) != "done":
+    if await w.write(lambda s: inbox.decline(s, key, entry.id, note, by=by, now=now)) != "done":
         return _decided(request, signed, network, entry)
     response = redirect(f"/desk/networks/{network.slug}/inbox/{entry.id}?done=declined")
-    if entry.submitter:
-        mail = system_mail(
-            w.pages,
-            w.settings,
-            "contribution_declined.txt",
-            to=entry.submitter,
-            network=network,
-            kind="event" if entry.kind == "event" else "news item",
-            title=entry.title,
-            note=note,
-            contribute_url=f"{w.settings.base_url.rstrip('/')}/desk/networks/{network.slug}/contribute",
-        )
-        response.background = BackgroundTask(_send, request, mail)
+    notice = notifications.contribution_declined(w.settings, network, entry, note)
+    if notice is not None:
+        response.background = BackgroundTask(_send, request, notice_mail(w, notice))
     return response
 
 

@@ -13,18 +13,18 @@ A page for someone not signed in sends them to ``/desk/sign-in``; a POST gets 40
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.audience.networks import networks_of
+from mailer.desk import forms as desk_forms
+from mailer.desk import passwords, people
+from mailer.desk.people import Person, Role
 from mailer.errors import MailerError
-from mailer.models import User, UserRole
+from mailer.forms import FormRefused
 from mailer.web.context import Web, web
-from mailer.web.desk import audit, passwords, people, sessions
 from mailer.web.desk.common import (
     Signed,
     admin_form,
@@ -38,7 +38,6 @@ from mailer.web.desk.common import (
     redirect,
     slug_of,
 )
-from mailer.web.desk.people import Person, Role
 from mailer.web.forms import text
 from mailer.web.preferences import region_options
 
@@ -132,33 +131,12 @@ async def network_page(request: Request, signed: Signed) -> Response:
 # People (admins)
 
 
-def _manages(admin: Person, target: Person) -> bool:
-    """Whether ``admin`` may sign ``target`` out: an admin of every network; or an admin of each
-    network ``target`` has a role in (never of an admin of every network)."""
-    if admin.admin_of_all:
-        return True
-    if target.admin_of_all or not target.roles:
-        return False
-    return all(people.can(admin, "manage-people", r.network) for r in target.roles)
-
-
-def _visible(admin: Person, everyone: list[Person]) -> list[Person]:
-    if admin.admin_of_all:
-        return everyone
-    return [p for p in everyone if any(people.can(admin, "manage-people", r.network) for r in p.roles)]
-
-
 async def _people_context(w: Web, signed: Signed) -> dict[str, object]:
     admin = signed.person
     now = w.clock()
 
-    def read(s: Session) -> tuple[list[Person], list[audit.AuditLine], dict[int, int]]:
-        shown = _visible(admin, people.everyone(s))
-        lines = audit.recent(s, limit=30, by=None if admin.admin_of_all else admin.id)
-        live = {p.id: sessions.live_count(s, p.id, now=now) for p in shown}
-        return shown, lines, live
-
-    shown, lines, live = await w.read(read)
+    seen = await w.read(lambda s: people.overview(s, admin, now=now))
+    shown, lines, live = seen.people, seen.lines, seen.live
     networks = [
         (key, people.network_label(w.shape, w.settings, key))
         for key in ([""] if admin.admin_of_all and w.shape.networks else [])
@@ -183,7 +161,7 @@ async def _people_context(w: Web, signed: Signed) -> dict[str, object]:
                 "active": p.active,
                 "roles": roles,
                 "sessions": live.get(p.id, 0),
-                "manageable": _manages(admin, p) and p.id != admin.id,
+                "manageable": people.manages(admin, p) and p.id != admin.id,
             }
         )
     return {
@@ -229,40 +207,28 @@ async def people_page(request: Request, signed: Signed) -> Response:
     return await _render_people(request, signed, notice=notice)
 
 
-def _field_of(exc: MailerError) -> str:
-    field = exc.field or "email"
-    return field if field in ("email", "name", "role", "network", "region") else "email"
+async def _person_refused(request: Request, signed: Signed, refusal: FormRefused) -> Response:
+    values = {name: str(value) for name, value in refusal.values.items()}
+    return await _render_people(request, signed, values=values, errors=refusal.errors, status=400)
 
 
-@admin_form
+@admin_form(refused=_person_refused)
 async def add_person(request: Request, form: FormData, signed: Signed) -> Response:
     w = web(request)
-    values = {
-        name: text(form, name, 320 if name == "email" else 200)
-        for name in ("email", "name", "role", "network", "region")
-    }
-    try:
-        role = people.check_role(w.shape, w.settings, values["role"], values["network"], values["region"])
-    except MailerError as exc:
-        errors = {_field_of(exc): _plain(exc)}
-        return await _render_people(request, signed, values=values, errors=errors, status=400)
+    values = {name: text(form, name, 320 if name == "email" else 200) for name in desk_forms.PERSON_FIELDS}
+    checked, role = desk_forms.person(values, w.shape, w.settings)
     if not people.can(signed.person, "manage-people", role.network):
         return forbidden(request, signed)
     now = w.clock()
     try:
         added = await w.write(
-            lambda s: people.add(s, values["email"], role, name=values["name"], by=signed.person.id, now=now)
+            lambda s: people.add(s, checked.email, role, name=checked.name, by=signed.person.id, now=now)
         )
     except MailerError:
-        errors = {"email": "Enter their email address, like name@example.org."}
-        return await _render_people(request, signed, values=values, errors=errors, status=400)
+        raise FormRefused(
+            {"email": "Enter their email address, like name@example.org."}, values=values
+        ) from None
     return redirect("/desk/people?done=" + ("added" if added.new_role else "exists"))
-
-
-def _plain(exc: MailerError) -> str:
-    """The error's message and hint for a person on the page (no file, no field name)."""
-    hint = exc.problem.hint
-    return exc.message[:1].upper() + exc.message[1:] + (f": {hint}" if hint else ".")
 
 
 def _row_id(form_value: str) -> int | None:
@@ -277,18 +243,7 @@ async def remove_role(request: Request, form: FormData, signed: Signed) -> Respo
         return message(request, "Nothing changed", "That role does not exist.", signed=signed, status=400)
     now = w.clock()
 
-    def take(s: Session) -> str:
-        row = s.get(UserRole, role_id)
-        if row is None:
-            return "missing"
-        if not people.can(signed.person, "manage-people", row.network):
-            return "forbidden"
-        if row.role == "admin" and row.network == "" and _last_admin(s, row.id):
-            return "last"
-        people.remove_role(s, role_id, by=signed.person.id, now=now)
-        return "done"
-
-    outcome = await w.write(take)
+    outcome = await w.write(lambda s: people.take_role(s, role_id, by=signed.person, now=now))
     if outcome == "forbidden":
         return forbidden(request, signed)
     if outcome == "missing":
@@ -305,21 +260,6 @@ async def remove_role(request: Request, form: FormData, signed: Signed) -> Respo
     return redirect("/desk/people?done=removed")
 
 
-def _last_admin(s: Session, role_id: int) -> bool:
-    """Whether the admin-of-every-network role ``role_id`` is the only one of an enabled person."""
-    others = s.scalars(
-        select(UserRole.id)
-        .join(User, User.id == UserRole.user_id)
-        .where(
-            UserRole.role == "admin",
-            UserRole.network == "",
-            UserRole.id != role_id,
-            User.disabled_at.is_(None),
-        )
-    )
-    return next(iter(others), None) is None
-
-
 @admin_form
 async def revoke(request: Request, form: FormData, signed: Signed) -> Response:
     w = web(request)
@@ -328,16 +268,7 @@ async def revoke(request: Request, form: FormData, signed: Signed) -> Response:
         return message(request, "Nothing changed", "That person does not exist.", signed=signed, status=400)
     now = w.clock()
 
-    def end(s: Session) -> str:
-        target = people.person(s, user_id)
-        if target is None:
-            return "missing"
-        if not _manages(signed.person, target):
-            return "forbidden"
-        sessions.revoke_all(s, target.id, now=now, by=signed.person.id)
-        return "done"
-
-    outcome = await w.write(end)
+    outcome = await w.write(lambda s: people.sign_out_everywhere(s, user_id, by=signed.person, now=now))
     if outcome == "forbidden":
         return forbidden(request, signed)
     if outcome == "missing":

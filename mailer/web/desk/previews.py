@@ -15,30 +15,29 @@ copy would show their name), except to an admin of every network.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from mailer.audience.networks import Network, member_network
-from mailer.compose import Variant, compose, compose_all, plan, relevant_interests
+from mailer.audience.networks import Network
+from mailer.compose import Variant, compose, compose_all, relevant_interests
+from mailer.desk import previews as desk_previews
+from mailer.desk.issuefile import IssueFile
+from mailer.desk.issueform import region_hint
 from mailer.errors import ContentError, MailerError
 from mailer.identity import issue_identity
 from mailer.issue.load import LoadedIssue, load_campaign
-from mailer.preview import MemberChoice, find_member, member_warnings, sample_values
+from mailer.preview import sample_values
 from mailer.render import Renderer
 from mailer.slots import fill_slots
 from mailer.web.context import Web, web
-from mailer.web.desk.common import Signed, desk_page, forbidden, message, page
+from mailer.web.desk.common import Answered, Signed, desk_page, forbidden, message, page
 from mailer.web.desk.compose import allowed, network_of
-from mailer.web.desk.issuefile import IssueFile
-from mailer.web.desk.issueform import region_hint
 from mailer.web.pages import PAGE_HEADERS
 
 WIDTHS = {"phone": 375, "desktop": 1280}
@@ -95,9 +94,7 @@ class Refused(Exception):
     """A choice that cannot be previewed; ``args[0]`` says why, for the page."""
 
 
-async def _issue(
-    request: Request, signed: Signed
-) -> tuple[LoadedIssue | None, IssueFile, Network | None] | Response:
+async def _issue(request: Request, signed: Signed) -> tuple[LoadedIssue | None, IssueFile, Network | None]:
     """The issue of the URL (loaded, None when it has errors), its file and network, for someone
     who may preview it; else the refusal."""
     w = web(request)
@@ -106,12 +103,12 @@ async def _issue(
         opened = await run_in_threadpool(IssueFile.open, w.settings.workspace, slug)
         data = opened.data()
     except MailerError:
-        return message(
-            request, "Page not found", "There is no issue of that name.", signed=signed, status=404
-        )
+        raise Answered(
+            message(request, "Page not found", "There is no issue of that name.", signed=signed, status=404)
+        ) from None
     network = network_of(w, data)
     if not allowed(signed.person, w, network, "compose", "approve"):
-        return forbidden(request, signed)
+        raise Answered(forbidden(request, signed))
     try:
         loaded: LoadedIssue | None = await run_in_threadpool(
             load_campaign, w.settings.workspace, slug, w.shape
@@ -121,19 +118,6 @@ async def _issue(
     return loaded, opened, network
 
 
-def _member(
-    w: Web, s: Session, signed: Signed, loaded: LoadedIssue, network: Network | None, email: str
-) -> tuple[MemberChoice, list[str]]:
-    try:
-        who = find_member(s, email)
-    except MailerError:
-        raise Refused("No member of this network has that address.") from None
-    theirs = member_network(w.shape, w.settings, who.region)  # the organisation's for no network's region
-    if not signed.person.admin_of_all and theirs != network:
-        raise Refused("No member of this network has that address.")
-    return who, member_warnings(s, w.shape, loaded, who, None, w.settings)
-
-
 async def _render(
     w: Web, signed: Signed, loaded: LoadedIssue, network: Network | None, choice: Choice, version: str
 ) -> Shown:
@@ -141,7 +125,20 @@ async def _render(
     name: str | None = None
     warnings: list[str] = []
     if choice.member:
-        who, warnings = await w.read(lambda s: _member(w, s, signed, loaded, network, choice.member))
+        picked = await w.read(
+            lambda s: desk_previews.member(
+                s,
+                w.settings,
+                w.shape,
+                loaded,
+                choice.member,
+                network=network,
+                any_network=signed.person.admin_of_all,
+            )
+        )
+        if picked is None:
+            raise Refused("No member of this network has that address.")
+        who, warnings = picked
         variant: Variant = compose(loaded.issue, w.shape, who.region, who.interests)
         label, name = f"{who.email}: {variant.label}", who.name or None
     elif choice.region or choice.interests:
@@ -182,29 +179,9 @@ async def _render(
     return shown
 
 
-def _variants(w: Web, loaded: LoadedIssue, choice: Choice) -> Callable[[Session], list[dict[str, Any]]]:
-    """Reads the variants the audience gets, most members first, each with a link's query."""
-
-    def read(s: Session) -> list[dict[str, Any]]:
-        out = []
-        for planned in plan(s, loaded, w.shape).variants:
-            group = planned.groups[0] if planned.groups else None
-            query = Choice(
-                region=(group.region or "") if group else "",
-                interests=tuple(sorted(group.interests)) if group else (),
-                width=choice.width,
-            ).query()
-            out.append({"label": planned.label, "members": planned.members, "query": query})
-        return out
-
-    return read
-
-
 @desk_page
 async def preview_page(request: Request, signed: Signed) -> Response:
     got = await _issue(request, signed)
-    if isinstance(got, Response):
-        return got
     loaded, opened, network = got
     w = web(request)
     slug = opened.slug
@@ -226,7 +203,14 @@ async def preview_page(request: Request, signed: Signed) -> Response:
         refusal = str(exc.args[0])
     except MailerError as exc:
         refusal = exc.message
-    variants = await w.read(_variants(w, loaded, choice))
+    variants: list[dict[str, Any]] = [
+        {
+            "label": v.label,
+            "members": v.members,
+            "query": Choice(region=v.region, interests=v.interests, width=choice.width).query(),
+        }
+        for v in await w.read(lambda s: desk_previews.audience(s, w.shape, loaded))
+    ]
     total = sum(v["members"] for v in variants)
     regions = [r for r in region_hint(w.shape, network).split(", ") if r]
     context = {
@@ -258,8 +242,6 @@ async def preview_page(request: Request, signed: Signed) -> Response:
 @desk_page
 async def preview_frame(request: Request, signed: Signed) -> Response:
     got = await _issue(request, signed)
-    if isinstance(got, Response):
-        return got
     loaded, opened, network = got
     headers = {**PAGE_HEADERS, "Content-Security-Policy": FRAME_POLICY, "X-Frame-Options": "SAMEORIGIN"}
     if loaded is None:

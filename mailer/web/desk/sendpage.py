@@ -1,4 +1,4 @@
-"""The desk's pages to approve and send an issue, watch it go out, and read its report (issue 14).
+"""The desk's pages to approve and send an issue, watch it go out, and read its report.
 
 - ``GET /desk/issues/{slug}/approve``: who the issue reaches (per region and variant) and where
   it stands; an approver who did not edit it last approves it (``POST …/approve``, bound to the
@@ -23,9 +23,9 @@ for people with a role in the issue's network that lets them see it.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -33,13 +33,14 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from mailer import reports, sending
-from mailer.audience.networks import Network, campaign_network
+from mailer.audience.networks import Network
+from mailer.desk import approvals, audit, people, sends
+from mailer.desk import forms as desk_forms
 from mailer.errors import MailerError, UnknownName
-from mailer.issue import SLUG, load_campaign
-from mailer.models import Campaign
+from mailer.forms import FormRefused, Read, read
+from mailer.issue import SLUG
 from mailer.web.context import Web, web
-from mailer.web.desk import approvals, audit, people
-from mailer.web.desk.common import Signed, desk_form, desk_page, forbidden, message, page, redirect
+from mailer.web.desk.common import Answered, Signed, desk_form, desk_page, forbidden, message, page, redirect
 from mailer.web.forms import text
 from mailer.web.pages import PAGE_HEADERS
 
@@ -79,38 +80,30 @@ def _not_found(
     )
 
 
-async def _issue(request: Request, signed: Signed) -> approvals.IssueNow | Response:
+async def _issue(request: Request, signed: Signed) -> approvals.IssueNow:
     """The issue of the URL as it is now, for someone who may see it (else the refusal)."""
     w = web(request)
     slug = request.path_params["slug"]
     if not SLUG.match(slug):
-        return _not_found(request, signed)
+        raise Answered(_not_found(request, signed))
     try:
         issue = await w.read(lambda s: approvals.resolve(s, w.settings, w.shape, slug))
     except UnknownName:
-        return _not_found(request, signed)
+        raise Answered(_not_found(request, signed)) from None
     except MailerError as exc:
-        return message(
-            request,
-            "This issue has problems",
-            "It cannot be approved or sent until they are fixed: " + approvals.words(exc),
-            signed=signed,
-            status=409,
-            link=("/desk/", "Back to your desk"),
-        )
+        raise Answered(
+            message(
+                request,
+                "This issue has problems",
+                "It cannot be approved or sent until they are fixed: " + approvals.words(exc),
+                signed=signed,
+                status=409,
+                link=("/desk/", "Back to your desk"),
+            )
+        ) from None
     if not _may_watch(signed.person, issue.key):
-        return forbidden(request, signed)
+        raise Answered(forbidden(request, signed))
     return issue
-
-
-async def _campaign(w: Web, slug: str) -> Campaign | None:
-    def read(s: Session) -> Campaign | None:
-        found = sending.find_campaign(s, slug)
-        if found is not None:
-            s.expunge(found)
-        return found
-
-    return await w.read(read)
 
 
 def _issue_context(issue: approvals.IssueNow, standing: approvals.Standing) -> dict[str, Any]:
@@ -131,16 +124,9 @@ def _issue_context(issue: approvals.IssueNow, standing: approvals.Standing) -> d
 @desk_page
 async def approve_page(request: Request, signed: Signed) -> Response:
     issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
     w = web(request)
 
-    def read(s: Session) -> tuple[approvals.Standing, bool]:
-        return approvals.standing(s, issue.slug, issue.fingerprint), approvals.may_approve(
-            s, signed.person, issue
-        )
-
-    standing, may = await w.read(read)
+    standing, may = await w.read(lambda s: approvals.looked_at(s, signed.person, issue))
     context = _issue_context(issue, standing)
     context.update(
         may_approve=may and not standing.approved,
@@ -156,8 +142,6 @@ async def approve_page(request: Request, signed: Signed) -> Response:
 @desk_form
 async def approve(request: Request, form: FormData, signed: Signed) -> Response:
     issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
     w = web(request)
     seen = text(form, "fingerprint", 64)
     now = w.clock()
@@ -180,8 +164,6 @@ async def approve(request: Request, form: FormData, signed: Signed) -> Response:
 @desk_form
 async def withdraw(request: Request, form: FormData, signed: Signed) -> Response:
     issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
     if not approvals.may_withdraw(signed.person, issue):
         return forbidden(request, signed)
     w = web(request)
@@ -206,14 +188,14 @@ async def _send_page(
 ) -> Response:
     w = web(request)
     standing = await w.read(lambda s: approvals.standing(s, issue.slug, issue.fingerprint))
-    campaign = await _campaign(w, issue.slug)
+    campaign_status = await run_in_threadpool(sends.campaign_status, w.db, issue.slug)
     context = _issue_context(issue, standing)
     context.update(
         may_test=people.can(signed.person, "test-send", issue.key),
         may_send=people.may_send(signed.person, issue.key, approved=standing.approved),
         may_schedule=standing.approved and people.can(signed.person, "schedule", issue.key),
         may_approve_here=people.can(signed.person, "approve", issue.key),
-        campaign_status=campaign.status if campaign is not None else "",
+        campaign_status=campaign_status,
         values=values or {"when": "now", "at": ""},
         error=error,
         notice=notice,
@@ -226,8 +208,6 @@ async def _send_page(
 @desk_page
 async def send_page(request: Request, signed: Signed) -> Response:
     issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
     notice = NOTICES.get(request.query_params.get("done", ""), "")
     return await _send_page(request, signed, issue, notice=notice)
 
@@ -235,38 +215,18 @@ async def send_page(request: Request, signed: Signed) -> Response:
 @desk_form
 async def test_send(request: Request, form: FormData, signed: Signed) -> Response:
     issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
     if not people.can(signed.person, "test-send", issue.key):
         return forbidden(request, signed)
     w = web(request)
-    address = signed.person.email
-
-    def run() -> sending.TestsSent:
-        plan = sending.plan_send(w.db, w.settings, w.shape, issue.slug, tests=[address])
-        result = sending.send(plan)
-        assert isinstance(result, sending.TestsSent)
-        return result
-
     try:
-        result = await run_in_threadpool(run)
+        result = await run_in_threadpool(
+            sends.test_send, w.db, w.writer, w.settings, w.shape, issue.slug, signed.person, now=w.clock()
+        )
     except MailerError as exc:
         return await _send_page(
             request, signed, issue, error="The test was not sent: " + approvals.words(exc), status=409
         )
-    now = w.clock()
-    ok = result.ok
-    await w.write(
-        lambda s: audit.record(
-            s,
-            "issue.test-send",
-            by=signed.person.id,
-            object=issue.slug,
-            detail="sent" if ok else "refused",
-            now=now,
-        )
-    )
-    if not ok:
+    if not result.ok:
         why = "; ".join(f"{r.code} {r.text}".strip() for r in result.results if not r.ok)
         return await _send_page(
             request, signed, issue, error=f"The relay refused the test: {why}", status=502
@@ -274,25 +234,33 @@ async def test_send(request: Request, form: FormData, signed: Signed) -> Respons
     return redirect(f"/desk/issues/{issue.slug}/send?done=test-sent")
 
 
-def _choice(form: FormData) -> approvals.Choice:
-    when = text(form, "when", 10)
-    return approvals.Choice(
-        "later" if when == "later" else "now", text(form, "at", 40) if when == "later" else ""
-    )
+def _when(form: FormData) -> Read[desk_forms.SendForm]:
+    return read(desk_forms.SendForm, {"when": text(form, "when", 10), "at": text(form, "at", 40)})
+
+
+def _choice(when: Read[desk_forms.SendForm]) -> approvals.Choice:
+    """What was asked, even when it is not complete (a later send with no time yet)."""
+    return when.form.choice() if when.form is not None else approvals.Choice("later", "")
+
+
+async def _send_refused(request: Request, signed: Signed, refusal: FormRefused) -> Response:
+    issue = await _issue(request, signed)
+    values = {"when": "later", "at": ""}
+    error = next(iter(refusal.errors.values()))
+    return await _send_page(request, signed, issue, values=values, error=error, status=400)
 
 
 def _plan(w: Web, slug: str, choice: approvals.Choice) -> tuple[sending.SendPlan, str]:
     return approvals.plan_bound(w.db, w.settings, w.shape, slug, choice)
 
 
-@desk_form
+@desk_form(refused=_send_refused)
 async def send(request: Request, form: FormData, signed: Signed) -> Response:
     """The send form: check what was asked, then show the counts and ask to confirm."""
     issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
     w = web(request)
-    choice = _choice(form)
+    when = _when(form)
+    choice = _choice(when)
     standing = await w.read(lambda s: approvals.standing(s, issue.slug, issue.fingerprint))
     if not approvals.may_send_as(signed.person, issue.key, choice, approved=standing.approved):
         if standing.approved or not people.can(signed.person, "send", issue.key):
@@ -304,10 +272,7 @@ async def send(request: Request, form: FormData, signed: Signed) -> Response:
             error="It can be sent once an approver has approved it as it is now.",
             status=409,
         )
-    if choice.when == "later" and not choice.at:
-        values = {"when": "later", "at": ""}
-        error = "Give the day and time to send it."
-        return await _send_page(request, signed, issue, values=values, error=error, status=400)
+    when.checked()  # a later send with no time: shown again by _send_refused
     try:
         plan, fingerprint = await run_in_threadpool(_plan, w, issue.slug, choice)
     except MailerError as exc:
@@ -334,38 +299,25 @@ async def send(request: Request, form: FormData, signed: Signed) -> Response:
 async def confirm(request: Request, form: FormData, signed: Signed) -> Response:
     """The confirmed send: queued for the workers, or scheduled; then the progress page."""
     issue = await _issue(request, signed)
-    if isinstance(issue, Response):
-        return issue
     w = web(request)
-    choice = _choice(form)
+    choice = _choice(_when(form))
     seen = text(form, "fingerprint", 64)
 
-    def run() -> str:
-        if seen != issue.fingerprint:  # not what they saw: nothing to plan
-            return "changed"
-        plan, fingerprint = _plan(w, issue.slug, choice)
-        with w.db.session() as s:
-            standing = approvals.standing(s, issue.slug, fingerprint)
-        if not approvals.may_send_as(signed.person, issue.key, choice, approved=standing.approved):
-            return "forbidden" if standing.approved else "unapproved"
-        if seen != fingerprint:
-            return "changed"
-        result = sending.send(plan)
-        if isinstance(result, sending.Scheduled):
-            action, detail = (
-                "issue.schedule",
-                f"{plan.members} members at {result.at} ({w.settings.timezone})",
-            )
-        elif isinstance(result, sending.Queued):
-            action, detail = "issue.send", f"{plan.members} members, queued for the workers"
-        else:
-            action, detail = "issue.send", type(result).__name__
-        with w.writer.session() as s:
-            audit.record(s, action, by=signed.person.id, object=issue.slug, detail=detail, now=w.clock())
-        return "scheduled" if isinstance(result, sending.Scheduled) else "queued"
-
     try:
-        outcome = await run_in_threadpool(run)
+        outcome = await run_in_threadpool(
+            functools.partial(
+                sends.confirm,
+                w.db,
+                w.writer,
+                w.settings,
+                w.shape,
+                issue,
+                signed.person,
+                choice,
+                seen=seen,
+                clock=w.clock,
+            )
+        )
     except MailerError as exc:
         values = {"when": choice.when, "at": choice.at}
         return await _send_page(request, signed, issue, values=values, error=approvals.words(exc), status=409)
@@ -386,45 +338,31 @@ async def confirm(request: Request, form: FormData, signed: Signed) -> Response:
 # Progress and control; the report
 
 
-async def _sent_campaign(request: Request, signed: Signed) -> tuple[str, Network, str] | Response:
+async def _sent_campaign(request: Request, signed: Signed) -> tuple[str, Network, str]:
     """(slug, network, its key) of the URL's campaign, sent or scheduled, for someone who may see it."""
     w = web(request)
     slug = request.path_params["slug"]
     if not SLUG.match(slug):
-        return _not_found(request, signed)
-    campaign = await _campaign(w, slug)
+        raise Answered(_not_found(request, signed))
+    campaign = await run_in_threadpool(sends.find_sent, w.db, w.settings, w.shape, slug)
     if campaign is None:
-        return _not_found(request, signed, "This issue has not been sent or scheduled.")
-    network = _network_of(w, slug, campaign)
+        raise Answered(_not_found(request, signed, "This issue has not been sent or scheduled."))
+    network = campaign.network
     if network is None:
-        return _not_found(request, signed)
+        raise Answered(_not_found(request, signed))
     key = approvals.network_key(w.shape, network)
     if not _may_watch(signed.person, key):
-        return forbidden(request, signed)
+        raise Answered(forbidden(request, signed))
     return slug, network, key
-
-
-def _network_of(w: Web, slug: str, campaign: Campaign) -> Network | None:
-    """The network a sent campaign speaks as (``networks.campaign_network``): the one it was sent
-    as, else its issue file's (read only then); None when that is unknown or cannot be told."""
-    try:
-        if campaign.network or not w.shape.networks:
-            return campaign_network(w.shape, w.settings, campaign.network)
-        issue = load_campaign(w.settings.workspace, slug, w.shape).issue
-        return campaign_network(w.shape, w.settings, issue.network, audience=issue.audience)
-    except MailerError:
-        return None
 
 
 @desk_page
 async def progress_page(request: Request, signed: Signed) -> Response:
     found = await _sent_campaign(request, signed)
-    if isinstance(found, Response):
-        return found
     slug, network, key = found
     w = web(request)
     status = await run_in_threadpool(sending.campaign_status, w.db, w.shape, slug)
-    campaign = await _campaign(w, slug)
+    campaign = await run_in_threadpool(sends.find_sent, w.db, w.settings, w.shape, slug)
     assert campaign is not None
     counts = status.counts
     zone = w.settings.zone
@@ -471,14 +409,12 @@ DONE = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 
 async def _control(request: Request, form: FormData, signed: Signed, action: str) -> Response:
     found = await _sent_campaign(request, signed)
-    if isinstance(found, Response):
-        return found
     slug, network, key = found
     if not people.can(signed.person, "send", key):
         return forbidden(request, signed)
     w = web(request)
     if action == "cancel" and text(form, "confirm", 10) != "yes":
-        campaign = await _campaign(w, slug)
+        campaign = await run_in_threadpool(sends.find_sent, w.db, w.settings, w.shape, slug)
         title = campaign.title if campaign is not None else slug
         return page(
             request, "progress_cancel.html", {"slug": slug, "title": title}, signed=signed, network=network
@@ -518,8 +454,6 @@ async def cancel(request: Request, form: FormData, signed: Signed) -> Response:
 @desk_page
 async def report_page(request: Request, signed: Signed) -> Response:
     found = await _sent_campaign(request, signed)
-    if isinstance(found, Response):
-        return found
     slug, network, _key = found
     w = web(request)
     data = await w.read(lambda s: reports.page_data(s, w.shape, network.title, slug, now=w.clock()))

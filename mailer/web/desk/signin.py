@@ -24,8 +24,6 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -34,28 +32,29 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailer.audience.addresses import normalise
+from mailer.desk import audit, notifications, passwords, sessions
 from mailer.errors import InvalidInput, MailerError
-from mailer.models import User
 from mailer.web.context import client_network, web
-from mailer.web.desk import audit, passwords, sessions
 from mailer.web.desk.common import (
     Posted,
     Signed,
+    clear_cookie,
     cookie_value,
     desk_form,
     limits,
     log,
     message,
+    notice_mail,
     page,
     posted,
     redirect,
+    set_cookie,
     signed_in,
 )
 from mailer.web.forms import text
-from mailer.web.mail import system_mail
 from mailer.web.ratelimit import hashed_key
 
-LINK_MINUTES = int(sessions.LINK_LIFETIME.total_seconds() // 60)
+LINK_MINUTES = notifications.LINK_MINUTES
 
 
 async def sign_in_page(request: Request) -> Response:
@@ -110,25 +109,10 @@ async def sign_in(request: Request) -> Response:
         return _check_mail(request)  # enough links to that address for now; say nothing more
     now = w.clock()
 
-    def issue(s: Session) -> str | None:
-        user = s.scalar(select(User).where(User.email == address, User.disabled_at.is_(None)))
-        if user is None:
-            return None
-        token = sessions.issue_link(s, user.id, now=now)
-        audit.record(s, "sign-in.link", by=None, object=address, detail="link mailed", now=now)
-        return token
-
-    token = await w.write(issue)
+    token = await w.write(lambda s: sessions.mail_link(s, address, now=now))
     response = _check_mail(request)
     if token is not None:
-        mail = system_mail(
-            w.pages,
-            w.settings,
-            "desk_sign_in.txt",
-            to=address,
-            sign_in_url=f"{w.settings.base_url.rstrip('/')}/desk/sign-in/{token}",
-            minutes=LINK_MINUTES,
-        )
+        mail = notice_mail(w, notifications.sign_in_link(w.settings, address, token))
         response.background = BackgroundTask(_send, request, mail)
     return response
 
@@ -180,14 +164,11 @@ async def _with_password(request: Request, address: str, password: str) -> Respo
         )
     agent = request.headers.get("user-agent", "")
 
-    def start(s: Session) -> str:
-        value = sessions.create(s, signed_as, now=now, user_agent=agent)
-        audit.record(s, "sign-in", by=signed_as, object=address, detail="password", now=now)
-        return value
-
-    value = await w.write(start)
+    value = await w.write(
+        lambda s: sessions.start_with_password(s, signed_as, address, now=now, user_agent=agent)
+    )
     response = redirect("/desk/")
-    sessions.set_cookie(response, w.settings, value)
+    set_cookie(response, w.settings, value)
     return response
 
 
@@ -260,22 +241,14 @@ async def use_link(request: Request) -> Response:
     agent = request.headers.get("user-agent", "")
     earlier = form_or_refusal.signed
 
-    def use(s: Session) -> str | None:
-        user_id = sessions.consume_link(s, token, now=now)
-        if user_id is None:
-            return None
-        if earlier is not None:  # a session of this browser, perhaps someone else's: end it
-            sessions.revoke(s, earlier.session.id, now=now)
-        value = sessions.create(s, user_id, now=now, user_agent=agent)
-        user = s.get(User, user_id)
-        audit.record(s, "sign-in", by=user_id, object=user.email if user else "", detail="link", now=now)
-        return value
-
-    value = await w.write(use)
+    ending = earlier.session.id if earlier is not None else None
+    value = await w.write(
+        lambda s: sessions.start_with_link(s, token, now=now, user_agent=agent, ending=ending)
+    )
     if value is None:
         return _bad_link(request)
     response = redirect("/desk/")
-    sessions.set_cookie(response, w.settings, value)
+    set_cookie(response, w.settings, value)
     return response
 
 
@@ -289,13 +262,13 @@ async def sign_out(request: Request) -> Response:
     if signed is not None:
         now = w.clock()
 
-        def end(s: Session) -> None:
-            sessions.revoke(s, signed.session.id, now=now)
-            audit.record(s, "sign-out", by=signed.person.id, object=signed.person.email, now=now)
-
-        await w.write(end)
+        await w.write(
+            lambda s: sessions.sign_out(
+                s, signed.session.id, by=signed.person.id, email=signed.person.email, now=now
+            )
+        )
     if cookie_value(request):
-        sessions.clear_cookie(response, w.settings)
+        clear_cookie(response, w.settings)
     return response
 
 

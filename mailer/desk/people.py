@@ -1,4 +1,4 @@
-"""The desk's people and what each may do (issue 14): persons, their roles, and ``can``.
+"""The desk's people and what each may do: persons, their roles, and ``can``.
 
 A person (``users``) signs in by a one-time link mailed to their address. What they may do comes
 from their roles (``user_roles``), each scoped to a network (and, for a contributor, a region):
@@ -14,7 +14,7 @@ from their roles (``user_roles``), each scoped to a network (and, for a contribu
 A workspace without ``lists/networks.toml`` has one network; its roles are stored with network
 ``""`` (and an admin of "every network" is then simply its admin). Everything here is a library call
 on a SQLAlchemy session: the CLI (``mailer users``) and the desk's pages share it; each change is
-written to the audit log (``mailer.web.desk.audit``).
+written to the audit log (``mailer.desk.audit``).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session
 from mailer.audience.addresses import clean_name, is_mailable, normalise
 from mailer.audience.networks import default_network, of_region
 from mailer.audience.shape import Shape
+from mailer.desk import audit, sessions
 from mailer.errors import InvalidInput, Problem, UnknownName, suggest
 from mailer.models import User, UserRole
 from mailer.settings import Settings
-from mailer.web.desk import audit, sessions
 
 ROLES = ("admin", "editor", "approver", "contributor")
 
@@ -439,3 +439,75 @@ def remove_role(
         session, "role.remove", by=by, object=user.email, detail=f"{describe(taken)} via desk", now=now
     )
     return _person(session, user), taken
+
+
+# ---------------------------------------------------------------------------------------------
+# What an admin does at the desk, each one transaction
+
+
+def manages(admin: Person, target: Person) -> bool:
+    """Whether ``admin`` may sign ``target`` out: an admin of every network; or an admin of each
+    network ``target`` has a role in (never of an admin of every network)."""
+    if admin.admin_of_all:
+        return True
+    if target.admin_of_all or not target.roles:
+        return False
+    return all(can(admin, "manage-people", r.network) for r in target.roles)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The people ``admin`` sees, the audit lines that are theirs and live sessions by person."""
+
+    people: list[Person]
+    lines: list[audit.AuditLine]
+    live: dict[int, int]
+
+
+def overview(session: Session, admin: Person, *, now: datetime, lines: int = 30) -> Overview:
+    shown = everyone(session)
+    if not admin.admin_of_all:
+        shown = [p for p in shown if any(can(admin, "manage-people", r.network) for r in p.roles)]
+    recent = audit.recent(session, limit=lines, by=None if admin.admin_of_all else admin.id)
+    live = {p.id: sessions.live_count(session, p.id, now=now) for p in shown}
+    return Overview(shown, recent, live)
+
+
+def take_role(session: Session, role_id: int, *, by: Person, now: datetime) -> str:
+    """Take a role as ``by``: "done", or why not: "missing", "forbidden" (not their network) or
+    "last" (the last admin of every network)."""
+    row = session.get(UserRole, role_id)
+    if row is None:
+        return "missing"
+    if not can(by, "manage-people", row.network):
+        return "forbidden"
+    if row.role == "admin" and row.network == "" and _last_admin(session, row.id):
+        return "last"
+    remove_role(session, role_id, by=by.id, now=now)
+    return "done"
+
+
+def _last_admin(session: Session, role_id: int) -> bool:
+    """Whether the admin-of-every-network role ``role_id`` is the only one of an enabled person."""
+    others = session.scalars(
+        select(UserRole.id)
+        .join(User, User.id == UserRole.user_id)
+        .where(
+            UserRole.role == "admin",
+            UserRole.network == "",
+            UserRole.id != role_id,
+            User.disabled_at.is_(None),
+        )
+    )
+    return next(iter(others), None) is None
+
+
+def sign_out_everywhere(session: Session, user_id: int, *, by: Person, now: datetime) -> str:
+    """End every session of ``user_id`` as ``by``: "done", "missing" or "forbidden"."""
+    target = person(session, user_id)
+    if target is None:
+        return "missing"
+    if not manages(by, target):
+        return "forbidden"
+    sessions.revoke_all(session, target.id, now=now, by=by.id)
+    return "done"

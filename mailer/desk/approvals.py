@@ -1,4 +1,4 @@
-"""Approving an issue before it is sent (issue 14): a second pair of eyes, bound to what they saw.
+"""Approving an issue before it is sent: a second pair of eyes, bound to what they saw.
 
 An approver of the issue's network (``people.may_approve``: never the issue's last editor, the
 newest row of ``issue_edits``) approves the issue as it is: the approval keeps a SHA-256
@@ -29,15 +29,15 @@ from mailer.audience.networks import Network, campaign_network
 from mailer.audience.shape import Shape
 from mailer.compose import VariantPlan, plan
 from mailer.db import Database
+from mailer.desk import audit, people
+from mailer.desk.issuefile import last_editor
+from mailer.desk.people import Person
 from mailer.errors import InvalidInput, MailerError
 from mailer.issue import LoadedIssue, load_campaign
 from mailer.issue.load import campaign_path
 from mailer.models import Approval, User
 from mailer.sending import SendPlan, plan_send
 from mailer.settings import Settings
-from mailer.web.desk import audit, people
-from mailer.web.desk.issuefile import last_editor
-from mailer.web.desk.people import Person
 
 
 class ApprovalRefused(MailerError):
@@ -226,6 +226,11 @@ def may_approve(session: Session, person: Person, issue: IssueNow) -> bool:
     """Whether ``person`` may approve ``issue``: an approver (or admin) of its network who did not
     edit it last (``people.may_approve``)."""
     return people.may_approve(person, issue.key, last_editor(session, issue.slug))
+
+
+def looked_at(session: Session, person: Person, issue: IssueNow) -> tuple[Standing, bool]:
+    """How ``issue`` stands, and whether ``person`` may approve it."""
+    return standing(session, issue.slug, issue.fingerprint), may_approve(session, person, issue)
 
 
 def approve(session: Session, issue: IssueNow, person: Person, *, seen: str, now: datetime) -> Given:

@@ -23,9 +23,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from mailer.desk.formfields import Field, Spec
+from mailer.desk.issuefile import drop, plain, to_yaml
 from mailer.issue.schema import Image, Link
-from mailer.web.desk.formfields import Field, Spec
-from mailer.web.desk.issuefile import drop, plain, to_yaml
 
 NEW_LINKS = 2
 """Empty link rows each item's form offers (fill one to add a link; save for two more)."""

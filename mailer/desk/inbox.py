@@ -1,10 +1,10 @@
-"""Contributions from local groups (issue 14): stored, listed, accepted into an issue or declined.
+"""Contributions from local groups: stored, listed, accepted into an issue or declined.
 The pages are ``mailer.web.desk.contributions``; the forms' checks, ``contribution_forms``.
 
 A contributor (a local group: a region) sends an event or an item to their network's inbox. A row
 (``contributions``) keeps the form's checked values as JSON; the issue entry is made from them again
 when the editor edits or accepts it. Accepting writes the entry into one of the network's issues
-(``campaigns/<slug>/issue.yaml``) through ``mailer.web.desk.issuefile``, which keeps the file's
+(``campaigns/<slug>/issue.yaml``) through ``mailer.desk.issuefile``, which keeps the file's
 comments and order; the row is claimed first (``claim``), so two editors never both decide it. An
 accepted event is in its region's calendar feeds at once (``accepted_events``, read by
 ``mailer.web.calendars``), until its issue is sent and the issue's own entry takes over. Every
@@ -15,18 +15,22 @@ mailer's own words only.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailer.audience.shape import Shape
+from mailer.desk import audit, issuefile
+from mailer.desk.contribution_forms import Checked
+from mailer.desk.issuefile import record_edit
 from mailer.issue.schema import Event
 from mailer.models import Contribution, User
-from mailer.web.desk import audit
-from mailer.web.desk.contribution_forms import Checked
 
 STATUSES = ("new", "accepted", "declined")
 NOTE_LIMIT = 2000
@@ -198,9 +202,13 @@ def accepted(
     event: dict[str, Any] | None,
     by: int,
     now: datetime,
+    version: str | None = None,
 ) -> None:
     """Record a claimed contribution as accepted into issue ``slug`` (``placed``: calendar, item,
-    or under:<item id>), with the event the issue now holds (for the calendar feeds)."""
+    or under:<item id>), with the event the issue now holds (for the calendar feeds); with the
+    issue file's ``version`` as written, ``by`` is its last editor (``issuefile.record_edit``)."""
+    if version is not None:
+        record_edit(session, slug, by, version, now=now)
     row = session.get(Contribution, contribution_id, with_for_update=True)
     assert row is not None
     stored = _entry(row, None)
@@ -227,6 +235,74 @@ def declined(session: Session, contribution_id: int, note: str, *, by: int, now:
     audit.record(
         session, "contribution.decline", by=by, object=f"contribution {row.id}", detail=row.kind, now=now
     )
+
+
+def decline(
+    session: Session, network: str, contribution_id: int, note: str, *, by: int, now: datetime
+) -> str:
+    """Decline a contribution still new with ``note`` for its contributor: "done", or the
+    outcome of ``claim`` when someone decided it first."""
+    outcome = claim(session, network, contribution_id, by=by, now=now, status="declined")
+    if outcome == "done":
+        declined(session, contribution_id, note, by=by, now=now)
+    return outcome
+
+
+# ---------------------------------------------------------------------------------------------
+# Into an issue's file
+
+
+def write_into_issue(
+    workspace: Path,
+    shape: Shape,
+    slug: str,
+    kind: str,
+    placed: str,
+    entry: dict[str, Any],
+    *,
+    highlight: str = "",
+    description: str = "",
+) -> tuple[str, dict[str, Any] | None]:
+    """Write the checked ``entry`` into issue ``slug`` where ``placed`` says: the file's new
+    version, and the event as the issue now holds it (None for an item)."""
+    if kind == "item":
+        news = {**entry, "id": slug_of_title(str(entry["title"]), _item_ids(workspace, slug))}
+        return issuefile.add_item(workspace, slug, news, expected_version=None, shape=shape), None
+    if placed == "calendar":
+        return issuefile.add_event(
+            workspace, slug, entry, to_item=None, expected_version=None, shape=shape
+        ), entry
+    if placed.startswith("under/"):
+        item_id = placed.removeprefix("under/")
+        version = issuefile.add_event(
+            workspace, slug, entry, to_item=item_id, expected_version=None, shape=shape
+        )
+        return version, entry
+    # A new item holding the event: the event's description is its text.
+    item: dict[str, Any] = {
+        "id": slug_of_title(str(entry["title"]), _item_ids(workspace, slug)),
+        "title": entry["title"],
+        "highlight": highlight or entry["title"],
+        "body": description,
+    }
+    if entry.get("regions"):
+        item["regions"] = list(entry["regions"])
+    item["events"] = [entry]
+    return issuefile.add_item(workspace, slug, item, expected_version=None, shape=shape), entry
+
+
+def _item_ids(workspace: Path, slug: str) -> set[str]:
+    items = issuefile.IssueFile.open(workspace, slug).data().get("items")
+    return {str(i.get("id")) for i in items if isinstance(i, dict)} if isinstance(items, list) else set()
+
+
+def slug_of_title(title: str, taken: set[str]) -> str:
+    """An item id from ``title`` that is none of ``taken``."""
+    base = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "contribution"
+    slug, n = base, 2
+    while slug in taken:
+        slug, n = f"{base}-{n}", n + 1
+    return slug
 
 
 # ---------------------------------------------------------------------------------------------

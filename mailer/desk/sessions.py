@@ -11,7 +11,7 @@
   (sliding; ``last_seen_at`` is brought forward at most every ``TOUCH_EVERY``), and never longer
   than ``MAX_AGE`` after sign-in.
 - The **cookie** is ``__Host-mailer_desk`` (Secure, Path=/, no Domain) when the base URL is https,
-  ``mailer_desk`` otherwise; HttpOnly, SameSite=Lax.
+  ``mailer_desk`` otherwise; HttpOnly, SameSite=Lax (set by the desk's pages, ``mailer.web.desk.common``).
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
-from starlette.responses import Response
 
+from mailer.desk import audit
 from mailer.models import DeskSession, SignInLink, User
 from mailer.settings import Settings
-from mailer.web.desk import audit
 
 LINK_LIFETIME = timedelta(minutes=15)
 IDLE = timedelta(hours=12)
@@ -212,19 +211,46 @@ def cookie_name(settings: Settings) -> str:
     return SECURE_COOKIE if settings.base_url.startswith("https://") else PLAIN_COOKIE
 
 
-def set_cookie(response: Response, settings: Settings, value: str) -> None:
-    secure = settings.base_url.startswith("https://")
-    response.set_cookie(
-        cookie_name(settings),
-        value,
-        max_age=int(MAX_AGE.total_seconds()),
-        path="/",
-        secure=secure,
-        httponly=True,
-        samesite="lax",
-    )
+# ---------------------------------------------------------------------------------------------
+# Signing in and out, each one transaction with its audit line
 
 
-def clear_cookie(response: Response, settings: Settings) -> None:
-    secure = settings.base_url.startswith("https://")
-    response.delete_cookie(cookie_name(settings), path="/", secure=secure, httponly=True, samesite="lax")
+def mail_link(session: Session, address: str, *, now: datetime) -> str | None:
+    """A sign-in link's token for the enabled person at ``address`` (normalised), or None when
+    there is nobody: the caller answers the same either way."""
+    user = session.scalar(select(User).where(User.email == address, User.disabled_at.is_(None)))
+    if user is None:
+        return None
+    token = issue_link(session, user.id, now=now)
+    audit.record(session, "sign-in.link", by=None, object=address, detail="link mailed", now=now)
+    return token
+
+
+def start_with_password(
+    session: Session, user_id: int, address: str, *, now: datetime, user_agent: str = ""
+) -> str:
+    """A session for ``user_id`` whose password was verified (``passwords.verify``)."""
+    value = create(session, user_id, now=now, user_agent=user_agent)
+    audit.record(session, "sign-in", by=user_id, object=address, detail="password", now=now)
+    return value
+
+
+def start_with_link(
+    session: Session, token: str, *, now: datetime, user_agent: str = "", ending: str | None = None
+) -> str | None:
+    """Use the sign-in link ``token`` up and start a session (the cookie's value), ending the
+    session ``ending`` of the same browser first; None when the link does not work."""
+    user_id = consume_link(session, token, now=now)
+    if user_id is None:
+        return None
+    if ending is not None:  # a session of this browser, perhaps someone else's
+        revoke(session, ending, now=now)
+    value = create(session, user_id, now=now, user_agent=user_agent)
+    user = session.get(User, user_id)
+    audit.record(session, "sign-in", by=user_id, object=user.email if user else "", detail="link", now=now)
+    return value
+
+
+def sign_out(session: Session, session_id: str, *, by: int, email: str, now: datetime) -> None:
+    revoke(session, session_id, now=now)
+    audit.record(session, "sign-out", by=by, object=email, now=now)

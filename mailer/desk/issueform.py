@@ -9,7 +9,7 @@ left as it was is not rewritten, so its comments and quoting stay. A field missi
 left as it is. Text that is longer than its field allows refuses the whole save.
 
 An item's links (``items-2-links-0-url``) and image (``items-2-image-src``) are read and written
-each as a whole (``mailer.web.desk.itemparts``), checked with the issue schema's ``Link`` and
+each as a whole (``mailer.desk.itemparts``), checked with the issue schema's ``Link`` and
 ``Image`` before anything is written: a wrong one refuses the whole save, its problem shown at its
 field (``Submitted.invalid``).
 """
@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from starlette.datastructures import FormData
 
-from mailer.errors import MailerError, Problem
-from mailer.web.desk.formfields import Field, Spec, clean, line, names_of
-from mailer.web.desk.issuefile import Change, IssueFile, drop, to_yaml
-from mailer.web.desk.itemparts import (
+from mailer.desk.fieldwrite import get_path, set_field
+from mailer.desk.formfields import Field, Posted, Spec, clean, line
+from mailer.desk.issuefile import Change, IssueFile, to_yaml
+from mailer.desk.itemparts import (
     image_fields,
     link_rows,
     put_in_order,
@@ -37,6 +36,7 @@ from mailer.web.desk.itemparts import (
     set_image,
     set_links,
 )
+from mailer.errors import MailerError, Problem
 
 if TYPE_CHECKING:
     from mailer.audience.networks import Network
@@ -126,17 +126,11 @@ ORDER = {
 }
 
 
-def _get(container: Any, path: tuple[str, ...]) -> Any:
-    for part in path:
-        container = container.get(part) if isinstance(container, dict) else None
-    return container
-
-
 def shown(container: Any, spec: Spec) -> Any:
     """The value the form shows for ``spec`` of ``container`` (a dict of the issue's data)."""
     if spec.key == "report":
         return isinstance(container, dict) and container.get("highlight") is False
-    value = _get(container, spec.path)
+    value = get_path(container, spec.path)
     if spec.kind == "bool":
         return value is True
     if spec.key == "highlight" and value is False:
@@ -227,7 +221,7 @@ class Form:
         calendar: list[Group] = []
         if kind == "newsletter":
             for i, item in enumerate(_list(data, "items")):
-                title = _get(item, ("title",))
+                title = get_path(item, ("title",))
                 g = group(
                     item,
                     f"items-{i}-",
@@ -315,7 +309,7 @@ class Submitted:
     images: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, form: FormData, data: dict[str, Any], *, folder: Path | None = None) -> Submitted:
+    def read(cls, form: Posted, data: dict[str, Any], *, folder: Path | None = None) -> Submitted:
         """The post ``form`` against the file's ``data``; ``folder``: the campaign's, where an
         image's file must be."""
         values: dict[str, Any] = {}
@@ -366,7 +360,7 @@ class Submitted:
                 )
                 for f in group.fields:
                     if f.name in self.values:
-                        _set(container, group.prefix, f, self.values, order)
+                        set_field(container, group.prefix, f, self.values, order)
                 if group.prefix in self.links:
                     set_links(container, self.links[group.prefix], order)
                 if group.prefix in self.images:
@@ -388,68 +382,6 @@ def _container(doc: MutableMapping[str, Any], prefix: str) -> Any:
         if current is None:
             return None
     return current if isinstance(current, dict) else None
-
-
-def _set(
-    container: MutableMapping[str, Any], prefix: str, f: Field, values: dict[str, Any], order: list[str]
-) -> None:
-    spec, new = f.spec, values[f.name]
-    if spec.key == "report":
-        return  # with the highlight
-    if spec.key == "highlight":
-        report = values.get(prefix + "report", container.get("highlight") is False)
-        if report:
-            if container.get("highlight") is not False:
-                put_in_order(container, "highlight", False, order)
-            return
-        if new == f.value and container.get("highlight") is not False:
-            return
-        put_in_order(container, "highlight", to_yaml(new), order)
-        return
-    if spec.kind == "bool":
-        if new == f.value:
-            return
-        if new:
-            put_in_order(container, spec.key, True, order)
-        else:
-            drop(container, spec.key)
-        return
-    if spec.kind == "names":
-        now = _get(container, spec.path)
-        if (isinstance(now, list) and [str(v) for v in now] == names_of(new)) or (now is None and not new):
-            return
-        if not names_of(new):
-            drop(container, spec.key)
-        else:
-            put_in_order(container, spec.key, to_yaml(names_of(new)), order)
-        return
-    if new == f.value:
-        return
-    if spec.kind == "text" and "\n" in new.strip("\n"):
-        new = new.rstrip() + "\n"
-    elif spec.kind == "text":
-        new = new.strip()
-    if len(spec.path) == 2:
-        outer, inner = spec.path
-        holder = container.get(outer)
-        if not isinstance(holder, dict):
-            if not new:
-                return
-            put_in_order(
-                container, outer, CommentedMap() if isinstance(container, CommentedMap) else {}, order
-            )
-            holder = container[outer]
-        if new:
-            holder[inner] = to_yaml(new)
-        else:
-            drop(holder, inner)
-            if not holder:
-                drop(container, outer)
-        return
-    if not new and not spec.required:
-        drop(container, spec.key)
-    else:
-        put_in_order(container, spec.key, to_yaml(new), order)
 
 
 def _seq(doc: MutableMapping[str, Any], key: str, order: list[str]) -> list[Any]:
@@ -528,7 +460,7 @@ def anchor(action: str) -> str:
     )
 
 
-def unsaved(form: FormData, opened: IssueFile) -> list[tuple[str, str]]:
+def unsaved(form: Posted, opened: IssueFile) -> list[tuple[str, str]]:
     """The posted values that differ from the file as it is now (for the editor to make again)."""
     try:
         now = {f.name: f.value for f in Form.of(opened.data()).fields()}

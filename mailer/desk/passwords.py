@@ -17,9 +17,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailer.desk import audit
 from mailer.errors import InvalidInput, Problem
 from mailer.models import User
-from mailer.web.desk import audit
 
 MIN_LENGTH = 12
 MAX_LENGTH = 200

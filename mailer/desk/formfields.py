@@ -1,7 +1,7 @@
 """The fields of the desk's issue form: what a field is (``Spec``, ``Field``) and how a posted value
 is cleaned before it may go into the issue file (``clean``, ``line``, ``names_of``).
 
-``mailer.web.desk.issueform`` builds the form of them; ``mailer.web.desk.itemparts`` an item's
+``mailer.desk.issueform`` builds the form of them; ``mailer.desk.itemparts`` an item's
 links and image.
 """
 
@@ -10,9 +10,18 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from starlette.datastructures import FormData
+
+class Posted(Protocol):
+    """A posted form as the web hands it over (Starlette's ``FormData``), or any mapping with
+    every value of a repeated field in ``multi_items``."""
+
+    def get(self, key: str, /) -> Any: ...
+
+    def __contains__(self, key: object, /) -> bool: ...
+
+    def multi_items(self) -> list[tuple[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,7 @@ def clean(value: str, *, several_lines: bool = False) -> str:
     return value if several_lines else value.strip()
 
 
-def line(form: FormData, name: str, limit: int) -> str:
+def line(form: Posted, name: str, limit: int) -> str:
     """A one-line field, cleaned (``clean``) and cut to ``limit`` characters."""
     value = form.get(name)
     return clean(value)[:limit] if isinstance(value, str) else ""

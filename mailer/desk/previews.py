@@ -1,0 +1,65 @@
+"""What the desk's previews read from the database: a named member (within the issue's network)
+with the warnings about their copy, and the variants the issue's audience gets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from mailer.audience.networks import Network, member_network
+from mailer.audience.shape import Shape
+from mailer.compose import plan
+from mailer.errors import MailerError
+from mailer.issue.load import LoadedIssue
+from mailer.preview import MemberChoice, find_member, member_warnings
+from mailer.settings import Settings
+
+
+def member(
+    session: Session,
+    settings: Settings,
+    shape: Shape,
+    loaded: LoadedIssue,
+    email: str,
+    *,
+    network: Network | None,
+    any_network: bool = False,
+) -> tuple[MemberChoice, list[str]] | None:
+    """The member at ``email`` and the warnings about their copy of ``loaded``; None when there
+    is no such member, or they are outside ``network`` (unless ``any_network``: an admin of every
+    network), so whether an address is a member elsewhere is not told."""
+    try:
+        who = find_member(session, email)
+    except MailerError:
+        return None
+    theirs = member_network(shape, settings, who.region)  # the organisation's for no network's region
+    if not any_network and theirs != network:
+        return None
+    return who, member_warnings(session, shape, loaded, who, None, settings)
+
+
+@dataclass(frozen=True)
+class Audience:
+    """One variant the audience gets: its label, how many members, and the region and interests
+    of its first group (to preview it as)."""
+
+    label: str
+    members: int
+    region: str
+    interests: tuple[str, ...]
+
+
+def audience(session: Session, shape: Shape, loaded: LoadedIssue) -> list[Audience]:
+    out = []
+    for planned in plan(session, loaded, shape).variants:
+        group = planned.groups[0] if planned.groups else None
+        out.append(
+            Audience(
+                planned.label,
+                planned.members,
+                (group.region or "") if group else "",
+                tuple(sorted(group.interests)) if group else (),
+            )
+        )
+    return out

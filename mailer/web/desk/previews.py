@@ -70,7 +70,7 @@ class Choice:
             width=width if width in WIDTHS else "phone",
         )
 
-    def query(self, **change: Any) -> str:
+    def url_query(self, **change: Any) -> str:
         values = {
             "member": self.member,
             "region": self.region,
@@ -207,7 +207,7 @@ async def preview_page(request: Request, signed: Signed) -> Response:
         {
             "label": v.label,
             "members": v.members,
-            "query": Choice(region=v.region, interests=v.interests, width=choice.width).query(),
+            "query": Choice(region=v.region, interests=v.interests, width=choice.width).url_query(),
         }
         for v in await w.read(lambda s: desk_previews.audience(s, w.shape, loaded))
     ]
@@ -219,10 +219,10 @@ async def preview_page(request: Request, signed: Signed) -> Response:
         "choice": choice,
         "shown": shown,
         "refusal": refusal,
-        "frame": f"/desk/issues/{slug}/preview/frame?{choice.query()}",
+        "frame": f"/desk/issues/{slug}/preview/frame?{choice.url_query()}",
         "width": WIDTHS[choice.width],
         "other_width": "desktop" if choice.width == "phone" else "phone",
-        "other_query": choice.query(width="desktop" if choice.width == "phone" else "phone"),
+        "other_query": choice.url_query(width="desktop" if choice.width == "phone" else "phone"),
         "regions": [(r, w.shape.label(r)) for r in regions],
         "interests": sorted(relevant_interests(loaded.issue)),
         "variants": variants,

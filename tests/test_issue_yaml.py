@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from mailer.issue.load import load_issue
 from mailer.issue.rewrite import anchor_comments, rewrite, settle
 from mailer.issue.yaml_loader import issue_yaml, read_yaml
-from mailer.web.desk.issuefile import drop, put, to_yaml
+from mailer.web.desk.issuefile import add_item, drop, edit, put, to_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = sorted(
@@ -378,3 +379,32 @@ def test_the_corpus_is_every_issue_file() -> None:
     assert len(EDITABLE) >= 20
     decorated = [p for p in EDITABLE if decorate(p.read_text(encoding="utf-8"), p)[1]]
     assert len(decorated) >= len(EDITABLE) - 2, "nearly every file is tried with a comment at every entry"
+
+
+def test_every_item_removed_then_one_added_back_through_the_library(tmp_path: Path) -> None:
+    """The desk's library (``edit``, ``add_item``): each write loads; the emptied list is ``[]`` on
+    its key's line, with the key's comment; the comment above the next key stays there."""
+    slug = "2025-12-central-england"
+    path = tmp_path / "campaigns" / slug / "issue.yaml"
+    path.parent.mkdir(parents=True)
+    text = (REPO / "campaigns" / slug / "issue.yaml").read_text(encoding="utf-8")
+    text = text.replace("items:\n", "items:  # the sections, in order\n", 1)
+    path.write_text(text.replace("calendar:", "# the dated entries\ncalendar:", 1), encoding="utf-8")
+
+    def remove_first(doc: MutableMapping[str, Any]) -> None:
+        del doc["items"][0]
+
+    while read_yaml(path.read_text(encoding="utf-8"), path, [])[0]["items"]:
+        edit(tmp_path, slug, remove_first, expected_version=None)
+        problems: list[Any] = []
+        read_yaml(path.read_text(encoding="utf-8"), path, problems)
+        assert problems == [], path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    assert "\nitems: [] # the sections, in order\n\n# the dated entries\ncalendar:" in text, text
+    item = {"id": "winter-appeal", "title": "Winter appeal", "highlight": "give a coat", "body": "Coats.\n"}
+    add_item(tmp_path, slug, item, expected_version=None)
+    loaded = load_issue(path, None)
+    assert [i.id for i in loaded.issue.items] == ["winter-appeal"]
+    text = path.read_text(encoding="utf-8")
+    assert re.search(r"\nitems: +# the sections, in order\n  - id: winter-appeal\n", text), text
+    assert "\n# the dated entries\ncalendar:" in text

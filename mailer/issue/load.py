@@ -129,7 +129,22 @@ def _todo_problems(data: Any, loc: Loc, path: Path, lines: Lines) -> list[Proble
     return out
 
 
-def _raw_problems(data: dict[str, Any], path: Path, lines: Lines) -> list[Problem]:
+def _no_highlight_in_1_1(i: int, word: str, path: Path, lines: Lines) -> Problem:
+    """``highlight: no``: a report in YAML 1.1, the highlight "no" in YAML 1.2 (docs/issue-files.md,
+    "One YAML engine")."""
+    line, column = _located(lines, ("items", i, "highlight"))
+    return Problem(
+        f"highlight: {word} is the text {word!r} in YAML 1.2 (YAML 1.1 read it as false)",
+        path=path,
+        line=line,
+        column=column,
+        field=f"items[{i}].highlight",
+        hint=f'write highlight: false for a report with no line in the highlights, or "{word}" in quotes '
+        "if that is the highlight",
+    )
+
+
+def _raw_problems(data: dict[str, Any], path: Path, lines: Lines, booleans_in_1_1: set[Loc]) -> list[Problem]:
     """Checks across items, made on the file's data so that they run even when an item is invalid."""
     out: list[Problem] = []
     items = data.get("items")
@@ -139,6 +154,8 @@ def _raw_problems(data: dict[str, Any], path: Path, lines: Lines) -> list[Proble
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             continue
+        if ("items", i, "highlight") in booleans_in_1_1:
+            out.append(_no_highlight_in_1_1(i, str(item.get("highlight")), path, lines))
         if "highlight" in item and item["highlight"] is None:
             line, column = _located(lines, ("items", i, "highlight"), on_value=False)
             out.append(
@@ -238,7 +255,8 @@ def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
     except (OSError, UnicodeDecodeError) as exc:
         raise ContentError([Problem(f"cannot read the issue file: {exc}", path=path)]) from None
 
-    data, lines = read_yaml(text, path, problems)
+    booleans_in_1_1: set[Loc] = set()
+    data, lines = read_yaml(text, path, problems, booleans_in_1_1=booleans_in_1_1)
     if problems and data is None:
         raise ContentError(problems, summary=_summary(path, len(problems)))
     if not isinstance(data, dict):
@@ -281,7 +299,7 @@ def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
             problems + warnings_of_what_was_read(problems), summary=_summary(path, len(problems))
         )
 
-    problems.extend(_raw_problems(data, path, lines))
+    problems.extend(_raw_problems(data, path, lines, booleans_in_1_1))
     problems.extend(_todo_problems(data, (), path, lines))
     issue: Issue | None = None
     try:

@@ -79,7 +79,7 @@ def _take_gap(container: Any, entry: Any, column: int) -> str:
         head, _, rest = str(token.value).partition("\n")
         head += "\n"
     stay, move = _split_gap(rest, column)
-    if not move:
+    if not move.strip():  # blank lines alone stay where they are: they part entries, whichever go
         return ""
     if (head + stay).strip():
         token.value = head + stay
@@ -116,14 +116,35 @@ def _put_before(container: Any, entry: Any, text: str) -> None:
 
 def _to_item(seq: CommentedSeq, index: int) -> None:
     """Move the comment lines round-trip YAML keeps above ``seq[index]`` in the list (by index,
-    which ``del seq[-1]`` and ``seq.pop`` do not keep in step) into the item itself."""
+    which ``del seq[-1]`` and ``seq.pop`` do not keep in step) into the item itself; blank lines
+    alone go to the end of the item above, where they are kept after any other value."""
     slot = seq.ca.items.get(index)
-    if slot and len(slot) > 1 and slot[1]:
-        item = seq[index]
-        if item.ca.comment is None:
-            item.ca.comment = [None, None]
-        item.ca.comment[1] = [*slot[1], *(item.ca.comment[1] or [])]
-        slot[1] = None
+    if not (slot and len(slot) > 1 and slot[1]):
+        return
+    lines = "".join(_verbatim(t) for t in slot[1])
+    slot[1] = None
+    if not lines.strip() and index > 0:
+        _end_with(seq, index - 1, lines)
+        return
+    item = seq[index]
+    if item.ca.comment is None:
+        item.ca.comment = [None, None]
+    item.ca.comment[1] = [CommentToken(lines, CommentMark(0), None), *(item.ca.comment[1] or [])]
+
+
+def _end_with(container: Any, entry: Any, blank: str) -> None:
+    """Add blank lines after ``container[entry]`` (to the last scalar inside it)."""
+    value = container[entry]
+    if _block(value):
+        _end_with(value, _entries(value)[-1], blank)
+        return
+    width, at = (4, 2) if isinstance(container, CommentedMap) else (2, 0)
+    slot = container.ca.items.setdefault(entry, [None] * width)
+    if slot[at] is None:
+        block = isinstance(value, LiteralScalarString | FoldedScalarString)  # its line end is its own
+        slot[at] = CommentToken(blank if block else "\n" + blank, CommentMark(0), None)
+    else:
+        slot[at].value += blank
 
 
 def _verbatim(token: Any) -> str:

@@ -45,6 +45,10 @@ _NOT_RESOLVED = frozenset({_CORE + "timestamp", _CORE + "value", _CORE + "yaml"}
 _DIRECTIVE = re.compile(r"%YAML[ \t]+(\S*)")
 
 Loc = tuple[str | int, ...]
+BOOLEANS_1_1 = frozenset(
+    f(word) for word in ("y", "yes", "n", "no", "on", "off") for f in (str.lower, str.upper, str.capitalize)
+)
+"""Plain values YAML 1.1 read as true or false, and YAML 1.2 reads as text."""
 
 
 class Position(NamedTuple):
@@ -130,6 +134,7 @@ class _Walk:
     def __init__(self) -> None:
         self.lines: Lines = {}
         self.twice: list[tuple[Loc, Position, int]] = []  # location, where, line of the first
+        self.booleans_in_1_1: set[Loc] = set()  # plain yes, no, on, off, y, n: text in YAML 1.2
 
     def run(self, root: Node) -> None:
         distinct: set[int] = set()
@@ -164,6 +169,8 @@ class _Walk:
                     node,
                 )
             mark = node.start_mark
+            if isinstance(node, ScalarNode) and node.style is None and node.value in BOOLEANS_1_1:
+                self.booleans_in_1_1.add(loc)
             self.lines.setdefault(
                 loc, Position(mark.line + 1, mark.column + 1, mark.line + 1, mark.column + 1)
             )
@@ -315,9 +322,12 @@ def _version_problem(text: str, path: Path) -> Problem | None:
     )
 
 
-def read_yaml(text: str, path: Path, problems: list[Problem]) -> tuple[Any, Lines]:
+def read_yaml(
+    text: str, path: Path, problems: list[Problem], *, booleans_in_1_1: set[Loc] | None = None
+) -> tuple[Any, Lines]:
     """The document of ``text`` as plain data and where each of its fields is; the problems found go
-    to ``problems``.
+    to ``problems``, and the locations of plain values YAML 1.1 read as true or false (``yes``,
+    ``off``: ``BOOLEANS_1_1``) to ``booleans_in_1_1``.
 
     The data is None when the file is empty or not YAML (the reason is in ``problems``); keys given
     twice are reported but the data is still returned (the first value is kept)."""
@@ -360,6 +370,8 @@ def read_yaml(text: str, path: Path, problems: list[Problem]) -> tuple[Any, Line
             )
         )
         return None, {}
+    if booleans_in_1_1 is not None:
+        booleans_in_1_1.update(walk.booleans_in_1_1)
     for loc, at, first in walk.twice:
         problems.append(
             Problem(
@@ -375,6 +387,7 @@ def read_yaml(text: str, path: Path, problems: list[Problem]) -> tuple[Any, Line
 
 
 __all__ = [
+    "BOOLEANS_1_1",
     "MAX_DEPTH",
     "MAX_NODES",
     "VERSION",

@@ -25,6 +25,7 @@ import pytest
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from mailer.issue.load import load_issue
+from mailer.issue.schema import Newsletter
 from mailer.issue.rewrite import anchor_comments, rewrite, settle
 from mailer.issue.yaml_loader import issue_yaml, read_yaml
 from mailer.web.desk.issuefile import add_item, drop, edit, put, to_yaml
@@ -403,8 +404,8 @@ def test_every_item_removed_then_one_added_back_through_the_library(tmp_path: Pa
     assert "\nitems: [] # the sections, in order\n\n# the dated entries\ncalendar:" in text, text
     item = {"id": "winter-appeal", "title": "Winter appeal", "highlight": "give a coat", "body": "Coats.\n"}
     add_item(tmp_path, slug, item, expected_version=None)
-    loaded = load_issue(path, None)
-    assert [i.id for i in loaded.issue.items] == ["winter-appeal"]
+    issue = load_issue(path, None).issue
+    assert isinstance(issue, Newsletter) and [i.id for i in issue.items] == ["winter-appeal"]
     text = path.read_text(encoding="utf-8")
     assert re.search(r"\nitems: +# the sections, in order\n  - id: winter-appeal\n", text), text
     assert "\n# the dated entries\ncalendar:" in text

@@ -1,11 +1,11 @@
-"""Issue files' YAML: one engine, ruamel.yaml in round-trip mode, YAML 1.2 (docs/issue-files.md,
-"One YAML engine").
+"""Issue files' YAML: one engine, ruamel.yaml, one version, YAML 1.2 (docs/issue-files.md, "One YAML
+engine").
 
 ``issue_yaml`` is the configured reader and writer: the issue loader reads files with it and the
-desk rewrites them with it, comments kept, so what the desk writes is read back by the same rules.
-Files are read with its plain-data constructor and
-rewritten with its round-trip one; scanner, parser, composer, resolver and limits are shared. Its
-rules: YAML 1.2 whatever a ``%YAML`` line says (``read_yaml`` refuses any other version),
+desk rewrites them with it (``mailer.issue.rewrite``), comments kept, so what the desk writes is
+read back by the same rules. Files are read with its plain-data constructor and rewritten with its
+round-trip one; scanner, parser, composer, resolver and limits are shared. Its rules: YAML 1.2
+whatever a ``%YAML`` line says (``read_yaml`` refuses any other version),
 dates and times stay text for the model to parse (``2025-11-18``, ``21:00``), and only the tags of
 plain data (``!!str``, ``!!int``, …) are allowed.
 
@@ -52,7 +52,8 @@ BOOLEANS_1_1 = frozenset(
 
 
 class Position(NamedTuple):
-    """Where a field is, 1-based: its key's line and column (an item's: its ``-``), and its value's."""
+    """Where a field is, 1-based: its key's line and column (a list item's: where it starts, after
+    its dash), and its value's."""
 
     line: int
     column: int

@@ -25,8 +25,8 @@ import pytest
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from mailer.issue.load import load_issue
-from mailer.issue.schema import Newsletter
 from mailer.issue.rewrite import anchor_comments, rewrite, settle
+from mailer.issue.schema import Newsletter
 from mailer.issue.yaml_loader import issue_yaml, read_yaml
 from mailer.web.desk.issuefile import add_item, drop, edit, put, to_yaml
 

@@ -22,7 +22,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,7 +29,7 @@ from sqlalchemy.orm import Session
 from mailer.audience.networks import Network, campaign_network, networks_of
 from mailer.audience.shape import Shape
 from mailer.errors import ContentError, MailerError, Problem
-from mailer.issue import ISSUE_FILE, Alert, IssueYAMLLoader, Newsletter
+from mailer.issue import ISSUE_FILE, Alert, Newsletter, read_yaml
 from mailer.models import Campaign, Variant
 from mailer.settings import Settings
 
@@ -64,11 +63,15 @@ def parse_source(slug: str, text: str) -> Newsletter | Alert:
     local image files (the archive links them under /files/).
     """
     path = Path("campaigns") / slug / ISSUE_FILE
+    problems: list[Problem] = []
+    data: Any = read_yaml(text, path, problems)[0]
+    if problems or not isinstance(data, dict):
+        why = "; ".join(map(str, problems)) or "not a set of fields"
+        raise ContentError([Problem(f"the issue as sent does not load: {why}", path=path)])
+    model: type[Newsletter] | type[Alert] = Alert if data.get("kind") == "alert" else Newsletter
     try:
-        data: Any = yaml.load(text, Loader=IssueYAMLLoader)
-        model: type[Newsletter] | type[Alert] = Alert if data.get("kind") == "alert" else Newsletter
         return model.model_validate(data, context={"shape": None, "folder": None})
-    except (yaml.YAMLError, AttributeError, ValidationError) as exc:
+    except ValidationError as exc:
         raise ContentError([Problem(f"the issue as sent does not load: {exc}", path=path)]) from exc
 
 

@@ -417,3 +417,35 @@ def test_the_desk_pages_hold_no_sql() -> None:
     desk_pages = PACKAGE / "web" / "desk"
     assert imports_from(desk_pages, ("sqlalchemy", "mailer.models")) == []
     assert database_calls(desk_pages) == []
+
+
+def outside_imports(path: Path) -> set[str]:
+    """The names of the modules outside ``mailer`` that ``path`` imports, anywhere in it."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return {name for name in found if name.split(".")[0] != "mailer"}
+
+
+def yaml_library(module: str) -> str | None:
+    """The YAML library a module belongs to (``ruamel.yaml.comments`` → ``ruamel.yaml``), if any."""
+    parts = module.split(".")
+    for n in range(1, len(parts) + 1):
+        if "yaml" in parts[n - 1].lower():
+            return ".".join(parts[:n])
+    return None
+
+
+def test_one_yaml_library() -> None:
+    """Issue files are read and written by one YAML engine, under one YAML version
+    (docs/issue-files.md, "One YAML engine"): ruamel.yaml, and no other YAML library, anywhere."""
+    used: dict[str, list[str]] = {}
+    for path in modules():
+        for name in outside_imports(path):
+            library = yaml_library(name)
+            if library:
+                used.setdefault(library, []).append(module_name(path))
+    assert set(used) == {"ruamel.yaml"}, used

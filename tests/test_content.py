@@ -100,10 +100,14 @@ def test_each_mistake_is_reported_with_file_line_and_field(path: Path, repo_shap
     problem = problems[0]
     assert (problem.path, problem.line, problem.field) == (path, line, field)
     assert message in problem.message + (f" ({problem.hint})" if problem.hint else "")
+    assert problem.column is not None, "every error names its column"
+    text = path.read_text(encoding="utf-8").splitlines()[line - 1]
+    assert 1 <= problem.column <= len(text), "the column is on the line: at its key or its value"
+    assert text[problem.column - 1] not in " #", "the column points at the key or the value"
     shown = str(caught.value)
-    assert f"{path.name}:{line}" in shown
+    assert f"{path.name}:{line}:{problem.column}: " in shown
     if field:
-        assert f"{path.name}:{line}: {field}: " in shown
+        assert f"{path.name}:{line}:{problem.column}: {field}: " in shown
     assert problem.severity == "error"
 
 
@@ -658,7 +662,7 @@ def test_cli_check_exit_codes_and_output(mailer_cli: MailerCli, workspace: Path)
     shutil.copy(FIXTURES / "duplicate_ids.yaml", bad)
     failed = mailer_cli("campaigns", "check", "broken")
     assert failed.exit_code == 2
-    assert "broken/issue.yaml:11: items[1].id: duplicate item id 'write-for-rights'" in failed.stdout
+    assert "broken/issue.yaml:11:9: items[1].id: duplicate item id 'write-for-rights'" in failed.stdout
     assert "NOT READY: 1 error(s)" in failed.stdout
 
     as_json = mailer_cli("campaigns", "check", "broken", "--json")
@@ -694,7 +698,7 @@ def test_cli_check_reports_every_error_and_warning_in_one_pass(
     result = mailer_cli("campaigns", "check", "pasted")
     assert result.exit_code == 2, result.stdout + result.stderr
     out = result.stdout
-    assert "pasted/issue.yaml:12: items[0].colour: unknown field 'colour'" in out
+    assert "pasted/issue.yaml:12:5: items[0].colour: unknown field 'colour'" in out
     assert "pasted/issue.yaml:6: warning: intro: pasted markup <script>" in out
     assert (
         "pasted/issue.yaml:14: warning: items[0].body: javascript:alert(document.cookie) is not a link" in out

@@ -33,7 +33,7 @@ from mailer.db import Database
 from mailer.desk import issuefile, people, sessions
 from mailer.desk.issuefile import IssueFile, StaleIssue
 from mailer.errors import ContentError, UnknownName
-from mailer.issue import load_campaign
+from mailer.issue import load_campaign, read_yaml
 from mailer.models import AuditEntry, IssueEdit
 from mailer.settings import Settings
 from mailer.web import create_app
@@ -370,6 +370,30 @@ def test_an_issue_edited_on_the_desk_passes_check_with_comments_kept(
         assert edits[-1].content_hash == issuefile.version_of(path.read_bytes())
         assert {e.user_id for e in edits} == {people.by_email(s, "ed@example.org").id}  # type: ignore[union-attr]
         assert "issue.save" in s.scalars(select(AuditEntry.action)).all()
+
+
+def test_removing_every_item_and_adding_one_back_writes_yaml_that_loads(
+    editor: TestClient, workspace: Path, shape: Shape
+) -> None:
+    path = issue_path(workspace)
+    text = path.read_text(encoding="utf-8").replace("items:\n", "items:  # the sections, in order\n", 1)
+    path.write_text(text.replace("calendar:", "# the dated entries\ncalendar:", 1), encoding="utf-8")
+    for left in range(len(load_campaign(workspace, CE, shape).issue.items), 0, -1):
+        assert post(editor, CE, edit_form(editor), "remove-item-0").status_code == 303
+        problems: list[Any] = []
+        data, _ = read_yaml(path.read_text(encoding="utf-8"), path, problems)
+        assert problems == [] and len(data["items"]) == left - 1, path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    assert "items: [] # the sections, in order\n" in text and "# the dated entries\ncalendar:" in text
+    assert post(editor, CE, edit_form(editor), "add-item").status_code == 303
+    fields = edit_form(editor)
+    fields.update({"items-0-id": "winter-appeal", "items-0-title": "Winter appeal"})
+    fields.update({"items-0-highlight": "give a coat this winter", "items-0-body": "Coats and bedding.\r\n"})
+    assert post(editor, CE, fields).status_code == 303
+    text = path.read_text(encoding="utf-8")
+    assert re.search(r"\nitems: +# the sections, in order\n  - id: winter-appeal\n", text), text
+    assert "# the dated entries\ncalendar:" in text
+    assert [i.id for i in load_campaign(workspace, CE, shape).issue.items] == ["winter-appeal"]
 
 
 def test_a_file_changed_on_disk_is_not_overwritten(editor: TestClient, workspace: Path, db: Database) -> None:

@@ -7,13 +7,17 @@ they were. Each write:
 - is refused with ``StaleIssue`` when the file on disk is no longer the version the change was
   made against (``expected_version``: the SHA-256 of the file's bytes as it was opened), so an
   edit made on disk meanwhile is never overwritten;
-- is checked before it lands: the new text, read back with the issue loader
-  (``mailer.issue.yaml_loader``, YAML 1.1 as ``campaigns check`` reads it), must give exactly the
-  data the change meant, and the parts the change names (``strict``) must be valid
+- is read and written by the one YAML engine of issue files (``mailer.issue.yaml_loader``, YAML
+  1.2; docs/issue-files.md, "One YAML engine"), so what the desk writes is read back by the rules
+  ``campaigns check`` reads it with; the parts the change names (``strict``) must be valid
   (``mailer.issue.load``); the rest of the file may still have problems an editor is working on:
   they come back with the result, as ``campaigns check`` gives them;
 - is atomic: a temporary file beside it, then a rename; desk writes of one workspace are
   serialised by a lock file (``campaigns/.desk-lock``).
+
+Changes are made by ``mailer.issue.rewrite``: a comment stays with the field or item it stands
+above (or beside), whatever is inserted, removed or moved around it; an emptied list is written
+``[]`` on its key's line.
 
 New values are written in a style the issue loader reads back unchanged: text of several lines as
 a literal block (``|``), a single line plain when that is safe and in double quotes otherwise
@@ -29,29 +33,25 @@ import contextlib
 import copy
 import fcntl
 import hashlib
-import io
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
-from ruamel.yaml.util import load_yaml_guess_indent
 from sqlalchemy import select
-from yaml.nodes import ScalarNode
 
 from mailer.errors import ContentError, InvalidInput, MailerError, Problem, UnknownName
 from mailer.issue.load import MAX_BYTES, campaign_path, load_issue
+from mailer.issue.rewrite import Change, rewrite
 from mailer.issue.scaffold import scaffold
 from mailer.issue.schema import SLUG
-from mailer.issue.yaml_loader import IssueYAMLLoader, read_yaml
+from mailer.issue.yaml_loader import plain, read_yaml, reads_as_text
 from mailer.models import IssueEdit
 
 if TYPE_CHECKING:
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
     from mailer.settings import Settings
 
 LOCK_FILE = ".desk-lock"
-_STR_TAG = "tag:yaml.org,2002:str"
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9 ,.'’()/&+-]*")
 _PLAIN_IN_LIST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -142,16 +141,6 @@ class IssueFile:
 # Values in a style the issue loader reads back unchanged
 
 
-def _loader_reads_as_text(text: str) -> bool:
-    """Whether the issue loader reads ``text`` written plain as that text (not a bool or null)."""
-    loader = IssueYAMLLoader("")
-    try:
-        tag = loader.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
-    finally:
-        loader.dispose()
-    return bool(tag == _STR_TAG)
-
-
 def _text(value: str, *, in_list: bool = False) -> Any:
     if "\n" in value.rstrip("\n"):
         lines = value.split("\n")
@@ -160,7 +149,7 @@ def _text(value: str, *, in_list: bool = False) -> Any:
             return LiteralScalarString(value)
         return DoubleQuotedScalarString(value)
     plain = _PLAIN_IN_LIST if in_list else _PLAIN
-    if plain.fullmatch(value) and not value.endswith(" ") and _loader_reads_as_text(value):
+    if plain.fullmatch(value) and not value.endswith(" ") and reads_as_text(value):
         return value
     return DoubleQuotedScalarString(value)
 
@@ -199,33 +188,13 @@ def put(mapping: MutableMapping[str, Any], key: str, value: Any, *, after: str |
 
 
 def drop(mapping: MutableMapping[str, Any], key: str) -> None:
-    """Delete ``key`` from ``mapping``, keeping the comment lines that follow its value: round-trip
-    YAML keeps them with the key, so they move to the key before it."""
+    """Delete ``key`` from ``mapping`` with the comments on it (above it and beside it); the comment
+    lines below its value belong to the next key (``anchor_comments``) and stay."""
     if key not in mapping:
         return
     if isinstance(mapping, CommentedMap):
-        slot = mapping.ca.items.pop(key, None)
-        token = slot[2] if slot and len(slot) > 2 else None
-        keys = list(mapping)
-        before = keys[keys.index(key) - 1] if keys.index(key) > 0 else None
-        if token is not None and before is not None and not isinstance(mapping[before], dict | list):
-            kept = mapping.ca.items.setdefault(before, [None, None, None, None])
-            if kept[2] is None:
-                kept[2] = token
-            else:
-                kept[2].value = kept[2].value.rstrip("\n") + "\n" + token.value.lstrip(" ")
+        mapping.ca.items.pop(key, None)
     del mapping[key]
-
-
-def plain(value: Any) -> Any:
-    """Round-trip YAML values as plain dicts, lists and strings (for comparing data)."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,26 +215,6 @@ class Saved:
     @property
     def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == "error"]
-
-
-def _yaml(text: str) -> YAML:
-    y = YAML(typ="rt")
-    y.preserve_quotes = True
-    y.width = 4096
-    try:
-        _, sequence, offset = load_yaml_guess_indent(text)
-    except YAMLError:
-        sequence, offset = None, None
-    if offset is None:  # no list written in block style yet: the skeleton's ("  - id: …")
-        sequence, offset = 4, 2
-    y.indent(mapping=2, sequence=sequence or 4, offset=offset)
-    return y
-
-
-def _dump(y: YAML, doc: Any) -> str:
-    out = io.StringIO()
-    y.dump(doc, out)
-    return out.getvalue()
 
 
 @contextlib.contextmanager
@@ -332,12 +281,6 @@ def _strict_errors(problems: list[Problem], strict: Sequence[str]) -> list[Probl
     return [p for p in problems if p.severity == "error" and within(p.field)]
 
 
-Change = Callable[[MutableMapping[str, Any]], None]
-"""A change of an issue's fields: called once on the round-trip document (whose writes are kept)
-and once on a plain copy of the data as the issue loader reads it (to know what the result must
-read as). Use ``to_yaml`` for new values and ``put`` for new keys; read with ``plain``."""
-
-
 def edit(
     workspace: Path,
     slug: str,
@@ -352,33 +295,15 @@ def edit(
     ``expected_version`` None writes over whatever is there now (a change that names its place, like
     adding an item). ``strict``: field paths (``items[3]``, ``calendar[0]``) whose errors refuse the
     write with ContentError. StaleIssue when the file changed; ContentError when the file cannot be
-    read as YAML (fix it by hand first) or the result would not read back as meant.
+    read as YAML or is not a set of fields (fix it by hand first).
     """
     path = issue_path(workspace, slug)
     shape = _shape_of(workspace, shape)
     with _locked(workspace):
         raw = _refuse_if_stale(path, slug, expected_version)
         text = raw.decode("utf-8", errors="replace")
-        before = IssueFile(slug, path, text, version_of(raw)).data()
-        y = _yaml(text)
-        try:
-            doc = y.load(text)
-        except YAMLError as exc:
-            raise ContentError(
-                [Problem(f"the desk cannot edit this file: {exc}".splitlines()[0], path=path)],
-                summary=f"{path}: fix the file by hand first",
-            ) from None
-        if not isinstance(doc, CommentedMap):
-            raise ContentError([Problem("an issue file is a set of fields", path=path, line=1)])
-        change(doc)
-        meant = copy.deepcopy(before)
-        change(meant)
-        new_text = _dump(y, doc)
-        problems: list[Problem] = []
-        reread, _ = read_yaml(new_text, path, problems)
-        if problems or plain(reread) != plain(meant):
-            why = "the change would not read back as meant, so nothing was written"
-            raise ContentError([Problem(why, path=path, hint="edit the file by hand")])
+        IssueFile(slug, path, text, version_of(raw)).data()  # readable, a set of fields: else located errors
+        new_text = rewrite(text, change, path=path)
         temp, found = _check_text(path, new_text, shape)
         try:
             refused = _strict_errors(found, strict)
@@ -431,23 +356,24 @@ def new_issue(
         "# A newsletter issue. Fill in every TODO, then run:",
         f"# A newsletter issue of the {who.name}, started on the desk. When it is written, run:",
     )
-    y = _yaml(source)
-    doc = y.load(source)
-    doc["title"] = to_yaml(title)
-    doc["subject"] = to_yaml(title)
-    drop(doc, "preheader")
-    if shape is not None and shape.networks:
-        put(doc, "network", to_yaml(who.slug), after="kind")
-    doc["audience"] = to_yaml(" or ".join(f"region:{r}" for r in who.regions) or "all")
-    doc["intro"] = to_yaml("")
-    doc["items"] = CommentedSeq()
-    doc["calendar"] = CommentedSeq()
-    sign_off = who.sign_off.strip()
-    if sign_off:
-        doc["sign_off"] = LiteralScalarString(sign_off + "\n")
-    else:
-        drop(doc, "sign_off")
-    text = _dump(y, doc)
+
+    def start(doc: MutableMapping[str, Any]) -> None:
+        doc["title"] = to_yaml(title)
+        doc["subject"] = to_yaml(title)
+        drop(doc, "preheader")
+        if shape is not None and shape.networks:
+            put(doc, "network", to_yaml(who.slug), after="kind")
+        doc["audience"] = to_yaml(" or ".join(f"region:{r}" for r in who.regions) or "all")
+        doc["intro"] = to_yaml("")
+        doc["items"] = CommentedSeq()
+        doc["calendar"] = CommentedSeq()
+        sign_off = who.sign_off.strip()
+        if sign_off:
+            doc["sign_off"] = LiteralScalarString(sign_off + "\n")
+        else:
+            drop(doc, "sign_off")
+
+    text = rewrite(source, start)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(workspace):
         if path.exists():
@@ -576,6 +502,7 @@ def last_editor(session: Session, slug: str) -> int | None:
 
 
 __all__ = [
+    "Change",
     "IssueFile",
     "Saved",
     "StaleIssue",

@@ -20,10 +20,10 @@ Rules an editor relies on:
   ``regions``/``interests`` default to its item's.
 - Text still holding ``TODO`` (as ``mailer campaigns new`` writes it) is an error: fill it in.
 
-The modules: ``schema`` (the models), ``yaml_loader`` (YAML with the line of every field), ``load``
-(validation, problems), ``lint`` (the file's warnings, valid or not), ``check`` (``mailer campaigns
-check``, the audience warnings), ``scaffold`` (``mailer campaigns new``), ``calendar_text`` (dates
-and times in words, entry UIDs).
+The modules: ``schema`` (the models), ``yaml_loader`` (the one YAML engine, YAML 1.2, with the line
+and column of every field), ``load`` (validation, problems), ``lint`` (the file's warnings, valid or
+not), ``check`` (``mailer campaigns check``, the audience warnings), ``scaffold`` (``mailer campaigns
+new``), ``calendar_text`` (dates and times in words, entry UIDs).
 """
 
 from mailer.issue.check import CheckResult, audience_warnings, check_campaign
@@ -38,7 +38,7 @@ from mailer.issue.load import (
 )
 from mailer.issue.scaffold import KINDS, new_campaign
 from mailer.issue.schema import SLUG, Alert, Button, Event, Image, Issue, Item, Link, Newsletter, When
-from mailer.issue.yaml_loader import IssueYAMLLoader, field_name
+from mailer.issue.yaml_loader import field_name, read_yaml
 
 __all__ = [
     "ISSUE_FILE",
@@ -50,7 +50,6 @@ __all__ = [
     "Event",
     "Image",
     "Issue",
-    "IssueYAMLLoader",
     "Item",
     "Link",
     "LoadedIssue",
@@ -65,4 +64,5 @@ __all__ = [
     "load_campaign",
     "load_issue",
     "new_campaign",
+    "read_yaml",
 ]

@@ -12,7 +12,7 @@ outside it a warning; they too run on what was read) and, when the file is valid
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ from mailer.errors import ContentError, Problem
 from mailer.issue.lint import network_problems
 from mailer.issue.load import LoadedIssue, campaign_path, load_campaign
 from mailer.issue.schema import Alert
-from mailer.issue.yaml_loader import Loc, read_yaml
+from mailer.issue.yaml_loader import Lines, Loc, field_name, read_yaml
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement
@@ -274,6 +274,17 @@ def check_campaign(
     return CheckResult(slug, path, errors, warnings, notes)
 
 
+def _with_column(problem: Problem, lines: Lines) -> Problem:
+    """An error at a field of the file with the column of its value (of its key when the value
+    starts on a line of its own)."""
+    if problem.severity != "error" or problem.field is None or problem.column is not None:
+        return problem
+    at = next((at for loc, at in lines.items() if loc and field_name(loc) == problem.field), None)
+    if at is None or at.line != problem.line:
+        return problem
+    return replace(problem, column=at.value_column if at.value_line == at.line else at.column)
+
+
 def _with_network(
     path: Path, shape: Shape | None, settings: Settings | None, errors: list[Problem], warnings: list[Problem]
 ) -> tuple[list[Problem], list[Problem]]:
@@ -294,7 +305,7 @@ def _with_network(
         return lines[loc][0] if loc in lines else None
 
     skip = frozenset(p.field for p in errors if p.field)
-    found = network_problems(data, path, locate, shape, settings, skip=skip)
+    found = [_with_column(p, lines) for p in network_problems(data, path, locate, shape, settings, skip=skip)]
     errors = sorted(
         [*errors, *(p for p in found if p.severity == "error")], key=lambda p: (p.line or 0, p.field or "")
     )

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from mailer.errors import ContentError, Problem, UnknownName, suggest
 from mailer.issue.lint import file_warnings
 from mailer.issue.schema import SLUG, Alert, Event, Issue, Newsletter
-from mailer.issue.yaml_loader import Lines, Loc, field_name, read_yaml
+from mailer.issue.yaml_loader import Lines, Loc, Position, field_name, read_yaml
 
 if TYPE_CHECKING:
     from mailer.audience.shape import Shape
@@ -119,18 +119,24 @@ def _problem(err: Any, model: type[BaseModel], path: Path, lines: Lines) -> Prob
     else:
         message = err["msg"]
         message = message.removeprefix("Value error, ")
-    at = lines.get(loc)
+    on_value = kind not in ("missing", "extra_forbidden")
+    line, column = _located(lines, loc, on_value=on_value)
+    return Problem(message, path=path, line=line, column=column, field=field_name(loc) or None, hint=hint)
+
+
+def _located(lines: Lines, loc: Loc, *, on_value: bool = True) -> tuple[int | None, int | None]:
+    """The line and column of ``loc`` (of the nearest enclosing field when it is not in the file):
+    its value's column when ``on_value`` and the value starts on the key's line, else its key's."""
+    at: Position | None = lines.get(loc)
     probe = loc
     while at is None and probe:
         probe = probe[:-1]
         at = lines.get(probe)
-    return Problem(
-        message,
-        path=path,
-        line=at[0] if at else None,
-        field=field_name(loc) or None,
-        hint=hint,
-    )
+    if at is None:
+        return None, None
+    if on_value and probe == loc and at.value_line == at.line:
+        return at.line, at.value_column
+    return at.line, at.column
 
 
 def _todo_problems(data: Any, loc: Loc, path: Path, lines: Lines) -> list[Problem]:
@@ -142,12 +148,13 @@ def _todo_problems(data: Any, loc: Loc, path: Path, lines: Lines) -> list[Proble
         for i, value in enumerate(data):
             out.extend(_todo_problems(value, (*loc, i), path, lines))
     elif isinstance(data, str) and TODO in data:
-        at = lines.get(loc)
+        line, column = _located(lines, loc)
         out.append(
             Problem(
                 "still to fill in (it says TODO)",
                 path=path,
-                line=at[0] if at else None,
+                line=line,
+                column=column,
                 field=field_name(loc),
                 hint="replace the TODO text, or delete the field or item if you do not need it",
             )
@@ -155,7 +162,22 @@ def _todo_problems(data: Any, loc: Loc, path: Path, lines: Lines) -> list[Proble
     return out
 
 
-def _raw_problems(data: dict[str, Any], path: Path, lines: Lines) -> list[Problem]:
+def _no_highlight_in_1_1(i: int, word: str, path: Path, lines: Lines) -> Problem:
+    """``highlight: no``: a report in YAML 1.1, the highlight "no" in YAML 1.2 (docs/issue-files.md,
+    "One YAML engine")."""
+    line, column = _located(lines, ("items", i, "highlight"))
+    return Problem(
+        f"highlight: {word} is the text {word!r} in YAML 1.2 (YAML 1.1 read it as false)",
+        path=path,
+        line=line,
+        column=column,
+        field=f"items[{i}].highlight",
+        hint=f'write highlight: false for a report with no line in the highlights, or "{word}" in quotes '
+        "if that is the highlight",
+    )
+
+
+def _raw_problems(data: dict[str, Any], path: Path, lines: Lines, booleans_in_1_1: set[Loc]) -> list[Problem]:
     """Checks across items, made on the file's data so that they run even when an item is invalid."""
     out: list[Problem] = []
     items = data.get("items")
@@ -165,13 +187,16 @@ def _raw_problems(data: dict[str, Any], path: Path, lines: Lines) -> list[Proble
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             continue
+        if ("items", i, "highlight") in booleans_in_1_1:
+            out.append(_no_highlight_in_1_1(i, str(item.get("highlight")), path, lines))
         if "highlight" in item and item["highlight"] is None:
-            at = lines.get(("items", i, "highlight"))
+            line, column = _located(lines, ("items", i, "highlight"), on_value=False)
             out.append(
                 Problem(
                     "missing highlight",
                     path=path,
-                    line=at[0] if at else None,
+                    line=line,
+                    column=column,
                     field=f"items[{i}].highlight",
                     hint=_MISSING_HINTS["highlight"],
                 )
@@ -181,13 +206,15 @@ def _raw_problems(data: dict[str, Any], path: Path, lines: Lines) -> list[Proble
             continue
         if ident in first:
             j = first[ident]
-            at, other = lines.get(("items", i, "id")), lines.get(("items", j, "id"))
+            line, column = _located(lines, ("items", i, "id"))
+            other = lines.get(("items", j, "id"))
             out.append(
                 Problem(
                     f"duplicate item id {ident!r} "
-                    f"(items[{j}] at line {other[0] if other else '?'} has it too)",
+                    f"(items[{j}] at line {other.line if other else '?'} has it too)",
                     path=path,
-                    line=at[0] if at else None,
+                    line=line,
+                    column=column,
                     field=f"items[{i}].id",
                     hint="every item needs an id of its own: it is the anchor its highlight links to",
                 )
@@ -261,7 +288,8 @@ def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
     except (OSError, UnicodeDecodeError) as exc:
         raise ContentError([Problem(f"cannot read the issue file: {exc}", path=path)]) from None
 
-    data, lines = read_yaml(text, path, problems)
+    booleans_in_1_1: set[Loc] = set()
+    data, lines = read_yaml(text, path, problems, booleans_in_1_1=booleans_in_1_1)
     if problems and data is None:
         raise ContentError(problems, summary=_summary(path, len(problems)))
     if not isinstance(data, dict):
@@ -270,6 +298,7 @@ def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
                 "an issue file is a set of fields (kind:, title:, …), not a single value",
                 path=path,
                 line=1,
+                column=1,
                 hint="run `mailer campaigns new` for a skeleton",
             )
         )
@@ -288,12 +317,13 @@ def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
     elif kind == "newsletter":
         model = Newsletter
     else:
-        at = lines.get(("kind",), (1, 1))
+        line, column = _located(lines, ("kind",), on_value="kind" in data)
         problems.append(
             Problem(
                 f"unknown kind {kind!r}" if "kind" in data else "kind is required",
                 path=path,
-                line=at[0],
+                line=line or 1,
+                column=column or 1,
                 field="kind",
                 hint=_MISSING_HINTS["kind"],
             )
@@ -302,7 +332,7 @@ def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
             problems + warnings_of_what_was_read(problems), summary=_summary(path, len(problems))
         )
 
-    problems.extend(_raw_problems(data, path, lines))
+    problems.extend(_raw_problems(data, path, lines, booleans_in_1_1))
     problems.extend(_todo_problems(data, (), path, lines))
     issue: Issue | None = None
     try:
@@ -324,7 +354,7 @@ def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
         path=path,
         issue=issue,
         warnings=warnings,
-        lines={field_name(loc): at[0] for loc, at in lines.items() if loc},
+        lines={field_name(loc): at.line for loc, at in lines.items() if loc},
     )
 
 

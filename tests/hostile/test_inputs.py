@@ -162,12 +162,12 @@ def generated_yaml_cases() -> list[Case]:
         Case(
             "generated-600-deep-flow",
             ("kind: newsletter\ntitle: " + "[" * 600 + "]" * 600 + "\n").encode(),
-            parse_expect('exit=2 shows="issue.yaml:2: values nested more than 50 levels deep"'),
+            parse_expect('exit=2 shows="issue.yaml:2:57: values nested more than 50 levels deep"'),
         ),
         Case(
             "generated-600-deep-block",
             _deep_block(600).encode(),
-            parse_expect('exit=2 shows="issue.yaml:52: values nested more than 50 levels deep"'),
+            parse_expect('exit=2 shows="issue.yaml:52:99: values nested more than 50 levels deep"'),
         ),
         Case(
             "generated-11-mb-without-aliases",
@@ -179,7 +179,7 @@ def generated_yaml_cases() -> list[Case]:
         Case(
             "generated-100001-values-without-aliases",
             ("kind: newsletter\ntitle: Many\ncalendar: [" + ",".join(["1"] * 100_001) + "]\n").encode(),
-            parse_expect('exit=2 shows="issue.yaml:3: the file holds more than 100,000 values"'),
+            parse_expect('exit=2 shows="issue.yaml:3:199998: the file holds more than 100,000 values"'),
         ),
     ]
 

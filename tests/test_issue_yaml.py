@@ -2,7 +2,7 @@
 
 For each demo, fixture, golden and hostile issue file the desk can open, seeded random sequences of
 the desk's edits (set a field, add or drop a key, insert, remove or move an item, empty a list) are
-applied with the desk's library (``mailer.web.desk.issuefile``), and what is written must:
+applied with the desk's library (``mailer.desk.issuefile``), and what is written must:
 
 - load with the issue loader (``mailer.issue.yaml_loader.read_yaml``) with no problem;
 - read as exactly the data the edits meant, keys in the order meant;
@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailer.web.desk.issuefile import add_item, drop, edit, put, to_yaml
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from mailer.desk.issuefile import add_item, drop, edit, put, to_yaml
 from mailer.issue.load import load_issue
 from mailer.issue.rewrite import anchor_comments, rewrite, settle
 from mailer.issue.schema import Newsletter

@@ -32,7 +32,7 @@ from mailer.issue.yaml_loader import issue_yaml
 Change = Callable[[MutableMapping[str, Any]], None]
 """A change of an issue's fields, made on the round-trip document (its comments given to the
 entries below them: ``anchor_comments``). The desk makes new values with
-``mailer.web.desk.issuefile.to_yaml`` and new keys with its ``put``; ``yaml_loader.plain`` reads
+``mailer.desk.issuefile.to_yaml`` and new keys with its ``put``; ``yaml_loader.plain`` reads
 values as plain data."""
 
 

@@ -72,6 +72,10 @@ class MemberRecord:
     last_mailed: str | None = None  # the latest of those campaigns' slug
     last_mailed_at: datetime | None = None
     networks_left: list[NetworkLeaveRecord] = field(default_factory=list)  # their mail is not sent to them
+    first_name: str = ""  # whom the greeting names ("" greets "Hello,")
+    status: str = "subscribed"  # mailable.STATUSES
+    status_source: str = ""  # where the status came from: "import:FILE:COLUMN=VALUE", "signup", …
+    status_at: datetime | None = None
 
     @property
     def suppressed(self) -> bool:
@@ -198,6 +202,10 @@ def _record(session: Session, member: Member) -> MemberRecord:
         mailed=mailed,
         last_mailed=last,
         last_mailed_at=last_at,
+        first_name=member.first_name,
+        status=member.status,
+        status_source=member.status_source,
+        status_at=member.status_at,
         networks_left=_networks_left(session, member.id),
     )
 

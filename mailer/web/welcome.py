@@ -41,6 +41,7 @@ from mailer.errors import ConfigError, MailerError
 from mailer.issue.calendar_text import calendar_url, place_text, when_text
 from mailer.models import Member, Region
 from mailer.settings import Settings
+from mailer.slots import greeting_for
 from mailer.web.calendars import feed_events
 from mailer.web.context import SendMail
 from mailer.web.issues import SentIssue, sent_issues
@@ -168,19 +169,23 @@ def welcome_message(
     to: str,
     region: str | None,
     today: date,
+    first_name: str = "",
 ) -> EmailMessage:
-    """The welcome mail for member ``member_id`` (address ``to``, living in ``region``), From their
-    region's network, rendered from ``web/mail/welcome.txt``."""
+    """The welcome mail for member ``member_id`` (address ``to``, living in ``region``, greeted by
+    ``first_name``), From their region's network, rendered from ``web/mail/welcome.txt``."""
     welcome = welcome_for(settings, shape, issues, member_id=member_id, region=region, today=today)
-    return render_welcome(pages, settings, welcome, to=to)
+    return render_welcome(pages, settings, welcome, to=to, first_name=first_name)
 
 
-def render_welcome(pages: Pages, settings: Settings, welcome: Welcome, *, to: str) -> EmailMessage:
+def render_welcome(
+    pages: Pages, settings: Settings, welcome: Welcome, *, to: str, first_name: str = ""
+) -> EmailMessage:
     return system_mail(
         pages,
         settings,
         TEMPLATE,
         to=to,
+        greeting=greeting_for(first_name, settings.greeting, settings.greeting_without_name),
         network=welcome.network,
         welcome=welcome,
         welcome_text=welcome.text,
@@ -201,6 +206,7 @@ class NewMember:
     id: int
     email: str
     region: str | None
+    first_name: str = ""
 
 
 @dataclass
@@ -225,11 +231,11 @@ def members_added(session: Session, ids: Sequence[int]) -> list[NewMember]:
     found: list[NewMember] = []
     for start in range(0, len(ids), ADDED_CHUNK):
         rows = session.execute(
-            select(Member.id, Member.email, Region.slug)
+            select(Member.id, Member.email, Region.slug, Member.first_name)
             .outerjoin(Region, Region.id == Member.region_id)
             .where(Member.id.in_(ids[start : start + ADDED_CHUNK]))
         ).all()
-        found.extend(NewMember(r[0], r[1], r[2]) for r in rows)
+        found.extend(NewMember(r[0], r[1], r[2], r[3]) for r in rows)
     found.sort(key=lambda member: member.id)
     return found
 
@@ -262,6 +268,7 @@ def send_welcomes(
                 to=member.email,
                 region=member.region,
                 today=today,
+                first_name=member.first_name,
             )
             messages.append((member.email, msg, ""))
         except MailerError as exc:

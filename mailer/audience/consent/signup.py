@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from mailer.audience import suppression
 from mailer.audience.addresses import address_hash
+from mailer.audience.choices import first_word, record_member_choice
 from mailer.audience.consent.log import log_line, stamp
+from mailer.audience.mailable import SUBSCRIBED
 from mailer.errors import MailerError
 from mailer.models import Interest, Member, NetworkLeave, Region, Suppression, utcnow
 
@@ -147,6 +149,7 @@ def confirm_signup(session: Session, data: SignupData, *, network: str = "") -> 
             email=data.email,
             address_hash=digest,
             name=data.name,
+            first_name=first_word(data.name),
             postcode=data.postcode,
             region_id=region_id,
             created_at=utcnow(),
@@ -157,6 +160,7 @@ def confirm_signup(session: Session, data: SignupData, *, network: str = "") -> 
     else:
         if data.name:
             member.name = data.name
+            member.first_name = first_word(data.name)
         if data.postcode:
             member.postcode = data.postcode
         if region_id is not None:
@@ -174,6 +178,10 @@ def confirm_signup(session: Session, data: SignupData, *, network: str = "") -> 
         f"address; region {data.region or '-'}; interests {', '.join(data.interests) or '-'}"
     )
     log_line(session, member.id, digest, "subscribe", "signup", wording=data.wording, detail=detail)
+    # They chose these themselves: subscribed (whatever an import said), and the rest as given.
+    member.status, member.status_source, member.status_at = SUBSCRIBED, "signup", utcnow()
+    chosen = ["status", "interests", *(["name"] if data.name else []), *(["region"] if region_id else [])]
+    record_member_choice(session, member.id, chosen, source="signup")
     if network:
         left = delete(NetworkLeave).where(
             NetworkLeave.member_id == member.id, NetworkLeave.network == network

@@ -231,6 +231,8 @@ def _print_mapping(report: ImportReport) -> None:
     click.echo(f"  {'Column':<{width}}  Read as")
     for cell, target in report.columns:
         shown = "(left out)" if target == "-" else target
+        if cell in report.status_kinds:
+            shown += f" ({report.status_kinds[cell]})"
         if cell in report.not_email:
             shown += "  (phone/post only: not an email status)"
         click.echo(f"  {clean_name(cell)[:40]:<{width}}  {shown}")
@@ -240,7 +242,9 @@ def _print_mapping(report: ImportReport) -> None:
 def _print_missing(report: ImportReport) -> None:
     """Loudly, on standard error: which of email, region, interests and status has no column."""
     for missing in report.missing:
-        if missing == "status":
+        if missing == "region" and report.postcode_column:
+            click.echo("  note: no region column: regions come from the postcodes", err=True)
+        elif missing == "status":
             basis = f"basis: --consent {report.consent!r}" if report.consent else "basis: consent_source"
             click.echo(f"  WARNING: no status column (Opted In, Do Not Email, …); {basis}", err=True)
         else:

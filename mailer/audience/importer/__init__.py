@@ -137,6 +137,8 @@ def import_csv(
     report.mapping = scanned.mapping.describe()
     report.missing = scanned.mapping.missing
     report.not_email = list(scanned.mapping.not_email)
+    report.status_kinds = {header: kind.kind for _i, header, kind in scanned.mapping.status}
+    report.postcode_column = scanned.mapping.postcode is not None
     rejected = RejectedRows(path, scanned.header, report, write=not dry_run)
     kept = KeptRows(path, report, write=not dry_run)
     conn = session.connection()

@@ -133,7 +133,6 @@ NOT_EMAIL: Final = frozenset(
         "dontpost",
         "donotsms",
         "donottext",
-        "donottrade",
         "smsoptin",
         "mobileoptin",
         "phoneoptout",

@@ -79,6 +79,8 @@ class ImportReport:
     blank_regions: int = 0  # rows whose unknown region was left blank (--unknown-region blank)
     missing: list[str] = field(default_factory=list)  # of email, region, interests, status: no column
     not_email: list[str] = field(default_factory=list)  # phone/post/SMS flags: fields, not a status
+    status_kinds: dict[str, str] = field(default_factory=dict)  # status column → how it reads (opt-in, …)
+    postcode_column: bool = False  # regions can come from postcodes
     consent: str | None = None  # --consent, the basis given for rows no status column speaks for
     rejections: list[Rejection] = field(default_factory=list)  # the first LISTED
     kept_suppressed: list[Notice] = field(default_factory=list)  # the first LISTED

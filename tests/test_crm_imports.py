@@ -30,6 +30,7 @@ from mailer.audience.importer.columns import header_key
 from mailer.audience.importer.consent_columns import NOT_EMAIL, STATUS_COLUMNS
 from mailer.audience.shape import Shape, load_shape, sync
 from mailer.db import Database
+from mailer.errors import InvalidInput
 from mailer.models import ConsentEvent, Member, Suppression
 from mailer.settings import Settings
 from mailer.web import create_app
@@ -181,6 +182,18 @@ def test_a_file_with_no_status_column_is_refused_unless_the_basis_is_given(
         lines = session.scalars(select(ConsentEvent).where(ConsentEvent.member_id == member.id)).all()
     assert [(e.action, e.source) for e in lines] == [("subscribe", "import")]
     assert "signed the 2025 petition" in lines[0].detail
+
+
+def test_a_hostile_basis_is_cleaned_and_cut_short(db: Database, shape: Shape, tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text("email,region\nann@example.org,kent\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match="no column says"):
+        import_file(db, shape, path, consent="   ")
+    import_file(db, shape, path, consent="asked\r\nX-Injected: yes " + "z" * 500)
+    with db.session() as session:
+        source = members.show(session, "ann@example.org").status_source
+    assert "\r" not in source and "\n" not in source and source.startswith("import:p.csv:--consent=asked")
+    assert len(source) < 260
 
 
 def test_the_dry_run_prints_the_mapping_and_says_loudly_what_is_missing(

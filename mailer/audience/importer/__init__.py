@@ -48,6 +48,12 @@ Rules
       ``members forget``, a bounced stranger) is not added at all, so an erased person's data never
       comes back. New members get one ``subscribe`` event in the consent log (source:
       ``consent_source``, else ``import``); existing consent events are never touched.
+    - Consent is data (docs/import.md): the status columns of CRM and list-tool exports
+      (``consent_columns``) give each row a status; a "no" suppresses the address (a new one is not
+      added) or marks the member "not opted in", and a "no" from any file outlasts a later "yes". A
+      file with no status column needs ``consent_source`` or ``Options.consent``, or it is refused.
+    - A field a member chose themselves (``MemberChoice``) is kept as they chose it, and listed in
+      the report and in ``<input stem>.kept.csv``.
 """
 
 from __future__ import annotations
@@ -166,7 +172,7 @@ def import_csv(
 
 def _require_basis(path: Path, mapping: Mapping, options: Options) -> None:
     """Refuse a file that says nowhere whether its addresses may be mailed."""
-    if mapping.status or mapping.consent_source is not None or options.consent:
+    if mapping.status or mapping.consent_source is not None or (options.consent or "").strip():
         return
     raise InvalidInput(
         [

@@ -22,6 +22,7 @@ from mailer.errors import InvalidInput
 MAX_NAME, MAX_POSTCODE, MAX_SOURCE, MAX_FIELD_VALUE = 200, 16, 32, 1000
 MAX_FIRST_NAME = 100
 MAX_STATUS_VALUE = 60  # of a status cell, in the status source
+MAX_BASIS = 200  # of a --consent basis, in each member's status source and consent-log line
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ class Checker:
         self.dates: dict[str, str] = {}
         self.postcode_regions: dict[str, str | None] = {}
         self.blank_regions = 0  # rows whose unknown region was left blank (--unknown-region blank)
-        consent = self.options.consent
+        consent = clean(self.options.consent or "")[0][:MAX_BASIS]  # typed on a command line: no CR/LF
         self.basis = f"import:{file}:--consent={consent}" if consent else ""
 
     def _name(self, cells: Sequence[str]) -> tuple[str, str, bool]:

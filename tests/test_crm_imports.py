@@ -336,3 +336,27 @@ def test_counts_are_of_members_who_would_really_be_mailed(
 @pytest.mark.parametrize("key", sorted(NOT_EMAIL))
 def test_phone_and_post_flags_are_never_status_columns(key: str) -> None:
     assert key not in STATUS_COLUMNS and header_key(key) == key
+
+
+def test_a_member_marked_not_opted_in_opts_in_by_signing_up(
+    db: Database, shape: Shape, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from mailer.audience.consent import SignupData, already_subscribed, confirm_signup
+    from mailer.audience.segments import count
+
+    path = tmp_path / "crm.csv"
+    path.write_text(
+        "Email,First Name,Local Group,Opted In\nann@example.org,Ann,Canterbury,No\n", encoding="utf-8"
+    )
+    report = import_file(db, shape, path)
+    assert (report.added, report.not_opted_in, report.added_ids) == (1, 1, [])  # --welcome mails nobody
+    with db.session() as session:
+        assert count(session, "all", shape) == 0
+        assert already_subscribed(session, address_hash("ann@example.org")) is None  # a confirmation, then
+        data = SignupData("ann@example.org", "Ann", "canterbury", "", (), "wording", datetime.now(UTC))
+        confirm_signup(session, data)
+    with db.session() as session:
+        assert count(session, "all", shape) == 1
+        assert members.show(session, "ann@example.org").status_source == "signup"

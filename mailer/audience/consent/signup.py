@@ -89,12 +89,13 @@ class Confirmed:
 
 
 def already_subscribed(session: Session, digest: str) -> int | None:
-    """The member id when the address hash ``digest`` belongs to a member who is not suppressed (a
-    sign-up then only reminds them); None for a new or unsubscribed address, which must confirm."""
-    member_id = session.scalar(select(Member.id).where(Member.address_hash == digest))
-    if member_id is None or suppression.is_hash_suppressed(session, digest):
+    """The member id when the address hash ``digest`` belongs to a member who may be mailed (a
+    sign-up then only reminds them); None for a new, unsubscribed or not-opted-in address, which
+    must confirm (a confirmed sign-up is how a member an import marked "not opted in" opts in)."""
+    row = session.execute(select(Member.id, Member.status).where(Member.address_hash == digest)).first()
+    if row is None or row.status != SUBSCRIBED or suppression.is_hash_suppressed(session, digest):
         return None
-    return member_id
+    return int(row.id)
 
 
 def _resubscribe_confirmed(

@@ -324,8 +324,9 @@ class Merger:
     def _insert(self, new: list[Record]) -> None:
         conn, stamp, region_ids, interest_ids = self.conn, self.stamp, self.region_ids, self.interest_ids
         ids = self._new_member_ids(len(new))
-        self.report.added_ids.extend(ids)
         pairs = list(zip(ids, new, strict=True))
+        # Welcomed by --welcome: never a member the file says did not opt in.
+        self.report.added_ids.extend(i for i, r in pairs if r.status == SUBSCRIBED)
         insert_rows(
             conn,
             members_t,

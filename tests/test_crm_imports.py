@@ -13,16 +13,17 @@ import csv
 import json
 import shutil
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from cli_runner import MailerCli
 from desk_fixtures import csrf_of
-from sending_fixtures import Mailing, add_campaign, parse
+from sending_fixtures import SLUG, Mailing, add_campaign, parse
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from mailer import tokens
+from mailer import sending, tokens
 from mailer.audience import members
 from mailer.audience.addresses import address_hash
 from mailer.audience.importer import ImportReport, Options, import_csv
@@ -331,6 +332,17 @@ def test_counts_are_of_members_who_would_really_be_mailed(
         consent.unsubscribe(session, address_hash("dan@example.org"), source="link")
     count = mailer_cli("lists", "count", "--json", "region:kent", check=True)
     assert json.loads(count.stdout) == {"count": 1}  # ann: not bob (left Kent), cat (no), dan (unsubscribed)
+    # The send's confirmation counts the same (its plan), and so does campaigns check.
+    add_campaign(workspace)
+    settings = replace(settings, relay="smtp://127.0.0.1:9")
+    assert sending.prepare(db, settings, shape, SLUG).plan.total == 1
+    assert "no member is in the audience" not in mailer_cli("campaigns", "check", SLUG).output
+    with db.session() as session:
+        ann = members.show(session, "ann@example.org").id
+        consent.leave_network(session, ann, "kent", source="one-click", campaign_id=None)
+    checked = mailer_cli("campaigns", "check", SLUG)
+    assert "no member is in the audience" in checked.output, checked.output
+    assert sending.prepare(db, settings, shape, SLUG).plan.total == 0
 
 
 @pytest.mark.parametrize("key", sorted(NOT_EMAIL))

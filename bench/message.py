@@ -104,6 +104,7 @@ def recipients(count: int) -> list[Recipient]:
                 member_id=member,
                 email=ADDRESSES[i % len(ADDRESSES)].format(i=i),
                 name=NAMES[i % len(NAMES)],
+                first_name=NAMES[i % len(NAMES)].partition(" ")[0],
                 unsubscribe_token=tokens.sign("unsubscribe", member, keys=KEYS, campaign=42, now=DATE),
                 preferences_token=tokens.sign("preferences", member, keys=KEYS, campaign=42, now=DATE),
                 # made beside the links, as the send's BatchFiller makes it: the fill only places it

@@ -233,7 +233,7 @@ def average_size(ws: Path) -> int:
             member = session.get(Member, delivery.member_id)
             assert member is not None
             filler = BatchFiller(settings.secrets, campaign_id, lambda _id, t=template: t)
-            row = (delivery.id, member.id, variant_id, member.email, member.name or "")
+            row = (delivery.id, member.id, variant_id, member.email, member.name or "", member.first_name)
             _delivery, _sender, payload = filler.fill([row])[0]
             assert not isinstance(payload, str), payload
             total += len(payload) * deliveries

@@ -440,17 +440,22 @@ def counts_by_name(
     return groups
 
 
-def plan(session: Session, loaded: Loaded, shape: Shape, audience: str | None = None) -> VariantPlan:
+def plan(
+    session: Session, loaded: Loaded, shape: Shape, audience: str | None = None, network: str = ""
+) -> VariantPlan:
     """Group the audience's members (default: the issue's ``audience``) into the variants they get.
 
     One query counts members per (region, relevant interests) group with GROUP BY; each group is
-    composed once and groups that see the same things share a variant. Suppressed members never count.
+    composed once and groups that see the same things share a variant. Only members who would
+    really be mailed count (``mailable.reachable``: not suppressed, subscribed, and not gone from
+    ``network``, the network it speaks as, "" for a workspace's only one).
     """
+    from mailer.audience.mailable import reachable
     from mailer.audience.segments import compile_segment
 
     issue = loaded.issue
     expression = audience or issue.audience
-    condition = compile_segment(expression, shape)
+    condition = reachable(compile_segment(expression, shape), network)
     groups = group_counts(session, condition, relevant_interests(issue))
     # Groups whose regions and interests meet the issue's alike see the same variant: composed once.
     mentioned = mentioned_regions(issue)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from mailer import sending as delivery
 from mailer import tokens
-from mailer.audience.importer import import_csv
+from mailer.audience.importer import Options, import_csv
 from mailer.audience.shape import load_shape, sync
 from mailer.audience.stats import stats
 from mailer.db import open_database
@@ -51,7 +51,13 @@ def run_demo(directory: Path, echo: Callable[[str], None] = print) -> DemoResult
     try:
         with db.session() as session:
             sync(session, shape)
-            report = import_csv(session, settings.path("lists", "members.csv"), shape)
+            # Its consent_source column is the basis; greet members by their name's first word.
+            report = import_csv(
+                session,
+                settings.path("lists", "members.csv"),
+                shape,
+                options=Options(first_name_from_name=True),
+            )
         echo(
             f"imported {settings.path('lists', 'members.csv')}: {report.added} added, "
             f"{report.updated} updated, {report.unchanged} unchanged, {report.rejected} rejected"

@@ -93,6 +93,13 @@ class Member(Base):
     region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # The name to greet them by ("" when not known: they are greeted "Hello,").
+    first_name: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    # Whether they may be mailed (mailer.audience.mailable): subscribed, not-opted-in, unsubscribed,
+    # cleaned; where that came from ("import:FILE:COLUMN=VALUE", "signup", "preferences", …) and when.
+    status: Mapped[str] = mapped_column(String(16), default="subscribed", server_default="subscribed")
+    status_source: Mapped[str] = mapped_column(Text, default="", server_default="")
+    status_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
 
     region: Mapped[Region | None] = relationship(lazy="joined")
     interests: Mapped[list[Interest]] = relationship(secondary="member_interests", order_by="Interest.slug")
@@ -120,6 +127,19 @@ class MemberField(Base):
     value: Mapped[str] = mapped_column(String(1000), default="")
 
     __table_args__ = (Index("ix_member_fields_name_value", "name", "value"),)
+
+
+class MemberChoice(Base):
+    """A field a member set themselves (preferences page, sign-up, unsubscribe): ``name``,
+    ``region``, ``interests`` or ``status``. An import never overwrites such a field (their choice
+    is newer than any CRM row); see docs/import.md, "Members' own choices"."""
+
+    __tablename__ = "member_choices"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    field: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))  # preferences, signup, one-click, link, mailto
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ConsentEvent(Base):

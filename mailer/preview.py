@@ -29,15 +29,22 @@ from mailer.identity import issue_identity
 from mailer.models import Member
 from mailer.render import RenderedVariant, Renderer
 from mailer.settings import Settings
-from mailer.slots import fill_slots
+from mailer.slots import fill_slots, greeting_for
 
 SAMPLE_NAME = "Alex Example"
 FORMATS = ("html", "text")
 
 
-def sample_values(name: str | None = None) -> dict[str, str]:
-    """Values for the slot markers in a preview: a name and ``#`` for the personal links."""
-    return {"name": name or SAMPLE_NAME, "unsubscribe_url": "#", "preferences_url": "#"}
+def sample_values(name: str | None = None, first_name: str | None = None) -> dict[str, str]:
+    """Values for the slot markers in a preview: a name, the greeting (by ``first_name``; a
+    sample's is "Alex") and ``#`` for the personal links."""
+    first = first_name if first_name is not None else ("" if name else SAMPLE_NAME.split()[0])
+    return {
+        "name": name or SAMPLE_NAME,
+        "greeting": greeting_for(first),
+        "unsubscribe_url": "#",
+        "preferences_url": "#",
+    }
 
 
 def preview_dir(settings: Settings, slug: str) -> Path:
@@ -68,6 +75,7 @@ class MemberChoice:
     interests: frozenset[str]
     member_id: int = 0
     address_hash: str = ""
+    first_name: str = ""
 
 
 def find_member(session: Session, email: str) -> MemberChoice:
@@ -87,6 +95,7 @@ def find_member(session: Session, email: str) -> MemberChoice:
         frozenset(i.slug for i in member.interests),
         member.id,
         member.address_hash,
+        member.first_name,
     )
 
 
@@ -166,10 +175,11 @@ def write_variant(
     stem: str,
     formats: Sequence[str] = FORMATS,
     name: str | None = None,
+    first_name: str | None = None,
 ) -> list[Path]:
     """Render ``variant`` and write ``<stem>.html`` and/or ``<stem>.txt``, slots filled with samples."""
     rendered = renderer.render(variant, loaded)
-    return write_rendered(rendered, out_dir, stem=stem, formats=formats, name=name)
+    return write_rendered(rendered, out_dir, stem=stem, formats=formats, name=name, first_name=first_name)
 
 
 def write_rendered(
@@ -179,9 +189,10 @@ def write_rendered(
     stem: str,
     formats: Sequence[str] = FORMATS,
     name: str | None = None,
+    first_name: str | None = None,
 ) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    values = sample_values(name)
+    values = sample_values(name, first_name)
     paths = []
     if "html" in formats:
         path = out_dir / f"{stem}.html"
@@ -272,7 +283,14 @@ def preview(
         variant = compose(loaded.issue, shape, who.region, who.interests)
         stem = "member-" + variant.key
         paths = write_variant(
-            renderer, variant, loaded, out_dir, stem=stem, formats=request.formats, name=who.name or None
+            renderer,
+            variant,
+            loaded,
+            out_dir,
+            stem=stem,
+            formats=request.formats,
+            name=who.name or None,
+            first_name=who.first_name,
         )
         return PreviewResult(paths, f"{who.email}: {variant.label}", 1, tuple(warnings))
     if request.region or request.interests:

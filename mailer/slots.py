@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 SLOT_NAMES = ("greeting", "name", "email", "unsubscribe_url", "preferences_url")
 """Every slot a rendered variant may hold. ``greeting`` is the whole first line ("Dear Jo," or, for
-a member without a name, "Hello,"), so that no member is greeted "Dear friend"."""
+a member without a first name, "Hello,"), so that no member is greeted "Dear friend" or "Dear Smith"."""
 
 GREETING = "Dear {name},"
 GREETING_WITHOUT_NAME = "Hello,"
@@ -22,8 +22,27 @@ GREETING_WITHOUT_NAME = "Hello,"
 
 
 def greeting(name: str, named: str = GREETING, nameless: str = GREETING_WITHOUT_NAME) -> str:
-    """The greeting of a member called ``name`` (already cleaned); ``{name}`` in ``named`` is the name."""
+    """The greeting of a member whose first name is ``name`` (already cleaned); ``{name}`` in
+    ``named`` is the name. Members are greeted by their first name only, never by a surname or a
+    whole name ("Dear Smith,"): without a first name they get ``nameless`` ("Hello,")."""
     return named.replace("{name}", name) if name else nameless
+
+
+FIRST_NAME = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*\.?")
+"""What a greeting takes as a first name: one word of letters, with inner hyphens, apostrophes or
+dots (Anne-Marie, O'Neill, J.); anything else (digits, links, symbols) greets "Hello,"."""
+FIRST_NAME_LIMIT = 40
+
+
+def greeting_for(first_name: str, named: str = GREETING, nameless: str = GREETING_WITHOUT_NAME) -> str:
+    """``greeting`` of a first name as stored or typed (the first word of it), or ``nameless`` when
+    that is not plainly a name: system mails go to whoever an address belongs to, so a word a
+    stranger typed is put in only when it cannot carry a link or a message."""
+    words = first_name.split()
+    word = words[0] if words else ""
+    if len(word) > FIRST_NAME_LIMIT or not FIRST_NAME.fullmatch(word):
+        word = ""
+    return greeting(word, named, nameless)
 
 
 MARKER_PATTERN = re.compile(r"\[\[mailer:([^\]\s]*)\]\]")

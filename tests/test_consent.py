@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from mailer.audience import addresses, consent, members
 from mailer.audience.consent import Preferences, SignupData, StaleConfirmation
-from mailer.audience.importer import import_csv
+from mailer.audience.importer import Options, import_csv
 from mailer.audience.shape import Shape
 from mailer.audience.suppression import is_suppressed
 from mailer.db import Database
@@ -27,7 +27,7 @@ def people(db: Database, shape: Shape, tmp_path: Path) -> Database:
     path = tmp_path / "people.csv"
     path.write_text(CSV, encoding="utf-8")
     with db.session() as session:
-        import_csv(session, path, shape)
+        import_csv(session, path, shape, options=Options(consent="test members agreed"))
         session.add(
             Campaign(
                 slug=SLUG,
@@ -70,7 +70,7 @@ def test_an_unsubscribe_then_an_import_does_not_resubscribe(
     path = tmp_path / "again.csv"
     path.write_text(CSV, encoding="utf-8")
     with people.session() as session:
-        report = import_csv(session, path, shape)
+        report = import_csv(session, path, shape, options=Options(consent="test members agreed"))
         assert report.suppressed == 1 and is_suppressed(session, "ann@example.org")
         assert _log(session, "ann@example.org") == [
             ("subscribe", "import", None),

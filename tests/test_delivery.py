@@ -34,7 +34,6 @@ from support.smtp_server import SmtpTestServer
 
 from mailer import sending as delivery
 from mailer.audience import suppression
-from mailer.audience.addresses import clean_name
 from mailer.audience.shape import Shape
 from mailer.compose import compose
 from mailer.db import Database
@@ -43,7 +42,7 @@ from mailer.issue import Newsletter, load_campaign
 from mailer.models import Campaign, Delivery, Member
 from mailer.models import Variant as VariantRow
 from mailer.settings import Settings
-from mailer.slots import fill_slots, greeting
+from mailer.slots import fill_slots, greeting_for
 from mailer.tokens import link
 
 
@@ -107,8 +106,8 @@ def test_every_eligible_member_gets_their_variant_once(
             prefs = re.search(r"/p/([a-z0-9]+)", body)
             assert unsub and prefs
             values = {
-                "greeting": greeting(
-                    clean_name(member.name), settings.greeting, settings.greeting_without_name
+                "greeting": greeting_for(
+                    member.first_name, settings.greeting, settings.greeting_without_name
                 ),
                 "name": member.name or "friend",
                 "email": member.email,

@@ -27,7 +27,7 @@ from support.desk import (
     workspace,
 )
 
-from mailer.audience.importer import import_csv
+from mailer.audience.importer import Options, import_csv
 from mailer.desk import approvals
 from mailer.desk.issuefile import record_edit, version_of
 from mailer.models import Approval, AuditEntry, Campaign, Delivery
@@ -199,7 +199,7 @@ def test_an_edit_after_approval_voids_it(demo_desk: Desk) -> None:
             encoding="utf-8",
         )
         with desk.db.session() as s:
-            import_csv(s, joiner, desk.shape)
+            import_csv(s, joiner, desk.shape, options=Options(consent="test members agreed"))
         assert "Edited since approval" in ed.get(f"{PAGES}/send").text
 
 

@@ -27,7 +27,7 @@ from support.browser import WIDTHS, free_port, live_server
 from support.browser import check_page as check_web_page
 from support.cli_runner import MailerCli
 
-from mailer.audience.importer import import_csv
+from mailer.audience.importer import Options, import_csv
 from mailer.audience.shape import Shape
 from mailer.db import Database
 from mailer.desk import issuefile, people, sessions
@@ -474,7 +474,7 @@ def test_roles(app: Any, db: Database, shape: Shape, settings: Settings, workspa
 @pytest.fixture
 def members(db: Database, shape: Shape, workspace: Path) -> None:
     with db.session() as s:
-        import_csv(s, workspace / "lists" / "members.csv", shape)
+        import_csv(s, workspace / "lists" / "members.csv", shape, options=Options(first_name_from_name=True))
 
 
 def test_preview_birmingham_and_derby(editor: TestClient, members: None) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from support.cli_runner import MailerCli
 
 from mailer.audience import addresses, members
-from mailer.audience.importer import HELD, fast_normalise, import_csv, rejected_path_for
+from mailer.audience.importer import HELD, Options, fast_normalise, import_csv, rejected_path_for
 from mailer.audience.shape import Shape
 from mailer.audience.suppression import is_suppressed
 from mailer.audience.synthetic import generate, write_csv
@@ -62,7 +62,12 @@ def dump(session: Session) -> dict[str, Any]:
     }
 
 
+AGREED = ("--consent", "test members agreed")  # the basis `--consent` states, for files without one
+
+
 def run_import(db: Database, path: Path, shape: Shape, **kw: Any) -> Any:
+    # These files test everything but consent: the basis is stated, as `--consent` would.
+    kw.setdefault("options", Options(consent="test members agreed"))
     with db.session() as session:
         return import_csv(session, path, shape, **kw)
 
@@ -358,7 +363,7 @@ def test_updates_follow_the_rules_for_empty_cells_fields_and_interests(
         encoding="utf-8",
     )
     first = run_import(db, path, shape)
-    assert first.fields == ["date_joined"]
+    assert first.fields == ["joined"]
     path.write_text(
         "email,name,postcode,region,interests,date joined,team\nANN@example.org,,,,schools,,press\n",
         encoding="utf-8",
@@ -369,7 +374,7 @@ def test_updates_follow_the_rules_for_empty_cells_fields_and_interests(
         ann = members.show(session, "ann@example.org")
     assert (ann.name, ann.postcode, ann.region) == ("Ann", "ME1 1AA", "maidstone-medway-swale")
     assert ann.interests == ["refugees", "schools"]  # added to, never taken away
-    assert ann.fields == {"date_joined": "2020", "team": "press"}
+    assert ann.fields == {"joined": "2020", "team": "press"}
 
 
 def test_a_small_file_into_a_large_database(db: Database, shape: Shape, demo_csv: Path) -> None:
@@ -421,7 +426,7 @@ def test_cli_import_reports_as_text_and_json(mailer_cli: MailerCli, tmp_path: Pa
     folder.mkdir()
     path = folder / "crm.csv"
     path.write_text(BAD_ROWS, encoding="utf-8", newline="")
-    dry = mailer_cli("lists", "import", str(path), "--dry-run", "--json")
+    dry = mailer_cli("lists", "import", str(path), *AGREED, "--dry-run", "--json")
     assert dry.exit_code == 0, dry.stderr
     data = json.loads(dry.stdout)
     assert data["dry_run"] is True and data["added"] == 3 and data["rejected"] == 6
@@ -429,18 +434,18 @@ def test_cli_import_reports_as_text_and_json(mailer_cli: MailerCli, tmp_path: Pa
     assert data["columns"][:2] == [{"column": "email", "to": "email"}, {"column": "name", "to": "name"}]
     assert data["columns"][-1] == {"column": "student", "to": "field.student"}
     assert mailer_cli("lists", "count", "--json", "all").stdout.strip() == '{"count": 0}'
-    text = mailer_cli("lists", "import", str(path), "--dry-run")
+    text = mailer_cli("lists", "import", str(path), *AGREED, "--dry-run")
     assert "(dry run: nothing changed)" in text.stdout and "rejected rows written" not in text.stdout
     assert sorted(p.name for p in folder.iterdir()) == ["crm.csv"]
 
-    done = mailer_cli("lists", "import", str(path))
+    done = mailer_cli("lists", "import", str(path), *AGREED)
     assert done.exit_code == 0, done.stderr
     assert "added:     3" in done.stdout and "rejected:  6" in done.stdout
     assert "line 8: cat@example.org: unknown region 'atlantis'" in done.stdout
     assert f"rejected rows written to {folder / 'crm.rejected.csv'}" in done.stdout
     assert "cleaned:   1" in done.stdout and "merged:    1" in done.stdout
 
-    again = json.loads(mailer_cli("lists", "import", str(path), "--json").stdout)
+    again = json.loads(mailer_cli("lists", "import", str(path), *AGREED, "--json").stdout)
     assert (again["added"], again["unchanged"], again["rejected"]) == (0, 3, 6)
     assert again["rejections"][0] == {
         "row": 3,
@@ -450,7 +455,7 @@ def test_cli_import_reports_as_text_and_json(mailer_cli: MailerCli, tmp_path: Pa
 
     bad = tmp_path / "bad.csv"
     bad.write_text("name\nAnn\n", encoding="utf-8")
-    refused = mailer_cli("lists", "import", str(bad))
+    refused = mailer_cli("lists", "import", str(bad), *AGREED)
     assert refused.exit_code == 2 and "bad.csv:1: no email column" in refused.stderr
 
 
@@ -460,7 +465,7 @@ def test_cli_generate_writes_members_that_import_cleanly(mailer_cli: MailerCli, 
     assert made.exit_code == 0, made.stderr
     again = mailer_cli("lists", "generate", "40", "--seed", "3")
     assert again.stdout == out.read_text(encoding="utf-8")
-    report = json.loads(mailer_cli("lists", "import", str(out), "--json").stdout)
+    report = json.loads(mailer_cli("lists", "import", str(out), *AGREED, "--json").stdout)
     assert (report["added"], report["rejected"]) == (40, 0)
 
 
@@ -633,19 +638,19 @@ def test_mapping_problems_are_refused_naming_the_columns(db: Database, shape: Sh
 def test_cli_import_reports_the_mapping_and_takes_map(mailer_cli: MailerCli, tmp_path: Path) -> None:
     path = tmp_path / "crm.csv"
     path.write_text(CRM, encoding="utf-8")
-    shown = mailer_cli("lists", "import", str(path), "--dry-run")
+    shown = mailer_cli("lists", "import", str(path), *AGREED, "--dry-run")
     assert shown.exit_code == 0, shown.stderr
     assert (
         "  columns:   Email Address → email, First Name → first_name, Last Name → last_name, "
         "Post Code → postcode, Phone Number → field.phone_number\n"
     ) in shown.stdout
-    done = mailer_cli("lists", "import", str(path), "--map", "Phone Number=-", "--json")
+    done = mailer_cli("lists", "import", str(path), *AGREED, "--map", "Phone Number=-", "--json")
     assert done.exit_code == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["added"] == 3 and data["fields"] == []
     assert data["columns"][-1] == {"column": "Phone Number", "to": "-"}
     assert "Phone Number → (left out)" in data["mapping"]
-    refused = mailer_cli("lists", "import", str(path), "--map", "Phone Number=telephone")
+    refused = mailer_cli("lists", "import", str(path), *AGREED, "--map", "Phone Number=telephone")
     assert refused.exit_code == 2
     assert "crm.csv:1: --map 'Phone Number=telephone': 'telephone' is not a column" in refused.stderr
 
@@ -712,12 +717,12 @@ def test_many_rejected_rows_are_counted_and_written_and_the_first_thousand_liste
     path.parent.mkdir()
     lines = ["email,region"] + [f"m{i}@example.org,atlantis" for i in range(1200)] + ["ok@example.org,kent"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    data = json.loads(mailer_cli("lists", "import", str(path), "--json", check=True).stdout)
+    data = json.loads(mailer_cli("lists", "import", str(path), *AGREED, "--json", check=True).stdout)
     assert (data["added"], data["rejected"], len(data["rejections"])) == (1, 1200, 1000)
     with rejected_path_for(path).open(encoding="utf-8", newline="") as fh:
         written = list(csv.DictReader(fh))
     assert [int(r["row"]) for r in written] == list(range(2, 1202))
-    text = mailer_cli("lists", "import", str(path), check=True).stdout
+    text = mailer_cli("lists", "import", str(path), *AGREED, check=True).stdout
     assert f"  … and 200 more rejected row(s) (in {rejected_path_for(path)})" in text
 
 

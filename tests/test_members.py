@@ -13,7 +13,7 @@ from support.cli_runner import MailerCli
 from support.smtp_server import SmtpTestServer
 
 from mailer.audience import addresses, members
-from mailer.audience.importer import import_csv
+from mailer.audience.importer import Options, import_csv
 from mailer.audience.shape import Shape
 from mailer.audience.suppression import is_suppressed
 from mailer.db import Database
@@ -33,7 +33,7 @@ def people(db: Database, shape: Shape, tmp_path: Path) -> Database:
     path = tmp_path / "people.csv"
     path.write_text(CSV, encoding="utf-8")
     with db.session() as session:
-        import_csv(session, path, shape)
+        import_csv(session, path, shape, options=Options(consent="test members agreed"))
     return db
 
 
@@ -120,7 +120,7 @@ def test_forget_erases_personal_data_and_keeps_the_hash(people: Database) -> Non
 def test_cli_members_commands(mailer_cli: MailerCli, tmp_path: Path) -> None:
     path = tmp_path / "people.csv"
     path.write_text(CSV, encoding="utf-8")
-    assert mailer_cli("lists", "import", str(path)).exit_code == 0
+    assert mailer_cli("lists", "import", str(path), "--consent", "test members agreed").exit_code == 0
 
     shown = mailer_cli("members", "show", "zoe@example.org")
     assert shown.exit_code == 0 and "Zoë Ó Briain" in shown.stdout and "subscribed" in shown.stdout
@@ -154,7 +154,9 @@ def test_cli_members_commands(mailer_cli: MailerCli, tmp_path: Path) -> None:
     assert unknown.exit_code == 2 and "no member has the address" in unknown.stderr
 
     # A later import of the same file brings neither back.
-    report = json.loads(mailer_cli("lists", "import", str(path), "--json").stdout)
+    report = json.loads(
+        mailer_cli("lists", "import", str(path), "--consent", "test members agreed", "--json").stdout
+    )
     assert (report["added"], report["suppressed"], report["not_added"]) == (0, 2, 2)
 
 
@@ -169,7 +171,7 @@ def test_show_says_which_campaigns_reached_a_member_even_after_they_left(
     shutil.copytree(REPO / "campaigns" / ALERT, workspace / "campaigns" / ALERT)
     path = tmp_path / "people.csv"
     path.write_text("email,name,region,interests\nann@example.org,Ann,kent,mp-advocacy\n", encoding="utf-8")
-    mailer_cli("lists", "import", str(path), check=True)
+    mailer_cli("lists", "import", str(path), "--consent", "test members agreed", check=True)
     before = mailer_cli("members", "show", "ann@example.org", check=True).stdout
     assert "  mailed:    no campaign yet\n" in before
 

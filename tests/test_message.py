@@ -164,7 +164,7 @@ def test_headers_and_values(template: MessageTemplate) -> None:
     assert str(msg["Feedback-ID"]) == "kent-2025-11:newsletter:kent-network-newsletter:kent.example.org"
     assert "Return-Path" not in msg
     text = body(msg, "plain")
-    assert text.startswith("Dear Jane Smith,\n")
+    assert text.startswith("Dear Jane,\n")  # by the first name, never the whole name
     assert f"\nUnsubscribe: https://news.example.org/u/{token}\n" in text
     assert f"\nPreferences: https://news.example.org/p/{person.preferences_token}\n" in text
     assert '\nSent to "john smith"@example.org. Jane Smith, you can Jane Smith\n' in text
@@ -207,7 +207,7 @@ def test_the_batch_filler_signs_each_message_once_for_both_message_id_and_return
 ) -> None:
     people = recipients(3)
     filler = BatchFiller(KEYS, 42, lambda _variant: template)
-    rows = [(p.delivery_id, p.member_id, 1, p.email, p.name) for p in people]
+    rows = [(p.delivery_id, p.member_id, 1, p.email, p.name, p.first_name) for p in people]
     for person, (delivery_id, sender, payload) in zip(people, filler.fill(rows), strict=True):
         assert isinstance(sender, str) and not isinstance(payload, str)
         msg = parse(bytes(payload)[:-3].replace(b"\r\n..", b"\r\n."))
@@ -220,12 +220,15 @@ def test_the_batch_filler_signs_each_message_once_for_both_message_id_and_return
 
 
 def test_names_and_escaping(template: MessageTemplate) -> None:
-    person = replace(recipients(1)[0], name='Zoë <b>"Bold"</b> & Co')
+    person = replace(recipients(1)[0], name='Zoë <b>"Bold"</b> & Co', first_name="Zoë")
     msg = parse(template.fill(person))
     assert msg["To"].addresses[0].display_name == 'Zoë <b>"Bold"</b> & Co'
-    assert body(msg, "plain").startswith('Dear Zoë <b>"Bold"</b> & Co,\n')
-    assert "<p>Dear Zoë &lt;b&gt;&quot;Bold&quot;&lt;/b&gt; &amp; Co,</p>" in body(msg, "html")
-    nameless = parse(template.fill(replace(person, name="  ")))
+    assert body(msg, "plain").startswith("Dear Zoë,\n")
+    assert "<p>Dear Zoë,</p>" in body(msg, "html")
+    # A first name that is not plainly a name (markup, a link) is never put in the greeting.
+    for odd in ('<b>"Bold"</b>', "www.example.org", "Zoë&Co"):
+        assert body(parse(template.fill(replace(person, first_name=odd))), "plain").startswith("Hello,\n")
+    nameless = parse(template.fill(replace(person, name="  ", first_name="")))
     assert str(nameless["To"]) == "jane@example.org"
     assert body(nameless, "plain").startswith("Hello,\n")  # never "Dear friend" (SpamAssassin's DEAR_FRIEND)
     assert "<p>Hello,</p>" in body(nameless, "html")
@@ -275,11 +278,11 @@ def test_fill_wire_is_the_dot_stuffed_message(template: MessageTemplate) -> None
         assert wire == dot_stuff(plain)
         assert wire.endswith(b"\r\n.\r\n")
     # Lines starting with a dot, in the template and in a value, survive the round trip.
-    person = replace(recipients(1)[0], name=".Dot")
+    person = replace(recipients(1)[0], name=".Dot", first_name=".Dot")
     msg = parse(template.fill(person))
     text = body(msg, "plain")
     assert "\n.a line starting with a dot\n..two dots\n.\n" in text
-    assert text.startswith("Dear .Dot,\n")
+    assert text.startswith("Hello,\n")  # ".Dot" is not plainly a first name
     assert "\n.starts with a dot\n" in body(msg, "html")
 
 
@@ -322,11 +325,15 @@ def test_bad_templates_and_settings() -> None:
 def test_the_greeting_comes_from_the_settings_and_never_says_dear_friend() -> None:
     custom = replace(SETTINGS, greeting="Hi {name}!", greeting_without_name="Hi there!")
     template = MessageTemplate.build(seed_parts(), settings=custom, **LIST)
-    named, nameless = recipients(1)[0], replace(recipients(1)[0], name="")
-    assert body(parse(template.fill(named)), "plain").startswith("Hi Jane Smith!\n")
+    named, nameless = recipients(1)[0], replace(recipients(1)[0], name="", first_name="")
+    assert body(parse(template.fill(named)), "plain").startswith("Hi Jane!\n")
     assert body(parse(template.fill(nameless)), "plain").startswith("Hi there!\n")
-    escaped = parse(template.fill(replace(named, name="<Zoë & Co>")))
-    assert "<p>Hi &lt;Zoë &amp; Co&gt;!</p>" in body(escaped, "html")
+    surname_only = replace(named, name="Smith", first_name="")  # never "Dear Smith,"
+    assert body(parse(template.fill(surname_only)), "plain").startswith("Hi there!\n")
+    escaped = parse(template.fill(replace(named, first_name="O'Neill")))
+    assert "<p>Hi O&#x27;Neill!</p>" in body(escaped, "html") or "<p>Hi O&#39;Neill!</p>" in body(
+        escaped, "html"
+    )
     default = MessageTemplate.build(seed_parts(), settings=SETTINGS, **LIST)
     for person in recipients():
         assert not re.search(r"Dear friend", body(parse(default.fill(person)), "plain"), re.IGNORECASE)

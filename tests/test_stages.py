@@ -119,7 +119,11 @@ def test_a_region_then_the_rest_then_new_members(
     ]
     rows[0]["interests"] = "refugees"
     csv_path = write_members(tmp_path / "new.csv", rows)
-    imported = json.loads(mailer_cli("lists", "import", str(csv_path), "--json", check=True).stdout)
+    imported = json.loads(
+        mailer_cli(
+            "lists", "import", str(csv_path), "--consent", "joined at a stall", "--json", check=True
+        ).stdout
+    )
     assert imported["added"] == 10 and imported["rejected"] == 0
     newcomers = {r["email"] for r in rows}
     assert newcomers <= mailing.audience("kent")

@@ -1063,14 +1063,22 @@ def test_signup_refuses_names_with_addresses_or_too_long(client: TestClient, box
     assert [r for r, _ in box.messages] == [["jrr@example.org"]]
 
 
-def test_sign_up_mails_never_echo_the_name(client: TestClient, db: Database, box: Mailbox) -> None:
+def test_sign_up_mails_echo_at_most_a_plain_first_name(
+    client: TestClient, db: Database, box: Mailbox
+) -> None:
+    # A confirmation greets by the first word of the name typed, and only when it is plainly a
+    # name (it cannot carry a link or a message); the rest of the name is never echoed, and a
+    # current member's "already subscribed" mail echoes nothing a stranger typed.
     add_member(db, "zoe@example.org")
     assert signup(client, name="Quinn Attacker", email="quinn@example.org").status_code == 200
     assert signup(client, name="Quinn Attacker", email="zoe@example.org").status_code == 200
-    box.wait(2)
-    assert len(box.messages) == 2
-    for received in box.server.messages:
-        assert b"Quinn" not in received.data and b"Attacker" not in received.data
+    assert signup(client, name="Ca$h4u Attacker", email="rae@example.org").status_code == 200
+    box.wait(3)
+    assert len(box.messages) == 3
+    confirm, already, odd = box.server.messages
+    assert b"\r\nDear Quinn,\r\n" in confirm.data and b"Attacker" not in confirm.data
+    assert b"Quinn" not in already.data and b"Attacker" not in already.data
+    assert b"\r\nHello,\r\n" in odd.data and b"Ca$h" not in odd.data and b"Attacker" not in odd.data
     assert box.messages[0][1]["To"] == "quinn@example.org"
 
 

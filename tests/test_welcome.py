@@ -32,7 +32,7 @@ from mailer import tokens
 from mailer.archive import sent_issues
 from mailer.audience import suppression
 from mailer.audience.consent import SignupForm
-from mailer.audience.importer import import_csv
+from mailer.audience.importer import Options, import_csv
 from mailer.audience.members import ADDED_CHUNK, members_added
 from mailer.audience.shape import Shape
 from mailer.forms import read
@@ -348,7 +348,9 @@ def test_lists_import_welcome_mails_exactly_the_new_members(
         "email,name,region\nann@example.org,Ann,birmingham\nbob@example.org,Bob,canterbury\n",
         encoding="utf-8",
     )
-    quiet = mailer("lists", "import", str(first)).check()  # off by default
+    quiet = mailer(
+        "lists", "import", str(first), "--consent", "test members agreed"
+    ).check()  # off by default
     assert "welcomed" not in quiet.stdout
     assert smtp_server.messages == []
 
@@ -361,10 +363,12 @@ def test_lists_import_welcome_mails_exactly_the_new_members(
         "dan@example.org,Dan,maidstone-medway-swale\n",  # new
         encoding="utf-8",
     )
-    dry = mailer("lists", "import", str(second), "--welcome", "--dry-run").check()
+    dry = mailer(
+        "lists", "import", str(second), "--consent", "test members agreed", "--welcome", "--dry-run"
+    ).check()
     assert "welcomed" not in dry.stdout and smtp_server.messages == []
 
-    result = mailer("lists", "import", str(second), "--welcome").check()
+    result = mailer("lists", "import", str(second), "--consent", "test members agreed", "--welcome").check()
     assert "added:     2" in result.stdout and "updated:   1" in result.stdout
     assert "welcomed:  2 new member(s) mailed a welcome" in result.stdout
     wait_for(smtp_server, 2)
@@ -378,7 +382,9 @@ def test_lists_import_welcome_mails_exactly_the_new_members(
 
     third = demo.root / "third.csv"
     third.write_text("email,region\neve@example.org,nottingham\ncat@example.org,derby\n", encoding="utf-8")
-    as_json = mailer("lists", "import", str(third), "--welcome", "--json").check()
+    as_json = mailer(
+        "lists", "import", str(third), "--consent", "test members agreed", "--welcome", "--json"
+    ).check()
     data = json.loads(as_json.stdout)
     assert data["added"] == 1 and data["welcomes"] == {"sent": 1, "failed": []}
     wait_for(smtp_server, 3)
@@ -393,7 +399,7 @@ def test_the_members_welcomed_are_the_ids_the_import_report_names(demo: Demo) ->
     known = demo.root / "known.csv"
     known.write_text(FEW, encoding="utf-8")
     with demo.db.session() as session:
-        import_csv(session, known, demo.shape)
+        import_csv(session, known, demo.shape, options=Options(consent="test members agreed"))
     regions = ["birmingham", "derby", "canterbury", ""]
     new = [(f"new.{i}@example.org", regions[i % len(regions)]) for i in range(ADDED_CHUNK + 50)]
     both = demo.root / "both.csv"
@@ -401,7 +407,7 @@ def test_the_members_welcomed_are_the_ids_the_import_report_names(demo: Demo) ->
         FEW.replace("Brum One", "Brum Renamed") + "".join(f"{e},,{r}\n" for e, r in new), encoding="utf-8"
     )
     with demo.db.session() as session:
-        report = import_csv(session, both, demo.shape)
+        report = import_csv(session, both, demo.shape, options=Options(consent="test members agreed"))
         added = members_added(session, report.added_ids)
         ids = {email: id_ for email, id_ in session.execute(select(Member.email, Member.id))}
     assert (report.added, report.updated, report.unchanged) == (len(new), 1, 2)
@@ -418,7 +424,7 @@ def test_lists_import_welcome_reports_what_it_could_not_send(
     smtp_server.reject("refused@example.org")
     path = demo.root / "some.csv"
     path.write_text("email,region\nok@example.org,coventry\nrefused@example.org,coventry\n", encoding="utf-8")
-    result = mailer("lists", "import", str(path), "--welcome").check()
+    result = mailer("lists", "import", str(path), "--consent", "test members agreed", "--welcome").check()
     assert "added:     2" in result.stdout
     assert "welcomed:  1 new member(s) mailed a welcome" in result.stdout
     assert "welcome not sent to refused@example.org" in result.stderr

@@ -13,8 +13,10 @@ through ``safe_cell``, which puts a ``'`` before such a cell, so the spreadsheet
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import select
@@ -40,6 +42,18 @@ def unneutralise(cell: str) -> str:
     if cell.startswith("'") and cell[1:2] and cell[1:].startswith(FORMULA_LEADS):
         return cell[1:]
     return cell
+
+
+def open_private(path: Path) -> TextIO:
+    """``path`` opened to write CSV, readable by its owner only (mode 0600, an existing file's
+    mode changed too): exports, rejected and kept rows hold members' personal data."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "w", newline="", encoding="utf-8")
 
 
 class SafeWriter:

@@ -75,6 +75,10 @@ class MemberRecord:
     last_mailed: str | None = None  # the latest of those campaigns' slug
     last_mailed_at: datetime | None = None
     networks_left: list[NetworkLeaveRecord] = field(default_factory=list)  # their mail is not sent to them
+    first_name: str = ""  # whom the greeting names ("" greets "Hello,")
+    status: str = "subscribed"  # mailable.STATUSES
+    status_source: str = ""  # where the status came from: "import:FILE:COLUMN=VALUE", "signup", …
+    status_at: datetime | None = None
 
     @property
     def suppressed(self) -> bool:
@@ -201,6 +205,10 @@ def _record(session: Session, member: Member) -> MemberRecord:
         mailed=mailed,
         last_mailed=last,
         last_mailed_at=last_at,
+        first_name=member.first_name,
+        status=member.status,
+        status_source=member.status_source,
+        status_at=member.status_at,
         networks_left=_networks_left(session, member.id),
     )
 
@@ -360,6 +368,7 @@ class NewMember:
     id: int
     email: str
     region: str | None
+    first_name: str = ""
 
 
 ADDED_CHUNK = 900  # ids in one IN (…): under the 999 parameters of older SQLite builds
@@ -373,10 +382,10 @@ def members_added(session: Session, ids: Sequence[int]) -> list[NewMember]:
     found: list[NewMember] = []
     for start in range(0, len(ids), ADDED_CHUNK):
         rows = session.execute(
-            select(Member.id, Member.email, Region.slug)
+            select(Member.id, Member.email, Region.slug, Member.first_name)
             .outerjoin(Region, Region.id == Member.region_id)
             .where(Member.id.in_(ids[start : start + ADDED_CHUNK]))
         ).all()
-        found.extend(NewMember(r[0], r[1], r[2]) for r in rows)
+        found.extend(NewMember(r[0], r[1], r[2], r[3] or "") for r in rows)
     found.sort(key=lambda member: member.id)
     return found

@@ -31,7 +31,8 @@ Meaning:
   themselves (a cycle is an error). The words ``and``, ``or``, ``not``, ``all``, ``region``,
   ``interest`` and ``field`` are reserved and cannot be used as segment names in expressions.
 
-Whatever the expression, suppressed members (their address hash is in ``suppressions``) never match.
+Whatever the expression, members who may not be mailed (suppressed, or whose status is not
+``subscribed``: ``mailable.may_be_mailed``) never match.
 An unknown region, interest or segment is an ``UnknownName`` error with the closest names suggested,
 never an empty result; a malformed expression is a ``SegmentSyntaxError`` naming the column.
 
@@ -60,7 +61,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from mailer.audience.suppression import suppressed_clause
+from mailer.audience.mailable import may_be_mailed
 from mailer.audience.tree import Shape
 from mailer.errors import SegmentSyntaxError, UnknownName, suggest
 from mailer.models import Interest, Member, MemberField, MemberInterest, Region
@@ -557,13 +558,14 @@ def _compile(node: Node, shape: Shape) -> ColumnElement[bool]:
 
 
 def compile_segment(expression: str, shape: Shape) -> ColumnElement[bool]:
-    """The condition on ``Member`` that ``expression`` means, suppressed members always excluded.
+    """The condition on ``Member`` that ``expression`` means, members who may not be mailed
+    (suppressed, not opted in: ``mailable.may_be_mailed``) always excluded.
 
     Saved segments are expanded and every name checked first: raises ``SegmentSyntaxError`` or
     ``UnknownName`` before any query runs.
     """
     node = resolve(parse(expression), shape)
-    return and_(_compile(node, shape), suppressed_clause())
+    return and_(_compile(node, shape), may_be_mailed())
 
 
 def members_query(expression: str, shape: Shape) -> Select[Member]:

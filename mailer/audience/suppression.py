@@ -21,11 +21,23 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mailer.audience import addresses
+from mailer.audience.choices import record_member_choice, set_status
 from mailer.errors import MailerError
 from mailer.models import ConsentEvent, Member, Suppression, utcnow
 
 REASONS: Final = ("unsubscribe", "hard-bounce", "complaint", "erasure", "admin")
 SOURCES: Final = ("one-click", "link", "mailto", "bounce", "admin", "import", "signup")
+
+# The member's status after each reason (mailable.STATUSES), and the sources that are the member's
+# own doing (an import keeps the status they chose: docs/import.md, "Members' own choices").
+STATUS_AFTER: Final = {
+    "unsubscribe": "unsubscribed",
+    "hard-bounce": "cleaned",
+    "complaint": "unsubscribed",
+    "erasure": "unsubscribed",
+    "admin": "unsubscribed",
+}
+OWN_SOURCES: Final = ("one-click", "link", "mailto")
 
 # The consent-log action recorded with each reason.
 ACTIONS: Final = {
@@ -82,6 +94,10 @@ def suppress_hash(
     _check(reason, source)
     now = utcnow()
     member_id = session.scalar(select(Member.id).where(Member.address_hash == address_hash))
+    if member_id is not None:
+        set_status(session, address_hash=address_hash, status=STATUS_AFTER[reason], source=source)
+        if source in OWN_SOURCES:
+            record_member_choice(session, member_id, ["status"], source=source)
     session.execute(
         insert(ConsentEvent).values(
             member_id=member_id,

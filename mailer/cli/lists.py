@@ -13,6 +13,9 @@ import click
 from mailer.cli import App, cli, emit, json_option, pass_app
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mailer.audience.importer import ImportReport
     from mailer.audience.stats import AudienceStats
     from mailer.web.welcome import NewMember, WelcomeReport
 
@@ -71,8 +74,27 @@ def sync_command(app: App, moves: tuple[str, ...], as_json: bool) -> None:
     multiple=True,
     metavar='"HEADER=TARGET"',
     help="Read the column HEADER as TARGET: email, name, first_name, last_name, postcode, region, "
-    "interests, consent_source, consent_date, field.NAME (a member field), or - (leave it out). "
-    "Repeat for several columns.",
+    "interests, consent_source, consent_date, opted_in, opted_out, bounced, status, field.NAME (a "
+    "member field), or - (leave it out). Repeat for several columns.",
+)
+@click.option(
+    "--consent",
+    metavar='"BASIS"',
+    help="The basis on which everyone in a file with no status column agreed to be mailed (recorded "
+    'in the consent log for each member), e.g. --consent "signed the 2025 petition, tick box".',
+)
+@click.option(
+    "--unknown-region",
+    type=click.Choice(["reject", "blank"]),
+    default="reject",
+    show_default=True,
+    help="A row whose region or local group is not in lists/regions.toml: reject it, or import it "
+    "with no region.",
+)
+@click.option(
+    "--first-name-from-name",
+    is_flag=True,
+    help="Greet members whose file has no first-name column by the first word of their name.",
 )
 @click.option(
     "--welcome",
@@ -83,50 +105,101 @@ def sync_command(app: App, moves: tuple[str, ...], as_json: bool) -> None:
 @json_option
 @pass_app
 def import_command(
-    app: App, file: Path, dry_run: bool, mapping: tuple[str, ...], welcome: bool, as_json: bool
+    app: App,
+    file: Path,
+    dry_run: bool,
+    mapping: tuple[str, ...],
+    consent: str | None,
+    unknown_region: str,
+    first_name_from_name: bool,
+    welcome: bool,
+    as_json: bool,
 ) -> None:
     """Import members from a CSV file (never resubscribes anyone who left).
 
     \b
     Columns (a header line names them; only email is required):
       email, name (or first_name + last_name), postcode, region, interests (;-separated),
-      consent_source, consent_date
+      consent_source, consent_date, and the status columns below
     Headers are matched whatever their case, spaces or punctuation, and common CRM headers are
-    recognised: Email Address, E-mail, Full Name, First Name + Last Name, Post Code, Postal Code,
-    ZIP, … (the report says how each column was read). --map names any other: --map
-    "Contact=email". Any other column becomes a member field that segments can test
-    (field.student = "yes").
+    recognised: Email Address, E-mail, Full Name, First Name + Last Name, Surname, Post Code, ZIP,
+    Local Group, Group, Branch, Area, Tags, Topics, Date Joined, … (the report shows how each
+    column was read). --map names any other: --map "Contact=email". Any other column becomes a
+    member field that segments can test (field.student = "yes").
+
+    Consent is data: the columns by which CRMs and list tools say whether an address may be
+    mailed are read as the member's status (Opted In, Do Not Email, Email Opt Out, Unsubscribed,
+    On Hold, Bounced, CiviCRM's do_not_email, Salesforce's HasOptedOutOfEmail, NationBuilder's
+    email_opt_in, Action Network's can2_subscription_status, Mailchimp's exports, … see
+    docs/import.md). A row that says no is never mailed: suppressed, or "not opted in". A "no"
+    from any file wins over a "yes" from another. Do Not Call, Do Not Mail (post) and other
+    phone or post flags change nothing about email. A file with no status column and no
+    consent_source column is refused unless --consent gives the basis.
+
+    Members' own choices win: a name, region, interests or status a member set themselves
+    (preferences page, sign-up) is kept; the report counts them and lists them in FILE's name +
+    .kept.csv.
 
     Addresses are validated and normalised; rows for the same address are merged (the last
     non-empty cell wins, interests are combined); members already held are updated, and an empty
     cell never clears what is held. An empty region comes from the postcode. Rejected rows are
-    reported with their line and reason and written to FILE's name + .rejected.csv (not on a dry
-    run, which writes nothing at all). An address whose local part is not ASCII is rejected:
-    mailer sends without SMTPUTF8, so it could never be mailed. A suppressed address stays
-    suppressed, whatever the file says. The import is one transaction: it all happens, or none of
-    it does. lists/regions.toml and interests.toml are synced first.
+    reported with their line and reason and written to FILE's name + .rejected.csv (mode 0600;
+    not on a dry run, which writes nothing at all). The import is one transaction: it all
+    happens, or none of it does. lists/regions.toml and interests.toml are synced first.
 
     A cell that starts with ' followed by =, +, -, @, a tab or a CR loses the ' (that is how
-    `mailer lists export` writes such cells), so an export imports back unchanged; the rejected
-    rows are written the same spreadsheet-safe way.
+    `mailer lists export` writes such cells), so an export imports back unchanged.
 
     --welcome mails each newly added member, after the import, the welcome of their region's
-    network (its welcome text, their local group's contact, the next events near them and their
-    preferences link); the report says how many were sent. Off by default; nothing on a dry run.
+    network; the report says how many were sent. Off by default; nothing on a dry run.
 
     \b
     Examples:
       mailer lists import crm-export.csv --dry-run
       mailer lists import crm-export.csv --map "Contact E-mail=email" --map "Notes=-"
+      mailer lists import petition.csv --consent "signed the petition with the email tick box"
       mailer lists import new-members.csv --welcome
     """
-    from mailer.audience.addresses import clean_name
-    from mailer.audience.importer import import_csv
+    from mailer.audience.importer import Options, import_csv
     from mailer.audience.shape import sync
 
-    shape = app.shape
     welcoming = welcome and not dry_run
-    if welcoming and not app.settings.secrets:  # before anything is written
+    if welcoming:
+        _require_secret(app)  # before anything is written
+    options = Options(
+        consent=consent,
+        unknown_region_blank=unknown_region == "blank",
+        first_name_from_name=first_name_from_name,
+    )
+    bars = _Bars(dry_run)
+    with app.db.session() as session:
+        synced = None if dry_run else sync(session, app.shape)
+        report = import_csv(
+            session,
+            file,
+            app.shape,
+            dry_run=dry_run,
+            progress=bars.progress(as_json),
+            mapping=mapping,
+            options=options,
+        )
+        added: list[NewMember] = []
+        if welcoming:
+            from mailer.web.welcome import members_added
+
+            added = members_added(session, report.added_ids)
+    bars.finish()
+    data = report.as_dict()
+    if synced is not None and synced.changed:
+        data["lists_synced"] = vars(synced)
+    welcomes = _send_welcomes(app, added) if welcoming else None
+    if welcomes is not None:
+        data["welcomes"] = welcomes.as_dict()
+    emit(as_json, data, lambda: _print_import(report, welcomes))
+
+
+def _require_secret(app: App) -> None:
+    if not app.settings.secrets:
         from mailer.errors import ConfigError
 
         raise ConfigError(
@@ -134,70 +207,135 @@ def import_command(
             field="secret",
             hint="set MAILER_SECRET or create .mailer-secret (mailer serve creates one)",
         )
-    show_bar = not as_json and sys.stderr.isatty()
-    bars: dict[str, Any] = {}
-    labels = {"read": "Reading the file", "check": "Checking rows", "write": "Importing rows"}
 
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage == "check" and not dry_run:
+
+_BAR_LABELS = {"read": "Reading the file", "check": "Checking rows", "write": "Importing rows"}
+
+
+class _Bars:
+    """Progress bars on standard error while a long import runs (a terminal only)."""
+
+    def __init__(self, dry_run: bool) -> None:
+        self.dry_run = dry_run
+        self.bars: dict[str, Any] = {}
+
+    def progress(self, as_json: bool) -> Callable[[str, int, int], None] | None:
+        return None if as_json or not sys.stderr.isatty() else self.update
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if stage == "check" and not self.dry_run:
             return  # the write bar follows each chunk's check
-        bar = bars.get(stage)
+        bar = self.bars.get(stage)
         if bar is None:
-            for other in bars.values():
+            for other in self.bars.values():
                 other.render_finish()
-            bar = bars[stage] = click.progressbar(length=total, label=labels[stage], file=sys.stderr)
+            bar = self.bars[stage] = click.progressbar(
+                length=total, label=_BAR_LABELS[stage], file=sys.stderr
+            )
         bar.update(done - bar.pos)
 
-    with app.db.session() as session:
-        synced = None if dry_run else sync(session, shape)
-        report = import_csv(
-            session, file, shape, dry_run=dry_run, progress=progress if show_bar else None, mapping=mapping
-        )
-        added: list[NewMember] = []
-        if welcoming:
-            from mailer.web.welcome import members_added
+    def finish(self) -> None:
+        for bar in self.bars.values():
+            bar.render_finish()
 
-            added = members_added(session, report.added_ids)
-    for bar in bars.values():
-        bar.render_finish()
-    data = report.as_dict()
-    if synced is not None and synced.changed:
-        data["lists_synced"] = vars(synced)
-    welcomes = _send_welcomes(app, added) if welcoming else None
-    if welcomes is not None:
-        data["welcomes"] = welcomes.as_dict()
 
-    def human() -> None:
-        verb = "would be" if dry_run else "were"
-        click.echo(f"{file}: {report.rows} row(s) read{' (dry run: nothing changed)' if dry_run else ''}")
-        click.echo(f"  columns:   {clean_name(report.mapping)}")
-        click.echo(f"  added:     {report.added}")
-        click.echo(f"  updated:   {report.updated}")
-        click.echo(f"  unchanged: {report.unchanged}")
-        click.echo(f"  rejected:  {report.rejected}")
-        if report.merged:
-            click.echo(f"  merged:    {report.merged} row(s) repeated an earlier address and {verb} merged")
-        if report.cleaned:
-            click.echo(f"  cleaned:   {report.cleaned} row(s) had control characters (CR, LF, …) removed")
-        if report.suppressed:
+def _print_mapping(report: ImportReport) -> None:
+    """The column mapping as a table, and loudly what was not found."""
+    from mailer.audience.addresses import clean_name
+
+    width = min(40, max([len("Column"), *(len(clean_name(c)) for c, _t in report.columns)]))
+    click.echo(f"  {'Column':<{width}}  Read as")
+    for cell, target in report.columns:
+        shown = "(left out)" if target == "-" else target
+        if cell in report.status_kinds:
+            shown += f" ({report.status_kinds[cell]})"
+        if cell in report.not_email:
+            shown += "  (phone/post only: not an email status)"
+        click.echo(f"  {clean_name(cell)[:40]:<{width}}  {shown}")
+    _print_missing(report)
+
+
+def _print_missing(report: ImportReport) -> None:
+    """Loudly, on standard error: which of email, region, interests and status has no column."""
+    for missing in report.missing:
+        if missing == "region" and report.postcode_column:
+            click.echo("  note: no region column: regions come from the postcodes", err=True)
+        elif missing == "status":
+            basis = f"basis: --consent {report.consent!r}" if report.consent else "basis: consent_source"
+            click.echo(f"  WARNING: no status column (Opted In, Do Not Email, …); {basis}", err=True)
+        else:
             click.echo(
-                f"  suppressed, kept suppressed: {report.suppressed}"
-                + (f" ({report.not_added} not added: no member record)" if report.not_added else "")
+                f"  WARNING: no {missing} column was found: no member gets one from this file", err=True
             )
-        for r in report.rejections:
-            click.echo(f"  line {r.row}: {clean_name(r.email) or '(no address)'}: {r.reason}")
-        if report.rejected > len(report.rejections):
-            more = report.rejected - len(report.rejections)
-            where = f"in {report.rejected_path}" if report.rejected_path else "not listed"
-            click.echo(f"  … and {more} more rejected row(s) ({where})")
-        if report.rejected_path is not None:
-            click.echo(f"rejected rows written to {report.rejected_path}")
-        if welcomes is not None:
-            click.echo(f"  welcomed:  {welcomes.sent} new member(s) mailed a welcome")
-            for address, reason in welcomes.failed:
-                click.echo(f"  welcome not sent to {clean_name(address)}: {reason}", err=True)
 
-    emit(as_json, data, human)
+
+def _print_import(report: ImportReport, welcomes: WelcomeReport | None) -> None:
+    from mailer.audience.addresses import clean_name
+
+    dry_run = report.dry_run
+    verb = "would be" if dry_run else "were"
+    click.echo(f"{report.path}: {report.rows} row(s) read{' (dry run: nothing changed)' if dry_run else ''}")
+    click.echo(f"  columns:   {clean_name(report.mapping)}")
+    if dry_run:
+        _print_mapping(report)
+    else:
+        _print_missing(report)
+    for label, value in (
+        ("added", report.added),
+        ("updated", report.updated),
+        ("unchanged", report.unchanged),
+    ):
+        click.echo(f"  {label + ':':<11}{value}")
+    click.echo(f"  rejected:  {report.rejected}")
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items()))
+    if statuses:
+        click.echo(f"  status in the file: {statuses}")
+    if report.merged:
+        click.echo(f"  merged:    {report.merged} row(s) repeated an earlier address and {verb} merged")
+    if report.cleaned:
+        click.echo(f"  cleaned:   {report.cleaned} row(s) had control characters (CR, LF, …) removed")
+    notes = (
+        (report.newly_suppressed, f"said no: {verb} suppressed (never mailed; new addresses not added)"),
+        (report.not_opted_in, f"not opted in: {verb} kept from all mail until they sign up themselves"),
+        (report.blank_regions, f"row(s) with an unknown region {verb} imported with no region"),
+    )
+    for count, text in notes:
+        if count:
+            click.echo(f"  {count} {text}")
+    if report.suppressed:
+        click.echo(
+            f"  suppressed, kept suppressed: {report.suppressed}"
+            + (f" ({report.not_added} not added: no member record)" if report.not_added else "")
+        )
+    _print_kept(report)
+    for r in report.rejections:
+        click.echo(f"  line {r.row}: {clean_name(r.email) or '(no address)'}: {r.reason}")
+    if report.rejected > len(report.rejections):
+        more = report.rejected - len(report.rejections)
+        where = f"in {report.rejected_path}" if report.rejected_path else "not listed"
+        click.echo(f"  … and {more} more rejected row(s) ({where})")
+    if report.rejected_path is not None:
+        click.echo(f"rejected rows written to {report.rejected_path}")
+    if welcomes is not None:
+        click.echo(f"  welcomed:  {welcomes.sent} new member(s) mailed a welcome")
+        for address, reason in welcomes.failed:
+            click.echo(f"  welcome not sent to {clean_name(address)}: {reason}", err=True)
+
+
+def _print_kept(report: ImportReport) -> None:
+    from mailer.audience.addresses import clean_name
+
+    if not report.kept:
+        return
+    fields = ", ".join(f"{k} {v}" for k, v in sorted(report.kept_fields.items()))
+    click.echo(f"  kept as members chose them: {report.kept} member(s) ({fields})")
+    for k in report.kept_rows:
+        click.echo(
+            f"  line {k.row}: {clean_name(k.email)}: {k.field} kept as {clean_name(k.kept)!r} "
+            f"(file: {clean_name(k.in_file)!r}; chosen {k.chosen})"
+        )
+    if report.kept_path is not None:
+        click.echo(f"kept fields written to {report.kept_path}")
 
 
 def _send_welcomes(app: App, added: list[NewMember]) -> WelcomeReport:
@@ -264,7 +402,9 @@ characters.
 @json_option
 @pass_app
 def count_command(app: App, expression: str, as_json: bool) -> None:
-    """How many members EXPR reaches.
+    """How many members EXPR reaches: those who would really be mailed (not suppressed, not
+    "not opted in", and not gone from the mail of the network EXPR's regions belong to), the
+    number a send to EXPR would confirm.
 
     \b
     Examples:
@@ -273,14 +413,29 @@ def count_command(app: App, expression: str, as_json: bool) -> None:
       mailer lists count --json all          prints {"count": N}
     """
     from mailer.audience import segments as segments_lib
+    from mailer.audience.mailable import count_reachable
 
-    segments_lib.compile_segment(expression, app.shape)  # a bad expression fails before the database opens
+    condition = segments_lib.compile_segment(expression, app.shape)  # fails before the database opens
     with app.db.session() as session:
-        n = segments_lib.count(session, expression, app.shape)
+        n = count_reachable(session, condition, _network_of(app, expression))
     if as_json:
         click.echo(json.dumps({"count": n}))
     else:
         click.echo(str(n))
+
+
+def _network_of(app: App, expression: str) -> str:
+    """The network a mailing to ``expression`` would speak as, as a send names it ("" for a
+    workspace's only one, or when the expression implies no single network)."""
+    from mailer.audience import networks
+    from mailer.errors import ConfigError
+
+    if not app.shape.networks:
+        return ""
+    try:
+        return networks.campaign_network(app.shape, app.settings, audience=expression).slug
+    except ConfigError:
+        return ""
 
 
 @lists_group.command("export", epilog=EXPRESSION_HELP)
@@ -329,7 +484,7 @@ def export_command(app: App, expression: str, output: Path | None, raw: bool) ->
             except BrokenPipeError:  # `mailer lists export | head`: the reader has all it wants
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # keep the exit quiet
             return
-        with output.open("w", newline="", encoding="utf-8") as fh:
+        with exports.open_private(output) as fh:
             n = exports.write_csv(session, fh, shape, expression, raw=raw)
     click.echo(f"wrote {n} member(s) to {output}", err=True)
 

@@ -19,6 +19,8 @@ def members_group() -> None:
 
 
 def _show(record: MemberRecord) -> None:
+    from mailer.audience.addresses import clean_name
+
     click.echo(f"{record.email}")
     click.echo(f"  name:      {record.name or '(none)'}")
     click.echo(f"  postcode:  {record.postcode or '(none)'}")
@@ -40,7 +42,10 @@ def _show(record: MemberRecord) -> None:
             f"  left:      network {left.network}{via} on {left.created_at:%Y-%m-%d}; none of its mail"
         )
     if record.suppression is None:
-        click.echo("  status:    subscribed")
+        since = f" on {record.status_at:%Y-%m-%d}" if record.status_at else ""
+        source = f" ({clean_name(record.status_source)}{since})" if record.status_source else ""
+        never = "" if record.status == "subscribed" else "; not mailed"
+        click.echo(f"  status:    {record.status}{source}{never}")
     else:
         s = record.suppression
         via = f" via {s.source}" + (f" (campaign {s.campaign})" if s.campaign else "")

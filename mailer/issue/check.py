@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from mailer.settings import Settings
 
 
-def audience_warnings(session: Session, loaded: LoadedIssue, shape: Shape) -> list[Problem]:
+def audience_warnings(
+    session: Session, loaded: LoadedIssue, shape: Shape, network: str = ""
+) -> list[Problem]:
     """Warnings that need the members: an item (or calendar entry, or an event targeted on its own)
     that no member of the issue's audience would see, and an audience with no members at all.
 
@@ -40,11 +42,13 @@ def audience_warnings(session: Session, loaded: LoadedIssue, shape: Shape) -> li
     """
     from sqlalchemy import exists, or_, select
 
+    from mailer.audience.mailable import reachable
     from mailer.audience.segments import compile_segment
     from mailer.models import Interest, Member, MemberInterest, Region
 
     issue = loaded.issue
-    audience = compile_segment(issue.audience, shape)
+    # Who would really be mailed (as a send counts them): not those gone from ``network``'s mail.
+    audience = reachable(compile_segment(issue.audience, shape), network)
 
     def any_member(*conditions: ColumnElement[bool]) -> bool:
         # select(Member.id) names the table: for `audience: all` the conditions alone do not
@@ -268,7 +272,8 @@ def check_campaign(
         notes.append("the audience was not checked against the members: no database")
     else:
         with database.session() as session:
-            warnings.extend(audience_warnings(session, loaded, shape))
+            network = _network_slug(loaded, shape, settings)
+            warnings.extend(audience_warnings(session, loaded, shape, network))
             warnings.extend(network_warnings(session, loaded, shape, settings))
     warnings.sort(key=lambda p: p.line or 0)
     return CheckResult(slug, path, errors, warnings, notes)
@@ -283,6 +288,24 @@ def _with_column(problem: Problem, lines: Lines) -> Problem:
     if at is None or at.line != problem.line:
         return problem
     return replace(problem, column=at.value_column if at.value_line == at.line else at.column)
+
+
+def _network_slug(loaded: LoadedIssue, shape: Shape, settings: Settings | None) -> str:
+    """The slug of the network the issue speaks as, as a send names it ("" for a workspace's only
+    network, or when that is unknown or ambiguous: an error of its own)."""
+    from mailer.audience import networks
+    from mailer.errors import ConfigError
+    from mailer.settings import Settings
+
+    if not shape.networks:
+        return ""
+    try:
+        issue = loaded.issue
+        return networks.campaign_network(
+            shape, settings or Settings(), issue.network, audience=issue.audience
+        ).slug
+    except ConfigError:
+        return ""
 
 
 def _with_network(

@@ -48,8 +48,8 @@ from mailer.errors import InvalidInput
 from mailer.message.template import MessageTemplate, Recipient
 from mailer.tokens import VERP_PREFIX, RecipientSigner
 
-#: One recipient to fill: delivery id, member id, variant id, address, name.
-Row = tuple[int, int, int, str, str]
+#: One recipient to fill: delivery id, member id, variant id, address, name, first name.
+Row = tuple[int, int, int, str, str, str]
 #: What filling one row gives: (delivery id, return path, payload), or (delivery id, None, why not).
 #: A payload from a helper process is a view of the shared memory it was filled into.
 Filled = tuple[int, str, bytes | memoryview] | tuple[int, None, str]
@@ -74,7 +74,7 @@ class BatchFiller:
         Its tokens are issued at the current second."""
         out: list[Filled] = []
         signers = self.signers
-        for delivery_id, member_id, variant_id, email, name in rows:
+        for delivery_id, member_id, variant_id, email, name, first_name in rows:
             template = self.template(variant_id)
             domain = template.list_domain
             signer = signers.get(domain)
@@ -84,7 +84,9 @@ class BatchFiller:
                 )
             unsubscribe, preferences = signer.links(member_id or 0)
             tag = signer.verp_tag(max(delivery_id, 0))  # in the Message-ID and the return path
-            recipient = Recipient(delivery_id, member_id or 0, email, name, unsubscribe, preferences, tag)
+            recipient = Recipient(
+                delivery_id, member_id or 0, email, name, unsubscribe, preferences, tag, first_name
+            )
             try:
                 payload = template.fill_wire(recipient)
             except InvalidInput as exc:

@@ -21,7 +21,7 @@ from mailer.message.template import (
     message_id,
 )
 from mailer.settings import Settings
-from mailer.slots import fill_slots, greeting
+from mailer.slots import fill_slots, greeting_for
 from mailer.tokens import LINK_PATHS, mailto_address
 
 # -- the reference ------------------------------------------------------------------------------------
@@ -46,7 +46,7 @@ def reference_message(
     name = clean_name(recipient.name)
     unsubscribe = base_url + LINK_PATHS["unsubscribe"] + recipient.unsubscribe_token
     values = {
-        "greeting": greeting(name, settings.greeting, settings.greeting_without_name),
+        "greeting": greeting_for(recipient.first_name, settings.greeting, settings.greeting_without_name),
         "name": name or clean_name(default_name),
         "email": recipient.email,
         "unsubscribe_url": unsubscribe,

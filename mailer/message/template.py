@@ -90,7 +90,7 @@ from mailer.message.encoding import (
     with_preheader,
 )
 from mailer.settings import Settings
-from mailer.slots import SLOT_NAMES, greeting, unknown_markers
+from mailer.slots import SLOT_NAMES, greeting_for, unknown_markers
 from mailer.tokens import LINK_PATHS, MAILTO_PREFIX, VERP_PREFIX, read_verp, verp_tag
 
 #: Headers the DKIM signature covers; those in DKIM_OVERSIGNED are signed once more than they occur,
@@ -170,6 +170,7 @@ class Recipient:
     unsubscribe_token: str
     preferences_token: str
     verp_tag: str = ""
+    first_name: str = ""  # the greeting's name ("" greets "Hello,"); ``name`` is the To: header's
 
 
 # -- small public helpers ---------------------------------------------------------------------------
@@ -270,6 +271,7 @@ class MessageTemplate:
         self._verp_keys = list(verp_keys or [])
         self._default_name = default_name
         self._greetings = greetings
+        self._nameless = greetings[1]
         self._date_second = -1
         self._date_line = b""
         self._signing: SigningPlan | None = None
@@ -407,7 +409,7 @@ class MessageTemplate:
         }
         if self._value_slots:
             texts = {
-                "greeting": greeting(name, *self._greetings),
+                "greeting": greeting_for(r.first_name, *self._greetings) if r.first_name else self._nameless,
                 "name": name or self._default_name,
                 "email": addr,
             }

@@ -64,6 +64,7 @@ connection. The relay's rate limit is shared through the database
 (:mod:`mailer.transport.shared_limits`).
 """
 
+from mailer.audience.mailable import not_left
 from mailer.sending.control import (
     CampaignStatus,
     Control,
@@ -120,7 +121,6 @@ from mailer.sending.snapshot import (
     StageRequest,
     campaign_stages,
     enqueue,
-    not_left,
     plan_stage,
     stages_of,
 )

@@ -98,7 +98,7 @@ _STATUS = select(_C.c.status, _C.c.status_reason).where(_C.c.id == bindparam("ca
 
 
 def _row(c: Claimed) -> Row:
-    return (c.delivery_id, c.member_id or 0, c.variant_id, c.email or "", c.name or "")
+    return (c.delivery_id, c.member_id or 0, c.variant_id, c.email or "", c.name or "", c.first_name or "")
 
 
 class Engine:

@@ -91,8 +91,9 @@ def prepare(
     )
     audience = audience_of(loaded, segment)
     compile_segment(audience, shape)  # unknown names and syntax errors, now
+    network = identity.network.slug if shape.networks else ""  # "": the workspace's only network
     with db.session() as session:
-        the_plan = plan(session, loaded, shape, audience)
+        the_plan = plan(session, loaded, shape, audience, network)
     renderer = Renderer(settings, identity)
     rendered = {p.variant.key: renderer.render(p.variant, loaded) for p in the_plan.variants}
     # Every template must build. What could stop one is the settings and DKIM keys, the same for
@@ -102,7 +103,6 @@ def prepare(
         check_markers(r.text, r.html)
     if rendered:
         template_for(settings, slug, next(iter(rendered.values())), kind=loaded.issue.kind, identity=identity)
-    network = identity.network.slug if shape.networks else ""  # "": the workspace's only network
     return Prepared(loaded, audience, the_plan, renderer, rendered, network, identity)
 
 

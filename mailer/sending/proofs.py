@@ -55,6 +55,7 @@ def test_recipients(
                     member_id=member_id,
                     email=email,
                     name=member.name if member is not None else "",
+                    first_name=member.first_name if member is not None else "",
                     unsubscribe_token=tokens.sign("unsubscribe", member_id, keys=keys),
                     preferences_token=tokens.sign("preferences", member_id, keys=keys),
                 ),

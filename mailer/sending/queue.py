@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import ColumnElement, Integer, String, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from mailer.audience.mailable import SUBSCRIBED
 from mailer.db import Database
 from mailer.errors import ConfigError
 from mailer.models import Campaign, Delivery, Member, NetworkLeave, Suppression, UTCDateTime, utcnow
@@ -160,6 +161,7 @@ class Claimed(NamedTuple):
     email: str | None
     name: str | None
     attempts: int = 0  # attempts before this one
+    first_name: str | None = None  # the greeting's name
 
 
 def claim(
@@ -202,17 +204,26 @@ def claim(
         suppressed: list[int] = []
         left: list[int] = []
         gone: list[int] = []
-        for delivery_id, member_id, variant_id, attempts, email, name, reason, network in connection.execute(
-            statements.read, params
-        ):
+        for (
+            delivery_id,
+            member_id,
+            variant_id,
+            attempts,
+            email,
+            name,
+            first,
+            status,
+            reason,
+            network,
+        ) in connection.execute(statements.read, params):
             if email is None:
                 gone.append(delivery_id)
-            elif reason is not None:
+            elif reason is not None or status != SUBSCRIBED:  # not to be mailed since the snapshot
                 suppressed.append(delivery_id)
             elif network is not None:
                 left.append(delivery_id)
             else:
-                out.append(Claimed(delivery_id, member_id, variant_id, email, name, attempts or 0))
+                out.append(Claimed(delivery_id, member_id, variant_id, email, name, attempts or 0, first))
         if suppressed:
             connection.execute(
                 update(_D).where(_D.c.id.in_(suppressed)).values(status="suppressed", claimed_by=None)
@@ -380,6 +391,8 @@ def _claim_statements(skip_locked: bool) -> _ClaimStatements:
             _D.c.attempts,
             _M.c.email,
             _M.c.name,
+            _M.c.first_name,
+            _M.c.status,
             _S.c.reason,
             _L.c.network,
         )

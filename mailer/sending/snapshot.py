@@ -47,6 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from mailer.audience.mailable import not_left
 from mailer.compose import MASK_BITS, interest_bits, member_masks, read_members, relevant_interests
 from mailer.db import Database
 from mailer.errors import DeliveryError
@@ -55,7 +56,6 @@ from mailer.models import (
     CampaignStage,
     Delivery,
     Member,
-    NetworkLeave,
     Region,
     utcnow,
 )
@@ -283,11 +283,6 @@ def stage_conditions(
     if request.new_members and since is not None:
         where.append(Member.created_at > since)
     return where
-
-
-def not_left(network: str) -> ColumnElement[bool]:
-    """A condition on ``Member``: has not left ``network`` (no ``network_leaves`` row for it)."""
-    return ~exists().where(NetworkLeave.member_id == Member.id, NetworkLeave.network == network)
 
 
 def check_unchanged(campaign: Campaign, prepared: Prepared) -> None:

@@ -62,6 +62,7 @@ from mailer.audience.networks import Network, networks_of
 from mailer.errors import MailerError, TransportError
 from mailer.forms import FormRefused
 from mailer.limits import hashed_key
+from mailer.slots import greeting_for
 from mailer.web import confirmation
 from mailer.web.context import Web, client_network, web
 from mailer.web.forms import posted, read_form, text
@@ -229,6 +230,7 @@ async def subscribe(request: Request) -> Response:
             network=network,
             confirm_url=f"{w.settings.base_url.rstrip('/')}/confirm/{token}",
             days=confirmation.MAX_AGE.days,
+            greeting=greeting_for(data.name, w.settings.greeting, w.settings.greeting_without_name),
         )
     try:
         await w.send_mail(message)
@@ -327,6 +329,7 @@ async def _welcome(w: Web, member_id: int, data: SignupData) -> bool:
             to=data.email,
             region=data.region,
             today=today,
+            first_name=data.name,
         )
         await w.send_mail(message)
     except Exception as exc:  # a courtesy mail: whatever went wrong, the confirmation stands

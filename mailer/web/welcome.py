@@ -41,6 +41,7 @@ from mailer.db import Session
 from mailer.errors import ConfigError, MailerError
 from mailer.issue.calendar_text import calendar_url, place_text, when_text
 from mailer.settings import Settings
+from mailer.slots import greeting_for
 from mailer.web.calendars import feed_events
 from mailer.web.context import SendMail
 from mailer.web.mail import system_mail
@@ -167,19 +168,23 @@ def welcome_message(
     to: str,
     region: str | None,
     today: date,
+    first_name: str = "",
 ) -> EmailMessage:
-    """The welcome mail for member ``member_id`` (address ``to``, living in ``region``), From their
-    region's network, rendered from ``web/mail/welcome.txt``."""
+    """The welcome mail for member ``member_id`` (address ``to``, living in ``region``, greeted by
+    ``first_name``), From their region's network, rendered from ``web/mail/welcome.txt``."""
     welcome = welcome_for(settings, shape, issues, member_id=member_id, region=region, today=today)
-    return render_welcome(pages, settings, welcome, to=to)
+    return render_welcome(pages, settings, welcome, to=to, first_name=first_name)
 
 
-def render_welcome(pages: Pages, settings: Settings, welcome: Welcome, *, to: str) -> EmailMessage:
+def render_welcome(
+    pages: Pages, settings: Settings, welcome: Welcome, *, to: str, first_name: str = ""
+) -> EmailMessage:
     return system_mail(
         pages,
         settings,
         TEMPLATE,
         to=to,
+        greeting=greeting_for(first_name, settings.greeting, settings.greeting_without_name),
         network=welcome.network,
         welcome=welcome,
         welcome_text=welcome.text,
@@ -234,6 +239,7 @@ def send_welcomes(
                 to=member.email,
                 region=member.region,
                 today=today,
+                first_name=member.first_name,
             )
             messages.append((member.email, msg, ""))
         except MailerError as exc:

@@ -46,7 +46,7 @@ from support.consent import (
 from support.smtp_server import SmtpTestServer
 
 from mailer import tokens
-from mailer.audience.importer import import_csv
+from mailer.audience.importer import Options, import_csv
 from mailer.models import ConsentEvent, NetworkLeave
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
@@ -211,6 +211,6 @@ def test_an_import_never_rejoins_a_network(demo: Demo, client: TestClient, tmp_p
         encoding="utf-8",
     )
     with demo.db.session() as s:
-        import_csv(s, again, demo.shape)
+        import_csv(s, again, demo.shape, options=Options(consent="test members agreed"))
     assert leaves(demo.db) == [(member, "kent", "one-click", KENT_ALERT)]
     assert "join-network" not in [e[0] for e in log(demo.db, member)]

@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
 
-from mailer.audience.importer import import_csv
+from mailer.audience.importer import Options, import_csv
 from mailer.audience.shape import Shape
 from mailer.db import Database
 from mailer.desk import people, sessions
@@ -246,7 +246,12 @@ def _demo(settings: Settings, db: Database, shape: Shape) -> None:
     """The demo members imported and DKIM keys made, as ``mailer demo`` does."""
     write_dkim_keys(settings.workspace, settings)
     with db.session() as session:
-        import_csv(session, settings.path("lists", "members.csv"), shape)
+        import_csv(
+            session,
+            settings.path("lists", "members.csv"),
+            shape,
+            options=Options(first_name_from_name=True),
+        )
 
 
 @pytest.fixture

@@ -130,6 +130,7 @@ def recipients(count: int = 240) -> list[Recipient]:
                 member_id=member,
                 email=address,
                 name=name,
+                first_name=name.split()[0] if name.split() else "",
                 unsubscribe_token=tokens.sign("unsubscribe", member, keys=KEYS, campaign=42, now=DATE),
                 preferences_token=tokens.sign("preferences", member, keys=KEYS, campaign=42, now=DATE),
             )

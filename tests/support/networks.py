@@ -16,7 +16,7 @@ from conftest import TEST_SECRET
 from starlette.applications import Starlette
 
 from mailer import sending
-from mailer.audience.importer import import_csv
+from mailer.audience.importer import Options, import_csv
 from mailer.audience.shape import Shape, load_shape, sync
 from mailer.db import Database, open_database
 from mailer.settings import Settings, load
@@ -61,7 +61,7 @@ def send_issue(demo: Demo, slug: str) -> None:
     if not few.exists():
         few.write_text(FEW, encoding="utf-8")
         with demo.db.session() as session:
-            import_csv(session, few, demo.shape)
+            import_csv(session, few, demo.shape, options=Options(consent="test members agreed"))
     outbox = replace(demo.settings, relay=f"maildir:{demo.root / 'outbox'}")
     result = sending.send(sending.plan_send(demo.db, outbox, demo.shape, slug, in_process=True))
     assert isinstance(result, sending.Sent), result

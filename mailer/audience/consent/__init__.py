@@ -36,7 +36,7 @@ log (``consent_log``), so the web pages, inbound mail and the CLI apply the same
 - **Erasure** (``detach_log``) keeps the member's log lines with only the address hash.
 """
 
-from mailer.audience.consent.imports import detach_log, subscribe_imported
+from mailer.audience.consent.imports import detach_log, log_imported, subscribe_imported
 from mailer.audience.consent.log import IMPORT_SOURCE
 from mailer.audience.consent.networks import (
     LEAVE_SOURCES,
@@ -98,6 +98,7 @@ __all__ = [
     "detach_log",
     "has_left",
     "leave_network",
+    "log_imported",
     "mailbox_key",
     "network_of_campaign",
     "networks_left",

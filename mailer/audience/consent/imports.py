@@ -38,6 +38,28 @@ def subscribe_imported(conn: Connection, imported: Iterable[tuple[int, str, str,
     bulk.insert_many(conn, consent_table, rows)
 
 
+def log_imported(conn: Connection, lines: Iterable[tuple[int | None, str, str, str]], *, at: Any) -> None:
+    """Log what an import's status columns said of each address, in bulk, in ``conn``'s
+    transaction: ``lines`` hold (member id or None, address hash, action, detail), the action one
+    of ``not-opted-in``, ``unsubscribe`` or ``bounce``; the source is always "import" and the
+    detail names the file, line, column and value."""
+    rows = [
+        {
+            "member_id": member_id,
+            "address_hash": digest,
+            "action": action,
+            "source": IMPORT_SOURCE,
+            "wording": "",
+            "campaign": None,
+            "detail": detail,
+            "created_at": at,
+        }
+        for member_id, digest, action, detail in lines
+    ]
+    if rows:
+        bulk.insert_many(conn, consent_table, rows)
+
+
 def detach_log(session: Session, member_id: int) -> int:
     """Keep the member's consent-log lines with only the address hash (they are being erased); how
     many lines were kept."""

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from mailer.audience import suppression
 from mailer.audience.addresses import clean_name
+from mailer.audience.choices import first_word, record_member_choice
 from mailer.audience.consent.log import log_line
 from mailer.audience.consent.networks import networks_left
 from mailer.audience.consent.unsubscribe import campaign_label
@@ -163,14 +164,18 @@ def save_preferences(
     if member is None or suppression.is_hash_suppressed(session, member.address_hash):
         return None
     changes: list[str] = []
+    chosen: list[str] = []
     if choice.name != member.name:
         member.name = choice.name
+        member.first_name = first_word(choice.name)
         changes.append("name changed")
+        chosen.append("name")
     current_region = member.region.slug if member.region is not None else None
     if choice.region != current_region:
         region = session.scalar(select(Region).where(Region.slug == choice.region)) if choice.region else None
         member.region_id = region.id if region is not None else None
         changes.append(f"region {current_region or '-'} -> {choice.region or '-'}")
+        chosen.append("region")
     current = {i.slug for i in member.interests}
     joined = sorted(choice.interests - current)
     left = sorted(current - choice.interests)
@@ -179,7 +184,9 @@ def save_preferences(
         member.interests = sorted(rows, key=lambda i: i.slug)
         changes.extend(f"joined interest {s}" for s in joined)
         changes.extend(f"left interest {s}" for s in left)
+        chosen.append("interests")
     if changes:
+        record_member_choice(session, member.id, chosen, source="preferences")
         member.updated_at = utcnow()
         campaign = campaign_label(session, campaign_id)
         log_line(

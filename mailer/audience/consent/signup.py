@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 
 from mailer.audience import suppression
 from mailer.audience.addresses import address_hash, clean_name, is_mailable, normalise
+from mailer.audience.choices import first_word, record_member_choice
 from mailer.audience.consent.log import log_line, stamp
+from mailer.audience.mailable import SUBSCRIBED
 from mailer.errors import InvalidInput, MailerError
 from mailer.forms import Form, read
 from mailer.models import Interest, Member, NetworkLeave, Region, Suppression, utcnow
@@ -259,12 +261,13 @@ class Confirmed:
 
 
 def already_subscribed(session: Session, digest: str) -> int | None:
-    """The member id when the address hash ``digest`` belongs to a member who is not suppressed (a
-    sign-up then only reminds them); None for a new or unsubscribed address, which must confirm."""
-    member_id = session.scalar(select(Member.id).where(Member.address_hash == digest))
-    if member_id is None or suppression.is_hash_suppressed(session, digest):
+    """The member id when the address hash ``digest`` belongs to a member who may be mailed (a
+    sign-up then only reminds them); None for a new, unsubscribed or not-opted-in address, which
+    must confirm (a confirmed sign-up is how a member an import marked "not opted in" opts in)."""
+    row = session.execute(select(Member.id, Member.status).where(Member.address_hash == digest)).first()
+    if row is None or row.status != SUBSCRIBED or suppression.is_hash_suppressed(session, digest):
         return None
-    return member_id
+    return int(row.id)
 
 
 def _resubscribe_confirmed(
@@ -319,6 +322,7 @@ def confirm_signup(session: Session, data: SignupData, *, network: str = "") -> 
             email=data.email,
             address_hash=digest,
             name=data.name,
+            first_name=first_word(data.name),
             postcode=data.postcode,
             region_id=region_id,
             created_at=utcnow(),
@@ -329,6 +333,7 @@ def confirm_signup(session: Session, data: SignupData, *, network: str = "") -> 
     else:
         if data.name:
             member.name = data.name
+            member.first_name = first_word(data.name)
         if data.postcode:
             member.postcode = data.postcode
         if region_id is not None:
@@ -346,6 +351,10 @@ def confirm_signup(session: Session, data: SignupData, *, network: str = "") -> 
         f"address; region {data.region or '-'}; interests {', '.join(data.interests) or '-'}"
     )
     log_line(session, member.id, digest, "subscribe", "signup", wording=data.wording, detail=detail)
+    # They chose these themselves: subscribed (whatever an import said), and the rest as given.
+    member.status, member.status_source, member.status_at = SUBSCRIBED, "signup", utcnow()
+    chosen = ["status", "interests", *(["name"] if data.name else []), *(["region"] if region_id else [])]
+    record_member_choice(session, member.id, chosen, source="signup")
     if network:
         left = delete(NetworkLeave).where(
             NetworkLeave.member_id == member.id, NetworkLeave.network == network

@@ -48,6 +48,12 @@ Rules
       ``members forget``, a bounced stranger) is not added at all, so an erased person's data never
       comes back. New members get one ``subscribe`` event in the consent log (source:
       ``consent_source``, else ``import``); existing consent events are never touched.
+    - Consent is data (docs/import.md): the status columns of CRM and list-tool exports
+      (``consent_columns``) give each row a status; a "no" suppresses the address (a new one is not
+      added) or marks the member "not opted in", and a "no" from any file outlasts a later "yes". A
+      file with no status column needs ``consent_source`` or ``Options.consent``, or it is refused.
+    - A field a member chose themselves (``MemberChoice``) is kept as they chose it, and listed in
+      the report and in ``<input stem>.kept.csv``.
 """
 
 from __future__ import annotations
@@ -59,19 +65,30 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from mailer.audience.importer.apply import Merger, page_cache
-from mailer.audience.importer.check import Checker, Record, Reject, fast_normalise, normalise_address
-from mailer.audience.importer.columns import MAX_COLUMNS, map_columns
+from mailer.audience.importer.check import (
+    Checker,
+    Options,
+    Record,
+    Reject,
+    fast_normalise,
+    normalise_address,
+)
+from mailer.audience.importer.columns import MAX_COLUMNS, Mapping, map_columns
 from mailer.audience.importer.read import Scan, rows, scan
 from mailer.audience.importer.report import (
     CHUNK,
     ImportReport,
+    Kept,
+    KeptRows,
     Notice,
     Progress,
     RejectedRows,
     Rejection,
+    kept_path_for,
     rejected_path_for,
 )
 from mailer.audience.shape import Shape
+from mailer.errors import InvalidInput, Problem
 
 HELD = 10_000  # addresses on several rows held back (and merged) at a time
 
@@ -79,11 +96,14 @@ __all__ = [
     "HELD",
     "MAX_COLUMNS",
     "ImportReport",
+    "Kept",
     "Notice",
+    "Options",
     "Progress",
     "Rejection",
     "fast_normalise",
     "import_csv",
+    "kept_path_for",
     "map_columns",
     "rejected_path_for",
 ]
@@ -97,6 +117,7 @@ def import_csv(
     dry_run: bool = False,
     progress: Progress | None = None,
     mapping: Sequence[str] = (),
+    options: Options | None = None,
 ) -> ImportReport:
     """Import the members in the CSV file at ``path`` (see the module's docstring for the rules).
 
@@ -105,21 +126,33 @@ def import_csv(
     beside the input. ``mapping`` holds ``--map`` options, ``"HEADER=TARGET"``. The shape's regions
     and interests must be in the database (``mailer lists sync``) unless it is a dry run.
 
+    ``options`` says what the file leaves open: the basis of consent for a file with no status
+    column (``--consent``), an unknown region left blank, the first name taken from the name.
+
     Raises ``InvalidInput`` naming the file and line for a file that is not UTF-8 CSV with an
-    email column and rows as wide as the header, or whose header cannot be mapped.
+    email column and rows as wide as the header, or whose header cannot be mapped, and for a file
+    with no status column, no ``consent_source`` column and no ``--consent`` basis.
     """
     path = Path(path)
-    report = ImportReport(path=path, dry_run=dry_run)
+    options = options or Options()
+    report = ImportReport(path=path, dry_run=dry_run, consent=options.consent)
     scanned = scan(path, mapping, progress)
+    _require_basis(path, scanned.mapping, options)
     report.fields = scanned.mapping.field_names
     report.columns = list(scanned.mapping.used)
     report.mapping = scanned.mapping.describe()
+    report.missing = scanned.mapping.missing
+    report.not_email = list(scanned.mapping.not_email)
+    report.status_kinds = {header: kind.kind for _i, header, kind in scanned.mapping.status}
+    report.postcode_column = scanned.mapping.postcode is not None
     rejected = RejectedRows(path, scanned.header, report, write=not dry_run)
+    kept = KeptRows(path, report, write=not dry_run)
     conn = session.connection()
+    checker = Checker(shape, scanned.mapping, datetime.now(UTC).date(), file=path.name, options=options)
     try:
         with page_cache(conn):
-            merger = Merger(conn, path, report)
-            for done, records in _chunks(path, scanned, shape, report, rejected):
+            merger = Merger(conn, path, report, kept)
+            for done, records in _chunks(path, scanned, checker, report, rejected):
                 plan = merger.plan(records)
                 if progress is not None:
                     progress("check", done, scanned.rows)
@@ -129,13 +162,36 @@ def import_csv(
                         progress("write", done, scanned.rows)
     except BaseException:
         rejected.discard()
+        kept.discard()
         raise
+    report.blank_regions = checker.blank_regions
     report.rejected_path = rejected.finish()
+    report.kept_path = kept.finish()
     return report
 
 
+def _require_basis(path: Path, mapping: Mapping, options: Options) -> None:
+    """Refuse a file that says nowhere whether its addresses may be mailed."""
+    if mapping.status or mapping.consent_source is not None or (options.consent or "").strip():
+        return
+    raise InvalidInput(
+        [
+            Problem(
+                "no column says whether these addresses may be mailed (no status column such as "
+                "Opted In, Do Not Email, Email Opt Out or Unsubscribed, and no consent_source)",
+                path=path,
+                line=1,
+                hint='name the column with --map "HEADER=opted_in" (or opted_out, bounced, status), '
+                'or state the basis on which everyone in the file agreed: --consent "signed up at '
+                'the 2025 conference"; see docs/import.md',
+            )
+        ],
+        summary=f"{path} cannot be imported",
+    )
+
+
 def _chunks(
-    path: Path, scanned: Scan, shape: Shape, report: ImportReport, rejected: RejectedRows
+    path: Path, scanned: Scan, checker: Checker, report: ImportReport, rejected: RejectedRows
 ) -> Iterator[tuple[int, list[Record]]]:
     """The file's valid records, a chunk at a time, with the number of rows read so far.
 
@@ -147,7 +203,6 @@ def _chunks(
     addresses, such as two exports run together, are read more than twice).
     """
     mapping = scanned.mapping
-    checker = Checker(shape, mapping, datetime.now(UTC).date())
     repeated = scanned.repeated
     groups = -(-len(repeated) // HELD) or 1
     held: dict[str, Record] = {}

@@ -37,9 +37,18 @@ from sqlalchemy import text as sql_text
 from mailer.audience import consent
 from mailer.audience.bulk import insert_many, insert_rows
 from mailer.audience.importer.check import Record
-from mailer.audience.importer.report import ImportReport, Notice
+from mailer.audience.importer.report import ImportReport, Kept, KeptRows, Notice
+from mailer.audience.mailable import CLEANED, NOT_OPTED_IN, SUBSCRIBED, UNSUBSCRIBED, worse
 from mailer.errors import MailerError
-from mailer.models import Interest, Member, MemberField, MemberInterest, Region, Suppression
+from mailer.models import (
+    Interest,
+    Member,
+    MemberChoice,
+    MemberField,
+    MemberInterest,
+    Region,
+    Suppression,
+)
 from mailer.models import utcnow as _utcnow
 
 LOOKUP_CHUNK = 900  # values in one IN (…): under the 999 parameters of older SQLite builds
@@ -48,7 +57,28 @@ CACHE_KIB = 32 * 1024  # SQLite's page cache during an import (its default is 2 
 members_t = cast(Table, Member.__table__)
 interests_t = cast(Table, MemberInterest.__table__)
 fields_t = cast(Table, MemberField.__table__)
-MEMBER_COLUMNS = ("id", "email", "address_hash", "name", "postcode", "region_id", "created_at", "updated_at")
+suppressions_t = cast(Table, Suppression.__table__)
+MEMBER_COLUMNS = (
+    "id",
+    "email",
+    "address_hash",
+    "name",
+    "postcode",
+    "region_id",
+    "created_at",
+    "updated_at",
+    "first_name",
+    "status",
+    "status_source",
+    "status_at",
+)
+SUPPRESSING = {UNSUBSCRIBED: "unsubscribe", CLEANED: "hard-bounce"}  # status → suppression reason
+LOG_ACTIONS = {
+    SUBSCRIBED: "subscribe",
+    NOT_OPTED_IN: "not-opted-in",
+    UNSUBSCRIBED: "unsubscribe",
+    CLEANED: "bounce",
+}
 
 
 @dataclass(slots=True)
@@ -59,6 +89,9 @@ class Existing:
     region: str | None
     interests: set[str] = field(default_factory=set)
     fields: dict[str, str] = field(default_factory=dict)
+    status: str = SUBSCRIBED
+    first_name: str = ""
+    choices: dict[str, str] = field(default_factory=dict)  # field → "source time" the member chose it
 
 
 T = TypeVar("T")
@@ -73,6 +106,8 @@ def _chunks(items: Sequence[T], size: int = LOOKUP_CHUNK) -> Iterator[Sequence[T
 class Plan:
     new: list[Record] = field(default_factory=list)
     updates: list[tuple[int, Record, Existing]] = field(default_factory=list)
+    # Addresses a "no" in the file suppresses now: (record, member id or None).
+    suppress: list[tuple[Record, int | None]] = field(default_factory=list)
 
 
 _NEXT_MEMBER_IDS = sql_text(
@@ -83,10 +118,14 @@ _NEXT_MEMBER_IDS = sql_text(
 class Merger:
     """Plans and writes one chunk of records at a time, in ``conn``'s transaction."""
 
-    def __init__(self, conn: Connection, path: Path, report: ImportReport) -> None:
+    def __init__(
+        self, conn: Connection, path: Path, report: ImportReport, kept: KeptRows | None = None
+    ) -> None:
         self.conn = conn
         self.path = path
         self.report = report
+        self.kept = kept or KeptRows(path, report, write=False)
+        self.any_choices = bool(conn.scalar(select(exists().select_from(MemberChoice))))
         # An empty table needs no look-ups: every address in the file is new to it (addresses on
         # several rows are merged before they get here).
         self.any_members = bool(conn.scalar(select(exists().select_from(members_t))))
@@ -106,12 +145,14 @@ class Merger:
 
     def plan(self, records: Sequence[Record]) -> Plan:
         """Decide, for each record, to add, update or leave it, counting each in the report; a
-        suppressed address stays suppressed and, without a member record, is not added."""
+        suppressed address stays suppressed and, without a member record, is not added; a "no" in
+        the file suppresses or marks "not opted in"; a member's own choices are kept."""
         existing = self._existing([r.email for r in records]) if self.any_members else {}
         suppressed = self._suppressed([r.address_hash for r in records]) if self.any_suppressed else {}
         report = self.report
         plan = Plan()
         for record in records:
+            report.statuses[record.status] = report.statuses.get(record.status, 0) + 1
             reason = suppressed.get(record.address_hash)
             old = existing.get(record.email)
             if reason is not None:
@@ -125,14 +166,41 @@ class Merger:
                     Notice(record.row, record.email, f"suppressed ({reason}): kept suppressed")
                 )
             if old is None:
-                plan.new.append(record)
-                report.added += 1
-            elif _changes(record, old):
-                plan.updates.append((old.id, record, old))
-                report.updated += 1
+                self._plan_new(plan, record)
             else:
-                report.unchanged += 1
+                self._plan_update(plan, record, old, suppressed=reason is not None)
         return plan
+
+    def _plan_new(self, plan: Plan, record: Record) -> None:
+        if record.status in SUPPRESSING:  # a Mailchimp unsubscribed export: suppressed, nobody added
+            plan.suppress.append((record, None))
+            self.report.newly_suppressed += 1
+            self.report.not_added += 1
+            return
+        if record.status == NOT_OPTED_IN:
+            self.report.not_opted_in += 1
+        plan.new.append(record)
+        self.report.added += 1
+
+    def _plan_update(self, plan: Plan, record: Record, old: Existing, *, suppressed: bool) -> None:
+        """An existing member: the file's status only ever makes theirs more final (a "no" wins),
+        and a field the member chose themselves is kept as they chose it."""
+        report = self.report
+        kept = _keep_choices(record, old)
+        if kept:
+            self.kept.add(kept)
+        status = worse(old.status, record.status) or SUBSCRIBED
+        if status != old.status and status == NOT_OPTED_IN:
+            report.not_opted_in += 1
+        record.status = status
+        if status in SUPPRESSING and not suppressed:
+            plan.suppress.append((record, old.id))
+            report.newly_suppressed += 1
+        if _changes(record, old):
+            plan.updates.append((old.id, record, old))
+            report.updated += 1
+        else:
+            report.unchanged += 1
 
     def _among(self, column: ColumnElement[Any], values: list[Any]) -> Iterator[ColumnElement[bool]]:
         """Conditions that together select the rows whose ``column`` is one of ``values``:
@@ -149,8 +217,16 @@ class Merger:
         conn, m = self.conn, members_t.c
         existing: dict[str, Existing] = {}
         for where in self._among(m.email, emails):
-            for r in conn.execute(select(m.id, m.email, m.name, m.postcode, m.region_id).where(where)):
-                existing[r.email] = Existing(r.id, r.name, r.postcode, self.region_slugs.get(r.region_id))
+            query = select(m.id, m.email, m.name, m.postcode, m.region_id, m.status, m.first_name)
+            for r in conn.execute(query.where(where)):
+                existing[r.email] = Existing(
+                    r.id,
+                    r.name,
+                    r.postcode,
+                    self.region_slugs.get(r.region_id),
+                    status=r.status,
+                    first_name=r.first_name,
+                )
         if not existing:
             return existing
         by_id = {e.id: e for e in existing.values()}
@@ -165,6 +241,14 @@ class Merger:
         for where in self._among(fields_t.c.member_id, ids):
             for member_id, name, value in conn.execute(field_q.where(where)):
                 by_id[member_id].fields[name] = value
+        if self.any_choices:
+            choices_t = cast(Table, MemberChoice.__table__)
+            choice_q = select(
+                choices_t.c.member_id, choices_t.c.field, choices_t.c.source, choices_t.c.created_at
+            )
+            for where in self._among(choices_t.c.member_id, ids):
+                for member_id, name, source, at in conn.execute(choice_q.where(where)):
+                    by_id[member_id].choices[name] = f"{source} {str(at)[:19]}"
         return existing
 
     def _suppressed(self, hashes: list[str]) -> dict[str, str]:
@@ -184,6 +268,27 @@ class Merger:
             self._insert(plan.new)
         if plan.updates:
             self._update(plan.updates)
+        if plan.suppress:
+            self._suppress(plan.suppress)
+
+    def _suppress(self, suppress: list[tuple[Record, int | None]]) -> None:
+        """Suppress each address a "no" in the file names, with a consent-log line, in bulk."""
+        stamp = self.stamp
+        insert_rows(
+            self.conn,
+            suppressions_t,
+            ("address_hash", "reason", "source", "campaign", "detail", "created_at"),
+            [
+                (r.address_hash, SUPPRESSING[r.status], "import", None, _detail(self.path, r), stamp)
+                for r, _id in suppress
+            ],
+        )
+        self.any_suppressed = True
+        consent.log_imported(
+            self.conn,
+            [(id_, r.address_hash, LOG_ACTIONS[r.status], _detail(self.path, r)) for r, id_ in suppress],
+            at=stamp,
+        )
 
     def _ensure_ids(self, plan: Plan) -> None:
         records = [*plan.new, *(r for _id, r, _old in plan.updates)]
@@ -219,8 +324,9 @@ class Merger:
     def _insert(self, new: list[Record]) -> None:
         conn, stamp, region_ids, interest_ids = self.conn, self.stamp, self.region_ids, self.interest_ids
         ids = self._new_member_ids(len(new))
-        self.report.added_ids.extend(ids)
         pairs = list(zip(ids, new, strict=True))
+        # Welcomed by --welcome: never a member the file says did not opt in.
+        self.report.added_ids.extend(i for i, r in pairs if r.status == SUBSCRIBED)
         insert_rows(
             conn,
             members_t,
@@ -234,6 +340,10 @@ class Merger:
                     r.postcode,
                     region_ids[r.region] if r.region else None,
                     stamp,
+                    stamp,
+                    r.first_name,
+                    r.status,
+                    r.status_source,
                     stamp,
                 )
                 for i, r in pairs
@@ -253,7 +363,20 @@ class Merger:
         )
         consent.subscribe_imported(
             conn,
-            [(i, r.address_hash, r.consent_source, _detail(self.path, r)) for i, r in pairs],
+            [
+                (i, r.address_hash, r.consent_source, _detail(self.path, r))
+                for i, r in pairs
+                if r.status == SUBSCRIBED
+            ],
+            at=stamp,
+        )
+        consent.log_imported(
+            conn,
+            [
+                (i, r.address_hash, LOG_ACTIONS[r.status], _detail(self.path, r))
+                for i, r in pairs
+                if r.status != SUBSCRIBED
+            ],
             at=stamp,
         )
 
@@ -264,11 +387,22 @@ class Merger:
             .where(members_t.c.id == bindparam("b_id"))
             .values(
                 name=bindparam("b_name"),
+                first_name=bindparam("b_first_name"),
                 postcode=bindparam("b_postcode"),
                 region_id=bindparam("b_region_id"),
                 updated_at=bindparam("b_updated_at", type_=self.stamp_type),
             )
         )
+        update_status = (
+            update(members_t)
+            .where(members_t.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                status_source=bindparam("b_status_source"),
+                status_at=bindparam("b_updated_at", type_=self.stamp_type),
+            )
+        )
+        statuses: list[dict[str, Any]] = []
         update_field = (
             update(fields_t)
             .where(fields_t.c.member_id == bindparam("b_member_id"), fields_t.c.name == bindparam("b_name"))
@@ -284,11 +418,21 @@ class Merger:
                 {
                     "b_id": member_id,
                     "b_name": r.name or old.name,
+                    "b_first_name": r.first_name or old.first_name,
                     "b_postcode": r.postcode or old.postcode,
                     "b_region_id": region_ids[region] if region else None,
                     "b_updated_at": self.stamp,
                 }
             )
+            if r.status != old.status:
+                statuses.append(
+                    {
+                        "b_id": member_id,
+                        "b_status": r.status,
+                        "b_status_source": r.status_source,
+                        "b_updated_at": self.stamp,
+                    }
+                )
             pairs.extend(
                 {"member_id": member_id, "interest_id": interest_ids[s]}
                 for s in sorted(r.interests - old.interests)
@@ -305,6 +449,18 @@ class Merger:
             insert_many(conn, fields_t, new_fields)
         if changed_fields:
             conn.execute(update_field, changed_fields)
+        if statuses:
+            conn.execute(update_status, statuses)
+            changed = [(member_id, r) for member_id, r, old in updates if r.status != old.status]
+            consent.log_imported(
+                conn,
+                [
+                    (i, r.address_hash, LOG_ACTIONS[r.status], _detail(self.path, r))
+                    for i, r in changed
+                    if r.status not in SUPPRESSING  # a suppression logs its own line
+                ],
+                at=self.stamp,
+            )
 
 
 @contextmanager
@@ -323,9 +479,36 @@ def page_cache(conn: Connection) -> Iterator[None]:
         conn.exec_driver_sql(f"PRAGMA cache_size={int(before or -2000)}")
 
 
+def _keep_choices(record: Record, old: Existing) -> list[Kept]:
+    """The fields of ``record`` that the member chose otherwise themselves, each taken out of the
+    record (so that the update leaves it as they chose it)."""
+    if not old.choices:
+        return []
+    kept: list[Kept] = []
+
+    def keep(name: str, in_file: str, theirs: str) -> None:
+        kept.append(Kept(record.row, record.email, name, in_file, theirs, old.choices[name]))
+
+    if "name" in old.choices and record.name and record.name != old.name:
+        keep("name", record.name, old.name)
+        record.name, record.first_name = "", ""
+    if "region" in old.choices and record.region is not None and record.region != old.region:
+        keep("region", record.region, old.region or "")
+        record.region = None
+    if "interests" in old.choices and not record.interests <= old.interests:
+        keep("interests", ";".join(sorted(record.interests)), ";".join(sorted(old.interests)))
+        record.interests = set()
+    if "status" in old.choices and record.status != old.status:
+        keep("status", f"{record.status} ({record.status_source})", old.status)
+        record.status = old.status
+    return kept
+
+
 def _changes(record: Record, old: Existing) -> bool:
     return bool(
         (record.name and record.name != old.name)
+        or (record.first_name and record.first_name != old.first_name)
+        or record.status != old.status
         or (record.postcode and record.postcode != old.postcode)
         or (record.region is not None and record.region != old.region)
         or not record.interests <= old.interests
@@ -337,4 +520,6 @@ def _detail(path: Path, record: Record) -> str:
     detail = f"imported from {path.name} line {record.row}"
     if record.consent_date:
         detail += f"; consent given {record.consent_date}"
+    if record.status_source:
+        detail += f"; {record.status}: {record.status_source}"
     return detail

@@ -14,10 +14,24 @@ from datetime import date, datetime
 
 from mailer.audience import addresses
 from mailer.audience.importer.columns import Mapping
+from mailer.audience.importer.consent_columns import WORDS_HINT, read_status
+from mailer.audience.mailable import SUBSCRIBED, worse
 from mailer.audience.shape import Shape
 from mailer.errors import InvalidInput
 
 MAX_NAME, MAX_POSTCODE, MAX_SOURCE, MAX_FIELD_VALUE = 200, 16, 32, 1000
+MAX_FIRST_NAME = 100
+MAX_STATUS_VALUE = 60  # of a status cell, in the status source
+MAX_BASIS = 200  # of a --consent basis, in each member's status source and consent-log line
+
+
+@dataclass(frozen=True)
+class Options:
+    """How an import reads what its file leaves open (``lists import`` options)."""
+
+    consent: str | None = None  # --consent "<basis>": the basis for rows no status column speaks for
+    unknown_region_blank: bool = False  # --unknown-region blank: an unknown region is no region
+    first_name_from_name: bool = False  # --first-name-from-name: greet by the name's first word
 
 
 @dataclass(slots=True)
@@ -34,15 +48,21 @@ class Record:
     fields: dict[str, str]
     consent_source: str
     consent_date: str
+    status: str = SUBSCRIBED  # what the file says: subscribed, not-opted-in, unsubscribed, cleaned
+    status_source: str = ""  # "import:FILE:COLUMN=VALUE"
+    first_name: str = ""
 
     def merge(self, later: Record) -> None:
         self.name = later.name or self.name
+        self.first_name = later.first_name or self.first_name
         self.postcode = later.postcode or self.postcode
         self.region = later.region or self.region
         self.interests |= later.interests
         self.fields.update(later.fields)
         self.consent_source = later.consent_source or self.consent_source
         self.consent_date = later.consent_date or self.consent_date
+        if worse(self.status, later.status) != self.status:  # a "no" on any row wins
+            self.status, self.status_source = later.status, later.status_source
 
 
 class Reject(Exception):
@@ -117,10 +137,14 @@ def clean(text: str) -> tuple[str, bool]:
 class Checker:
     """Validates one row at a time against the shape, reading its cells where ``mapping`` says."""
 
-    def __init__(self, shape: Shape, mapping: Mapping, today: date) -> None:
+    def __init__(
+        self, shape: Shape, mapping: Mapping, today: date, *, file: str = "", options: Options | None = None
+    ) -> None:
         self.shape = shape
         self.m = mapping
         self.today = today
+        self.file = file
+        self.options = options or Options()
         self.regions = {slug: slug for slug in shape.regions}
         for r in shape.regions.values():
             self.regions.setdefault(r.name.lower(), r.slug)
@@ -129,17 +153,119 @@ class Checker:
             self.interests.setdefault(i.name.lower(), i.slug)
         self.dates: dict[str, str] = {}
         self.postcode_regions: dict[str, str | None] = {}
+        self.blank_regions = 0  # rows whose unknown region was left blank (--unknown-region blank)
+        consent = clean(self.options.consent or "")[0][:MAX_BASIS]  # typed on a command line: no CR/LF
+        self.basis = f"import:{file}:--consent={consent}" if consent else ""
 
-    def _name(self, cells: Sequence[str]) -> tuple[str, bool]:
-        """The Name cell, else the First Name and Last Name cells joined."""
+    def _name(self, cells: Sequence[str]) -> tuple[str, str, bool]:
+        """The Name cell, else the First Name and Last Name cells joined; the first name; whether
+        any was cleaned."""
         m = self.m
+        first, dirty_first = clean(cells[m.first_name]) if m.first_name is not None else ("", False)
         if m.name is not None:
             name, dirty = clean(cells[m.name])
             if name or (m.first_name is None and m.last_name is None):
-                return name, dirty
-        first, dirty_first = clean(cells[m.first_name]) if m.first_name is not None else ("", False)
+                return name, self._first(first, name), dirty or dirty_first
         last, dirty_last = clean(cells[m.last_name]) if m.last_name is not None else ("", False)
-        return f"{first} {last}".strip(), dirty_first or dirty_last
+        name = f"{first} {last}".strip()
+        return name, self._first(first, name), dirty_first or dirty_last
+
+    def _first(self, first: str, name: str) -> str:
+        if first or not self.options.first_name_from_name or not name:
+            return first
+        return name.split()[0]
+
+    def _region(self, cells: Sequence[str], postcode: str) -> str | None:
+        m = self.m
+        region_cell = cells[m.region].strip() if m.region is not None else ""
+        if region_cell:
+            region = self.regions.get(region_cell.lower())
+            if region is not None:
+                return region
+            if not self.options.unknown_region_blank:
+                raise Reject(
+                    f"unknown region {region_cell!r} (see lists/regions.toml; "
+                    "--unknown-region blank imports such rows with no region)"
+                )
+            self.blank_regions += 1
+            return None
+        if not postcode:
+            return None
+        area = postcode[:3]  # enough to decide the postcode area
+        if area in self.postcode_regions:
+            return self.postcode_regions[area]
+        region = self.postcode_regions[area] = self.shape.region_for_postcode(postcode)
+        return region
+
+    def _interests(self, cells: Sequence[str]) -> set[str]:
+        m = self.m
+        chosen: set[str] = set()
+        cell = cells[m.interests] if m.interests is not None else ""
+        if not cell:
+            return chosen
+        # ";" as mailer writes them; "," as CRM tag lists do ("a, b" or Mailchimp's "a","b").
+        for part in cell.replace(",", ";").split(";"):
+            key = part.strip().strip('"').strip().lower()
+            if key:
+                slug = self.interests.get(key)
+                if slug is None:
+                    raise Reject(f"unknown interest {part.strip()!r} (see lists/interests.toml)")
+                chosen.add(slug)
+        return chosen
+
+    def _consent(self, cells: Sequence[str]) -> tuple[str, str, bool]:
+        """The consent_source cell, the consent date as ISO text, whether the source was cleaned."""
+        m = self.m
+        source, dirty = clean(cells[m.consent_source]) if m.consent_source is not None else ("", False)
+        if len(source) > MAX_SOURCE:
+            raise Reject(f"consent_source longer than {MAX_SOURCE} characters")
+        date_cell = cells[m.consent_date].strip() if m.consent_date is not None else ""
+        consent_date = ""
+        if date_cell:
+            consent_date = self.dates.get(date_cell, "")
+            if not consent_date:
+                consent_date = self.dates[date_cell] = _parse_date(date_cell, self.today)
+        return source, consent_date, dirty
+
+    def _status(self, cells: Sequence[str], consent_source: str) -> tuple[str, str]:
+        """The row's status and its source: the most final of its status columns' (a "no" wins),
+        else the basis the file gives (``consent_source``, ``--consent``); raises ``Reject``."""
+        status: str | None = None
+        source = ""
+        for index, header, kind in self.m.status:
+            cell = cells[index].strip()
+            try:
+                said = read_status(kind, cell)
+            except ValueError:
+                raise Reject(
+                    f"column {header!r}: {cell[:MAX_STATUS_VALUE]!r} is not a status mailer knows "
+                    f"(use {WORDS_HINT}); the row was not imported"
+                ) from None
+            if not source or (said is not None and worse(status, said) != status):
+                source = f"import:{self.file}:{header}={clean(cell)[0][:MAX_STATUS_VALUE]}"
+            status = worse(status, said)
+        if self.m.status:
+            return status or SUBSCRIBED, source
+        if consent_source:
+            return SUBSCRIBED, f"import:{self.file}:consent_source={consent_source}"
+        if self.basis:
+            return SUBSCRIBED, self.basis
+        raise Reject(
+            "no consent_source and no status column says this address may be mailed "
+            '(add one, or give the basis with --consent "<basis>")'
+        )
+
+    def _fields(self, cells: Sequence[str]) -> tuple[dict[str, str], bool]:
+        fields: dict[str, str] = {}
+        cleaned = False
+        for index, field_name in self.m.fields:
+            value, dirty = clean(cells[index])
+            if value:
+                cleaned |= dirty
+                if len(value) > MAX_FIELD_VALUE:
+                    raise Reject(f"{field_name} longer than {MAX_FIELD_VALUE} characters")
+                fields[field_name] = value
+        return fields, cleaned
 
     def check(self, row: int, cells: Sequence[str]) -> tuple[Record, bool]:
         """The row's record and whether any text was cleaned; raises ``Reject``."""
@@ -148,62 +274,19 @@ class Checker:
         if not raw_email:
             raise Reject("no email address")
         email = normalise_address(raw_email)
-
-        name, cleaned = self._name(cells)
+        name, first_name, cleaned = self._name(cells)
         if len(name) > MAX_NAME:
             raise Reject(f"name longer than {MAX_NAME} characters")
-
+        if len(first_name) > MAX_FIRST_NAME:
+            raise Reject(f"first name longer than {MAX_FIRST_NAME} characters")
         postcode = " ".join(cells[m.postcode].upper().split()) if m.postcode is not None else ""
         if len(postcode) > MAX_POSTCODE:
             raise Reject(f"postcode {postcode[:20]!r} is too long")
-
-        region_cell = cells[m.region].strip() if m.region is not None else ""
-        region: str | None
-        if region_cell:
-            region = self.regions.get(region_cell.lower())
-            if region is None:
-                raise Reject(f"unknown region {region_cell!r} (see lists/regions.toml)")
-        elif postcode:
-            area = postcode[:3]  # enough to decide the postcode area
-            if area in self.postcode_regions:
-                region = self.postcode_regions[area]
-            else:
-                region = self.postcode_regions[area] = self.shape.region_for_postcode(postcode)
-        else:
-            region = None
-
-        chosen: set[str] = set()
-        interests_cell = cells[m.interests] if m.interests is not None else ""
-        if interests_cell:
-            for part in interests_cell.split(";"):
-                key = part.strip().lower()
-                if key:
-                    slug = self.interests.get(key)
-                    if slug is None:
-                        raise Reject(f"unknown interest {part.strip()!r} (see lists/interests.toml)")
-                    chosen.add(slug)
-
-        source, dirty = clean(cells[m.consent_source]) if m.consent_source is not None else ("", False)
-        cleaned |= dirty
-        if len(source) > MAX_SOURCE:
-            raise Reject(f"consent_source longer than {MAX_SOURCE} characters")
-
-        date_cell = cells[m.consent_date].strip() if m.consent_date is not None else ""
-        consent_date = ""
-        if date_cell:
-            consent_date = self.dates.get(date_cell, "")
-            if not consent_date:
-                consent_date = self.dates[date_cell] = _parse_date(date_cell, self.today)
-
-        fields: dict[str, str] = {}
-        for index, field_name in m.fields:
-            value, dirty = clean(cells[index])
-            if value:
-                cleaned |= dirty
-                if len(value) > MAX_FIELD_VALUE:
-                    raise Reject(f"{field_name} longer than {MAX_FIELD_VALUE} characters")
-                fields[field_name] = value
-
+        region = self._region(cells, postcode)
+        chosen = self._interests(cells)
+        source, consent_date, dirty = self._consent(cells)
+        status, status_source = self._status(cells, source)
+        fields, dirty_fields = self._fields(cells)
         record = Record(
             row=row,
             email=email,
@@ -215,5 +298,8 @@ class Checker:
             fields=fields,
             consent_source=source,
             consent_date=consent_date,
+            status=status,
+            status_source=status_source,
+            first_name=first_name,
         )
-        return record, cleaned
+        return record, cleaned or dirty or dirty_fields

@@ -20,6 +20,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailer.audience.importer.consent_columns import (
+    BOUNCED,
+    NOT_EMAIL,
+    OPT_IN,
+    OPT_OUT,
+    WORDS,
+    StatusKind,
+    status_kind,
+)
 from mailer.errors import InvalidInput, Problem, suggest
 
 TARGETS = (
@@ -32,8 +41,20 @@ TARGETS = (
     "interests",
     "consent_source",
     "consent_date",
+    "opted_in",
+    "opted_out",
+    "bounced",
+    "status",
 )
 SKIP = "-"
+# ``--map "HEADER=opted_in"`` and its like name a status column of that kind (consent_columns).
+STATUS_TARGETS = {
+    "opted_in": StatusKind(OPT_IN),
+    "opted_out": StatusKind(OPT_OUT),
+    "bounced": StatusKind(BOUNCED),
+    "status": StatusKind(WORDS),
+}
+STATUS = "status"  # the target of every status column in ``Mapping.used``
 FIELD_PREFIX = "field."
 MAX_COLUMNS = 1000  # a header wider than this is refused (the widest CRM exports have a few hundred)
 MAX_FIELD_NAME = 100
@@ -41,9 +62,11 @@ MAX_FIELD_NAME = 100
 # Header cells, reduced by ``header_key`` (lower case, letters and digits only), that name a target.
 ALIASES: dict[str, str] = {
     **dict.fromkeys(("email", "emailaddress", "emailaddr", "primaryemail", "emailid"), "email"),
-    **dict.fromkeys(("name", "fullname"), "name"),
-    **dict.fromkeys(("firstname", "forename", "givenname"), "first_name"),
-    **dict.fromkeys(("lastname", "surname", "familyname"), "last_name"),
+    **dict.fromkeys(("name", "fullname", "contactname", "displayname"), "name"),
+    **dict.fromkeys(
+        ("firstname", "forename", "givenname", "first", "preferredname", "knownas"), "first_name"
+    ),
+    **dict.fromkeys(("lastname", "surname", "familyname", "last"), "last_name"),
     **dict.fromkeys(
         (
             "postcode",
@@ -54,19 +77,45 @@ ALIASES: dict[str, str] = {
             "zippostalcode",
             "postalzipcode",
             "zippostcode",
+            "mailingpostalcode",
+            "mailingzippostalcode",
+            "primaryzip",
+            "homepostcode",
+            "addresspostcode",
+            "postcodezipcode",
         ),
         "postcode",
     ),
-    "region": "region",
-    **dict.fromkeys(("interests", "interest", "topics"), "interests"),
+    **dict.fromkeys(
+        ("region", "localgroup", "group", "branch", "area", "localbranch", "localarea", "chapter"), "region"
+    ),
+    **dict.fromkeys(
+        (
+            "interests",
+            "interest",
+            "interestssemicolonseparated",
+            "tags",
+            "topics",
+            "topic",
+            "campaigns",
+        ),
+        "interests",
+    ),
+    **dict.fromkeys(("datejoined", "joined", "joindate", "joiningdate", "membersince"), "field.joined"),
     "consentsource": "consent_source",
     **dict.fromkeys(("consentdate", "optindate", "optintime"), "consent_date"),
 }
 
+# In a Mailchimp export, REGION and CC are where Mailchimp located the address, not a local group.
+MAILCHIMP = {"region": "field.mailchimp_region", "cc": "field.mailchimp_cc"}
+
 KNOWN = (
     "email (Email Address, E-mail, …), name (Full Name; or First Name + Last Name), "
-    "postcode (Post Code, Postal Code, ZIP, …), region, interests, consent_source, consent_date"
+    "postcode (Post Code, Postal Code, ZIP, …), region (Local Group, Group, Branch, Area), "
+    "interests (Tags, Topics), consent_source, consent_date, and status columns (Opted In, "
+    "Do Not Email, Email Opt Out, Unsubscribed, … see docs/import.md)"
 )
+LOOKED_FOR = ("email", "region", "interests", STATUS)  # the dry run says loudly which are missing
 
 
 def header_key(cell: str) -> str:
@@ -96,11 +145,19 @@ class Mapping:
     consent_source: int | None
     consent_date: int | None
     fields: tuple[tuple[int, str], ...]  # (column, field name)
-    used: tuple[tuple[str, str], ...]  # (header cell, target): "email", "field.team", "-"
+    used: tuple[tuple[str, str], ...]  # (header cell, target): "email", "field.team", "status", "-"
+    status: tuple[tuple[int, str, StatusKind], ...] = ()  # (column, header cell, kind)
+    not_email: tuple[str, ...] = ()  # phone, post and SMS flags: fields, never a status
 
     @property
     def field_names(self) -> list[str]:
         return [name for _i, name in self.fields]
+
+    @property
+    def missing(self) -> list[str]:
+        """Which of email, region, interests and a status the file has no column for."""
+        found = {target for _cell, target in self.used}
+        return [target for target in LOOKED_FOR if target not in found]
 
     def describe(self) -> str:
         """One line for the report: ``Email Address → email, Post Code → postcode, field.team``."""
@@ -136,7 +193,10 @@ def parse_map(option: str, path: Path) -> tuple[str, str]:
 def _target(option: str, target: str, path: Path) -> str:
     """The canonical target of a --map option, or an error naming it."""
     lowered = target.lower()
-    if lowered in TARGETS or lowered == SKIP:
+    if lowered == SKIP:
+        return lowered
+    lowered = lowered.replace("-", "_")  # opted-in, opted_in
+    if lowered in TARGETS:
         return lowered
     if lowered.startswith(FIELD_PREFIX):
         name = field_name(target[len(FIELD_PREFIX) :])
@@ -162,9 +222,7 @@ def _short(cells: Sequence[str], shown: int = 12) -> str:
     return ", ".join(names) + (f" and {len(cells) - shown} more" if len(cells) > shown else "")
 
 
-def map_columns(path: Path, header: Sequence[str], explicit: Sequence[str] = ()) -> Mapping:
-    """The mapping of ``header`` (the file's first row), with the ``--map`` options ``explicit``;
-    raises ``InvalidInput`` naming the file, line 1 and every problem."""
+def _too_wide(path: Path, header: Sequence[str]) -> None:
     if len(header) > MAX_COLUMNS:
         raise InvalidInput(
             [
@@ -177,8 +235,12 @@ def map_columns(path: Path, header: Sequence[str], explicit: Sequence[str] = ())
             ],
             summary=f"{path} cannot be imported",
         )
-    problems: list[Problem] = []
-    keys = [header_key(cell) for cell in header]
+
+
+def _explicit(
+    path: Path, header: Sequence[str], keys: Sequence[str], explicit: Sequence[str], problems: list[Problem]
+) -> dict[int, str]:
+    """The column each ``--map`` option names, with its target."""
     chosen: dict[int, str] = {}
     for option in explicit:
         cell, target = parse_map(option, path)
@@ -196,34 +258,39 @@ def map_columns(path: Path, header: Sequence[str], explicit: Sequence[str] = ())
             )
         for i in matches:
             chosen[i] = target
+    return chosen
 
-    targets: list[str] = []
-    for i, cell in enumerate(header):
-        found = chosen.get(i) or ALIASES.get(keys[i])
-        if found is not None:
-            target = found
-        else:
-            name = field_name(cell)
-            if not name:
-                problems.append(
-                    Problem(
-                        f"column {i + 1} ({cell!r}) has no usable name",
-                        path=path,
-                        line=1,
-                        hint=f'name it, or leave it out with --map "{cell}=-"',
-                    )
-                )
-            elif len(name) > MAX_FIELD_NAME:
-                problems.append(Problem(f"column name {name[:20]!r}… is too long", path=path, line=1))
-            target = FIELD_PREFIX + name
-        targets.append(target)
 
-    by_target: dict[str, list[int]] = {}
-    for i, target in enumerate(targets):
-        if target != SKIP:
-            by_target.setdefault(target, []).append(i)
+def _recognised(key: str, mailchimp: bool) -> str | None:
+    """The target a header key names by itself: a member column, ``status``, or None."""
+    if mailchimp and key in MAILCHIMP:
+        return MAILCHIMP[key]
+    if status_kind(key) is not None:
+        return STATUS
+    return ALIASES.get(key)
+
+
+def _as_field(path: Path, i: int, cell: str, problems: list[Problem]) -> str:
+    name = field_name(cell)
+    if not name:
+        problems.append(
+            Problem(
+                f"column {i + 1} ({cell!r}) has no usable name",
+                path=path,
+                line=1,
+                hint=f'name it, or leave it out with --map "{cell}=-"',
+            )
+        )
+    elif len(name) > MAX_FIELD_NAME:
+        problems.append(Problem(f"column name {name[:20]!r}… is too long", path=path, line=1))
+    return FIELD_PREFIX + name
+
+
+def _duplicates(
+    path: Path, header: Sequence[str], by_target: dict[str, list[int]], problems: list[Problem]
+) -> None:
     for target, columns in by_target.items():
-        if len(columns) < 2:
+        if len(columns) < 2 or target == STATUS:  # a file may say it in several status columns
             continue
         named = [header[i] for i in columns]
         if len(set(named)) == 1:
@@ -238,6 +305,31 @@ def map_columns(path: Path, header: Sequence[str], explicit: Sequence[str] = ())
         problems.append(
             Problem(message, path=path, line=1, field=target.removeprefix(FIELD_PREFIX), hint=hint)
         )
+
+
+def map_columns(path: Path, header: Sequence[str], explicit: Sequence[str] = ()) -> Mapping:
+    """The mapping of ``header`` (the file's first row), with the ``--map`` options ``explicit``;
+    raises ``InvalidInput`` naming the file, line 1 and every problem."""
+    _too_wide(path, header)
+    problems: list[Problem] = []
+    keys = [header_key(cell) for cell in header]
+    chosen = _explicit(path, header, keys, explicit, problems)
+    mailchimp = "memberrating" in keys and "leid" in keys
+    targets: list[str] = []
+    status: list[tuple[int, str, StatusKind]] = []
+    for i, cell in enumerate(header):
+        target = chosen.get(i) or _recognised(keys[i], mailchimp) or _as_field(path, i, cell, problems)
+        if target == STATUS and i not in chosen:
+            status.append((i, cell, status_kind(keys[i]) or StatusKind(WORDS)))
+        elif target in STATUS_TARGETS:
+            status.append((i, cell, STATUS_TARGETS[target]))
+            target = STATUS
+        targets.append(target)
+    by_target: dict[str, list[int]] = {}
+    for i, target in enumerate(targets):
+        if target != SKIP:
+            by_target.setdefault(target, []).append(i)
+    _duplicates(path, header, by_target, problems)
     if "email" not in by_target:
         problems.append(
             Problem(
@@ -270,4 +362,6 @@ def map_columns(path: Path, header: Sequence[str], explicit: Sequence[str] = ())
             (i, t.removeprefix(FIELD_PREFIX)) for i, t in enumerate(targets) if t.startswith(FIELD_PREFIX)
         ),
         used=tuple(zip(header, targets, strict=True)),
+        status=tuple(status),
+        not_email=tuple(cell for cell, key in zip(header, keys, strict=True) if key in NOT_EMAIL),
     )

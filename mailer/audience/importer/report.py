@@ -9,7 +9,7 @@ from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import IO, Any
 
-from mailer.audience.exports import SafeWriter
+from mailer.audience.exports import SafeWriter, open_private
 from mailer.errors import MailerError
 
 CHUNK = 2000  # rows checked and written (and progress reported) at a time
@@ -39,6 +39,19 @@ class Notice:
     note: str
 
 
+@dataclass(frozen=True)
+class Kept:
+    """A field of a member that the import left as the member set it themselves (preferences
+    page, sign-up, unsubscribe): their choice is newer than the file's row."""
+
+    row: int
+    email: str
+    field: str  # name, region, interests, status
+    in_file: str
+    kept: str
+    chosen: str  # where and when the member chose it: "preferences 2026-12-07T14:03:00Z"
+
+
 @dataclass
 class ImportReport:
     """What an import did (or, with ``dry_run``, would do)."""
@@ -54,6 +67,21 @@ class ImportReport:
     cleaned: int = 0  # rows whose name or other text had control characters removed
     suppressed: int = 0  # addresses in the file that are suppressed: all kept suppressed
     not_added: int = 0  # of those, addresses with no member record (e.g. forgotten): not added
+    # Status (docs/import.md, "Consent is data"): how many rows of the file said each status,
+    # how many addresses a "no" suppressed now, and members whose own choices were kept.
+    statuses: dict[str, int] = field(default_factory=dict)
+    newly_suppressed: int = 0  # addresses a "no" in the file suppressed (not added when new)
+    not_opted_in: int = 0  # members added or set "not opted in": never mailed until they sign up
+    kept: int = 0  # members with a field kept as they chose it themselves
+    kept_fields: dict[str, int] = field(default_factory=dict)  # field → members
+    kept_rows: list[Kept] = field(default_factory=list)  # the first LISTED
+    kept_path: Path | None = None
+    blank_regions: int = 0  # rows whose unknown region was left blank (--unknown-region blank)
+    missing: list[str] = field(default_factory=list)  # of email, region, interests, status: no column
+    not_email: list[str] = field(default_factory=list)  # phone/post/SMS flags: fields, not a status
+    status_kinds: dict[str, str] = field(default_factory=dict)  # status column → how it reads (opt-in, …)
+    postcode_column: bool = False  # regions can come from postcodes
+    consent: str | None = None  # --consent, the basis given for rows no status column speaks for
     rejections: list[Rejection] = field(default_factory=list)  # the first LISTED
     kept_suppressed: list[Notice] = field(default_factory=list)  # the first LISTED
     rejected_path: Path | None = None
@@ -75,16 +103,31 @@ class ImportReport:
         if len(self.kept_suppressed) < LISTED:
             self.kept_suppressed.append(notice)
 
+    def keep(self, kept: Sequence[Kept]) -> None:
+        """One member's fields kept as they chose them."""
+        self.kept += 1
+        for k in kept:
+            self.kept_fields[k.field] = self.kept_fields.get(k.field, 0) + 1
+            if len(self.kept_rows) < LISTED:
+                self.kept_rows.append(k)
+
     def as_dict(self) -> dict[str, Any]:
         """The report for ``--json``: every figure and listing, without ``added_ids``."""
         data = {f.name: getattr(self, f.name) for f in dataclass_fields(self) if f.name != "added_ids"}
         data["rejections"] = [asdict(r) for r in self.rejections]
         data["kept_suppressed"] = [asdict(n) for n in self.kept_suppressed]
+        data["kept_rows"] = [asdict(k) for k in self.kept_rows]
+        data["kept_path"] = str(self.kept_path) if self.kept_path else None
         data["fields"] = list(self.fields)
         data["path"] = str(self.path)
         data["rejected_path"] = str(self.rejected_path) if self.rejected_path else None
         data["columns"] = [{"column": cell, "to": target} for cell, target in self.columns]
         return data
+
+
+def kept_path_for(path: Path) -> Path:
+    """Where the kept fields of ``path`` are listed: ``members.csv`` → ``members.kept.csv``."""
+    return path.with_name(path.stem + ".kept.csv")
 
 
 def rejected_path_for(path: Path) -> Path:
@@ -117,7 +160,7 @@ class RejectedRows:
             return
         try:
             if self._writer is None:
-                self._fh = self.part.open("w", newline="", encoding="utf-8")
+                self._fh = open_private(self.part)
                 self._writer = SafeWriter(self._fh)
                 self._writer.writerow([*self.header, "row", "reason"])
             self._writer.writerow([*cells, rejection.row, rejection.reason])
@@ -144,6 +187,59 @@ class RejectedRows:
 
     def discard(self) -> None:
         """The import failed: no list."""
+        if self._fh is not None:
+            self._fh.close()
+            self.part.unlink(missing_ok=True)
+
+
+KEPT_HEADER = ("row", "email", "field", "in_file", "kept", "chosen")
+
+
+class KeptRows:
+    """The file of fields kept as members chose them (``kept_path_for``), written like the
+    rejected rows: one line per field, spreadsheet-safe, mode 0600, through a ``.part`` file; no
+    file (and a stale one removed) when nothing was kept; nothing at all on a dry run."""
+
+    def __init__(self, path: Path, report: ImportReport, *, write: bool) -> None:
+        self.out = kept_path_for(path)
+        self.part = self.out.with_name(self.out.name + ".part")
+        self.report = report
+        self.write = write
+        self._fh: IO[str] | None = None
+        self._writer: SafeWriter | None = None
+
+    def add(self, kept: Sequence[Kept]) -> None:
+        self.report.keep(kept)
+        if not self.write:
+            return
+        try:
+            if self._writer is None:
+                self._fh = open_private(self.part)
+                self._writer = SafeWriter(self._fh)
+                self._writer.writerow(KEPT_HEADER)
+            for k in kept:
+                self._writer.writerow([k.row, k.email, k.field, k.in_file, k.kept, k.chosen])
+        except OSError as exc:
+            raise MailerError(
+                f"cannot write the kept fields to {self.out}: {exc.strerror}", path=self.out
+            ) from exc
+
+    def finish(self) -> Path | None:
+        if not self.write:
+            return None
+        try:
+            if self._fh is None:
+                self.out.unlink(missing_ok=True)
+                return None
+            self._fh.close()
+            os.replace(self.part, self.out)
+        except OSError as exc:
+            raise MailerError(
+                f"cannot write the kept fields to {self.out}: {exc.strerror}", path=self.out
+            ) from exc
+        return self.out
+
+    def discard(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self.part.unlink(missing_ok=True)

@@ -123,6 +123,7 @@ async def _render(
 ) -> Shown:
     """The chosen variant, rendered with sample values in its slots (remembered per file version)."""
     name: str | None = None
+    first_name: str | None = None
     warnings: list[str] = []
     if choice.member:
         picked = await w.read(
@@ -140,7 +141,7 @@ async def _render(
             raise Refused("No member of this network has that address.")
         who, warnings = picked
         variant: Variant = compose(loaded.issue, w.shape, who.region, who.interests)
-        label, name = f"{who.email}: {variant.label}", who.name or None
+        label, name, first_name = f"{who.email}: {variant.label}", who.name or None, who.first_name
     elif choice.region or choice.interests:
         allowed_regions = set(region_hint(w.shape, network).split(", "))
         if choice.region and choice.region not in allowed_regions:
@@ -164,7 +165,7 @@ async def _render(
             w.shape, w.settings, loaded.issue.network, loaded.issue.audience, path=loaded.path
         )
         rendered = Renderer(w.settings, identity).render(variant, loaded)
-        values = sample_values(name)
+        values = sample_values(name, first_name)
         return Shown(
             label,
             fill_slots(rendered.html, values, html=True),

@@ -2,6 +2,9 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Test processes side by side (pytest-xdist): the suite waits on servers, browsers and databases
+# as much as it computes, so more processes than cores keeps both cores busy.
+JOBS ?= 3
 
 .PHONY: demo test check lint install
 
@@ -19,11 +22,11 @@ demo: install
 
 ## test: install, then run every test, each on SQLite and on PostgreSQL
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(JOBS) --dist worksteal
 
 ## check: the fast loop: lint, then the tests that need no browser, no PostgreSQL and no load
 check: lint
-	$(BIN)/pytest -m "not browser and not postgresql and not load"
+	$(BIN)/pytest -n $(JOBS) --dist worksteal -m "not browser and not postgresql and not load"
 
 ## lint: ruff and mypy, both clean
 lint: install

@@ -135,39 +135,37 @@ def rejected_path_for(path: Path) -> Path:
     return path.with_name(path.stem + ".rejected.csv")
 
 
-class RejectedRows:
-    """The file of rejected rows beside the input (``rejected_path_for``), written as rows are
-    rejected: the original cells, then ``row`` and ``reason``, spreadsheet-safe (it is opened in a
-    spreadsheet to be fixed: no cell may run as a formula).
+class RowsFile:
+    """A spreadsheet-safe CSV beside the input, mode 0600, written as rows come: to a ``.part``
+    file that ``finish`` renames into place, so a failed import leaves no list behind and a
+    successful one with no rows removes a stale list from an earlier run. With ``write=False`` (a
+    dry run) no file is touched at all. ``what`` names the rows in an error ("the rejected rows")."""
 
-    Rows go to a ``.part`` file that ``finish`` renames into place, so a failed import leaves no
-    list behind; a successful import with no rejected rows removes a stale list from an earlier run.
-    With ``write=False`` (a dry run) no file is touched at all.
-    """
+    what = "the rows"
 
-    def __init__(self, path: Path, header: Sequence[str], report: ImportReport, *, write: bool) -> None:
-        self.out = rejected_path_for(path)
-        self.part = self.out.with_name(self.out.name + ".part")
+    def __init__(self, out: Path, header: Sequence[str], *, write: bool) -> None:
+        self.out = out
+        self.part = out.with_name(out.name + ".part")
         self.header = list(header)
-        self.report = report
         self.write = write
         self._fh: IO[str] | None = None
         self._writer: SafeWriter | None = None
 
-    def add(self, rejection: Rejection, cells: Sequence[str]) -> None:
-        self.report.reject(rejection)
+    def _rows(self, rows: Sequence[Sequence[object]]) -> None:
         if not self.write:
             return
         try:
             if self._writer is None:
                 self._fh = open_private(self.part)
                 self._writer = SafeWriter(self._fh)
-                self._writer.writerow([*self.header, "row", "reason"])
-            self._writer.writerow([*cells, rejection.row, rejection.reason])
+                self._writer.writerow(self.header)
+            for row in rows:
+                self._writer.writerow(row)
         except OSError as exc:
-            raise MailerError(
-                f"cannot write the rejected rows to {self.out}: {exc.strerror}", path=self.out
-            ) from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: OSError) -> MailerError:
+        return MailerError(f"cannot write {self.what} to {self.out}: {exc.strerror}", path=self.out)
 
     def finish(self) -> Path | None:
         """Put the list in place (or remove a stale one); where it is, if anywhere."""
@@ -180,9 +178,7 @@ class RejectedRows:
             self._fh.close()
             os.replace(self.part, self.out)
         except OSError as exc:
-            raise MailerError(
-                f"cannot write the rejected rows to {self.out}: {exc.strerror}", path=self.out
-            ) from exc
+            raise self._error(exc) from exc
         return self.out
 
     def discard(self) -> None:
@@ -192,54 +188,33 @@ class RejectedRows:
             self.part.unlink(missing_ok=True)
 
 
+class RejectedRows(RowsFile):
+    """The rejected rows beside the input (``rejected_path_for``): the original cells, then
+    ``row`` and ``reason`` (it is opened in a spreadsheet to be fixed: no cell may run as a formula)."""
+
+    what = "the rejected rows"
+
+    def __init__(self, path: Path, header: Sequence[str], report: ImportReport, *, write: bool) -> None:
+        super().__init__(rejected_path_for(path), [*header, "row", "reason"], write=write)
+        self.report = report
+
+    def add(self, rejection: Rejection, cells: Sequence[str]) -> None:
+        self.report.reject(rejection)
+        self._rows([[*cells, rejection.row, rejection.reason]])
+
+
 KEPT_HEADER = ("row", "email", "field", "in_file", "kept", "chosen")
 
 
-class KeptRows:
-    """The file of fields kept as members chose them (``kept_path_for``), written like the
-    rejected rows: one line per field, spreadsheet-safe, mode 0600, through a ``.part`` file; no
-    file (and a stale one removed) when nothing was kept; nothing at all on a dry run."""
+class KeptRows(RowsFile):
+    """The fields kept as members chose them (``kept_path_for``): one line per field."""
+
+    what = "the kept fields"
 
     def __init__(self, path: Path, report: ImportReport, *, write: bool) -> None:
-        self.out = kept_path_for(path)
-        self.part = self.out.with_name(self.out.name + ".part")
+        super().__init__(kept_path_for(path), KEPT_HEADER, write=write)
         self.report = report
-        self.write = write
-        self._fh: IO[str] | None = None
-        self._writer: SafeWriter | None = None
 
     def add(self, kept: Sequence[Kept]) -> None:
         self.report.keep(kept)
-        if not self.write:
-            return
-        try:
-            if self._writer is None:
-                self._fh = open_private(self.part)
-                self._writer = SafeWriter(self._fh)
-                self._writer.writerow(KEPT_HEADER)
-            for k in kept:
-                self._writer.writerow([k.row, k.email, k.field, k.in_file, k.kept, k.chosen])
-        except OSError as exc:
-            raise MailerError(
-                f"cannot write the kept fields to {self.out}: {exc.strerror}", path=self.out
-            ) from exc
-
-    def finish(self) -> Path | None:
-        if not self.write:
-            return None
-        try:
-            if self._fh is None:
-                self.out.unlink(missing_ok=True)
-                return None
-            self._fh.close()
-            os.replace(self.part, self.out)
-        except OSError as exc:
-            raise MailerError(
-                f"cannot write the kept fields to {self.out}: {exc.strerror}", path=self.out
-            ) from exc
-        return self.out
-
-    def discard(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self.part.unlink(missing_ok=True)
+        self._rows([[k.row, k.email, k.field, k.in_file, k.kept, k.chosen] for k in kept])

@@ -13,6 +13,10 @@ A page for someone not signed in sends them to ``/desk/sign-in``; a POST gets 40
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -235,45 +239,54 @@ def _row_id(form_value: str) -> int | None:
     return int(form_value) if form_value.isascii() and form_value.isdigit() and len(form_value) < 10 else None
 
 
-@admin_form
-async def remove_role(request: Request, form: FormData, signed: Signed) -> Response:
-    w = web(request)
-    role_id = _row_id(text(form, "role_id", 20))
-    if role_id is None:
-        return message(request, "Nothing changed", "That role does not exist.", signed=signed, status=400)
-    now = w.clock()
+async def _change_by_id(
+    request: Request,
+    form: FormData,
+    signed: Signed,
+    field: str,
+    missing: str,
+    change: Callable[[Any, int, datetime], str],
+    done: str,
+) -> Response:
+    """An admin's change to one row named by a posted id (``field``): ``change(session, id, now)``
+    answers "forbidden", "missing", "last" (the last admin of every network) or anything else
+    (done: back to the people page with ``done``)."""
 
-    outcome = await w.write(lambda s: people.take_role(s, role_id, by=signed.person, now=now))
+    def nothing(body: str, **more: Any) -> Response:
+        return message(request, "Nothing changed", body, signed=signed, status=400, **more)
+
+    w = web(request)
+    row_id = _row_id(text(form, field, 20))
+    if row_id is None:
+        return nothing(missing)
+    now = w.clock()
+    outcome = await w.write(lambda s: change(s, row_id, now))
     if outcome == "forbidden":
         return forbidden(request, signed)
     if outcome == "missing":
-        return message(request, "Nothing changed", "That role does not exist.", signed=signed, status=400)
+        return nothing(missing)
     if outcome == "last":
-        return message(
-            request,
-            "Nothing changed",
-            "This is the last admin of every network: add another admin first.",
-            signed=signed,
-            status=400,
-            link=("/desk/people", "Back to people"),
-        )
-    return redirect("/desk/people?done=removed")
+        last = "This is the last admin of every network: add another admin first."
+        return nothing(last, link=("/desk/people", "Back to people"))
+    return redirect(f"/desk/people?done={done}")
+
+
+@admin_form
+async def remove_role(request: Request, form: FormData, signed: Signed) -> Response:
+    def take(session: Any, role_id: int, now: datetime) -> str:
+        return people.take_role(session, role_id, by=signed.person, now=now)
+
+    return await _change_by_id(request, form, signed, "role_id", "That role does not exist.", take, "removed")
 
 
 @admin_form
 async def revoke(request: Request, form: FormData, signed: Signed) -> Response:
-    w = web(request)
-    user_id = _row_id(text(form, "user_id", 20))
-    if user_id is None:
-        return message(request, "Nothing changed", "That person does not exist.", signed=signed, status=400)
-    now = w.clock()
+    def sign_out(session: Any, user_id: int, now: datetime) -> str:
+        return people.sign_out_everywhere(session, user_id, by=signed.person, now=now)
 
-    outcome = await w.write(lambda s: people.sign_out_everywhere(s, user_id, by=signed.person, now=now))
-    if outcome == "forbidden":
-        return forbidden(request, signed)
-    if outcome == "missing":
-        return message(request, "Nothing changed", "That person does not exist.", signed=signed, status=400)
-    return redirect("/desk/people?done=revoked")
+    return await _change_by_id(
+        request, form, signed, "user_id", "That person does not exist.", sign_out, "revoked"
+    )
 
 
 routes = [

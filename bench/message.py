@@ -12,8 +12,9 @@
     ``openssl`` command is there, ``openssl speed -seconds 1 rsa2048 ed25519``.
 
 It first prints the machine (kind, cores, Python, cryptography and OpenSSL versions, date). The
-anchors: DESIGN.md measures ``EmailMessage`` alone at ~490 messages/s on these machines, and the
-send target is >= 2,700 messages/s on 2 cores, a budget of ~370 us of work per message in all.
+anchors: docs/decisions.md (The send's budget) measures ``EmailMessage`` alone at ~490 messages/s on these
+machines, and the send target is >= 2,700 messages/s on 2 cores, a budget of ~370 us of work per message in
+all.
 """
 
 from __future__ import annotations
@@ -306,7 +307,7 @@ def main() -> None:
     fill_us = results[1][2] / results[1][1] * 1e6
     budget_us = 1e6 / SEND_TARGET_PER_SECOND
     print(
-        f"anchors: DESIGN.md EmailMessage alone ~{DESIGN_EMAILMESSAGE_PER_SECOND}/s "
+        f"anchors (docs/decisions.md): EmailMessage alone ~{DESIGN_EMAILMESSAGE_PER_SECOND}/s "
         f"(measured here {1e6 / base_us:,.0f}/s); send target {SEND_TARGET_PER_SECOND:,}/s "
         f"= {budget_us:.0f} us per message, of which fill() takes {fill_us:.1f} us "
         f"({fill_us / budget_us:.1%})"

@@ -25,10 +25,10 @@ work at these rates, so the sender has what is left; with Ed25519 in the choices
 Ed25519 signature adds (one signature and the body hash of one average message, timed here) is
 printed beside what the machine leaves for it at 0.9 x the unsigned send.
 
-Targets (issue 13): the whole unsigned command >= 1.0 x smtp-source (engine alone higher); with
-RSA-2048 the whole command >= 0.6 x the one-core openssl sign rate (aim 1.0 x, with both cores);
-with Ed25519 only >= 0.9 x the unsigned command; peak RSS <= 250 MB at 325,000 members
-(``--members 325000``).
+Targets (docs/decisions.md, The send's budget): the whole unsigned command >= 1.0 x smtp-source (engine
+alone higher); with RSA-2048 the whole command >= 0.6 x the one-core openssl sign rate (aim 1.0 x, with both
+cores); with Ed25519 only >= 0.9 x the unsigned command; peak RSS <= 250 MB at 325,000 members (``--members
+325000``).
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ It prints the machine first (bench/machine.py).
 
 All three go to the same ``smtp-sink`` on loopback, interleaved round by round, because the
 machine is shared and its speed drifts; each figure is the median over the rounds. The anchor is
-smtp-source; the target is (c) >= 0.5 x (a) (DESIGN.md: smtp-source ~5,400/s on these 2-core
-machines, smtplib/aiosmtplib ~1,400-1,700/s). Postfix is installed with apt-get if it is missing.
+smtp-source; the target is (c) >= 0.5 x (a) (docs/decisions.md, The send's budget: smtp-source ~5,400/s on
+these 2-core machines, smtplib/aiosmtplib ~1,400-1,700/s). Postfix is installed with apt-get if it is
+missing.
 """
 
 from __future__ import annotations

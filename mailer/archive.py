@@ -5,7 +5,7 @@ A campaign row keeps the issue file as sent (``source``), so the archive shows w
 the workspace's file changed or went since. Parsed issues are kept per (campaign, source) in the
 ``cache`` the caller passes (the web app's state).
 
-Each sent issue speaks as its network (issue 12): the one its campaign row names
+Each sent issue speaks as its network (docs/decisions.md, Networks): the one its campaign row names
 (``Campaign.network``); a row naming none ("", a campaign sent before networks, or by a workspace
 with one) speaks as the network its issue names or its audience implies, else the workspace's first
 (``issue_network``).

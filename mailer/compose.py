@@ -1,12 +1,10 @@
-"""Composing: which items, highlights and calendar entries a member sees (DESIGN.md "Variants").
-
-A member sees an item when the item's regions are empty or contain the member's region or an
-ancestor of it, and the item's interests are empty or share one with the member's. An event follows
-the same rule with its own regions and interests, inheriting its item's when it sets none, and shows
-only when its item shows; calendar-only entries follow the rule with their own (empty: everyone).
-Events over before the issue's date are left out of the calendar (one over several days shows until
-its last day); the calendar is sorted by start, an all-day event by its first day. Highlights and
-the calendar follow the items a member sees.
+"""Composing: which items, highlights and calendar entries a member sees (docs/architecture.md, Variants).
+A member sees an item when the item's regions are empty or contain the member's region or an ancestor of it,
+and the item's interests are empty or share one with the member's. An event follows the same rule with its
+own regions and interests, inheriting its item's when it sets none, and shows only when its item shows;
+calendar-only entries follow the rule with their own (empty: everyone). Events over before the issue's date
+are left out of the calendar (one over several days shows until its last day); the calendar is sorted by
+start, an all-day event by its first day. Highlights and the calendar follow the items a member sees.
 
 Members who see the same items and calendar entries share one ``Variant`` (its ``key`` is a short
 hash of what is visible), so rendering runs once per variant. ``plan`` groups an audience's members

@@ -176,8 +176,8 @@ class Suppression(Base):
 
 
 class NetworkLeave(Base):
-    """A member who left one network's mail (issue 12): that network's campaigns skip them; other
-    networks' mail is unchanged. Leaving all mail is a suppression, not rows here."""
+    """A member who left one network's mail (docs/decisions.md, Networks): that network's campaigns skip
+    them; other networks' mail is unchanged. Leaving all mail is a suppression, not rows here."""
 
     __tablename__ = "network_leaves"
 
@@ -213,9 +213,9 @@ class Campaign(Base):
 
 
 class CampaignStage(Base):
-    """One stage of a campaign's send (issue 12): each ``send`` of a campaign adds the members of its
-    audience (narrowed by ``segment``, capped by ``limit``, or only those added since the last stage)
-    who have no delivery yet. ``recipients`` is how many it added."""
+    """One stage of a campaign's send (docs/decisions.md, Stages): each ``send`` of a campaign adds
+    the members of its audience (narrowed by ``segment``, capped by ``limit``, or only those added
+    since the last stage) who have no delivery yet. ``recipients`` is how many it added."""
 
     __tablename__ = "campaign_stages"
 
@@ -279,7 +279,7 @@ class Delivery(Base):
     )
 
 
-# --- inbound (issue 6): bounces, complaints and mailed unsubscribes --------------------------------
+# --- inbound (docs/architecture.md, Trust boundaries): bounces, complaints and mailed unsubscribes ----------
 
 
 class InboundMessage(Base):
@@ -330,7 +330,7 @@ class BounceEvent(Base):
     __table_args__ = (Index("ix_bounce_events_hash_kind_time", "address_hash", "kind", "created_at"),)
 
 
-# --- workers (issue 7)
+# --- workers (docs/decisions.md, Workers)
 
 
 class WorkerRow(Base):
@@ -369,7 +369,7 @@ class RateBucket(Base):
     stamp: Mapped[float] = mapped_column(default=0.0)
 
 
-# --- the web app's limits (issue 11): counted in the database, so they hold across processes -------
+# --- the web app's limits (docs/decisions.md, Trust boundaries): counted in the database, so they hold across
 
 
 class RateHit(Base):
@@ -410,7 +410,7 @@ class LoginAttempt(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-# --- the desk (issue 14) ---
+# --- the desk (docs/decisions.md, The desk) ---
 # The editorial desk's people, roles, sign-in links, sessions and audit log (mailer/web/desk/).
 
 

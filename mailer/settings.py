@@ -85,7 +85,7 @@ class Settings:
     heartbeat_seconds: float = _setting(
         5.0, "How often a sender renews its leases and a worker reports that it is alive."
     )
-    # --- sending at line rate (issue 13): filling and DKIM signing beside the sending process -------
+    # --- sending at line rate (docs/decisions.md, The send's budget): filling and DKIM signing beside the sen
     fill_processes: int = _setting(
         -1,
         "Helper processes that fill in and DKIM-sign messages for the process that sends, so that "
@@ -94,7 +94,7 @@ class Settings:
         "none otherwise (with 2 cores and a relay on another machine, 1 pays unsigned too); 0 fills "
         "and signs in the sending process.",
     )
-    # --- retries (issue 11): temporary failures wait and are tried again, like an MTA's queue -------
+    # --- retries (docs/decisions.md, Retries): temporary failures wait and are tried again, like an MTA's que
     retry_first_minutes: float = _setting(
         5.0,
         "After a temporary failure (a 4xx reply at any stage, or the connection lost before the whole "
@@ -120,7 +120,7 @@ class Settings:
         "that suppress an address. Hard bounces (5.1.x) suppress at once.",
     )
     soft_bounce_days: int = _setting(30, "The window, in days, in which soft bounces are counted.")
-    # --- the web app's trust (issue 11): link expiry, sign-up limits, hosts ------------------------
+    # --- the web app's trust (docs/decisions.md, Trust boundaries): link expiry, sign-up limits, hosts ------
     preferences_link_days: int = _setting(
         90,
         "How many days a preferences link works after it was sent. An older link shows a page that "
@@ -155,7 +155,7 @@ class Settings:
             "internal": True,
         },
     )
-    # --- DKIM and inbox placement (issue 13): signatures, greeting, one-click over https ------------
+    # --- DKIM and inbox placement (docs/decisions.md, The send's budget): signatures, greeting, one-click ove
     dkim_algorithms: str = _setting(
         "auto",
         'DKIM: which signatures every message carries: "auto" (each key that exists: `mailer init` '

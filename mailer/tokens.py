@@ -194,7 +194,7 @@ def token_from_mailto(address: str, list_domain: str) -> str | None:
     return local[len(MAILTO_PREFIX) :] or None
 
 
-# -- VERP tags: the signed envelope sender of each delivery (issue 11) --------------------------------
+# -- VERP tags: the signed envelope sender of each delivery (docs/decisions.md, VERP tags and signed Message-I
 #
 # A delivery's envelope sender is ``bounces+<id>-<mac>@<list domain>``: the delivery id in decimal and
 # an 80-bit HMAC-SHA256 of the id and the list domain under its own prefix (purpose "verp": no link

@@ -48,7 +48,8 @@ class SuppressionRecord:
 
 @dataclass(frozen=True)
 class NetworkLeaveRecord:
-    """A network whose mail the member left (issue 12): how, prompted by which campaign, when."""
+    """A network whose mail the member left (docs/decisions.md, Networks): how, prompted by which campaign,
+    when."""
 
     network: str
     source: str

@@ -1,4 +1,5 @@
-"""What in an inbound mail could prove that it answers a message we sent (issue 11). Pure.
+"""What in an inbound mail could prove that it answers a message we sent (docs/decisions.md, VERP tags and
+signed Message-IDs). Pure.
 
 Two things can, and only where a mail system writes them, never in free text:
 

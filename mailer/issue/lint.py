@@ -13,8 +13,8 @@ same shape) and warns, each warning with its field and line:
 Because it needs no validated model, ``mailer campaigns check`` reports these even when the file
 has errors: every warning of what can be read, with every error, in one pass.
 
-``network_problems`` adds what the workspace's networks say (issue 12): an error when the issue's
-network is unknown or ambiguous (the fix is a ``network:`` line), and a warning for each item, event
+``network_problems`` adds what the workspace's networks say (docs/decisions.md, Networks): an error when the
+issue's network is unknown or ambiguous (the fix is a ``network:`` line), and a warning for each item, event
 or calendar entry whose regions lie outside that network.
 """
 

@@ -86,7 +86,7 @@ class CampaignReport:
     by_region: tuple[Row, ...]
     by_variant: tuple[Row, ...]
     next_steps: tuple[str, ...] = ()  # what to do about deferred, unknown and retryable deliveries
-    stages: tuple[StageInfo, ...] = ()  # the stages it was sent in (issue 12), in order
+    stages: tuple[StageInfo, ...] = ()  # the stages it was sent in (docs/decisions.md, Stages), in order
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -16,7 +16,7 @@ anything is written. ``send`` does the side effects of the plan's ``mode``:
 - ``queue`` (PostgreSQL): enqueue, and mark it ``sending`` for the ``mailer worker`` processes;
 - ``send`` / ``resume``: enqueue (``resume``: it was before), and run the engine in this process.
 
-Stages (issue 12). A send adds a stage (:mod:`~mailer.sending.snapshot`): the members of the
+Stages (docs/decisions.md, Stages). A send adds a stage (:mod:`~mailer.sending.snapshot`): the members of the
 issue's audience who have not had the campaign, narrowed by ``segment``, at most ``limit`` of them,
 or with ``new_members`` only those who joined since the previous stage. The first send of a
 campaign is its first stage; sending it again adds the next. A campaign with messages of earlier

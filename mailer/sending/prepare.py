@@ -84,8 +84,8 @@ def prepare(
     """Load, validate, plan and render ``slug``; raise before anything is written if any of it fails."""
     loaded = load_campaign(settings.workspace, slug, shape)
     issue = loaded.issue
-    # Who it speaks as (issue 12): the network it names or its audience implies; an unknown or
-    # ambiguous one is a ConfigError naming the file's `network:` and the fix.
+    # Who it speaks as (docs/decisions.md, Networks): the network it names or its audience implies; an
+    # unknown or ambiguous one is a ConfigError naming the file's `network:` and the fix.
     identity = issue_identity(
         shape, settings, issue.network, issue.audience, path=loaded.path, line=network_line(loaded)
     )

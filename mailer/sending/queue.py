@@ -400,7 +400,8 @@ def _claim_statements(skip_locked: bool) -> _ClaimStatements:
         .join(_C, _C.c.id == _D.c.campaign_id)
         .outerjoin(_M, _M.c.id == _D.c.member_id)
         .outerjoin(_S, _S.c.address_hash == _M.c.address_hash)
-        # A member who left the campaign's network since the snapshot (issue 12), as a suppression.
+        # A member who left the campaign's network since the snapshot, as a suppression
+        # (docs/decisions.md, Networks).
         .outerjoin(
             _L, and_(_L.c.member_id == _D.c.member_id, _L.c.network == _C.c.network, _C.c.network != "")
         )

@@ -1,7 +1,7 @@
 """The snapshot of a send, in stages: one ``deliveries`` row per campaign and member, each pointing
 at its variant, and nobody ever twice.
 
-A campaign is sent in one stage or several (issue 12). Each stage (``enqueue`` with a
+A campaign is sent in one stage or several (docs/decisions.md, Stages). Each stage (``enqueue`` with a
 :class:`StageRequest`; a ``campaign_stages`` row numbered 1, 2, …) adds the members of the issue's
 audience who have no delivery of the campaign yet: narrowed by a segment, capped at a number (the
 longest-standing members first), or only those who joined since the previous stage. Suppressed

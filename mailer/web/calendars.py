@@ -14,9 +14,9 @@ setting's zone (Europe/London by default), with its VTIMEZONE in the file. An al
 ``DTSTART;VALUE=DATE`` with an exclusive ``DTEND`` (the day after its last day), so Peace Week,
 ``start: 2025-12-08`` and ``end: 2025-12-14``, is 20251208 to 20251215: seven days.
 
-An event a local group sent on the desk (issue 14) is in the feeds as soon as an editor accepts it
-into an issue (``contributed_events``), with the UID ``contribution-{id}@{list_domain}``, until that
-issue is sent and its own entry takes over.
+An event a local group sent on the desk (docs/decisions.md, The desk) is in the feeds as soon as an editor
+accepts it into an issue (``contributed_events``), with the UID ``contribution-{id}@{list_domain}``, until
+that issue is sent and its own entry takes over.
 
 A region's feed speaks as the region's network (``networks.of_region``): its PRODID and calendar name
 carry the network's name ("Kent Network: events in Canterbury"); one event's file speaks as its
@@ -140,7 +140,7 @@ def feed_events(
 def contributed_events(
     session: Session, shape: Shape, settings: Settings, region: str | None, today: date, sent: set[str]
 ) -> list[FeedEvent]:
-    """The upcoming events accepted from local groups' contributions (the desk's inbox, issue 14)
+    """The upcoming events accepted from local groups' contributions (the desk's inbox)
     for a member of ``region`` (None: every one): in the feeds at once, before their issue is sent;
     once it is (its slug in ``sent``), the issue's own entry takes over. UID:
     ``contribution-{id}@{list_domain}``; DTSTAMP: when it was accepted."""

@@ -23,8 +23,8 @@ stripped (``consent.mailbox_key``; beyond, the usual page and no mail). A name h
 address, or over 80 characters, is refused (``consent.signup_name_problem``), and no name a
 stranger typed is ever put in a mail: anyone can ask for one to any address.
 
-Networks (issue 12): the region a person chooses (or their postcode's) decides their network
-(``networks.of_region``). The confirmation and "already subscribed" mails come From that network
+Networks (docs/decisions.md, Networks): the region a person chooses (or their postcode's) decides their
+network (``networks.of_region``). The confirmation and "already subscribed" mails come From that network
 and name it, and the confirm pages speak as it; once confirmed, the member gets the network's
 welcome mail (``mailer.web.welcome``; a welcome that cannot be sent is logged and the sign-up
 stands). ``/subscribe?network=SLUG`` is a network's own form: headed by it, listing its regions

@@ -10,8 +10,8 @@
   preferences link itself, so an unsubscribe link seen in a log or a forwarded mail opens no
   one's profile.
 
-**Scope** (issue 12): an unsubscribe leaves the network the mail came from, the network of the
-campaign the signed token names (``consent.unsubscribe_scoped``); nothing else in the request (a
+**Scope** (docs/decisions.md, Networks): an unsubscribe leaves the network the mail came from, the network
+of the campaign the signed token names (``consent.unsubscribe_scoped``); nothing else in the request (a
 form field, a header) can widen, narrow or move it. The page says so plainly ("Stop emails from
 Central England Network. You will still get Kent Network's emails …"), and the page that confirms it
 offers to stop all mail (``POST /u/{token}/all``, with CSRF: the suppression). In a workspace with

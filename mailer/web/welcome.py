@@ -1,10 +1,9 @@
-"""The welcome mail a new member gets (issue 12): from their region's network, with its welcome
-text, their local group's contact, the next events near them and their preferences link.
-
-Sent when a sign-up is confirmed (``signup.confirm``: a new member, or one coming back after an
-unsubscribe; confirming twice sends one welcome) and, with ``mailer lists import --welcome``, to
-each member an import added (the ids its report names, ``ImportReport.added_ids``:
-``members.members_added``, ``send_welcomes``); never to a member an import only updated.
+"""The welcome mail a new member gets (docs/decisions.md, Networks): from their region's network, with its
+welcome text, their local group's contact, the next events near them and their preferences link.  Sent when
+a sign-up is confirmed (``signup.confirm``: a new member, or one coming back after an unsubscribe;
+confirming twice sends one welcome) and, with ``mailer lists import --welcome``, to each member an import
+added (the ids its report names, ``ImportReport.added_ids``: ``members.members_added``, ``send_welcomes``);
+never to a member an import only updated.
 
 - **From** the network of the member's region (``networks.member_network``); a region outside every
   declared network, or none, gets the organisation's (the workspace's default network).

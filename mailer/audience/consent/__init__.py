@@ -24,7 +24,7 @@ log (``consent_log``), so the web pages, inbound mail and the CLI apply the same
 - **Preferences** (``check_preferences`` reads the form, ``PreferencesForm``; ``save_preferences``):
   name, home region and interests; a ``preferences`` event says what changed. An unsubscribed
   member's preferences are never saved, and saving never resubscribes anyone.
-- **Networks** (issue 12): a member may leave one network's mail (``leave_network``: a
+- **Networks** (docs/decisions.md, Networks): a member may leave one network's mail (``leave_network``: a
   ``network_leaves`` row, added once, and a ``leave-network`` line in the log every time) and rejoin
   it from their preferences page only (``rejoin_network``: ``join-network``; never an import).
   An unsubscribe link or mail leaves the network of the campaign it came from

@@ -1,4 +1,5 @@
-"""Networks (issue 12): leaving and rejoining one network's mail, and the scope of an unsubscribe."""
+"""Networks (docs/decisions.md, Networks): leaving and rejoining one network's mail, and the scope of an
+unsubscribe."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from mailer.errors import MailerError
 from mailer.models import Campaign, Member, NetworkLeave, utcnow
 
 # ---------------------------------------------------------------------------------------------
-# Networks: leaving one network's mail (issue 12)
+# Networks: leaving one network's mail (docs/decisions.md, Networks)
 
 #: How a member may leave a network (one-click, a page's button, mailto, an admin on request).
 LEAVE_SOURCES: Final = ("one-click", "link", "mailto", "admin")

@@ -1,4 +1,5 @@
-"""networks (issue 12): the network a campaign speaks as, the stages of a send, network leaves
+"""networks and stages (docs/decisions.md, Networks and Stages): the network a campaign speaks
+as, the stages of a send, network leaves
 
 Revision ID: 0006
 Revises: 0005

@@ -1,8 +1,5 @@
-"""the desk (issue 14): people, their roles, sign-in links, sessions, the audit log
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-02 13:37:57
+"""the desk (docs/decisions.md, The desk): people, their roles, sign-in links, sessions, the audit log
+Revision ID: 0007 Revises: 0006 Create Date: 2026-12-02 13:37:57
 """
 
 from collections.abc import Sequence

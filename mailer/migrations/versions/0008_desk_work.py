@@ -1,8 +1,5 @@
-"""the desk's work (issue 14): contributions, issue edits (the last editor), approvals
-
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-12-02 14:25:08.937370
+"""the desk's work (docs/decisions.md, The desk): contributions, issue edits (the last editor), approvals
+Revision ID: 0008 Revises: 0007 Create Date: 2026-12-02 14:25:08.937370
 """
 
 from collections.abc import Sequence

@@ -136,11 +136,11 @@ def test_faults_are_retried_or_recorded_and_nothing_is_lost(
     smtp_server.tempfail(re.escape(flaky), times=1)  # 451 once, then accepted
     smtp_server.tempfail(nth=5, times=1)
     smtp_server.drop(nth=9, times=1, when="at-data")  # the connection drops before the message
-    smtp_server.delay(3.0, nth=14, times=1)  # slower than the 2 s timeout: no reply to the dot
+    smtp_server.delay(2.0, nth=14, times=1)  # slower than the 1 s timeout: no reply to the dot
 
     mailing.enqueue()
     clock = Clock()
-    first = mailing.send(batch_size=50, now=clock)
+    first = mailing.send(batch_size=50, now=clock, timeout=1.0)
     assert first.failed == 2 and first.hard_bounces == 1
     assert first.deferred == 2 and first.unknown == 1 and first.retried >= 1
     assert delivery.campaign_status(db, shape, SLUG).status == "sending"  # two deferred left
@@ -323,8 +323,11 @@ def test_a_killed_send_resumes_with_bounded_duplicates(
     mailing: Mailing,
 ) -> None:
     """SIGKILL mid-send, then `send` again: everyone gets the newsletter, duplicates within the bound,
-    whether the sending process fills the messages or helper processes do (they end with it)."""
-    mailing.add(3000, audience="all")
+    whether the sending process fills the messages or helper processes do (they end with it).
+
+    The size is what the bound needs: the kill comes after 600 messages (several flushes of
+    ``FLUSH_RESULTS`` recorded, one pending) with 900 still to send, so the send is surely running."""
+    mailing.add(1500, audience="all")
     toml = workspace / "mailer.toml"
     toml.write_text(toml.read_text().replace("fill_processes = -1", f"fill_processes = {helpers}"))
     with db.session() as session:
@@ -362,7 +365,7 @@ def test_a_killed_send_resumes_with_bounded_duplicates(
 def test_sigterm_finishes_in_flight_and_stops(
     db: Database, env: dict[str, str], smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
-    mailing.add(1500, audience="all")
+    mailing.add(800, audience="all")
     env = dict(env, MAILER_RELAY=smtp_server.url)
     smtp_server.delay(0.003)
     proc = start_send(env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -450,7 +453,8 @@ def test_signed_messages_verify_whether_filled_here_or_by_helper_processes(
 ) -> None:
     """With the keys `mailer init` makes (RSA-2048 and Ed25519), both signatures of every message
     verify (dkimpy, a stub DNS), whether the sending process fills and signs or helper processes
-    do; each message's links and VERP tag are its member's and its delivery's, and verify."""
+    do; each message's links and VERP tag are its member's and its delivery's, and verify. 120
+    members in claims of 40: three batches of rows for the two helpers to share."""
     from support.signatures import dns_for, verified
 
     from mailer.message import dkim_keys
@@ -459,10 +463,10 @@ def test_signed_messages_verify_whether_filled_here_or_by_helper_processes(
     write_dkim_keys(workspace)
     keys = dkim_keys(settings)
     assert sorted(k.algorithm for k in keys) == ["ed25519-sha256", "rsa-sha256"]
-    mailing.add(400, audience="all")
+    mailing.add(120, audience="all")
     enqueued = mailing.enqueue()
-    summary = mailing.send(fill_processes=helpers, batch_size=150)
-    assert summary.sent == enqueued.deliveries == 400 and summary.failed == 0
+    summary = mailing.send(fill_processes=helpers, batch_size=40)
+    assert summary.sent == enqueued.deliveries == 120 and summary.failed == 0
     dnsfunc = dns_for(*keys)
     received = smtp_server.messages
     assert Counter(r for m in received for r in m.rcpt_tos).most_common(1)[0][1] == 1

@@ -1,4 +1,7 @@
-"""`mailer demo`: the whole story on the embedded defaults (SQLite, a Maildir outbox)."""
+"""`mailer demo`: the whole story on the embedded defaults (SQLite, a Maildir outbox).
+
+The demo runs once for this module (``first_demo``); each test gets a copy of its folder (the
+workspace's paths are relative), so what one test does to it the other does not see."""
 
 from __future__ import annotations
 
@@ -6,11 +9,13 @@ import email
 import email.policy
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import dkim
+import pytest
 from starlette.testclient import TestClient
 from support.cli_runner import MailerCli
 from support.signatures import parse_zone, verified
@@ -32,9 +37,23 @@ def run_demo(folder: Path) -> str:
     return out.stdout
 
 
-def test_demo_sends_once_to_the_outbox_and_prints_a_working_unsubscribe_link(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def first_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A folder after a first ``mailer demo``, and what that printed (copy it before changing it)."""
+    folder = tmp_path_factory.mktemp("first-demo") / "demo"
+    return folder, run_demo(folder)
+
+
+def copy_of(first_demo: tuple[Path, str], tmp_path: Path) -> tuple[Path, str]:
     folder = tmp_path / "demo"
-    first = run_demo(folder)
+    shutil.copytree(first_demo[0], folder)
+    return folder, first_demo[1]
+
+
+def test_demo_sends_once_to_the_outbox_and_prints_a_working_unsubscribe_link(
+    first_demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    folder, first = copy_of(first_demo, tmp_path)
     outbox = sorted((folder / "outbox" / "new").iterdir())
     sent = {
         slug: re.search(slug + r": sent \(sent (\d+)\)", first)
@@ -69,11 +88,12 @@ def test_demo_sends_once_to_the_outbox_and_prints_a_working_unsubscribe_link(tmp
     assert "sending" not in second
 
 
-def test_the_demo_signs_every_message_and_test_sends_are_new_messages(tmp_path: Path) -> None:
+def test_the_demo_signs_every_message_and_test_sends_are_new_messages(
+    first_demo: tuple[Path, str], tmp_path: Path
+) -> None:
     """Every message of the demo carries an RSA-2048 and an Ed25519 DKIM signature that verify
     against the records `mailer dkim dns` prints; two test sends have two Message-IDs."""
-    folder = tmp_path / "demo"
-    run_demo(folder)
+    folder, _ = copy_of(first_demo, tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
     cli = MailerCli({**env, "MAILER_WORKSPACE": str(folder)})
     records = parse_zone(cli("dkim", "dns", check=True).stdout)

@@ -1,7 +1,10 @@
 """Filling processes hand their payloads over in shared memory (mailer.sending.fillers): every
 message still reaches its own member whole, including those tried again on a fresh connection after
 a lost connection (their payload is copied before the region is filled again) and those too large for a region
-(sent inline through the pipe)."""
+(sent inline through the pipe).
+
+Batches of 16 rows to the helper (not 64) let 200 members make 13 batches, more than the helper's
+``REGIONS`` (8): every region is filled again while earlier messages may still be waiting for a retry."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from support.smtp_server import SmtpTestServer
 
 from mailer.db import Database
 from mailer.models import Delivery
-from mailer.sending import fillers
+from mailer.sending import engine, fillers
 from mailer.settings import Settings
 from mailer.transport import check_payload
 
@@ -29,15 +32,17 @@ def test_helper_payloads_reach_their_members_whole(
     mailing: Mailing,
 ) -> None:
     monkeypatch.setattr(fillers, "REGION_BYTES", region_bytes)  # 4096: no message fits, all inline
-    mailing.add(600, audience="all")
+    monkeypatch.setattr(engine, "HELPER_ROWS", 16)
+    assert fillers.REGIONS < 200 // 16
+    mailing.add(200, audience="all")
     enqueued = mailing.enqueue()
     smtp_server.drop(nth=7, times=3, when="at-data")  # lost before the message: tried again at once
     smtp_server.drop(nth=40, times=2, when="at-data")
-    summary = mailing.send(fill_processes=1, batch_size=100)
-    assert summary.sent == enqueued.deliveries == 600 and summary.failed == summary.unknown == 0
+    summary = mailing.send(fill_processes=1, batch_size=40)
+    assert summary.sent == enqueued.deliveries == 200 and summary.failed == summary.unknown == 0
     assert summary.retried >= 1
     received = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
-    assert len(received) == 600 and max(received.values()) == 1
+    assert len(received) == 200 and max(received.values()) == 1
     with db.session() as session:
         for got in smtp_server.messages:
             check_payload(got.data + b".\r\n", thorough=True)
@@ -48,4 +53,4 @@ def test_helper_payloads_reach_their_members_whole(
             check_unsubscribe_token(msg, settings, d, member)
             assert msg.get_body(("html",)) is not None and msg.get_body(("plain",)) is not None
         statuses = Counter(session.scalars(select(Delivery.status)))
-    assert statuses == Counter({"sent": 600})
+    assert statuses == Counter({"sent": 200})

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from support.cli_runner import MailerCli
 
+import mailer.audience.importer as importer
 from mailer.audience import addresses, members
 from mailer.audience.importer import HELD, Options, fast_normalise, import_csv, rejected_path_for
 from mailer.audience.shape import Shape
@@ -684,11 +685,14 @@ def test_an_address_repeated_chunks_apart_is_merged_as_before(
 
 
 def test_two_exports_run_together_are_merged_group_by_group(
-    db: Database, shape: Shape, tmp_path: Path
+    db: Database, shape: Shape, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """More addresses on several rows than are held at a time (HELD): they are merged in groups,
-    one more reading of the file each, with the same result as merging them all at once."""
-    count = HELD + 1
+    one more reading of the file each, with the same result as merging them all at once. HELD is
+    lowered to 300 here, so that two groups take 301 members rather than 10,001."""
+    monkeypatch.setattr(importer, "HELD", 300)
+    assert importer.HELD < HELD
+    count = importer.HELD + 1
     first = list(generate(count, shape, seed=4))
     second = [dict(r, name="", interests="events", student="yes", consent_source="") for r in first]
     path = tmp_path / "together.csv"

@@ -91,7 +91,7 @@ def test_every_eligible_member_gets_their_variant_once(
         variants = {v.id: v for v in session.scalars(select(VariantRow))}
         for got in received:
             d, member = sent_to(session, got)
-            # The variant is the one the rule in DESIGN.md gives this member...
+            # The variant is the one the rule in docs/architecture.md (Variants) gives this member...
             region = member.region.slug if member.region else None
             want = compose(loaded.issue, shape, region, frozenset(i.slug for i in member.interests))
             row = variants[d.variant_id]

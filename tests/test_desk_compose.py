@@ -1,4 +1,4 @@
-"""Composing and previewing on the desk (issue 14), on the real app and both databases.
+"""Composing and previewing on the desk, on the real app and both databases.
 
 The issue file stays the single source of truth: the desk's edits keep the editor's comments and
 the order of fields, an issue edited on the desk passes `mailer campaigns check` (the real CLI), a

@@ -1,4 +1,4 @@
-"""Contributions on the desk (issue 14), through the real app on SQLite and PostgreSQL.
+"""Contributions on the desk, through the real app on SQLite and PostgreSQL.
 
 A Birmingham contributor sends an event and an item from the desk; the Central England editor finds
 them in the network's inbox, edits one, accepts them into the demo's Central England issue (as a

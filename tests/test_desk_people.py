@@ -1,6 +1,6 @@
 """The desk's people and roles as a library and as ``mailer users``, on both databases.
 
-``can`` follows issue 14's rules (admin everything, of one network or of all; editor composes,
+``can`` follows the desk's rules (admin everything, of one network or of all; editor composes,
 test-sends, schedules and sends once approved; approver approves, never an issue they edited last;
 contributor submits to their region's network only); roles are checked against the workspace's
 networks and regions with a did-you-mean; every change is in the audit log.

@@ -1,4 +1,4 @@
-"""The desk's whole story in Chromium (issue 14, acceptance 1), on a fresh demo workspace and both
+"""The desk's whole story in Chromium, on a fresh demo workspace and both
 databases: a Birmingham contributor signs in by the mailed link and submits an event; the Central
 England editor starts a new issue and accepts the event into it, previews the Birmingham and the
 Derby copies (the event is only in Birmingham's), test-sends to herself (it arrives at the SMTP

@@ -72,7 +72,7 @@ def test_secret_file_must_be_private(workspace: Path) -> None:
     assert load(workspace, env={}).secrets == [STRONG]
 
 
-# --- the token key: strength, the secret file, `mailer init` and `mailer secret new` (issue 11)
+# --- the token key: strength, the secret file, `mailer init` and `mailer secret new`
 
 
 @pytest.mark.parametrize(

@@ -172,7 +172,7 @@ def test_headers_and_values(template: MessageTemplate) -> None:
     assert f'<a href="https://news.example.org/u/{token}">' in html
     assert "Sent to &quot;john smith&quot;@example.org." in html
     assert '<body style="margin:0"><div style="display:none;' in html
-    # The envelope sender: the delivery id and its signed tag (issue 11), any case.
+    # The envelope sender: the delivery id and its signed tag, any case.
     sender = template.return_path(person)
     assert sender == f"bounces+{tag}@lists.example.org"
     assert verp_address(1003, "lists.example.org", keys=KEYS) == sender

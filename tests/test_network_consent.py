@@ -1,4 +1,4 @@
-"""Unsubscribe scope members understand (issue 12): one-click leaves the network the mail came from.
+"""Unsubscribe scope members understand: one-click leaves the network the mail came from.
 
 In the demo workspace (Kent and Central England, ``lists/networks.toml``), on SQLite and PostgreSQL,
 through the real web app (Starlette's TestClient over httpx) and a real aiosmtpd server:

@@ -1,4 +1,4 @@
-"""The web app speaks as each network (issue 12): archive, feeds, calendars, the home page, the
+"""The web app speaks as each network: archive, feeds, calendars, the home page, the
 sign-up form and the band of every page.
 
 On the demo workspace (Kent, Central England; ``support.networks.demo``) with the Kent November and

@@ -1,4 +1,4 @@
-"""Networks (issue 12): lists/networks.toml read and checked, which network a region and an issue
+"""Networks: lists/networks.toml read and checked, which network a region and an issue
 belong to, the sender a network or a local group speaks as, and `mailer init`'s identity flags."""
 
 from __future__ import annotations

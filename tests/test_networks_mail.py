@@ -1,4 +1,4 @@
-"""Every message speaks as its network (issue 12): From, Reply-To, List-Id, Feedback-ID, the footer
+"""Every message speaks as its network: From, Reply-To, List-Id, Feedback-ID, the footer
 (postal address and charity line), the sign-off, the header band and the DKIM domain.
 
 In a demo workspace (both seed networks), a Kent issue and the Central England issue are sent in one

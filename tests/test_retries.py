@@ -156,7 +156,7 @@ def test_a_relay_that_drops_after_the_final_dot_leaves_unknown_deliveries_sent_o
     assert received(smtp_server) == Counter(audience)  # each once: nothing resent by itself
 
     again = mailer_cli("campaigns", "send", SLUG, "--in-process", "--yes", env=relay)
-    # Sending again is a next stage (issue 12): everyone has a delivery, so nobody is added and the
+    # Sending again is a next stage: everyone has a delivery, so nobody is added and the
     # unknown ones are not resent by it.
     assert again.exit_code == 0 and "nobody to add" in again.stdout, again.stderr
     assert received(smtp_server) == Counter(audience)

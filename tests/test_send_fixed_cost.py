@@ -1,4 +1,4 @@
-"""The fixed cost of a send (issue 13): what ``campaigns send`` does outside the delivery engine.
+"""The fixed cost of a send: what ``campaigns send`` does outside the delivery engine.
 
 Opening an up-to-date database leaves Alembic unimported (it is read only to migrate), planning
 counts members by (region, interest mask), and a renderer reuses what variants share. Each shortcut

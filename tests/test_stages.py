@@ -1,4 +1,4 @@
-"""Staged and top-up sends (issue 12): a campaign goes out in stages, and nobody ever gets it twice.
+"""Staged and top-up sends: a campaign goes out in stages, and nobody ever gets it twice.
 
 Through the real command line (``mailer_cli``) and the library, on SQLite and PostgreSQL, sending
 over SMTP to the aiosmtpd server of tests/support/smtp_server.py and reading what arrived: a first stage to

@@ -946,7 +946,7 @@ def test_mailer_serve_runs_the_app_and_logs_no_whole_token(
 
 
 # ---------------------------------------------------------------------------------------------
-# Trust (issue 11): hosts, expiring preferences links, mailed links, sign-up limits, admin log-in
+# Trust: hosts, expiring preferences links, mailed links, sign-up limits, admin log-in
 
 
 def test_only_the_base_url_host_is_served(

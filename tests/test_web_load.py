@@ -1,4 +1,4 @@
-"""Issue 5's load test: one-click unsubscribes arriving while a 20,000-message send runs.
+"""The load test: one-click unsubscribes arriving while a 20,000-message send runs.
 
 The send runs in this process (the delivery engine, into the aiosmtpd test server); the web app
 runs as a second process (``mailer serve``) on the same database; 1,000 one-click POSTs go to it

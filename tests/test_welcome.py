@@ -1,4 +1,4 @@
-"""The welcome mail (issue 12): a confirmed sign-up, and each member ``lists import --welcome``
+"""The welcome mail: a confirmed sign-up, and each member ``lists import --welcome``
 adds, is welcomed From their region's network with its welcome text, their local group's contact,
 the next events near them and their preferences link.
 

@@ -1,4 +1,4 @@
-"""The desk's compose and preview pages (issue 14) against hostile input, on SQLite and PostgreSQL.
+"""The desk's compose and preview pages against hostile input, on SQLite and PostgreSQL.
 
 Every case of ``http/form-values.txt`` in each kind of field of the issue's form (a line, a text of
 several lines, a list of names, an event's start, a link, the version, the button pressed), with a

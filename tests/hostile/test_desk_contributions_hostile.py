@@ -1,4 +1,4 @@
-"""The desk's contributions (issue 14) against hostile form values, on SQLite and PostgreSQL.
+"""The desk's contributions against hostile form values, on SQLite and PostgreSQL.
 
 Every case of ``http/form-values.txt`` in each field of the event and item forms and of the
 editor's edit, accept and decline forms (with a valid CSRF value and a signed-in person behind

@@ -1,4 +1,4 @@
-"""Hostile lists files (issue 12): networks.toml and the senders of local groups in regions.toml go
+"""Hostile lists files: networks.toml and the senders of local groups in regions.toml go
 into mail headers and footers, so they are refused, with file and line, when they carry control
 characters (a CRLF that would add a header), non-addresses or absurd sizes; `mailer lists sync`
 exits 2 and changes nothing."""

@@ -1,5 +1,5 @@
 """The hostile mail corpus (tests/hostile/mail/) replayed against a real database, on SQLite and
-PostgreSQL, with members and a sent campaign (issue 11).
+PostgreSQL, with members and a sent campaign.
 
 Each case file starts with ``X-Hostile-Case`` (what it attacks) and ``X-Hostile-Expect`` (what must
 happen: ``unverified`` or ``quarantined``, and nothing changed). The test fills its placeholders:
@@ -44,7 +44,7 @@ PAD_RE = re.compile(rb"\{\{PAD (\d+)\}\}")
 
 #: The cases mailer cannot read, so must quarantine (the poisons).
 POISON_NAMES = {"unknown-charset.eml", "nested-multiparts.eml", "broken-boundary.eml", "huge-part.eml"}
-#: Every case the corpus must hold (issue 11): a file per case.
+#: Every case the corpus must hold: a file per case.
 NAMES = {
     "forged-dsn-sequential-verp.eml",
     "forged-dsn-wrong-mac.eml",

@@ -1,4 +1,4 @@
-"""Hostile ``?network=`` values (issue 12): the archive, its feed, the sign-up form (GET and POST)
+"""Hostile ``?network=`` values: the archive, its feed, the sign-up form (GET and POST)
 and the embed page answer a network that is not ours with a plain 404 (a control character: the
 app's 400), never a 5xx, never echoing the value, and change nothing: on the demo workspace (two
 networks) and on one with a single network, on SQLite and PostgreSQL.

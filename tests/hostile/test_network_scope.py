@@ -1,4 +1,4 @@
-"""Hostile requests against the unsubscribe scope (issue 12), on SQLite and PostgreSQL.
+"""Hostile requests against the unsubscribe scope, on SQLite and PostgreSQL.
 
 What each case attacks, and what must happen instead:
 

@@ -312,8 +312,8 @@ def _with_network(
     path: Path, shape: Shape | None, settings: Settings | None, errors: list[Problem], warnings: list[Problem]
 ) -> tuple[list[Problem], list[Problem]]:
     """``errors`` and ``warnings`` with the network's problems of the file as read added."""
-    if shape is None:
-        return errors, warnings
+    if shape is None or any(p.field is None for p in errors):
+        return errors, warnings  # a file refused whole (its syntax, its size) is not read again
     problems: list[Problem] = []
     try:
         data, lines = read_yaml(path.read_text(encoding="utf-8"), path, problems)

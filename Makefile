@@ -24,9 +24,10 @@ demo: install
 test: install
 	$(BIN)/pytest -n $(JOBS) --dist worksteal
 
-## check: the fast loop: lint, then the tests that need no browser, no PostgreSQL and no load
+## check: the fast loop: lint, then the tests that need no browser, no PostgreSQL, no load and
+## no whole scenario (`slow`); `make test` runs everything
 check: lint
-	$(BIN)/pytest -n $(JOBS) --dist worksteal -m "not browser and not postgresql and not load"
+	$(BIN)/pytest -n $(JOBS) --dist worksteal -m "not browser and not postgresql and not load and not slow"
 
 ## lint: ruff and mypy, both clean
 lint: install

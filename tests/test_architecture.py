@@ -13,6 +13,7 @@ test file imports another.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,12 @@ STAGES: list[tuple[str, ...]] = [
 ]
 
 
+@functools.cache
+def parsed(source: str) -> ast.Module:
+    """``source`` parsed once for every test here (the trees are only read)."""
+    return ast.parse(source)
+
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -68,7 +75,7 @@ def imports_of(path: Path, *, at_run_time: bool = False) -> set[str]:
 
 def imports_in(source: str, me: str, *, at_run_time: bool = False) -> set[str]:
     """The ``mailer`` modules ``source`` (module ``me``) imports, at module level or in a function."""
-    tree = ast.parse(source)
+    tree = parsed(source)
     skipped = (
         {id(n) for block in _type_checking_blocks(tree) for n in ast.walk(block)} if at_run_time else set()
     )
@@ -209,7 +216,7 @@ def test_the_audience_map_is_layered() -> None:
         path = PACKAGE.parent.joinpath(*me.split(".")).with_suffix(".py")
         later = set(AUDIENCE_MAP[i + 1 :])
         wrong += [f"{me} imports {t}" for t in sorted(imports_of(path) & later)]
-    tree = ast.parse((PACKAGE / "audience" / "tree.py").read_text(encoding="utf-8"))
+    tree = parsed((PACKAGE / "audience" / "tree.py").read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
@@ -283,7 +290,7 @@ def test_no_test_file_imports_another() -> None:
     """Shared helpers go to tests/support/ or a conftest.py; a ``test_*`` module is only collected."""
     found = []
     for path in python_files_of_the_tests():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(parsed(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -326,7 +333,7 @@ def web_modules() -> list[Path]:
 def queries_in(source: str) -> list[str]:
     """What in ``source`` imports a query module or calls a query method, by line."""
     found: list[tuple[int, str]] = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(parsed(source)):
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
@@ -380,7 +387,7 @@ def imports_from(directory: Path, prefixes: tuple[str, ...]) -> list[str]:
     a module named by one of ``prefixes`` or inside one (``sqlalchemy`` covers ``sqlalchemy.orm``)."""
     found = []
     for path in sorted(directory.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(parsed(path.read_text(encoding="utf-8"))):
             names: list[str] = []
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
@@ -398,7 +405,7 @@ def database_calls(directory: Path) -> list[str]:
     methods = {"execute", "scalar", "scalars", "session"}
     found = []
     for path in sorted(directory.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(parsed(path.read_text(encoding="utf-8"))):
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
@@ -422,7 +429,7 @@ def test_the_desk_pages_hold_no_sql() -> None:
 def outside_imports(path: Path) -> set[str]:
     """The names of the modules outside ``mailer`` that ``path`` imports, anywhere in it."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(parsed(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:

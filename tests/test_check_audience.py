@@ -12,6 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 from sqlalchemy import select
 from support.cli_runner import MailerCli
@@ -167,6 +168,7 @@ def test_an_alert_speaking_as_central_england_names_its_regions(
     assert "Central England Network (narrow it with `and region:central-england`" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_person_confirming_a_send_sees_the_warnings_first(
     mailer_cli: MailerCli, workspace: Path, db: Database
 ) -> None:

@@ -447,6 +447,7 @@ def test_deep_nesting_is_a_located_error_not_a_recursion_error(tmp_path: Path) -
     assert not any("nested" in p for p in problems(write(tmp_path / "ok", ok)))
 
 
+@pytest.mark.slow
 def test_a_big_file_is_refused_for_its_size_not_as_an_alias_bomb(tmp_path: Path) -> None:
     big = write(tmp_path / "big", "kind: newsletter\nintro: " + "lorem ipsum " * (11 * 1024 * 1024 // 12))
     assert only_problem(big) == "None: the issue file is 11 MB; an issue file is at most 2 MB"

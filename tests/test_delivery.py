@@ -61,6 +61,7 @@ def check_message(data: bytes, msg: EmailMessage) -> None:
     assert parts == ["text/plain", "text/html"]
 
 
+@pytest.mark.slow
 def test_every_eligible_member_gets_their_variant_once(
     db: Database,
     settings: Settings,
@@ -121,6 +122,7 @@ def test_every_eligible_member_gets_their_variant_once(
     assert sum(sum(c.values()) for _, c in status.by_region) == len(expected)
 
 
+@pytest.mark.slow
 def test_faults_are_retried_or_recorded_and_nothing_is_lost(
     db: Database, settings: Settings, shape: Shape, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
@@ -312,6 +314,7 @@ def filling_processes(workspace: Path) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("helpers", [0, 2], ids=["filled-here", "filled-by-helpers"])
 def test_a_killed_send_resumes_with_bounded_duplicates(
     db: Database,
@@ -362,6 +365,7 @@ def test_a_killed_send_resumes_with_bounded_duplicates(
     assert statuses == Counter({"sent": len(everyone)})
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_in_flight_and_stops(
     db: Database, env: dict[str, str], smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
@@ -442,6 +446,7 @@ def test_dkim_from_settings_signs_every_message_and_the_preheader_shows_once(
         assert html.get_content().count(loaded.issue.preheader) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("helpers", [0, 2], ids=["filled-here", "filled-by-helpers"])
 def test_signed_messages_verify_whether_filled_here_or_by_helper_processes(
     db: Database,

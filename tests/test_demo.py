@@ -50,6 +50,7 @@ def copy_of(first_demo: tuple[Path, str], tmp_path: Path) -> tuple[Path, str]:
     return folder, first_demo[1]
 
 
+@pytest.mark.slow
 def test_demo_sends_once_to_the_outbox_and_prints_a_working_unsubscribe_link(
     first_demo: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -88,6 +89,7 @@ def test_demo_sends_once_to_the_outbox_and_prints_a_working_unsubscribe_link(
     assert "sending" not in second
 
 
+@pytest.mark.slow
 def test_the_demo_signs_every_message_and_test_sends_are_new_messages(
     first_demo: tuple[Path, str], tmp_path: Path
 ) -> None:

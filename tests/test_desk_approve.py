@@ -14,6 +14,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from support.desk import (
     ISSUE,
@@ -247,6 +248,7 @@ def test_a_test_send_goes_to_oneself_only(demo_desk: Desk) -> None:
     assert "issue.test-send" in actions(desk)
 
 
+@pytest.mark.slow
 def test_schedule_then_a_worker_starts_it(demo_desk: Desk) -> None:
     desk = demo_desk
     people_of(desk)

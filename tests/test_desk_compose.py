@@ -291,6 +291,7 @@ def test_the_list_shows_approval_and_an_edit_voids_it(
         assert issuefile.last_editor(s, CE) == people.by_email(s, "ed@example.org").id  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_an_issue_edited_on_the_desk_passes_check_with_comments_kept(
     editor: TestClient, workspace: Path, shape: Shape, mailer_cli: MailerCli, db: Database
 ) -> None:

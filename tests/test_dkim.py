@@ -75,6 +75,7 @@ def people(every_pair: bool) -> list[Recipient]:
     return pairs + extra + tests
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithms", COMBOS, ids=["+".join(c) for c in COMBOS])
 def test_every_message_verifies(keys: dict[str, DkimKey], algorithms: tuple[str, ...]) -> None:
     """Recipients of every kind (non-ASCII, long, empty and hostile names; quoted local parts; test

@@ -14,6 +14,7 @@ import shutil
 import socket
 from pathlib import Path
 
+import pytest
 from sqlalchemy import insert
 from support.cli_runner import MailerCli
 from support.dns_server import DnsTestServer
@@ -64,6 +65,7 @@ def free_port(kind: socket.SocketKind) -> int:
     return port
 
 
+@pytest.mark.slow
 def test_doctor_fails_on_placeholders_and_passes_once_they_are_set(
     tmp_path: Path, smtp_server: SmtpTestServer, dns_server: DnsTestServer
 ) -> None:
@@ -145,6 +147,7 @@ def test_doctor_fails_on_placeholders_and_passes_once_they_are_set(
     assert "5 Example Row" in message.get_body(("plain",)).get_content()
 
 
+@pytest.mark.slow
 def test_a_published_key_that_is_not_ours_and_two_spf_records(
     tmp_path: Path, smtp_server: SmtpTestServer, dns_server: DnsTestServer
 ) -> None:
@@ -167,6 +170,7 @@ def test_a_published_key_that_is_not_ours_and_two_spf_records(
     assert spf["status"] == "different" and "more than one SPF record" in spf["detail"]
 
 
+@pytest.mark.slow
 def test_without_a_resolver_the_records_are_printed_to_publish(
     tmp_path: Path, smtp_server: SmtpTestServer
 ) -> None:

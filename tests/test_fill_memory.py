@@ -22,6 +22,7 @@ from mailer.settings import Settings
 from mailer.transport import check_payload
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("region_bytes", [fillers.REGION_BYTES, 4096], ids=["shared", "inline"])
 def test_helper_payloads_reach_their_members_whole(
     db: Database,

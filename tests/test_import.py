@@ -660,6 +660,7 @@ def test_cli_import_reports_the_mapping_and_takes_map(mailer_cli: MailerCli, tmp
 # Streaming: the file is read a chunk at a time
 
 
+@pytest.mark.slow
 def test_an_address_repeated_chunks_apart_is_merged_as_before(
     db: Database, shape: Shape, tmp_path: Path
 ) -> None:

@@ -501,6 +501,7 @@ def imap_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ImapServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_an_imap_folder_is_processed_once_and_flagged(
     db: Database,
     settings: Settings,

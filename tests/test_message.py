@@ -100,6 +100,7 @@ def template() -> MessageTemplate:
     return MessageTemplate.build(seed_parts(), settings=SETTINGS, **LIST)
 
 
+@pytest.mark.slow
 def test_filled_messages_equal_the_email_package_s(template: MessageTemplate) -> None:
     parts = seed_parts()
     people = recipients()

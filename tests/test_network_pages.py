@@ -212,6 +212,7 @@ def test_one_network_looks_as_before(single: TestClient, settings: Settings) -> 
     assert h2s(archive.text) == []
 
 
+@pytest.mark.slow
 def test_mailer_serve_names_every_network(demo: Demo, database_url: str) -> None:
     import os
     import socket

@@ -149,6 +149,7 @@ def write_issue(root: Path, slug: str, text: str) -> None:
 # The acceptance: two networks in one run
 
 
+@pytest.mark.slow
 def test_a_kent_and_a_central_england_issue_each_speak_as_their_network(demo: Demo) -> None:
     send(demo, KENT)
     send(demo, CE)
@@ -214,6 +215,7 @@ def test_a_kent_and_a_central_england_issue_each_speak_as_their_network(demo: De
                     assert other not in title.group(1)
 
 
+@pytest.mark.slow
 def test_a_network_signs_with_its_own_domain_and_dkim_dns_prints_each_domain_once(demo: Demo) -> None:
     networks = demo.root / "lists" / "networks.toml"
     text = networks.read_text(encoding="utf-8")

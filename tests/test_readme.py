@@ -117,6 +117,7 @@ def test_the_readme_block_is_what_a_network_types() -> None:
     assert all(c.split()[0] in ("mailer", "cd", "export") for c in commands)
 
 
+@pytest.mark.slow
 def test_every_command_of_using_it_runs(
     tmp_path: Path,
     smtp_server: SmtpTestServer,

@@ -932,6 +932,7 @@ def test_watch_rerenders_after_an_edit_in_a_thread(
     assert not thread.is_alive() and counts and counts[0] >= 1
 
 
+@pytest.mark.slow
 def test_preview_watch_command_rerenders_after_an_edit(golden_settings: Settings, tmp_path: Path) -> None:
     root = golden_settings.workspace
     shutil.copytree(REPO / "lists", root / "lists", ignore=shutil.ignore_patterns("members.csv"))

@@ -19,6 +19,7 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Row, select, update
 from support.cli_runner import MailerCli
 from support.sending import SLUG, Clock, Mailing
@@ -129,6 +130,7 @@ def test_a_4xx_at_every_stage_defers_and_nothing_is_resent_twice(
     assert sending.campaign_status(db, shape, SLUG).status == "sent"
 
 
+@pytest.mark.slow
 def test_a_relay_that_drops_after_the_final_dot_leaves_unknown_deliveries_sent_once(
     db: Database,
     shape: Shape,
@@ -188,6 +190,7 @@ def test_a_relay_that_drops_after_the_final_dot_leaves_unknown_deliveries_sent_o
     assert sending.campaign_status(db, shape, SLUG).status == "sent"
 
 
+@pytest.mark.slow
 def test_garbage_and_silence_after_the_final_dot_are_unknown_and_sent_once(
     db: Database, shape: Shape, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
@@ -276,6 +279,7 @@ def test_the_default_backoff_runs_from_minutes_to_hours_for_three_days() -> None
     assert backoff.waited(last) >= timedelta(days=3) > backoff.waited(last - 1)
 
 
+@pytest.mark.slow
 def test_send_says_when_the_next_attempt_is_due_and_a_worker_sends_it_then(
     db: Database,
     settings: Settings,

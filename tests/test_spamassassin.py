@@ -89,6 +89,7 @@ def spamassassin(messages: list[bytes], home: Path) -> list[tuple[float, str]]:
     return results
 
 
+@pytest.mark.slow
 def test_each_kind_of_message_scores_at_most_half_a_point(
     demo_messages: dict[str, bytes], tmp_path: Path
 ) -> None:
@@ -100,6 +101,7 @@ def test_each_kind_of_message_scores_at_most_half_a_point(
         assert "DEAR_FRIEND" not in tests and "HTML_FONT_LOW_CONTRAST" not in tests, (kind, tests)
 
 
+@pytest.mark.slow
 def test_the_check_can_fail(tmp_path: Path, demo_messages: dict[str, bytes]) -> None:
     """The old greeting and preheader still score as they did, so the check above means something."""
     old = demo_messages["member without a name"].replace(b"Hello,=", b"Dear friend,=")

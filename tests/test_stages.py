@@ -92,6 +92,7 @@ def check_variants(mailing: Mailing) -> None:
             assert variants[d.variant_id].item_ids.split() == list(want.item_ids)
 
 
+@pytest.mark.slow
 def test_a_region_then_the_rest_then_new_members(
     tmp_path: Path, mailer_cli: MailerCli, send_cli: SendCli, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
@@ -157,6 +158,7 @@ def test_a_region_then_the_rest_then_new_members(
     assert len(stages(mailer_cli)) == 3 and received(smtp_server) == got
 
 
+@pytest.mark.slow
 def test_a_capped_stage_then_the_rest(
     db: Database, mailer_cli: MailerCli, send_cli: SendCli, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:

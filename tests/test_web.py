@@ -898,6 +898,7 @@ def test_real_server_one_click_and_concurrent_unsubscribes(
         assert s.scalar(select(func.count()).select_from(ConsentEvent)) == 15
 
 
+@pytest.mark.slow
 def test_mailer_serve_runs_the_app_and_logs_no_whole_token(
     env: dict[str, str], db: Database, settings: Settings
 ) -> None:

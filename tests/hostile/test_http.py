@@ -396,6 +396,7 @@ def report(fuzz: Fuzzer) -> None:
 # The fuzz test
 
 
+@pytest.mark.slow
 def test_every_route_answers_hostile_requests_below_500(site: Site, fuzzer: Fuzzer) -> None:
     """Every route, every case: 0 answers of 500 or more. And the bystander, whose tokens no
     request carried, is untouched; the preferences member was never unsubscribed."""

@@ -198,6 +198,7 @@ def test_hostile_issue_files(case: Case, mailer_cli: MailerCli, workspace: Path)
     check_issue_file(case, mailer_cli, workspace)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize("case", [c for c in YAML_CASES if c.name in HUGE], ids=str)
 def test_huge_issue_files(case: Case, mailer_cli: MailerCli, workspace: Path) -> None:

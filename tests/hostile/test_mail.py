@@ -316,6 +316,7 @@ def test_a_poison_between_two_mailed_unsubscribes_is_quarantined(
     assert shown.exit_code == 0 and "quarantined" in shown.stdout and "Traceback" not in shown.output
 
 
+@pytest.mark.slow
 def test_an_mbox_records_its_poisons_and_goes_on(
     db: Database, settings: Settings, shape: Shape, workspace: Path, tmp_path: Path
 ) -> None:

@@ -163,6 +163,7 @@ DNS_ANSWERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(DNS_ANSWERS))
 def test_hostile_dns_answers(case: str, tmp_path: Path, dns_server: DnsTestServer) -> None:
     cli = MailerCli(

@@ -112,14 +112,18 @@ def test_hostile_values_in_each_field(editor: TestClient, workspace: Path, name:
 
 
 def test_hostile_versions_and_buttons(editor: TestClient, workspace: Path) -> None:
-    before = (workspace / "campaigns" / CE / "issue.yaml").read_bytes()
+    path = workspace / "campaigns" / CE / "issue.yaml"
+    before = path.read_bytes()
+    # Nothing here may change the file (checked after every post), so the form read once is the
+    # form of every post: the page is read again only at the end.
+    fields = fields_of(editor)
     for attacks, value in form_values():
-        fields = fields_of(editor)
         refused = editor.post(f"/desk/issues/{CE}", data={**fields, "version": value, "action": "save"})
         assert refused.status_code in (403, 409), attacks
-        fields = fields_of(editor)
+        assert path.read_bytes() == before, ("a refused version changed the file", attacks)
         pressed = editor.post(f"/desk/issues/{CE}", data={**fields, "action": value})
         assert pressed.status_code == 303, attacks
+        assert path.read_bytes() == before, ("a hostile button changed the file", attacks)
     for action in (
         "remove-item-99999",
         "up-item-0",
@@ -129,11 +133,12 @@ def test_hostile_versions_and_buttons(editor: TestClient, workspace: Path) -> No
         "remove-calendar-42",
         "up-item--1",
     ):
-        fields = fields_of(editor)
         assert editor.post(f"/desk/issues/{CE}", data={**fields, "action": action}).status_code == 303, action
+        assert path.read_bytes() == before, ("a button out of range changed the file", action)
+    assert fields_of(editor) == fields, "the form reads as it did"
     data = read_back(workspace)
     assert len(data["items"]) == 4 and len(data["calendar"]) == 3
-    assert (workspace / "campaigns" / CE / "issue.yaml").read_bytes() == before, "nothing changed"
+    assert path.read_bytes() == before, "nothing changed"
 
 
 def test_fields_the_file_does_not_have_are_ignored(editor: TestClient, workspace: Path) -> None:

@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 # Test processes side by side (pytest-xdist): the suite waits on servers, browsers and databases
 # as much as it computes, so more processes than cores keeps both cores busy.
 JOBS ?= 3
+# The fast loop has no browser and no PostgreSQL to wait on: a process a core.
+CHECK_JOBS ?= 2
 
 .PHONY: demo test check lint install
 
@@ -27,7 +29,7 @@ test: install
 ## check: the fast loop: lint, then the tests that need no browser, no PostgreSQL, no load and
 ## no whole scenario (`slow`); `make test` runs everything
 check: lint
-	$(BIN)/pytest -n $(JOBS) --dist worksteal -m "not browser and not postgresql and not load and not slow"
+	$(BIN)/pytest -n $(CHECK_JOBS) --dist worksteal -m "not browser and not postgresql and not load and not slow"
 
 ## lint: ruff and mypy, both clean
 lint: install

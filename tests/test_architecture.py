@@ -123,6 +123,7 @@ def modules() -> list[Path]:
     return sorted(p for p in PACKAGE.rglob("*.py") if "migrations/versions" not in p.as_posix())
 
 
+@pytest.mark.slow
 def test_every_import_points_to_an_earlier_stage() -> None:
     wrong = []
     for path in modules():
@@ -155,6 +156,7 @@ def knots(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+@pytest.mark.slow
 def test_no_modules_import_each_other() -> None:
     """No knot in ``mailer/``: modules that import each other, at module level or lazily inside a
     function (imports under ``if TYPE_CHECKING:`` never run and are left out)."""
@@ -286,6 +288,7 @@ def python_files_of_the_tests() -> list[Path]:
     return sorted(p for p in TESTS.rglob("*.py") if "vendor" not in p.relative_to(TESTS).parts)
 
 
+@pytest.mark.slow
 def test_no_test_file_imports_another() -> None:
     """Shared helpers go to tests/support/ or a conftest.py; a ``test_*`` module is only collected."""
     found = []
@@ -446,6 +449,7 @@ def yaml_library(module: str) -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_one_yaml_library() -> None:
     """Issue files are read and written by one YAML engine, under one YAML version
     (docs/issue-files.md, "One YAML engine"): ruamel.yaml, and no other YAML library, anywhere."""

@@ -175,6 +175,7 @@ def test_faults_are_retried_or_recorded_and_nothing_is_lost(
     assert delivery.campaign_status(db, shape, SLUG).status == "sent"
 
 
+@pytest.mark.slow
 def test_too_many_errors_in_a_row_pause_the_campaign(
     db: Database, settings: Settings, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
@@ -202,6 +203,7 @@ def test_too_many_errors_in_a_row_pause_the_campaign(
     assert len(smtp_server.messages) == again.sent
 
 
+@pytest.mark.slow
 def test_unsubscribe_during_a_send_stops_that_members_message(
     db: Database, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:
@@ -413,6 +415,7 @@ def test_subject_access_export_lists_mailings_and_forget_unlinks_them(db: Databa
         assert suppression.is_suppressed(session, someone)
 
 
+@pytest.mark.slow
 def test_dkim_from_settings_signs_every_message_and_the_preheader_shows_once(
     settings: Settings, shape: Shape, workspace: Path, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:

@@ -74,6 +74,7 @@ def approve(desk: Desk, client: object) -> None:
     assert done.status_code == 303, done.text
 
 
+@pytest.mark.slow
 def test_approve_then_send_through_the_workers(demo_desk: Desk) -> None:
     desk = demo_desk
     ids = people_of(desk)

@@ -101,6 +101,7 @@ def test_every_message_verifies(keys: dict[str, DkimKey], algorithms: tuple[str,
             assert wire == dot_stuff(raw)
 
 
+@pytest.mark.slow
 def test_real_rendered_variants_verify_signed_both_ways(keys: dict[str, DkimKey]) -> None:
     dnsfunc = dns_for(*keys.values())
     for path in sorted(GOLDEN.glob("*.txt")):
@@ -299,6 +300,7 @@ def add_campaign(workspace: Path) -> str:
     return slug
 
 
+@pytest.mark.slow
 def test_check_and_send_warn_loudly_when_a_send_would_go_unsigned(
     mailer_cli: MailerCli, workspace: Path, db: object
 ) -> None:

@@ -61,6 +61,7 @@ def h2s(html: str) -> list[str]:
     return re.findall(r"<h2[^>]*>([^<]*)</h2>", html)
 
 
+@pytest.mark.slow
 def test_archive_lists_each_network_under_its_name_and_filters(client: TestClient, demo: Demo) -> None:
     everything = client.get("/archive/")
     assert everything.status_code == 200

@@ -56,6 +56,7 @@ def received(server: SmtpTestServer) -> Counter[str]:
     return Counter(r for m in [*server.messages, *server.unanswered] for r in m.rcpt_tos)
 
 
+@pytest.mark.slow
 def test_a_relay_answering_451_for_ten_minutes_then_250_delivers_everyone_once(
     db: Database, shape: Shape, smtp_server: SmtpTestServer, mailing: Mailing
 ) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from support.members import MEMBERS, add_members
 
@@ -103,6 +104,7 @@ def test_plan_composes_each_group_as_compose_does(db: Database, shape: Shape) ->
             assert group.variant_key == planned.variant.key
 
 
+@pytest.mark.slow
 def test_one_renderer_renders_each_variant_as_a_fresh_one(settings: Settings, shape: Shape) -> None:
     """What a renderer keeps between variants (calendar entries, sections, wrapped lines) changes
     nothing: every variant of the seed comes out as a renderer of its own makes it."""

@@ -202,6 +202,7 @@ def test_a_capped_stage_then_the_rest(
     assert len(stages(mailer_cli)) == 3 and received(smtp_server) == Counter(kent)
 
 
+@pytest.mark.slow
 def test_an_interrupted_stage_resumes_without_widening_then_tops_up(
     db: Database,
     shape: Shape,

@@ -109,6 +109,7 @@ def confirm_path(msg: EmailMessage) -> str:
 # The acceptance: a confirmed sign-up in Birmingham
 
 
+@pytest.mark.slow
 def test_a_birmingham_sign_up_is_welcomed_by_central_england(demo: Demo, smtp_server: Any) -> None:
     send_issue(demo, CE)
     send_issue(demo, KENT)

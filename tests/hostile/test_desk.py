@@ -187,6 +187,7 @@ def test_every_desk_post_route_has_its_hostile_cases(site: Desk) -> None:
     assert missing == [], missing
 
 
+@pytest.mark.slow
 def test_hostile_form_values_on_every_desk_form(site: Desk, client: TestClient) -> None:
     """Every case of ``http/form-values.txt`` in each field of each sign-in and people form, then in
     every field at once, with a valid CSRF value: never a 5xx, nothing stored with a control

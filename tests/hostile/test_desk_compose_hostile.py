@@ -88,6 +88,7 @@ def expected(name: str, value: str) -> Any:
     return wanted
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(FIELDS))
 def test_hostile_values_in_each_field(editor: TestClient, workspace: Path, name: str) -> None:
     path = workspace / "campaigns" / CE / "issue.yaml"
@@ -111,6 +112,7 @@ def test_hostile_values_in_each_field(editor: TestClient, workspace: Path, name:
     assert editor.get(f"/desk/issues/{CE}").status_code == 200
 
 
+@pytest.mark.slow
 def test_hostile_versions_and_buttons(editor: TestClient, workspace: Path) -> None:
     path = workspace / "campaigns" / CE / "issue.yaml"
     before = path.read_bytes()
@@ -178,6 +180,7 @@ def test_huge_bodies(editor: TestClient, workspace: Path) -> None:
     assert path.read_bytes() != before
 
 
+@pytest.mark.slow
 def test_slugs_that_climb_out(editor: TestClient, workspace: Path) -> None:
     for path in (
         "/desk/issues/..%2F..%2Fmailer.toml",
@@ -216,6 +219,7 @@ def test_slugs_that_climb_out(editor: TestClient, workspace: Path) -> None:
         assert not CONTROL.search(created.read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 def test_hostile_preview_choices(editor: TestClient) -> None:
     for attacks, value in form_values():
         value = value[:4000]  # (no client sends a longer URL)

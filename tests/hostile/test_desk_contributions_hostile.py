@@ -140,6 +140,7 @@ def assert_clean(site: Desk) -> None:
 # The corpus in every field of every form
 
 
+@pytest.mark.slow
 def test_hostile_form_values_in_every_contribution_form(site: Desk, bea: TestClient, ed: TestClient) -> None:
     failures: list[str] = []
     statuses: dict[int, int] = {}
@@ -319,6 +320,7 @@ def test_script_and_markup_in_the_text_are_refused(site: Desk, bea: TestClient, 
         ("end_time", "17:00"),  # before it starts
     ],
 )
+@pytest.mark.slow
 def test_impossible_dates_and_times_are_refused(site: Desk, bea: TestClient, field: str, value: str) -> None:
     response = post(bea, f"{CE}/contribute/event", {**EVENT, field: value})
     assert response.status_code == 400, (field, value)
@@ -355,6 +357,7 @@ def test_a_region_outside_the_contributors_scope_is_refused(site: Desk, bea: Tes
     assert rows_of(site) == []
 
 
+@pytest.mark.slow
 def test_another_networks_ids_and_issues(site: Desk, bea: TestClient, ed: TestClient) -> None:
     assert post(bea, f"{CE}/contribute/event", EVENT).status_code == 303
     (row,) = rows_of(site)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from support.desk import ISSUE, Desk, clock, csrf_of, demo_desk, form_of, sign_in, workspace
 
@@ -68,6 +69,7 @@ def forms(fingerprint: str, version: str) -> dict[str, dict[str, str]]:
     }
 
 
+@pytest.mark.slow
 def test_send_and_compose_forms_refuse_nobody_and_wrong_csrf_values(demo_desk: Desk) -> None:
     desk = demo_desk
     desk.add(ROOT, "admin")

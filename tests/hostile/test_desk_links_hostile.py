@@ -166,6 +166,7 @@ def at_field(html: str, name: str) -> bool:
     return bool(found and 'aria-invalid="true"' in found.group(0) and f'id="{name}-msg1"' in html)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attacks,posted,field,says", REFUSED, ids=[c[0] for c in REFUSED])
 def test_hostile_links_and_images_are_refused_at_their_field(
     editor: TestClient, folder: Path, attacks: str, posted: dict[str, str], field: str, says: str
@@ -201,6 +202,7 @@ def test_hostile_links_and_images_that_are_saved_read_back_and_preview_as_text(
 FIELDS = ["items-0-links-0-text", "items-0-links-0-url", "items-0-image-src", "items-0-image-alt"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [*FIELDS, "items-0-image-width"])
 def test_form_values_in_each_link_and_image_field(editor: TestClient, folder: Path, name: str) -> None:
     path = folder / "issue.yaml"

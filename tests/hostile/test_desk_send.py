@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import func, select
 from support.desk import ISSUE, Desk, clock, csrf_of, demo_desk, form_of, sign_in, workspace
 from support.hostile import form_values
@@ -75,6 +76,7 @@ def test_hostile_issue_names(demo_desk: Desk) -> None:
         assert counts(desk) == before
 
 
+@pytest.mark.slow
 def test_hostile_form_values(demo_desk: Desk) -> None:
     desk = demo_desk
     desk.add("root@example.org", "admin")

@@ -193,6 +193,7 @@ YAML_CASES = [yaml_case(p) for p in sorted((HERE / "yaml").glob("*.yaml"))] + ge
 HUGE = ("generated-11-mb-without-aliases", "generated-100001-values-without-aliases")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", [c for c in YAML_CASES if c.name not in HUGE], ids=str)
 def test_hostile_issue_files(case: Case, mailer_cli: MailerCli, workspace: Path) -> None:
     check_issue_file(case, mailer_cli, workspace)

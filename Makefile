@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 JOBS ?= 3
 # The fast loop has no browser and no PostgreSQL to wait on: a process a core.
 CHECK_JOBS ?= 2
+# Compiled modules and pytest's rewritten tests are cached between runs, even where the environment
+# says not to write bytecode: each test process would otherwise compile every module again.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test check lint install
 

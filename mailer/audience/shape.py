@@ -46,6 +46,19 @@ def _read_toml(path: Path, header: str, problems: list[Problem]) -> list[tuple[i
         msg, line, col = toml_error_location(exc)
         problems.append(Problem(f"not valid TOML: {msg}", path=path, line=line, column=col))
         return []
+    for key in data.keys() - {header}:
+        line = next(
+            (n for n, t in enumerate(text.splitlines(), 1) if t.strip().strip("[]").strip() == key), None
+        )
+        problems.append(
+            Problem(
+                f"unknown table [[{key}]]: nothing in it is read",
+                path=path,
+                line=line,
+                field=key,
+                hint=f"write [[{header}]] for each entry",
+            )
+        )
     entries = data.get(header, [])
     if not isinstance(entries, list):
         problems.append(Problem(f"expected [[{header}]] tables", path=path, field=header))

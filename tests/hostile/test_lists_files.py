@@ -56,3 +56,26 @@ def test_a_local_group_sender_with_a_crlf_is_refused(mailer_cli: MailerCli, work
     assert "from_name of region 'birmingham' holds control characters" in result.output
     assert "reply_to 'not-an-address' of region 'birmingham' is not an email address" in result.output
     assert "regions.toml:" in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "table", "header"),
+    [
+        ("regions.toml", "regions", "region"),
+        ("interests.toml", "interests", "interest"),
+        ("segments.toml", "Segment", "segment"),
+    ],
+)
+def test_a_mistyped_table_is_refused_not_ignored(
+    name: str, table: str, header: str, mailer_cli: MailerCli, workspace: Path
+) -> None:
+    """A volunteer who writes ``[[regions]]`` for ``[[region]]`` is told so at its line: the sync
+    neither says "already in sync" nor drops what they wrote."""
+    path = workspace / "lists" / name
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + f'\n[[{table}]]\nslug = "coventry"\nname = "Coventry"\n', encoding="utf-8")
+    result = mailer_cli("lists", "sync")
+    assert result.exit_code == 2, result.output
+    line = len(text.splitlines()) + 2
+    assert f"{name}:{line}: {table}: unknown table [[{table}]]: nothing in it is read" in result.output
+    assert f"write [[{header}]] for each entry" in result.output

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mailer.audience.importer import ImportReport
+    from mailer.audience.members import NewMember
     from mailer.audience.stats import AudienceStats
-    from mailer.web.welcome import NewMember, WelcomeReport
+    from mailer.web.welcome import WelcomeReport
 
 
 @cli.group("lists")
@@ -185,7 +186,7 @@ def import_command(
         )
         added: list[NewMember] = []
         if welcoming:
-            from mailer.web.welcome import members_added
+            from mailer.audience.members import members_added
 
             added = members_added(session, report.added_ids)
     bars.finish()
@@ -339,7 +340,7 @@ def _print_kept(report: ImportReport) -> None:
 
 
 def _send_welcomes(app: App, added: list[NewMember]) -> WelcomeReport:
-    """Mail the welcome to each of ``added`` (``welcome.NewMember``s): a ``WelcomeReport``."""
+    """Mail the welcome to each of ``added`` (``members.NewMember``s): a ``WelcomeReport``."""
     from datetime import datetime
 
     from mailer.web.csrf import Csrf

@@ -1,8 +1,7 @@
 """Who the web app's limits count: a client by its network, not by its address.
 
 The limits themselves are counted in the database, so that they hold across every process and
-restart (``mailer.limits``; ``Limit`` and ``hashed_key`` are re-exported here for the desk's pages,
-which import them from this module). A client is counted by its network: an IPv4 /24 or an IPv6
+restart (``mailer.limits``). A client is counted by its network: an IPv4 /24 or an IPv6
 /64 (what one customer of a provider usually holds), so that hopping between a network's addresses
 does not reset a count.
 """
@@ -10,9 +9,6 @@ does not reset a count.
 from __future__ import annotations
 
 import ipaddress
-
-from mailer.limits import Limit as Limit
-from mailer.limits import hashed_key as hashed_key
 
 
 def network_of(host: str) -> str:

@@ -32,8 +32,7 @@ from typing import Any
 
 from mailer import tokens
 from mailer.archive import SentIssue, sent_issues
-from mailer.audience.members import NewMember as NewMember  # re-exported for `lists import --welcome`
-from mailer.audience.members import members_added as members_added  # (mailer.cli.lists imports both here)
+from mailer.audience.members import NewMember
 from mailer.audience.networks import Network, member_network
 from mailer.audience.shape import Shape
 from mailer.db import Session

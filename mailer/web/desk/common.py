@@ -32,12 +32,12 @@ from mailer.desk import people, sessions
 from mailer.desk.notifications import Notice
 from mailer.desk.people import Person
 from mailer.forms import FormRefused
+from mailer.limits import Limit
 from mailer.settings import Settings
 from mailer.web.context import Web, web
 from mailer.web.forms import read_form
 from mailer.web.mail import system_mail
 from mailer.web.pages import PAGE_HEADERS
-from mailer.web.ratelimit import Limit
 
 log = logging.getLogger("mailer.web.desk")
 

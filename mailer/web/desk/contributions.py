@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mailer.archive import STARTED
 from mailer.audience.networks import Network, campaign_network, networks_of
 from mailer.desk import contribution_forms as forms
 from mailer.desk import inbox, notifications, people
@@ -53,7 +54,6 @@ from mailer.web.desk.common import (
     redirect,
 )
 from mailer.web.forms import text, texts
-from mailer.web.issues import STARTED
 
 KIND_WORDS = {"event": "Event", "item": "News item"}
 STATUS_WORDS = {"new": "New", "accepted": "Accepted", "declined": "Declined"}

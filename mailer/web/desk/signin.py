@@ -34,6 +34,7 @@ from starlette.routing import Route
 from mailer.audience.addresses import normalise
 from mailer.desk import audit, notifications, passwords, sessions
 from mailer.errors import InvalidInput, MailerError
+from mailer.limits import hashed_key
 from mailer.web.context import client_network, web
 from mailer.web.desk.common import (
     Posted,
@@ -52,7 +53,6 @@ from mailer.web.desk.common import (
     signed_in,
 )
 from mailer.web.forms import text
-from mailer.web.ratelimit import hashed_key
 
 LINK_MINUTES = notifications.LINK_MINUTES
 

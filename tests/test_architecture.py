@@ -40,6 +40,7 @@ STAGES: list[tuple[str, ...]] = [
     ("mailer.reports", "mailer.archive"),
     ("mailer.preview",),
     ("mailer.desk",),
+    ("mailer.chores",),  # the workers' chores, listed: reminders, purges, digests
     ("mailer.web",),
     ("mailer.demo",),
     ("mailer.cli", "mailer.__main__"),

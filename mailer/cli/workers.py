@@ -48,6 +48,7 @@ def worker_command(
       mailer worker
       mailer worker --concurrency 16 --id mail-2
     """
+    from mailer.chores import default_chores
     from mailer.redact import redact_url
     from mailer.sending import Worker
 
@@ -56,7 +57,15 @@ def worker_command(
     def say(line: str) -> None:
         click.echo(line, err=as_json)
 
-    worker = Worker(app.db, settings, name=name, concurrency=concurrency, batch_size=batch_size, say=say)
+    worker = Worker(
+        app.db,
+        settings,
+        name=name,
+        concurrency=concurrency,
+        batch_size=batch_size,
+        say=say,
+        chores=default_chores(settings),
+    )
 
     relays = ", ".join(redact_url(u) for u in settings.relays)  # never a password in the log
 

@@ -3,7 +3,8 @@
 A worker loops, top to bottom:
 
 1. starts every scheduled campaign whose time has come (:func:`mailer.sending.control.start_due`;
-   any worker may, and only one does, thanks to row locks);
+   any worker may, and only one does, thanks to row locks), and runs each chore that is due
+   (reminders, purges, digests: :mod:`mailer.sending.chores`; once across all workers);
 2. for each campaign that is ``sending``, runs a shared :class:`~mailer.sending.engine.Engine` on
    it: claim a batch with ``FOR UPDATE SKIP LOCKED`` under a lease, send, record, claim the next,
    until nothing is left to send now; the engine renews its leases every ``heartbeat_seconds`` and
@@ -33,7 +34,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +44,7 @@ from sqlalchemy import func, select, update
 from mailer.db import Database
 from mailer.errors import ConfigError, DeliveryError, MailerError
 from mailer.models import Campaign, Delivery, WorkerRow, utcnow
+from mailer.sending.chores import Chore, run_due_chores
 from mailer.sending.control import sending_campaigns, start_due
 from mailer.sending.engine import Engine
 from mailer.sending.queue import renew_leases, worker_name
@@ -179,8 +181,10 @@ class Worker:
         transport: Transport | None = None,
         poll: float = POLL_SECONDS,
         say: Callable[[str], None] | None = None,
+        chores: Sequence[Chore] = (),
     ) -> None:
         self.db = db
+        self.chores = tuple(chores)
         self.settings = settings
         self.name = name or worker_name()
         self.concurrency = concurrency or settings.concurrency
@@ -237,6 +241,11 @@ class Worker:
         while not self.stopping:
             for slug in start_due(self.db):
                 self.say(f"started scheduled campaign {slug}")
+            if self.chores:
+                for line in await run_due_chores(
+                    self.db, self.settings, self.chores, worker=self.name, transport=transport
+                ):
+                    self.say(line)
             progressed = False
             for _campaign_id, slug in sending_campaigns(self.db):
                 if self.stopping:

@@ -1,0 +1,17 @@
+"""The workers' chores, in one list: what runs on a schedule without cron.
+
+Each chore lives with what it does (its module names it and how often it is due); this list is
+what ``mailer worker`` and the worker embedded in ``mailer serve`` run, through
+:func:`mailer.sending.chores.run_due_chores`, once across all workers.
+"""
+
+from __future__ import annotations
+
+from mailer.sending.chores import Chore
+from mailer.settings import Settings
+
+
+def default_chores(settings: Settings) -> list[Chore]:
+    """The chores every worker runs, in order."""
+    chores: list[Chore] = []
+    return chores

@@ -362,6 +362,7 @@ def test_every_new_form_without_csrf_gets_403(demo_desk: Desk) -> None:
     posts = {
         "approve": {"fingerprint": issue.fingerprint},
         "withdraw": {},
+        "ask-approval": {},
         "test-send": {},
         "send": {"when": "now"},
         "send/confirm": {"when": "now", "fingerprint": issue.fingerprint},

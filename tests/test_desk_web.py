@@ -282,9 +282,11 @@ def test_every_desk_post_without_csrf_gets_403(desk: Desk, client: TestClient) -
         "/desk/people/remove-role": {"role_id": "1"},
         "/desk/people/revoke": {"user_id": str(ed)},
         "/desk/password": {"password": "correct horse battery", "again": "correct horse battery"},
+        "/desk/notifications": {"on": "sent"},
         # The approve and send pages (test_desk_approve.py tries them on an approved issue too).
         "/desk/issues/{slug}/approve": {"fingerprint": "0" * 64},
         "/desk/issues/{slug}/withdraw": {},
+        "/desk/issues/{slug}/ask-approval": {},
         "/desk/issues/{slug}/test-send": {},
         "/desk/issues/{slug}/send": {"when": "now"},
         "/desk/issues/{slug}/send/confirm": {"when": "now", "fingerprint": "0" * 64},

@@ -19,7 +19,7 @@ from mailer.forms import Form, FormRefused, read
 from mailer.issue.schema import SLUG
 from mailer.settings import Settings
 
-PERSON_FIELDS = ("email", "name", "role", "network", "region")
+PERSON_FIELDS = ("email", "name", "role", "network", "region", "confirm")
 
 
 class PersonForm(Form):
@@ -30,12 +30,21 @@ class PersonForm(Form):
     role: str = ""
     network: str = ""
     region: str = ""
+    confirm: str = ""  # "yes" once the admin confirmed making an admin (``needs_confirming``)
 
 
-def person(posted: Mapping[str, str], shape: Shape, settings: Settings) -> tuple[PersonForm, Role]:
-    """The checked form and its role (``people.check_role``); ``FormRefused`` at the field that
-    is wrong, with the values as posted."""
+def needs_confirming(form: PersonForm, role: Role | None) -> bool:
+    """Making someone an admin is confirmed first, on a page that names the scope."""
+    return role is not None and role.role == "admin" and form.confirm != "yes"
+
+
+def person(posted: Mapping[str, str], shape: Shape, settings: Settings) -> tuple[PersonForm, Role | None]:
+    """The checked form and its role (``people.check_role``; None when no role was chosen: the
+    person is added with none); ``FormRefused`` at the field that is wrong, with the values as
+    posted."""
     form = read(PersonForm, posted).checked()
+    if not form.role:
+        return form, None
     try:
         role = people.check_role(shape, settings, form.role, form.network, form.region)
     except MailerError as exc:

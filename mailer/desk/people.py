@@ -328,7 +328,7 @@ class Added:
 def add(
     session: Session,
     email: str,
-    role: Role,
+    role: Role | None,
     *,
     name: str = "",
     by: int | None,
@@ -337,7 +337,9 @@ def add(
 ) -> Added:
     """Give the person at ``email`` the (checked, see ``check_role``) ``role``, adding the person
     first if they are new (and enabling them again if they were removed). ``by`` is the user id
-    of who did it (None: the command line). Idempotent: a role they have already is left as is."""
+    of who did it (None: the command line). Idempotent: a role they have already is left as is.
+    With ``role`` None the person is added with no role (they may sign in and see nothing until
+    an admin gives them one): nobody gets a role they were not given on purpose."""
     address = _address(email)
     name = clean_name(name)[:NAME_LIMIT]
     user = session.scalar(select(User).where(User.email == address).with_for_update())
@@ -353,6 +355,8 @@ def add(
         if user.disabled_at is not None:
             user.disabled_at = None
             audit.record(session, "person.enable", by=by, object=address, detail=f"via {via}", now=now)
+    if role is None:
+        return Added(_person(session, user), new_person, False)
     existing = session.scalar(
         select(UserRole).where(
             UserRole.user_id == user.id,

@@ -21,6 +21,7 @@ from mailer.models.audience import (
 from mailer.models.base import NAMING, Base, UTCDateTime, utcnow
 from mailer.models.desk import (
     Approval,
+    ApprovalAsk,
     AuditEntry,
     Contribution,
     DeskSession,
@@ -45,6 +46,7 @@ from mailer.models.sending import (
 __all__ = [
     "NAMING",
     "Approval",
+    "ApprovalAsk",
     "AuditEntry",
     "Base",
     "BounceEvent",

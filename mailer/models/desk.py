@@ -50,6 +50,9 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The kinds of desk notification this person turned off, space-separated
+    # (mailer.desk.notifications.KINDS); "" is every kind on.
+    notify_off: Mapped[str] = mapped_column(Text, default="")
 
 
 class UserRole(Base):
@@ -164,3 +167,16 @@ class Approval(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApprovalAsk(Base):
+    """An editor asked the approvers of ``network`` to approve issue ``slug``: it waits for them
+    (on their desk home, and by mail) until an approval newer than the ask is given."""
+
+    __tablename__ = "approval_asks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(200), index=True)
+    network: Mapped[str] = mapped_column(String(64), default="")
+    asked_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -62,6 +62,7 @@ def test_hostile_issue_names(demo_desk: Desk) -> None:
             for action in (
                 "approve",
                 "withdraw",
+                "ask-approval",
                 "test-send",
                 "send",
                 "send/confirm",

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any, overload
 
+from starlette.background import BackgroundTasks
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -31,6 +32,7 @@ from mailer.audience.networks import Network, networks_of
 from mailer.desk import people, sessions
 from mailer.desk.notifications import Notice
 from mailer.desk.people import Person
+from mailer.errors import MailerError
 from mailer.forms import FormRefused
 from mailer.limits import Limit
 from mailer.settings import Settings
@@ -387,3 +389,27 @@ def notice_mail(w: Web, notice: Notice) -> EmailMessage:
     return system_mail(
         w.pages, w.settings, notice.template, to=notice.to, network=notice.network, **notice.context
     )
+
+
+def send_notices(request: Request, response: Response, notices: Iterable[Notice | None]) -> Response:
+    """Mail ``notices`` after ``response`` has gone (a failure is logged, never shown: the page's
+    work is done either way)."""
+    w = web(request)
+    mails = [notice_mail(w, n) for n in notices if n is not None]
+    if not mails:
+        return response
+
+    async def send_all() -> None:
+        for mail in mails:
+            try:
+                await w.send_mail(mail)
+            except MailerError as exc:
+                log.error("a desk notice to %s was not mailed: %s", mail["To"], exc.message)
+
+    previous = response.background
+    tasks = BackgroundTasks()
+    if previous is not None:
+        tasks.add_task(previous)
+    tasks.add_task(send_all)
+    response.background = tasks
+    return response

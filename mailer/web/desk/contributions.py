@@ -22,10 +22,8 @@ another network, 404.
 from __future__ import annotations
 
 from datetime import date
-from email.message import EmailMessage
 from typing import Any
 
-from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -49,16 +47,16 @@ from mailer.web.desk.common import (
     message,
     network_slugs,
     not_found,
-    notice_mail,
     page,
     redirect,
+    send_notices,
 )
 from mailer.web.forms import text, texts
 
 KIND_WORDS = {"event": "Event", "item": "News item"}
 STATUS_WORDS = {"new": "New", "accepted": "Accepted", "declined": "Declined"}
 NOTICES = {
-    "sent": "Thank you: it is in the editor's inbox. You will hear if it is declined.",
+    "sent": "Thank you: it is in the editor's inbox. You will hear by email when it is accepted or declined.",
     "saved": "Your changes are saved.",
     "accepted": "It is accepted into the issue.",
     "declined": "It is declined, and your note is on its way to the contributor.",
@@ -191,8 +189,18 @@ async def contribute(request: Request, form: FormData, signed: Signed) -> Respon
         }
         return page(request, "contribute_form.html", context, signed=signed, network=network, status=400)
     now = w.clock()
-    await w.write(lambda s: inbox.submit(s, key, checked, by=signed.person.id, now=now))
-    return redirect(f"/desk/networks/{network.slug}/contribute?done=sent")
+
+    def submit(session: Any) -> list[notifications.Notice]:
+        entry_id = inbox.submit(session, key, checked, by=signed.person.id, now=now)
+        entry = inbox.one(session, key, entry_id)
+        return (
+            []
+            if entry is None
+            else notifications.contribution_received(session, w.settings, network, key, entry)
+        )
+
+    notices = await w.write(submit)
+    return send_notices(request, redirect(f"/desk/networks/{network.slug}/contribute?done=sent"), notices)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,7 +443,12 @@ async def accept(request: Request, form: FormData, signed: Signed) -> Response:
             version=version,
         )
     )
-    return redirect(f"/desk/networks/{network.slug}/inbox/{entry.id}?done=accepted")
+    accepted = await w.read(
+        lambda s: notifications.contribution_accepted(s, w.settings, network, entry, issue_title)
+    )
+    return send_notices(
+        request, redirect(f"/desk/networks/{network.slug}/inbox/{entry.id}?done=accepted"), [accepted]
+    )
 
 
 @desk_form
@@ -459,17 +472,8 @@ async def decline(request: Request, form: FormData, signed: Signed) -> Response:
     if await w.write(lambda s: inbox.decline(s, key, entry.id, note, by=by, now=now)) != "done":
         return _decided(request, signed, network, entry)
     response = redirect(f"/desk/networks/{network.slug}/inbox/{entry.id}?done=declined")
-    notice = notifications.contribution_declined(w.settings, network, entry, note)
-    if notice is not None:
-        response.background = BackgroundTask(_send, request, notice_mail(w, notice))
-    return response
-
-
-async def _send(request: Request, mail: EmailMessage) -> None:
-    try:
-        await web(request).send_mail(mail)
-    except MailerError as exc:
-        log.error("the note on a declined contribution was not mailed: %s", exc.message)
+    notice = await w.read(lambda s: notifications.contribution_declined(s, w.settings, network, entry, note))
+    return send_notices(request, response, [notice])
 
 
 routes = [

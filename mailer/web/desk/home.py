@@ -22,10 +22,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mailer.audience.networks import networks_of
+from mailer.audience.networks import Network, networks_of
 from mailer.desk import forms as desk_forms
-from mailer.desk import passwords, people
+from mailer.desk import notifications, passwords, people
 from mailer.desk.people import Person, Role
+from mailer.desk.waiting import waiting_for
 from mailer.errors import MailerError
 from mailer.forms import FormRefused
 from mailer.web.context import Web, web
@@ -33,6 +34,7 @@ from mailer.web.desk.common import (
     Signed,
     admin_form,
     admin_page,
+    desk_form,
     desk_page,
     forbidden,
     message,
@@ -40,6 +42,7 @@ from mailer.web.desk.common import (
     not_found,
     page,
     redirect,
+    send_notices,
     slug_of,
 )
 from mailer.web.forms import text
@@ -64,6 +67,8 @@ NOTICES = {
     "revoked": "They are signed out everywhere.",
     "password-set": "Your password is set: you can sign in with it, or with a link by email.",
     "password-removed": "Your password is removed: you sign in with a link by email.",
+    "notifications": "Your choice of emails is saved.",
+    "added-no-role": "The person is added, with no role yet: give them one below when you are ready.",
 }
 
 
@@ -93,20 +98,44 @@ def _my_networks(w: Web, person: Person) -> list[dict[str, object]]:
     return out
 
 
+def _network_of_key(w: Web, key: str) -> Network:
+    found = [n for n in networks_of(w.shape, w.settings) if n.slug == slug_of(w, key)] if key else []
+    return found[0] if found else networks_of(w.shape, w.settings)[0]
+
+
 @desk_page
 async def home(request: Request, signed: Signed) -> Response:
     w = web(request)
+    slugs = {key: slug for slug, key in network_slugs(w).items()}
+    person = signed.person
+    waiting, off = await w.read(
+        lambda s: (waiting_for(s, person, slugs), notifications.turned_off(s, person.id))
+    )
+    names = {key: people.network_label(w.shape, w.settings, key) for key in slugs}
     return page(
         request,
         "home.html",
         {
-            "roles": _role_rows(w, signed.person),
-            "networks": _my_networks(w, signed.person),
+            "roles": _role_rows(w, person),
+            "networks": _my_networks(w, person),
+            "waiting": [{"what": x.what, "url": x.url, "network": names.get(x.network, "")} for x in waiting],
+            "kinds": [(kind, words, kind not in off) for kind, words in notifications.KINDS.items()],
             "notice": NOTICES.get(request.query_params.get("done", ""), ""),
             "min_password": passwords.MIN_LENGTH,
         },
         signed=signed,
     )
+
+
+@desk_form
+async def choose_notifications(request: Request, form: FormData, signed: Signed) -> Response:
+    """The kinds of notice ticked stay on; the others are turned off."""
+    w = web(request)
+    on = {value for value in form.getlist("on") if isinstance(value, str)}
+    off = [kind for kind in notifications.KINDS if kind not in on]
+    now = w.clock()
+    await w.write(lambda s: notifications.choose(s, signed.person.id, off, now=now))
+    return redirect("/desk/?done=notifications#notifications")
 
 
 @desk_page
@@ -141,10 +170,11 @@ async def _people_context(w: Web, signed: Signed) -> dict[str, object]:
 
     seen = await w.read(lambda s: people.overview(s, admin, now=now))
     shown, lines, live = seen.people, seen.lines, seen.live
+    # One network first; "every network" (an admin of all only) last, never the default.
     networks = [
         (key, people.network_label(w.shape, w.settings, key))
-        for key in ([""] if admin.admin_of_all and w.shape.networks else [])
-        + [k for k in network_slugs(w).values() if people.can(admin, "manage-people", k)]
+        for key in [k for k in network_slugs(w).values() if people.can(admin, "manage-people", k)]
+        + ([""] if admin.admin_of_all and w.shape.networks else [])
     ]
     rows = []
     for p in shown:
@@ -221,18 +251,34 @@ async def add_person(request: Request, form: FormData, signed: Signed) -> Respon
     w = web(request)
     values = {name: text(form, name, 320 if name == "email" else 200) for name in desk_forms.PERSON_FIELDS}
     checked, role = desk_forms.person(values, w.shape, w.settings)
-    if not people.can(signed.person, "manage-people", role.network):
+    # Anyone's admin may add a person with no role; a role only where they manage people.
+    if role is not None and not people.can(signed.person, "manage-people", role.network):
         return forbidden(request, signed)
+    if desk_forms.needs_confirming(checked, role):
+        assert role is not None
+        context = {"values": values, "role_words": _role_words(w, role), "all": role.network == ""}
+        return page(request, "people_confirm.html", context, signed=signed)
     now = w.clock()
-    try:
-        added = await w.write(
-            lambda s: people.add(s, checked.email, role, name=checked.name, by=signed.person.id, now=now)
+    by = signed.person
+
+    def add(session: Any) -> tuple[people.Added, notifications.Notice | None]:
+        added = people.add(session, checked.email, role, name=checked.name, by=by.id, now=now)
+        if role is None or not added.new_role:
+            return added, None
+        network = _network_of_key(w, role.network)
+        words = _role_words(w, role)
+        return added, notifications.invitation(
+            session, w.settings, network, added.person, words, by=by, now=now
         )
+
+    try:
+        added, invitation = await w.write(add)
     except MailerError:
         raise FormRefused(
             {"email": "Enter their email address, like name@example.org."}, values=values
         ) from None
-    return redirect("/desk/people?done=" + ("added" if added.new_role else "exists"))
+    done = "added-no-role" if role is None else "added" if added.new_role else "exists"
+    return send_notices(request, redirect("/desk/people?done=" + done), [invitation])
 
 
 def _row_id(form_value: str) -> int | None:
@@ -292,6 +338,7 @@ async def revoke(request: Request, form: FormData, signed: Signed) -> Response:
 routes = [
     Route("/desk/", home, methods=["GET"]),
     Route("/desk/networks/{name}", network_page, methods=["GET"]),
+    Route("/desk/notifications", choose_notifications, methods=["POST"]),
     Route("/desk/people", people_page, methods=["GET"]),
     Route("/desk/people/add", add_person, methods=["POST"]),
     Route("/desk/people/remove-role", remove_role, methods=["POST"]),

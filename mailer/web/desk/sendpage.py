@@ -34,13 +34,23 @@ from starlette.routing import Route
 
 from mailer import reports, sending
 from mailer.audience.networks import Network
-from mailer.desk import approvals, audit, people, sends
+from mailer.desk import approvals, audit, issuefile, notifications, people, sends, waiting
 from mailer.desk import forms as desk_forms
 from mailer.errors import MailerError, UnknownName
 from mailer.forms import FormRefused, Read, read
 from mailer.issue import SLUG
 from mailer.web.context import Web, web
-from mailer.web.desk.common import Answered, Signed, desk_form, desk_page, forbidden, message, page, redirect
+from mailer.web.desk.common import (
+    Answered,
+    Signed,
+    desk_form,
+    desk_page,
+    forbidden,
+    message,
+    page,
+    redirect,
+    send_notices,
+)
 from mailer.web.forms import text
 from mailer.web.pages import PAGE_HEADERS
 
@@ -50,6 +60,7 @@ LIVE = ("queued", "scheduled", "sending")
 
 NOTICES = {
     "approved": "The issue is approved. An editor can now send or schedule it.",
+    "asked": "The approvers are asked by email; it waits for them on their desk.",
     "withdrawn": "The approval is withdrawn: the issue cannot be sent until it is approved again.",
     "test-sent": "A test copy is on its way to you.",
     "paused": "Sending is paused. Resume it to go on where it stopped.",
@@ -133,6 +144,7 @@ async def approve_page(request: Request, signed: Signed) -> Response:
         own_edit=people.can(signed.person, "approve", issue.key)
         and standing.last_editor_id == signed.person.id,
         may_withdraw=standing.approval is not None and approvals.may_withdraw(signed.person, issue),
+        may_ask=not standing.approved and people.can(signed.person, "compose", issue.key),
         notice=NOTICES.get(request.query_params.get("done", ""), ""),
         error="",
     )
@@ -145,8 +157,14 @@ async def approve(request: Request, form: FormData, signed: Signed) -> Response:
     w = web(request)
     seen = text(form, "fingerprint", 64)
     now = w.clock()
+    ref = notifications.IssueRef(issue.slug, issue.title, issue.network, issue.key)
+
+    def approve_and_tell(session: Any) -> list[notifications.Notice]:
+        approvals.approve(session, issue, signed.person, seen=seen, now=now)
+        return notifications.approved(session, w.settings, ref, by=signed.person)
+
     try:
-        await w.write(lambda s: approvals.approve(s, issue, signed.person, seen=seen, now=now))
+        notices = await w.write(approve_and_tell)
     except approvals.ApprovalRefused as exc:
         if exc.field == "approver":
             return forbidden(request, signed)
@@ -158,7 +176,27 @@ async def approve(request: Request, form: FormData, signed: Signed) -> Response:
             status=409,
             link=(f"/desk/issues/{issue.slug}/approve", "Look at the issue again"),
         )
-    return redirect(f"/desk/issues/{issue.slug}/approve?done=approved")
+    return send_notices(request, redirect(f"/desk/issues/{issue.slug}/approve?done=approved"), notices)
+
+
+@desk_form
+async def ask_approval(request: Request, form: FormData, signed: Signed) -> Response:
+    """An editor asks the network's approvers to approve the issue: it waits on their desk, and
+    each is mailed (unless they turned that off)."""
+    issue = await _issue(request, signed)
+    if not people.can(signed.person, "compose", issue.key):
+        return forbidden(request, signed)
+    w = web(request)
+    now = w.clock()
+    ref = notifications.IssueRef(issue.slug, issue.title, issue.network, issue.key)
+
+    def ask(session: Any) -> list[notifications.Notice]:
+        waiting.ask_approval(session, issue.slug, issue.key, by=signed.person.id, now=now)
+        last = issuefile.last_editor(session, issue.slug)
+        return notifications.approval_wanted(session, w.settings, ref, by=signed.person, last_editor=last)
+
+    notices = await w.write(ask)
+    return send_notices(request, redirect(f"/desk/issues/{issue.slug}/approve?done=asked"), notices)
 
 
 @desk_form
@@ -468,6 +506,7 @@ routes = [
     Route("/desk/issues/{slug}/approve", approve_page, methods=["GET"]),
     Route("/desk/issues/{slug}/approve", approve, methods=["POST"]),
     Route("/desk/issues/{slug}/withdraw", withdraw, methods=["POST"]),
+    Route("/desk/issues/{slug}/ask-approval", ask_approval, methods=["POST"]),
     Route("/desk/issues/{slug}/send", send_page, methods=["GET"]),
     Route("/desk/issues/{slug}/send", send, methods=["POST"]),
     Route("/desk/issues/{slug}/send/confirm", confirm, methods=["POST"]),

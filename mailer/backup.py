@@ -248,7 +248,8 @@ def _tool(name: str) -> str:
     if found is None:
         raise ConfigError(
             f"{name} is not installed (mailer uses PostgreSQL's own {name} for this)",
-            hint="install the client of your server's major version, e.g. apt-get install postgresql-client-15",
+            hint="install the client of your server's major version "
+            "(e.g. apt-get install postgresql-client-15)",
         )
     return found
 
@@ -329,7 +330,8 @@ def _not_ours(path: Path, why: str) -> MailerError:
     return MailerError(
         f"not a mailer backup, or a damaged one: {why}",
         path=path,
-        hint="give a file written by `mailer backup`; a copy that was cut short or altered cannot be restored",
+        hint="give a file written by `mailer backup`; a copy that was cut short or altered "
+        "cannot be restored",
     )
 
 

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, select
+from support.cli_runner import MailerCli
+from support.sending import Mailing, send
 
 from mailer.backup import NOT_INCLUDED, backup, read_manifest, restore
 from mailer.db import Database, open_database
 from mailer.errors import ConfigError
 from mailer.models import Delivery
 from mailer.settings import Settings
-from support.cli_runner import MailerCli
-from support.sending import Mailing, send
 
 
 def _empty(url: str) -> bool:

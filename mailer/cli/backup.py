@@ -74,8 +74,8 @@ def restore_command(app: App, file: Path, as_json: bool) -> None:
     def human() -> None:
         m = done.manifest
         click.echo(
-            f"Restored {done.path} (a {m.kind} backup of {m.made_at}, schema {m.revision}) into {done.database}: "
-            f"{done.members:,} members, {done.deliveries:,} deliveries."
+            f"Restored {done.path} (a {m.kind} backup of {m.made_at}, schema {m.revision}) "
+            f"into {done.database}: {done.members:,} members, {done.deliveries:,} deliveries."
         )
         if done.migrated:
             click.echo(f"  migrated to this mailer's schema: {done.revision}")

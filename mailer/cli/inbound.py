@@ -129,7 +129,7 @@ DELIVER_MAILDIR = "inbound"
 @inbound_group.command("deliver")
 @click.option(
     "--maildir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # checked when written: any problem then is "try again later"
     help=f"The Maildir each mail is kept in (made if missing). Default: {DELIVER_MAILDIR}/ in the workspace.",
 )
 @pass_app

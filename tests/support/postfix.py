@@ -160,7 +160,7 @@ smtp_dns_support_level = disabled
 smtpd_banner = $myhostname ESMTP
 biff = no
 export_environment = {exported}
-{_deploy_main_cf(self.config)}
+{_deploy_main_cf(self.config).replace("lists.example.org", self.list_domain)}
 """
 
     def start(self) -> PostfixInstance:
@@ -169,10 +169,16 @@ export_environment = {exported}
         data = self.root / "data"
         data.mkdir()
         shutil.chown(data, "postfix")
-        transport = f"{self.list_domain} mailer-inbound:\n* smtp:[127.0.0.1]:{self.next_hop_port}\n"
+        # deploy/postfix/'s maps, their example list domain made the test's, and every other domain
+        # sent on to the sink.
+        deploy = REPO / "deploy" / "postfix"
+        example = "lists.example.org"
+        transport = (deploy / "mailer_transport").read_text().replace(example, self.list_domain)
+        transport += f"* smtp:[127.0.0.1]:{self.next_hop_port}\n"
         (self.config / "mailer_transport").write_text(transport)
-        pattern = self.list_domain.replace(".", r"\.")
-        (self.config / "mailer_recipients").write_text(f"/^(bounces|unsubscribe)(\\+[^@]*)?@{pattern}$/ OK\n")
+        recipients = (deploy / "mailer_recipients").read_text()
+        recipients = recipients.replace(example.replace(".", r"\."), self.list_domain.replace(".", r"\."))
+        (self.config / "mailer_recipients").write_text(recipients)
         (self.config / "main.cf").write_text(self._main_cf())
         pipe = _deploy_master_cf(self.pipe_argv)
         (self.config / "master.cf").write_text(MASTER_CF.format(port=self.port, pipe=pipe))

@@ -10,18 +10,22 @@ import json
 import os
 import stat
 import tarfile
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, select
+from conftest import create_pg_database, drop_pg_database
+from sqlalchemy import func, inspect, select
 from support.cli_runner import MailerCli
 from support.sending import Mailing, send
 
 from mailer.backup import NOT_INCLUDED, backup, read_manifest, restore
 from mailer.db import Database, open_database
 from mailer.errors import ConfigError
-from mailer.models import Delivery
+from mailer.models import Delivery, InboundMessage
+from mailer.models.base import utcnow
 from mailer.settings import Settings
 
 
@@ -33,6 +37,7 @@ def _empty(url: str) -> bool:
         db.dispose()
 
 
+@pytest.mark.slow
 def test_a_send_stopped_half_way_is_backed_up_restored_and_resumed_once_each(
     mailing: Mailing, empty_database_url: str, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -122,3 +127,50 @@ def test_pg_dump_missing_or_older_than_the_server_is_said_with_the_fix(
         backup(settings, out / "b.tar")
     assert "postgresql-client-" in str(older.value)
     assert os.listdir(out) == []  # nothing half-written left behind
+
+
+def test_a_backup_taken_while_others_write_is_one_consistent_moment(
+    db: Database, settings: Settings, tmp_path: Path
+) -> None:
+    """Writers commit two rows at a time while backups are taken: every backup, restored, holds
+    whole transactions only (an even number of rows), and they all pass the database's checks."""
+    stop = threading.Event()
+    written = [0]
+
+    def write() -> None:
+        while not stop.is_set():
+            n = written[0]
+            with db.session() as session:
+                for i in (n, n + 1):
+                    session.add(
+                        InboundMessage(fingerprint=f"{i:064d}", kind="unknown", processed_at=utcnow())
+                    )
+            written[0] = n + 2
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        files = []
+        for number in range(2):
+            while written[0] < 20 * (number + 1):
+                time.sleep(0.01)
+            files.append(backup(settings, tmp_path / f"b{number}.tar").path)
+    finally:
+        stop.set()
+        writer.join()
+    counts = []
+    for number, file in enumerate(files):
+        url = f"sqlite:///{tmp_path / f'r{number}.db'}"
+        if settings.sqlalchemy_url.startswith("postgresql"):
+            url = create_pg_database()
+        try:
+            restore(dataclasses.replace(settings, database_url=url), file)
+            restored = open_database(url)
+            with restored.session() as session:
+                counts.append(session.scalar(select(func.count()).select_from(InboundMessage)) or 0)
+            restored.dispose()
+        finally:
+            if url.startswith("postgresql"):
+                drop_pg_database(url)
+    assert all(c % 2 == 0 and c >= 20 for c in counts), counts
+    assert counts == sorted(counts) and counts[-1] <= written[0]

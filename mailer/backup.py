@@ -195,7 +195,7 @@ def _dump_sqlite(url: str, payload: Path) -> str:
     source_path = _sqlite_path(url)
     if not source_path.is_file():
         raise ConfigError("there is no database to back up", path=source_path, hint="check database_url")
-    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True, timeout=30)
+    source = sqlite3.connect(f"{source_path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
     copy = sqlite3.connect(payload)
     try:
         source.execute("PRAGMA busy_timeout=30000")
@@ -479,7 +479,7 @@ def _check_empty(url: str) -> None:
 
 def _load_sqlite(path: Path, manifest: Manifest, payload: Path, url: str) -> None:
     try:
-        copy = sqlite3.connect(f"file:{payload}?mode=ro", uri=True)
+        copy = sqlite3.connect(f"{payload.resolve().as_uri()}?mode=ro", uri=True)
         try:
             ok = copy.execute("PRAGMA quick_check").fetchone()
             revision = _sqlite_revision(copy)

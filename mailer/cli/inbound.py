@@ -147,7 +147,8 @@ def deliver_command(app: App, maildir: Path | None) -> None:
     Exit status (sysexits.h, as Postfix reads it):
       0   done: processed, or quarantined and kept in the Maildir's .quarantine folder
       75  EX_TEMPFAIL: not processed (database down, disk full, bad settings); try again later
-    It never exits with a status that makes the mail server bounce the mail.
+    Whatever the mail, it never exits with a status that makes the mail server bounce it
+    (only a mistyped option in master.cf does: exit 2, usage).
 
     \b
     Example (what master.cf runs, as the workspace's owner):

@@ -315,7 +315,15 @@ def init_workspace(
         values.update(base_url=network.base_url.strip().rstrip("/"), list_domain=network.domain)
     write(target / SETTINGS_FILE, default_toml(organisation, from_address, **values))
     write(target / "templates" / "README.md", TEMPLATES_README)
-    ignored = ("mailer.db*", "outbox/", ".mailer-secret", ".mailer-dkim*.pem", "*.rejected.csv", "preview/")
+    ignored = (
+        "mailer.db*",
+        "outbox/",
+        ".mailer-secret",
+        ".mailer-dkim*.pem",
+        "*.rejected.csv",
+        "preview/",
+        "inbound/",  # the Maildir `mailer inbound deliver` keeps members' mail in
+    )
     write(target / ".gitignore", "".join(line + "\n" for line in ignored))
     written.extend(write_keys(target))
     source = demo_source()

@@ -28,6 +28,7 @@ STAGES: list[tuple[str, ...]] = [
     ("mailer.settings", "mailer.slots", "mailer.secret_key"),
     ("mailer.models",),
     ("mailer.db", "mailer.migrations", "mailer.tokens", "mailer.limits"),
+    ("mailer.backup",),  # the database in one file and back: it opens the database, nothing more
     ("mailer.workspace",),
     ("mailer.audience",),
     ("mailer.issue",),

@@ -150,6 +150,7 @@ def cli(ctx: click.Context, workspace: Path | None, debug: bool) -> None:
       mailer serve                      the members' web app (unsubscribe, preferences, sign-up)
       mailer inbound process SOURCE     bounces, complaints, mailed unsubscribes
       mailer worker                     on PostgreSQL: share sends across processes and machines
+      mailer backup FILE                the database in one file (`mailer restore FILE` brings it back)
     """
     ctx.obj = App(workspace)
     ctx.call_on_close(ctx.obj.close)
@@ -167,6 +168,7 @@ def main() -> None:
 
 # Command groups register themselves on `cli` when imported.
 from mailer.cli import (  # noqa: E402, F401
+    backup,
     campaigns,
     db,
     dkim,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
 from mailer.cli import App, cli, emit, json_option, pass_app
 
 if TYPE_CHECKING:
-    from mailer.inbound import ProcessReport
+    from mailer.inbound import Outcome, ProcessReport
 
 #: ``inbound process`` exits with this status when it quarantined a mail (it still processed the rest).
 EXIT_QUARANTINED = 4
@@ -118,3 +118,97 @@ def classify_command(app: App, files: tuple[Path, ...], as_json: bool) -> None:
             click.echo(f"{r['file']}: {r['kind']}{status}{delivery} ({r['reason']}){said}")
 
     emit(as_json, results, human)
+
+
+#: sysexits.h: Postfix (and any MTA) keeps the mail and tries again later.
+EX_TEMPFAIL = 75
+#: The Maildir, in the workspace, that ``inbound deliver`` keeps each mail in unless told another.
+DELIVER_MAILDIR = "inbound"
+
+
+@inbound_group.command("deliver")
+@click.option(
+    "--maildir",
+    type=click.Path(path_type=Path),  # checked when written: any problem then is "try again later"
+    help=f"The Maildir each mail is kept in (made if missing). Default: {DELIVER_MAILDIR}/ in the workspace.",
+)
+@pass_app
+def deliver_command(app: App, maildir: Path | None) -> None:
+    """Read ONE mail on standard input and act on it, for a mail server to deliver into (Postfix:
+    a pipe transport in master.cf; see docs/deploy.md).
+
+    The mail is first written whole (and synced) into a Maildir, then processed as `inbound
+    process` would (bounces, complaints, mailed unsubscribes; only with proof), then moved into
+    the Maildir's .processed folder, or .quarantine when it cannot be read. Nothing is lost: if the
+    database cannot be reached, or anything else fails before the mail is processed, its copy is
+    removed and the exit status tells the mail server to keep the mail and try again.
+
+    \b
+    Exit status (sysexits.h, as Postfix reads it):
+      0   done: processed, or quarantined and kept in the Maildir's .quarantine folder
+      75  EX_TEMPFAIL: not processed (database down, disk full, bad settings); try again later
+    Whatever the mail, it never exits with a status that makes the mail server bounce it
+    (only a mistyped option in master.cf does: exit 2, usage).
+
+    \b
+    Example (what master.cf runs, as the workspace's owner):
+      mailer --workspace /srv/mailer inbound deliver < message.eml
+    """
+    import sys
+
+    ctx = click.get_current_context()
+    saved: Path | None = None
+    try:
+        root = maildir or app.settings.path(DELIVER_MAILDIR)
+        saved = _save_whole(sys.stdin.buffer, root)
+        outcome = _process_saved(app, root, saved)
+    except BaseException as exc:  # anything at all: the mail stays with the mail server
+        if saved is not None:
+            saved.unlink(missing_ok=True)
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        from mailer.redact import redact
+
+        said = " ".join(redact(str(exc) or type(exc).__name__).split())[:500]
+        click.echo(f"mailer inbound deliver: not processed, try again later: {said}", err=True)
+        ctx.exit(EX_TEMPFAIL)
+    click.echo(f"{outcome.kind}: {outcome.action}")
+
+
+def _save_whole(stream: BinaryIO, root: Path) -> Path:
+    """Write ``stream`` into the Maildir ``root`` the Maildir way (``tmp/``, synced, then renamed
+    into ``new/``); its path in ``new/``."""
+    import os
+    import socket
+    import time
+    import uuid
+
+    for sub in ("tmp", "new", "cur"):
+        (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+    name = f"{int(time.time())}.P{os.getpid()}R{uuid.uuid4().hex[:12]}.{host}"
+    tmp = root / "tmp" / name
+    with tmp.open("xb") as f:
+        os.fchmod(f.fileno(), 0o600)
+        while chunk := stream.read(1024 * 1024):
+            f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, root / "new" / name)
+    return root / "new" / name
+
+
+def _process_saved(app: App, root: Path, saved: Path) -> Outcome:
+    from mailer.inbound import process_message
+    from mailer.inbound.sources import READ_LIMIT, Item, MaildirSource
+
+    with saved.open("rb") as f:
+        raw = f.read(READ_LIMIT)
+    key = f"new/{saved.name}"
+    outcome = process_message(app.db, app.settings, raw, key=key, source=str(root))
+    item, source = Item(key, raw), MaildirSource(root)
+    if outcome.quarantined:
+        source.quarantine(item)
+    else:
+        source.done(item)
+    return outcome

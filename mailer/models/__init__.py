@@ -30,7 +30,7 @@ from mailer.models.desk import (
     User,
     UserRole,
 )
-from mailer.models.inbound import BounceEvent, InboundMessage
+from mailer.models.inbound import BounceEvent, InboundMessage, ReplyRequest
 from mailer.models.sending import (
     Campaign,
     CampaignStage,
@@ -67,6 +67,7 @@ __all__ = [
     "RateBucket",
     "RateHit",
     "Region",
+    "ReplyRequest",
     "SignInLink",
     "Suppression",
     "UTCDateTime",

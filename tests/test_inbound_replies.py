@@ -172,7 +172,9 @@ def test_a_signed_aligned_reply_unsubscribes_from_the_configured_mailbox(
     assert again["sources"][0]["messages"] == 0
 
 
-def test_a_signature_of_a_subdomain_aligns(db: Database, settings: Settings, dns_server: DnsTestServer) -> None:
+def test_a_signature_of_a_subdomain_aligns(
+    db: Database, settings: Settings, dns_server: DnsTestServer
+) -> None:
     _member(db)
     signer = Signer("mail.members.example.net", "gm")
     signer.publish(dns_server)
@@ -186,7 +188,9 @@ def test_an_unsigned_reply_waits_for_a_person_who_unsubscribes_them_on_the_comma
 ) -> None:
     member_id = _member(db)
     outcome = process_message(
-        db, replace(settings, dns_resolver=dns.address), reply(JO, "Please unsubscribe me", message_id="<u1@x>")
+        db,
+        replace(settings, dns_resolver=dns.address),
+        reply(JO, "Please unsubscribe me", message_id="<u1@x>"),
     )
     assert outcome.kind == "unsubscribe-request" and outcome.pending and not outcome.suppressed
     assert "no DKIM signature" in outcome.action

@@ -26,6 +26,7 @@ verified", with the reason: the request then waits for a person.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,12 @@ MAX_BYTES: Final = 2 * 1024 * 1024
 DNS_LIFETIME: Final = 3.0
 
 DnsFunc = Callable[..., bytes | None]
+
+# dkimpy logs each signature that fails at level ERROR; here that is the reason in the request's
+# record (``Authenticity.why``), not a line on the terminal.
+_dkim_log = logging.getLogger("dkimpy")
+_dkim_log.addHandler(logging.NullHandler())
+_dkim_log.propagate = False
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,7 @@ def _dkim(raw: bytes, sender: str, from_domain: str, dnsfunc: DnsFunc) -> Authen
     import dkim
 
     try:
-        checker = dkim.DKIM(raw, timeout=int(DNS_LIFETIME))
+        checker = dkim.DKIM(raw, logger=_dkim_log, timeout=int(DNS_LIFETIME))
         count = sum(1 for name, _value in checker.headers if name.lower() == b"dkim-signature")
     except Exception as exc:  # the headers could not be read at all
         return Authenticity(False, sender, why=f"its DKIM headers cannot be read ({type(exc).__name__})")

@@ -100,6 +100,8 @@ def aligned(signing_domain: str, from_domain: str) -> bool:
     """DMARC's relaxed alignment: the two domains have the same organisational domain."""
     if not signing_domain or not from_domain:
         return False
+    if signing_domain.lower().rstrip(".") == from_domain.lower().rstrip("."):
+        return True  # strict alignment, the common case: no need to read the suffix list
     return organisational_domain(signing_domain) == organisational_domain(from_domain)
 
 

@@ -10,6 +10,7 @@ forged and malformed replies: tests/hostile/test_reply_mail.py.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
@@ -25,12 +26,14 @@ from support.replies import Signer, reply
 
 from mailer.audience import suppression
 from mailer.audience.addresses import address_hash
+from mailer.chores import default_chores
 from mailer.db import Database
 from mailer.doctor import reply_findings
 from mailer.inbound import classify, process_message
 from mailer.inbound.authentic import aligned, organisational_domain
 from mailer.inbound.replies import asks_to_leave
 from mailer.models import ConsentEvent, Member, ReplyRequest
+from mailer.sending.chores import run_due_chores
 from mailer.settings import Settings
 
 JO = "jo@members.example.net"
@@ -232,6 +235,22 @@ def test_a_reply_from_no_member_waits_and_is_dismissed(
     shown = json.loads(mailer_cli("inbound", "pending", "--all", "--json", check=True).stdout)
     assert [r["state"] for r in shown] == ["dismissed"]
     assert mailer_cli("inbound", "pending", "dismiss", "999").exit_code != 0
+
+
+def test_the_workers_read_the_reply_mailboxes(
+    db: Database, settings: Settings, dns: DnsTestServer, tmp_path: Path
+) -> None:
+    _member(db)
+    folder = tmp_path / "replies"
+    mailbox.Maildir(folder, create=True).add(SIGNER.sign(reply(JO, "STOP")))
+    configured = replace(settings, dns_resolver=dns.address, reply_sources=f"maildir:{folder}")
+    assert default_chores(settings) == []  # no mailbox named: nothing to read
+    chores = default_chores(configured)
+    assert [c.name for c in chores] == ["read-replies"]
+    said = asyncio.run(run_due_chores(db, configured, chores, worker="w1"))
+    assert said == [f"read-replies: {folder}: 1 new, 1 suppressed, 0 waiting for a person, 0 quarantined"]
+    assert _suppressed(db)
+    assert asyncio.run(run_due_chores(db, configured, chores, worker="w2")) == []  # not due again yet
 
 
 def test_no_source_configured_says_how_to_name_one(mailer_cli: MailerCli) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import functools
 from dataclasses import dataclass
-from email.utils import format_datetime, make_msgid
 from datetime import UTC, datetime
+from email.utils import format_datetime, make_msgid
 
 import dkim
 from cryptography.hazmat.primitives import serialization

@@ -71,6 +71,7 @@ def process_command(app: App, source: str | None, as_json: bool) -> None:
     Examples:
       mailer inbound process ~/Maildir/bounces
       mailer inbound process            # every mailbox in reply_sources
+      mailer inbound process --json     # {"sources": [one report per mailbox]}
 
     \b
     Exit status: 0 when every mail was processed; 4 when any was quarantined by this run

@@ -253,6 +253,16 @@ def test_the_workers_read_the_reply_mailboxes(
     assert asyncio.run(run_due_chores(db, configured, chores, worker="w2")) == []  # not due again yet
 
 
+def test_erasing_a_member_erases_their_requests(db: Database, settings: Settings) -> None:
+    from mailer.audience.members import forget
+
+    _member(db)
+    assert process_message(db, settings, reply(JO, "Please unsubscribe me")).pending
+    with db.session() as session:
+        forget(session, JO)
+    assert _requests(db) == []
+
+
 def test_no_source_configured_says_how_to_name_one(mailer_cli: MailerCli) -> None:
     result = mailer_cli("inbound", "process")
     assert result.exit_code != 0 and "reply_sources" in result.output

@@ -132,6 +132,8 @@ def classify_command(app: App, files: tuple[Path, ...], as_json: bool) -> None:
                 "unproven": c.unproven,
                 "recipients": [f.recipient for f in c.failures] or ([c.complainant] if c.complainant else []),
                 "reason": c.reason,
+                "sender": c.sender,  # an unsubscribe-request's From address
+                "asked": c.asked,  # the words by which it asks to leave
             }
         )
 

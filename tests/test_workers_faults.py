@@ -10,6 +10,7 @@ shows as ``lost`` in ``mailer workers``, one stopped cleanly as ``stopped``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,10 @@ from support.workers import (
     statuses,
     wait_for,
 )
+
+from mailer import sending as delivery
+from mailer.db import open_database
+from mailer.transport import transport_for
 
 MEMBERS = 20_000
 APP = "mailer-fault-test-worker"  # the workers' application_name, to find their server connections
@@ -131,3 +136,39 @@ def test_three_workers_ride_out_terminated_connections_and_a_refusing_database(
         after = health(env)
         assert after["w1"]["state"] == after["w2"]["state"] == "stopped"
         assert after["w3"]["state"] == "lost"
+
+
+@pytest.mark.slow
+def test_a_send_from_its_own_process_rides_out_the_database_going_away(
+    pg_workspace: PgWorkspace, smtp_server: SmtpTestServer
+) -> None:
+    """``campaigns send --in-process`` (and a send on SQLite) is the same engine, run once: it
+    waits for the database, records what it sent meanwhile, and goes on to the end."""
+    ws = pg_workspace
+    everyone = add_members(ws, 1500)
+    settings = dataclasses.replace(ws.settings, relay=smtp_server.url, batch_size=100)
+    delivery.enqueue(ws.db, delivery.prepare(ws.db, settings, ws.shape, SLUG))
+    lines: list[str] = []
+    with DbProxy(("127.0.0.1", 5432)) as proxy:
+        db = open_database(proxy.url_for(ws.url))
+        faults = iter([(200, lambda: proxy.drop()), (700, lambda: proxy.refuse(2.0))])
+        due = next(faults)
+
+        def progress(summary: delivery.Summary) -> None:
+            nonlocal due
+            if due is not None and summary.sent >= due[0]:
+                due[1]()
+                due = next(faults, None)
+
+        engine = delivery.Engine(db, settings, SLUG, progress=progress, fill_processes=0)
+        engine.outage.say = lines.append
+        summary = delivery.run_engine(engine, lambda: transport_for(settings), stop_on_signals=False)
+        db.dispose()
+    assert due is None, "the faults did not all happen"
+    assert summary.sent == len(everyone) and summary.stopped_because == "", summary
+    got = received(smtp_server)
+    assert set(got) == everyone and max(got.values()) == 1
+    assert statuses(ws.db) == {"sent": len(everyone)}
+    assert campaign_status(ws.db) == "sent"
+    assert sum("is away" in line for line in lines) == 2, lines  # once per outage
+    assert sum("is back after" in line for line in lines) == 2, lines

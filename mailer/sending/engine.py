@@ -263,9 +263,8 @@ class Engine:
         # Expired leases now and then; and not until the other senders, who lost the database with
         # this one, have had time to record what they sent meanwhile (docs/decisions.md, Workers).
         lease = self.lease.total_seconds()
-        expired = (
-            time.monotonic() - self.expired_checked >= lease / 2
-            and self.outage.settled(lease + LONGEST_WAIT)
+        expired = time.monotonic() - self.expired_checked >= lease / 2 and self.outage.settled(
+            lease + LONGEST_WAIT
         )
         batch = claim(
             self.db,

@@ -67,7 +67,15 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if not isinstance(exc, DBAPIError):
         return False
-    return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if type(exc.orig).__module__.startswith("sqlite3"):
+        # SQLite says OperationalError for a wrong statement too ("no such table"): a bug, not weather.
+        message = str(exc.orig).lower()
+        return is_busy(exc) or any(m in message for m in ("unable to open", "disk i/o error"))
+    return True
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

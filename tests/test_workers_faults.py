@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 from support.db_proxy import DbProxy
 from support.smtp_server import SmtpTestServer
 from support.workers import (
@@ -36,7 +37,7 @@ from support.workers import (
 )
 
 from mailer import sending as delivery
-from mailer.db import open_database
+from mailer.db import is_transient, open_database
 from mailer.transport import transport_for
 
 MEMBERS = 20_000
@@ -172,3 +173,17 @@ def test_a_send_from_its_own_process_rides_out_the_database_going_away(
     assert campaign_status(ws.db) == "sent"
     assert sum("is away" in line for line in lines) == 2, lines  # once per outage
     assert sum("is back after" in line for line in lines) == 2, lines
+
+
+def test_what_counts_as_the_database_away() -> None:
+    """Weather (wait and go on) against a bug (raise): a refused connection is weather, a wrong
+    statement is not, even where SQLite calls both OperationalError."""
+    refused = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    with pytest.raises(OperationalError) as away:
+        refused.connect()
+    assert is_transient(away.value)
+    sqlite = create_engine("sqlite://")
+    with pytest.raises(OperationalError) as wrong, sqlite.connect() as conn:
+        conn.execute(text("SELECT * FROM no_such_table"))
+    assert not is_transient(wrong.value)
+    assert not is_transient(ValueError("not the database"))

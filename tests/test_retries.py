@@ -349,11 +349,10 @@ def test_retry_sends_now_what_a_relay_deferred_and_says_how_many(
     assert nothing.exit_code != 0 and "nothing to retry" in nothing.stderr
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # the workers share a campaign on PostgreSQL only
 def test_retry_leaves_deferred_deliveries_to_the_workers_on_postgresql(
     db: Database, shape: Shape, smtp_server: SmtpTestServer, mailing: Mailing, mailer_cli: MailerCli
 ) -> None:
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("the workers share a campaign on PostgreSQL only")
     audience = mailing.enqueue_kent(12)
     smtp_server.tempfail(stage="rcpt", reply=GREYLISTED, times=len(audience))
     assert mailing.send().deferred == len(audience)

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import print_header
 import anyio.to_thread
+from machine import print_header
 from ruamel.yaml import YAML
 from starlette.routing import Route
 
@@ -263,7 +263,15 @@ def measure(
         t = [1000 * x for x in timed.times[page.path]]
         p95 = percentile(t, 0.95)
         rows.append(
-            Row(page.label, page.path, statistics.median(t), p95, max(t), p95 / (1000 * anchor_p95), page.target_ms)
+            Row(
+                page.label,
+                page.path,
+                statistics.median(t),
+                p95,
+                max(t),
+                p95 / (1000 * anchor_p95),
+                page.target_ms,
+            )
         )
     return rows
 
@@ -271,9 +279,7 @@ def measure(
 # ---------------------------------------------------------------------------------------------
 
 
-def run(
-    runs: int, database_url: str | None, progress: Callable[[str], None], profile: str = ""
-) -> list[Row]:
+def run(runs: int, database_url: str | None, progress: Callable[[str], None], profile: str = "") -> list[Row]:
     """Build the data in a temporary workspace and measure every page ``runs`` times."""
     env_before = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="mailer-bench-desk-") as tmp:
@@ -337,7 +343,9 @@ def print_rows(rows: list[Row], runs: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=30, help="GETs of each page (default 30)")
     parser.add_argument("--quick", action="store_true", help="3 GETs a page: to see that it runs")
     parser.add_argument("--database-url", help="an empty database to use instead of a new SQLite file")

@@ -59,4 +59,3 @@ def plain_copy(value: Any) -> Any:
     if isinstance(value, list):
         return [plain_copy(v) for v in value]
     return value
-

@@ -353,7 +353,9 @@ READS: Memo[tuple[Any, Lines, tuple[Problem, ...], frozenset[Loc]]] = Memo()
 """The issue texts this process has read (``read_yaml``), by text and path."""
 
 
-def _read_yaml(text: str, path: Path, problems: list[Problem], booleans_in_1_1: set[Loc]) -> tuple[Any, Lines]:
+def _read_yaml(
+    text: str, path: Path, problems: list[Problem], booleans_in_1_1: set[Loc]
+) -> tuple[Any, Lines]:
     version = _version_problem(text, path)
     if version is not None:
         problems.append(version)

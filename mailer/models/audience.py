@@ -122,6 +122,11 @@ class ConsentEvent(Base):
     campaign: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # A sign-up's provenance (docs/decisions.md, Privacy and consent): the network it was to, the
+    # form it came from (page or embed, :<network> for a network's own), the wording's version.
+    network: Mapped[str | None] = mapped_column(String(64))
+    form: Mapped[str | None] = mapped_column(String(80))
+    wording_version: Mapped[str | None] = mapped_column(String(16))
 
 
 class Suppression(Base):

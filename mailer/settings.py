@@ -112,7 +112,7 @@ class Settings:
         "",
         "What members agree to at sign-up, for a network without its own consent_text in "
         "lists/networks.toml; empty means wording that names the network and its charity line "
-        '("I agree that Kent Network may send me …"). Recorded, with a version, in the consent log '
+        '("I agree that <network> may send me …"). Recorded, with a version, in the consent log '
         "with each sign-up.",
     )
     privacy_url: str = _setting(

@@ -257,6 +257,10 @@ def test_every_page_and_mail_of_a_sign_up_speaks_as_its_network(
         leave = page(unsub, KENT_NET)
         page(unsub, KENT_NET, data={"csrf": csrf_of(leave)})
 
+        # The welcome's One-Click works like a campaign's (RFC 8058: no cookie, no second step).
+        one_click = path_of(welcome["List-Unsubscribe"].split(",")[0].strip().strip("<>"))
+        assert httpx.post(base + one_click, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+
     # The consent log: the wording (naming Kent and its charity), its version, network and form.
     with demo.db.session() as s:
         member = s.scalar(select(Member).where(Member.email == address))
@@ -271,6 +275,7 @@ def test_every_page_and_mail_of_a_sign_up_speaks_as_its_network(
         wording_version(wording),
     )
     assert ("leave-network", "signup") in {(e.action, e.source) for e in events}
+    assert events[-1].action == "unsubscribe" and events[-1].source == "one-click"
 
 
 def ticked(page: str) -> set[str]:

@@ -197,6 +197,7 @@ def outbox_message(root: Path, address: str) -> EmailMessage:
     raise AssertionError(f"no message to {address} in the outbox")
 
 
+@pytest.mark.slow
 def test_every_page_and_mail_of_a_sign_up_speaks_as_its_network(
     demo: Demo, smtp_server: SmtpTestServer
 ) -> None:

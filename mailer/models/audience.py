@@ -150,7 +150,7 @@ class NetworkLeave(Base):
 
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
     network: Mapped[str] = mapped_column(String(64), primary_key=True)
-    source: Mapped[str] = mapped_column(String(32))  # one-click, link, mailto, admin
+    source: Mapped[str] = mapped_column(String(32))  # one-click, link, mailto, admin; signup: not chosen
     campaign: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -109,9 +109,17 @@ class Settings:
         "`mailer campaigns retry SLUG` re-queues such deliveries.",
     )
     consent_wording: str = _setting(
-        "I agree to receive the network's newsletter and action alerts by email. "
-        "I can unsubscribe at any time with the link in every message.",
-        "What members agree to at sign-up; recorded in the consent log with each sign-up.",
+        "",
+        "What members agree to at sign-up, for a network without its own consent_text in "
+        "lists/networks.toml; empty means wording that names the network and its charity line "
+        '("I agree that <network> may send me …"). Recorded, with a version, in the consent log '
+        "with each sign-up.",
+    )
+    privacy_url: str = _setting(
+        "",
+        "The privacy notice every mail and page links to, for a network without its own privacy_url "
+        "in lists/networks.toml: an https:// address, or a path on the web app (/privacy). Required "
+        "before mail goes to members (`mailer doctor` checks it).",
     )
     timezone: str = _setting("Europe/London", "Time zone of event times and the issue date.")
     soft_bounce_limit: int = _setting(

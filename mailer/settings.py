@@ -21,6 +21,7 @@ from mailer.secret_key import check_secrets, new_secret, read_secret_file, write
 
 SETTINGS_FILE = "mailer.toml"
 SECRET_FILE = ".mailer-secret"
+ADDRESS_KEY_FILE = ".mailer-address-key"  # the suppression hash's key (docs/data.md, The suppression hash)
 #: The default templates: ``mailer/templates/`` when installed from the wheel (pyproject.toml's
 #: force-include puts them there), else ``templates/`` at the top of the source checkout (an
 #: editable install), where the repository root is itself a workspace whose ``templates/`` they are.
@@ -216,6 +217,39 @@ class Settings:
         "Allow an http:// base_url outside localhost. One-click unsubscribe (RFC 8058) needs https, and "
         "providers show no unsubscribe button without it: only for demos and tests.",
     )
+    # --- members' data (docs/data.md): how long each kind of record is kept. `mailer purge` and the
+    # workers' daily chore delete what is older; the suppressions themselves are never deleted.
+    retain_deliveries_days: int = _setting(
+        730, "Days a delivery record (who was sent which campaign, and what became of it) is kept."
+    )
+    retain_inbound_days: int = _setting(
+        183,
+        "Days inbound mail records, bounce and complaint details, and the inbound Maildir's processed "
+        "folder are kept (the suppressions they caused stay).",
+    )
+    retain_quarantine_days: int = _setting(
+        30, "Days a quarantined inbound mail (one that could not be read) is kept for a person to look at."
+    )
+    retain_sessions_days: int = _setting(
+        7, "Days an expired or revoked desk session (with its browser's user agent) or sign-in link is kept."
+    )
+    retain_audit_days: int = _setting(730, "Days a line of the audit log is kept.")
+    retain_outbox_days: int = _setting(
+        30, "Days a message in a Maildir outbox (relay = maildir://…) is kept."
+    )
+    retain_consent_days: int = _setting(
+        2190,
+        "Days the consent log of a person who is no longer a member is kept after its last line, as "
+        "evidence of what they agreed to (6 years, the limitation period). The line that proves a "
+        "suppression is never deleted.",
+    )
+    inbound_maildir: str = _setting(
+        "",
+        "The Maildir `mailer inbound process` reads (relative to the workspace), so that subject access "
+        "and erasure find mail from a person in it, and retention empties its processed and quarantine "
+        "folders; empty: none.",
+        env="MAILER_INBOUND_MAILDIR",
+    )
     secret: str = field(
         default="",
         repr=False,
@@ -226,6 +260,23 @@ class Settings:
             "internal": True,
         },
     )
+
+    address_key: str = field(
+        default="",
+        repr=False,
+        metadata={
+            "help": "Key of the suppression hash (HMAC-SHA256 of a normalised address). Set "
+            "MAILER_ADDRESS_KEY (several, comma-separated, newest first) or keep it in "
+            ".mailer-address-key readable only by its owner (`mailer secret rotate-address-key`).",
+            "env": "MAILER_ADDRESS_KEY",
+            "internal": True,
+        },
+    )
+
+    @property
+    def address_keys(self) -> list[str]:
+        """The suppression hash's keys, newest first: the first hashes, any of them is checked."""
+        return [s.strip() for s in self.address_key.split(",") if s.strip()]
 
     @property
     def secrets(self) -> list[str]:
@@ -427,12 +478,28 @@ def _read_secret_file(workspace: Path) -> str:
 
 
 def ensure_secret(settings: Settings) -> Settings:
-    """Return settings with a token key, creating .mailer-secret (mode 600) on first use."""
+    """Return settings with a token key and a suppression-hash key, creating .mailer-secret and
+    .mailer-address-key (mode 600) on first use."""
+    settings = ensure_address_key(settings)
     if settings.secrets:
         return settings
     key = new_secret()
     write_secret_file(settings.path(SECRET_FILE), [key])
     return replace(settings, secret=key)
+
+
+ADDRESS_KEY_WHAT = "the key of the suppression hash"
+
+
+def ensure_address_key(settings: Settings) -> Settings:
+    """Return settings with a key of the suppression hash, creating .mailer-address-key (mode 600)
+    in the workspace when there is none (a workspace made before keyed hashes: its members are
+    hashed again under it when the database is next used; docs/data.md, The suppression hash)."""
+    if settings.address_keys:
+        return settings
+    address_key = new_secret()
+    write_secret_file(settings.path(ADDRESS_KEY_FILE), [address_key], what=ADDRESS_KEY_WHAT)
+    return replace(settings, address_key=address_key)
 
 
 def load(workspace: Path | str | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -457,7 +524,7 @@ def load(workspace: Path | str | None = None, env: dict[str, str] | None = None)
             msg, line, col = toml_error_location(exc)
             raise ConfigError(f"not valid TOML: {msg}", path=toml_path, line=line, column=col) from exc
         for key, value in data.items():
-            if key in ("secret", "secrets", "password", "relay_password"):
+            if key in ("secret", "secrets", "password", "relay_password", "address_key"):
                 raise ConfigError(
                     "secrets never sit in mailer.toml",
                     path=toml_path,
@@ -490,4 +557,10 @@ def load(workspace: Path | str | None = None, env: dict[str, str] | None = None)
         values["secret"] = _read_secret_file(root)
         secret_path = root / SECRET_FILE
     check_secrets(values["secret"], path=secret_path)
+    address_key_path = None
+    if not values.get("address_key"):
+        values["address_key"] = ",".join(read_secret_file(root / ADDRESS_KEY_FILE))
+        address_key_path = root / ADDRESS_KEY_FILE
+    if values["address_key"]:
+        check_secrets(values["address_key"], path=address_key_path, what=ADDRESS_KEY_WHAT)
     return Settings(**values)

@@ -28,10 +28,10 @@ import pytest
 from conftest import TEST_SECRET
 from sqlalchemy import select
 from support.cli_runner import MailerCli
+from support.hashes import address_hash
 from support.rendering import Colours, check_golden, contrast
 from support.seed import SEED_HIGHLIGHTS
 
-from mailer.audience.addresses import address_hash
 from mailer.audience.shape import Shape
 from mailer.compose import compose, compose_all
 from mailer.db import Database

@@ -137,7 +137,8 @@ def _normalise(email: str) -> str:
 def _unknown(session: Session, email: str, normalised: str) -> UnknownName:
     erased = session.scalar(
         select(func.max(ConsentEvent.created_at)).where(
-            ConsentEvent.address_hash == addresses.address_hash(normalised), ConsentEvent.action == "erase"
+            ConsentEvent.address_hash.in_(addresses.hash_candidates(session, normalised)),
+            ConsentEvent.action == "erase",
         )
     )
     if erased is not None:
@@ -242,7 +243,7 @@ def export(session: Session, email: str) -> dict[str, Any]:
     request): their member row, region, interests and fields, every consent-log line, and whether and
     why they are suppressed. For an erased address only the suppression and the log remain."""
     normalised = _normalise(email)
-    address_hash = addresses.address_hash(normalised)
+    address_hash = addresses.address_hash(session, normalised)
     member = session.scalar(select(Member).where(Member.email == normalised))
     held = session.get(Suppression, address_hash)
     events = consent_log(session, address_hash, member.id if member else None)

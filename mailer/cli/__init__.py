@@ -47,8 +47,9 @@ class App:
     @cached_property
     def db(self) -> Database:
         from mailer.db import open_database
+        from mailer.settings import ensure_address_key
 
-        return open_database(self.settings)
+        return open_database(ensure_address_key(self.settings))
 
     def close(self) -> None:
         """Close the database if a command opened it (SQLite checkpoints its WAL on the last close)."""

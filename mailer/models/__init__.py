@@ -1,7 +1,8 @@
 """The database tables, as SQLAlchemy 2.0 typed models, one module per part of the system.
 
 ``base`` holds the declarative base and the UTC timestamp type; ``audience``, ``sending``,
-``inbound`` and ``desk`` hold their tables. Every table is importable from here, and importing this
+``inbound``, ``desk`` and ``rights`` hold their tables. Every table is importable from here, and
+importing this
 package registers them all on ``Base.metadata`` (which the migrations and ``create_all`` read).
 """
 
@@ -31,6 +32,7 @@ from mailer.models.desk import (
     UserRole,
 )
 from mailer.models.inbound import BounceEvent, InboundMessage
+from mailer.models.rights import AddressKeyState
 from mailer.models.sending import (
     Campaign,
     CampaignStage,
@@ -44,6 +46,7 @@ from mailer.models.sending import (
 
 __all__ = [
     "NAMING",
+    "AddressKeyState",
     "Approval",
     "AuditEntry",
     "Base",

@@ -162,7 +162,11 @@ def create_app(
         )
     shape = shape if shape is not None else load_shape(settings.path("lists"))
     db = database if database is not None else open_database(settings)
-    writer = writer_database(settings.sqlalchemy_url) if db.engine.dialect.name == "sqlite" else db
+    writer = (
+        writer_database(settings.sqlalchemy_url, settings.address_keys)
+        if db.engine.dialect.name == "sqlite"
+        else db
+    )
     csrf = Csrf(settings.secrets, secure=settings.base_url.startswith("https://"))
     extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
     state = Web(

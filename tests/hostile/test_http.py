@@ -28,9 +28,10 @@ import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.routing import Route
+from support.hashes import address_hash
 
 from mailer import tokens
-from mailer.audience.addresses import address_hash, normalise
+from mailer.audience.addresses import normalise
 from mailer.audience.consent import SignupData
 from mailer.audience.shape import Shape
 from mailer.audience.suppression import is_suppressed

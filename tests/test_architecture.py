@@ -40,6 +40,9 @@ STAGES: list[tuple[str, ...]] = [
     ("mailer.reports", "mailer.archive"),
     ("mailer.preview",),
     ("mailer.desk",),
+    # members' rights: subject access, erasure and retention read every part's tables (the desk's
+    # too) and the workers run its purge, so after the desk and before the chores' list
+    ("mailer.rights",),
     ("mailer.chores",),  # the workers' chores, listed: reminders, purges, digests
     ("mailer.web",),
     ("mailer.demo",),

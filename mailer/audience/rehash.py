@@ -70,3 +70,9 @@ def _move(session: Session, moves: list[dict[str, str]]) -> None:
             .values(address_hash=bindparam("new")),
             moves,
         )
+
+
+def state(session: Session) -> int:
+    """How many members' hashes the last change of key made again."""
+    row = session.get(AddressKeyState, 1)
+    return row.members if row is not None else 0

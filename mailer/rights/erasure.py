@@ -191,17 +191,24 @@ def compact(db: Database, tables: list[str]) -> str:
     locks each table while it rewrites it) removes them at once: run it in a quiet hour if that is
     needed."""
     engine = db.engine
+    if engine.dialect.name == "sqlite":
+        # On the driver's own connection: SQLAlchemy's begins a transaction (BEGIN IMMEDIATE, see
+        # mailer.db), in which SQLite refuses VACUUM.
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("VACUUM")
+            busy, _log, _done = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            cursor.close()
+        finally:
+            raw.close()
+        return (
+            "SQLite: VACUUM and WAL checkpoint (TRUNCATE) done"
+            if not busy
+            else "SQLite: VACUUM done; the WAL checkpoint waits for another reader and ends at its next one"
+        )
+    known = {t.name for t in Base.metadata.sorted_tables}
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("VACUUM")
-            busy, _log, _done = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
-            return (
-                "SQLite: VACUUM and WAL checkpoint (TRUNCATE) done"
-                if not busy
-                else "SQLite: VACUUM done; the WAL checkpoint waits for another reader and ends at its "
-                "next one"
-            )
-        known = {t.name for t in Base.metadata.sorted_tables}
         for name in sorted(set(tables) & known):
             conn.execute(text(f'VACUUM "{name}"'))
         return (

@@ -120,18 +120,18 @@ def _rows(settings: Settings) -> list[_Rows]:
             lambda cut: and_(Delivery.campaign_id.in_(old_campaigns(cut)), Delivery.status.in_(FINAL)),
         ),
         _Rows(
-            "inbound",
-            "inbound mail records and the bounces read from them",
-            settings.retain_inbound_days,
-            InboundMessage,
-            lambda cut: InboundMessage.processed_at < cut,
-        ),
-        _Rows(
             "bounces",
             "bounce and complaint records",
             settings.retain_inbound_days,
             BounceEvent,
             lambda cut: BounceEvent.created_at < cut,
+        ),
+        _Rows(
+            "inbound",
+            "inbound mail records and the bounces read from them",
+            settings.retain_inbound_days,
+            InboundMessage,
+            lambda cut: InboundMessage.processed_at < cut,
         ),
         _Rows(
             "sessions",

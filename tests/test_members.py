@@ -152,7 +152,7 @@ def test_cli_members_commands(mailer_cli: MailerCli, tmp_path: Path) -> None:
     assert forgot["erased"] is True and forgot["newly_suppressed"] is False  # already unsubscribed
 
     unknown = mailer_cli("members", "forget", "nobody@example.org", "--yes")
-    assert unknown.exit_code == 2 and "no member has the address" in unknown.stderr
+    assert unknown.exit_code == 2 and "nothing is held about 'nobody@example.org'" in unknown.stderr
 
     # A later import of the same file brings neither back.
     report = json.loads(

@@ -187,13 +187,20 @@ def forget_command(app: App, email: str, yes: bool, actor: str | None, as_json: 
     if not yes:
         click.confirm(f"Erase all personal data held about {address}? This cannot be undone", abort=True)
     report = erasure.forget(app.db, app.settings, email, actor=actor_of(actor))
+    if not report.found:
+        from mailer.errors import UnknownName
+
+        when = report.already_erased_at
+        raise UnknownName(
+            f"nothing is held about {address!r}: nothing changed",
+            field="email",
+            hint=f"its data was erased on {when:%Y-%m-%d}; only its suppression remains"
+            if when
+            else "check the spelling; `mailer lists export` lists every member",
+        )
     data = {"email": address, "erased": report.found, **report.as_dict()}
 
     def human() -> None:
-        if not report.found:
-            when = f" (erased on {report.already_erased_at:%Y-%m-%d})" if report.already_erased_at else ""
-            click.echo(f"{address}: nothing is held about this address{when}; nothing changed")
-            return
         click.echo(f"{address}: erased; only a keyed hash of the address is kept, so it stays suppressed")
         if report.member_erased:
             click.echo(

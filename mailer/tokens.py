@@ -47,7 +47,9 @@ from datetime import UTC, datetime, timedelta
 from mailer.errors import ConfigError, TokenError
 
 #: Purpose names and their one-byte codes. Codes are part of the format: never reuse or renumber one.
-PURPOSES: dict[str, int] = {"unsubscribe": 1, "preferences": 2, "confirm": 3, "view": 4}
+# "desk-member": a member the desk's preview names, so that their address never sits in a URL
+# (docs/data.md, Audit); never mailed.
+PURPOSES: dict[str, int] = {"unsubscribe": 1, "preferences": 2, "confirm": 3, "view": 4, "desk-member": 5}
 _PURPOSE_NAMES = {code: name for name, code in PURPOSES.items()}
 
 #: Paths of the web app's pages for each purpose: ``link(base_url, purpose, token)``.

@@ -32,6 +32,9 @@ STAGES: list[tuple[str, ...]] = [
     ("mailer.audience",),
     ("mailer.issue",),
     ("mailer.compose",),
+    # events: the calendar entries of sent issues as a table, and answers to them; reads compose's
+    # calendar entries, and the send (sending.snapshot) keeps the table in step as it enqueues
+    ("mailer.events",),
     ("mailer.render", "mailer.identity"),
     ("mailer.message",),
     ("mailer.transport", "mailer.readiness", "mailer.dnscheck"),

@@ -99,7 +99,7 @@ def subject_access(session: Session, settings: Settings, address: str) -> Subjec
         mailings=members.mailings_of(session, member_id) if member_id else [],
         bounces=_bounces(session, person),
         inbound=_inbound(session, person),
-        rsvps=events.rsvps_of(session, member_id),
+        rsvps=events.rsvps_of(session, member_id, person.address),
         desk=_desk(session, person),
         mentions=[{"table": m.table, "column": m.column, "row": m.key} for m in other],
         files=[asdict(f) for f in found_files],

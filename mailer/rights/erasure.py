@@ -52,6 +52,7 @@ class ErasureReport:
     member_erased: bool = False
     newly_suppressed: bool = False
     interests_removed: int = 0
+    rsvps_removed: int = 0
     fields_removed: int = 0
     consent_events_kept: int = 0  # now holding only the keyed hash and what proves the suppression
     desk_account_anonymised: bool = False
@@ -120,8 +121,10 @@ def _erased_at(session: Session, person: Person) -> datetime | None:
 def _erase_rows(session: Session, person: Person, report: ErasureReport, now: datetime) -> None:
     found = list(mentions(session, person))  # before the member's row (their name) goes
     words = person.terms + person.personal
+    report.rsvps_removed = events.erase_rsvps(
+        session, person.member.id if person.member else None, person.address
+    )
     if person.member is not None:
-        events.erase_rsvps(session, person.member.id)
         done = members.forget(session, person.address)
         report.member_erased = True
         report.newly_suppressed = done.newly_suppressed

@@ -16,7 +16,7 @@ from mailer.errors import InvalidInput, UnknownName
 from mailer.models import Base, Member, User
 
 # Tables whose rows are the person's own and are read or erased whole, not searched for mentions.
-OWN_TABLES = frozenset({"members", "users", "member_fields", "member_interests", "member_choices"})
+OWN_TABLES = frozenset({"members", "users", "member_fields", "member_interests", "member_choices", "rsvps"})
 # Names and postcodes shorter than this are not searched for in other rows' text (too common).
 MIN_TERM = 3
 

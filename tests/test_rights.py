@@ -48,7 +48,8 @@ def test_export_lists_every_record_and_file_of_the_person(db: Database, story: S
     assert {"outbox", "processed", "quarantine", "csv"} <= kinds, data["files"]
     assert any(f["path"] == "members.rejected.csv" and f["lines"] == 1 for f in data["files"])
     assert any(m["table"] == "audit_log" for m in data["mentions"])  # the desk's person.add
-    assert data["rsvps"] == [] and data["not_held_here"]
+    assert [r["answer"] for r in data["rsvps"]] == ["yes"] and data["rsvps"][0]["name"] == NAME
+    assert data["not_held_here"]
     page = access.to_html(found, story.organisation)
     assert "Bounces and complaints" in page and "5.2.2" in page and "<script" not in page
 
@@ -70,6 +71,7 @@ def test_forget_leaves_no_plain_occurrence_anywhere(
 ) -> None:
     report = erasure.forget(db, story, f"  {ADDRESS.upper()} ", actor="Jo (data protection)")
     assert report.found and report.member_erased and report.desk_account_anonymised
+    assert report.rsvps_removed == 1
     assert report.newly_suppressed  # a soft bounce does not suppress; the erasure does
     assert {"bounce_events", "audit_log"} <= set(report.rows_scrubbed), report
     assert any("outbox" in p for p in report.files_removed)

@@ -2,7 +2,8 @@
 in the workspace (with a second row of theirs rejected into ``members.rejected.csv``), sent the Kent
 newsletter through the Maildir outbox, a bounce of it processed from the inbound Maildir (so its
 record, its diagnostic and the processed copy hold the address), a mail from them in the
-quarantine, and a desk account with a role and a session. ``held`` builds it; ``occurrences``
+quarantine, their answer to an event of the newsletter, and a desk account with a role and a
+session. ``held`` builds it; ``occurrences``
 greps the bytes of the database and the workspace for what identifies them."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from mailer.audience.shape import Shape
 from mailer.db import Database
 from mailer.desk import people, sessions
 from mailer.inbound.process import process_source
-from mailer.models import Delivery, Member
+from mailer.models import Delivery, EventRow, Member, Rsvp
 from mailer.settings import Settings
 from support.bounces import adapt, make_maildir
 from support.sending import SLUG, add_campaign, send
@@ -53,6 +54,13 @@ def held(db: Database, settings: Settings, shape: Shape, workspace: Path) -> Set
             select(Delivery.id).join(Member, Member.id == Delivery.member_id).where(Member.email == ADDRESS)
         )
     assert delivery_id is not None
+    with (
+        db.session() as session
+    ):  # their answer to the newsletter's first event (the events are synced as it is sent)
+        event_id = session.scalars(select(EventRow.id).order_by(EventRow.id)).first()
+        member_id = session.scalar(select(Member.id).where(Member.email == ADDRESS))
+        assert event_id is not None
+        session.add(Rsvp(event_id=event_id, member_id=member_id, name=NAME, answer="yes"))
     bounce = adapt("exim-mailbox-full.eml", delivery_id, ADDRESS, keys=settings.secrets)
     inbox = make_maildir(workspace / "inbox", [bounce])
     process_source(db, settings, inbox)

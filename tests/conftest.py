@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from support.cli_runner import MailerCli
-from support.hashes import TEST_ADDRESS_KEY
+from support.hashes import use_test_key
 
 from mailer.audience.shape import Shape, load_shape, sync
 from mailer.db import Database, open_database
 from mailer.models import Base
-from mailer.secret_key import write_secret_file
-from mailer.settings import ADDRESS_KEY_FILE, ADDRESS_KEY_WHAT, Settings, load
+from mailer.settings import Settings, load
 from mailer.workspace import init_workspace
 
 if TYPE_CHECKING:
@@ -176,7 +175,7 @@ def workspace_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("workspace-template") / "ws"
     init_workspace(root)
     # A known key of the suppression hash, so that tests can name hashes (support/hashes.py).
-    write_secret_file(root / ADDRESS_KEY_FILE, [TEST_ADDRESS_KEY], what=ADDRESS_KEY_WHAT)
+    use_test_key(root)
     return root
 
 

@@ -181,6 +181,8 @@ def test_cli_export_forget_purge_and_their_audit(
     assert any(a == "members.unsubscribe" and actor.endswith("(command line)") for a, actor in actions)
     assert any(a == "members.forget" for a, _ in actions)
     assert not any(ADDRESS in (o or "") for _a, _actor, o in lines)  # the export's line was scrubbed
+    rotated = json.loads(mailer_cli("secret", "rotate-address-key", "--json", check=True).stdout)
+    assert rotated["keys"] == 2 and rotated["members_rehashed"] >= 1
 
 
 def test_a_new_address_key_rehashes_members_and_keeps_erased_suppressions(

@@ -77,18 +77,11 @@ def rotate_address_key(app: App, as_json: bool) -> None:
     the old unkeyed hashes of members are made again under it, and those of people erased before
     stay checked. The key is never printed.
     """
-    from pathlib import Path
-
     from mailer.db import open_database
-    from mailer.errors import ConfigError
     from mailer.settings import load
     from mailer.workspace import rotate_address_key as rotate
 
-    workspace = (app.workspace_arg or Path(".")).resolve()
-    if not workspace.is_dir():
-        raise ConfigError(
-            "the workspace folder does not exist", path=workspace, hint="create one with `mailer init DIR`"
-        )
+    workspace = app.settings.workspace  # refused before anything is written if it is not one
     done = rotate(workspace, env=os.environ)
     db = open_database(load(workspace))
     try:

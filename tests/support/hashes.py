@@ -5,7 +5,11 @@ a test can name a member's hash without a session. The hash itself is the librar
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mailer.audience import addresses
+from mailer.secret_key import write_secret_file
+from mailer.settings import ADDRESS_KEY_FILE, ADDRESS_KEY_WHAT
 
 # A strong key (mailer refuses weak ones): test-only, never for a real workspace.
 TEST_ADDRESS_KEY = "Zq4vR8pW2nLx7TbKs9GmYc3HjD6fAe5uQo1iVw0ErNtB_-UyPkXgMhCzJaOdSlF"
@@ -19,3 +23,8 @@ def address_hash(normalised: str) -> str:
 def hash_of(address: str) -> str:
     """Normalise ``address`` and return its hash in a test workspace."""
     return address_hash(addresses.normalise(address))
+
+
+def use_test_key(workspace: Path) -> None:
+    """Give a workspace ``mailer init`` made the tests' key of the suppression hash."""
+    write_secret_file(workspace / ADDRESS_KEY_FILE, [TEST_ADDRESS_KEY], what=ADDRESS_KEY_WHAT)

@@ -86,6 +86,15 @@ class Answered:
         return {"event": self.event.uid, "answer": self.answer, "changed": self.changed}
 
 
+def events_of(session: Session, slugs: list[str]) -> dict[str, EventInfo]:
+    """The events of campaigns ``slugs``, by UID (without the domain): their SEQUENCE, LAST-MODIFIED
+    and whether they are cancelled, for the calendar feeds."""
+    if not slugs:
+        return {}
+    rows = session.scalars(select(EventRow).where(EventRow.campaign_slug.in_(slugs)))
+    return {r.uid: info(r) for r in rows}
+
+
 def find_event(session: Session, uid: str) -> EventInfo | None:
     """The event with UID ``uid`` (without the domain), or None."""
     row = session.scalars(select(EventRow).where(EventRow.uid == uid)).one_or_none()

@@ -7,11 +7,12 @@ what ``mailer worker`` and the worker embedded in ``mailer serve`` run, through
 
 from __future__ import annotations
 
+from mailer.events.watch import EVENTS_SYNC
 from mailer.sending.chores import Chore
 from mailer.settings import Settings
 
 
 def default_chores(settings: Settings) -> list[Chore]:
     """The chores every worker runs, in order."""
-    chores: list[Chore] = []
+    chores: list[Chore] = [EVENTS_SYNC]
     return chores

@@ -36,6 +36,8 @@ from mailer.events.sync import (
     event_times,
     local_uid,
     sync_events,
+    sync_from_file,
+    synced_slugs,
 )
 from mailer.events.views import EventInfo, info, when_words
 
@@ -59,8 +61,8 @@ __all__ = [
     "counts",
     "entry_regions",
     "event_for_member",
-    "events_of",
     "event_times",
+    "events_of",
     "find_event",
     "info",
     "local_uid",
@@ -69,5 +71,7 @@ __all__ = [
     "promote_waiting",
     "request_answer",
     "sync_events",
+    "sync_from_file",
+    "synced_slugs",
     "when_words",
 ]

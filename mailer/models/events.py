@@ -44,6 +44,9 @@ class EventRow(Base):
     place: Mapped[str] = mapped_column(Text, default="", server_default="")
     online_url: Mapped[str] = mapped_column(Text, default="", server_default="")
     sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The SEQUENCE its attendees were last told of: below ``sequence``, a change or cancellation
+    # still to be mailed (whichever path synced it: a send, the desk, the events-sync chore).
+    announced_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     capacity: Mapped[int | None] = mapped_column(Integer)

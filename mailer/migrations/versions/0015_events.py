@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("place", sa.Text(), server_default="", nullable=False),
         sa.Column("online_url", sa.Text(), server_default="", nullable=False),
         sa.Column("sequence", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("announced_sequence", sa.Integer(), server_default="0", nullable=False),
         sa.Column("last_modified", mailer.models.UTCDateTime(), nullable=False),
         sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("capacity", sa.Integer(), nullable=True),

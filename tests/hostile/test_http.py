@@ -113,6 +113,7 @@ def test_every_case_file_names_what_it_attacks() -> None:
         "hosts.txt",
         "path-values.txt",
         "paths.txt",
+        "rsvp-emails.txt",
     ]
     for name in names:
         for case in load_cases(name):

@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("confirmed_at", mailer.models.UTCDateTime(), nullable=True),
         sa.Column("promoted_at", mailer.models.UTCDateTime(), nullable=True),
         sa.Column("promotion_mailed_at", mailer.models.UTCDateTime(), nullable=True),
+        sa.Column("link_serial", sa.Integer(), server_default="0", nullable=False),
         sa.Column("created_at", mailer.models.UTCDateTime(), nullable=False),
         sa.Column("updated_at", mailer.models.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(

@@ -362,3 +362,28 @@ def counts(session: Session, event_ids: list[int]) -> dict[int, Counts]:
     for event_id, answer, n in rows:
         tally.setdefault(event_id, {})[answer] = int(n)
     return {k: Counts(**{s: v.get(s, 0) for s in STATES}) for k, v in tally.items()}
+
+
+@dataclass(frozen=True)
+class EventCounts:
+    """One event of a campaign with its counts (no names: for the campaign report)."""
+
+    event: EventInfo
+    counts: Counts
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event": self.event.uid,
+            "title": self.event.title,
+            "regions": list(self.event.regions),
+            **self.counts.as_dict(),
+        }
+
+
+def campaign_counts(session: Session, slug: str) -> list[EventCounts]:
+    """The answers to each event of campaign ``slug``, counted, in date order."""
+    rows = session.scalars(
+        select(EventRow).where(EventRow.campaign_slug == slug).order_by(EventRow.starts_at, EventRow.id)
+    ).all()
+    tally = counts(session, [r.id for r in rows])
+    return [EventCounts(info(r), tally.get(r.id, Counts())) for r in rows]

@@ -7,6 +7,7 @@ what ``mailer worker`` and the worker embedded in ``mailer serve`` run, through
 
 from __future__ import annotations
 
+from mailer.events.watch import EVENTS_SYNC
 from mailer.rights.retention import PURGE
 from mailer.sending.chores import Chore
 from mailer.settings import Settings
@@ -14,5 +15,6 @@ from mailer.settings import Settings
 
 def default_chores(settings: Settings) -> list[Chore]:
     """The chores every worker runs, in order."""
-    chores: list[Chore] = [PURGE]  # what is past its retention (docs/data.md, Retention)
+    # events kept in step with edited issues; what is past its retention (docs/data.md, Retention)
+    chores: list[Chore] = [EVENTS_SYNC, PURGE]
     return chores

@@ -123,7 +123,7 @@ def deliver(db: Any, campaign_id: int, address: str) -> int:
         email = normalise(address)
         member = s.scalars(select(Member).where(Member.email == email)).one_or_none()
         if member is None:
-            member = Member(email=email, address_hash=address_hash(email), name="Pat")
+            member = Member(email=email, address_hash=address_hash(s, email), name="Pat")
             s.add(member)
             s.flush()
         variant = s.scalars(select(Variant.id).where(Variant.campaign_id == campaign_id)).first()

@@ -40,8 +40,10 @@ with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the 
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from support.hashes import address_hash
+
 from mailer import tokens
-from mailer.audience.addresses import address_hash, normalise
+from mailer.audience.addresses import normalise
 from mailer.audience.consent import SignupData, mailbox_key
 from mailer.audience.networks import consent_text, default_network, wording_version
 from mailer.audience.shape import Shape

@@ -118,12 +118,16 @@ def _live_worker(db: Database) -> None:
 def test_the_built_in_worker_does_not_start_beside_a_live_one_on_sqlite(
     db: Database, settings: Settings, backend: str
 ) -> None:
-    options = {"host": "127.0.0.1", "port": 8000, "processes": 2, "proxy": False}
-    assert serving.plan(db, settings, worker=True, **options).worker
-    off = serving.plan(db, settings, worker=False, **options)
+    def plan(worker: bool) -> serving.Plan:
+        return serving.plan(
+            db, settings, host="127.0.0.1", port=8000, processes=2, proxy=False, worker=worker
+        )
+
+    assert plan(True).worker
+    off = plan(False)
     assert not off.worker and "mailer worker" in off.worker_note
     _live_worker(db)
-    beside = serving.plan(db, settings, worker=True, **options)
+    beside = plan(True)
     if backend == "sqlite":
         assert not beside.worker and "mail-1" in beside.worker_note and "SQLite" in beside.worker_note
     else:  # PostgreSQL: any number of workers share a campaign

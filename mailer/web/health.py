@@ -126,7 +126,7 @@ class Metrics:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(DatabaseCollector(sending_health.counts(self.db, self.settings)))
         if self.multiprocess:
-            MultiProcessCollector(registry)
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(registry) + generate_latest(self.own)
 

@@ -107,7 +107,7 @@ def start_server(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[byte
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180  # a busy machine starts processes slowly
     while time.monotonic() < deadline:
         try:
             httpx.get(f"{base}/healthz", timeout=2)

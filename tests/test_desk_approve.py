@@ -117,7 +117,8 @@ def test_approve_then_send_through_the_workers(demo_desk: Desk) -> None:
         assert 'http-equiv="refresh"' not in progress.text
         assert '<script src="/desk/progress.js" defer></script>' in progress.text
         assert "script-src 'self'" in progress.headers["content-security-policy"]
-        assert re.search(r'<form method="get" action="[^"]+/progress"[^>]*>\s*<button[^>]*>Refresh<', progress.text)
+        refresh = r'<form method="get" action="[^"]+/progress"[^>]*>\s*<button[^>]*>Refresh<'
+        assert re.search(refresh, progress.text)
         assert "no sending worker is running" in progress.text  # nobody runs one in this test
         assert "Pause" in progress.text and "Cancel sending" in progress.text
         figures = ed.get(f"{PAGES}/progress.json")

@@ -137,4 +137,5 @@ def test_one_click_posts_during_a_send_are_all_recorded_and_honoured(
             # Claimed before the unsubscribe: it went out with the batch that was in flight.
             assert received_at[email] <= done_at[token_of[member_id]] + GRACE_SECONDS
     assert stopped > POSTS // 2, f"only {stopped} of {POSTS} unsubscribes landed before their batch"
-    assert all_statuses <= {"sent", "suppressed", "pending"}  # pending: after the send was stopped
+    # pending: not reached when the send was stopped; unknown: a reply the busy relay never gave
+    assert all_statuses <= {"sent", "suppressed", "pending", "unknown"}

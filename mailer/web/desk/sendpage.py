@@ -424,12 +424,14 @@ async def progress_json(request: Request, signed: Signed) -> Response:
     return JSONResponse(figures, headers={"Cache-Control": "no-store"})
 
 
-async def progress_script(request: Request) -> Response:
-    """The progress page's script: fetches the figures every few seconds; the page works without it."""
+@desk_page
+async def progress_script(request: Request, signed: Signed) -> Response:
+    """The progress page's script (for those signed in, like the page): fetches the figures
+    every few seconds; the page works without it."""
     return Response(
         PROGRESS_SCRIPT,
         media_type="text/javascript; charset=utf-8",
-        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+        headers={"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"},
     )
 
 

@@ -35,7 +35,7 @@ MEMBERS = 5_000
 POSTS = 2_000
 CLIENTS = 50
 BATCH = 100
-RATE = 40.0  # messages a second: the send outlasts the POSTs (2 minutes at most), which then stop it
+RATE = 20.0  # messages a second: the send outlasts the POSTs (4 minutes at most), which then stop it
 # A message already claimed when its member unsubscribes may still go out: that is the batch in
 # flight. It reaches the server within seconds of the claim; anything later is a failure.
 GRACE_SECONDS = 5.0

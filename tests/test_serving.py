@@ -16,7 +16,6 @@ import asyncio
 import io
 import json
 import logging
-import logging.config
 import re
 import threading
 import time
@@ -236,17 +235,19 @@ def test_an_overloaded_process_answers_503_with_retry_after(db: Database, settin
 def test_json_logs_are_one_object_a_line_with_tokens_cut(settings: Settings) -> None:
     token = "A" * 60
     config = log_config(replace(settings, log_format="json"))
+    assert all(h["formatter"] == "json" for h in config["handlers"].values())
+    assert all("redact" in h["filters"] for h in config["handlers"].values())
+    # The configured formatter and filter, on a handler of this test's own (logging stays as it was).
     stream = io.StringIO()
-    logging.config.dictConfig(config)
-    try:
-        for handler in logging.getLogger("uvicorn.access").handlers:
-            assert isinstance(handler, logging.StreamHandler)
-            handler.setStream(stream)
-        logging.getLogger("uvicorn.access").info(
-            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "POST", f"/u/{token}", "1.1", 200
-        )
-    finally:
-        logging.config.dictConfig(log_config(settings))
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(config["formatters"]["json"]["()"]())
+    redact = config["filters"]["redact"]
+    handler.addFilter(redact["()"](secrets=redact["secrets"]))
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "POST", f"/u/{token}", "1.1", 200), None,
+    )  # fmt: skip
+    handler.handle(record)
     entry = json.loads(stream.getvalue().strip())
     assert entry["method"] == "POST" and entry["status"] == 200 and entry["level"] == "info"
     assert entry["path"] == "/u/AAAAAA..." and token not in stream.getvalue()

@@ -169,6 +169,33 @@ class Settings:
             "internal": True,
         },
     )
+    # --- serving (docs/decisions.md, Serving): health, metrics, logs, load
+    metrics_allow: str = _setting(
+        "",
+        "Addresses or networks (CIDR) besides this machine that may read /metrics, comma-separated, "
+        "e.g. 10.0.0.5, 192.168.1.0/24. Without it (and without MAILER_METRICS_TOKEN) only "
+        "localhost may.",
+    )
+    metrics_token: str = field(
+        default="",
+        repr=False,
+        metadata={
+            "help": "A bearer token that opens /metrics from anywhere (Authorization: Bearer …). "
+            "Set MAILER_METRICS_TOKEN; never in mailer.toml.",
+            "env": "MAILER_METRICS_TOKEN",
+            "internal": True,
+        },
+    )
+    log_format: str = _setting(
+        "text",
+        'How `mailer serve` writes its logs: "text" (a line each) or "json" (one JSON object a '
+        "line, for a log collector). Tokens and passwords are cut out either way.",
+    )
+    web_max_requests: int = _setting(
+        100,
+        "Requests one web process works on at once; more get 503 with Retry-After at once, so that "
+        "an overloaded server answers rather than leaving clients without an answer.",
+    )
     # --- DKIM and inbox placement (docs/decisions.md, The send's budget): signatures, greeting, one-click ove
     dkim_algorithms: str = _setting(
         "auto",

@@ -7,11 +7,12 @@ what ``mailer worker`` and the worker embedded in ``mailer serve`` run, through
 
 from __future__ import annotations
 
+from mailer.events.digest import DIGESTS
 from mailer.sending.chores import Chore
 from mailer.settings import Settings
 
 
 def default_chores(settings: Settings) -> list[Chore]:
     """The chores every worker runs, in order."""
-    chores: list[Chore] = []
+    chores: list[Chore] = [DIGESTS]
     return chores

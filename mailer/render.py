@@ -34,7 +34,7 @@ from markupsafe import Markup
 from mailer.compose import CalendarEntry, Loaded, Variant
 from mailer.errors import RenderError
 from mailer.identity import COLOURS, Identity, band_colours, default_identity
-from mailer.issue import Alert, Event, Item, Newsletter
+from mailer.issue import Alert, Digest, Event, Item
 from mailer.issue.calendar_text import calendar_line, calendar_url, event_uid, place_text, sentence, when_text
 from mailer.settings import Settings
 from mailer.slots import SLOTS
@@ -78,7 +78,7 @@ def image_url(settings: Settings, slug: str, src: str) -> str:
 
 
 def entry_uid(settings: Settings, slug: str, entry: CalendarEntry) -> str:
-    return event_uid(slug, entry.key, settings.list_domain)
+    return entry.uid or event_uid(slug, entry.key, settings.list_domain)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -535,7 +535,8 @@ class Renderer:
                 button=LinkView(issue.button.text, url) if url else None,
             )
             return common
-        assert isinstance(issue, Newsletter)
+        if isinstance(issue, Digest):
+            return self._digest_context(common, variant, issue, loaded.slug)
         entries = [self._entry(loaded.slug, e, issue.date) for e in variant.calendar]
         by_item: dict[str, list[EntryView]] = {}
         for view, entry in zip(entries, variant.calendar, strict=True):
@@ -549,6 +550,22 @@ class Renderer:
             intro_refs=intro.refs,
             highlights=[HighlightView(_anchor(h.item_id), h.text) for h in variant.highlights],
             sections=[self._section(loaded.slug, i, by_item.get(i.id, [])) for i in variant.items],
+            calendar=entries,
+        )
+        return common
+
+    def _digest_context(
+        self, common: dict[str, Any], variant: Variant, issue: Digest, slug: str
+    ) -> dict[str, Any]:
+        """A digest's: its intro, a short list (a line per event: when and what), then the events."""
+        entries = [self._entry(slug, e, issue.date) for e in variant.calendar]
+        intro = self.md_text(issue.intro)
+        common.update(
+            preheader=issue.preheader or issue.intro or issue.title,
+            intro_html=self.md_html(issue.intro),
+            intro_text=intro.text,
+            intro_refs=intro.refs,
+            days=issue.days,
             calendar=entries,
         )
         return common

@@ -32,6 +32,9 @@ STAGES: list[tuple[str, ...]] = [
     ("mailer.audience",),
     ("mailer.issue",),
     ("mailer.compose",),
+    # events: the calendar entries of sent issues as a table, and answers to them; reads compose's
+    # calendar entries, and the send (sending.snapshot) keeps the table in step as it enqueues
+    ("mailer.events",),
     ("mailer.render", "mailer.identity"),
     ("mailer.message",),
     ("mailer.transport", "mailer.readiness", "mailer.dnscheck"),
@@ -40,6 +43,9 @@ STAGES: list[tuple[str, ...]] = [
     ("mailer.reports", "mailer.archive"),
     ("mailer.preview",),
     ("mailer.desk",),
+    # the events' mail (reminders, changes, digests): sent through the send's path, from the sent
+    # issues' events and the desk's accepted ones and approvals; the workers' chores list them
+    ("mailer.events.digest", "mailer.events.reminders"),
     ("mailer.chores",),  # the workers' chores, listed: reminders, purges, digests
     ("mailer.web",),
     ("mailer.demo",),

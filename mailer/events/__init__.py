@@ -1,0 +1,1 @@
+"""Events people come to: the calendar's events, answered, reminded of, and gathered into digests."""

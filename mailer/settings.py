@@ -114,6 +114,11 @@ class Settings:
         "What members agree to at sign-up; recorded in the consent log with each sign-up.",
     )
     timezone: str = _setting("Europe/London", "Time zone of event times and the issue date.")
+    event_default_minutes: int = _setting(
+        120,
+        "How long a timed event without an end lasts, in minutes: its DTEND in calendars, and when it "
+        "is over for answers.",
+    )
     soft_bounce_limit: int = _setting(
         3,
         "Soft bounces (4.x.x, 5.2.2 mailbox full, other non-address failures) within soft_bounce_days "

@@ -1,8 +1,8 @@
 """The database tables, as SQLAlchemy 2.0 typed models, one module per part of the system.
 
 ``base`` holds the declarative base and the UTC timestamp type; ``audience``, ``sending``,
-``inbound`` and ``desk`` hold their tables. Every table is importable from here, and importing this
-package registers them all on ``Base.metadata`` (which the migrations and ``create_all`` read).
+``inbound``, ``desk`` and ``events`` hold their tables. Every table is importable from here, and
+importing this package registers them all on ``Base.metadata`` (which the migrations and ``create_all`` read).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from mailer.models.desk import (
     User,
     UserRole,
 )
+from mailer.models.events import EventRow, Rsvp
 from mailer.models.inbound import BounceEvent, InboundMessage
 from mailer.models.sending import (
     Campaign,
@@ -55,6 +56,7 @@ __all__ = [
     "Contribution",
     "Delivery",
     "DeskSession",
+    "EventRow",
     "InboundMessage",
     "Interest",
     "IssueEdit",
@@ -67,6 +69,7 @@ __all__ = [
     "RateBucket",
     "RateHit",
     "Region",
+    "Rsvp",
     "SignInLink",
     "Suppression",
     "UTCDateTime",

@@ -33,6 +33,7 @@ log (``consent_log``), so the web pages, inbound mail and the CLI apply the same
   suppression, which stays the final word.
 - **Imports** (``subscribe_imported``) log one ``subscribe`` event per new member; an import never
   lifts a suppression and never rejoins a network.
+- **Answers to events** (``log_rsvp``): each RSVP, with its source; never a subscription.
 - **Erasure** (``detach_log``) keeps the member's log lines with only the address hash.
 """
 
@@ -60,6 +61,7 @@ from mailer.audience.consent.preferences import (
     preferences_shown,
     save_preferences,
 )
+from mailer.audience.consent.rsvps import RSVP_ACTION, RSVP_SOURCES, log_rsvp
 from mailer.audience.consent.signup import (
     SIGNUP_NAME_LIMIT,
     Confirmed,
@@ -80,6 +82,8 @@ __all__ = [
     "IMPORT_SOURCE",
     "LEAVE_SOURCES",
     "REJOIN_SOURCES",
+    "RSVP_ACTION",
+    "RSVP_SOURCES",
     "SIGNUP_NAME_LIMIT",
     "Confirmed",
     "Left",
@@ -99,6 +103,7 @@ __all__ = [
     "has_left",
     "leave_network",
     "log_imported",
+    "log_rsvp",
     "mailbox_key",
     "network_of_campaign",
     "networks_left",

@@ -8,11 +8,12 @@ what ``mailer worker`` and the worker embedded in ``mailer serve`` run, through
 from __future__ import annotations
 
 from mailer.events.digest import DIGESTS
+from mailer.events.reminders import EVENT_MAILS
 from mailer.sending.chores import Chore
 from mailer.settings import Settings
 
 
 def default_chores(settings: Settings) -> list[Chore]:
     """The chores every worker runs, in order."""
-    chores: list[Chore] = [DIGESTS]
+    chores: list[Chore] = [EVENT_MAILS, DIGESTS]
     return chores

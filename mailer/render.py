@@ -535,38 +535,24 @@ class Renderer:
                 button=LinkView(issue.button.text, url) if url else None,
             )
             return common
-        if isinstance(issue, Digest):
-            return self._digest_context(common, variant, issue, loaded.slug)
+        intro = self.md_text(issue.intro)
         entries = [self._entry(loaded.slug, e, issue.date) for e in variant.calendar]
+        common.update(
+            preheader=issue.preheader or issue.intro or issue.title,
+            intro_html=self.md_html(issue.intro),
+            intro_text=intro.text,
+            intro_refs=intro.refs,
+            calendar=entries,
+        )
+        if isinstance(issue, Digest):  # a short list (a line per event), then the events
+            return common | {"days": issue.days}
         by_item: dict[str, list[EntryView]] = {}
         for view, entry in zip(entries, variant.calendar, strict=True):
             if entry.item_id is not None:
                 by_item.setdefault(entry.item_id, []).append(view)
-        intro = self.md_text(issue.intro)
         common.update(
-            preheader=issue.preheader or issue.intro or issue.title,
-            intro_html=self.md_html(issue.intro),
-            intro_text=intro.text,
-            intro_refs=intro.refs,
             highlights=[HighlightView(_anchor(h.item_id), h.text) for h in variant.highlights],
             sections=[self._section(loaded.slug, i, by_item.get(i.id, [])) for i in variant.items],
-            calendar=entries,
-        )
-        return common
-
-    def _digest_context(
-        self, common: dict[str, Any], variant: Variant, issue: Digest, slug: str
-    ) -> dict[str, Any]:
-        """A digest's: its intro, a short list (a line per event: when and what), then the events."""
-        entries = [self._entry(slug, e, issue.date) for e in variant.calendar]
-        intro = self.md_text(issue.intro)
-        common.update(
-            preheader=issue.preheader or issue.intro or issue.title,
-            intro_html=self.md_html(issue.intro),
-            intro_text=intro.text,
-            intro_refs=intro.refs,
-            days=issue.days,
-            calendar=entries,
         )
         return common
 

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+
 from mailer.archive import issue_network, sent_issues
 from mailer.audience.networks import Network, audience_regions, named
 from mailer.audience.segments import MAX_TERMS
@@ -44,10 +46,14 @@ from mailer.db import Database, Session
 from mailer.desk.approvals import resolve, standing
 from mailer.desk.inbox import accepted_events
 from mailer.errors import MailerError
+from mailer.events import local_uid
+from mailer.events.reminders import events_now
 from mailer.identity import issue_identity
 from mailer.issue import Digest, Event, LoadedIssue, Newsletter, campaign_slugs, load_campaign
 from mailer.issue.calendar_text import event_uid
-from mailer.issue.schema import WEEKDAYS, one_line
+from mailer.issue.schedule import WEEKDAYS
+from mailer.issue.schema import one_line
+from mailer.models import EventRow
 from mailer.readiness import require_ready
 from mailer.render import Renderer
 from mailer.sending.chores import Chore, ChoreContext
@@ -166,6 +172,8 @@ def calendar_events(
     until = today + timedelta(days=days)
     found: dict[str, CalendarEvent] = {}
     sent = sent_issues(session, {}, SENT)
+    # Cancelled since (an edit of the sent issue, the events table says): not on the calendar.
+    cancelled = set(session.scalars(select(EventRow.uid).where(EventRow.cancelled_at.is_not(None))))
     for issue_sent in sent:
         issue = issue_sent.issue
         if not isinstance(issue, Newsletter):
@@ -174,7 +182,11 @@ def calendar_events(
         items = {item.id: item for item in issue.items}
         for entry in calendar_entries(issue):
             ev, item = entry.event, items.get(entry.item_id or "")
-            if not _in_window(ev, today, until):
+            if (
+                ev.cancelled
+                or not _in_window(ev, today, until)
+                or local_uid(issue_sent.slug, entry.key) in cancelled
+            ):
                 continue
             regions = ev.regions if ev.regions is not None else (item.regions if item else [])
             interests = ev.interests if ev.interests is not None else (item.interests if item else [])
@@ -184,7 +196,7 @@ def calendar_events(
     sent_slugs = {s.slug for s in sent}
     for accepted in accepted_events(session):
         ev = accepted.event
-        if accepted.issue_slug in sent_slugs or not _in_window(ev, today, until):
+        if accepted.issue_slug in sent_slugs or ev.cancelled or not _in_window(ev, today, until):
             continue
         group = _network(shape, settings, accepted.network)
         regions = list(ev.regions or ()) or _whole_audience(shape, "all", group)
@@ -352,7 +364,8 @@ def start_due_digests(db: Database, settings: Settings, now: datetime) -> list[D
 async def digest_chore(context: ChoreContext) -> str:
     """The ``digests`` chore: start every due run; a line for each (a run waiting for its approver,
     or with nobody to send to, says so on each round until its day is over)."""
-    runs = await asyncio.to_thread(start_due_digests, context.db, context.settings, context.now)
+    now = events_now(context.settings, context.now)
+    runs = await asyncio.to_thread(start_due_digests, context.db, context.settings, now)
     return "; ".join(run.line() for run in runs)
 
 

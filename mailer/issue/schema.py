@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from mailer.errors import MailerError, suggest
+from mailer.issue import schedule
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _URL = re.compile(r"^(?:https?://[^\s/]+\S*|mailto:\S+@\S+)$")
@@ -544,78 +545,10 @@ class Alert(Model):
     sign_off: str = ""
 
 
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-MAX_DIGEST_DAYS = 62
-"""A digest looks at most this far ahead (two months): further, the list is long and still changing."""
-
-
-def _digest_days(value: int) -> int:
-    if not 1 <= value <= MAX_DIGEST_DAYS:
-        raise PydanticCustomError(
-            "digest_days",
-            "a digest cannot look {value} days ahead",
-            {
-                "value": repr(value),
-                "hint": f"give days from 1 to {MAX_DIGEST_DAYS}: 7 for a weekly digest, 14 (the default) "
-                "or 31 for a monthly one",
-            },
-        )
-    return value
-
-
-def _send_day(value: object) -> str | int:
-    """A weekly digest's day (``monday``) or a monthly one's day of the month (1 to 28)."""
-    if isinstance(value, bool):
-        value = str(value)
-    if isinstance(value, int) and 1 <= value <= 28:
-        return value
-    if isinstance(value, str) and value.strip().lower() in WEEKDAYS:
-        return value.strip().lower()
-    if isinstance(value, str) and value.strip().isdigit() and 1 <= int(value) <= 28:
-        return int(value)
-    raise PydanticCustomError(
-        "digest_day",
-        "not a day to send on: {value}",
-        {
-            "value": repr(value),
-            "hint": "a weekly digest names a day of the week (day: monday); a monthly one a day of the "
-            "month from 1 to 28 (day: 1), so that every month has it",
-        },
-    )
-
-
-def _send_time(value: object) -> time:
-    if isinstance(value, time):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
-        # YAML 1.1 readers see 08:00 as a number of minutes (sexagesimal); ours is 1.2, but be kind.
-        return time(value // 60, value % 60)
-    if isinstance(value, str):
-        match = re.fullmatch(r"(\d{1,2})[:.](\d{2})", value.strip())
-        if match and int(match[1]) < 24 and int(match[2]) < 60:
-            return time(int(match[1]), int(match[2]))
-    raise PydanticCustomError(
-        "digest_time",
-        "not a time of day: {value}",
-        {"value": repr(value), "hint": 'write the time on a 24-hour clock, e.g. time: "08:00"'},
-    )
-
-
-SendTime = Annotated[time, PlainValidator(_send_time)]
-DEFAULT_SEND_TIME = time(8, 0)
-
-
 class Digest(Model):
-    """ "What's on near you": each member gets the events of their regions and interests in the next
-    ``days`` days, from the calendar (the events of sent issues and accepted contributions), on a
-    schedule the workers keep: ``every: weekly`` on a ``day`` of the week, or ``every: monthly`` on a
-    day of the month (1 to 28), at ``time`` (wall-clock, the ``timezone`` setting). A member with no
-    events gets nothing. ``approval: required`` holds each run until an approver approves it on the
-    desk. ``date`` is the first day it may go out.
-
-    ``calendar`` and ``calendar_uids`` are not written in the file: each run fills them with the
-    events it found and their iCalendar UIDs (``mailer.events.digest``).
-    """
+    """ "What's on near you": the calendar's events of each member's regions and interests in the next
+    ``days`` days, sent ``every`` week or month on a ``day`` at a ``time`` (``mailer.issue.schedule``)
+    by the workers (``mailer.events.digest``, which fills ``calendar`` and ``calendar_uids``)."""
 
     kind: Literal["digest"]
     title: str
@@ -625,10 +558,10 @@ class Digest(Model):
     network: NetworkSlug = ""
     audience: Audience = "all"
     intro: str = ""
-    days: Annotated[int, AfterValidator(_digest_days)] = 14
+    days: schedule.DigestDays = 14
     every: Literal["weekly", "monthly"]
-    day: Annotated[str | int, PlainValidator(_send_day)]
-    time: SendTime = DEFAULT_SEND_TIME
+    day: schedule.SendDay
+    time: schedule.SendTime = schedule.DEFAULT_SEND_TIME
     approval: Literal["required", "none"] = "none"
     sign_off: str = ""
     calendar: list[Event] = Field(default_factory=list)
@@ -637,34 +570,12 @@ class Digest(Model):
     @field_validator("day")
     @classmethod
     def _day_fits_every(cls, day: str | int, info: ValidationInfo) -> str | int:
-        every = info.data.get("every")
-        if every == "weekly" and not isinstance(day, str):
-            raise PydanticCustomError(
-                "digest_day",
-                "a weekly digest goes out on a day of the week, not on day {value}",
-                {"value": repr(day), "hint": "e.g. day: monday; or every: monthly for a day of the month"},
-            )
-        if every == "monthly" and not isinstance(day, int):
-            raise PydanticCustomError(
-                "digest_day",
-                "a monthly digest goes out on a day of the month, not on {value}",
-                {"value": repr(day), "hint": "give a day from 1 to 28, e.g. day: 1; or every: weekly"},
-            )
-        return day
+        return schedule.day_fits_every(day, info.data.get("every"))
 
     @field_validator("calendar", "calendar_uids")
     @classmethod
     def _filled_by_each_run(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
-        if value and not (info.context or {}).get("digest_run"):
-            raise PydanticCustomError(
-                "digest_calendar",
-                "a digest's events come from the calendar, not from its file",
-                {
-                    "hint": "put the event in a newsletter's calendar (or accept it from a local group) "
-                    "and every digest lists it; remove it here"
-                },
-            )
-        return value
+        return schedule.filled_by_each_run(value, info)
 
 
 Issue = Newsletter | Alert | Digest

@@ -30,6 +30,7 @@ from mailer.models.desk import (
     User,
     UserRole,
 )
+from mailer.models.eventmail import EventMail
 from mailer.models.events import EventRow, Rsvp
 from mailer.models.inbound import BounceEvent, InboundMessage
 from mailer.models.sending import (
@@ -56,6 +57,7 @@ __all__ = [
     "Contribution",
     "Delivery",
     "DeskSession",
+    "EventMail",
     "EventRow",
     "InboundMessage",
     "Interest",

@@ -35,7 +35,15 @@ from mailer.compose import CalendarEntry, Loaded, Variant
 from mailer.errors import RenderError
 from mailer.identity import COLOURS, Identity, band_colours, default_identity
 from mailer.issue import Alert, Digest, Event, Item
-from mailer.issue.calendar_text import calendar_line, calendar_url, event_uid, place_text, sentence, when_text
+from mailer.issue.calendar_text import (
+    calendar_line,
+    calendar_url,
+    event_uid,
+    place_text,
+    rsvp_url,
+    sentence,
+    when_text,
+)
 from mailer.settings import Settings
 from mailer.slots import SLOTS
 
@@ -276,6 +284,9 @@ class EntryView:
     line: str
     uid: str
     add_url: str
+    add_label: str  # "Add Kent speaker meeting to your calendar": names the event (distinct links)
+    rsvp_url: str  # the member's RSVP link (the ``rsvp_token`` slot in it)
+    rsvp_label: str  # "Say if you are coming to Kent speaker meeting"
     booking: LinkView | None
     item_anchor: str | None
 
@@ -462,6 +473,9 @@ class Renderer:
             line=calendar_line(ev, today),
             uid=uid,
             add_url=calendar_url(self.settings.base_url, uid),
+            add_label=f"Add {ev.title} to your calendar",
+            rsvp_url=rsvp_url(self.settings.base_url, uid, SLOTS["rsvp_token"]),
+            rsvp_label=f"Say if you are coming to {ev.title}",
             booking=booking,
             item_anchor=_anchor(entry.item_id) if entry.item_id else None,
         )
@@ -535,25 +549,18 @@ class Renderer:
                 button=LinkView(issue.button.text, url) if url else None,
             )
             return common
-        intro = self.md_text(issue.intro)
         entries = [self._entry(loaded.slug, e, issue.date) for e in variant.calendar]
-        common.update(
-            preheader=issue.preheader or issue.intro or issue.title,
-            intro_html=self.md_html(issue.intro),
-            intro_text=intro.text,
-            intro_refs=intro.refs,
-            calendar=entries,
-        )
+        intro, preheader = self.md_text(issue.intro), issue.preheader or issue.intro or issue.title
+        common |= {"preheader": preheader, "intro_html": self.md_html(issue.intro), "calendar": entries}
+        common |= {"intro_text": intro.text, "intro_refs": intro.refs}
         if isinstance(issue, Digest):  # a short list (a line per event), then the events
             return common | {"days": issue.days}
         by_item: dict[str, list[EntryView]] = {}
         for view, entry in zip(entries, variant.calendar, strict=True):
             if entry.item_id is not None:
                 by_item.setdefault(entry.item_id, []).append(view)
-        common.update(
-            highlights=[HighlightView(_anchor(h.item_id), h.text) for h in variant.highlights],
-            sections=[self._section(loaded.slug, i, by_item.get(i.id, [])) for i in variant.items],
-        )
+        common["highlights"] = [HighlightView(_anchor(h.item_id), h.text) for h in variant.highlights]
+        common["sections"] = [self._section(loaded.slug, i, by_item.get(i.id, [])) for i in variant.items]
         return common
 
     # -- rendering

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
-from support.events import DIGEST, add_digest, demo_calendar
+from support.digests import DIGEST, add_digest, demo_calendar
 from support.rendering import check_golden
 from support.sending import parse
 from support.smtp_server import SmtpTestServer

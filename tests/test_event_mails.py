@@ -27,6 +27,7 @@ import icalendar
 import pytest
 from conftest import REPO, TEST_SECRET, _empty_pg
 from sqlalchemy import select
+from support.ics_check import check_ics
 from support.signatures import dns_for, verified
 from support.smtp_server import SmtpTestServer
 
@@ -100,7 +101,7 @@ def parse(data: bytes) -> EmailMessage:
 def calendar_of(msg: EmailMessage) -> icalendar.Calendar:
     parts = [p for p in msg.walk() if p.get_content_type() == "text/calendar"]
     assert len(parts) == 1, "one ICS file"
-    return icalendar.Calendar.from_ical(parts[0].get_content())
+    return check_ics(parts[0].get_content())
 
 
 KIND_WORDS = ("Reminder", "Changed", "Cancelled", "A place for you")

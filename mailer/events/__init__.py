@@ -12,12 +12,15 @@ from mailer.events.rsvps import (
     Attendee,
     Counts,
     EventClosed,
+    MemberAnswer,
     Requested,
     StaleConfirmation,
     answer_as_member,
     attendees,
     confirm_answer,
     counts,
+    event_for_member,
+    events_of,
     find_event,
     member_answer,
     member_answers,
@@ -34,7 +37,7 @@ from mailer.events.sync import (
     local_uid,
     sync_events,
 )
-from mailer.events.views import EventInfo, info
+from mailer.events.views import EventInfo, info, when_words
 
 __all__ = [
     "ANSWERS",
@@ -45,6 +48,7 @@ __all__ = [
     "EventChange",
     "EventClosed",
     "EventInfo",
+    "MemberAnswer",
     "Requested",
     "StaleConfirmation",
     "SyncResult",
@@ -54,7 +58,9 @@ __all__ = [
     "content_hash",
     "counts",
     "entry_regions",
+    "event_for_member",
     "event_times",
+    "events_of",
     "find_event",
     "info",
     "local_uid",
@@ -63,4 +69,5 @@ __all__ = [
     "promote_waiting",
     "request_answer",
     "sync_events",
+    "when_words",
 ]

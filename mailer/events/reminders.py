@@ -222,6 +222,7 @@ def ics(event: EventInfo, settings: Settings, *, cancel: bool, now: datetime) ->
         ev.add("location", event.place)
     if event.online_url:
         ev.add("url", event.online_url)
+    ev.add("transp", "TRANSPARENT" if event.all_day else "OPAQUE")  # an all-day event marks nobody busy
     ev.add("status", "CANCELLED" if cancel else "CONFIRMED")
     cal.add_component(ev)
     return bytes(cal.to_ical())

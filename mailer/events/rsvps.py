@@ -22,7 +22,7 @@ from mailer.audience.addresses import address_hash
 from mailer.audience.consent import log_rsvp
 from mailer.errors import MailerError
 from mailer.events.views import EventInfo, info
-from mailer.models import EventRow, Member, Rsvp
+from mailer.models import Campaign, Delivery, EventRow, Member, Rsvp
 
 ANSWERS = ("yes", "no")
 #: What a row's ``answer`` may be.
@@ -84,6 +84,15 @@ class Answered:
 
     def as_dict(self) -> dict[str, Any]:
         return {"event": self.event.uid, "answer": self.answer, "changed": self.changed}
+
+
+def events_of(session: Session, slugs: list[str]) -> dict[str, EventInfo]:
+    """The events of campaigns ``slugs``, by UID (without the domain): their SEQUENCE, LAST-MODIFIED
+    and whether they are cancelled, for the calendar feeds."""
+    if not slugs:
+        return {}
+    rows = session.scalars(select(EventRow).where(EventRow.campaign_slug.in_(slugs)))
+    return {r.uid: info(r) for r in rows}
 
 
 def find_event(session: Session, uid: str) -> EventInfo | None:
@@ -184,15 +193,43 @@ def member_answer(session: Session, uid: str, member_id: int) -> str | None:
     ).one_or_none()
 
 
-def member_answers(session: Session, member_id: int) -> list[tuple[EventInfo, str]]:
-    """Every answer of member ``member_id``, with its event, soonest first (for their preferences)."""
-    rows = session.execute(
-        select(EventRow, Rsvp.answer)
+@dataclass(frozen=True)
+class MemberAnswer:
+    """One of a member's answers, with its event and the id of the campaign it came in (for a link)."""
+
+    event: EventInfo
+    answer: str
+    campaign_id: int
+
+
+def member_answers(session: Session, member_id: int, since: datetime | None = None) -> list[MemberAnswer]:
+    """Every answer of member ``member_id`` (to events not over by ``since``, when given), with its
+    event, soonest first: for their preferences page."""
+    query = (
+        select(EventRow, Rsvp.answer, Campaign.id)
         .join(Rsvp, Rsvp.event_id == EventRow.id)
+        .join(Campaign, Campaign.slug == EventRow.campaign_slug)
         .where(Rsvp.member_id == member_id)
         .order_by(EventRow.starts_at, EventRow.id)
-    ).all()
-    return [(info(event), answer) for event, answer in rows]
+    )
+    if since is not None:
+        query = query.where(EventRow.ends_at > since)
+    return [MemberAnswer(info(event), answer, cid) for event, answer, cid in session.execute(query).all()]
+
+
+def event_for_member(session: Session, uid: str, member_id: int, campaign_id: int | None) -> EventInfo | None:
+    """Event ``uid``, if member ``member_id`` may answer it with a link of campaign ``campaign_id``:
+    the event came in that campaign and the member was sent it (a delivery). None otherwise: a link
+    made for one campaign's events answers no other's, and nobody answers for someone else."""
+    if campaign_id is None:
+        return None
+    row = session.execute(
+        select(EventRow)
+        .join(Campaign, Campaign.slug == EventRow.campaign_slug)
+        .join(Delivery, (Delivery.campaign_id == Campaign.id) & (Delivery.member_id == member_id))
+        .where(EventRow.uid == uid, Campaign.id == campaign_id)
+    ).scalar_one_or_none()
+    return info(row) if row is not None else None
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta, tzinfo
 from typing import Any
 
+from mailer.issue.calendar_text import day_text, days_text, time_text
 from mailer.models import EventRow
 
 
@@ -76,3 +77,17 @@ def info(row: EventRow) -> EventInfo:
         remind_hours=row.remind_hours,
         cancelled_at=row.cancelled_at,
     )
+
+
+def when_words(event: EventInfo, zone: tzinfo) -> str:
+    """When an event is, in the calendar's words ("Tuesday 18 November at 7:30pm", "from 6:00pm to
+    7:30pm", "Monday 8 – Sunday 14 December"), in ``zone`` (the ``timezone`` setting's)."""
+    start = event.starts_at.astimezone(zone)
+    end = event.ends_at.astimezone(zone)
+    if event.all_day:
+        return days_text(start.date(), (end - timedelta(days=1)).date())
+    day = day_text(start.date())
+    to_midnight = end.time() == time() and end.date() == start.date() + timedelta(days=1)
+    if end.date() != start.date() and not to_midnight:
+        return f"{day} from {time_text(start.time())} to {day_text(end.date())} at {time_text(end.time())}"
+    return f"{day} from {time_text(start.time())} to {time_text(end.time())}"

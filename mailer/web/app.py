@@ -11,6 +11,8 @@ Routes, by concern:
   ``/files/…``                                                                 ``archive.py``
 - ``/calendar/``, ``/calendar/{region}.ics``, ``/calendar/all.ics``, ``/calendar/event/{uid}.ics``
                                                                                ``calendars.py``
+- ``/rsvp/{uid}/{token}``: a member's answer to an event; ``/events/{uid}`` and
+  ``/events/{uid}/confirm/{token}``: the public event page, confirmed by mail   ``events.py``
 - ``/admin/``, ``/admin/campaigns/{slug}``: reports, HTTP Basic (MAILER_ADMIN_PASSWORD)   ``admin.py``
 - ``/desk/…``: the editorial desk (sign-in by mailed link, people and roles)    ``desk/``
 
@@ -47,7 +49,7 @@ from mailer.audience.shape import Shape, load_shape
 from mailer.db import Database, DriverError, open_database, writer_database
 from mailer.errors import ConfigError, TokenError
 from mailer.settings import Settings
-from mailer.web import admin, archive, calendars, preferences, signup, unsubscribe
+from mailer.web import admin, archive, calendars, events, preferences, signup, unsubscribe
 from mailer.web.context import Limits, SendMail, Web, web
 from mailer.web.csrf import Csrf
 from mailer.web.desk.routes import routes as desk_routes
@@ -192,6 +194,7 @@ def create_app(
         *signup.routes,
         *archive.routes,
         *calendars.routes,
+        *events.routes,
         *admin.routes,
         *desk_routes,
     ]

@@ -105,7 +105,9 @@ def test_a_weekly_digest_lists_each_members_events_and_skips_members_with_none(
         assert msg["Subject"] == "What's on near you" and msg["List-Unsubscribe"]
     laura_text = got[CANTERBURY_NO_INTERESTS].get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert short_list(laura_text) == CANTERBURY_EVENTS
-    assert "Add to calendar:\r\n  http://127.0.0.1:8000/calendar/event/" in laura_text
+    assert "to your calendar:\r\n  http://127.0.0.1:8000/calendar/event/" in laura_text
+    rsvp = re.search(r"/rsvp/2025-11-kent-network-soroptimist-march-1/([a-z2-7]+)\r\n", laura_text)
+    assert rsvp, "the member's own RSVP link, its token filled in"
 
 
 def test_the_schedule_weekly_and_monthly(workspace: Path) -> None:

@@ -132,3 +132,14 @@ def test_a_digest_is_not_sent_by_hand(
     add_digest(workspace)
     with pytest.raises(DeliveryError, match="the workers send it on its schedule"):
         sending.prepare(db, settings, shape, DIGEST)
+
+
+def test_a_digest_that_needs_an_approver_waits_for_one(
+    db: Database, settings: Settings, shape: Shape, workspace: Path
+) -> None:
+    demo_calendar(db, settings, shape, workspace)
+    path = add_digest(workspace)
+    path.write_text(path.read_text() + "approval: required\n")
+    assert chores(db, settings, MONDAY) == [f"digests: {RUN}: waiting for an approver on the desk"]
+    with db.session() as session:
+        assert session.scalars(select(Campaign).where(Campaign.slug == RUN)).first() is None

@@ -18,7 +18,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -63,10 +63,17 @@ def configure(workspace: Path, **values: object) -> None:
     path.write_text(text)
 
 
-def sent_newsletter(db: Database, settings: Settings, shape: Shape, workspace: Path, tmp: Path) -> list[int]:
+def sent_newsletter(
+    db: Database, settings: Settings, shape: Shape, workspace: Path, tmp: Path, capacity: int | None = None
+) -> list[int]:
     """The Kent newsletter enqueued (its events in the table; nobody mailed it: it is not started)
-    and ``ATTENDEES`` Kent members saying yes to its speaker meeting; their member ids."""
+    and ``ATTENDEES`` members saying yes to its speaker meeting (``capacity`` places, if given: the
+    others wait); their member ids."""
     shutil.copytree(REPO / "campaigns" / SLUG, workspace / "campaigns" / SLUG)
+    if capacity is not None:
+        path = workspace / "campaigns" / SLUG / "issue.yaml"
+        start = "start: 2025-11-18 19:30"
+        path.write_text(path.read_text().replace(start, f"{start}\n        capacity: {capacity}", 1))
     csv_path = tmp / "members.csv"
     write_csv(csv_path, generate(30, shape, seed=5))
     with db.session() as session:
@@ -244,3 +251,29 @@ def test_a_round_sends_what_is_due_and_then_nothing(
     assert "When: Tuesday 18 November at 7:30pm" in text and "Unsubscribe: http" in text
     assert verified(smtp_server.messages[0].data, dns_for(*dkim_keys(settings))) == [True, True]
     assert msg["List-Id"] and msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_someone_moved_up_from_the_waiting_list_is_told_once(
+    db: Database,
+    settings: Settings,
+    shape: Shape,
+    workspace: Path,
+    tmp_path: Path,
+    smtp_server: SmtpTestServer,
+) -> None:
+    members = sent_newsletter(db, settings, shape, workspace, tmp_path, capacity=2)
+    with db.session() as session:  # the first to say yes gives up their place: the first waiting gets it
+        answer_as_member(session, UID, members[0], "no", ANSWERED + timedelta(hours=1))
+        moved_up = session.scalars(select(Member.email).where(Member.id == members[2])).one()
+
+    async def round_at(when: str) -> tuple[int, int]:
+        now = datetime.fromisoformat(when).replace(tzinfo=LONDON)
+        async with open_transport(smtp_server.url, concurrency=1, timeout=5) as transport:
+            done = await send_due(db, settings, transport, "w1", now)
+        return done.sent, done.failed
+
+    assert asyncio.run(round_at("2025-11-17 14:00")) == (1, 0), "before the reminders' window"
+    assert asyncio.run(round_at("2025-11-17 14:05")) == (0, 0), "told once"
+    [(to, msg)] = event_mails(smtp_server)
+    assert to == moved_up and msg["Subject"].startswith("A place for you: ")
+    assert "it is yours" in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from mailer.events.digest import DIGESTS
 from mailer.events.reminders import EVENT_MAILS
+from mailer.events.watch import EVENTS_SYNC
 from mailer.sending.chores import Chore
 from mailer.settings import Settings
 
 
 def default_chores(settings: Settings) -> list[Chore]:
     """The chores every worker runs, in order."""
-    chores: list[Chore] = [EVENT_MAILS, DIGESTS]
+    # the events in step with edited issues first, so that a change is mailed in the same round
+    chores: list[Chore] = [EVENTS_SYNC, EVENT_MAILS, DIGESTS]
     return chores

@@ -34,16 +34,8 @@ from markupsafe import Markup
 from mailer.compose import CalendarEntry, Loaded, Variant
 from mailer.errors import RenderError
 from mailer.identity import COLOURS, Identity, band_colours, default_identity
-from mailer.issue import Alert, Digest, Event, Item
-from mailer.issue.calendar_text import (
-    calendar_line,
-    calendar_url,
-    event_uid,
-    place_text,
-    rsvp_url,
-    sentence,
-    when_text,
-)
+from mailer.issue import Alert, Digest, Event, Item, calendar_text
+from mailer.issue.calendar_text import calendar_line, calendar_url, event_uid, place_text, sentence, when_text
 from mailer.settings import Settings
 from mailer.slots import SLOTS
 
@@ -474,7 +466,7 @@ class Renderer:
             uid=uid,
             add_url=calendar_url(self.settings.base_url, uid),
             add_label=f"Add {ev.title} to your calendar",
-            rsvp_url=rsvp_url(self.settings.base_url, uid, SLOTS["rsvp_token"]),
+            rsvp_url=calendar_text.rsvp_url(self.settings.base_url, uid, SLOTS["rsvp_token"]),
             rsvp_label=f"Say if you are coming to {ev.title}",
             booking=booking,
             item_anchor=_anchor(entry.item_id) if entry.item_id else None,

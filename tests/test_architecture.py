@@ -39,6 +39,7 @@ STAGES: list[tuple[str, ...]] = [
     ("mailer.message",),
     ("mailer.transport", "mailer.readiness", "mailer.dnscheck"),
     ("mailer.sending", "mailer.doctor"),
+    ("mailer.events.watch",),  # the events-sync chore: the workers' Chore, over mailer.events
     ("mailer.inbound",),
     ("mailer.reports", "mailer.archive"),
     ("mailer.preview",),

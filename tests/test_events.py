@@ -152,9 +152,43 @@ def test_a_non_members_answer_counts_once_confirmed_and_a_replayed_link_changes_
         assert events.attendees(session, uid) == []
     issued = NOW + timedelta(minutes=1)
     with db.session() as session:
-        done = events.confirm_answer(session, asked.rsvp_id, "yes", issued, issued + timedelta(minutes=1))
+        done = events.confirm_answer(session, asked.rsvp_id, "yes", asked.serial, issued)
         assert done.answer == "yes" and done.changed
     with db.session() as session, pytest.raises(events.StaleConfirmation):
-        events.confirm_answer(session, asked.rsvp_id, "yes", issued, issued + timedelta(minutes=5))
+        events.confirm_answer(session, asked.rsvp_id, "yes", asked.serial, issued)
     with db.session() as session:
         assert [(x.email, x.answer) for x in events.attendees(session, uid)] == [("guest@example.net", "yes")]
+
+
+def test_the_events_sync_chore_follows_a_hand_edit_of_a_sent_issue(
+    db: Database, settings: Settings, shape: Shape, workspace: Path
+) -> None:
+    import asyncio
+
+    from mailer.events.watch import sync_edited
+    from mailer.models import Campaign
+    from mailer.sending.chores import ChoreContext
+
+    path = issue_copy(workspace)
+    sync(db, settings, shape, path, NOW)
+    with db.session() as session:
+        session.add(
+            Campaign(
+                slug=SLUG,
+                kind="newsletter",
+                title="t",
+                subject="s",
+                audience="region:kent",
+                issue_date="2025-11-17",
+                source="",
+                status="sent",
+            )
+        )
+    context = ChoreContext(db, settings, NOW + timedelta(hours=1), None, "test-worker")
+    assert asyncio.run(sync_edited(context)) == ""  # nothing changed
+    edit(path, "location: Outside the Houses of Parliament, London", "location: Parliament Square, London")
+    line = asyncio.run(sync_edited(context))
+    assert f"{SLUG}-calendar-2" in line and "place" in line
+    with db.session() as session:
+        event = events.find_event(session, f"{SLUG}-calendar-2")
+        assert event is not None and event.sequence == 1 and event.announced_sequence == 0

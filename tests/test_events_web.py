@@ -4,13 +4,26 @@ Both databases."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import func, select
 from support.desk import BASE, TestClient
-from support.events import GROUP_EVENT, at_issue_time, desk_for, html_of, rsvp_links, sent_kent, signed_in
+from support.events import (
+    GROUP_EVENT,
+    SLUG,
+    at_issue_time,
+    desk_for,
+    html_of,
+    rsvp_links,
+    sent_kent,
+    signed_in,
+)
 from support.sending import Mailing
 
+from mailer import tokens
 from mailer.models import ConsentEvent, Rsvp
+from mailer.reports.campaign import campaign_report
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +68,18 @@ def test_a_member_answers_from_the_link_in_the_kent_newsletter_and_the_group_org
         assert "You said you cannot come" in member.get(path).text
         member.post(path, data={"answer": "yes"})
         assert "set-cookie" not in {k.lower() for k in done.headers}
+
+        # The preference page lists the answer, with a link to change it.
+        member_id = tokens.verify(path.rsplit("/", 1)[1], "rsvp", keys=mailing.settings.secrets).member_id
+        prefs = member.get("/p/" + tokens.sign("preferences", member_id, keys=mailing.settings.secrets))
+        assert prefs.status_code == 200 and "Events you answered" in prefs.text
+        assert "you are coming" in prefs.text and f"/rsvp/{GROUP_EVENT}/" in prefs.text
+
+    # The campaign report counts the answers, per event, region and campaign: no names.
+    with mailing.db.session() as s:
+        report = campaign_report(s, mailing.shape, SLUG)
+    assert report.rsvp_total.yes == 1 and report.rsvp_by_region["maidstone-medway-swale"].yes == 1
+    assert member_address not in json.dumps(report.as_dict())
 
     organiser = signed_in(desk, "mms-coordinator@example.org", "contributor", "maidstone-medway-swale")
     listed = organiser.get("/desk/events")

@@ -12,11 +12,13 @@ from mailer.events.rsvps import (
     Attendee,
     Counts,
     EventClosed,
+    EventCounts,
     MemberAnswer,
     Requested,
     StaleConfirmation,
     answer_as_member,
     attendees,
+    campaign_counts,
     confirm_answer,
     counts,
     event_for_member,
@@ -36,6 +38,8 @@ from mailer.events.sync import (
     event_times,
     local_uid,
     sync_events,
+    sync_from_file,
+    synced_slugs,
 )
 from mailer.events.views import EventInfo, info, when_words
 
@@ -47,6 +51,7 @@ __all__ = [
     "Counts",
     "EventChange",
     "EventClosed",
+    "EventCounts",
     "EventInfo",
     "MemberAnswer",
     "Requested",
@@ -54,6 +59,7 @@ __all__ = [
     "SyncResult",
     "answer_as_member",
     "attendees",
+    "campaign_counts",
     "confirm_answer",
     "content_hash",
     "counts",
@@ -69,5 +75,7 @@ __all__ = [
     "promote_waiting",
     "request_answer",
     "sync_events",
+    "sync_from_file",
+    "synced_slugs",
     "when_words",
 ]

@@ -240,6 +240,7 @@ class Requested:
     rsvp_id: int
     email: str
     answer: str
+    serial: int  # the link's number: only the latest one mailed works, once
 
 
 def request_answer(
@@ -255,24 +256,24 @@ def request_answer(
     if row is None:
         row = Rsvp(event_id=event.id, email=email, name=name, answer=answer, answered_at=now, created_at=now)
         session.add(row)
-        session.flush()
-    return Requested(info(event), row.id, email, answer)
+    row.link_serial = (row.link_serial or 0) + 1
+    session.flush()
+    return Requested(info(event), row.id, email, answer, row.link_serial)
 
 
-def confirm_answer(
-    session: Session, rsvp_id: int, answer: str, issued_at: datetime, now: datetime
-) -> Answered:
-    """Confirm a non-member's answer with the link mailed at ``issued_at``. A link made before the
-    answer last changed (used already, or overtaken by a later one) changes nothing:
-    ``StaleConfirmation``."""
+def confirm_answer(session: Session, rsvp_id: int, answer: str, serial: int, now: datetime) -> Answered:
+    """Confirm a non-member's answer with the link numbered ``serial``. Only the latest link mailed
+    for the address works, once: a link used already, or overtaken by a later one, changes nothing
+    (``StaleConfirmation``)."""
     row = session.get(Rsvp, rsvp_id)
     if row is None or row.member_id is not None:
         raise StaleConfirmation("this link no longer stands for an answer")
     event_row = session.get(EventRow, row.event_id)
     assert event_row is not None
     event = _open_event(session, event_row.uid, now)
-    if row.confirmed_at is not None and issued_at <= row.answered_at:
-        raise StaleConfirmation("this answer was confirmed already")
+    if serial != row.link_serial:
+        raise StaleConfirmation("this link was used already, or a later one replaced it")
+    row.link_serial += 1
     was = _counted(row)
     row.confirmed_at = row.confirmed_at or now
     return _record(session, event, row, answer, now, "event-page", address_hash(row.email or ""), was)
@@ -361,3 +362,28 @@ def counts(session: Session, event_ids: list[int]) -> dict[int, Counts]:
     for event_id, answer, n in rows:
         tally.setdefault(event_id, {})[answer] = int(n)
     return {k: Counts(**{s: v.get(s, 0) for s in STATES}) for k, v in tally.items()}
+
+
+@dataclass(frozen=True)
+class EventCounts:
+    """One event of a campaign with its counts (no names: for the campaign report)."""
+
+    event: EventInfo
+    counts: Counts
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event": self.event.uid,
+            "title": self.event.title,
+            "regions": list(self.event.regions),
+            **self.counts.as_dict(),
+        }
+
+
+def campaign_counts(session: Session, slug: str) -> list[EventCounts]:
+    """The answers to each event of campaign ``slug``, counted, in date order."""
+    rows = session.scalars(
+        select(EventRow).where(EventRow.campaign_slug == slug).order_by(EventRow.starts_at, EventRow.id)
+    ).all()
+    tally = counts(session, [r.id for r in rows])
+    return [EventCounts(info(r), tally.get(r.id, Counts())) for r in rows]

@@ -19,10 +19,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailer.audience.shape import Shape
 from mailer.compose import CalendarEntry, calendar_entries
+from mailer.errors import MailerError
 from mailer.events.rsvps import promote_waiting
 from mailer.events.views import EventInfo, info
 from mailer.issue.calendar_text import event_uid, place_text
+from mailer.issue.load import load_campaign
 from mailer.issue.schema import Event, Issue, Newsletter
 from mailer.models import Campaign, EventRow
 from mailer.settings import Settings
@@ -163,6 +166,7 @@ def sync_events(
                 uid=uid,
                 campaign_slug=slug,
                 sequence=0,
+                announced_sequence=0,
                 last_modified=now,
                 content_hash=digest,
                 cancelled_at=now if ev.cancelled else None,
@@ -199,6 +203,31 @@ def sync_events(
             result.cancelled.append(info(row))
     session.flush()
     return result
+
+
+#: The campaigns whose events follow their issue files: sent, or on their way.
+SENT_STATES = ("queued", "scheduled", "sending", "paused", "sent")
+
+
+def sync_from_file(
+    session: Session, settings: Settings, shape: Shape | None, slug: str, now: datetime
+) -> SyncResult | None:
+    """``sync_events`` from campaign ``slug``'s issue file as it is now, if the campaign was sent (or
+    is being sent); None if it was not, or the file cannot be read (``ContentError``: a broken edit
+    changes no event; the editor sees the problems where they edit)."""
+    campaign = session.scalars(select(Campaign).where(Campaign.slug == slug)).one_or_none()
+    if campaign is None or campaign.status not in SENT_STATES:
+        return None
+    try:
+        loaded = load_campaign(settings.workspace, slug, shape)
+    except MailerError:
+        return None
+    return sync_events(session, loaded.issue, slug, now, settings=settings, network=campaign.network)
+
+
+def synced_slugs(session: Session) -> list[str]:
+    """The campaigns that have events in the table (those the events-sync chore keeps in step)."""
+    return sorted(set(session.scalars(select(EventRow.campaign_slug).distinct())))
 
 
 def _bump(row: EventRow, now: datetime, digest: str) -> None:

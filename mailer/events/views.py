@@ -26,6 +26,7 @@ class EventInfo:
     place: str
     online_url: str
     sequence: int
+    announced_sequence: int
     last_modified: datetime
     capacity: int | None
     remind_hours: int
@@ -72,6 +73,7 @@ def info(row: EventRow) -> EventInfo:
         place=row.place,
         online_url=row.online_url,
         sequence=row.sequence,
+        announced_sequence=row.announced_sequence,
         last_modified=row.last_modified,
         capacity=row.capacity,
         remind_hours=row.remind_hours,

@@ -44,6 +44,9 @@ class EventRow(Base):
     place: Mapped[str] = mapped_column(Text, default="", server_default="")
     online_url: Mapped[str] = mapped_column(Text, default="", server_default="")
     sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The SEQUENCE its attendees were last told of: below ``sequence``, a change or cancellation
+    # still to be mailed (whichever path synced it: a send, the desk, the events-sync chore).
+    announced_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     capacity: Mapped[int | None] = mapped_column(Integer)
@@ -59,7 +62,7 @@ class Rsvp(Base):
 
     A member's row has ``member_id``; someone who is not a member answers from the public page with
     ``email`` (normalised) and ``name``, and their answer counts once ``confirmed_at`` is set (the
-    mailed link). No token is stored: links are signed (``mailer.tokens``)."""
+    mailed link, ``link_serial``). No token is stored: links are signed (``mailer.tokens``)."""
 
     __tablename__ = "rsvps"
 
@@ -73,6 +76,9 @@ class Rsvp(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     promoted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     promotion_mailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The number of the latest confirmation link mailed to a non-member (in the signed link): only
+    # that link works, and once (a replayed or overtaken one changes nothing).
+    link_serial: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -44,9 +44,11 @@ from mailer.web.preferences import page_network
 HONEYPOT = "website"
 #: A confirmation link of the public page works this long.
 CONFIRM_DAYS = 7
-#: The answer a confirmation token carries, in its "campaign" field.
+#: The answer a confirmation token carries, in its "campaign" field, with the link's number: answer
+#: code + 4 × the link's number (``Requested.serial``).
 ANSWER_CODES = {"yes": 1, "no": 2}
 _CODE_ANSWERS = {code: answer for answer, code in ANSWER_CODES.items()}
+_SERIAL = 4
 UID_LIMIT = 300
 
 
@@ -230,7 +232,8 @@ async def event_answer(request: Request) -> Response:
         asked = await w.write(lambda s: events.request_answer(s, event.uid, email, name, answer, now))
     except events.EventClosed:
         return _public(w, request, event)
-    token = tokens.sign("rsvp-confirm", asked.rsvp_id, keys=w.keys, campaign=ANSWER_CODES[answer], now=now)
+    code = ANSWER_CODES[answer] + _SERIAL * asked.serial
+    token = tokens.sign("rsvp-confirm", asked.rsvp_id, keys=w.keys, campaign=code, now=now)
     message = system_mail(
         w.pages,
         w.settings,
@@ -262,22 +265,24 @@ def _check_inbox(w: Web, request: Request, event: events.EventInfo, signup: bool
     return w.pages.page(request, "event_check_inbox.html", context, network=_network(w, event))
 
 
-def _confirmation(w: Web, token: str) -> tuple[tokens.TokenData, str]:
+def _confirmation(w: Web, token: str) -> tuple[tokens.TokenData, str, int]:
+    """What a confirmation link says: the answer's row (``member_id``), the answer, the link's number."""
     data = in_range(
         tokens.verify(token, "rsvp-confirm", keys=w.keys, max_age=timedelta(days=CONFIRM_DAYS), now=w.clock())
     )
-    answer = _CODE_ANSWERS.get(data.campaign or 0)
+    code = data.campaign or 0
+    answer = _CODE_ANSWERS.get(code % _SERIAL)
     if answer is None:
         raise tokens.InvalidToken("an RSVP confirmation without an answer")
-    return data, answer
+    return data, answer, code // _SERIAL
 
 
 async def confirm_page(request: Request) -> Response:
     """GET: what will be recorded, and the button. Records nothing."""
     w = web(request)
     event = await _public_event(w, _uid(request))
-    _data, answer = _confirmation(w, str(request.path_params["token"]))
-    context = {**_event_context(w, event), "answer": answer, "action": request.url.path}
+    _data, answer, _serial = _confirmation(w, str(request.path_params["token"]))
+    context = {**_event_context(w, event), "answer": answer, "action": request.url.path, "done": False}
     return w.pages.page(
         request, "event_confirm.html", context, csrf_scope=request.url.path, network=_network(w, event)
     )
@@ -287,14 +292,14 @@ async def confirm(request: Request) -> Response:
     """POST (with CSRF): confirm the answer; a link used already changes nothing."""
     w = web(request)
     event = await _public_event(w, _uid(request))
-    data, answer = _confirmation(w, str(request.path_params["token"]))
+    data, answer, serial = _confirmation(w, str(request.path_params["token"]))
     form = await read_form(request)
     if not w.csrf.check(request, form, request.url.path):
         return w.pages.form_expired(request)
     now = w.clock()
 
     def work(session: Session) -> events.Answered:
-        found = events.confirm_answer(session, data.member_id, answer, data.issued_at, now)
+        found = events.confirm_answer(session, data.member_id, answer, serial, now)
         if found.event.uid != event.uid:
             raise events.StaleConfirmation("a confirmation for another event")
         return found

@@ -72,3 +72,61 @@ def signed_in(desk: Desk, address: str, role: str, region: str = "") -> TestClie
     done = client.post(f"/desk/sign-in/{token}", data={"csrf": csrf_of(page.text)})
     assert done.status_code == 303, done.text
     return client
+
+
+def sent_with_events(db: Any, settings: Any, shape: Any, workspace: Any, slug: str = SLUG) -> int:
+    """Campaign ``slug`` (the Kent newsletter's file) recorded as sent, with its events synced, and no
+    one sent it yet; its id. Members get it with ``deliver``."""
+    import shutil
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from mailer import events
+    from mailer.issue import load_issue
+    from mailer.models import Campaign, Variant
+
+    repo = Path(__file__).resolve().parents[2]
+    dest = workspace / "campaigns" / slug
+    if not dest.exists():
+        shutil.copytree(repo / "campaigns" / SLUG, dest)
+    loaded = load_issue(dest / "issue.yaml", shape)
+    with db.session() as s:
+        campaign = Campaign(
+            slug=slug,
+            kind="newsletter",
+            title=loaded.issue.title,
+            subject=loaded.issue.subject,
+            audience="region:kent",
+            issue_date="2025-11-17",
+            source=(dest / "issue.yaml").read_text(encoding="utf-8"),
+            status="sent",
+            started_at=ISSUE_TIME,
+            finished_at=ISSUE_TIME,
+        )
+        s.add(campaign)
+        s.flush()
+        s.add(Variant(campaign_id=campaign.id, key="v", label="x", subject="s", text="t", html="h"))
+        events.sync_events(s, loaded.issue, slug, ISSUE_TIME, settings=settings)
+        assert s.scalar(select(Campaign.id).where(Campaign.slug == slug)) == campaign.id
+        return campaign.id
+
+
+def deliver(db: Any, campaign_id: int, address: str) -> int:
+    """A member ``address`` who was sent campaign ``campaign_id``; their member id."""
+    from sqlalchemy import select
+
+    from mailer.audience.addresses import address_hash, normalise
+    from mailer.models import Delivery, Member, Variant
+
+    with db.session() as s:
+        email = normalise(address)
+        member = s.scalars(select(Member).where(Member.email == email)).one_or_none()
+        if member is None:
+            member = Member(email=email, address_hash=address_hash(email), name="Pat")
+            s.add(member)
+            s.flush()
+        variant = s.scalars(select(Variant.id).where(Variant.campaign_id == campaign_id)).first()
+        assert variant is not None
+        s.add(Delivery(campaign_id=campaign_id, member_id=member.id, variant_id=variant, status="sent"))
+        return member.id

@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("place", sa.Text(), server_default="", nullable=False),
         sa.Column("online_url", sa.Text(), server_default="", nullable=False),
         sa.Column("sequence", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("announced_sequence", sa.Integer(), server_default="0", nullable=False),
         sa.Column("last_modified", mailer.models.UTCDateTime(), nullable=False),
         sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("capacity", sa.Integer(), nullable=True),
@@ -58,6 +59,7 @@ def upgrade() -> None:
         sa.Column("confirmed_at", mailer.models.UTCDateTime(), nullable=True),
         sa.Column("promoted_at", mailer.models.UTCDateTime(), nullable=True),
         sa.Column("promotion_mailed_at", mailer.models.UTCDateTime(), nullable=True),
+        sa.Column("link_serial", sa.Integer(), server_default="0", nullable=False),
         sa.Column("created_at", mailer.models.UTCDateTime(), nullable=False),
         sa.Column("updated_at", mailer.models.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(

@@ -67,6 +67,7 @@ def short_list(text: str) -> list[str]:
     return [re.sub(r"\s+", " ", item).strip() for item in block.split("· ")[1:]]
 
 
+@pytest.mark.slow
 def test_a_weekly_digest_lists_each_members_events_and_skips_members_with_none(
     db: Database, settings: Settings, shape: Shape, workspace: Path, smtp_server: SmtpTestServer
 ) -> None:
@@ -134,6 +135,7 @@ def test_a_digest_is_not_sent_by_hand(
         sending.prepare(db, settings, shape, DIGEST)
 
 
+@pytest.mark.slow
 def test_a_digest_that_needs_an_approver_waits_for_one(
     db: Database, settings: Settings, shape: Shape, workspace: Path
 ) -> None:

@@ -224,6 +224,7 @@ def test_three_workers_remind_each_attendee_once_then_tell_a_change_and_a_cancel
         db.dispose()
 
 
+@pytest.mark.slow
 def test_a_round_sends_what_is_due_and_then_nothing(
     db: Database,
     settings: Settings,
@@ -253,6 +254,7 @@ def test_a_round_sends_what_is_due_and_then_nothing(
     assert msg["List-Id"] and msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
+@pytest.mark.slow
 def test_someone_moved_up_from_the_waiting_list_is_told_once(
     db: Database,
     settings: Settings,

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from mailer.errors import MailerError, suggest
+from mailer.issue import schedule
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _URL = re.compile(r"^(?:https?://[^\s/]+\S*|mailto:\S+@\S+)$")
@@ -300,16 +301,22 @@ class Event(Model):
     ``timezone``). A timed event's ``end`` is a date and time or a time on the start's day; an all-day
     event's ``end`` is its last day (``start: 2025-12-08``, ``end: 2025-12-14``: a week), included.
     ``location`` says where; ``online: true`` says it can be joined online (with a location too:
-    both). ``regions`` and ``interests`` default to the item's (None means "inherit"; [] means
-    "everyone in the audience"). ``title``, ``location`` and ``contact`` are folded to one line (a
-    YAML block of several lines reads as one).
+    both; ``online: https://…`` gives the link to join). ``regions`` and ``interests`` default to the
+    item's (None means "inherit"; [] means "everyone in the audience"). ``title``, ``location`` and
+    ``contact`` are folded to one line (a YAML block of several lines reads as one). Members answer
+    an event (docs/events.md): ``capacity`` caps the "yes" answers (the rest wait in order),
+    ``remind_hours`` is when its reminder goes before the start, ``cancelled: true`` cancels it
+    after the issue was sent (its attendees are told, and it leaves the feeds).
     """
 
     title: OneLine
     start: When
     end: EndTime = None
     location: OneLine = ""
-    online: bool = False
+    online: bool | Url = False
+    capacity: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    remind_hours: Annotated[int, Field(ge=0, le=24 * 30)] = 24
+    cancelled: bool = False
     booking: Link | None = None
     contact: OneLine = ""
     regions: list[RegionSlug] | None = None
@@ -427,6 +434,11 @@ class Event(Model):
             return None
         return end.replace(tzinfo=zone)
 
+    @property
+    def online_url(self) -> str:
+        """The link to join online, when ``online`` gives one ("" otherwise)."""
+        return self.online if isinstance(self.online, str) else ""
+
 
 class Item(Model):
     """One section of a newsletter, with its line in the highlights and its events.
@@ -533,14 +545,48 @@ class Alert(Model):
     sign_off: str = ""
 
 
-Issue = Newsletter | Alert
-"""An issue: a newsletter or an alert (``kind`` says which)."""
+class Digest(Model):
+    """ "What's on near you": the calendar's events of each member's regions and interests in the next
+    ``days`` days, sent ``every`` week or month on a ``day`` at a ``time`` (``mailer.issue.schedule``)
+    by the workers (``mailer.events.digest``, which fills ``calendar`` and ``calendar_uids``)."""
+
+    kind: Literal["digest"]
+    title: str
+    subject: str
+    preheader: str = ""
+    date: IssueDate
+    network: NetworkSlug = ""
+    audience: Audience = "all"
+    intro: str = ""
+    days: schedule.DigestDays = 14
+    every: Literal["weekly", "monthly"]
+    day: schedule.SendDay
+    time: schedule.SendTime = schedule.DEFAULT_SEND_TIME
+    approval: Literal["required", "none"] = "none"
+    sign_off: str = ""
+    calendar: list[Event] = Field(default_factory=list)
+    calendar_uids: list[str] = Field(default_factory=list)
+
+    @field_validator("day")
+    @classmethod
+    def _day_fits_every(cls, day: str | int, info: ValidationInfo) -> str | int:
+        return schedule.day_fits_every(day, info.data.get("every"))
+
+    @field_validator("calendar", "calendar_uids")
+    @classmethod
+    def _filled_by_each_run(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
+        return schedule.filled_by_each_run(value, info)
+
+
+Issue = Newsletter | Alert | Digest
+"""An issue: a newsletter, an alert or a digest (``kind`` says which)."""
 
 __all__ = [
     "SLUG",
     "Alert",
     "Audience",
     "Button",
+    "Digest",
     "EndTime",
     "Event",
     "Image",

@@ -12,6 +12,7 @@ outside it a warning; they too run on what was read) and, when the file is valid
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,19 @@ if TYPE_CHECKING:
     from mailer.audience.shape import Shape
     from mailer.db import Database
     from mailer.settings import Settings
+
+
+def _asked_once(ask: Callable[[list[str], list[str]], bool]) -> Callable[[list[str], list[str]], bool]:
+    """``ask``, each (regions, interests) asked once: items and events often target alike."""
+    asked: dict[tuple[tuple[str, ...], tuple[str, ...]], bool] = {}
+
+    def once(regions: list[str], interests: list[str]) -> bool:
+        key = (tuple(regions), tuple(interests))
+        if key not in asked:
+            asked[key] = ask(regions, interests)
+        return asked[key]
+
+    return once
 
 
 def audience_warnings(
@@ -68,7 +82,7 @@ def audience_warnings(
     if not isinstance(issue, Newsletter):  # an alert, or a digest (its events come from the calendar)
         return out
 
-    def anyone(regions: list[str], interests: list[str]) -> bool:
+    def _anyone(regions: list[str], interests: list[str]) -> bool:
         conditions = [audience]
         if regions:
             below = select(Region.id).where(or_(*(Region.path.like(shape.path(r) + "%") for r in regions)))
@@ -79,6 +93,8 @@ def audience_warnings(
                 exists().where(MemberInterest.member_id == Member.id, MemberInterest.interest_id.in_(chosen))
             )
         return any_member(*conditions)
+
+    anyone = _asked_once(_anyone)
 
     def targeting(regions: list[str], interests: list[str]) -> str:
         parts = [

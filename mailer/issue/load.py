@@ -11,7 +11,7 @@ read. Those that need the members are in ``mailer.issue.check``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from mailer.errors import ContentError, Problem, UnknownName, suggest
 from mailer.issue.lint import file_warnings
+from mailer.issue.memo import Memo
 from mailer.issue.schema import SLUG, Alert, Digest, Event, Issue, Newsletter
 from mailer.issue.yaml_loader import Lines, Loc, Position, field_name, read_yaml
 
@@ -263,9 +264,9 @@ def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
     """Read and validate an issue file; raise ``ContentError`` listing every problem in it.
 
     With ``shape`` the regions, interests and audience are checked against the workspace's lists;
-    with None (no lists at hand) those checks are skipped.
+    with None (no lists at hand) those checks are skipped. A file this process validated before,
+    unchanged, with the same lists, is not validated again (``LOADED``).
     """
-    problems: list[Problem] = []
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
@@ -287,7 +288,25 @@ def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ContentError([Problem(f"cannot read the issue file: {exc}", path=path)]) from None
+    try:
+        folder = path.parent.stat().st_mtime_ns
+    except OSError:
+        folder = 0
+    key = (str(path), text, folder, id(shape))
+    held, loaded = LOADED.get(key, lambda: (shape, _validated(text, path, shape)))
+    if held is not shape:  # another Shape at the same address: not the one this was checked against
+        loaded = _validated(text, path, shape)
+    return replace(loaded, warnings=list(loaded.warnings), lines=dict(loaded.lines))
 
+
+LOADED: Memo[tuple[Any, LoadedIssue]] = Memo()
+"""The issues this process has validated (``load_issue``), by path, text, the campaign folder's
+modification time and the lists checked against (``mailer.issue.memo``)."""
+
+
+def _validated(text: str, path: Path, shape: Shape | None) -> LoadedIssue:
+    """The issue of ``text`` (the file at ``path``), validated; ContentError listing its problems."""
+    problems: list[Problem] = []
     booleans_in_1_1: set[Loc] = set()
     data, lines = read_yaml(text, path, problems, booleans_in_1_1=booleans_in_1_1)
     if problems and data is None:

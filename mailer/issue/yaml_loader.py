@@ -34,6 +34,7 @@ from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from mailer.errors import Problem
+from mailer.issue.memo import Memo, plain_copy
 
 MAX_DEPTH = 50  # levels of nesting; an issue needs about 6 (items[3].events[0].booking.url)
 MAX_NODES = 100_000  # values in an issue file, aliases expanded
@@ -331,7 +332,30 @@ def read_yaml(
     ``off``: ``BOOLEANS_1_1``) to ``booleans_in_1_1``.
 
     The data is None when the file is empty or not YAML (the reason is in ``problems``); keys given
-    twice are reported but the data is still returned (the first value is kept)."""
+    twice are reported but the data is still returned (the first value is kept). A text read before
+    by this process is not parsed again (``READS``, by text and path); the data is the caller's own
+    copy."""
+
+    def parse() -> tuple[Any, Lines, tuple[Problem, ...], frozenset[Loc]]:
+        found: list[Problem] = []
+        booleans: set[Loc] = set()
+        data, lines = _read_yaml(text, path, found, booleans)
+        return data, lines, tuple(found), frozenset(booleans)
+
+    data, lines, found, booleans = READS.get((text, str(path)), parse)
+    problems.extend(found)
+    if booleans_in_1_1 is not None:
+        booleans_in_1_1.update(booleans)
+    return plain_copy(data), dict(lines)
+
+
+READS: Memo[tuple[Any, Lines, tuple[Problem, ...], frozenset[Loc]]] = Memo()
+"""The issue texts this process has read (``read_yaml``), by text and path."""
+
+
+def _read_yaml(
+    text: str, path: Path, problems: list[Problem], booleans_in_1_1: set[Loc]
+) -> tuple[Any, Lines]:
     version = _version_problem(text, path)
     if version is not None:
         problems.append(version)
@@ -371,8 +395,7 @@ def read_yaml(
             )
         )
         return None, {}
-    if booleans_in_1_1 is not None:
-        booleans_in_1_1.update(walk.booleans_in_1_1)
+    booleans_in_1_1.update(walk.booleans_in_1_1)
     for loc, at, first in walk.twice:
         problems.append(
             Problem(

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -13,6 +14,9 @@ from mailer.audience.shape import Shape
 from mailer.reports.campaign import LABELS, CampaignReport, Figures, IssueRow, campaign_report, issues
 from mailer.reports.history import History, history
 from mailer.settings import Settings
+
+if TYPE_CHECKING:
+    import jinja2
 
 # -- the page -------------------------------------------------------------------------------------------
 
@@ -122,28 +126,55 @@ def charts_for(page: Page) -> dict[str, Any]:
     return out
 
 
-def render_page(settings: Settings, page: Page, *, template: str = "report.html.j2", **extra: Any) -> str:
-    """The report page as HTML (``report.html.j2``, overridable in the workspace's templates/)."""
+_ENVIRONMENTS: dict[tuple[tuple[str, int], ...], jinja2.Environment] = {}
+
+
+def _environment(settings: Settings) -> jinja2.Environment:
+    """The Jinja2 environment of the report's templates, made once per process for the same
+    template folders, so a page does not compile its templates again. A template edited is read
+    again (Jinja2 checks its file's time); a template added to a folder changes the folder's time
+    and so makes a new environment."""
     import jinja2
 
     from mailer.render import template_loader
 
-    env = jinja2.Environment(
-        loader=template_loader(settings),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env.get_template(template).render(
-        page=page,
-        report=page.report,
-        history=page.history,
-        issues=page.issues,
-        charts=charts_for(page),
-        labels=LABELS,
-        figure_names=Figures.names(),
-        month_label=month_label,
-        nav=extra.pop("nav", None),
-        **extra,
+    def stamp(folder: Path) -> int:
+        try:
+            return folder.stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    key = tuple((str(p), stamp(Path(p))) for p in settings.template_folders)
+    env = _ENVIRONMENTS.get(key)
+    if env is None:
+        env = jinja2.Environment(
+            loader=template_loader(settings),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        if len(_ENVIRONMENTS) >= 8:
+            _ENVIRONMENTS.clear()
+        _ENVIRONMENTS[key] = env
+    return env
+
+
+def render_page(settings: Settings, page: Page, *, template: str = "report.html.j2", **extra: Any) -> str:
+    """The report page as HTML (``report.html.j2``, overridable in the workspace's templates/)."""
+    return (
+        _environment(settings)
+        .get_template(template)
+        .render(
+            page=page,
+            report=page.report,
+            history=page.history,
+            issues=page.issues,
+            charts=charts_for(page),
+            labels=LABELS,
+            figure_names=Figures.names(),
+            month_label=month_label,
+            nav=extra.pop("nav", None),
+            **extra,
+        )
     )

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import html as htmllib
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+from playwright.sync_api import Page
 from sqlalchemy import func, select
-from support.desk import ISSUE, Desk, clock, demo_desk, form_of, sign_in, workspace
+from support.browser import check_page, chromium, pictures, tab
+from support.desk import ISSUE, Desk, browser_demo_desk, clock, demo_desk, form_of, sign_in, workspace
 
 from mailer.audience.importer import Options, import_csv
-from mailer.desk import changes
+from mailer.desk import approvals, changes, people, sessions
 from mailer.desk.issuefile import record_edit, version_of
 from mailer.models import Approval
 
-__all__ = ["clock", "demo_desk", "workspace"]  # fixtures
+__all__ = ["browser_demo_desk", "chromium", "clock", "demo_desk", "pictures", "tab", "workspace"]  # fixtures
 
 ED, ANN = "ed@example.org", "ann@example.org"
 PAGES = f"/desk/issues/{ISSUE}"
@@ -183,3 +187,37 @@ def test_compare_reads_moves_additions_and_removals() -> None:
     assert [(e.kind, e.title) for e in found.calendar] == [("changed", "Fair"), ("added", "Walk")]
     assert found.audience is None and not found.issue
     assert changes.compare(before, audience, before + "# only a comment\n", audience).none
+
+
+@pytest.mark.browser
+def test_the_approve_page_in_a_browser(tab: Page, browser_demo_desk: Desk, pictures: Path) -> None:
+    """The approve page with its changes and a chosen copy: WCAG checks and axe-core at 375 and
+    1280 px, without JavaScript."""
+    from support.axe import check_axe
+
+    desk = browser_demo_desk
+    ed = desk.add(ED, "editor", "central-england")
+    ann = desk.add(ANN, "approver", "central-england", name="Ann Approver")
+    with desk.db.session() as s:
+        issue = approvals.resolve(s, desk.settings, desk.shape, ISSUE)
+        approver = people.person(s, ann)
+        assert approver is not None
+        approvals.approve(s, issue, approver, seen=issue.fingerprint, now=datetime.now(UTC))
+    edit(desk, ed, "vigils, talks, film screenings", "vigils, talks, film nights")
+    edit(desk, ed, "start: 2025-12-04 19:30", "start: 2025-12-04 18:45")
+    with desk.db.session() as s:
+        value = sessions.create(s, ann, now=datetime.now(UTC))
+    base = desk.settings.base_url
+    tab.context.add_cookies([{"name": sessions.PLAIN_COOKIE, "value": value, "url": base}])
+    tab.goto(base + f"{PAGES}/approve")
+    tab.get_by_role("heading", name="What changed since the last approval").wait_for()
+    check_page(tab, pictures, "desk-approve-changes")
+    check_axe(tab, name="desk-approve-changes")
+    derby = next(label for label in tab.locator("#copy-choice option").all_inner_texts() if "Derby" in label)
+    tab.get_by_label("Show the copy of").select_option(label=derby)
+    tab.get_by_role("button", name="Show this copy").click()
+    tab.get_by_role("heading", name="As plain text").wait_for()
+    assert "Derby Group meeting" in tab.locator("pre").inner_text()
+    assert "Derby Group meeting" in tab.frame_locator("iframe").locator("body").inner_text()
+    check_page(tab, pictures, "desk-approve-copy")
+    check_axe(tab, name="desk-approve-copy")

@@ -29,10 +29,10 @@ from mailer.audience.networks import Network, campaign_network
 from mailer.audience.shape import Shape
 from mailer.compose import VariantPlan, plan
 from mailer.db import Database
-from mailer.desk import audit, changes, people
+from mailer.desk import audit, changes, people, wording
 from mailer.desk.issuefile import last_editor
 from mailer.desk.people import Person
-from mailer.errors import InvalidInput, MailerError
+from mailer.errors import MailerError
 from mailer.issue import LoadedIssue, load_campaign
 from mailer.issue.load import campaign_path
 from mailer.models import Approval, User
@@ -81,10 +81,9 @@ def audience_of(variants: VariantPlan) -> Audience:
 
 
 def words(exc: MailerError) -> str:
-    """An error's message and hint (an invalid issue's first problems) for a person on a page."""
-    if isinstance(exc, InvalidInput):
-        return "; ".join(p.message + (f" ({p.field})" if p.field else "") for p in exc.problems[:5])
-    return exc.message + (f": {exc.problem.hint}" if exc.problem.hint else "")
+    """An error's message and hint (an invalid issue's first problems) for a person on a page,
+    in the desk's words (``wording``: no command-line options, no file lines)."""
+    return wording.words(exc)
 
 
 def fingerprint(data: bytes, audience: Audience) -> str:
@@ -274,8 +273,7 @@ def approve(session: Session, issue: IssueNow, person: Person, *, seen: str, now
         "issue.approve",
         by=person.id,
         object=issue.slug,
-        detail=f"{issue.audience.total} members, {len(issue.audience.by_variant)} variants; "
-        f"fingerprint {issue.fingerprint[:12]}",
+        detail=f"{issue.audience.total} members, {len(issue.audience.by_variant)} variants",
         now=now,
     )
     return Given(row.id, person.id, person.name or person.email, issue.fingerprint, now)

@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from mailer import reports, sending
 from mailer.audience.networks import Network
-from mailer.desk import approvals, audit, issuefile, notifications, people, sends, waiting
+from mailer.desk import approvals, audit, issuefile, notifications, people, sends, waiting, wording
 from mailer.desk import forms as desk_forms
 from mailer.desk import previews as desk_previews
 from mailer.errors import MailerError, UnknownName
@@ -257,9 +257,11 @@ async def _send_page(
     *,
     values: dict[str, str] | None = None,
     error: str = "",
+    at_error: str = "",
     notice: str = "",
     status: int = 200,
 ) -> Response:
+    """The send page; ``error`` is about the page as a whole, ``at_error`` about the time field."""
     w = web(request)
     standing = await w.read(lambda s: approvals.standing(s, issue.slug, issue.fingerprint))
     campaign_status = await run_in_threadpool(sends.campaign_status, w.db, issue.slug)
@@ -272,6 +274,7 @@ async def _send_page(
         campaign_status=campaign_status,
         values=values or {"when": "now", "at": ""},
         error=error,
+        at_error=at_error,
         notice=notice,
         timezone=w.settings.timezone,
         email=signed.person.email,
@@ -321,7 +324,7 @@ async def _send_refused(request: Request, signed: Signed, refusal: FormRefused) 
     issue = await _issue(request, signed)
     values = {"when": "later", "at": ""}
     error = next(iter(refusal.errors.values()))
-    return await _send_page(request, signed, issue, values=values, error=error, status=400)
+    return await _send_page(request, signed, issue, values=values, at_error=error, status=400)
 
 
 def _plan(w: Web, slug: str, choice: approvals.Choice) -> tuple[sending.SendPlan, str]:
@@ -351,7 +354,11 @@ async def send(request: Request, form: FormData, signed: Signed) -> Response:
         plan, fingerprint = await run_in_threadpool(_plan, w, issue.slug, choice)
     except MailerError as exc:
         values = {"when": choice.when, "at": choice.at}
-        return await _send_page(request, signed, issue, values=values, error=approvals.words(exc), status=400)
+        said = approvals.words(exc)
+        said = said[:1].upper() + said[1:] + "."
+        if wording.field(exc) == "at":
+            return await _send_page(request, signed, issue, values=values, at_error=said, status=400)
+        return await _send_page(request, signed, issue, values=values, error=said, status=400)
     if fingerprint != issue.fingerprint:
         return await _send_page(
             request, signed, issue, error="The issue changed meanwhile: look again.", status=409

@@ -29,13 +29,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    PendingRollbackError,
+)
 from sqlalchemy.orm import Session as Session  # re-exported: the session the library's functions take
 from sqlalchemy.orm import sessionmaker
 
 from mailer.errors import ConfigError, DatabaseError
 from mailer.redact import redact, redact_url
-from mailer.settings import DATABASE_URL_FORMS, Settings, check_database_url
+from mailer.secret_key import ADDRESS_KEYS_INFO, AddressKeys
+from mailer.setting_values import DATABASE_URL_FORMS, check_database_url
+from mailer.settings import Settings
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -48,6 +57,27 @@ T = TypeVar("T")
 #: What the database driver raises through SQLAlchemy (busy, unreachable, refusing a value), the
 #: base of ``OperationalError`` and ``IntegrityError``: the web app answers it with "try again later".
 DriverError = DBAPIError
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is away or busy for now, not that a statement is wrong:
+    the connection was lost or invalidated (a restart, a failover, ``pg_terminate_backend``:
+    ``AdminShutdown``), a new one was refused, the server is starting or shutting down, or a lock
+    is held too long (:func:`is_busy`). A long-running sender treats this as weather: it waits,
+    with backoff, and goes on (docs/decisions.md, Workers)."""
+    if isinstance(exc, PendingRollbackError):  # a connection invalidated under an open transaction
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if type(exc.orig).__module__.startswith("sqlite3"):
+        # SQLite says OperationalError for a wrong statement too ("no such table"): a bug, not weather.
+        message = str(exc.orig).lower()
+        return is_busy(exc) or any(m in message for m in ("unable to open", "disk i/o error"))
+    return True
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -223,13 +253,23 @@ def reaching(engine: Engine) -> Iterator[None]:
 
 
 def open_database(settings: Settings | str, *, migrate: bool = True) -> Database:
-    """Open the workspace's database, upgrading its schema first if it is behind."""
+    """Open the workspace's database, upgrading its schema first if it is behind. Opened with the
+    workspace's ``settings``, its sessions carry the key of the suppression hash
+    (``mailer.audience.addresses.keys_of``); opened by URL alone they can make no address hash."""
     url = settings if isinstance(settings, str) else settings.sqlalchemy_url
     engine = make_engine(url)
     with reaching(engine):
         if migrate and not up_to_date(engine):
             upgrade(engine)
-    return Database(engine, sessionmaker(engine, expire_on_commit=False))
+    keys = [] if isinstance(settings, str) else settings.address_keys
+    return Database(engine, _sessions(engine, keys))
+
+
+def _sessions(engine: Engine, address_keys: list[str]) -> sessionmaker[Session]:
+    """The session factory; every session's ``info`` holds the address keys (one object per open
+    database, so that the check that members are hashed under the newest key runs once)."""
+    info = {ADDRESS_KEYS_INFO: AddressKeys(address_keys)} if address_keys else {}
+    return sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,10 +291,11 @@ def is_busy(exc: OperationalError) -> bool:
     return any(marker in message for marker in _BUSY)
 
 
-def writer_database(url: str) -> Database:
-    """A Database of its own for short write transactions (the web app's, on SQLite)."""
+def writer_database(url: str, address_keys: list[str] | None = None) -> Database:
+    """A Database of its own for short write transactions (the web app's, on SQLite), its
+    sessions carrying ``address_keys`` (``Settings.address_keys``) as ``open_database``'s do."""
     engine = make_engine(url)
-    return Database(engine, sessionmaker(engine, expire_on_commit=False))
+    return Database(engine, _sessions(engine, address_keys or []))
 
 
 def write(db: Database, work: Callable[[Session], T], *, attempts: int = ATTEMPTS) -> T:

@@ -13,7 +13,14 @@ from urllib.parse import urlsplit
 
 from mailer.errors import ConfigError, InvalidInput, Problem
 from mailer.secret_key import new_secret, read_secret_file, secret_weakness, write_secret_file
-from mailer.settings import SECRET_FILE, SETTINGS_FILE, Settings, default_toml
+from mailer.settings import (
+    ADDRESS_KEY_FILE,
+    ADDRESS_KEY_WHAT,
+    SECRET_FILE,
+    SETTINGS_FILE,
+    Settings,
+    default_toml,
+)
 
 SHAPE_FILES = ("regions.toml", "interests.toml", "segments.toml", "postcode_areas.csv")
 # The demo's members and its two networks (Kent, Central England). A workspace made for a network
@@ -81,6 +88,7 @@ class NewNetwork:
     base_url: str = PLACEHOLDER_BASE_URL
     list_domain: str = ""  # empty: lists.<From's domain>
     postal_address: str = ""
+    privacy_url: str = ""  # empty: `mailer doctor` asks for it
 
     @property
     def domain(self) -> str:
@@ -132,6 +140,14 @@ class NewNetwork:
                     hint="the address members open the web app at, e.g. https://news.your-network.org",
                 )
             )
+        if self.privacy_url and not _privacy_url_ok(self.privacy_url):
+            out.append(
+                Problem(
+                    f"{self.privacy_url[:80]!r} is not an https:// address or a path on the web app",
+                    field="--privacy-url",
+                    hint="the address of your privacy notice, e.g. https://your-network.org/privacy",
+                )
+            )
         if self.domain and not _DOMAIN.match(self.domain):
             out.append(
                 Problem(
@@ -153,13 +169,30 @@ class NewNetwork:
             "list_id": self.slug,
             "postal_address": self.postal_address,
         }
+        if self.privacy_url:
+            entry["privacy_url"] = self.privacy_url.strip()
         return (
             "# Who your mail speaks as. `postal_address` is the footer's postal address, which UK marketing\n"
-            "# mail must carry (PECR); `charity` a registration line, `reply_to`, `sign_off`, `welcome`,\n"
+            "# mail must carry (PECR); `privacy_url` the privacy notice every mail and page links to (an\n"
+            "# https:// address, or a path on the web app); `charity` a registration line, `consent_text`\n"
+            "# what a sign-up agrees to (default: wording naming the network and its charity line),\n"
+            "# `reply_to`, `sign_off`, `welcome`,\n"
             "# `heading` and `colour` are optional. A network without `regions` owns every region; with\n"
             '# several networks, give each its top regions (regions = ["west-midlands"]).\n\n'
             + tomli_w.dumps({"network": [entry]}, multiline_strings=True)
         )
+
+
+def _privacy_url_ok(url: str) -> bool:
+    """An https:// address with a host, or a path on the web app, with nothing a link cannot carry
+    (the full check is ``mailer.audience.networks.privacy_url_problem``, when networks.toml is read)."""
+    url = url.strip()
+    if not url or any(c.isspace() or c in "\"'<>" for c in url):
+        return False
+    if url.startswith("/"):
+        return not url.startswith("//")
+    parts = urlsplit(url)
+    return parts.scheme.lower() == "https" and bool(parts.hostname)
 
 
 def default_list_domain(from_address: str) -> str:
@@ -198,6 +231,10 @@ def write_keys(target: Path) -> list[Path]:
     if not secret.exists():
         write_secret_file(secret, [new_secret()])
         written.append(secret)
+    address_key = target / ADDRESS_KEY_FILE  # the suppression hash's (docs/data.md)
+    if not address_key.exists():
+        write_secret_file(address_key, [new_secret()], what=ADDRESS_KEY_WHAT)
+        written.append(address_key)
     # DKIM keys: write_dkim_keys, called by `mailer init`, `mailer demo` and `mailer dkim keys`.
     return written
 
@@ -233,18 +270,40 @@ def rotate_secret(
     (when those links no longer matter); an earlier key too weak to trust is always dropped. The
     keys themselves are never returned.
     """
-    path = workspace / SECRET_FILE
+    return _rotate(
+        workspace / SECRET_FILE, drop_old=drop_old, overridden=(env or {}).get("MAILER_SECRET", "")
+    )
+
+
+def rotate_address_key(workspace: Path, *, env: Mapping[str, str] | None = None) -> SecretRotation:
+    """Put a new key first in the workspace's ``.mailer-address-key`` (mode 600), the suppression
+    hash's, creating it if needed. The earlier keys always stay: members' hashes are made again
+    under the new key the next time the database is used (``mailer.audience.addresses``), but the
+    suppressions of people erased under an old key can only be matched with that key
+    (docs/data.md, The suppression hash)."""
+    return _rotate(
+        workspace / ADDRESS_KEY_FILE,
+        drop_old=False,
+        overridden=(env or {}).get("MAILER_ADDRESS_KEY", ""),
+        what=ADDRESS_KEY_WHAT,
+    )
+
+
+def _rotate(path: Path, *, drop_old: bool, overridden: str, what: str | None = None) -> SecretRotation:
     old = read_secret_file(path)
     strong = [k for k in old if secret_weakness(k) is None]
     kept = [] if drop_old else strong
-    write_secret_file(path, [new_secret(), *kept])
+    if what is None:
+        write_secret_file(path, [new_secret(), *kept])
+    else:
+        write_secret_file(path, [new_secret(), *kept], what=what)
     return SecretRotation(
         path=path,
         keys=1 + len(kept),
         kept=len(kept),
         dropped_weak=len(old) - len(strong),
         dropped_old=len(strong) - len(kept),
-        environment_overrides=bool((env or {}).get("MAILER_SECRET", "").strip()),
+        environment_overrides=bool(overridden.strip()),
     )
 
 
@@ -319,6 +378,7 @@ def init_workspace(
         "mailer.db*",
         "outbox/",
         ".mailer-secret",
+        ".mailer-address-key",
         ".mailer-dkim*.pem",
         "*.rejected.csv",
         "preview/",

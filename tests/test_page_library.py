@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from starlette.datastructures import FormData
+from support.hashes import address_hash
 
 from mailer.archive import sent_issue, sent_issues, started_campaign, variant_html
 from mailer.audience import suppression
-from mailer.audience.addresses import address_hash
 from mailer.audience.consent import (
     Preferences,
     PreferencesForm,
@@ -214,8 +214,11 @@ def test_a_sign_up_form_shows_its_values_again_tidied(shape: Shape) -> None:
         "postcode": "ME14 1HH",
         "interests": ["schools"],
         "consent": True,
+        "form": "page",
     }
     assert signup_shown({"postcode": "ME14\x001HH"}, shape)["postcode"] == ""
+    assert signup_shown({"form": "embed"}, shape)["form"] == "embed"
+    assert signup_shown({"form": "https://evil.example/"}, shape)["form"] == "page"
     assert signup_shown({}, shape)["consent"] is False
 
 

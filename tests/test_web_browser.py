@@ -26,9 +26,11 @@ from conftest import launch_chromium
 from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 from support.browser import WIDTHS, check_page, free_port, live_server
+from support.hashes import address_hash
 
 from mailer import tokens
-from mailer.audience.addresses import address_hash, normalise
+from mailer.audience.addresses import normalise
+from mailer.audience.networks import consent_text, default_network
 from mailer.audience.shape import Shape
 from mailer.db import Database
 from mailer.models import Campaign, ConsentEvent, Interest, Member, Region, Suppression
@@ -223,7 +225,7 @@ def test_sign_up_and_confirm_through_the_mail(page: Page, site: Site, screenshot
         assert [i.slug for i in member.interests] == ["refugees"]
         consent = s.scalar(select(ConsentEvent).where(ConsentEvent.member_id == member.id))
         assert consent is not None and consent.source == "signup"
-        assert consent.wording == site.settings.consent_wording
+        assert consent.wording == consent_text(default_network(site.settings), site.settings)
         assert consent.created_at <= datetime.now(UTC)
 
 

@@ -11,6 +11,8 @@ Routes, by concern:
   ``/files/…``                                                                 ``archive.py``
 - ``/calendar/``, ``/calendar/{region}.ics``, ``/calendar/all.ics``, ``/calendar/event/{uid}.ics``
                                                                                ``calendars.py``
+- ``/rsvp/{uid}/{token}``: a member's answer to an event; ``/events/{uid}`` and
+  ``/events/{uid}/confirm/{token}``: the public event page, confirmed by mail   ``events.py``
 - ``/admin/``, ``/admin/campaigns/{slug}``: reports, HTTP Basic (MAILER_ADMIN_PASSWORD)   ``admin.py``
 - ``/desk/…``: the editorial desk (sign-in by mailed link, people and roles)    ``desk/``
 
@@ -47,7 +49,7 @@ from mailer.audience.shape import Shape, load_shape
 from mailer.db import Database, DriverError, open_database, writer_database
 from mailer.errors import ConfigError, TokenError
 from mailer.settings import Settings
-from mailer.web import admin, archive, calendars, preferences, signup, unsubscribe
+from mailer.web import admin, archive, calendars, events, preferences, signup, unsubscribe
 from mailer.web.context import Limits, SendMail, Web, web
 from mailer.web.csrf import Csrf
 from mailer.web.desk.routes import routes as desk_routes
@@ -162,7 +164,11 @@ def create_app(
         )
     shape = shape if shape is not None else load_shape(settings.path("lists"))
     db = database if database is not None else open_database(settings)
-    writer = writer_database(settings.sqlalchemy_url) if db.engine.dialect.name == "sqlite" else db
+    writer = (
+        writer_database(settings.sqlalchemy_url, settings.address_keys)
+        if db.engine.dialect.name == "sqlite"
+        else db
+    )
     csrf = Csrf(settings.secrets, secure=settings.base_url.startswith("https://"))
     extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
     state = Web(
@@ -170,7 +176,7 @@ def create_app(
         shape=shape,
         db=db,
         writer=writer,
-        pages=Pages(settings, csrf),
+        pages=Pages(settings, csrf, list(shape.networks.values())),
         csrf=csrf,
         limits=limits or Limits.from_settings(settings),
         send_mail=send_mail or relay_sender(settings),
@@ -192,6 +198,7 @@ def create_app(
         *signup.routes,
         *archive.routes,
         *calendars.routes,
+        *events.routes,
         *admin.routes,
         *desk_routes,
     ]

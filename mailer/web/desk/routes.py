@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailer.web.desk import compose, contributions, home, previews, sendpage, signin
+from mailer.web.desk import compose, contributions, events, home, previews, sendpage, signin
 
 routes = [
     *signin.routes,
@@ -11,4 +11,5 @@ routes = [
     *compose.routes,
     *previews.routes,
     *sendpage.routes,
+    *events.routes,
 ]

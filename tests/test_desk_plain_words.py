@@ -148,4 +148,3 @@ def test_the_check_finds_each_kind_of_wrong_word() -> None:
         "a folder name in a heading",
     ], found
     assert problems(f"<h1>Approve: Central England, {datetime(2025, 12, 1):%B %Y}</h1>") == []
-

@@ -114,7 +114,8 @@ def test_hostile_form_values(demo_desk: Desk) -> None:
 
 def test_hostile_copy_choices_and_changes_on_the_approve_page(demo_desk: Desk) -> None:
     """Every hostile value as the approve page's ``copy`` and ``width`` (a page with the largest
-    variant, or a plain refusal; never a 500); markup in an edited title is shown as text in the list of changes."""
+    variant, or a plain refusal; never a 500); markup in an edited title is shown as text in the
+    list of changes."""
     desk = demo_desk
     desk.add("root@example.org", "admin")
     editor = desk.add("ed@example.org", "editor", "central-england")

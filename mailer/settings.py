@@ -128,6 +128,12 @@ class Settings:
         "How long a timed event without an end lasts, in minutes: its DTEND in calendars, and when it "
         "is over for answers.",
     )
+    events_clock: str = _setting(
+        "",
+        "For rehearsals and tests only: the time the events' chores (reminders, change mails, "
+        "digests) take as now, e.g. 2025-11-17 19:30 in the timezone; empty: the real time.",
+        env="MAILER_EVENTS_CLOCK",
+    )
     soft_bounce_limit: int = _setting(
         3,
         "Soft bounces (4.x.x, 5.2.2 mailbox full, other non-address failures) within soft_bounce_days "
@@ -168,6 +174,33 @@ class Settings:
             "env": "MAILER_ADMIN_PASSWORD",
             "internal": True,
         },
+    )
+    # --- serving (docs/decisions.md, Serving): health, metrics, logs, load
+    metrics_allow: str = _setting(
+        "",
+        "Addresses or networks (CIDR) besides this machine that may read /metrics, comma-separated, "
+        "e.g. 10.0.0.5, 192.168.1.0/24. Without it (and without MAILER_METRICS_TOKEN) only "
+        "localhost may.",
+    )
+    metrics_token: str = field(
+        default="",
+        repr=False,
+        metadata={
+            "help": "A bearer token that opens /metrics from anywhere (Authorization: Bearer …). "
+            "Set MAILER_METRICS_TOKEN; never in mailer.toml.",
+            "env": "MAILER_METRICS_TOKEN",
+            "internal": True,
+        },
+    )
+    log_format: str = _setting(
+        "text",
+        'How `mailer serve` writes its logs: "text" (a line each) or "json" (one JSON object a '
+        "line, for a log collector). Tokens and passwords are cut out either way.",
+    )
+    web_max_requests: int = _setting(
+        100,
+        "Requests one web process works on at once; more get 503 with Retry-After at once, so that "
+        "an overloaded server answers rather than leaving clients without an answer.",
     )
     # --- DKIM and inbox placement (docs/decisions.md, The send's budget): signatures, greeting, one-click ove
     dkim_algorithms: str = _setting(

@@ -228,7 +228,7 @@ def test_mailer_serve_names_every_network(demo: Demo, database_url: str) -> None
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a web process of its own to start, on a busy machine
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/").status_code == 200:
@@ -237,7 +237,7 @@ def test_mailer_serve_names_every_network(demo: Demo, database_url: str) -> None
                 time.sleep(0.1)
     finally:
         proc.terminate()
-        output = proc.communicate(timeout=10)[0].decode()
+        output = proc.communicate(timeout=60)[0].decode()
     assert f"Serving Kent Network and Central England Network on http://127.0.0.1:{port}" in output, output
 
 

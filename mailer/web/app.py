@@ -15,6 +15,11 @@ Routes, by concern:
   ``/events/{uid}/confirm/{token}``: the public event page, confirmed by mail   ``events.py``
 - ``/admin/``, ``/admin/campaigns/{slug}``: reports, HTTP Basic (MAILER_ADMIN_PASSWORD)   ``admin.py``
 - ``/desk/…``: the editorial desk (sign-in by mailed link, people and roles)    ``desk/``
+- ``/healthz``, ``/metrics``: for a load balancer and Prometheus                 ``health.py``
+
+``mailer serve`` runs it in one or several processes through ``factory()``, which reads the
+workspace named by ``MAILER_WORKSPACE`` (docs/decisions.md, Serving). Past ``web_max_requests``
+requests at once a process answers 503 with Retry-After (``health.Guard``).
 
 A bad, forged or truncated token gets the same plain 400 page, whatever was wrong with it; a
 genuine preferences link past its age gets a page offering to mail a fresh one (410).
@@ -48,8 +53,8 @@ from mailer import tokens
 from mailer.audience.shape import Shape, load_shape
 from mailer.db import Database, DriverError, open_database, writer_database
 from mailer.errors import ConfigError, TokenError
-from mailer.settings import Settings
-from mailer.web import admin, archive, calendars, events, preferences, signup, unsubscribe
+from mailer.settings import Settings, load
+from mailer.web import admin, archive, calendars, events, health, preferences, signup, unsubscribe
 from mailer.web.context import Limits, SendMail, Web, web
 from mailer.web.csrf import Csrf
 from mailer.web.desk.routes import routes as desk_routes
@@ -191,8 +196,10 @@ def create_app(
         if database is None:
             db.dispose()
 
+    metrics = health.Metrics(db, settings)
     routes = [
         Route("/", home, methods=["GET"]),
+        *health.routes,
         *unsubscribe.routes,
         *preferences.routes,
         *signup.routes,
@@ -205,6 +212,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(health.Guard, metrics=metrics, limit=settings.web_max_requests),
             Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False),
             Middleware(RefuseControlCharacters),
         ],
@@ -218,4 +226,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.web = state
+    app.state.metrics = metrics
     return app
+
+
+def factory() -> Starlette:
+    """The app of the workspace named by ``MAILER_WORKSPACE`` (or the current folder): what each
+    web process of ``mailer serve`` runs (uvicorn's ``factory=True``)."""
+    return create_app(load())

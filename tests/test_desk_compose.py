@@ -281,7 +281,7 @@ def test_the_list_shows_approval_and_an_edit_voids_it(
         assert approver is not None
         approvals.approve(s, issue, approver, seen=issue.fingerprint, now=datetime.now(UTC))
     listed = editor.get("/desk/networks/central-england/issues")
-    assert re.search(r"Approved · 2025-12-01 · 2025-12-central-england", listed.text)
+    assert re.search(r"Approved · 2025-12-01<", listed.text)
     fields = edit_form(editor)
     fields["items-0-contact"] = "Email peace@example.org."
     assert post(editor, CE, fields).status_code == 303

@@ -29,10 +29,10 @@ from mailer.audience.networks import Network, campaign_network
 from mailer.audience.shape import Shape
 from mailer.compose import VariantPlan, plan
 from mailer.db import Database
-from mailer.desk import audit, people
+from mailer.desk import audit, changes, people, wording
 from mailer.desk.issuefile import last_editor
 from mailer.desk.people import Person
-from mailer.errors import InvalidInput, MailerError
+from mailer.errors import MailerError
 from mailer.issue import LoadedIssue, load_campaign
 from mailer.issue.load import campaign_path
 from mailer.models import Approval, User
@@ -81,10 +81,9 @@ def audience_of(variants: VariantPlan) -> Audience:
 
 
 def words(exc: MailerError) -> str:
-    """An error's message and hint (an invalid issue's first problems) for a person on a page."""
-    if isinstance(exc, InvalidInput):
-        return "; ".join(p.message + (f" ({p.field})" if p.field else "") for p in exc.problems[:5])
-    return exc.message + (f": {exc.problem.hint}" if exc.problem.hint else "")
+    """An error's message and hint (an invalid issue's first problems) for a person on a page,
+    in the desk's words (``wording``: no command-line options, no file lines)."""
+    return wording.words(exc)
 
 
 def fingerprint(data: bytes, audience: Audience) -> str:
@@ -109,6 +108,7 @@ class IssueNow:
     version: str
     audience: Audience
     fingerprint: str
+    data: bytes = b""
 
     @property
     def slug(self) -> str:
@@ -149,7 +149,7 @@ def resolve(session: Session, settings: Settings, shape: Shape, slug: str) -> Is
     audience = audience_of(plan(session, loaded, shape))
     version = hashlib.sha256(data).hexdigest()
     return IssueNow(
-        loaded, network, network_key(shape, network), version, audience, fingerprint(data, audience)
+        loaded, network, network_key(shape, network), version, audience, fingerprint(data, audience), data
     )
 
 
@@ -206,6 +206,12 @@ class Standing:
 
 def standing(session: Session, slug: str, current: str) -> Standing:
     """How issue ``slug`` stands against ``current``, its fingerprint now."""
+    found = _newest(session, slug)
+    return Standing(found[0] if found else None, current, last_editor(session, slug))
+
+
+def _newest(session: Session, slug: str) -> tuple[Given, str | None] | None:
+    """The newest approval of ``slug`` not withdrawn, and the copy it keeps of what was approved."""
     row = session.execute(
         select(Approval, User.name, User.email)
         .outerjoin(User, User.id == Approval.approver_id)
@@ -213,13 +219,13 @@ def standing(session: Session, slug: str, current: str) -> Standing:
         .order_by(Approval.created_at.desc(), Approval.id.desc())
         .limit(1)
     ).first()
-    given = None
-    if row is not None:
-        approval, name, email = row
-        given = Given(
-            approval.id, approval.approver_id, name or email or "", approval.content_hash, approval.created_at
-        )
-    return Standing(given, current, last_editor(session, slug))
+    if row is None:
+        return None
+    approval, name, email = row
+    given = Given(
+        approval.id, approval.approver_id, name or email or "", approval.content_hash, approval.created_at
+    )
+    return given, approval.approved_copy
 
 
 def may_approve(session: Session, person: Person, issue: IssueNow) -> bool:
@@ -253,7 +259,13 @@ def approve(session: Session, issue: IssueNow, person: Person, *, seen: str, now
     existing = standing(session, issue.slug, issue.fingerprint)
     if existing.approved and existing.approval is not None:
         return existing.approval
-    row = Approval(slug=issue.slug, approver_id=person.id, content_hash=issue.fingerprint, created_at=now)
+    row = Approval(
+        slug=issue.slug,
+        approver_id=person.id,
+        content_hash=issue.fingerprint,
+        created_at=now,
+        approved_copy=copy_of(issue),
+    )
     session.add(row)
     session.flush()
     audit.record(
@@ -261,11 +273,47 @@ def approve(session: Session, issue: IssueNow, person: Person, *, seen: str, now
         "issue.approve",
         by=person.id,
         object=issue.slug,
-        detail=f"{issue.audience.total} members, {len(issue.audience.by_variant)} variants; "
-        f"fingerprint {issue.fingerprint[:12]}",
+        detail=f"{issue.audience.total} members, {len(issue.audience.by_variant)} variants",
         now=now,
     )
     return Given(row.id, person.id, person.name or person.email, issue.fingerprint, now)
+
+
+def copy_of(issue: IssueNow) -> str:
+    """What an approval keeps of what was approved: the file's text and the audience, as JSON."""
+    text = issue.data.decode("utf-8", errors="replace")
+    return json.dumps({"issue": text, "audience": issue.audience.as_dict()}, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Since:
+    """The issue now against its last approval still standing: ``approval`` (None: never
+    approved, or every approval withdrawn), whether a copy of what was approved is kept
+    (``kept``: approvals given before copies were kept have none), and what changed since
+    (``changes``: None when there is nothing to compare)."""
+
+    approval: Given | None
+    kept: bool
+    changes: changes.Changes | None
+
+
+def since_approval(session: Session, issue: IssueNow) -> Since:
+    """What changed in ``issue`` since its last approval still standing (``changes.compare``)."""
+    found = _newest(session, issue.slug)
+    if found is None:
+        return Since(None, False, None)
+    given, kept = found
+    try:
+        copy = json.loads(kept) if kept else None
+    except ValueError:
+        copy = None
+    if not isinstance(copy, dict):
+        return Since(given, False, None)
+    now_text = issue.data.decode("utf-8", errors="replace")
+    changed = changes.compare(
+        str(copy.get("issue", "")), copy.get("audience") or {}, now_text, issue.audience.as_dict()
+    )
+    return Since(given, True, changed)
 
 
 def may_withdraw(person: Person, issue: IssueNow) -> bool:

@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import AfterValidator, PlainValidator, ValidationInfo, field_validator
 
 from mailer.audience.shape import Shape
-from mailer.desk import people
+from mailer.desk import people, wording
 from mailer.desk.approvals import Choice
 from mailer.desk.people import Role
 from mailer.errors import MailerError
@@ -59,9 +59,10 @@ def field_of(exc: MailerError) -> str:
 
 
 def plain(exc: MailerError) -> str:
-    """The error's message and hint for a person on the page (no file, no field name)."""
-    hint = exc.problem.hint
-    return exc.message[:1].upper() + exc.message[1:] + (f": {hint}" if hint else ".")
+    """The error's message and hint for a person on the page (no file, no field name, no
+    command-line option: ``wording``)."""
+    said = wording.words(exc)
+    return said[:1].upper() + said[1:] + "."
 
 
 # ---------------------------------------------------------------------------------------------

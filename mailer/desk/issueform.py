@@ -275,8 +275,6 @@ def place(problems: list[Problem], form: Form | None) -> Placed:
     names = form.names if form else set()
     for p in problems:
         text = p.message[:1].upper() + p.message[1:] + (f" ({p.hint})" if p.hint else "")
-        if p.line:
-            text += f" [line {p.line}]"
         shown_ = Shown(text, p.severity, p.line)
         name = form_name(p.field or "")
         parts = name.split("-") if name else []

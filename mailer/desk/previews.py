@@ -11,12 +11,15 @@ from sqlalchemy.orm import Session
 
 from mailer.audience.networks import Network, member_network
 from mailer.audience.shape import Shape
-from mailer.compose import plan
+from mailer.compose import compose, plan
 from mailer.errors import MailerError
+from mailer.identity import issue_identity
 from mailer.issue.load import LoadedIssue
 from mailer.models import Member
-from mailer.preview import MemberChoice, find_member, member_warnings
+from mailer.preview import MemberChoice, find_member, member_warnings, sample_values
+from mailer.render import Renderer
 from mailer.settings import Settings
+from mailer.slots import fill_slots
 
 
 def member_address(session: Session, member_id: int) -> str | None:
@@ -74,6 +77,7 @@ class Audience:
     members: int
     region: str
     interests: tuple[str, ...]
+    key: str = ""
 
 
 def audience(session: Session, shape: Shape, loaded: LoadedIssue) -> list[Audience]:
@@ -86,6 +90,16 @@ def audience(session: Session, shape: Shape, loaded: LoadedIssue) -> list[Audien
                 planned.members,
                 (group.region or "") if group else "",
                 tuple(sorted(group.interests)) if group else (),
+                planned.variant.key,
             )
         )
     return out
+
+
+def plain_text(settings: Settings, shape: Shape, loaded: LoadedIssue, chosen: Audience) -> str:
+    """The plain text of the copy ``chosen`` gets (a variant of ``audience``), with sample values
+    in its personal slots, as the preview page shows it."""
+    variant = compose(loaded.issue, shape, chosen.region or None, frozenset(chosen.interests))
+    identity = issue_identity(shape, settings, loaded.issue.network, loaded.issue.audience, path=loaded.path)
+    rendered = Renderer(settings, identity).render(variant, loaded)
+    return fill_slots(rendered.text, sample_values(), html=False)

@@ -159,7 +159,9 @@ class IssueEdit(Base):
 
 class Approval(Base):
     """An approver's approval of an issue, bound to ``content_hash``: the SHA-256 of the issue file
-    and its audience as approved. Any later edit changes the hash and so voids it."""
+    and its audience as approved. Any later edit changes the hash and so voids it.
+    ``approved_copy`` keeps what was approved (JSON: the file's text and the audience), so the next
+    approver sees what changed since (``mailer.desk.changes``); None for approvals older than it."""
 
     __tablename__ = "approvals"
 
@@ -169,6 +171,7 @@ class Approval(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_copy: Mapped[str | None] = mapped_column(Text)
 
 
 class ApprovalAsk(Base):

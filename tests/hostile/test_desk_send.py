@@ -110,3 +110,39 @@ def test_hostile_form_values(demo_desk: Desk) -> None:
     with desk.db.session() as s:
         for action, obj, detail in s.execute(select(AuditEntry.action, AuditEntry.object, AuditEntry.detail)):
             assert not CONTROL.search(action + obj + detail)
+
+
+def test_hostile_copy_choices_and_changes_on_the_approve_page(demo_desk: Desk) -> None:
+    """Every hostile value as the approve page's ``copy`` and ``width`` (a page with the largest
+    variant, or a plain refusal; never a 500); markup in an edited title is shown as text in the
+    list of changes."""
+    desk = demo_desk
+    desk.add("root@example.org", "admin")
+    editor = desk.add("ed@example.org", "editor", "central-england")
+    with desk.client() as client:
+        sign_in(desk, client, "root@example.org")
+        before = counts(desk)
+        for what, value in form_values():
+            if len(value) > 8000:
+                continue  # longer than a URL can be: the client refuses it before the server sees it
+            for name in ("copy", "width"):
+                response = client.get(f"{PAGES}/approve", params={name: value})
+                assert response.status_code in (200, 400), (name, what)  # 400: refused before the page
+                assert response.status_code == 400 or 'id="copy-choice"' in response.text
+        assert counts(desk) == before
+        page = client.get(f"{PAGES}/approve")
+        assert client.post(f"{PAGES}/approve", data=form_of(page.text, f"{PAGES}/approve")).status_code == 303
+        path = desk.settings.workspace / "campaigns" / ISSUE / "issue.yaml"
+        path.write_text(
+            path.read_text(encoding="utf-8").replace(
+                'title: "Peace Week: 8 to 14 December"', 'title: "Peace <script>alert(1)</script> Week"'
+            ),
+            encoding="utf-8",
+        )
+        from mailer.desk.issuefile import record_edit, version_of
+
+        with desk.db.session() as s:
+            record_edit(s, ISSUE, editor, version_of(path.read_bytes()))
+        changed = client.get(f"{PAGES}/approve")
+        assert changed.status_code == 200 and "<script>alert(1)" not in changed.text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in changed.text

@@ -41,6 +41,7 @@ from mailer.web import create_app
 from mailer.web.desk.common import DeskLimits
 from mailer.workspace import init_workspace, write_dkim_keys
 from support.browser import free_port, live_server
+from support.plainwords import PlainWordsClient
 
 with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the project has
     warnings.simplefilter("ignore")
@@ -102,8 +103,9 @@ class Desk:
     """False for hostile tests (``hostile_desk``): a client sees a 500 as a page, not the exception."""
 
     def client(self) -> TestClient:
-        """A browser of the desk, redirects not followed (enter it: ``with desk.client() as c``)."""
-        return TestClient(
+        """A browser of the desk, redirects not followed (enter it: ``with desk.client() as c``);
+        every desk page it gets is checked for plain words (``plainwords``)."""
+        return PlainWordsClient(
             self.app,
             base_url=BASE,
             raise_server_exceptions=self.raise_server_exceptions,

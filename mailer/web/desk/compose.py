@@ -35,7 +35,7 @@ from starlette.routing import Route
 from mailer import events
 from mailer.audience.networks import Network, campaign_network, networks_of
 from mailer.desk import forms as desk_forms
-from mailer.desk import issuefile, issueform, people
+from mailer.desk import issuefile, issueform, people, wording
 from mailer.desk import issues as issues_
 from mailer.desk.issuefile import IssueFile, StaleIssue
 from mailer.errors import ContentError, MailerError, Problem
@@ -256,8 +256,8 @@ async def new_issue(request: Request, form: FormData, signed: Signed) -> Respons
 
 
 def _words(problem: Problem) -> str:
-    text = problem.message[:1].upper() + problem.message[1:]
-    return text + (f": {problem.hint}." if problem.hint else ".")
+    text = wording.sentence(problem)
+    return text[:1].upper() + text[1:] + "."
 
 
 # ---------------------------------------------------------------------------------------------

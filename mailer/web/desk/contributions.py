@@ -32,7 +32,7 @@ from starlette.routing import Route
 from mailer.archive import STARTED
 from mailer.audience.networks import Network, campaign_network, networks_of
 from mailer.desk import contribution_forms as forms
-from mailer.desk import inbox, notifications, people
+from mailer.desk import inbox, notifications, people, wording
 from mailer.desk import issues as desk_issues
 from mailer.errors import MailerError
 from mailer.issue import Newsletter, campaign_slugs, load_campaign
@@ -217,7 +217,7 @@ def _row(w: Web, e: inbox.Entry) -> dict[str, Any]:
         "sent": e.created_at.astimezone(w.settings.zone).strftime("%d %b %Y"),
         "status": e.status,
         "status_words": STATUS_WORDS.get(e.status, e.status),
-        "issue": e.issue_slug,
+        "issue": str(e.accepted.get("issue_title") or e.issue_slug),  # its title; the folder for old rows
         "note": e.note,
         "submitter": e.submitter,
     }
@@ -423,9 +423,8 @@ async def accept(request: Request, form: FormData, signed: Signed) -> Response:
     except MailerError as exc:
         await w.write(lambda s: inbox.release(s, entry.id))
         log.warning("a contribution was not accepted into %s: %s", slug, exc.message)
-        why = (
-            exc.message[:1].upper() + exc.message[1:] + (f": {exc.problem.hint}" if exc.problem.hint else ".")
-        )
+        said = wording.words(exc)
+        why = said[:1].upper() + said[1:] + "."
         fresh = await w.read(lambda s: inbox.one(s, key, entry.id))
         errors = {"target": f"It could not go into that issue. {why}"}
         return await _one_page(request, signed, key, network, fresh or entry, errors=errors, status=409)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -36,8 +37,9 @@ from starlette.routing import Route
 
 from mailer import reports, sending
 from mailer.audience.networks import Network
-from mailer.desk import approvals, audit, issuefile, notifications, people, sends, waiting
+from mailer.desk import approvals, audit, issuefile, notifications, people, sends, waiting, wording
 from mailer.desk import forms as desk_forms
+from mailer.desk import previews as desk_previews
 from mailer.errors import MailerError, UnknownName
 from mailer.forms import FormRefused, Read, read
 from mailer.issue import SLUG
@@ -57,6 +59,8 @@ from mailer.web.desk.common import (
 from mailer.web.forms import text
 from mailer.web.pages import PAGE_HEADERS
 
+WIDTHS = {"phone": 375, "desktop": 1280}
+FRAMING_POLICY = PAGE_HEADERS["Content-Security-Policy"] + "; frame-src 'self'"  # the copy's frame
 WATCH = ("compose", "approve", "send", "schedule", "test-send")
 UPDATE_SECONDS = 5
 LIVE = ("queued", "scheduled", "sending")
@@ -141,12 +145,29 @@ def _issue_context(issue: approvals.IssueNow, standing: approvals.Standing) -> d
 # Approve
 
 
+def _frame_query(chosen: desk_previews.Audience, width: str) -> str:
+    pairs = [("region", chosen.region)] + [("interest", i) for i in chosen.interests] + [("width", width)]
+    return urlencode([(k, v) for k, v in pairs if v])
+
+
 @desk_page
 async def approve_page(request: Request, signed: Signed) -> Response:
+    """Who the issue reaches, the copy each variant gets (chosen by a GET form), what changed
+    since the last approval, and the decision."""
     issue = await _issue(request, signed)
     w = web(request)
 
     standing, may = await w.read(lambda s: approvals.looked_at(s, signed.person, issue))
+    since = await w.read(lambda s: approvals.since_approval(s, issue))
+    copies = await w.read(lambda s: desk_previews.audience(s, w.shape, issue.loaded))
+    copies = [c for c in copies if c.members]
+    asked = request.query_params.get("copy", "")
+    width = request.query_params.get("width", "phone")
+    width = width if width in WIDTHS else "phone"
+    chosen = next((c for c in copies if c.key == asked), copies[0] if copies else None)
+    text = ""
+    if chosen is not None:
+        text = await run_in_threadpool(desk_previews.plain_text, w.settings, w.shape, issue.loaded, chosen)
     context = _issue_context(issue, standing)
     context.update(
         may_approve=may and not standing.approved,
@@ -156,8 +177,23 @@ async def approve_page(request: Request, signed: Signed) -> Response:
         may_ask=not standing.approved and people.can(signed.person, "compose", issue.key),
         notice=NOTICES.get(request.query_params.get("done", ""), ""),
         error="",
+        since=since,
+        copies=copies,
+        chosen=chosen,
+        copy_text=text,
+        width=width,
+        width_px=WIDTHS[width],
+        other_width="desktop" if width == "phone" else "phone",
+        frame=f"/desk/issues/{issue.slug}/preview/frame?{_frame_query(chosen, width)}" if chosen else "",
     )
-    return page(request, "approve.html", context, signed=signed, network=issue.network)
+    return page(
+        request,
+        "approve.html",
+        context,
+        signed=signed,
+        network=issue.network,
+        headers={"Content-Security-Policy": FRAMING_POLICY},
+    )
 
 
 @desk_form
@@ -230,9 +266,11 @@ async def _send_page(
     *,
     values: dict[str, str] | None = None,
     error: str = "",
+    at_error: str = "",
     notice: str = "",
     status: int = 200,
 ) -> Response:
+    """The send page; ``error`` is about the page as a whole, ``at_error`` about the time field."""
     w = web(request)
     standing = await w.read(lambda s: approvals.standing(s, issue.slug, issue.fingerprint))
     campaign_status = await run_in_threadpool(sends.campaign_status, w.db, issue.slug)
@@ -245,6 +283,7 @@ async def _send_page(
         campaign_status=campaign_status,
         values=values or {"when": "now", "at": ""},
         error=error,
+        at_error=at_error,
         notice=notice,
         timezone=w.settings.timezone,
         email=signed.person.email,
@@ -294,7 +333,7 @@ async def _send_refused(request: Request, signed: Signed, refusal: FormRefused) 
     issue = await _issue(request, signed)
     values = {"when": "later", "at": ""}
     error = next(iter(refusal.errors.values()))
-    return await _send_page(request, signed, issue, values=values, error=error, status=400)
+    return await _send_page(request, signed, issue, values=values, at_error=error, status=400)
 
 
 def _plan(w: Web, slug: str, choice: approvals.Choice) -> tuple[sending.SendPlan, str]:
@@ -324,7 +363,11 @@ async def send(request: Request, form: FormData, signed: Signed) -> Response:
         plan, fingerprint = await run_in_threadpool(_plan, w, issue.slug, choice)
     except MailerError as exc:
         values = {"when": choice.when, "at": choice.at}
-        return await _send_page(request, signed, issue, values=values, error=approvals.words(exc), status=400)
+        said = approvals.words(exc)
+        said = said[:1].upper() + said[1:] + "."
+        if wording.field(exc) == "at":
+            return await _send_page(request, signed, issue, values=values, at_error=said, status=400)
+        return await _send_page(request, signed, issue, values=values, error=said, status=400)
     if fingerprint != issue.fingerprint:
         return await _send_page(
             request, signed, issue, error="The issue changed meanwhile: look again.", status=409

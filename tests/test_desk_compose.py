@@ -380,7 +380,8 @@ def test_removing_every_item_and_adding_one_back_writes_yaml_that_loads(
     text = path.read_text(encoding="utf-8").replace("items:\n", "items:  # the sections, in order\n", 1)
     path.write_text(text.replace("calendar:", "# the dated entries\ncalendar:", 1), encoding="utf-8")
     for left in range(len(load_campaign(workspace, CE, shape).issue.items), 0, -1):
-        assert post(editor, CE, edit_form(editor), "remove-item-0").status_code == 303
+        confirmed = {**edit_form(editor), "confirmed": "yes"}  # as the confirmation page posts it
+        assert post(editor, CE, confirmed, "remove-item-0").status_code == 303
         problems: list[Any] = []
         data, _ = read_yaml(path.read_text(encoding="utf-8"), path, problems)
         assert problems == [] and len(data["items"]) == left - 1, path.read_text(encoding="utf-8")

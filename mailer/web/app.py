@@ -47,7 +47,7 @@ from mailer.audience.shape import Shape, load_shape
 from mailer.db import Database, DriverError, open_database, writer_database
 from mailer.errors import ConfigError, TokenError
 from mailer.settings import Settings
-from mailer.web import admin, archive, calendars, preferences, signup, unsubscribe
+from mailer.web import admin, archive, assets, calendars, preferences, signup, unsubscribe
 from mailer.web.context import Limits, SendMail, Web, web
 from mailer.web.csrf import Csrf
 from mailer.web.desk.routes import routes as desk_routes
@@ -194,6 +194,7 @@ def create_app(
         *calendars.routes,
         *admin.routes,
         *desk_routes,
+        assets.route,
     ]
     app = Starlette(
         routes=routes,

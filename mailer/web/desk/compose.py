@@ -41,6 +41,7 @@ from mailer.errors import ContentError, MailerError, Problem
 from mailer.forms import FormRefused, read
 from mailer.issue.check import check_campaign
 from mailer.issue.load import campaign_slugs
+from mailer.web import assets
 from mailer.web.context import Web, web
 from mailer.web.desk.common import (
     Answered,
@@ -55,10 +56,13 @@ from mailer.web.desk.common import (
     page,
     redirect,
 )
+from mailer.web.pages import PAGE_HEADERS
 
 MAX_POST = 4 * 1024 * 1024
 """The largest form post (an issue file is at most 2 MB; the form adds its field names)."""
 MAX_FIELDS = 5000
+EDIT_POLICY = PAGE_HEADERS["Content-Security-Policy"] + "; script-src 'self'; frame-src 'self'"
+"""The issue form runs its own script (``static/desk/issue_edit.js``) and frames its live preview."""
 
 STATUS_WORDS = {
     "draft": "Draft",
@@ -342,8 +346,12 @@ async def _render_issue(
         "network_slug": network.slug if network else "",
         "regions": issueform.region_hint(w.shape, network),
         "interests": ", ".join(w.shape.interests),
+        "script": assets.url("desk/issue_edit.js"),
     }
-    return page(request, "issue_edit.html", context, signed=signed, network=network, status=status)
+    headers = {"Content-Security-Policy": EDIT_POLICY}
+    return page(
+        request, "issue_edit.html", context, signed=signed, network=network, status=status, headers=headers
+    )
 
 
 @desk_page
@@ -394,12 +402,13 @@ async def save_issue(request: Request, form: FormData, signed: Signed) -> Respon
             status=400,
         )
     action = issueform.line(form, "action", 40)
+    ask = action.startswith("remove-item-") and issueform.line(form, "confirmed", 3) != "yes"
 
     def save() -> issuefile.Saved:
         return issuefile.edit(
             w.settings.workspace,
             opened.slug,
-            submitted.change(action),
+            submitted.change("save" if ask else action),
             expected_version=sent_version,
             shape=w.shape,
         )
@@ -424,6 +433,8 @@ async def save_issue(request: Request, form: FormData, signed: Signed) -> Respon
             s, opened.slug, saved.version, by=signed.person.id, action=action, now=now
         )
     )
+    if ask:  # without JavaScript, removing an item is confirmed on a page of its own
+        return redirect(f"/desk/issues/{opened.slug}/remove?item={action.rsplit('-', 1)[1]}")
     return redirect(f"/desk/issues/{opened.slug}?done=saved{issueform.anchor(action)}")
 
 

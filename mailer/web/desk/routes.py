@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailer.web.desk import compose, contributions, home, previews, sendpage, signin
+from mailer.web.desk import compose, contributions, editing, home, previews, sendpage, signin
 
 routes = [
     *signin.routes,
@@ -10,5 +10,6 @@ routes = [
     *contributions.routes,
     *compose.routes,
     *previews.routes,
+    *editing.routes,
     *sendpage.routes,
 ]

@@ -578,6 +578,7 @@ def test_compose_and_preview_pages_in_a_browser(
         page.get_by_role("button", name="Save").first.click()
         page.get_by_text("Saved.").wait_for()
         check("desk-issue-saved")
+        page.locator("section.item summary").first.click()  # items are folded under their titles
         links = page.get_by_role("group", name="Links of item 1")
         links.get_by_label("Link 1: text").fill("Book your ticket")
         links.get_by_label("Link 1: address").fill("javascript:alert(1)")

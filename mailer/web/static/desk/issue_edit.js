@@ -119,19 +119,33 @@
       ev.dataTransfer.effectAllowed = "move";
       ev.dataTransfer.setData("text/plain", section.dataset.index);
     });
-    section.addEventListener("dragend", function () { section.classList.remove("dragging"); dragged = null; });
-    section.addEventListener("dragover", function (ev) {
-      if (!dragged || dragged === section) return;
-      ev.preventDefault();
-      var box = section.getBoundingClientRect();
-      var after = ev.clientY > box.top + box.height / 2;
-      section.parentNode.insertBefore(dragged, after ? section.nextSibling : section);
+    section.addEventListener("dragend", function () {
+      section.classList.remove("dragging");
+      dragged = null;
+      var now = items().map(function (s) { return s.dataset.index; }).join(",");
+      if (now !== (order.value || items().map(function (s, i) { return i; }).join(","))) {
+        order.value = now;
+        changed();
+      }
     });
-    section.addEventListener("drop", function (ev) { ev.preventDefault(); });
   });
-  form.addEventListener("drop", function () {
-    order.value = items().map(function (s) { return s.dataset.index; }).join(",");
-    changed();
+
+  function moveTo(ev) {
+    var target = ev.target.closest && ev.target.closest("section.item");
+    if (!target || target === dragged) return;
+    var box = target.getBoundingClientRect();
+    var after = ev.clientY > box.top + box.height / 2;
+    target.parentNode.insertBefore(dragged, after ? target.nextSibling : target);
+  }
+  form.addEventListener("dragover", function (ev) {
+    if (!dragged) return;
+    ev.preventDefault();
+    moveTo(ev);
+  });
+  form.addEventListener("drop", function (ev) {
+    if (!dragged) return;
+    ev.preventDefault();
+    moveTo(ev);
   });
 
   // Remove, with a few seconds to undo.

@@ -54,11 +54,13 @@ def test_a_drag_saves_the_new_order_and_the_page_carries_its_script(
     assert script and script.group(1) == assets.url("desk/issue_edit.js")
     served = editor.get(script.group(1))
     assert served.status_code == 200 and "max-age=31536000" in served.headers["cache-control"]
-    assert "<details class=\"item\"" in page.text and "<summary><h3" in page.text
+    assert '<details class="item"' in page.text and "<summary><h3" in page.text
     before = titles(workspace, shape)
     fields = form_fields(page.text)
     order = list(range(len(before)))[::-1]
-    moved = editor.post(f"/desk/issues/{CE}", data={**fields, "order": ",".join(map(str, order)), "action": "save"})
+    moved = editor.post(
+        f"/desk/issues/{CE}", data={**fields, "order": ",".join(map(str, order)), "action": "save"}
+    )
     assert moved.status_code == 303
     assert titles(workspace, shape) == before[::-1]
     fields = form_fields(editor.get(f"/desk/issues/{CE}").text)
@@ -138,3 +140,18 @@ def test_an_uploaded_photo_is_resized_stripped_described_and_served_by_the_archi
     served = editor.get(f"/files/{CE}/{image.src}")
     assert served.status_code == 200 and served.content == stored.read_bytes()
     assert served.headers["content-type"] == "image/jpeg"
+
+
+def test_regions_typed_by_name_in_any_case_are_written_as_their_slugs(
+    editor: Any, workspace: Path, shape: Shape
+) -> None:
+    page = editor.get(f"/desk/issues/{CE}")
+    assert re.search(r"Birmingham <span class=\"muted\">\(region:birmingham\)</span>: \d+ members?", page.text)
+    fields = form_fields(page.text)
+    name = next(d.name for s, d in shape.interests.items())
+    fields["items-0-regions"] = "Birmingham, DERBY"
+    fields["items-0-interests"] = name.upper()
+    assert editor.post(f"/desk/issues/{CE}", data={**fields, "action": "save"}).status_code == 303
+    item = load_campaign(workspace, CE, shape).issue.items[0]
+    assert list(item.regions or []) == ["birmingham", "derby"]
+    assert list(item.interests or []) == [next(iter(shape.interests))]

@@ -36,6 +36,7 @@ from mailer.desk.itemparts import (
     set_image,
     set_links,
 )
+from mailer.desk.pickers import match
 from mailer.errors import MailerError, Problem
 
 if TYPE_CHECKING:
@@ -310,9 +311,17 @@ class Submitted:
     order: list[int] | None = None
 
     @classmethod
-    def read(cls, form: Posted, data: dict[str, Any], *, folder: Path | None = None) -> Submitted:
+    def read(
+        cls,
+        form: Posted,
+        data: dict[str, Any],
+        *,
+        folder: Path | None = None,
+        known: dict[str, dict[str, str]] | None = None,
+    ) -> Submitted:
         """The post ``form`` against the file's ``data``; ``folder``: the campaign's, where an
-        image's file must be."""
+        image's file must be; ``known``: for a list field's key, its names and slugs (lower-cased)
+        → slug, so a name typed in any case is written as its slug (``pickers.table``)."""
         values: dict[str, Any] = {}
         too_long: dict[str, str] = {}
         out = cls(data, values, too_long)
@@ -329,6 +338,8 @@ class Submitted:
                 if not isinstance(raw, str):
                     continue
                 value = clean(raw, several_lines=f.spec.kind == "text")
+                if f.spec.kind == "names" and known and f.spec.key in known:
+                    value = match(value, known[f.spec.key])
                 if len(value) > f.spec.limit:
                     too_long[f.name] = (
                         f"Too long: at most {f.spec.limit:,} characters (this has {len(value):,})."

@@ -58,14 +58,18 @@ def test_hostile_uploads_are_refused_or_made_harmless(editor: Any, workspace: Pa
     fields = form_fields(editor.get(f"/desk/issues/{CE}").text)
     form = {"csrf": fields["csrf"], "version": fields["version"], "item": "0", "alt": "A picture"}
     for case, data, name, says in REFUSED:
-        answer = editor.post(f"/desk/issues/{CE}/image", data=form, files={"image": (name, data, "image/jpeg")})
+        answer = editor.post(
+            f"/desk/issues/{CE}/image", data=form, files={"image": (name, data, "image/jpeg")}
+        )
         assert answer.status_code in (400, 403), case
         assert says in answer.text, case
         assert (folder / "issue.yaml").read_bytes() == issue, case
         assert {p.name for p in folder.iterdir()} == before, case
     for attack in ({**form, "item": "99"}, {**form, "item": "-1"}, {**form, "version": "0" * 64}):
         answer = editor.post(
-            f"/desk/issues/{CE}/image", data=attack, files={"image": ("p.jpg", picture((10, 10)), "image/jpeg")}
+            f"/desk/issues/{CE}/image",
+            data=attack,
+            files={"image": ("p.jpg", picture((10, 10)), "image/jpeg")},
         )
         assert answer.status_code == 400, attack
         assert (folder / "issue.yaml").read_bytes() == issue, attack

@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from mailer.audience.networks import Network, campaign_network, networks_of
 from mailer.desk import forms as desk_forms
-from mailer.desk import issuefile, issueform, people
+from mailer.desk import issuefile, issueform, people, pickers
 from mailer.desk import issues as issues_
 from mailer.desk.issuefile import IssueFile, StaleIssue
 from mailer.errors import ContentError, MailerError, Problem
@@ -327,6 +327,7 @@ async def _render_issue(
     for name, text in (field_errors or {}).items():
         placed.at.setdefault(name, []).insert(0, issueform.Shown(text, "error"))
     status_word = await w.read(lambda s: issues_.status(s, w.settings, w.shape, opened.slug))
+    reach = await w.read(lambda s: pickers.choices(s, w.shape, network))
     context = {
         "title": str((data or {}).get("title") or opened.slug),
         "slug": opened.slug,
@@ -347,6 +348,7 @@ async def _render_issue(
         "regions": issueform.region_hint(w.shape, network),
         "interests": ", ".join(w.shape.interests),
         "script": assets.url("desk/issue_edit.js"),
+        "reach": reach,
     }
     headers = {"Content-Security-Policy": EDIT_POLICY}
     return page(
@@ -383,7 +385,9 @@ async def save_issue(request: Request, form: FormData, signed: Signed) -> Respon
             request, signed, opened, network, refusal=STALE, unsaved=unsaved, status=409
         )
     try:
-        submitted = issueform.Submitted.read(form, opened.data(), folder=opened.path.parent)
+        submitted = issueform.Submitted.read(
+            form, opened.data(), folder=opened.path.parent, known=pickers.table(w.shape)
+        )
     except ContentError:
         return await _render_issue(
             request, signed, opened, network, refusal="Not saved: fix the file by hand first.", status=409

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from mailer.desk import images, issuefile, issueform
+from mailer.desk import images, issuefile, issueform, pickers
 from mailer.desk import issues as issues_
 from mailer.desk.issuefile import StaleIssue
 from mailer.errors import MailerError
@@ -40,7 +40,9 @@ async def live_preview(request: Request, form: FormData, signed: Signed) -> Resp
     w = web(request)
     headers = {**PAGE_HEADERS, "Content-Security-Policy": FRAME_POLICY, "X-Frame-Options": "SAMEORIGIN"}
     try:
-        submitted = issueform.Submitted.read(form, opened.data(), folder=opened.path.parent)
+        submitted = issueform.Submitted.read(
+            form, opened.data(), folder=opened.path.parent, known=pickers.table(w.shape)
+        )
         if submitted.too_long or submitted.invalid:
             raise Refused("Some fields are not right yet: see the form.")
         change = submitted.change("save")

@@ -492,7 +492,7 @@ def test_preview_birmingham_and_derby(editor: TestClient, members: None) -> None
     assert "Birmingham Group Write for Rights card-writing evening" in said
     assert "Derby Group Write for Rights stall" not in said
     derby = editor.get(f"/desk/issues/{CE}/preview?region=derby&interest=write-for-rights&width=desktop")
-    assert 'width="1280"' in derby.text
+    assert 'width="640"' in derby.text
     said = " ".join(derby.text.split())
     assert "Derby Group Write for Rights stall" in said
     assert "Birmingham Group Write for Rights card-writing evening" not in said

@@ -7,6 +7,7 @@ what ``mailer worker`` and the worker embedded in ``mailer serve`` run, through
 
 from __future__ import annotations
 
+from mailer.inbound.chores import READ_REPLIES
 from mailer.sending.chores import Chore
 from mailer.settings import Settings
 
@@ -14,4 +15,6 @@ from mailer.settings import Settings
 def default_chores(settings: Settings) -> list[Chore]:
     """The chores every worker runs, in order."""
     chores: list[Chore] = []
+    if settings.reply_source_list:  # the reply mailboxes (docs/decisions.md, Replies asking to leave)
+        chores.append(READ_REPLIES)
     return chores

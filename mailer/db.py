@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    PendingRollbackError,
+)
 from sqlalchemy.orm import Session as Session  # re-exported: the session the library's functions take
 from sqlalchemy.orm import sessionmaker
 
@@ -48,6 +55,27 @@ T = TypeVar("T")
 #: What the database driver raises through SQLAlchemy (busy, unreachable, refusing a value), the
 #: base of ``OperationalError`` and ``IntegrityError``: the web app answers it with "try again later".
 DriverError = DBAPIError
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is away or busy for now, not that a statement is wrong:
+    the connection was lost or invalidated (a restart, a failover, ``pg_terminate_backend``:
+    ``AdminShutdown``), a new one was refused, the server is starting or shutting down, or a lock
+    is held too long (:func:`is_busy`). A long-running sender treats this as weather: it waits,
+    with backoff, and goes on (docs/decisions.md, Workers)."""
+    if isinstance(exc, PendingRollbackError):  # a connection invalidated under an open transaction
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if type(exc.orig).__module__.startswith("sqlite3"):
+        # SQLite says OperationalError for a wrong statement too ("no such table"): a bug, not weather.
+        message = str(exc.orig).lower()
+        return is_busy(exc) or any(m in message for m in ("unable to open", "disk i/o error"))
+    return True
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

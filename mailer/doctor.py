@@ -46,6 +46,31 @@ def worker_findings(db: Database, settings: Settings) -> list[Finding]:
     ]
 
 
+def reply_findings(db: Database) -> list[Finding]:
+    """Replies asking to leave that wait for a person (docs/decisions.md, Replies asking to leave):
+    nobody is to be mailed again unread."""
+    from sqlalchemy import func, select
+
+    from mailer.models import ReplyRequest
+
+    with db.session() as session:
+        count, oldest = session.execute(
+            select(func.count(), func.min(ReplyRequest.received_at)).where(ReplyRequest.state == "pending")
+        ).one()
+    if not count:
+        return []
+    return [
+        Finding(
+            "replies",
+            f"{count} reply(ies) asking to leave wait for a person (the oldest since {oldest:%Y-%m-%d}): "
+            "those members still get mail",
+            "read them with `mailer inbound pending` (or on the desk's home page) and act: "
+            "`mailer inbound pending unsubscribe ID`, or `dismiss ID` when it is no request",
+            "warning",
+        )
+    ]
+
+
 def diagnose(
     settings: Settings,
     shape: Shape,
@@ -64,6 +89,7 @@ def diagnose(
     if workers and db is not None:
         try:
             result.findings += worker_findings(db, settings)
+            result.findings += reply_findings(db)
         except MailerError as exc:
             result.findings.append(
                 Finding("workers", f"the database cannot be read: {exc}", "see `mailer db`", "warning")
@@ -79,4 +105,4 @@ def diagnose(
     return result
 
 
-__all__ = ["diagnose", "worker_findings"]
+__all__ = ["diagnose", "reply_findings", "worker_findings"]

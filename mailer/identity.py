@@ -2,7 +2,8 @@
 
 Who a mailing speaks as is :mod:`mailer.audience.networks`' rule (the network an issue names or its
 audience implies, and the local group it is wholly about); this module only turns that choice into
-an :class:`Identity`: the footer (who sends it, the postal address and charity line), the sign-off
+an :class:`Identity`: the footer (who sends it, the postal address and charity line, the privacy
+notice), the sign-off
 and the header band's colours for the renderer; ``identity.settings(settings)`` (From, Reply-To,
 the DKIM domain) and ``list_name``/``list_slug`` (List-Id, Feedback-ID) for the message template.
 
@@ -62,6 +63,11 @@ class Identity:
     @property
     def sign_off(self) -> str:
         return self.network.sign_off.strip()
+
+    def privacy_url(self, settings: Settings) -> str:
+        """The privacy notice the footer links to (``networks.privacy_url``: the network's, else
+        ``mailer.toml``'s; empty when neither is set)."""
+        return networks.privacy_url(self.network, settings)
 
     def settings(self, settings: Settings) -> Settings:
         """``settings`` speaking as this identity: From, Reply-To, ``organisation`` and DKIM domain."""

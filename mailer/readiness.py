@@ -5,7 +5,8 @@ Each problem is a ``Finding`` with its fix:
 
 - **settings** (``settings_findings``; cheap, no network): a placeholder or local ``base_url``, an
   http one; an example.* (or .test, .invalid, …) list domain or From address; a network without a
-  postal address (UK marketing mail must carry one) or with the placeholder name; DKIM keys missing
+  postal address (UK marketing mail must carry one) or with the placeholder name, or without an https
+  privacy notice (``privacy_url``, linked from every mail and page); DKIM keys missing
   or readable by others; a missing or weak key for signed links; a Maildir outbox as the relay;
 - **relay** (``relay_findings``): each SMTP relay is reached with a TCP connect and a short timeout;
 - **workers** (:func:`mailer.doctor.worker_findings`): campaigns queued while no worker is alive;
@@ -163,7 +164,29 @@ def _network_findings(settings: Settings, shape: Shape, networks: list[Network])
                     severity=_demo_warning(settings),
                 )
             )
+        out += _privacy_findings(settings, network, label)
     return out
+
+
+def _privacy_findings(settings: Settings, network: Network, label: str) -> list[Finding]:
+    """A network's privacy notice: set, a link, and https (a demo's may be missing or http)."""
+    from mailer.audience.networks import privacy_url
+
+    given = (network.privacy_url or settings.privacy_url).strip()
+    url = privacy_url(network, settings)
+    fix = (
+        'set privacy_url = "https://…" for it in lists/networks.toml, or in mailer.toml for every '
+        "network (a path such as /privacy is on the web app)"
+    )
+    if not given:
+        why = f"{label} has no privacy notice: every mail and page must link to one"
+        return [Finding("privacy_url", why, fix, severity=_demo_warning(settings))]
+    if not url:
+        return [Finding("privacy_url", f"{label}'s privacy_url {given[:80]!r} is not a link", fix)]
+    if not url.lower().startswith("https://"):
+        why = f"{label}'s privacy notice {url} is not https"
+        return [Finding("privacy_url", why, fix, severity=_demo_warning(settings))]
+    return []
 
 
 def _dkim_findings(settings: Settings, networks: list[Network]) -> list[Finding]:

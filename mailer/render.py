@@ -517,6 +517,7 @@ class Renderer:
             "organisation": self.identity.sender_name,
             "from_address": self.identity.network.from_address,
             "network": self.identity.network,
+            "privacy_url": self.identity.privacy_url(s),
             "browser_url": browser_url(s, loaded.slug, variant.key),
             "slots": SLOTS,
             "colours": self.colours,

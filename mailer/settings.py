@@ -109,9 +109,17 @@ class Settings:
         "`mailer campaigns retry SLUG` re-queues such deliveries.",
     )
     consent_wording: str = _setting(
-        "I agree to receive the network's newsletter and action alerts by email. "
-        "I can unsubscribe at any time with the link in every message.",
-        "What members agree to at sign-up; recorded in the consent log with each sign-up.",
+        "",
+        "What members agree to at sign-up, for a network without its own consent_text in "
+        "lists/networks.toml; empty means wording that names the network and its charity line "
+        '("I agree that <network> may send me …"). Recorded, with a version, in the consent log '
+        "with each sign-up.",
+    )
+    privacy_url: str = _setting(
+        "",
+        "The privacy notice every mail and page links to, for a network without its own privacy_url "
+        "in lists/networks.toml: an https:// address, or a path on the web app (/privacy). Required "
+        "before mail goes to members (`mailer doctor` checks it).",
     )
     timezone: str = _setting("Europe/London", "Time zone of event times and the issue date.")
     soft_bounce_limit: int = _setting(
@@ -207,9 +215,25 @@ class Settings:
     )
     dns_resolver: str = _setting(
         "",
-        "The DNS server `mailer doctor` asks for the records to publish (SPF, DKIM, DMARC, MX), as "
-        "HOST or HOST:PORT; empty means the machine's own resolvers.",
+        "The DNS server `mailer doctor` asks for the records to publish (SPF, DKIM, DMARC, MX), and "
+        "`mailer inbound process` for the DKIM keys of replies, as HOST or HOST:PORT; empty means the "
+        "machine's own resolvers.",
         env="MAILER_DNS_RESOLVER",
+    )
+    reply_sources: str = _setting(
+        "",
+        "The mailboxes `mailer inbound process` reads when given none: where mail to the networks' "
+        "From and Reply-To addresses (and bounces) arrives, as a list or comma-separated: a Maildir "
+        '("maildir:/var/mail/kent-replies"), an mbox file ("mbox:/var/mail/replies") or an IMAP '
+        'folder ("imaps://user@host/INBOX", password from MAILER_IMAP_PASSWORD).',
+        env="MAILER_REPLY_SOURCES",
+    )
+    trusted_authserv_id: str = _setting(
+        "",
+        "The authserv-id our own MTA writes in the Authentication-Results header it adds on top "
+        "(e.g. mail.example.org): a reply asking to leave whose topmost such header is by it and says "
+        "dkim=pass or dmarc=pass for its From domain is honoured as if its DKIM signature were checked "
+        "here. Empty: no such header is trusted.",
     )
     allow_http_unsubscribe: bool = _setting(
         False,
@@ -226,6 +250,19 @@ class Settings:
             "internal": True,
         },
     )
+
+    @property
+    def reply_source_list(self) -> list[str]:
+        """The ``reply_sources`` setting as a list; relative paths are in the workspace."""
+        out = []
+        for spec in (s.strip() for s in self.reply_sources.split(",")):
+            if not spec:
+                continue
+            kind, sep, rest = spec.partition(":")
+            if sep and kind in ("maildir", "mbox") and not rest.startswith("/"):
+                spec = f"{kind}:{self.workspace / rest}"
+            out.append(spec)
+        return out
 
     @property
     def secrets(self) -> list[str]:
@@ -396,8 +433,14 @@ def default_toml(organisation: str | None = None, from_address: str | None = Non
     return "\n".join(lines)
 
 
+#: Settings written in mailer.toml as a list of strings or one comma-separated string.
+LIST_SETTINGS = frozenset({"reply_sources"})
+
+
 def _coerce(name: str, value: Any, default: Any, path: Path) -> Any:
     kind = type(default)
+    if name in LIST_SETTINGS and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ", ".join(v.strip() for v in value)
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, kind) or isinstance(value, bool) != isinstance(default, bool):

@@ -81,6 +81,7 @@ class NewNetwork:
     base_url: str = PLACEHOLDER_BASE_URL
     list_domain: str = ""  # empty: lists.<From's domain>
     postal_address: str = ""
+    privacy_url: str = ""  # empty: `mailer doctor` asks for it
 
     @property
     def domain(self) -> str:
@@ -132,6 +133,14 @@ class NewNetwork:
                     hint="the address members open the web app at, e.g. https://news.your-network.org",
                 )
             )
+        if self.privacy_url and not _privacy_url_ok(self.privacy_url):
+            out.append(
+                Problem(
+                    f"{self.privacy_url[:80]!r} is not an https:// address or a path on the web app",
+                    field="--privacy-url",
+                    hint="the address of your privacy notice, e.g. https://your-network.org/privacy",
+                )
+            )
         if self.domain and not _DOMAIN.match(self.domain):
             out.append(
                 Problem(
@@ -153,13 +162,30 @@ class NewNetwork:
             "list_id": self.slug,
             "postal_address": self.postal_address,
         }
+        if self.privacy_url:
+            entry["privacy_url"] = self.privacy_url.strip()
         return (
             "# Who your mail speaks as. `postal_address` is the footer's postal address, which UK marketing\n"
-            "# mail must carry (PECR); `charity` a registration line, `reply_to`, `sign_off`, `welcome`,\n"
+            "# mail must carry (PECR); `privacy_url` the privacy notice every mail and page links to (an\n"
+            "# https:// address, or a path on the web app); `charity` a registration line, `consent_text`\n"
+            "# what a sign-up agrees to (default: wording naming the network and its charity line),\n"
+            "# `reply_to`, `sign_off`, `welcome`,\n"
             "# `heading` and `colour` are optional. A network without `regions` owns every region; with\n"
             '# several networks, give each its top regions (regions = ["west-midlands"]).\n\n'
             + tomli_w.dumps({"network": [entry]}, multiline_strings=True)
         )
+
+
+def _privacy_url_ok(url: str) -> bool:
+    """An https:// address with a host, or a path on the web app, with nothing a link cannot carry
+    (the full check is ``mailer.audience.networks.privacy_url_problem``, when networks.toml is read)."""
+    url = url.strip()
+    if not url or any(c.isspace() or c in "\"'<>" for c in url):
+        return False
+    if url.startswith("/"):
+        return not url.startswith("//")
+    parts = urlsplit(url)
+    return parts.scheme.lower() == "https" and bool(parts.hostname)
 
 
 def default_list_domain(from_address: str) -> str:

@@ -281,6 +281,8 @@ def test_every_desk_post_without_csrf_gets_403(desk: Desk, client: TestClient) -
         "/desk/people/add": {"email": "new@example.org", "role": "editor", "network": "kent"},
         "/desk/people/remove-role": {"role_id": "1"},
         "/desk/people/revoke": {"user_id": str(ed)},
+        "/desk/replies/unsubscribe": {"request_id": "1"},
+        "/desk/replies/dismiss": {"request_id": "1"},
         "/desk/password": {"password": "correct horse battery", "again": "correct horse battery"},
         "/desk/notifications": {"on": "sent"},
         # The approve and send pages (test_desk_approve.py tries them on an approved issue too).

@@ -32,7 +32,10 @@ NETWORK = NewNetwork(
     from_address=f"news@{DOMAIN}",
     base_url=f"https://news.{DOMAIN}",
     postal_address="Central England Network, 5 Example Row, Birmingham B1 1AA",
+    privacy_url=f"https://{DOMAIN}/privacy",
 )
+
+PRIVACY = ("--privacy-url", NETWORK.privacy_url)
 
 
 def cli_for(tmp_path: Path, **extra: str) -> MailerCli:
@@ -85,11 +88,12 @@ def test_doctor_fails_on_placeholders_and_passes_once_they_are_set(
         "error: from_address: network 'our-network' sends From newsletter@example.org",
         "error: name: network 'our-network' is still called 'Our Network'",
         "error: postal_address: network 'our-network' has no postal address",
+        "error: privacy_url: network 'our-network' has no privacy notice",
         "error: relay: the relay is a Maildir outbox",
-        "NOT READY to mail real people: 6 problem(s)",
+        "NOT READY to mail real people: 7 problem(s)",
     ):
         assert expected in sick.stdout, sick.stdout
-    assert sick.stdout.count("  fix: ") == 6
+    assert sick.stdout.count("  fix: ") == 7
     assert not dns_server.queries, "placeholder domains are not looked up"
     data = json.loads(cli("doctor", "--json").stdout)
     assert data["ready"] is False and {e["check"] for e in data["errors"]} == {
@@ -98,12 +102,13 @@ def test_doctor_fails_on_placeholders_and_passes_once_they_are_set(
         "from_address",
         "name",
         "postal_address",
+        "privacy_url",
         "relay",
     }
 
     # campaigns check fails where doctor does, and never says OK after an error.
     check = cli("campaigns", "check", "k", "--no-database")
-    assert check.exit_code == 2 and "NOT READY: 6 error(s)" in check.stdout, check.stdout
+    assert check.exit_code == 2 and "NOT READY: 7 error(s)" in check.stdout, check.stdout
     assert "OK" not in check.stdout.replace("NOT READY", "")
     assert "base_url 'http://127.0.0.1:8000' is this machine" in check.stdout
     # A send to members is refused; a test send goes.
@@ -154,7 +159,16 @@ def test_a_published_key_that_is_not_ours_and_two_spf_records(
     cli = cli_for(tmp_path, MAILER_DNS_RESOLVER=dns_server.address, MAILER_RELAY=smtp_server.url)
     ws = tmp_path / "net"
     flags = ["--name", NETWORK.name, "--from", NETWORK.from_address, "--base-url", NETWORK.base_url]
-    cli("init", str(ws), *flags, "--postal-address", NETWORK.postal_address, "--no-input", check=True)
+    cli(
+        "init",
+        str(ws),
+        *flags,
+        "--postal-address",
+        NETWORK.postal_address,
+        *PRIVACY,
+        "--no-input",
+        check=True,
+    )
     records = json.loads(cli("dns", "--json", check=True).stdout)
     for r in records:
         if r["kind"] == "DKIM" and "k=rsa" in r["value"]:
@@ -180,7 +194,16 @@ def test_without_a_resolver_the_records_are_printed_to_publish(
     cli = cli_for(tmp_path, MAILER_DNS_RESOLVER=closed, MAILER_RELAY=smtp_server.url)
     ws = tmp_path / "net"
     flags = ["--name", NETWORK.name, "--from", NETWORK.from_address, "--base-url", NETWORK.base_url]
-    cli("init", str(ws), *flags, "--postal-address", NETWORK.postal_address, "--no-input", check=True)
+    cli(
+        "init",
+        str(ws),
+        *flags,
+        "--postal-address",
+        NETWORK.postal_address,
+        *PRIVACY,
+        "--no-input",
+        check=True,
+    )
     out = cli("doctor")
     assert out.exit_code == 0, out.output
     assert "warning: dns: the DNS could not be checked from this machine" in out.stdout
@@ -199,7 +222,16 @@ def test_an_unreachable_relay_is_a_problem(tmp_path: Path) -> None:
     cli = cli_for(tmp_path, MAILER_RELAY=relay)
     ws = tmp_path / "net"
     flags = ["--name", NETWORK.name, "--from", NETWORK.from_address, "--base-url", NETWORK.base_url]
-    cli("init", str(ws), *flags, "--postal-address", NETWORK.postal_address, "--no-input", check=True)
+    cli(
+        "init",
+        str(ws),
+        *flags,
+        "--postal-address",
+        NETWORK.postal_address,
+        *PRIVACY,
+        "--no-input",
+        check=True,
+    )
     out = cli("doctor", "--no-dns")
     assert out.exit_code == 2
     assert f"error: relay: cannot reach the relay {relay}" in out.stdout
@@ -273,7 +305,7 @@ def test_init_asks_at_a_terminal(tmp_path: Path) -> None:
         close_fds=True,
     )
     os.close(secondary)
-    answers = f"news@{DOMAIN}\nhttps://news.{DOMAIN}\n\n5 Example Row, Birmingham B1 1AA\n"
+    answers = f"news@{DOMAIN}\nhttps://news.{DOMAIN}\n\n5 Example Row, Birmingham B1 1AA\nhttps://{DOMAIN}/privacy\n"
     os.write(primary, answers.encode())
     seen = b""
     while True:
@@ -296,6 +328,7 @@ def test_init_asks_at_a_terminal(tmp_path: Path) -> None:
         f"https://news.{DOMAIN}",
         f"lists.{DOMAIN}",
     )
-    assert (
-        'postal_address = "5 Example Row, Birmingham B1 1AA"' in (ws / "lists" / "networks.toml").read_text()
-    )
+    networks_toml = (ws / "lists" / "networks.toml").read_text()
+    assert 'postal_address = "5 Example Row, Birmingham B1 1AA"' in networks_toml
+    assert "The https address of your privacy notice" in transcript
+    assert f'privacy_url = "https://{DOMAIN}/privacy"' in networks_toml

@@ -260,6 +260,8 @@ def test_init_takes_the_networks_name_and_sender(tmp_path: Path) -> None:
         "https://news.ce.example.org",
         "--postal-address",
         "5 Example Row, Birmingham B1 1AA",
+        "--privacy-url",
+        "https://ce.example.org/privacy",
         check=True,
     )
     settings = load(ws, env={})
@@ -283,7 +285,7 @@ def test_init_takes_the_networks_name_and_sender(tmp_path: Path) -> None:
     assert "Note:" not in out.stdout
     bare = cli("init", str(tmp_path / "bare"), check=True)
     assert load(tmp_path / "bare", env={}).organisation == "Our Network"
-    assert "left as placeholders: --name, --from, --base-url, --postal-address" in bare.stdout
+    assert "left as placeholders: --name, --from, --base-url, --postal-address, --privacy-url" in bare.stdout
     refused = cli("init", str(tmp_path / "bad"), "--from", "nobody")
     assert refused.exit_code == 2 and "'nobody' is not an email address" in refused.output
     assert not (tmp_path / "bad").exists()

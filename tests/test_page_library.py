@@ -214,8 +214,11 @@ def test_a_sign_up_form_shows_its_values_again_tidied(shape: Shape) -> None:
         "postcode": "ME14 1HH",
         "interests": ["schools"],
         "consent": True,
+        "form": "page",
     }
     assert signup_shown({"postcode": "ME14\x001HH"}, shape)["postcode"] == ""
+    assert signup_shown({"form": "embed"}, shape)["form"] == "embed"
+    assert signup_shown({"form": "https://evil.example/"}, shape)["form"] == "page"
     assert signup_shown({}, shape)["consent"] is False
 
 

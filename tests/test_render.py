@@ -32,10 +32,11 @@ from support.rendering import Colours, check_golden, contrast
 from support.seed import SEED_HIGHLIGHTS
 
 from mailer.audience.addresses import address_hash
-from mailer.audience.shape import Shape
+from mailer.audience.shape import Shape, load_shape
 from mailer.compose import compose, compose_all
 from mailer.db import Database
 from mailer.errors import RenderError
+from mailer.identity import Identity
 from mailer.issue import Alert, Item, Link, LoadedIssue, Newsletter, load_issue
 from mailer.models import Interest, Member, MemberInterest, Region, Suppression
 from mailer.preview import PreviewRequest, preview, watch, watched_files
@@ -95,7 +96,10 @@ def seed(shape: Shape) -> LoadedIssue:
 
 @pytest.fixture
 def renderer(golden_settings: Settings) -> Renderer:
-    return Renderer(golden_settings)
+    """The seed speaks as the demo's Kent Network (lists/networks.toml: its footer's postal
+    address, charity line and privacy notice)."""
+    kent = load_shape(Path(__file__).resolve().parent.parent / "lists").networks["kent"]
+    return Renderer(golden_settings, Identity(kent))
 
 
 def render_named(renderer: Renderer, seed: LoadedIssue, shape: Shape, name: str) -> RenderedVariant:

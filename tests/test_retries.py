@@ -321,3 +321,64 @@ def test_send_says_when_the_next_attempt_is_due_and_a_worker_sends_it_then(
     asyncio.run(main())
     assert sending.campaign_status(db, shape, SLUG).status == "sent"
     assert Counter(r for m in smtp_server.messages for r in m.rcpt_tos) == Counter(audience)
+
+
+def test_retry_sends_now_what_a_relay_deferred_and_says_how_many(
+    db: Database, shape: Shape, smtp_server: SmtpTestServer, mailing: Mailing, mailer_cli: MailerCli
+) -> None:
+    audience = mailing.enqueue_kent(40)
+    mended = False
+    smtp_server.tempfail(stage="rcpt", reply=GREYLISTED, until=lambda: mended)
+    first = mailing.send()
+    assert (first.sent, first.deferred) == (0, len(audience))  # next attempt in 5 minutes
+    status = sending.campaign_status(db, shape, SLUG)
+    assert status.waiting and f"`mailer campaigns retry {SLUG}`" in status.next_steps()[0]
+
+    plan = sending.plan_retry(db, mailing.settings, shape, SLUG, in_process=True)
+    assert (plan.deferred, plan.failed, plan.unknown, plan.count) == (len(audience), 0, 0, len(audience))
+    mended = True
+    out = mailer_cli("campaigns", "retry", SLUG, "--in-process", "--yes", env=mailing.relay)
+    assert out.exit_code == 0, out.stderr
+    assert f"{len(audience)} deferred message(s), made due now" in out.stdout
+    assert received(smtp_server) == Counter(audience)  # each once, now, not in 5 minutes
+    rows = statuses(db)
+    assert {d.status for d in rows.values()} == {"sent"}
+    assert {d.attempts for d in rows.values()} == {2}  # the deferred attempt counts
+    assert sending.campaign_status(db, shape, SLUG).status == "sent"
+    nothing = mailer_cli("campaigns", "retry", SLUG, "--yes", env=mailing.relay)
+    assert nothing.exit_code != 0 and "nothing to retry" in nothing.stderr
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # the workers share a campaign on PostgreSQL only
+def test_retry_leaves_deferred_deliveries_to_the_workers_on_postgresql(
+    db: Database, shape: Shape, smtp_server: SmtpTestServer, mailing: Mailing, mailer_cli: MailerCli
+) -> None:
+    audience = mailing.enqueue_kent(12)
+    smtp_server.tempfail(stage="rcpt", reply=GREYLISTED, times=len(audience))
+    assert mailing.send().deferred == len(audience)
+    before = utcnow()
+    out = mailer_cli("campaigns", "retry", SLUG, "--yes", "--json", env=mailing.relay)
+    assert out.exit_code == 0, out.stderr
+    assert json.loads(out.stdout)["changed"] == len(audience)
+    rows = statuses(db)
+    assert {d.status for d in rows.values()} == {"deferred"}
+    assert all(before <= d.next_attempt_at <= utcnow() for d in rows.values())  # due now
+    assert sending.campaign_status(db, shape, SLUG).status == "sending"
+
+
+def test_a_dry_run_says_how_many_deliveries_it_would_add(
+    db: Database, shape: Shape, smtp_server: SmtpTestServer, mailing: Mailing, mailer_cli: MailerCli
+) -> None:
+    mailing.add(30)
+    kent = mailing.audience()
+    first = mailer_cli("campaigns", "send", SLUG, "--dry-run", check=True).stdout
+    assert f"dry run: would add {len(kent)} deliveries; nothing sent, nothing recorded" in first
+    limited = json.loads(
+        mailer_cli("campaigns", "send", SLUG, "--dry-run", "--limit", "7", "--json", check=True).stdout
+    )
+    assert (limited["audience"], limited["deliveries_added"]) == (len(kent), 7)
+    out = mailer_cli("campaigns", "send", SLUG, "--limit", "7", "--in-process", "--yes", env=mailing.relay)
+    assert out.exit_code == 0, out.stderr
+    again = json.loads(mailer_cli("campaigns", "send", SLUG, "--dry-run", "--json", check=True).stdout)
+    assert (again["audience"], again["deliveries_added"]) == (len(kent), len(kent) - 7)  # not the audience
+    assert len(smtp_server.messages) == 7

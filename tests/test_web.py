@@ -43,6 +43,7 @@ with warnings.catch_warnings():  # Starlette suggests httpx2; httpx is what the 
 from mailer import tokens
 from mailer.audience.addresses import address_hash, normalise
 from mailer.audience.consent import SignupData, mailbox_key
+from mailer.audience.networks import consent_text, default_network, wording_version
 from mailer.audience.shape import Shape
 from mailer.audience.suppression import is_suppressed, suppress
 from mailer.compose import compose
@@ -546,7 +547,8 @@ def test_signup_confirm_creates_member_and_consent(
     client: TestClient, db: Database, settings: Settings, box: Mailbox
 ) -> None:
     page = client.get("/subscribe")
-    assert str(escape(settings.consent_wording)) in page.text
+    wording = consent_text(default_network(settings), settings)  # names the network
+    assert "Kent Network" in wording and str(escape(wording)) in page.text
     assert '<label for="email">' in page.text and 'for="consent"' in page.text
     response = signup(client, email="Quinn@Example.org")
     assert response.status_code == 200 and "Check your inbox" in response.text
@@ -581,7 +583,8 @@ def test_signup_confirm_creates_member_and_consent(
         member_id = member.id
     events = consent_events(db, member_id)
     assert [(e.action, e.source) for e in events] == [("subscribe", "signup")]
-    assert events[0].wording == settings.consent_wording
+    assert events[0].wording == wording
+    assert f"form page; wording {wording_version(wording)}" in events[0].detail
     assert events[0].created_at is not None
     # Confirming again is harmless.
     assert client.post(path, data={"csrf": csrf_of(confirm_page.text)}).status_code == 200

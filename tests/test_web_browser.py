@@ -29,6 +29,7 @@ from support.browser import WIDTHS, check_page, free_port, live_server
 
 from mailer import tokens
 from mailer.audience.addresses import address_hash, normalise
+from mailer.audience.networks import consent_text, default_network
 from mailer.audience.shape import Shape
 from mailer.db import Database
 from mailer.models import Campaign, ConsentEvent, Interest, Member, Region, Suppression
@@ -223,7 +224,7 @@ def test_sign_up_and_confirm_through_the_mail(page: Page, site: Site, screenshot
         assert [i.slug for i in member.interests] == ["refugees"]
         consent = s.scalar(select(ConsentEvent).where(ConsentEvent.member_id == member.id))
         assert consent is not None and consent.source == "signup"
-        assert consent.wording == site.settings.consent_wording
+        assert consent.wording == consent_text(default_network(site.settings), site.settings)
         assert consent.created_at <= datetime.now(UTC)
 
 

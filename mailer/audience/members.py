@@ -100,6 +100,9 @@ class ConsentRecord:
     campaign: str | None
     detail: str
     created_at: datetime
+    network: str | None = None  # a sign-up's: the network, the form, the version of the wording
+    form: str | None = None
+    wording_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -234,7 +237,20 @@ def consent_log(session: Session, address_hash: str, member_id: int | None = Non
     rows = session.scalars(
         select(ConsentEvent).where(where).order_by(ConsentEvent.created_at, ConsentEvent.id)
     )
-    return [ConsentRecord(e.action, e.source, e.wording, e.campaign, e.detail, e.created_at) for e in rows]
+    return [
+        ConsentRecord(
+            e.action,
+            e.source,
+            e.wording,
+            e.campaign,
+            e.detail,
+            e.created_at,
+            e.network,
+            e.form,
+            e.wording_version,
+        )
+        for e in rows
+    ]
 
 
 def export(session: Session, email: str) -> dict[str, Any]:

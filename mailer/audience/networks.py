@@ -14,6 +14,10 @@ colour, and the DKIM domain it signs with. They are declared in ``lists/networks
     reply_to = "ce-editor@example.org"     # optional
     postal_address = "…"                   # the footer's postal address (PECR)
     charity = "…"                          # the footer's charity line
+    privacy_url = "https://…/privacy"      # its privacy notice (else mailer.toml's privacy_url);
+                                           # a path (/privacy/kent) is on the web app
+    consent_text = "…"                     # optional: what a sign-up agrees to (else built from
+                                           # the name and charity line)
 
 A workspace without ``networks.toml`` has one network, made from ``mailer.toml``'s ``organisation``,
 ``from_address`` and ``reply_to`` (:func:`default_network`), so a single-network workspace needs
@@ -36,12 +40,14 @@ The :class:`Network` value lives with the rest of the plain map in :mod:`mailer.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from mailer.audience import segments
 from mailer.audience.tree import SLUG, Network, RegionDef, Shape
@@ -56,6 +62,7 @@ __all__ = [
     "audience_regions",
     "campaign_network",
     "check_region_sender",
+    "consent_text",
     "default_network",
     "group_sender",
     "load_networks",
@@ -64,10 +71,13 @@ __all__ = [
     "network_for_issue",
     "networks_of",
     "of_region",
+    "privacy_url",
+    "privacy_url_problem",
     "regions_of",
     "reply_to",
     "sender_name",
     "sender_settings",
+    "wording_version",
 ]
 
 NETWORKS_FILE = "networks.toml"
@@ -91,6 +101,8 @@ _KEYS = {
     "heading",
     "colour",
     "dkim_domain",
+    "privacy_url",
+    "consent_text",
 }
 
 
@@ -106,6 +118,8 @@ def default_network(settings: Settings) -> Network:
         from_address=settings.from_address,
         reply_to=settings.reply_to,
         dkim_domain=settings.dkim_domain,
+        privacy_url=settings.privacy_url.strip(),
+        consent_text=settings.consent_wording.strip(),
     )
 
 
@@ -225,12 +239,7 @@ def _one(
         if (values[key] or key == "from_address") and not _ADDRESS.match(values[key]):
             problem(f"{key} {values[key]!r} is not an email address", key, f'e.g. {key} = "news@example.org"')
             ok = False
-    if values["list_id"] and not SLUG.match(values["list_id"]):
-        problem(f"bad list_id {values['list_id']!r}", "list_id", "lower-case letters, digits and hyphens")
-        ok = False
-    if values["colour"] and not _COLOUR.match(values["colour"]):
-        problem(f"colour {values['colour']!r} is not #rrggbb", "colour", 'e.g. colour = "#ffde00"')
-        ok = False
+    ok = _formats(values, problem) and ok
     raw = entry.get("regions", [])
     if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
         problem("regions must list the top regions the network owns", "regions", 'e.g. regions = ["kent"]')
@@ -244,6 +253,21 @@ def _one(
     return Network(
         slug=slug, regions=tuple(raw), **{k: v for k, v in values.items() if v} | _required(values)
     )
+
+
+def _formats(values: dict[str, str], problem: Callable[[str, str, str | None], None]) -> bool:
+    """Whether ``list_id``, ``privacy_url`` and ``colour``, where given, have their forms."""
+    ok = True
+    if values["list_id"] and not SLUG.match(values["list_id"]):
+        problem(f"bad list_id {values['list_id']!r}", "list_id", "lower-case letters, digits and hyphens")
+        ok = False
+    if values["privacy_url"] and (why := privacy_url_problem(values["privacy_url"])):
+        problem(why, "privacy_url", 'e.g. privacy_url = "https://your-network.org/privacy"')
+        ok = False
+    if values["colour"] and not _COLOUR.match(values["colour"]):
+        problem(f"colour {values['colour']!r} is not #rrggbb", "colour", 'e.g. colour = "#ffde00"')
+        ok = False
+    return ok
 
 
 def _plain_text(values: dict[str, str], problem: Callable[[str, str, str | None], None]) -> bool:
@@ -289,6 +313,63 @@ def check_region_sender(region: RegionDef, path: Path, line: int | None, problem
 
 def _required(values: dict[str, str]) -> dict[str, str]:
     return {"name": values["name"], "from_address": values["from_address"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The privacy notice and the consent wording (docs/decisions.md, Privacy and consent)
+
+_URL_CHARS = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$")
+
+
+def privacy_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a privacy notice's address (None: it can). An http(s) URL with a
+    host, or a path on the web app starting with one ``/``; never another scheme (javascript:,
+    data:), spaces, quotes or angle brackets. Whether it must be https is the readiness check's."""
+    if not _URL_CHARS.match(url) or "'" in url:
+        return f"privacy_url {url[:80]!r} holds spaces, quotes or characters a link cannot carry"
+    if url.startswith("/"):
+        return None if not url.startswith("//") else f"privacy_url {url[:80]!r} is not a path or a URL"
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("https", "http") or not parts.hostname:
+        return f"privacy_url {url[:80]!r} is not an https:// address"
+    return None
+
+
+def privacy_url(network: Network, settings: Settings) -> str:
+    """The address of the privacy notice ``network``'s mail and pages link to: its own
+    ``privacy_url``, else ``mailer.toml``'s; a path is on the web app (``base_url``). Empty when
+    neither is set (``readiness`` refuses a send to members then). A value that is not a link
+    (only ``mailer.toml``'s can be: networks.toml's are checked when read) gives empty."""
+    url = (network.privacy_url or settings.privacy_url).strip()
+    if not url or privacy_url_problem(url):
+        return ""
+    return settings.base_url.rstrip("/") + url if url.startswith("/") else url
+
+
+def consent_text(network: Network, settings: Settings) -> str:
+    """What a sign-up to ``network`` agrees to: its ``consent_text``, else ``mailer.toml``'s
+    ``consent_wording``, else wording naming the network and its charity line."""
+    own = network.consent_text.strip() or settings.consent_wording.strip()
+    if own:
+        return own
+    charity = network.charity.strip()
+    if charity and charity[-1] not in ".!?":
+        charity += "."
+    return " ".join(
+        part
+        for part in (
+            f"I agree that {network.name} may send me its newsletter and action alerts by email.",
+            charity,
+            "I can unsubscribe at any time with the link in every message.",
+        )
+        if part
+    )
+
+
+def wording_version(wording: str) -> str:
+    """The version of a consent wording: the first 8 hex digits of its SHA-256, so that the log can
+    say which words a sign-up agreed to and a changed wording is a new version."""
+    return hashlib.sha256(" ".join(wording.split()).encode("utf-8")).hexdigest()[:8]
 
 
 # ---------------------------------------------------------------------------------------------

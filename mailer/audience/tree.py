@@ -77,6 +77,8 @@ class Network:
     heading: str = ""
     colour: str = DEFAULT_BAND
     dkim_domain: str = ""
+    privacy_url: str = ""
+    consent_text: str = ""
 
     @property
     def sender_name(self) -> str:

@@ -30,7 +30,8 @@ def doctor_command(ctx: click.Context, app: App, no_dns: bool, as_json: bool) ->
     It checks the public base_url (not a placeholder, not this machine, https), the list domain
     and every network's From (not example.*), each network's postal address (PECR), the DKIM
     keys (present, mode 600), the key for signed links (strong), the relay (not a Maildir outbox;
-    reachable), the workers (alive while campaigns wait for them) and the DNS records to publish
+    reachable), the workers (alive while campaigns wait for them), replies asking to leave that
+    wait for a person (`mailer inbound pending`) and the DNS records to publish
     (SPF, DKIM, DMARC, MX: looked up live, or printed when this machine cannot resolve; the
     dns_resolver setting names the server to ask). Exits 0 when ready, 2 otherwise. A workspace
     with demo = true (`mailer demo`) may use example.org, a local base_url and a Maildir outbox.

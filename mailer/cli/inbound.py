@@ -18,7 +18,7 @@ EXIT_QUARANTINED = 4
 
 @cli.group("inbound")
 def inbound_group() -> None:
-    """Bounces, complaints (ARF), mailed unsubscribes and auto-replies."""
+    """Bounces, complaints (ARF), mailed unsubscribes, replies asking to leave and auto-replies."""
 
 
 def _show(report: ProcessReport) -> None:
@@ -43,12 +43,13 @@ def _show(report: ProcessReport) -> None:
 
 
 @inbound_group.command("process")
-@click.argument("source")
+@click.argument("source", required=False)
 @json_option
 @pass_app
-def process_command(app: App, source: str, as_json: bool) -> None:
+def process_command(app: App, source: str | None, as_json: bool) -> None:
     """Read SOURCE and act on each new mail: a Maildir folder, an mbox file, or
-    imaps://user@host/folder (password from MAILER_IMAP_PASSWORD).
+    imaps://user@host/folder (password from MAILER_IMAP_PASSWORD). Without SOURCE, read every
+    mailbox the reply_sources setting names (the networks' reply mailboxes, the bounce mailbox).
 
     \b
     Hard bounces (5.1.x) and complaints suppress the member at once; soft bounces (4.x.x, 5.2.2)
@@ -57,6 +58,9 @@ def process_command(app: App, source: str, as_json: bool) -> None:
     auto-replies are ignored. A bounce or complaint acts only if it proves it answers a message
     we sent (its signed VERP tag, or the Message-ID we sent to the recipient it names); any other
     is recorded as unverified and changes nothing.
+    A person's reply asking to leave ("Please unsubscribe me", "STOP", "Tynnwch fi") unsubscribes
+    the member when its DKIM signature verifies and aligns with its From domain; any other waits
+    for a person: `mailer inbound pending`, or the desk's home page.
     A mail that cannot be read (too large, too deeply nested, broken MIME, unknown charset) is
     quarantined: moved into the Maildir's .quarantine folder (IMAP: flagged $MailerQuarantined;
     mbox: recorded), and the run goes on.
@@ -64,15 +68,38 @@ def process_command(app: App, source: str, as_json: bool) -> None:
     before is never acted on twice, so running this again changes nothing.
 
     \b
+    Examples:
+      mailer inbound process ~/Maildir/bounces
+      mailer inbound process            # every mailbox in reply_sources
+      mailer inbound process --json     # {"sources": [one report per mailbox]}
+
+    \b
     Exit status: 0 when every mail was processed; 4 when any was quarantined by this run
     (the others were processed); 1 or 2 for an error that stopped the run (e.g. an unreadable
     source).
     """
     from mailer.inbound import process_source
+    from mailer.inbound.process import process_sources
 
-    report = process_source(app.db, app.settings, source)
-    emit(as_json, report.as_dict(), lambda: _show(report))
-    if report.quarantined:
+    if source:
+        report = process_source(app.db, app.settings, source)
+        emit(as_json, report.as_dict(), lambda: _show(report))
+        reports = [report]
+    else:
+        reports = process_sources(app.db, app.settings)
+
+        def human() -> None:
+            for r in reports:
+                _show(r)
+
+        emit(as_json, {"sources": [r.as_dict() for r in reports]}, human)
+    waiting = sum(r.pending for r in reports)
+    if waiting and not as_json:
+        click.echo(
+            f"{waiting} reply(ies) asking to leave wait for a person: `mailer inbound pending` lists them.",
+            err=True,
+        )
+    if any(r.quarantined for r in reports):
         click.get_current_context().exit(EXIT_QUARANTINED)
 
 
@@ -105,6 +132,8 @@ def classify_command(app: App, files: tuple[Path, ...], as_json: bool) -> None:
                 "unproven": c.unproven,
                 "recipients": [f.recipient for f in c.failures] or ([c.complainant] if c.complainant else []),
                 "reason": c.reason,
+                "sender": c.sender,  # an unsubscribe-request's From address
+                "asked": c.asked,  # the words by which it asks to leave
             }
         )
 
@@ -212,3 +241,102 @@ def _process_saved(app: App, root: Path, saved: Path) -> Outcome:
     else:
         source.done(item)
     return outcome
+
+
+# ---------------------------------------------------------------------------------------------
+# Replies asking to leave that wait for a person
+
+
+def _default_person() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "the command line"
+
+
+@inbound_group.group("pending", invoke_without_command=True)
+@click.option("--all", "show_all", is_flag=True, help="Also those acted on or dismissed.")
+@json_option
+@click.pass_context
+def pending_group(ctx: click.Context, show_all: bool, as_json: bool) -> None:
+    """Replies asking to leave that wait for a person: their From was not proved (no DKIM
+    signature aligned with its domain), or the address is no member's.
+
+    \b
+    Examples:
+      mailer inbound pending                      # what waits, with numbers
+      mailer inbound pending unsubscribe 12       # they asked: unsubscribe them
+      mailer inbound pending dismiss 13 --as Sam  # not a request, or nobody to unsubscribe
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from mailer.inbound import requests
+
+    app = ctx.find_object(App)
+    assert app is not None
+    states = requests.STATES if show_all else ("pending",)
+    with app.db.session() as session:
+        found = requests.listed(session, states=states)
+
+    def human() -> None:
+        if not found:
+            click.echo("No reply asking to leave waits for a person." if not show_all else "None yet.")
+            return
+        for r in found:
+            who = f"{r.member_name} <{r.address}>" if r.member_name else r.address or "(no From address)"
+            network = f" [{r.network}]" if r.network else ""
+            click.echo(f"#{r.id} {r.received_at:%Y-%m-%d %H:%M} {r.state}{network}: {who}")
+            click.echo(f"    subject: {r.subject or '(none)'}; asked: {r.asked!r}")
+            if r.state == "pending":
+                click.echo(f"    waits because {r.why}")
+                if r.member_id is None:
+                    click.echo("    no member has this address: dismiss it")
+            else:
+                click.echo(f"    {r.outcome} (by {r.decided_by})")
+        waiting = sum(r.state == "pending" for r in found)
+        if waiting:
+            click.echo(
+                f"{waiting} waiting: `mailer inbound pending unsubscribe ID` or `mailer inbound pending "
+                "dismiss ID`."
+            )
+
+    emit(as_json, [r.as_dict() for r in found], human)
+
+
+def _decide(app: App, request_id: int, decision: str, person: str | None, as_json: bool) -> None:
+    from datetime import UTC, datetime
+
+    from mailer.inbound import requests
+
+    by = person or _default_person()
+    with app.db.session() as session:
+        done = requests.decide(session, app.shape, request_id, decision, by=by, now=datetime.now(UTC))
+    emit(as_json, done.as_dict(), lambda: click.echo(f"#{done.id} {done.address}: {done.outcome} (by {by})."))
+
+
+_as_option = click.option(
+    "--as", "person", metavar="NAME", help="Who decided, for the record (default: your login name)."
+)
+
+
+@pending_group.command("unsubscribe")
+@click.argument("request_id", metavar="ID", type=int)
+@_as_option
+@json_option
+@pass_app
+def pending_unsubscribe(app: App, request_id: int, person: str | None, as_json: bool) -> None:
+    """Unsubscribe the member who wrote reply ID: they leave the network they wrote to (all mail
+    in a workspace of one network). The consent log names you."""
+    _decide(app, request_id, "unsubscribe", person, as_json)
+
+
+@pending_group.command("dismiss")
+@click.argument("request_id", metavar="ID", type=int)
+@_as_option
+@json_option
+@pass_app
+def pending_dismiss(app: App, request_id: int, person: str | None, as_json: bool) -> None:
+    """Reply ID is no request to leave (or nobody to unsubscribe): set it aside, recording who."""
+    _decide(app, request_id, "dismiss", person, as_json)

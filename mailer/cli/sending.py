@@ -221,7 +221,10 @@ def _show_plan(plan: SendPlan, dry_run: bool = False) -> None:
     if plan.unfinished and stage is not None:
         click.echo(f"and {plan.unfinished} message(s) of earlier stages still to send")
     if dry_run:
-        click.echo("dry run: nothing sent, nothing recorded")
+        added = f"would add {plan.deliveries_added} deliver{'y' if plan.deliveries_added == 1 else 'ies'}"
+        if plan.unfinished:
+            added += f" (and go on with {plan.unfinished} still to send)"
+        click.echo(f"dry run: {added}; nothing sent, nothing recorded")
 
 
 def _stage_line(stage: StagePlan) -> str:
@@ -365,13 +368,15 @@ def status(app: App, slug: str, as_json: bool) -> None:
 @json_option
 @pass_app
 def retry(app: App, slug: str, include_unknown: bool, in_process: bool, yes: bool, as_json: bool) -> None:
-    """Send campaign SLUG again to those whose message failed for temporary reasons, now.
+    """Send campaign SLUG now to those whose message a relay deferred or refused for now.
 
-    That is, messages a relay refused for now (4xx) until the queue lifetime ran out (3 days by
-    default: "gave up after 3 days of temporary failures"), or that an earlier version recorded as
-    failed after a 4xx. They go back in the queue, due now and with a fresh lifetime, and are sent
-    as `mailer campaigns send` would (on PostgreSQL by the workers, unless --in-process). Messages
-    refused for good (5xx: no such user, policy) stay failed.
+    That is, messages a relay deferred (4xx, or a connection lost before the message went out)
+    that wait for their next attempt: they become due now, keeping their attempts; and messages
+    refused for now until the queue lifetime ran out (3 days by default: "gave up after 3 days of
+    temporary failures"), or that an earlier version recorded as failed after a 4xx: they go back in
+    the queue, due now and with a fresh lifetime. All are sent as `mailer campaigns send` would (on
+    PostgreSQL by the workers, unless --in-process). It says how many first. Messages refused for
+    good (5xx: no such user, policy) stay failed.
 
     With --unknown, also the messages whose outcome is unknown: the whole message went out but no
     reply came (a timeout, a dropped connection, a garbled reply), so the relay may have delivered
@@ -398,7 +403,10 @@ def retry(app: App, slug: str, include_unknown: bool, in_process: bool, yes: boo
 
 
 def _confirm_retry(plan: RetryPlan, yes: bool, as_json: bool) -> None:
-    what = f"{plan.failed} message(s) that failed for temporary reasons"
+    what = (
+        f"{plan.deferred} deferred message(s), made due now, and "
+        f"{plan.failed} that failed for temporary reasons"
+    )
     if plan.include_unknown:
         what += f" and {plan.unknown} whose outcome is unknown (the relay may have delivered them)"
     if not as_json:
@@ -414,7 +422,7 @@ def _confirm_retry(plan: RetryPlan, yes: bool, as_json: bool) -> None:
 
 
 def _show_requeued(app: App, plan: RetryPlan, result: Queued) -> None:
-    click.echo(f"{plan.slug}: {result.control.changed} deliveries back in the queue, due now")
+    click.echo(f"{plan.slug}: {result.control.changed} deliveries due now, for the workers to send")
     click.echo(_workers_line(app, plan.slug, result.workers_alive))
 
 

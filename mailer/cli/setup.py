@@ -16,7 +16,14 @@ ASKED = (
     ("base_url", "--base-url", "The public address of the web app (unsubscribe and preference links)"),
     ("list_domain", "--list-domain", "The list domain (List-Id, bounces and mailed unsubscribes)"),
     ("postal_address", "--postal-address", "Your postal address, for every mail's footer (PECR)"),
+    (
+        "privacy_url",
+        "--privacy-url",
+        "The https address of your privacy notice, linked from every mail and page",
+    ),
 )
+OPTIONAL = ("list_domain", "privacy_url")
+"""Asked at a terminal but not needed by --no-input: a default, or `mailer doctor` names it."""
 
 
 @cli.command("init")
@@ -52,6 +59,12 @@ ASKED = (
     metavar="TEXT",
     help="The postal address every mail's footer carries, as UK marketing mail must (PECR).",
 )
+@click.option(
+    "--privacy-url",
+    metavar="URL",
+    help="Your privacy notice (https://…, or a path on the web app such as /privacy), linked from "
+    "every mail's footer, the sign-up form and every page. Required before mail goes to members.",
+)
 @click.option("--example", is_flag=True, help="Start from the demo's region tree, interests and segments.")
 @click.option(
     "--no-input",
@@ -63,7 +76,8 @@ def init(directory: Path, example: bool, no_input: bool, **given: str | None) ->
 
     \b
       mailer init central --name "Central England Network" --from news@cen.org.uk \\
-        --base-url https://news.cen.org.uk --postal-address "5 Example Row, Birmingham B1 1AA"
+        --base-url https://news.cen.org.uk --postal-address "5 Example Row, Birmingham B1 1AA" \\
+        --privacy-url https://cen.org.uk/privacy
 
     At a terminal it asks for what the flags do not give; with --no-input it fails naming the
     missing flags. It writes mailer.toml (every setting, with its help), lists/networks.toml (who
@@ -76,7 +90,7 @@ def init(directory: Path, example: bool, no_input: bool, **given: str | None) ->
     from mailer.settings import SECRET_FILE
     from mailer.workspace import NewNetwork, default_list_domain, init_workspace
 
-    missing = [flag for key, flag, _ in ASKED if given[key] is None and key != "list_domain"]
+    missing = [flag for key, flag, _ in ASKED if given[key] is None and key not in OPTIONAL]
     if no_input and missing:
         raise click.UsageError(f"--no-input needs {', '.join(missing)}")
     if not no_input and sys.stdin.isatty():

@@ -43,6 +43,9 @@ def worker_command(
     exits; a worker that is killed outright loses its claims after lease_seconds, and the others
     send what it had not. `mailer workers` shows who is alive.
 
+    A database restart, failover or outage does not stop it: it says so once, waits (backing off
+    up to 2 seconds between tries), records what it sent meanwhile, and goes on.
+
     \b
     Examples:
       mailer worker
@@ -96,9 +99,15 @@ def worker_command(
 def workers_command(app: App, as_json: bool) -> None:
     """Show each worker heard from in the last day: alive or not, what it holds, its rate.
 
-    A worker is alive while its heartbeat is recent (three heartbeat_seconds); "lost" means it
-    stopped reporting without saying goodbye (killed, or its machine is gone): its claims go back
-    to the others when their leases end.
+    A worker is alive while its heartbeat is recent (three heartbeat_seconds); "stopped" means it
+    was stopped cleanly (SIGTERM, Ctrl-C); "lost" means it stopped without that (it died of an
+    error, was killed, or its machine is gone): its claims go back to the others when their
+    leases end.
+
+    \b
+    Examples:
+      mailer workers
+      mailer workers --json
     """
     from mailer.sending import worker_health
 

@@ -18,6 +18,10 @@ The order of the checks matters, because real mail overlaps:
 5. An auto-reply or out-of-office (``Auto-Submitted`` other than ``no``, ``X-Autoreply``,
    ``X-Autorespond``, ``Precedence: auto_reply``, or a subject such as "Automatic reply:" or "Out of
    Office") is **ignored**.
+6. A person's mail (not from a mail system) whose subject or first lines ask to leave
+   ("Please unsubscribe me", "STOP", "Tynnwch fi": ``mailer.inbound.replies``) is an
+   **unsubscribe-request**; whether its From is proved is for ``process`` to find out
+   (``mailer.inbound.authentic``).
 
 Each failure's kind follows its RFC 3463 status: ``5.1.x`` (bad address) is **hard**; ``5.7.x``
 (policy, spam filter, DMARC) is **policy**, held against the campaign, not the member; everything
@@ -52,8 +56,10 @@ from typing import Final
 
 from flufl.bounce import all_failures
 
+from mailer.inbound.authentic import sender_of
 from mailer.inbound.evidence import RECIPIENT_HEADERS, Evidence, find_evidence
 from mailer.inbound.parse import Unparseable, parse, parse_headers, part_text, walk
+from mailer.inbound.replies import asks_to_leave
 from mailer.tokens import token_from_mailto
 
 KINDS: Final = (
@@ -64,12 +70,14 @@ KINDS: Final = (
     "complaint",
     "unsubscribe",
     "auto-reply",
+    "unsubscribe-request",
     "unknown",
     "quarantined",
 )
 """Every kind ``classify`` returns. Only hard-bounce, soft-bounce, complaint and unsubscribe act on a
 member, and only with proof; policy is recorded against the campaign; delay, auto-reply and unknown
-change nothing; a quarantined mail is set aside unread."""
+change nothing; a quarantined mail is set aside unread. An unsubscribe-request (a person's reply
+asking to leave) acts only when its From is proved, else it waits for a person."""
 
 FAILURE_KINDS: Final = ("hard", "soft", "policy", "delay")
 #: Kinds that change a member or a campaign's figures, so need proof that they answer our message.
@@ -125,6 +133,9 @@ class Classification:
     token: str | None = None  # the mailed unsubscribe's token, unverified
     complainant: str = ""  # an ARF report's Original-Rcpt-To
     feedback_type: str = ""  # an ARF report's Feedback-Type (abuse, fraud, …)
+    sender: str = ""  # an unsubscribe-request's one From address, lower-cased ("" if not exactly one)
+    asked: str = ""  # the words by which an unsubscribe-request asks to leave
+    addressed: tuple[str, ...] = ()  # the addresses an unsubscribe-request was sent to, lower-cased
     reason: str = ""  # in a few words, why this kind (for a quarantined mail: why it was not read)
     detail: str = field(default="", compare=False)
 
@@ -214,6 +225,17 @@ def _classify(msg: Message, raw: bytes, list_domain: str, keys: list[str]) -> Cl
     why = _auto_reply(msg, subject)
     if why:
         return replace(base, kind="auto-reply", reason=why)
+
+    asked = "" if _from_mail_system(msg) else asks_to_leave(msg, subject)
+    if asked:
+        return replace(
+            base,
+            kind="unsubscribe-request",
+            sender=sender_of(msg),
+            asked=asked,
+            addressed=tuple(dict.fromkeys(a.lower()[:320] for a in _recipient_addresses(msg)))[:20],
+            reason=f"a reply asking to leave: {asked!r}",
+        )
 
     return base
 

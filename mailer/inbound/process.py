@@ -27,6 +27,9 @@ The pipeline, per mail, in one transaction:
    complaint  suppress (reason complaint, source bounce)
    unsubscribe verify the token (purpose unsubscribe), then leave the network of the token's campaign
               (source mailto), or, in a single-network workspace, suppress (reason unsubscribe)
+   unsubscribe-request  a person's reply asking to leave (``mailer.inbound.requests``): acted on
+              when its From is proved by an aligned DKIM signature (or our MTA's
+              Authentication-Results), else kept pending for a person
    auto-reply, unknown: recorded as seen; nothing else
    ========== ===========================================================================
 
@@ -49,9 +52,13 @@ from sqlalchemy.orm import Session
 
 from mailer import tokens
 from mailer.audience import addresses, consent
+from mailer.audience.shape import Shape
 from mailer.db import Database
-from mailer.errors import InvalidInput, TokenError
+from mailer.errors import ConfigError, InvalidInput, TokenError
+from mailer.inbound import requests
+from mailer.inbound.authentic import Authenticity, authenticate
 from mailer.inbound.classify import NEEDS_PROOF, Classification, Failure, classify
+from mailer.inbound.parse import parse_headers
 from mailer.inbound.sources import opened
 from mailer.message import message_id
 from mailer.models import BounceEvent, Campaign, Delivery, InboundMessage, Member
@@ -78,6 +85,7 @@ class Outcome:
     reason: str = ""
     claimed: str = ""  # for an unverified mail: the kind it looked like
     quarantined: bool = False  # set aside unread (this time, or when first seen if a duplicate)
+    pending: bool = False  # a reply asking to leave, kept for a person (its From not proved)
 
 
 @dataclass
@@ -105,6 +113,11 @@ class ProcessReport:
         return sum(o.quarantined and not o.duplicate for o in self.outcomes)
 
     @property
+    def pending(self) -> int:
+        """Replies asking to leave that wait for a person (their From not proved)."""
+        return sum(o.pending and not o.duplicate for o in self.outcomes)
+
+    @property
     def unverified(self) -> int:
         """Bounces and complaints that proved nothing, so changed nothing."""
         return sum(o.kind == "unverified" and not o.duplicate for o in self.outcomes)
@@ -123,6 +136,7 @@ class ProcessReport:
             "suppressed": self.suppressed,
             "quarantined": self.quarantined,
             "unverified": self.unverified,
+            "pending": self.pending,
             "by_kind": self.by_kind,
             "messages_detail": [asdict(o) for o in self.outcomes],
         }
@@ -139,16 +153,39 @@ def process_source(
     """Process every mail in the Maildir, mbox file or ``imaps://`` folder ``spec``; see the module
     docstring. A mail that cannot be read is quarantined and the run goes on. Running it again
     changes nothing."""
+    shape = _shape(settings)
     with opened(spec, imap_password=imap_password) as source:
         report = ProcessReport(source.name)
         for item in source.items():
-            outcome = process_message(db, settings, item.raw, key=item.key, source=source.name, now=now)
+            outcome = process_message(
+                db, settings, item.raw, key=item.key, source=source.name, now=now, shape=shape
+            )
             if outcome.quarantined:
                 source.quarantine(item)
             else:
                 source.done(item)
             report.outcomes.append(outcome)
     return report
+
+
+def process_sources(
+    db: Database,
+    settings: Settings,
+    specs: list[str] | None = None,
+    *,
+    imap_password: str | None = None,
+    now: datetime | None = None,
+) -> list[ProcessReport]:
+    """``process_source`` for each of ``specs``, by default every configured source (the
+    ``reply_sources`` setting); ``ConfigError`` with the fix when none is configured."""
+    chosen = list(specs) if specs else settings.reply_source_list
+    if not chosen:
+        raise ConfigError(
+            "no mailbox to read: name one, or set reply_sources in mailer.toml",
+            field="reply_sources",
+            hint='e.g. reply_sources = ["maildir:/var/mail/kent-replies"], or `mailer inbound process PATH`',
+        )
+    return [process_source(db, settings, spec, imap_password=imap_password, now=now) for spec in chosen]
 
 
 def process_message(
@@ -159,10 +196,13 @@ def process_message(
     key: str = "",
     source: str = "",
     now: datetime | None = None,
+    shape: Shape | None = None,
 ) -> Outcome:
-    """Classify one mail and act on it, in one transaction; a mail seen before changes nothing."""
+    """Classify one mail and act on it, in one transaction; a mail seen before changes nothing.
+    ``shape``: the workspace's lists (read when a reply asks to leave, if not given)."""
     c = classify(raw, settings.list_domain, keys=settings.secrets)
     moment = now or datetime.now(UTC)
+    auth = _authenticity(raw, settings) if c.kind == "unsubscribe-request" else None
     with db.session() as session:
         inbound_id = _record(session, c, source=f"{source}:{key}" if key else source, now=moment)
         if inbound_id is None:
@@ -179,6 +219,24 @@ def process_message(
             )
         if c.kind == "quarantined":
             return Outcome(key, c.kind, f"set aside unread: {c.reason}", reason=c.reason, quarantined=True)
+        if auth is not None:
+            got = requests.receive(
+                session, settings, shape or _shape(settings), c, auth, inbound_id=inbound_id, now=moment
+            )
+            session.execute(
+                update(InboundMessage)
+                .where(InboundMessage.id == inbound_id)
+                .values(detail=f"{c.reason}; reply {got.request_id}: {got.action}"[:2000])
+            )
+            return Outcome(
+                key,
+                c.kind,
+                f"reply {got.request_id}: {got.action}",
+                suppressed=got.acted and got.action.startswith("unsubscribed"),
+                member_id=got.member_id,
+                reason=c.reason,
+                pending=not got.acted,
+            )
         return _Act(session, settings, c, inbound_id, key, moment).run()
 
 
@@ -205,6 +263,27 @@ def _record(session: Session, c: Classification, *, source: str, now: datetime) 
     )
     row = session.execute(stmt).first()
     return None if row is None else int(row[0])
+
+
+def _authenticity(raw: bytes, settings: Settings) -> Authenticity:
+    """Whether a reply proves its From (its DKIM signature looked up in the DNS: before the
+    transaction opens, so that no look-up holds one)."""
+    try:
+        return authenticate(raw, parse_headers(raw), settings)
+    except Exception as exc:  # hostile bytes met a corner of a parser: not proved, never a crash
+        return Authenticity(False, "", why=f"it could not be checked ({type(exc).__name__})")
+
+
+def _shape(settings: Settings) -> Shape:
+    """The workspace's lists; lists that cannot be read count as one network (so a reply's
+    unsubscribe leaves all mail: never narrower than the member asked)."""
+    from mailer.audience.shape import load_shape
+    from mailer.errors import MailerError
+
+    try:
+        return load_shape(settings.path("lists"))
+    except (MailerError, OSError):
+        return Shape()
 
 
 def _declared_networks(settings: Settings) -> list[str]:

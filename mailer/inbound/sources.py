@@ -202,7 +202,8 @@ class opened:
 
 
 def open_source(spec: str | Path, *, imap_password: str | None = None) -> Source:
-    """The source ``spec`` names: ``imaps://…``, a Maildir folder, or an mbox file.
+    """The source ``spec`` names: ``imaps://…``, a Maildir folder, or an mbox file (either may be
+    written ``maildir:PATH`` or ``mbox:PATH``).
 
     The IMAP password is ``imap_password``, else ``MAILER_IMAP_PASSWORD`` from the environment.
     """
@@ -213,6 +214,9 @@ def open_source(spec: str | Path, *, imap_password: str | None = None) -> Source
                 "IMAP without TLS would send the password in clear", hint="use imaps://user@host/folder"
             )
         return ImapSource(text, imap_password or os.environ.get(IMAP_PASSWORD_ENV, ""))
+    kind, sep, rest = text.partition(":")
+    if sep and kind.lower() in ("maildir", "mbox") and not rest.startswith("//"):
+        text = rest  # "maildir:/var/mail/kent-replies", as the reply_sources setting writes them
     path = Path(text).expanduser()
     if path.is_dir():
         if not ((path / "cur").is_dir() and (path / "new").is_dir()):

@@ -31,7 +31,7 @@ from mailer.models.desk import (
     User,
     UserRole,
 )
-from mailer.models.inbound import BounceEvent, InboundMessage
+from mailer.models.inbound import BounceEvent, InboundMessage, ReplyRequest
 from mailer.models.sending import (
     Campaign,
     CampaignStage,
@@ -69,6 +69,7 @@ __all__ = [
     "RateBucket",
     "RateHit",
     "Region",
+    "ReplyRequest",
     "SignInLink",
     "Suppression",
     "UTCDateTime",

@@ -122,6 +122,11 @@ class ConsentEvent(Base):
     campaign: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # A sign-up's provenance (docs/decisions.md, Privacy and consent): the network it was to, the
+    # form it came from (page or embed, :<network> for a network's own), the wording's version.
+    network: Mapped[str | None] = mapped_column(String(64))
+    form: Mapped[str | None] = mapped_column(String(80))
+    wording_version: Mapped[str | None] = mapped_column(String(16))
 
 
 class Suppression(Base):
@@ -145,7 +150,7 @@ class NetworkLeave(Base):
 
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
     network: Mapped[str] = mapped_column(String(64), primary_key=True)
-    source: Mapped[str] = mapped_column(String(32))  # one-click, link, mailto, admin
+    source: Mapped[str] = mapped_column(String(32))  # one-click, link, mailto, admin; signup: not chosen
     campaign: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -41,7 +41,9 @@ and without filling processes). Filling processes change nothing here: they neve
 what they filled and the sender had not handed to the transport was never sent, and they exit when
 the sender's pipe to them closes, which a kill does too. Nothing is ever lost: a claimed delivery
 with no recorded outcome goes back to the queue when its lease expires, or at once when the
-process that claimed it is gone.
+process that claimed it is gone. The database going away (a restart, a failover) is not a kill:
+the sender keeps what it sent in memory, waits for the database, records it once and claims afresh
+(:mod:`~mailer.sending.outage`; the reasoning and its duplicate bound: docs/decisions.md, Workers).
 
 What a relay's hesitation does. A 4xx reply (at MAIL, RCPT, DATA or after the final dot) or a
 connection lost before the whole message went out defers the delivery: it is tried again later,

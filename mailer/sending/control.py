@@ -203,7 +203,8 @@ def next_steps(
         steps.append(
             f"{deferred} deferred after temporary failures; the next attempt is due {when}: "
             f"`mailer campaigns send {slug}` then sends those due "
-            "(a running `mailer worker` does it by itself)"
+            "(a running `mailer worker` does it by itself); to try them now: "
+            f"`mailer campaigns retry {slug}`"
         )
     if unknown:
         steps.append(

@@ -27,9 +27,10 @@ members a stage adds; it is kept with the stage, so it works for the workers and
 A stage that finds nobody to add, with nothing else left, does nothing and says so
 (:class:`NothingToSend`).
 
-``plan_retry`` and ``retry`` (``mailer campaigns retry``) put back in the queue the deliveries that
-failed for temporary reasons (and, asked to, those whose outcome is unknown), set the campaign
-sending again, and send them the same way: from this process, or by the workers on PostgreSQL.
+``plan_retry`` and ``retry`` (``mailer campaigns retry``) make due now what a relay deferred, put
+back in the queue the deliveries that failed for temporary reasons (and, asked to, those whose
+outcome is unknown), set the campaign sending again, and send them the same way: from this
+process, or by the workers on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -101,6 +102,12 @@ class SendPlan:
         return self.unfinished if self.was is not None else self.prepared.plan.total
 
     @property
+    def deliveries_added(self) -> int:
+        """The deliveries the send adds to the queue: one per member the stage adds (none when it
+        only resumes). The audience may be larger: members who have had it get none."""
+        return self.stage.members if self.stage is not None else 0
+
+    @property
     def resuming(self) -> bool:
         """The campaign was enqueued before and no stage is added: it goes on where it stopped."""
         return self.was is not None and self.stage is None
@@ -116,6 +123,8 @@ class SendPlan:
             "campaign": self.slug,
             "dry_run": self.mode == "dry_run",
             "members": self.members,
+            "audience": self.prepared.plan.total,
+            "deliveries_added": self.deliveries_added,
             "stage": self.stage.as_dict() if self.stage else None,
             "unfinished": self.unfinished,
             "variants": [{"key": k, "label": lab, "members": n} for k, lab, n in self.prepared.by_variant()],
@@ -460,6 +469,7 @@ class RetryPlan:
     shape: Shape
     slug: str
     was: str  # the campaign's status
+    deferred: int  # deferred by a relay, waiting for their next attempt: made due now
     failed: int  # failed for temporary reasons: a 4xx, or given up after the queue lifetime
     unknown: int  # no reply after the final dot; the relay may have delivered them
     include_unknown: bool
@@ -468,12 +478,13 @@ class RetryPlan:
     @property
     def count(self) -> int:
         """How many deliveries go back in the queue."""
-        return self.failed + (self.unknown if self.include_unknown else 0)
+        return self.deferred + self.failed + (self.unknown if self.include_unknown else 0)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "campaign": self.slug,
             "was": self.was,
+            "deferred": self.deferred,
             "failed_temporarily": self.failed,
             "unknown": self.unknown,
             "include_unknown": self.include_unknown,
@@ -505,6 +516,7 @@ def plan_retry(
         shape,
         slug,
         was,
+        counts["deferred"],
         counts["failed"],
         counts["unknown"],
         unknown,
@@ -528,8 +540,10 @@ def retry(
     on_engine: Callable[[Engine], None] | None = None,
     stop_on_signals: bool = False,
 ) -> Sent | Queued:
-    """Re-queue what ``plan`` counted (due now, with a fresh queue lifetime), set the campaign
-    sending, and send: from this process, or by the workers (``plan.to_workers``)."""
+    """Make due now what ``plan`` counted (deferred ones keep their attempts; failed ones get a fresh
+    queue lifetime), set the campaign sending, and send: from this process, or by the workers
+    (``plan.to_workers``). The result says how many were made due (``Queued.control.changed``;
+    ``Sent``: what the run sent)."""
     db, slug = plan.db, plan.slug
     with db.session() as session:
         campaign = session.scalars(select(Campaign).where(Campaign.slug == slug).with_for_update()).one()

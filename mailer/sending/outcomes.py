@@ -3,12 +3,16 @@ delivery's outcome to the queue in bulk.
 
 Outcomes are written at least every ``FLUSH_SECONDS`` or every ``FLUSH_RESULTS`` results, whichever
 comes first: what a kill can leave unrecorded is at most ``FLUSH_RESULTS`` plus what the transport
-has in flight (see :mod:`mailer.sending`).
+has in flight (see :mod:`mailer.sending`). While the database is away (:func:`mailer.db.is_transient`)
+the recorder keeps the outcomes in memory and writes them when it answers again, once: each write
+names the sender that holds the claim, so a delivery another sender took meanwhile is left to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -17,11 +21,14 @@ from sqlalchemy import Connection, Table, bindparam, update
 from sqlalchemy.orm import Session
 
 from mailer.audience import addresses, consent
-from mailer.db import Database
+from mailer.db import Database, is_transient
 from mailer.models import Delivery, UTCDateTime, utcnow
+from mailer.sending.queue import GAVE_UP, Backoff
+from mailer.transport import SendResult
 
 FLUSH_SECONDS = 0.1
 FLUSH_RESULTS = 100
+HELD_RETRY_SECONDS = 0.5  # while the database is away, a flush is tried again at most this often
 
 
 @dataclass
@@ -81,6 +88,46 @@ class Outcome:
     next_attempt_at: datetime | None = None
 
 
+def final_outcome(
+    summary: Summary,
+    backoff: Backoff,
+    now: datetime,
+    delivery_id: int,
+    email: str,
+    result: SendResult,
+    attempts: int,
+) -> Outcome:
+    """What a go at a delivery comes to: unknown, deferred, or failed (counted in ``summary``)."""
+    if result.unknown:
+        summary.unknown += 1
+        summary.unknowns.append((email, result.text))
+        return Outcome(delivery_id, "unknown", error=result.text, attempts=attempts)
+    wait = backoff.next_wait(attempts) if result.temporary else None
+    if wait is not None:
+        summary.deferred += 1
+        return Outcome(
+            delivery_id,
+            "deferred",
+            code=result.code,
+            error=result.text,
+            attempts=attempts,
+            next_attempt_at=now + wait,
+        )
+    reply = f"{result.code or ''} {result.text}".strip()
+    error = (
+        f"{GAVE_UP}{backoff.lifetime_text} of temporary failures: {reply}"
+        if result.temporary
+        else result.text
+    )
+    hard = bool(not result.temporary and result.enhanced and result.enhanced.startswith("5.1."))
+    summary.failed += 1
+    summary.hard_bounces += hard
+    summary.failures.append((email, result.code, error))
+    return Outcome(
+        delivery_id, "failed", code=result.code, error=error, attempts=attempts, email=email, hard_bounce=hard
+    )
+
+
 class Recorder:
     """Writes outcomes in bulk: every FLUSH_SECONDS or FLUSH_RESULTS, whichever comes first.
 
@@ -89,13 +136,21 @@ class Recorder:
     one connection for its flushes (``close`` gives it back; one that failed is dropped).
     """
 
-    def __init__(self, db: Database, worker: str, campaign_slug: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        worker: str,
+        campaign_slug: str,
+        on_fault: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self.db = db
         self.worker = worker
         self.campaign_slug = campaign_slug
+        self.on_fault = on_fault  # told when a flush finds the database away
         self.sent_first: list[int] = []  # sent at the first attempt
         self.others: list[Outcome] = []
         self.last_flush = time.monotonic()
+        self.held_until = 0.0  # the database was away: no flush is tried before this
         self._connection: Connection | None = None
 
     @property
@@ -120,27 +175,40 @@ class Recorder:
     def due(self) -> bool:
         return time.monotonic() - self.last_flush >= FLUSH_SECONDS and bool(self.sent_first or self.others)
 
-    def flush(self) -> None:
+    def flush(self, *, force: bool = False) -> bool:
+        """Write what is held; whether everything is written. While the database is away the
+        outcomes stay held (tried again at most every HELD_RETRY_SECONDS unless ``force``)."""
+        if not self.sent_first and not self.others:
+            return True
+        if not force and time.monotonic() < self.held_until:
+            return False
         first, self.sent_first = self.sent_first, []
         others, self.others = self.others, []
         self.last_flush = time.monotonic()
-        if not first and not others:
-            return
         now = utcnow()
-        connection = self._connection
-        if connection is None or connection.closed or connection.invalidated:
-            connection = self._connection = self.db.engine.connect()
         try:
+            connection = self._connection
+            if connection is None or connection.closed or connection.invalidated:
+                connection = self._connection = self.db.engine.connect()
             self._write(connection, first, others, now)
-        except BaseException:
+        except BaseException as exc:
             self.close()
-            raise
+            if not (isinstance(exc, Exception) and is_transient(exc)):
+                raise
+            self.sent_first, self.others = first + self.sent_first, others + self.others
+            self.held_until = time.monotonic() + HELD_RETRY_SECONDS
+            if self.on_fault is not None:
+                self.on_fault(exc)
+            return False
+        self.held_until = 0.0
+        return True
 
     def close(self) -> None:
         """Give the connection back (the next flush takes another)."""
         connection, self._connection = self._connection, None
         if connection is not None:
-            connection.close()
+            with contextlib.suppress(Exception):  # a connection lost with the database
+                connection.close()
 
     def _write(self, connection: Connection, first: list[int], others: list[Outcome], now: datetime) -> None:
         with connection.begin():

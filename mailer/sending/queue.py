@@ -12,8 +12,9 @@ or temporary ones for longer than the queue lifetime), ``deferred`` (a temporary
 again at ``next_attempt_at``, see :class:`Backoff`), ``unknown`` (no reply after the whole message
 went out: the relay may have delivered it, so it is never resent by itself), ``suppressed``,
 ``skipped`` or ``cancelled``. ``attempts`` counts the times a delivery was taken from the queue and
-tried (quick retries on a fresh connection within one go count as one). ``requeue`` puts failed
-deliveries that may succeed now (and, asked to, the unknown ones) back in the queue.
+tried (quick retries on a fresh connection within one go count as one). ``requeue`` makes the
+deferred deliveries due now and puts failed deliveries that may succeed now (and, asked to, the
+unknown ones) back in the queue.
 """
 
 from __future__ import annotations
@@ -172,15 +173,25 @@ def claim(
     lease: timedelta = LEASE,
     *,
     due_by: datetime | None = None,
+    after: int = 0,
+    expired: bool = True,
 ) -> list[Claimed]:
     """Claim up to ``size`` deliveries that are pending, deferred and due by ``due_by`` (default:
-    now), or claimed by someone whose lease ran out; the older work first, in id order.
+    now), or (with ``expired``) claimed by someone whose lease ran out; the older work first, in id
+    order.
 
-    Each state is one ``UPDATE … WHERE id IN (SELECT … ORDER BY id LIMIT n)``, a range of the
-    (campaign, status, id) index; on PostgreSQL the inner select is ``FOR UPDATE SKIP LOCKED``, so
-    any number of workers claim side by side, and on SQLite the transaction holds the write lock
-    (``BEGIN IMMEDIATE``). The claim's lease end, to the microsecond, marks its rows: one ``SELECT``
-    then reads them with their members' addresses, names, suppressions and leaves of the campaign's
+    Each state is one ``UPDATE … WHERE id IN (SELECT … ORDER BY id LIMIT n) RETURNING id``, a range
+    of the (campaign, status, id) index; on PostgreSQL the inner select is ``FOR UPDATE SKIP
+    LOCKED``, so any number of workers claim side by side, and on SQLite the transaction holds the
+    write lock (``BEGIN IMMEDIATE``). Pending rows are taken from above ``after`` (the highest id of
+    the caller's previous claim) first, then from the start: until the table is vacuumed, the index
+    keeps an entry for every row that was ever pending, so a scan from the start of the range walks
+    past every delivery sent so far, most of the cost of a claim at 96 % sent of a million
+    (docs/scaling.md, What a claim costs). Only rows put back (a pause, a stop, a released claim)
+    lie below ``after``; the scan from the start finds them once nothing is left above it. Expired
+    leases are a walk of every row that was ever ``sending``, for the same reason: a sender looks for
+    them now and then (``expired``), not at every claim. One ``SELECT`` then reads the rows taken,
+    by id, with their members' addresses, names, suppressions and leaves of the campaign's
     network (Core statements, compiled once; nothing becomes an ORM object). Members suppressed
     since the snapshot, or who left the campaign's network since, are marked ``suppressed`` here
     and not returned; members erased since are ``skipped``.
@@ -188,17 +199,27 @@ def claim(
     now = utcnow()
     due_by = due_by or now
     until = now + lease
-    params = {"campaign": campaign_id, "worker": worker, "now": now, "due_by": due_by, "until": until}
+    params = {
+        "campaign": campaign_id,
+        "worker": worker,
+        "now": now,
+        "due_by": due_by,
+        "until": until,
+        "after": after,
+    }
     with db.engine.begin() as connection:
         statements = _claim_statements(connection.dialect.name == "postgresql")
-        count = 0
+        ids: list[int] = []
         # One statement per state, each a range of the (campaign_id, status, id) index: one with an
         # OR would walk every delivery already sent, which is most of them near the end of a large send.
-        for take in statements.take:
-            count += int(connection.execute(take, {**params, "size": size - count}).rowcount)
-            if count >= size:
+        takes = statements.take if expired else statements.take[1:]
+        if not after:
+            takes = takes[:-1]  # from the start already
+        for take in takes:
+            ids.extend(connection.execute(take, {**params, "size": size - len(ids)}).scalars())
+            if len(ids) >= size:
                 break
-        if not count:
+        if not ids:
             return []
         out: list[Claimed] = []
         suppressed: list[int] = []
@@ -215,7 +236,7 @@ def claim(
             status,
             reason,
             network,
-        ) in connection.execute(statements.read, params):
+        ) in connection.execute(statements.read, {**params, "ids": ids}):
             if email is None:
                 gone.append(delivery_id)
             elif reason is not None or status != SUBSCRIBED:  # not to be mailed since the snapshot
@@ -329,33 +350,46 @@ def retryable_where(unknown: bool = False) -> ColumnElement[bool]:
 
 
 def retryable_counts(session: Session, campaign_id: int) -> dict[str, int]:
-    """How many deliveries ``requeue`` would take: ``failed`` (may succeed now) and ``unknown``."""
+    """How many deliveries ``requeue`` would take: ``deferred`` (waiting for their next attempt),
+    ``failed`` (for temporary reasons: may succeed now) and ``unknown``."""
     failed = session.scalar(
         select(func.count()).where(Delivery.campaign_id == campaign_id, retryable_where())
     )
     unknown = session.scalar(
         select(func.count()).where(Delivery.campaign_id == campaign_id, Delivery.status == "unknown")
     )
-    return {"failed": int(failed or 0), "unknown": int(unknown or 0)}
+    deferred = session.scalar(
+        select(func.count()).where(Delivery.campaign_id == campaign_id, Delivery.status == "deferred")
+    )
+    return {"deferred": int(deferred or 0), "failed": int(failed or 0), "unknown": int(unknown or 0)}
 
 
-def requeue(session: Session, campaign_id: int, *, unknown: bool = False) -> int:
-    """Put back in the queue, due now and with a fresh queue lifetime, the deliveries that failed
-    for temporary reasons (a 4xx, or temporary failures for longer than the queue lifetime), and
-    with ``unknown`` those whose outcome is unknown (which the relay may have delivered: a member
-    may get those twice). Permanent refusals (5xx) stay failed. Returns how many."""
+def requeue(session: Session, campaign_id: int, *, unknown: bool = False, now: datetime | None = None) -> int:
+    """Make due now what a relay deferred (their next attempt at ``now``; their attempts and
+    backoff stay as they were), and put back in the queue, due now and with a fresh queue lifetime,
+    the deliveries that failed for temporary reasons (a 4xx, or temporary failures for longer than
+    the queue lifetime), and with ``unknown`` those whose outcome is unknown (which the relay may
+    have delivered: a member may get those twice). Permanent refusals (5xx) stay failed. Returns
+    how many."""
+    deferred = session.execute(
+        update(Delivery)
+        .where(Delivery.campaign_id == campaign_id, Delivery.status == "deferred")
+        .values(next_attempt_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
     result = session.execute(
         update(Delivery)
         .where(Delivery.campaign_id == campaign_id, retryable_where(unknown))
         .values(status="pending", attempts=0, next_attempt_at=None, claimed_by=None, lease_until=None)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(deferred.rowcount) + int(result.rowcount)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
 class _ClaimStatements:
     take: tuple[Any, ...]  # per state: mark up to :size rows claimed by :worker until :until
+    # (expired leases, deferred and due, pending above :after, pending from the start)
     read: Any  # the rows of this claim, with their members
 
 
@@ -370,7 +404,8 @@ def _claim_statements(skip_locked: bool) -> _ClaimStatements:
     for state, due in (
         ("sending", _D.c.lease_until < now),
         ("deferred", _D.c.next_attempt_at <= bindparam("due_by", type_=UTCDateTime)),
-        ("pending", None),
+        ("pending", _D.c.id > bindparam("after", type_=Integer)),  # from the caller's cursor on
+        ("pending", None),  # from the start: what was put back below the cursor (last)
     ):
         where = [_D.c.campaign_id == campaign, _D.c.status == state]
         if due is not None:
@@ -382,6 +417,7 @@ def _claim_statements(skip_locked: bool) -> _ClaimStatements:
             update(_D)
             .where(_D.c.id.in_(candidates.scalar_subquery()))
             .values(status="sending", claimed_by=worker, lease_until=until)
+            .returning(_D.c.id)
         )
     read = (
         select(
@@ -409,7 +445,9 @@ def _claim_statements(skip_locked: bool) -> _ClaimStatements:
             _D.c.campaign_id == campaign,
             _D.c.status == "sending",
             _D.c.claimed_by == worker,
-            _D.c.lease_until == until,  # this claim's rows: its lease end, to the microsecond
+            # This claim's rows, by id: the (campaign, status) range of "sending" holds an entry for
+            # every delivery ever claimed until the table is vacuumed.
+            _D.c.id.in_(bindparam("ids", expanding=True)),
         )
         .order_by(_D.c.id)
     )

@@ -22,6 +22,12 @@ messages can be sent twice (see :mod:`mailer.sending`).
 The relay's rate limit is shared by every process that sends through it, on every machine, through
 the database (:mod:`mailer.transport.shared_limits`).
 
+The database away (a restart, a failover, a refused connection) is weather: the worker says so
+once, waits with backoff, and goes on; its engine records what it sent meanwhile once the database
+answers, and claims afresh (:mod:`mailer.sending.engine`, docs/decisions.md, Workers). Only a clean
+stop writes ``stopped`` in its row; a worker that dies of anything else marks itself ``lost`` if it
+can, and one killed outright shows as ``lost`` once its heartbeat is ``ALIVE_BEATS`` beats old.
+
 SQLite has no ``SKIP LOCKED``: there, run one worker per database (it refuses to start beside a
 live one); it is still what starts scheduled campaigns on a laptop.
 """
@@ -41,12 +47,13 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from mailer.db import Database
+from mailer.db import Database, is_transient
 from mailer.errors import ConfigError, DeliveryError, MailerError
 from mailer.models import Campaign, Delivery, WorkerRow, utcnow
 from mailer.sending.chores import Chore, run_due_chores
 from mailer.sending.control import sending_campaigns, start_due
 from mailer.sending.engine import Engine
+from mailer.sending.outage import Outage
 from mailer.sending.queue import renew_leases, worker_name
 from mailer.settings import Settings
 from mailer.transport import Transport
@@ -65,7 +72,9 @@ class WorkerHealth:
     name: str
     host: str
     pid: int
-    state: str  # alive, stopped, lost (no heartbeat for a while: killed, or its machine is gone)
+    # alive; stopped (a clean stop); lost (died of an error, or no heartbeat for a while: killed, or
+    # its machine is gone)
+    state: str
     campaign: str
     holding: int  # deliveries it has claimed and not yet recorded
     sent: int
@@ -116,7 +125,10 @@ def worker_health(
     out = []
     for r in rows:
         age = (now - r.heartbeat_at).total_seconds()
-        state = "stopped" if r.state == "stopped" else ("alive" if age <= limit else "lost")
+        if r.state == "stopped":
+            state = "stopped"  # only a clean stop writes it
+        else:
+            state = "alive" if r.state == "running" and age <= limit else "lost"
         out.append(
             WorkerHealth(
                 name=r.name,
@@ -205,6 +217,7 @@ class Worker:
         self.stopping = ""
         self._wake: asyncio.Event | None = None
         self._started = time.monotonic()
+        self.outage = Outage(f"worker {self.name}", self.say)
 
     # -- control ------------------------------------------------------------------------------------
     def stop(self, reason: str) -> None:
@@ -221,6 +234,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._register()
         self._started = time.monotonic()
+        clean = False
         try:
             transport = self.transport or shared_transport(
                 self.settings, self.db, concurrency=self.concurrency
@@ -233,47 +247,72 @@ class Worker:
                     beat.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await beat
+            clean = True
         finally:
-            self._write_row(state="stopped", campaign="", rate=0.0)
+            # Only a clean stop says "stopped"; a worker dying of an error says "lost" if it can.
+            try:
+                self._write_row(state="stopped" if clean else "lost", campaign="", rate=0.0)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("worker %s could not write that it stopped: the database is away", self.name)
         return self.summary()
 
     async def _loop(self, transport: Transport) -> None:
         while not self.stopping:
-            for slug in start_due(self.db):
-                self.say(f"started scheduled campaign {slug}")
-            if self.chores:
-                for line in await run_due_chores(
-                    self.db, self.settings, self.chores, worker=self.name, transport=transport
-                ):
-                    self.say(line)
-            progressed = False
-            for _campaign_id, slug in sending_campaigns(self.db):
-                if self.stopping:
-                    break
-                engine = self._engine(slug)
-                if engine is None:
-                    continue
-                before = self._done(engine)
-                self.current = engine
-                try:
-                    await engine.run(transport)
-                finally:
-                    self.current = None
-                if self._done(engine) > before:
-                    progressed = True
-                    self._write_row(state="running", campaign=slug, holding=0)
-                    self.say(
-                        f"{slug}: sent {engine.summary.sent}, failed {engine.summary.failed} by this worker"
-                        + (f" ({engine.summary.stopped_because})" if engine.summary.stopped_because else "")
-                    )
+            try:
+                progressed = await self._round(transport)
+                self.outage.back()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                await self.outage.wait(exc, lambda: bool(self.stopping))
+                continue
             if not progressed and not self.stopping:
                 await self._idle(self.poll)
+
+    async def _round(self, transport: Transport) -> bool:
+        """Start what is due, run the chores due, and send what is sending; whether anything was sent."""
+        for slug in start_due(self.db):
+            self.say(f"started scheduled campaign {slug}")
+        if self.chores:
+            for line in await run_due_chores(
+                self.db, self.settings, self.chores, worker=self.name, transport=transport
+            ):
+                self.say(line)
+        progressed = False
+        for _campaign_id, slug in sending_campaigns(self.db):
+            if self.stopping:
+                break
+            engine = self._engine(slug)
+            if engine is None:
+                continue
+            before = self._done(engine)
+            self.current = engine
+            try:
+                await engine.run(transport)
+            finally:
+                self.current = None
+            if self._done(engine) > before:
+                progressed = True
+                self._write_row(state="running", campaign=slug, holding=0)
+                self.say(
+                    f"{slug}: sent {engine.summary.sent}, failed {engine.summary.failed} by this worker"
+                    + (f" ({engine.summary.stopped_because})" if engine.summary.stopped_because else "")
+                )
+        return progressed
 
     def _engine(self, slug: str) -> Engine | None:
         if slug not in self.engines:
             try:
                 self.engines[slug] = Engine(
-                    self.db, self.settings, slug, worker=self.name, batch_size=self.batch_size, shared=True
+                    self.db,
+                    self.settings,
+                    slug,
+                    worker=self.name,
+                    batch_size=self.batch_size,
+                    shared=True,
+                    outage=self.outage,
                 )
             except MailerError as exc:
                 self.say(f"{slug}: cannot send it from this worker: {exc}")
@@ -359,5 +398,8 @@ class Worker:
                 self._write_row(
                     state="running", campaign=engine.slug if engine else "", holding=holding, rate=rate
                 )
-            except Exception:  # the database may be briefly away: keep going, try again
-                log.exception("worker %s could not write its heartbeat", self.name)
+            except Exception as exc:  # the database away: said once by the outage; try again next beat
+                if not is_transient(exc):
+                    log.exception("worker %s could not write its heartbeat", self.name)
+                    continue
+                self.outage.failed(exc)

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from mailer.db import Database
+from mailer.db import Database, is_transient
 from mailer.models import RateBucket
 from mailer.settings import Settings
 from mailer.transport import Transport, open_transport
@@ -32,6 +32,7 @@ from mailer.transport.limits import RateLimiter
 from mailer.transport.smtp import SmtpPool, parse_relay
 
 BLOCK_SECONDS = 0.1  # a process takes about this many seconds' worth of a relay's rate at a time
+AWAY_WAIT = 0.5  # while the database is away, a connection waiting for tokens asks again this often
 
 
 @dataclass(frozen=True)
@@ -138,9 +139,14 @@ class SharedRateLimiter(RateLimiter):
             self._lock = asyncio.Lock()
         async with self._lock:
             while self.tokens < 1:
-                got, wait = await asyncio.to_thread(
-                    take_tokens, self.db, self.buckets, self.block, self.least
-                )
+                try:
+                    got, wait = await asyncio.to_thread(
+                        take_tokens, self.db, self.buckets, self.block, self.least
+                    )
+                except Exception as exc:  # the database away: wait for it, as the sender does
+                    if not is_transient(exc):
+                        raise
+                    got, wait = 0, AWAY_WAIT
                 self.tokens += got
                 self.granted += got
                 if not got:

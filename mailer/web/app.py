@@ -170,7 +170,7 @@ def create_app(
         shape=shape,
         db=db,
         writer=writer,
-        pages=Pages(settings, csrf),
+        pages=Pages(settings, csrf, list(shape.networks.values())),
         csrf=csrf,
         limits=limits or Limits.from_settings(settings),
         send_mail=send_mail or relay_sender(settings),

@@ -1,7 +1,8 @@
 """The sign-up confirmation token: a pending sign-up carried, encrypted, in the confirmation link.
 
 Double opt-in without a table of pending sign-ups: ``/subscribe`` seals what the person entered
-(address, name, region, postcode, interests, the consent wording they were shown) into a token and
+(address, name, region, postcode, interests, the consent wording they were shown, the network it is
+to and the form it came from) into a token and
 mails the link ``/confirm/TOKEN`` to the address; nothing is stored until they confirm from it.
 
 The token is a Fernet token (AES-128-CBC + HMAC-SHA256, from ``cryptography``): authenticated, so it
@@ -50,6 +51,8 @@ def seal(data: SignupData, *, keys: list[str]) -> str:
         "p": data.postcode,
         "i": list(data.interests),
         "w": data.wording,
+        "k": data.network,
+        "f": data.form,
     }
     packed = zlib.compress(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), 9)
     token = _fernet(keys).encrypt_at_time(packed, int(data.issued_at.timestamp()))
@@ -75,6 +78,8 @@ def unseal(
             interests=tuple(str(i) for i in body["i"]),
             wording=str(body["w"]),
             issued_at=datetime.fromtimestamp(issued, UTC),
+            network=str(body.get("k", "")),
+            form=str(body.get("f", "page")),
         )
     except (InvalidToken, UnicodeError, ValueError, KeyError, TypeError, zlib.error) as exc:
         raise tokens.InvalidToken(f"confirmation token: {type(exc).__name__}") from None

@@ -20,8 +20,11 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid
 from typing import TYPE_CHECKING, Any
 
+from mailer import tokens
 from mailer.audience.networks import Network, default_network
 from mailer.errors import RenderError, TransportError
+from mailer.identity import Identity
+from mailer.message.template import list_id
 from mailer.settings import Settings
 from mailer.tokens import bounce_address
 from mailer.transport import data_payload, open_transport
@@ -38,10 +41,17 @@ def system_mail(
     *,
     to: str,
     network: Network | None = None,
+    unsubscribe_token: str | None = None,
     **context: Any,
 ) -> EmailMessage:
     """The message of ``web/mail/<template>`` for ``to``, From ``network`` (the workspace's default
-    network when None), auto-generated.
+    network when None), auto-generated. Every one ends with the network's identity and privacy
+    notice (``web/mail/_footer.txt``).
+
+    ``unsubscribe_token`` (a signed ``unsubscribe`` token of the member) marks a marketing mail,
+    the welcome: it gets the network's List-Id and, like campaign mail, List-Unsubscribe (https and
+    mailto) with List-Unsubscribe-Post (RFC 8058 one-click). Transactional mails (the sign-up
+    confirmation, links asked for) have none: they go to whoever asked, member or not.
 
     Whatever a stranger typed into a form (a name) never goes into these mails: anyone can ask for
     one to any address, so they carry only the organisation's own words and the link.
@@ -60,8 +70,20 @@ def system_mail(
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain=settings.list_domain)
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
+    if unsubscribe_token is not None:
+        _list_headers(msg, settings, network, unsubscribe_token)
     msg.set_content(body.strip("\n") + "\n")
     return msg
+
+
+def _list_headers(msg: EmailMessage, settings: Settings, network: Network, token: str) -> None:
+    """A marketing system mail's list headers, as campaign mail has them (``message/reference.py``)."""
+    domain = settings.list_domain.strip()
+    identity = Identity(network)
+    url = tokens.link(settings.base_url, "unsubscribe", token)
+    msg["List-Id"] = f"{identity.list_name} <{list_id(identity.list_name, identity.list_slug, domain)}>"
+    msg["List-Unsubscribe"] = f"<{url}>, <mailto:{tokens.mailto_address(token, domain)}>"
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
 
 
 def relay_sender(settings: Settings, *, timeout: float = 30.0) -> SendMail:

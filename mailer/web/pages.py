@@ -6,13 +6,15 @@ A workspace overrides a page by putting a template of the same name in its own
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from mailer.audience.networks import Network, default_network
+from mailer.audience.networks import Network, default_network, privacy_url
 from mailer.forms import FormRefused
 from mailer.render import template_loader
 from mailer.settings import Settings
@@ -28,12 +30,23 @@ PAGE_HEADERS = {
 }
 
 
+@dataclass(frozen=True)
+class Speaker:
+    """Who a page is from, for its footer: a network and the address of its privacy notice."""
+
+    network: Network
+    privacy_url: str
+
+
 class Pages:
     """The page templates and what every page gets (the organisation, the base URL)."""
 
-    def __init__(self, settings: Settings, csrf: Csrf) -> None:
+    def __init__(self, settings: Settings, csrf: Csrf, networks: Sequence[Network] = ()) -> None:
+        """``networks``: the workspace's declared networks (``Shape.networks``), for the footer of a
+        page that speaks for the whole organisation rather than one network."""
         self.settings = settings
         self.csrf = csrf
+        self.networks = tuple(networks)
         self.env = jinja2.Environment(
             loader=template_loader(settings),
             autoescape=jinja2.select_autoescape(["html", "xml", "j2"], default_for_string=True),
@@ -45,12 +58,18 @@ class Pages:
     def text(self, template: str, *, network: Network | None = None, **context: Any) -> str:
         """Render ``web/<template>`` with ``context`` plus the common values: ``network`` (who the
         page or mail speaks as; the workspace's default network when None), ``organisation`` (its
-        heading) and ``base_url``."""
+        heading), ``base_url``, ``privacy_url`` (its privacy notice, ``networks.privacy_url``:
+        every system mail links to it) and ``identities`` (the footer's: the page's network, or,
+        for a page of the whole organisation, each declared network, with its privacy notice)."""
+        identities = list(self.networks) if network is None and self.networks else []
         network = network or default_network(self.settings)
+        identities = identities or [network]
         values = {
             "network": network,
             "organisation": network.title,
             "base_url": self.settings.base_url.rstrip("/"),
+            "privacy_url": privacy_url(network, self.settings),
+            "identities": [Speaker(n, privacy_url(n, self.settings)) for n in identities],
             **context,
         }
         return self.env.get_template(f"web/{template}").render(values)

@@ -1,7 +1,9 @@
 """Sign-up with double opt-in: ``/subscribe`` (and an embeddable form), ``/confirm/{token}``.
 
 1. ``POST /subscribe`` checks the form (``consent.SignupForm``: name, email, region or postcode,
-   interests, the consent box with the wording from ``Settings.consent_wording``; a refused form
+   interests, the consent box with the wording of the network the form is for, or of each network
+   on the organisation's form, each beside its privacy notice (``networks.consent_text``,
+   ``networks.privacy_url``); a refused form
    comes back with a message by field, ``Pages.refused``), then mails the address: a confirmation link
    for a new (or unsubscribed) address, or "you are already subscribed; manage your preferences
    here" for a current member (``already_subscribed``). The page says the same in every
@@ -9,8 +11,11 @@
    pending sign-up travels, encrypted, in the confirmation link (``mailer.web.confirmation``).
 2. ``GET /confirm/{token}`` shows what will be saved and a button; it changes nothing.
 3. ``POST /confirm/{token}`` (with a CSRF value) has ``confirm_signup`` create or update the
-   member and append a ``subscribe`` event to the consent log with the time, source "signup" and the
-   wording shown.
+   member and append a ``subscribe`` event to the consent log with the time, source "signup", the
+   wording of the region's network (``consent.for_network``) and its version, the network and the
+   form (``page`` or ``embed``, ``:<network>`` for a network's own). A sign-up is consent to that
+   network only: a member it makes mailable gets no other network's mail until they tick it on
+   their preferences page (``confirm_signup``'s ``others``).
 
 A suppressed address can come back only this way (``mailer.audience.consent``), and only for a
 confirmation link issued after the suppression.
@@ -38,6 +43,7 @@ postcode leads to one. Without networks.toml every region is offered, as before.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -54,11 +60,12 @@ from mailer.audience.consent import (
     already_subscribed,
     check_signup,
     confirm_signup,
+    for_network,
     mailbox_key,
     signup_regions,
     signup_shown,
 )
-from mailer.audience.networks import Network, networks_of
+from mailer.audience.networks import Network, consent_text, networks_of, privacy_url
 from mailer.errors import MailerError, TransportError
 from mailer.forms import FormRefused
 from mailer.limits import hashed_key
@@ -102,6 +109,22 @@ def _region_groups(w: Web, network: Network | None) -> list[tuple[str, list[tupl
     return groups
 
 
+@dataclass(frozen=True)
+class Terms:
+    """What the consent box of a form agrees to for one network: its wording and privacy notice."""
+
+    network: Network
+    wording: str
+    privacy_url: str
+
+
+def _terms(w: Web, network: Network | None) -> list[Terms]:
+    """The consent wording and privacy notice of the network a form is for, or of each network
+    when it is the whole organisation's form (one sign-up joins the network of the region chosen)."""
+    chosen = [network] if network is not None else networks_of(w.shape, w.settings)
+    return [Terms(n, consent_text(n, w.settings), privacy_url(n, w.settings)) for n in chosen]
+
+
 def _form_page(
     w: Web,
     request: Request,
@@ -123,7 +146,7 @@ def _form_page(
         "action": "/subscribe" + (f"?network={network.slug}" if network is not None else ""),
         "groups": _region_groups(w, network),
         "interests": [w.shape.interests[s] for s in w.shape.interests],
-        "wording": w.settings.consent_wording,
+        "terms": _terms(w, network),
         "values": {
             "email": values.get("email", ""),
             "name": values.get("name", ""),
@@ -131,6 +154,7 @@ def _form_page(
             "postcode": values.get("postcode", ""),
             "interests": values.get("interests", []),
             "consent": values.get("consent", False),
+            "form": values.get("form", "page"),
         },
         "errors": {},
         "notice": notice,
@@ -162,11 +186,7 @@ async def embed_page(request: Request) -> Response:
     network = form_network(w, request)
     scope = f"?network={network.slug}" if network is not None else ""
     snippet = w.pages.text(
-        "embed_snippet.html",
-        honeypot=HONEYPOT,
-        wording=w.settings.consent_wording,
-        scope=scope,
-        network=network,
+        "embed_snippet.html", honeypot=HONEYPOT, terms=_terms(w, network), scope=scope, network=network
     )
     return w.pages.page(request, "embed.html", {"snippet": snippet}, network=network)
 
@@ -198,11 +218,11 @@ async def subscribe(request: Request) -> Response:
         return _form_page(w, request, shown, status=403, notice=notice)
     try:
         offered = signup_regions(w.shape, form_of)
-        now, wording = w.clock(), w.settings.consent_wording
-        data = check_signup(fields, w.shape, wording=wording, now=now, offered=offered)
+        data = check_signup(fields, w.shape, wording="", now=w.clock(), offered=offered, scope=form_of)
     except FormRefused as refused:
         return _form_page(w, request, shown, refused=refused)
     network = network_of_member(w.shape, w.settings, data.region)  # the region decides
+    data = for_network(data, network, w.settings)  # its wording, the one its form showed
     if text(form, HONEYPOT, 1000):
         return _check_inbox(w, request, network)  # a bot: the usual answer, and no mail
     mailbox = hashed_key("mailbox", mailbox_key(data.email))
@@ -288,7 +308,8 @@ async def confirm(request: Request) -> Response:
         return w.pages.form_expired(request)
     try:
         joined = network.slug if network is not None and w.shape.networks else ""
-        done = await w.write(lambda s: confirm_signup(s, data, network=joined))
+        others = [slug for slug in w.shape.networks if slug != joined]
+        done = await w.write(lambda s: confirm_signup(s, data, network=joined, others=others))
     except StaleConfirmation:
         return w.pages.message(
             request,

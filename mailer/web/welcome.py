@@ -16,6 +16,10 @@ never to a member an import only updated.
   issues whose audience reaches the region, events of the region or a region above it, not over
   yet), the first ``NEXT_EVENTS``, each with its "add to calendar" link.
 - **The preferences link** is a signed ``preferences`` token, as in every other system mail.
+- **It is marketing mail**, so it carries what campaign mail does: the network's postal address,
+  charity line and privacy notice (``web/mail/_footer.txt``), a List-Id and List-Unsubscribe (https
+  and mailto) with One-Click (``system_mail``'s ``unsubscribe_token``). The token names no
+  campaign, so its unsubscribe stops all mail, as a link of no campaign does.
 
 A welcome is a courtesy: if it cannot be built or sent, the confirmation stands (the caller logs
 it), and an import reports how many were not sent.
@@ -79,6 +83,8 @@ class Welcome:
     events: tuple[NextEvent, ...]
     preferences_url: str
     calendar_feed: str
+    unsubscribe_token: str = ""
+    """A signed ``unsubscribe`` token: the welcome is marketing mail, with List-Unsubscribe."""
 
     @property
     def text(self) -> str:
@@ -144,6 +150,7 @@ def welcome_for(
         )
     known = region if region is not None and region in shape.regions else None
     token = tokens.sign("preferences", member_id, keys=settings.secrets)
+    leave = tokens.sign("unsubscribe", member_id, keys=settings.secrets)
     base = settings.base_url.rstrip("/")
     return Welcome(
         network=network_of_member(shape, settings, known),
@@ -153,6 +160,7 @@ def welcome_for(
         events=tuple(next_events(issues, shape, settings, known, today)),
         preferences_url=tokens.link(settings.base_url, "preferences", token),
         calendar_feed=f"{base}/calendar/{known}.ics" if known else f"{base}/calendar/",
+        unsubscribe_token=leave,
     )
 
 
@@ -184,6 +192,10 @@ def render_welcome(
         to=to,
         greeting=greeting_for(first_name, settings.greeting, settings.greeting_without_name),
         network=welcome.network,
+        unsubscribe_token=welcome.unsubscribe_token or None,
+        unsubscribe_url=tokens.link(settings.base_url, "unsubscribe", welcome.unsubscribe_token)
+        if welcome.unsubscribe_token
+        else "",
         welcome=welcome,
         welcome_text=welcome.text,
         group=welcome.group,

@@ -150,6 +150,8 @@ def desk_forms(site: Desk) -> dict[str, dict[str, str]]:
         },
         "/desk/people/remove-role": {"role_id": "999"},
         "/desk/people/revoke": {"user_id": str(site.ids["cat@example.org"])},
+        "/desk/replies/unsubscribe": {"request_id": "999"},
+        "/desk/replies/dismiss": {"request_id": "999"},
         "/desk/sign-out": {},
         "/desk/notifications": {"on": "sent"},
         "/desk/password": {
@@ -258,7 +260,12 @@ def test_hostile_row_ids(site: Desk, client: TestClient) -> None:
         "2.0",
         "\u0000",
     ]:
-        for path, name in (("/desk/people/remove-role", "role_id"), ("/desk/people/revoke", "user_id")):
+        for path, name in (
+            ("/desk/people/remove-role", "role_id"),
+            ("/desk/people/revoke", "user_id"),
+            ("/desk/replies/unsubscribe", "request_id"),
+            ("/desk/replies/dismiss", "request_id"),
+        ):
             response = client.post(path, data={"csrf": csrf, name: value})
             assert response.status_code == 400, (path, value, response.status_code)
     with site.db.session() as s:

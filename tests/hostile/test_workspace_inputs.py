@@ -40,6 +40,13 @@ INIT_CASES = {
     "an empty name": ("--name", "   ", "the network needs a name"),
     "a list domain that is not one": ("--list-domain", "-lists-.cen..org", "is not a domain name"),
     "a list domain with a path": ("--list-domain", "lists.cen.org/x", "is not a domain name"),
+    "a javascript: privacy notice": ("--privacy-url", "javascript:alert(1)", "is not an https:// address"),
+    "an http privacy notice": ("--privacy-url", "http://cen.org.uk/privacy", "is not an https:// address"),
+    "a privacy notice closing its attribute": (
+        "--privacy-url",
+        'https://cen.org.uk/"onmouseover="x',
+        "is not an https:// address",
+    ),
 }
 
 

@@ -28,6 +28,7 @@ class DnsTestServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.queries: list[tuple[str, str]] = []
+        self._stopping = False
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
@@ -49,8 +50,12 @@ class DnsTestServer:
         return self
 
     def stop(self) -> None:
-        self.sock.close()
+        # An empty datagram wakes the thread blocked in recvfrom (closing the socket does not).
+        self._stopping = True
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as waker:
+            waker.sendto(b"", ("127.0.0.1", self.port))
         self._thread.join(timeout=2)
+        self.sock.close()
 
     def _answer(self, query: dns.message.Message) -> dns.message.Message:
         response = dns.message.make_response(query)
@@ -74,6 +79,8 @@ class DnsTestServer:
             try:
                 data, peer = self.sock.recvfrom(4096)
             except OSError:
+                return
+            if self._stopping:
                 return
             try:
                 response = self._answer(dns.message.from_wire(data))

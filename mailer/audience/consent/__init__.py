@@ -10,8 +10,10 @@ log (``consent_log``), so the web pages, inbound mail and the CLI apply the same
   sign-up (``SignupData``) or refuses it with a message by field (``mailer.forms.FormRefused``).
   ``already_subscribed`` decides what a sign-up request mails: a current member is told they are
   subscribed; a new or unsubscribed address gets a confirmation link carrying the pending sign-up.
+  ``for_network`` makes it a sign-up to its region's network, agreeing to that network's wording.
   ``confirm_signup`` creates or updates the member when the link comes back and logs a
-  ``subscribe`` event (source "signup", the wording shown).
+  ``subscribe`` event (source "signup", the wording shown, its version, the network and the form,
+  ``form_id``); the other networks' mail is not the new member's until they tick it.
   A name with a web or mail address in it, or over 80 characters, is refused
   (``signup_name_problem``); sign-up mails are counted per mailbox (``mailbox_key``: plus-tags and
   Gmail's dots stripped) so that one mailbox's variants cannot be mail-bombed.
@@ -61,6 +63,7 @@ from mailer.audience.consent.preferences import (
     save_preferences,
 )
 from mailer.audience.consent.signup import (
+    SIGNUP_FORMS,
     SIGNUP_NAME_LIMIT,
     Confirmed,
     SignupData,
@@ -69,6 +72,8 @@ from mailer.audience.consent.signup import (
     already_subscribed,
     check_signup,
     confirm_signup,
+    for_network,
+    form_id,
     mailbox_key,
     signup_name_problem,
     signup_regions,
@@ -80,6 +85,7 @@ __all__ = [
     "IMPORT_SOURCE",
     "LEAVE_SOURCES",
     "REJOIN_SOURCES",
+    "SIGNUP_FORMS",
     "SIGNUP_NAME_LIMIT",
     "Confirmed",
     "Left",
@@ -96,6 +102,8 @@ __all__ = [
     "check_signup",
     "confirm_signup",
     "detach_log",
+    "for_network",
+    "form_id",
     "has_left",
     "leave_network",
     "log_imported",

@@ -30,8 +30,12 @@ def log_line(
     campaign: str | None = None,
     detail: str = "",
     wording: str = "",
+    network: str | None = None,
+    form: str | None = None,
+    wording_version: str | None = None,
 ) -> None:
-    """Append one line to the consent log."""
+    """Append one line to the consent log (``network``, ``form``, ``wording_version``: where a
+    sign-up came from and which words it agreed to)."""
     session.add(
         ConsentEvent(
             member_id=member_id,
@@ -42,5 +46,8 @@ def log_line(
             campaign=campaign,
             detail=detail,
             created_at=utcnow(),
+            network=network,
+            form=form,
+            wording_version=wording_version,
         )
     )

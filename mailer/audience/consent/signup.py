@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -17,6 +17,7 @@ from mailer.audience.addresses import address_hash, clean_name, is_mailable, nor
 from mailer.audience.choices import first_word, record_member_choice
 from mailer.audience.consent.log import log_line, stamp
 from mailer.audience.mailable import SUBSCRIBED
+from mailer.audience.networks import consent_text, wording_version
 from mailer.errors import InvalidInput, MailerError
 from mailer.forms import Form, read
 from mailer.models import Interest, Member, NetworkLeave, Region, Suppression, utcnow
@@ -24,6 +25,7 @@ from mailer.models import Interest, Member, NetworkLeave, Region, Suppression, u
 if TYPE_CHECKING:
     from mailer.audience.networks import Network
     from mailer.audience.shape import Shape
+    from mailer.settings import Settings
 
 # ---------------------------------------------------------------------------------------------
 # Sign-up (double opt-in)
@@ -40,6 +42,33 @@ class SignupData:
     interests: tuple[str, ...]
     wording: str
     issued_at: datetime
+    network: str = ""
+    """The network the sign-up is to (its region's; "": not told), whose wording was agreed to."""
+    form: str = "page"
+    """Which form it came from: ``page`` (/subscribe) or ``embed`` (the embeddable snippet), with
+    ``:<network>`` for a network's own form (``form_id``)."""
+
+    @property
+    def wording_version(self) -> str:
+        """The version of the wording agreed to (``networks.wording_version``)."""
+        return wording_version(self.wording)
+
+
+#: The forms a sign-up can come from: the sign-up page, and the snippet other sites embed.
+SIGNUP_FORMS: Final = ("page", "embed")
+
+
+def form_id(form: str, network: Network | None = None) -> str:
+    """The form a sign-up came from, as the consent log records it: ``page`` or ``embed``
+    (anything else is ``page``), with ``:<network slug>`` for a network's own form."""
+    kind = form if form in SIGNUP_FORMS else "page"
+    return f"{kind}:{network.slug}" if network is not None and network.regions else kind
+
+
+def for_network(data: SignupData, network: Network, settings: Settings) -> SignupData:
+    """``data`` as a sign-up to ``network`` (its region's): that network's consent wording
+    (``networks.consent_text``, naming it and its charity), and its slug."""
+    return replace(data, network=network.slug, wording=consent_text(network, settings))
 
 
 #: The longest name a sign-up may give: it greets the member in every mail.
@@ -136,6 +165,13 @@ class SignupForm(Form):
     """As posted, the region chosen from the list; as checked, the member's region."""
     interests: tuple[str, ...] = ()
     consent: bool = False
+    form: str = "page"
+    """Which form it was posted from (``SIGNUP_FORMS``); anything else is read as the page."""
+
+    @field_validator("form", mode="before")
+    @classmethod
+    def _form(cls, value: object) -> str:
+        return value if isinstance(value, str) and value in SIGNUP_FORMS else "page"
 
     @field_validator("email")
     @classmethod
@@ -205,8 +241,9 @@ class SignupForm(Form):
             return True
         raise ValueError("Tick the box to agree to receive our emails.")
 
-    def signup(self, *, wording: str, now: datetime) -> SignupData:
-        """The sign-up to seal into the confirmation link: agreed to ``wording`` at ``now``."""
+    def signup(self, *, wording: str, now: datetime, scope: Network | None = None) -> SignupData:
+        """The sign-up to seal into the confirmation link: agreed to ``wording`` at ``now``, from
+        this form (of ``scope``'s, a network's own form, if given)."""
         return SignupData(
             email=self.email,
             name=self.name,
@@ -215,6 +252,7 @@ class SignupForm(Form):
             interests=self.interests,
             wording=wording,
             issued_at=now,
+            form=form_id(self.form, scope),
         )
 
 
@@ -225,12 +263,15 @@ def check_signup(
     wording: str,
     now: datetime,
     offered: Collection[str] | None = None,
+    scope: Network | None = None,
 ) -> SignupData:
     """The sign-up ``posted`` asks for (``SignupForm``, with ``shape`` and ``offered`` as its
-    context), agreed to ``wording`` at ``now``; ``FormRefused`` with a message by field and the
-    values as posted when any field is wrong."""
+    context), agreed to ``wording`` at ``now`` on a form of ``scope`` (a network's own form) or
+    none; ``FormRefused`` with a message by field and the values as posted when any field is
+    wrong. ``for_network`` then makes it a sign-up to its region's network, with that wording."""
     context: dict[str, Any] = {"shape": shape, "offered": offered}
-    return read(SignupForm, posted, context=context).checked().signup(wording=wording, now=now)
+    checked = read(SignupForm, posted, context=context).checked()
+    return checked.signup(wording=wording, now=now, scope=scope)
 
 
 def signup_shown(values: Mapping[str, object], shape: Shape) -> dict[str, object]:
@@ -246,6 +287,7 @@ def signup_shown(values: Mapping[str, object], shape: Shape) -> dict[str, object
         "postcode": code if _POSTCODE.fullmatch(code) else "",
         "interests": [i for i in interests if i in shape.interests] if isinstance(interests, list) else [],
         "consent": values.get("consent") == "yes",
+        "form": form_id(str(values.get("form", ""))),
     }
 
 
@@ -294,12 +336,21 @@ def _resubscribe_confirmed(
     return True
 
 
-def confirm_signup(session: Session, data: SignupData, *, network: str = "") -> Confirmed:
-    """Create or update the member of a confirmed sign-up and log the consent.
+def confirm_signup(
+    session: Session, data: SignupData, *, network: str = "", others: Collection[str] = ()
+) -> Confirmed:
+    """Create or update the member of a confirmed sign-up and log the consent: the ``subscribe``
+    line records the wording agreed to and its version, the network, the form and when it was
+    asked for.
 
     ``network``: the network the sign-up was for (its region's, from the signed confirmation link):
     a member who had left that network's mail rejoins it (a ``join-network`` line, source "signup"),
     since they asked for it again and proved the address. Other networks they left stay left.
+
+    ``others``: the workspace's other networks. A sign-up is consent to one network's mail, so a
+    member it makes mailable (new, not opted in, or suppressed until now) gets none of theirs: a
+    ``network_leaves`` row for each (a ``leave-network`` line, source "signup", "not chosen at
+    sign-up"), which their preferences page shows unticked and lets them tick.
 
     Raises ``StaleConfirmation`` when the address was suppressed after the link was issued (an old
     link must not undo a later unsubscribe). Confirming twice is harmless: the member is updated to
@@ -317,6 +368,7 @@ def confirm_signup(session: Session, data: SignupData, *, network: str = "") -> 
         region_id = session.scalar(select(Region.id).where(Region.slug == data.region))
     member = session.scalar(select(Member).where(Member.address_hash == digest))
     created = member is None
+    mailable_before = member is not None and member.status == SUBSCRIBED and held is None
     if member is None:
         member = Member(
             email=data.email,
@@ -348,13 +400,27 @@ def confirm_signup(session: Session, data: SignupData, *, network: str = "") -> 
         )
     detail = (
         f"double opt-in: requested {stamp(data.issued_at)}, confirmed from the link mailed to the "
-        f"address; region {data.region or '-'}; interests {', '.join(data.interests) or '-'}"
+        f"address; region {data.region or '-'}; interests {', '.join(data.interests) or '-'}; "
+        f"network {data.network or network or '-'}; form {data.form}; wording {data.wording_version}"
     )
-    log_line(session, member.id, digest, "subscribe", "signup", wording=data.wording, detail=detail)
+    log_line(
+        session,
+        member.id,
+        digest,
+        "subscribe",
+        "signup",
+        wording=data.wording,
+        detail=detail,
+        network=data.network or network or None,
+        form=data.form,
+        wording_version=data.wording_version,
+    )
     # They chose these themselves: subscribed (whatever an import said), and the rest as given.
     member.status, member.status_source, member.status_at = SUBSCRIBED, "signup", utcnow()
     chosen = ["status", "interests", *(["name"] if data.name else []), *(["region"] if region_id else [])]
     record_member_choice(session, member.id, chosen, source="signup")
+    if not mailable_before:
+        _not_chosen(session, member.id, digest, [n for n in others if n != network], network)
     if network:
         left = delete(NetworkLeave).where(
             NetworkLeave.member_id == member.id, NetworkLeave.network == network
@@ -364,3 +430,19 @@ def confirm_signup(session: Session, data: SignupData, *, network: str = "") -> 
             log_line(session, member.id, digest, "join-network", "signup", detail=detail)
     session.flush()
     return Confirmed(member.id, created, resubscribed)
+
+
+def _not_chosen(session: Session, member_id: int, digest: str, others: list[str], chosen: str) -> None:
+    """Mark ``others``, the networks a sign-up to ``chosen`` did not name, as not the member's
+    (``network_leaves`` rows, source "signup"), each logged; those already left stay as they are."""
+    had = set(session.scalars(select(NetworkLeave.network).where(NetworkLeave.member_id == member_id)))
+    for other in others:
+        if other in had:
+            continue
+        session.add(
+            NetworkLeave(
+                member_id=member_id, network=other, source="signup", campaign=None, created_at=utcnow()
+            )
+        )
+        detail = f"network {other}; not chosen at sign-up (the sign-up was to {chosen or '-'})"
+        log_line(session, member_id, digest, "leave-network", "signup", detail=detail)

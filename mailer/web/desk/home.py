@@ -7,6 +7,9 @@
   everywhere, and the latest lines of the audit log.
 - ``POST /desk/people/add``, ``/desk/people/remove-role``, ``/desk/people/revoke`` (CSRF): those
   actions, each written to the audit log. An admin of one network acts in that network only.
+- The home shows an admin the replies asking to leave that wait for a person in their networks
+  (``mailer.desk.replies``), each with "Unsubscribe them" and "Not a request":
+  ``POST /desk/replies/unsubscribe`` and ``/desk/replies/dismiss`` (CSRF), recording who did it.
 
 A page for someone not signed in sends them to ``/desk/sign-in``; a POST gets 403.
 """
@@ -24,11 +27,12 @@ from starlette.routing import Route
 
 from mailer.audience.networks import Network, networks_of
 from mailer.desk import forms as desk_forms
-from mailer.desk import notifications, passwords, people
+from mailer.desk import notifications, passwords, people, replies
 from mailer.desk.people import Person, Role
 from mailer.desk.waiting import waiting_for
 from mailer.errors import MailerError
 from mailer.forms import FormRefused
+from mailer.inbound.requests import LeaveRequest
 from mailer.web.context import Web, web
 from mailer.web.desk.common import (
     Signed,
@@ -69,6 +73,8 @@ NOTICES = {
     "password-removed": "Your password is removed: you sign in with a link by email.",
     "notifications": "Your choice of emails is saved.",
     "added-no-role": "The person is added, with no role yet: give them one below when you are ready.",
+    "reply-unsubscribe": "They are unsubscribed, and it is recorded that you did it.",
+    "reply-dismiss": "The reply is set aside as not a request to leave.",
 }
 
 
@@ -103,6 +109,25 @@ def _network_of_key(w: Web, key: str) -> Network:
     return found[0] if found else networks_of(w.shape, w.settings)[0]
 
 
+def _leave_rows(w: Web, waiting: list[LeaveRequest]) -> list[dict[str, object]]:
+    """The replies asking to leave, in words for the page."""
+    rows: list[dict[str, object]] = []
+    for r in waiting:
+        rows.append(
+            {
+                "id": r.id,
+                "who": r.member_name or r.address or "someone with no address",
+                "address": r.address if r.member_name else "",
+                "member": r.member_id is not None,
+                "network": people.network_label(w.shape, w.settings, r.network) if w.shape.networks else "",
+                "subject": r.subject,
+                "asked": r.asked,
+                "received": f"{r.received_at.astimezone(w.settings.zone):%-d %B %Y at %H:%M}",
+            }
+        )
+    return rows
+
+
 @desk_page
 async def home(request: Request, signed: Signed) -> Response:
     w = web(request)
@@ -112,6 +137,9 @@ async def home(request: Request, signed: Signed) -> Response:
         lambda s: (waiting_for(s, person, slugs), notifications.turned_off(s, person.id))
     )
     names = {key: people.network_label(w.shape, w.settings, key) for key in slugs}
+    leaving: list[LeaveRequest] = []
+    if person.is_admin:
+        leaving = await w.read(lambda s: replies.waiting(s, person, w.shape))
     return page(
         request,
         "home.html",
@@ -122,6 +150,7 @@ async def home(request: Request, signed: Signed) -> Response:
             "kinds": [(kind, words, kind not in off) for kind, words in notifications.KINDS.items()],
             "notice": NOTICES.get(request.query_params.get("done", ""), ""),
             "min_password": passwords.MIN_LENGTH,
+            "leaving": _leave_rows(w, leaving),
         },
         signed=signed,
     )
@@ -136,6 +165,38 @@ async def choose_notifications(request: Request, form: FormData, signed: Signed)
     now = w.clock()
     await w.write(lambda s: notifications.choose(s, signed.person.id, off, now=now))
     return redirect("/desk/?done=notifications#notifications")
+
+
+async def _decide_reply(request: Request, form: FormData, signed: Signed, decision: str) -> Response:
+    w = web(request)
+    request_id = _row_id(text(form, "request_id", 20))
+    now = w.clock()
+    outcome = (
+        "missing"
+        if request_id is None
+        else await w.write(lambda s: replies.decide(s, w.shape, signed.person, request_id, decision, now=now))
+    )
+    if outcome == "forbidden":
+        return forbidden(request, signed)
+    if outcome != "done":
+        words = {
+            "nobody": "No member has this address, so there is nobody to unsubscribe: "
+            "choose \u201cNot a request\u201d.",
+        }.get(outcome, "That reply is not waiting any more: someone has dealt with it already.")
+        return message(
+            request, "Nothing changed", words, signed=signed, status=400, link=("/desk/", "Back to your desk")
+        )
+    return redirect(f"/desk/?done=reply-{decision}")
+
+
+@admin_form
+async def reply_unsubscribe(request: Request, form: FormData, signed: Signed) -> Response:
+    return await _decide_reply(request, form, signed, "unsubscribe")
+
+
+@admin_form
+async def reply_dismiss(request: Request, form: FormData, signed: Signed) -> Response:
+    return await _decide_reply(request, form, signed, "dismiss")
 
 
 @desk_page
@@ -343,4 +404,6 @@ routes = [
     Route("/desk/people/add", add_person, methods=["POST"]),
     Route("/desk/people/remove-role", remove_role, methods=["POST"]),
     Route("/desk/people/revoke", revoke, methods=["POST"]),
+    Route("/desk/replies/unsubscribe", reply_unsubscribe, methods=["POST"]),
+    Route("/desk/replies/dismiss", reply_dismiss, methods=["POST"]),
 ]

@@ -593,6 +593,7 @@ def test_compose_and_preview_pages_in_a_browser(
         image.get_by_label("Width").fill("480")
         page.get_by_role("button", name="Save").first.click()
         page.get_by_text("Saved.").wait_for()
+        page.locator("section.item summary").first.click()
         assert links.get_by_label("Link 1: text").input_value() == "Book your ticket"
         assert image.get_by_label("Width").input_value() == "480"
         page.goto(configured.base_url + f"/desk/issues/{CE}/preview")

@@ -349,6 +349,11 @@ async def _render_issue(
         "interests": ", ".join(w.shape.interests),
         "script": assets.url("desk/issue_edit.js"),
         "reach": reach,
+        "open_items": {  # the items folded open: those with a problem shown at one of their fields
+            i.anchor
+            for i in (form.items if form else [])
+            if any(k == i.anchor or k.startswith(i.anchor + "-") for k in placed.at)
+        },
     }
     headers = {"Content-Security-Policy": EDIT_POLICY}
     return page(

@@ -20,6 +20,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from starlette.types import Message
 
 from mailer.desk import images, issuefile, issueform, pickers
 from mailer.desk import issues as issues_
@@ -64,13 +65,29 @@ async def live_preview(request: Request, form: FormData, signed: Signed) -> Resp
 
 
 async def read_upload(request: Request) -> FormData:
-    """An upload's form: multipart, one file of at most ``images.MAX_BYTES``, a few small fields."""
+    """An upload's form: multipart, one file, a few small fields, the whole body at most
+    ``MAX_UPLOAD`` bytes (read as it arrives, so a body sent without its length is cut off too).
+    Anything else: no fields, so no CSRF value (403, nothing changed)."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_UPLOAD:
         return FormData()
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_UPLOAD:
+            return FormData()
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
     try:
-        return await request.form(max_files=1, max_fields=10, max_part_size=MAX_UPLOAD)
-    except Exception:  # a malformed or oversized body: no fields, so no CSRF value (403)
+        return await Request(request.scope, replay).form(max_files=1, max_fields=10, max_part_size=64 * 1024)
+    except Exception:  # a malformed body: no fields
         return FormData()
 
 

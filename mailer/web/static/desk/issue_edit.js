@@ -188,6 +188,24 @@
     });
   });
 
+  // A photo too large is said before it is sent (the server refuses it anyway).
+  document.querySelectorAll("input[type=file]").forEach(function (input) {
+    input.addEventListener("change", function () {
+      var file = input.files && input.files[0];
+      var said = document.getElementById(input.id + "-size");
+      if (said) said.remove();
+      if (file && file.size > 10 * 1024 * 1024) {
+        var note = document.createElement("span");
+        note.className = "error";
+        note.id = input.id + "-size";
+        note.setAttribute("role", "alert");
+        note.textContent = "This photo is over 10 MB: choose a smaller one.";
+        input.parentNode.insertBefore(note, input);
+        input.value = "";
+      }
+    });
+  });
+
   // The live preview: the unsaved form rendered in the frame beside it.
   var wide = window.matchMedia("(min-width: 80rem)");
   function preview() {

@@ -7,14 +7,17 @@ what ``mailer worker`` and the worker embedded in ``mailer serve`` run, through
 
 from __future__ import annotations
 
+from mailer.events.watch import EVENTS_SYNC
 from mailer.inbound.chores import READ_REPLIES
+from mailer.rights.retention import PURGE
 from mailer.sending.chores import Chore
 from mailer.settings import Settings
 
 
 def default_chores(settings: Settings) -> list[Chore]:
     """The chores every worker runs, in order."""
-    chores: list[Chore] = []
+    # events kept in step with edited issues; what is past its retention (docs/data.md, Retention)
+    chores: list[Chore] = [EVENTS_SYNC, PURGE]
     if settings.reply_source_list:  # the reply mailboxes (docs/decisions.md, Replies asking to leave)
         chores.append(READ_REPLIES)
     return chores

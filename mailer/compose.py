@@ -128,8 +128,9 @@ def _named(issue: Issue, field: str) -> frozenset[str]:
 
 
 def _is_past(event: Event, today: date) -> bool:
-    """Past once its last day is over: an event over several days shows until it ends."""
-    return event.last_day < today
+    """Past once its last day is over: an event over several days shows until it ends. A cancelled
+    event (``cancelled: true``) is left out like a past one."""
+    return event.last_day < today or event.cancelled
 
 
 def _matches(

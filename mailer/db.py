@@ -42,7 +42,9 @@ from sqlalchemy.orm import sessionmaker
 
 from mailer.errors import ConfigError, DatabaseError
 from mailer.redact import redact, redact_url
-from mailer.settings import DATABASE_URL_FORMS, Settings, check_database_url
+from mailer.secret_key import ADDRESS_KEYS_INFO, AddressKeys
+from mailer.setting_values import DATABASE_URL_FORMS, check_database_url
+from mailer.settings import Settings
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -251,13 +253,23 @@ def reaching(engine: Engine) -> Iterator[None]:
 
 
 def open_database(settings: Settings | str, *, migrate: bool = True) -> Database:
-    """Open the workspace's database, upgrading its schema first if it is behind."""
+    """Open the workspace's database, upgrading its schema first if it is behind. Opened with the
+    workspace's ``settings``, its sessions carry the key of the suppression hash
+    (``mailer.audience.addresses.keys_of``); opened by URL alone they can make no address hash."""
     url = settings if isinstance(settings, str) else settings.sqlalchemy_url
     engine = make_engine(url)
     with reaching(engine):
         if migrate and not up_to_date(engine):
             upgrade(engine)
-    return Database(engine, sessionmaker(engine, expire_on_commit=False))
+    keys = [] if isinstance(settings, str) else settings.address_keys
+    return Database(engine, _sessions(engine, keys))
+
+
+def _sessions(engine: Engine, address_keys: list[str]) -> sessionmaker[Session]:
+    """The session factory; every session's ``info`` holds the address keys (one object per open
+    database, so that the check that members are hashed under the newest key runs once)."""
+    info = {ADDRESS_KEYS_INFO: AddressKeys(address_keys)} if address_keys else {}
+    return sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,10 +291,11 @@ def is_busy(exc: OperationalError) -> bool:
     return any(marker in message for marker in _BUSY)
 
 
-def writer_database(url: str) -> Database:
-    """A Database of its own for short write transactions (the web app's, on SQLite)."""
+def writer_database(url: str, address_keys: list[str] | None = None) -> Database:
+    """A Database of its own for short write transactions (the web app's, on SQLite), its
+    sessions carrying ``address_keys`` (``Settings.address_keys``) as ``open_database``'s do."""
     engine = make_engine(url)
-    return Database(engine, sessionmaker(engine, expire_on_commit=False))
+    return Database(engine, _sessions(engine, address_keys or []))
 
 
 def write(db: Database, work: Callable[[Session], T], *, attempts: int = ATTEMPTS) -> T:

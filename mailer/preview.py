@@ -44,6 +44,7 @@ def sample_values(name: str | None = None, first_name: str | None = None) -> dic
         "greeting": greeting_for(first),
         "unsubscribe_url": "#",
         "preferences_url": "#",
+        "rsvp_token": "",  # an RSVP link without a token opens the event's public page
     }
 
 

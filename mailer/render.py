@@ -34,7 +34,7 @@ from markupsafe import Markup
 from mailer.compose import CalendarEntry, Loaded, Variant
 from mailer.errors import RenderError
 from mailer.identity import COLOURS, Identity, band_colours, default_identity
-from mailer.issue import Alert, Event, Item, Newsletter
+from mailer.issue import Alert, Event, Item, Newsletter, calendar_text
 from mailer.issue.calendar_text import calendar_line, calendar_url, event_uid, place_text, sentence, when_text
 from mailer.settings import Settings
 from mailer.slots import SLOTS
@@ -276,6 +276,9 @@ class EntryView:
     line: str
     uid: str
     add_url: str
+    add_label: str  # "Add Kent speaker meeting to your calendar": names the event (distinct links)
+    rsvp_url: str  # the member's RSVP link (the ``rsvp_token`` slot in it)
+    rsvp_label: str  # "Say if you are coming to Kent speaker meeting"
     booking: LinkView | None
     item_anchor: str | None
 
@@ -462,6 +465,9 @@ class Renderer:
             line=calendar_line(ev, today),
             uid=uid,
             add_url=calendar_url(self.settings.base_url, uid),
+            add_label=f"Add {ev.title} to your calendar",
+            rsvp_url=calendar_text.rsvp_url(self.settings.base_url, uid, SLOTS["rsvp_token"]),
+            rsvp_label=f"Say if you are coming to {ev.title}",
             booking=booking,
             item_anchor=_anchor(entry.item_id) if entry.item_id else None,
         )

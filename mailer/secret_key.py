@@ -110,7 +110,7 @@ def _next_key(a: str, b: str) -> bool:
     return (a, b) in _BESIDE
 
 
-def check_secrets(secret: str, *, path: Path | None = None) -> None:
+def check_secrets(secret: str, *, path: Path | None = None, what: str = "the key for signed links") -> None:
     """Raise ``ConfigError`` when a key in ``secret`` (comma-separated) is too weak, saying why and
     how to make a strong one; the key itself is never shown. ``path`` is the secret file it came
     from (else it came from MAILER_SECRET)."""
@@ -118,11 +118,11 @@ def check_secrets(secret: str, *, path: Path | None = None) -> None:
     for index, key in enumerate(keys, 1):
         reason = secret_weakness(key)
         if reason is not None:
-            which = f"key {index} of {len(keys)}" if len(keys) > 1 else "the key"
+            which = f"key {index} of {len(keys)}{what.removeprefix('the key')}" if len(keys) > 1 else what
             raise ConfigError(
-                f"{which} for signed links is too weak: {reason}",
+                f"{which} is too weak: {reason}",
                 path=path,
-                field=None if path else "MAILER_SECRET",
+                field=None if path else ("MAILER_SECRET" if "signed links" in what else "MAILER_ADDRESS_KEY"),
                 hint=SECRET_HOW_TO,
             )
 
@@ -154,7 +154,41 @@ def write_private_file(path: Path, text: str) -> None:
         raise
 
 
-def write_secret_file(path: Path, keys: list[str]) -> None:
-    """Write ``keys`` (newest first) to the secret file ``path``, mode 600."""
-    header = "# mailer's keys for signed links, newest first: the first signs, any verifies. Keep private.\n"
+def write_secret_file(path: Path, keys: list[str], *, what: str = "the key for signed links") -> None:
+    """Write ``keys`` (newest first) to the secret file ``path``, mode 600: the keys for signed
+    links (.mailer-secret), or ``what`` else (the suppression hash's, .mailer-address-key)."""
+    if "signed links" in what:
+        header = (
+            "# mailer's keys for signed links, newest first: the first signs, any verifies. Keep private.\n"
+        )
+    else:
+        header = (
+            "# mailer's keys of the suppression hash (HMAC-SHA256 of an address), newest first: the\n"
+            "# first hashes, the others are still checked for suppressions of people erased under\n"
+            "# them. Keep private; back it up with the database (without it no erased person's\n"
+            "# suppression can be matched).\n"
+        )
     write_private_file(path, header + "".join(k + "\n" for k in keys))
+
+
+# --- the suppression hash's keys (docs/data.md, The suppression hash) ------------------------------
+
+ADDRESS_KEYS_INFO = "mailer.address_keys"  # where a session's ``info`` holds them (mailer.db)
+
+
+class AddressKeys:
+    """The keys of the suppression hash, newest first (``Settings.address_keys``), as an open
+    database carries them in its sessions' ``info``; and whether its members are hashed under the
+    newest yet (checked once per open database: mailer/audience/rehash.py). The hash itself is made
+    in ``mailer.audience.addresses``."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = tuple(k.encode("utf-8") for k in keys if k)
+        self.up_to_date = False
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the newest key without revealing it (an HMAC of a fixed text)."""
+        import hmac
+
+        return hmac.new(self.keys[0], b"mailer-address-key-id", "sha256").hexdigest()[:16]

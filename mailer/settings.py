@@ -9,7 +9,6 @@ a file that only its owner can read.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -18,9 +17,11 @@ from zoneinfo import ZoneInfo
 
 from mailer.errors import ConfigError, toml_error_location
 from mailer.secret_key import check_secrets, new_secret, read_secret_file, write_secret_file
+from mailer.setting_values import check_database_url, check_ehlo_name
 
 SETTINGS_FILE = "mailer.toml"
 SECRET_FILE = ".mailer-secret"
+ADDRESS_KEY_FILE = ".mailer-address-key"  # the suppression hash's key (docs/data.md, The suppression hash)
 #: The default templates: ``mailer/templates/`` when installed from the wheel (pyproject.toml's
 #: force-include puts them there), else ``templates/`` at the top of the source checkout (an
 #: editable install), where the repository root is itself a workspace whose ``templates/`` they are.
@@ -122,6 +123,11 @@ class Settings:
         "before mail goes to members (`mailer doctor` checks it).",
     )
     timezone: str = _setting("Europe/London", "Time zone of event times and the issue date.")
+    event_default_minutes: int = _setting(
+        120,
+        "How long a timed event without an end lasts, in minutes: its DTEND in calendars, and when it "
+        "is over for answers.",
+    )
     soft_bounce_limit: int = _setting(
         3,
         "Soft bounces (4.x.x, 5.2.2 mailbox full, other non-address failures) within soft_bounce_days "
@@ -162,6 +168,33 @@ class Settings:
             "env": "MAILER_ADMIN_PASSWORD",
             "internal": True,
         },
+    )
+    # --- serving (docs/decisions.md, Serving): health, metrics, logs, load
+    metrics_allow: str = _setting(
+        "",
+        "Addresses or networks (CIDR) besides this machine that may read /metrics, comma-separated, "
+        "e.g. 10.0.0.5, 192.168.1.0/24. Without it (and without MAILER_METRICS_TOKEN) only "
+        "localhost may.",
+    )
+    metrics_token: str = field(
+        default="",
+        repr=False,
+        metadata={
+            "help": "A bearer token that opens /metrics from anywhere (Authorization: Bearer …). "
+            "Set MAILER_METRICS_TOKEN; never in mailer.toml.",
+            "env": "MAILER_METRICS_TOKEN",
+            "internal": True,
+        },
+    )
+    log_format: str = _setting(
+        "text",
+        'How `mailer serve` writes its logs: "text" (a line each) or "json" (one JSON object a '
+        "line, for a log collector). Tokens and passwords are cut out either way.",
+    )
+    web_max_requests: int = _setting(
+        100,
+        "Requests one web process works on at once; more get 503 with Retry-After at once, so that "
+        "an overloaded server answers rather than leaving clients without an answer.",
     )
     # --- DKIM and inbox placement (docs/decisions.md, The send's budget): signatures, greeting, one-click ove
     dkim_algorithms: str = _setting(
@@ -240,6 +273,39 @@ class Settings:
         "Allow an http:// base_url outside localhost. One-click unsubscribe (RFC 8058) needs https, and "
         "providers show no unsubscribe button without it: only for demos and tests.",
     )
+    # --- members' data (docs/data.md): how long each kind of record is kept. `mailer purge` and the
+    # workers' daily chore delete what is older; the suppressions themselves are never deleted.
+    retain_deliveries_days: int = _setting(
+        730, "Days a delivery record (who was sent which campaign, and what became of it) is kept."
+    )
+    retain_inbound_days: int = _setting(
+        183,
+        "Days inbound mail records, bounce and complaint details, and the inbound Maildir's processed "
+        "folder are kept (the suppressions they caused stay).",
+    )
+    retain_quarantine_days: int = _setting(
+        30, "Days a quarantined inbound mail (one that could not be read) is kept for a person to look at."
+    )
+    retain_sessions_days: int = _setting(
+        7, "Days an expired or revoked desk session (with its browser's user agent) or sign-in link is kept."
+    )
+    retain_audit_days: int = _setting(730, "Days a line of the audit log is kept.")
+    retain_outbox_days: int = _setting(
+        30, "Days a message in a Maildir outbox (relay = maildir://…) is kept."
+    )
+    retain_consent_days: int = _setting(
+        2190,
+        "Days the consent log of a person who is no longer a member is kept after its last line, as "
+        "evidence of what they agreed to (6 years, the limitation period). The line that proves a "
+        "suppression is never deleted.",
+    )
+    inbound_maildir: str = _setting(
+        "",
+        "The Maildir `mailer inbound process` reads (relative to the workspace), so that subject access "
+        "and erasure find mail from a person in it, and retention empties its processed and quarantine "
+        "folders; empty: none.",
+        env="MAILER_INBOUND_MAILDIR",
+    )
     secret: str = field(
         default="",
         repr=False,
@@ -250,6 +316,23 @@ class Settings:
             "internal": True,
         },
     )
+
+    address_key: str = field(
+        default="",
+        repr=False,
+        metadata={
+            "help": "Key of the suppression hash (HMAC-SHA256 of a normalised address). Set "
+            "MAILER_ADDRESS_KEY (several, comma-separated, newest first) or keep it in "
+            ".mailer-address-key readable only by its owner (`mailer secret rotate-address-key`).",
+            "env": "MAILER_ADDRESS_KEY",
+            "internal": True,
+        },
+    )
+
+    @property
+    def address_keys(self) -> list[str]:
+        """The suppression hash's keys, newest first: the first hashes, any of them is checked."""
+        return [s.strip() for s in self.address_key.split(",") if s.strip()]
 
     @property
     def reply_source_list(self) -> list[str]:
@@ -313,94 +396,6 @@ class Settings:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         return url
-
-
-# --- the database URL: checked when settings load, before anything is opened or written ---------
-
-DATABASE_URL_FORMS = (
-    "sqlite:///mailer.db for a file in the workspace, sqlite:////absolute/path.db, "
-    "or postgresql+psycopg://user@host:5432/dbname, with any password as user:password@"
-)
-
-
-def database_url_problem(url: str) -> str | None:
-    """Why ``url`` is not a database URL mailer can open, or None when it is one.
-
-    mailer runs on SQLite (Python's own driver) and on PostgreSQL through psycopg 3; ``postgresql://``
-    without a driver means psycopg (``Settings.sqlalchemy_url`` adds it). Read without SQLAlchemy, so
-    that loading settings stays cheap, and split as SQLAlchemy's ``make_url`` splits it: the password
-    ends at the first ``@``, so a second one (an unencoded ``@`` in the password) is refused."""
-    import re
-
-    scheme, sep, rest = url.partition("://")
-    if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+._-]*", scheme):
-        return "not a database URL"
-    dialect, _, driver = scheme.lower().partition("+")
-    if dialect == "sqlite":
-        if driver not in ("", "pysqlite"):
-            return f"the SQLite driver {driver!r} is not one mailer uses (it uses Python's own, sqlite://)"
-        if rest and not rest.startswith("/"):
-            return "a SQLite URL has three slashes before a relative path and four before an absolute one"
-        return None
-    if dialect in ("postgres", "pgsql"):
-        return f"{dialect!r} is not a database SQLAlchemy knows; PostgreSQL's is spelt postgresql+psycopg"
-    if dialect != "postgresql":
-        return f"mailer runs on SQLite or PostgreSQL, not {dialect!r}"
-    if driver not in ("", "psycopg"):
-        return f"mailer talks to PostgreSQL through psycopg 3 only, not the driver {driver!r}"
-    authority = rest.partition("?")[0]
-    if authority.count("@") > 1:  # SQLAlchemy ends the password at the first '@'
-        return "the user or password holds an '@': write it as %40 (and a '/' as %2F, a ':' as %3A)"
-    host_part = rest.partition("@")[2] if "@" in authority else rest
-    host_port = re.split(r"[/?]", host_part, maxsplit=1)[0]
-    if host_port.startswith("["):
-        host, bracket, port = host_port[1:].partition("]")
-        if not bracket:
-            return "the IPv6 address of the host has no closing ']'"
-        if port and not port.startswith(":"):
-            return "only a :port may follow the ']' of an IPv6 host"
-        port = port[1:]
-    else:
-        host, _, port = host_port.partition(":")
-    if re.search(r"[\s'\"<>\\[\]]", host):
-        return f"the host {host!r} is not a host name"
-    if port and not (port.isdigit() and port.isascii() and 0 < int(port) < 65536):
-        return f"the port {port!r} is not a number from 1 to 65535"
-    return None
-
-
-def check_database_url(url: str, *, field: str = "database_url", path: Path | None = None) -> None:
-    """Raise ``ConfigError`` when ``url`` is not a database URL mailer can open, naming the setting
-    (``field``, and ``path`` when it came from mailer.toml), the URL with its password hidden, and
-    the forms mailer takes."""
-    from mailer.redact import redact_url
-
-    problem = database_url_problem(url)
-    if problem is not None:
-        raise ConfigError(
-            f"{problem}: {redact_url(url)!r}", path=path, field=field, hint=f"write {DATABASE_URL_FORMS}"
-        )
-
-
-# --- the name of the SMTP greeting -------------------------------------------------------------
-
-_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_EHLO_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*\.?|\[(?:IPv6:[0-9A-Fa-f:.]+|[0-9.]+)\]")
-
-
-def check_ehlo_name(name: str, *, path: Path | None = None) -> str:
-    """``name`` if it can stand in an SMTP greeting (RFC 5321 4.1.1.1: a domain name, or an address
-    literal such as ``[192.0.2.1]``), else ConfigError about ``ehlo_hostname``. White space or a
-    line break would end the EHLO line early and put a command of its own on the wire."""
-    if len(name) > 253 or not _EHLO_NAME.fullmatch(name):
-        raise ConfigError(
-            f"not a host name for the SMTP greeting: {name[:100]!r}",
-            path=path,
-            field="ehlo_hostname",
-            hint='give the sending host\'s public name, e.g. ehlo_hostname = "mail.example.org" '
-            "(letters, digits, hyphens and dots), or leave it empty for the list domain",
-        )
-    return name
 
 
 def declared() -> list[tuple[str, Any, str, str | None]]:
@@ -470,12 +465,28 @@ def _read_secret_file(workspace: Path) -> str:
 
 
 def ensure_secret(settings: Settings) -> Settings:
-    """Return settings with a token key, creating .mailer-secret (mode 600) on first use."""
+    """Return settings with a token key and a suppression-hash key, creating .mailer-secret and
+    .mailer-address-key (mode 600) on first use."""
+    settings = ensure_address_key(settings)
     if settings.secrets:
         return settings
     key = new_secret()
     write_secret_file(settings.path(SECRET_FILE), [key])
     return replace(settings, secret=key)
+
+
+ADDRESS_KEY_WHAT = "the key of the suppression hash"
+
+
+def ensure_address_key(settings: Settings) -> Settings:
+    """Return settings with a key of the suppression hash, creating .mailer-address-key (mode 600)
+    in the workspace when there is none (a workspace made before keyed hashes: its members are
+    hashed again under it when the database is next used; docs/data.md, The suppression hash)."""
+    if settings.address_keys:
+        return settings
+    address_key = new_secret()
+    write_secret_file(settings.path(ADDRESS_KEY_FILE), [address_key], what=ADDRESS_KEY_WHAT)
+    return replace(settings, address_key=address_key)
 
 
 def load(workspace: Path | str | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -500,7 +511,7 @@ def load(workspace: Path | str | None = None, env: dict[str, str] | None = None)
             msg, line, col = toml_error_location(exc)
             raise ConfigError(f"not valid TOML: {msg}", path=toml_path, line=line, column=col) from exc
         for key, value in data.items():
-            if key in ("secret", "secrets", "password", "relay_password"):
+            if key in ("secret", "secrets", "password", "relay_password", "address_key"):
                 raise ConfigError(
                     "secrets never sit in mailer.toml",
                     path=toml_path,
@@ -533,4 +544,10 @@ def load(workspace: Path | str | None = None, env: dict[str, str] | None = None)
         values["secret"] = _read_secret_file(root)
         secret_path = root / SECRET_FILE
     check_secrets(values["secret"], path=secret_path)
+    address_key_path = None
+    if not values.get("address_key"):
+        values["address_key"] = ",".join(read_secret_file(root / ADDRESS_KEY_FILE))
+        address_key_path = root / ADDRESS_KEY_FILE
+    if values["address_key"]:
+        check_secrets(values["address_key"], path=address_key_path, what=ADDRESS_KEY_WHAT)
     return Settings(**values)

@@ -12,9 +12,12 @@ import html as html_module
 import re
 from collections.abc import Mapping
 
-SLOT_NAMES = ("greeting", "name", "email", "unsubscribe_url", "preferences_url")
-"""Every slot a rendered variant may hold. ``greeting`` is the whole first line ("Dear Jo," or, for
-a member without a first name, "Hello,"), so that no member is greeted "Dear friend" or "Dear Smith"."""
+SLOT_NAMES = ("greeting", "name", "email", "unsubscribe_url", "preferences_url", "rsvp_token")
+"""Every slot a rendered variant may hold. ``rsvp_token`` is the member's signed token for answering
+the events of the campaign, repeated in each event's RSVP link (``/rsvp/{event uid}/TOKEN``: the
+event is static in the variant; docs/events.md, Tokens). ``greeting`` is the whole first line ("Dear
+Jo," or, for a member without a first name, "Hello,"), so that no member is greeted "Dear friend" or
+"Dear Smith"."""
 
 GREETING = "Dear {name},"
 GREETING_WITHOUT_NAME = "Hello,"

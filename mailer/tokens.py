@@ -47,7 +47,21 @@ from datetime import UTC, datetime, timedelta
 from mailer.errors import ConfigError, TokenError
 
 #: Purpose names and their one-byte codes. Codes are part of the format: never reuse or renumber one.
-PURPOSES: dict[str, int] = {"unsubscribe": 1, "preferences": 2, "confirm": 3, "view": 4}
+PURPOSES: dict[str, int] = {
+    "unsubscribe": 1,
+    "preferences": 2,
+    "confirm": 3,
+    "view": 4,
+    # A member's answers to the events of one campaign (the campaign is in the token; the event is in
+    # the link, ``/rsvp/{event uid}/TOKEN``: docs/events.md, Tokens).
+    "rsvp": 5,
+    # A non-member's answer from the public event page, confirmed by the mailed link: the "member id"
+    # is the answer's row (``rsvps.id``) and the "campaign" the answer (1 yes, 2 no).
+    "rsvp-confirm": 6,
+    # A member the desk's preview names, so that their address never sits in a URL (docs/data.md,
+    # Audit); never mailed.
+    "desk-member": 7,
+}
 _PURPOSE_NAMES = {code: name for name, code in PURPOSES.items()}
 
 #: Paths of the web app's pages for each purpose: ``link(base_url, purpose, token)``.
@@ -304,6 +318,8 @@ class RecipientSigner:
         self._preferences = bytes(((_VERSION << 6) | PURPOSES["preferences"] | flag, key_id))
         self._unsubscribe_mac = _KeyedMac(key, _MAC_PREFIX + self._unsubscribe)
         self._preferences_mac = _KeyedMac(key, _MAC_PREFIX + self._preferences)
+        self._rsvp = bytes(((_VERSION << 6) | PURPOSES["rsvp"] | flag, key_id))
+        self._rsvp_mac = _KeyedMac(key, _MAC_PREFIX + self._rsvp)
         self._verp_mac = _KeyedMac(key, _VERP_MAC_PREFIX)
         self._verp_suffix = f"@{list_domain.lower()}".encode("ascii", "replace")
 
@@ -332,6 +348,14 @@ class RecipientSigner:
             _b32(self._unsubscribe + ids + self._unsubscribe_mac.mac(ids)[:_MAC_SIZE]),
             _b32(self._preferences + ids + self._preferences_mac.mac(ids)[:_MAC_SIZE]),
         )
+
+    def rsvp(self, member_id: int) -> str:
+        """The RSVP token of ``member_id`` (``sign("rsvp", member_id, campaign=…)``), issued at the
+        second of the last ``links`` call: one more HMAC, made only for a message with events."""
+        ids = bytearray()
+        _write_varint(ids, member_id)
+        ids += self._tail
+        return _b32(self._rsvp + ids + self._rsvp_mac.mac(ids)[:_MAC_SIZE])
 
     def verp_tag(self, delivery_id: int) -> str:
         """``verp_tag(delivery_id, list_domain, keys=keys)``."""

@@ -13,7 +13,14 @@ from urllib.parse import urlsplit
 
 from mailer.errors import ConfigError, InvalidInput, Problem
 from mailer.secret_key import new_secret, read_secret_file, secret_weakness, write_secret_file
-from mailer.settings import SECRET_FILE, SETTINGS_FILE, Settings, default_toml
+from mailer.settings import (
+    ADDRESS_KEY_FILE,
+    ADDRESS_KEY_WHAT,
+    SECRET_FILE,
+    SETTINGS_FILE,
+    Settings,
+    default_toml,
+)
 
 SHAPE_FILES = ("regions.toml", "interests.toml", "segments.toml", "postcode_areas.csv")
 # The demo's members and its two networks (Kent, Central England). A workspace made for a network
@@ -224,6 +231,10 @@ def write_keys(target: Path) -> list[Path]:
     if not secret.exists():
         write_secret_file(secret, [new_secret()])
         written.append(secret)
+    address_key = target / ADDRESS_KEY_FILE  # the suppression hash's (docs/data.md)
+    if not address_key.exists():
+        write_secret_file(address_key, [new_secret()], what=ADDRESS_KEY_WHAT)
+        written.append(address_key)
     # DKIM keys: write_dkim_keys, called by `mailer init`, `mailer demo` and `mailer dkim keys`.
     return written
 
@@ -259,18 +270,40 @@ def rotate_secret(
     (when those links no longer matter); an earlier key too weak to trust is always dropped. The
     keys themselves are never returned.
     """
-    path = workspace / SECRET_FILE
+    return _rotate(
+        workspace / SECRET_FILE, drop_old=drop_old, overridden=(env or {}).get("MAILER_SECRET", "")
+    )
+
+
+def rotate_address_key(workspace: Path, *, env: Mapping[str, str] | None = None) -> SecretRotation:
+    """Put a new key first in the workspace's ``.mailer-address-key`` (mode 600), the suppression
+    hash's, creating it if needed. The earlier keys always stay: members' hashes are made again
+    under the new key the next time the database is used (``mailer.audience.addresses``), but the
+    suppressions of people erased under an old key can only be matched with that key
+    (docs/data.md, The suppression hash)."""
+    return _rotate(
+        workspace / ADDRESS_KEY_FILE,
+        drop_old=False,
+        overridden=(env or {}).get("MAILER_ADDRESS_KEY", ""),
+        what=ADDRESS_KEY_WHAT,
+    )
+
+
+def _rotate(path: Path, *, drop_old: bool, overridden: str, what: str | None = None) -> SecretRotation:
     old = read_secret_file(path)
     strong = [k for k in old if secret_weakness(k) is None]
     kept = [] if drop_old else strong
-    write_secret_file(path, [new_secret(), *kept])
+    if what is None:
+        write_secret_file(path, [new_secret(), *kept])
+    else:
+        write_secret_file(path, [new_secret(), *kept], what=what)
     return SecretRotation(
         path=path,
         keys=1 + len(kept),
         kept=len(kept),
         dropped_weak=len(old) - len(strong),
         dropped_old=len(strong) - len(kept),
-        environment_overrides=bool((env or {}).get("MAILER_SECRET", "").strip()),
+        environment_overrides=bool(overridden.strip()),
     )
 
 
@@ -345,6 +378,7 @@ def init_workspace(
         "mailer.db*",
         "outbox/",
         ".mailer-secret",
+        ".mailer-address-key",
         ".mailer-dkim*.pem",
         "*.rejected.csv",
         "preview/",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from support.cli_runner import MailerCli
+from support.hashes import use_test_key
 
 from mailer.audience.shape import Shape, load_shape, sync
 from mailer.db import Database, open_database
@@ -173,6 +174,8 @@ def workspace_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace made once by ``mailer init`` (its RSA key alone takes a tenth of a second)."""
     root = tmp_path_factory.mktemp("workspace-template") / "ws"
     init_workspace(root)
+    # A known key of the suppression hash, so that tests can name hashes (support/hashes.py).
+    use_test_key(root)
     return root
 
 

@@ -25,7 +25,7 @@ MAX_LINES = 600
 STAGES: list[tuple[str, ...]] = [
     ("mailer", "mailer.errors"),
     ("mailer.forms",),  # a foundation: the sign-up and preferences forms are the audience's
-    ("mailer.settings", "mailer.slots", "mailer.secret_key"),
+    ("mailer.setting_values", "mailer.settings", "mailer.slots", "mailer.secret_key"),
     ("mailer.models",),
     ("mailer.db", "mailer.migrations", "mailer.tokens", "mailer.limits"),
     ("mailer.backup",),  # the database in one file and back: it opens the database, nothing more
@@ -33,14 +33,21 @@ STAGES: list[tuple[str, ...]] = [
     ("mailer.audience",),
     ("mailer.issue",),
     ("mailer.compose",),
+    # events: the calendar entries of sent issues as a table, and answers to them; reads compose's
+    # calendar entries, and the send (sending.snapshot) keeps the table in step as it enqueues
+    ("mailer.events",),
     ("mailer.render", "mailer.identity"),
     ("mailer.message",),
     ("mailer.transport", "mailer.readiness", "mailer.dnscheck"),
     ("mailer.sending", "mailer.doctor"),
+    ("mailer.events.watch",),  # the events-sync chore: the workers' Chore, over mailer.events
     ("mailer.inbound",),
     ("mailer.reports", "mailer.archive"),
     ("mailer.preview",),
     ("mailer.desk",),
+    # members' rights: subject access, erasure and retention read every part's tables (the desk's
+    # too) and the workers run its purge, so after the desk and before the chores' list
+    ("mailer.rights",),
     ("mailer.chores",),  # the workers' chores, listed: reminders, purges, digests
     ("mailer.web",),
     ("mailer.demo",),

@@ -16,8 +16,8 @@ import pytest
 from conftest import REPO
 from sqlalchemy import select
 from support.cli_runner import MailerCli
+from support.hashes import address_hash
 
-from mailer.audience.addresses import address_hash
 from mailer.db import Database
 from mailer.models import Interest, Member, MemberInterest, Region
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from support import hashes
 
-from mailer.audience import addresses, consent, members
+from mailer.audience import consent, members
 from mailer.audience.consent import Preferences, SignupData, StaleConfirmation
 from mailer.audience.importer import Options, import_csv
 from mailer.audience.shape import Shape
@@ -48,7 +49,7 @@ def _id(session: Session, email: str) -> int:
 
 
 def _log(session: Session, email: str) -> list[tuple[str, str, str | None]]:
-    digest = addresses.hash_of(email)
+    digest = hashes.hash_of(email)
     rows = session.scalars(
         select(ConsentEvent).where(ConsentEvent.address_hash == digest).order_by(ConsentEvent.id)
     )
@@ -81,14 +82,14 @@ def test_an_unsubscribe_then_an_import_does_not_resubscribe(
 def test_only_a_confirmed_signup_issued_after_the_suppression_lifts_it(people: Database) -> None:
     with people.session() as session:
         ann = _id(session, "ann@example.org")
-        assert consent.unsubscribe(session, addresses.hash_of("ann@example.org"), source="admin")
+        assert consent.unsubscribe(session, hashes.hash_of("ann@example.org"), source="admin")
     with people.session() as session:
         # Saving preferences neither changes nor resubscribes an unsubscribed member.
         assert (
             consent.save_preferences(session, ann, Preferences("Ann", "kent", frozenset()), campaign_id=None)
             is None
         )
-        assert consent.already_subscribed(session, addresses.hash_of("ann@example.org")) is None
+        assert consent.already_subscribed(session, hashes.hash_of("ann@example.org")) is None
         with pytest.raises(StaleConfirmation, match="issued before the address unsubscribed"):
             consent.confirm_signup(session, _signup("ann@example.org", issued_at_offset=-timedelta(hours=1)))
         assert is_suppressed(session, "ann@example.org")
@@ -98,7 +99,7 @@ def test_only_a_confirmed_signup_issued_after_the_suppression_lifts_it(people: D
         )
         assert (done.member_id, done.created, done.resubscribed) == (ann, False, True)
         assert not is_suppressed(session, "ann@example.org")
-        assert consent.already_subscribed(session, addresses.hash_of("ann@example.org")) == ann
+        assert consent.already_subscribed(session, hashes.hash_of("ann@example.org")) == ann
         assert members.show(session, "ann@example.org").interests == ["schools"]
         assert _log(session, "ann@example.org") == [
             ("subscribe", "import", None),
@@ -110,7 +111,7 @@ def test_only_a_confirmed_signup_issued_after_the_suppression_lifts_it(people: D
 
 def test_a_new_signup_creates_the_member_and_logs_the_wording(people: Database) -> None:
     with people.session() as session:
-        assert consent.already_subscribed(session, addresses.hash_of("new@example.org")) is None
+        assert consent.already_subscribed(session, hashes.hash_of("new@example.org")) is None
         done = consent.confirm_signup(session, _signup("new@example.org", issued_at_offset=timedelta()))
         assert done.created and not done.resubscribed
         event = session.scalars(select(ConsentEvent).where(ConsentEvent.member_id == done.member_id)).one()
@@ -135,7 +136,7 @@ def test_each_unsubscribe_logs_its_source_and_campaign(people: Database, source:
 
 def test_a_bounce_logs_its_reason_and_campaign(people: Database) -> None:
     with people.session() as session:
-        digest = addresses.hash_of("bob@example.org")
+        digest = hashes.hash_of("bob@example.org")
         assert consent.unsubscribe(
             session, digest, source="bounce", reason="hard-bounce", campaign=SLUG, detail="5.1.1"
         )
@@ -172,6 +173,6 @@ def test_an_erased_member_cannot_be_unsubscribed_or_read(people: Database) -> No
             is None
         )
         rows = session.scalars(
-            select(ConsentEvent).where(ConsentEvent.address_hash == addresses.hash_of("bob@example.org"))
+            select(ConsentEvent).where(ConsentEvent.address_hash == hashes.hash_of("bob@example.org"))
         )
         assert {(e.action, e.member_id) for e in rows} == {("subscribe", None), ("erase", None)}

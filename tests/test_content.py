@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from support.cli_runner import MailerCli
+from support.hashes import hash_of
 from support.seed import SEED_HIGHLIGHTS
 
-from mailer.audience.addresses import hash_of
 from mailer.audience.shape import Shape, load_shape
 from mailer.db import Database
 from mailer.errors import ContentError, UnknownName

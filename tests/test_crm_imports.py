@@ -21,11 +21,11 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 from support.cli_runner import MailerCli
 from support.desk import csrf_of
+from support.hashes import address_hash
 from support.sending import SLUG, Mailing, add_campaign, parse
 
 from mailer import sending, tokens
 from mailer.audience import members
-from mailer.audience.addresses import address_hash
 from mailer.audience.importer import ImportReport, Options, import_csv
 from mailer.audience.importer.columns import header_key
 from mailer.audience.importer.consent_columns import NOT_EMAIL, STATUS_COLUMNS

@@ -113,17 +113,24 @@ def test_approve_then_send_through_the_workers(demo_desk: Desk) -> None:
 
         progress = ed.get(sent.headers["location"])
         assert progress.status_code == 200
-        assert (
-            '<meta http-equiv="refresh" content="5">' in progress.text and "Stop reloading" in progress.text
-        )
-        unfollowed = ed.get(f"{PAGES}/progress")
-        assert 'http-equiv="refresh"' not in unfollowed.text and "Follow it live" in unfollowed.text
+        # No reload: our script fetches the figures, and a Refresh button works without it.
+        assert 'http-equiv="refresh"' not in progress.text
+        assert '<script src="/desk/progress.js" defer></script>' in progress.text
+        assert "script-src 'self'" in progress.headers["content-security-policy"]
+        refresh = r'<form method="get" action="[^"]+/progress"[^>]*>\s*<button[^>]*>Refresh<'
+        assert re.search(refresh, progress.text)
+        assert "no sending worker is running" in progress.text  # nobody runs one in this test
         assert "Pause" in progress.text and "Cancel sending" in progress.text
+        figures = ed.get(f"{PAGES}/progress.json")
+        assert figures.headers["content-type"] == "application/json"
+        assert figures.json()["waiting"] == members and figures.json()["live"] is True
+        assert figures.json()["no_worker"].startswith("Nothing is going out yet")
+        assert ed.get("/desk/progress.js").headers["content-type"].startswith("text/javascript")
 
         done = run_worker_until_done(desk, ISSUE)
         assert done.status == "sent" and done.counts.get("sent") == members
         progress = ed.get(f"{PAGES}/progress")
-        assert 'http-equiv="refresh"' not in progress.text
+        assert "progress.js" not in progress.text and "no sending worker" not in progress.text
         assert re.search(rf'id="sent">{members:,}<', progress.text)
 
         report = ed.get(f"{PAGES}/report")

@@ -146,7 +146,9 @@ def test_regions_typed_by_name_in_any_case_are_written_as_their_slugs(
     editor: Any, workspace: Path, shape: Shape
 ) -> None:
     page = editor.get(f"/desk/issues/{CE}")
-    assert re.search(r"Birmingham <span class=\"muted\">\(region:birmingham\)</span>: \d+ members?", page.text)
+    assert re.search(
+        r"Birmingham <span class=\"muted\">\(region:birmingham\)</span>: \d+ members?", page.text
+    )
     fields = form_fields(page.text)
     name = next(d.name for s, d in shape.interests.items())
     fields["items-0-regions"] = "Birmingham, DERBY"

@@ -302,6 +302,7 @@ def test_every_desk_post_without_csrf_gets_403(desk: Desk, client: TestClient) -
         "/desk/networks/{name}/inbox/{id}/decline": {"note": "x"},
         "/desk/networks/{name}/issues/new": {"title": "x", "slug": "x", "date": "2026-01-05"},
         "/desk/issues/{slug}": {"title": "x"},
+        "/desk/issues/{slug}/preview": {"member": "ann@example.org"},  # a member looked up by address
     }
     paths = desk_posts(desk.app)
     assert set(paths) <= set(forms), "every POST route has a form here"

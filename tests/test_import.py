@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from support import hashes
 from support.cli_runner import MailerCli
 
 import mailer.audience.importer as importer
@@ -318,7 +319,7 @@ def test_a_database_error_part_way_rolls_back_the_whole_import(
         # with an address from it appears (as if another process had added them): the unique index
         # refuses the import's row.
         if stage == "check" and done == 3000:
-            session.execute(insert(Member).values(email=clash, address_hash=addresses.address_hash(clash)))
+            session.execute(insert(Member).values(email=clash, address_hash=hashes.address_hash(clash)))
 
     with pytest.raises(IntegrityError), db.session() as session:
         import_csv(session, path, shape, progress=sneak_in)
@@ -680,7 +681,7 @@ def test_an_address_repeated_chunks_apart_is_merged_as_before(
     assert [m[2] for m in state["members"] if m[0] == email] == [first["name"]]  # an empty one never does
     with db.session() as session:
         (detail,) = session.scalars(
-            select(ConsentEvent.detail).where(ConsentEvent.address_hash == addresses.hash_of(email))
+            select(ConsentEvent.detail).where(ConsentEvent.address_hash == hashes.hash_of(email))
         )
     assert detail.startswith("imported from members.csv line 3")  # the first row's line
 

@@ -22,10 +22,10 @@ import pytest
 from sqlalchemy import select
 from support.cli_runner import MailerCli
 from support.dns_server import DnsTestServer
+from support.hashes import address_hash
 from support.replies import Signer, reply
 
 from mailer.audience import suppression
-from mailer.audience.addresses import address_hash
 from mailer.chores import default_chores
 from mailer.db import Database
 from mailer.doctor import reply_findings
@@ -244,9 +244,9 @@ def test_the_workers_read_the_reply_mailboxes(
     folder = tmp_path / "replies"
     mailbox.Maildir(folder, create=True).add(SIGNER.sign(reply(JO, "STOP")))
     configured = replace(settings, dns_resolver=dns.address, reply_sources=f"maildir:{folder}")
-    assert default_chores(settings) == []  # no mailbox named: nothing to read
-    chores = default_chores(configured)
-    assert [c.name for c in chores] == ["read-replies"]
+    assert "read-replies" not in [c.name for c in default_chores(settings)]  # no mailbox named
+    chores = [c for c in default_chores(configured) if c.name == "read-replies"]
+    assert len(chores) == 1
     said = asyncio.run(run_due_chores(db, configured, chores, worker="w1"))
     assert said == [f"read-replies: {folder}: 1 new, 1 suppressed, 0 waiting for a person, 0 quarantined"]
     assert _suppressed(db)

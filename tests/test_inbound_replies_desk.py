@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from support.desk import Clock, Desk, clock, csrf_of, desk, form_of, networks_workspace, sign_in_by_link
+from support.hashes import address_hash
 from support.replies import reply
 
-from mailer.audience.addresses import address_hash
 from mailer.audience.consent import has_left
 from mailer.audience.suppression import is_hash_suppressed
 from mailer.inbound import process_message

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from starlette.datastructures import FormData
+from support.hashes import address_hash
 
 from mailer.archive import sent_issue, sent_issues, started_campaign, variant_html
 from mailer.audience import suppression
-from mailer.audience.addresses import address_hash
 from mailer.audience.consent import (
     Preferences,
     PreferencesForm,

@@ -28,10 +28,10 @@ import pytest
 from conftest import TEST_SECRET
 from sqlalchemy import select
 from support.cli_runner import MailerCli
+from support.hashes import address_hash
 from support.rendering import Colours, check_golden, contrast
 from support.seed import SEED_HIGHLIGHTS
 
-from mailer.audience.addresses import address_hash
 from mailer.audience.shape import Shape, load_shape
 from mailer.compose import compose, compose_all
 from mailer.db import Database
@@ -141,6 +141,11 @@ def section(text: str, start: str, end_marker: str) -> list[str]:
     return lines[i + 1 : j]
 
 
+#: The labels of an entry's links, which name its event ("Say if you are coming to …", "Add … to
+#: your calendar").
+LINK_LABELS = ("  Say if you are coming to ", "  Add ")
+
+
 def bullets(lines: list[str]) -> list[str]:
     """ "· " lines joined with their indented continuation lines (stopping at link lines)."""
     out: list[str] = []
@@ -149,6 +154,8 @@ def bullets(lines: list[str]) -> list[str]:
         if line.startswith("· "):
             out.append(line[2:])
             open_ = True
+        elif line.startswith(LINK_LABELS):
+            open_ = False
         elif open_ and line.startswith("  ") and not line.rstrip().endswith(":") and "://" not in line:
             out[-1] += " " + line.strip()
         else:
@@ -164,7 +171,8 @@ def test_full_issue_text_has_all_highlights_and_the_calendar(renderer: Renderer,
     assert highlights == SEED_HIGHLIGHTS
     calendar = bullets(section(text, "Calendar", "All the best"))
     assert calendar == SEED_CALENDAR
-    assert text.count("Add to calendar") == 9
+    assert "Add to calendar" not in text  # each link names its event
+    assert text.count("\n  Add ") == 9 and text.count("\n  Say if you are coming to ") == 9
     for title in ("\nSouth East regional gathering: 18 October\n", "\nProtect the Protest\n"):
         assert title in text  # reports: sections with no highlight
     assert "All the best\nGraham\n" in text

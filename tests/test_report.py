@@ -22,10 +22,11 @@ from sqlalchemy import select, update
 from starlette.testclient import TestClient
 from support.bounces import SLUG, Sent, corpus_for, make_maildir, sent_of
 from support.cli_runner import MailerCli
+from support.hashes import address_hash
 from support.sending import Mailing
 
 from mailer.audience import suppression
-from mailer.audience.addresses import address_hash, normalise
+from mailer.audience.addresses import normalise
 from mailer.audience.shape import Shape
 from mailer.db import Database
 from mailer.models import Delivery, Member, Region, Suppression, Variant

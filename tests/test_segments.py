@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from support.cli_runner import MailerCli
+from support.hashes import hash_of
 
-from mailer.audience.addresses import hash_of
 from mailer.audience.exports import write_csv
 from mailer.audience.segments import (
     All,

@@ -6,8 +6,8 @@ import json
 
 from sqlalchemy import select
 from support.cli_runner import MailerCli
+from support.hashes import hash_of
 
-from mailer.audience.addresses import hash_of
 from mailer.audience.shape import Shape
 from mailer.audience.stats import AudienceStats, stats
 from mailer.db import Database

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
+from support import hashes
 
 from mailer.audience import addresses
 from mailer.audience.suppression import (
@@ -20,7 +21,7 @@ from mailer.models import ConsentEvent, Member, Suppression
 
 def add_member(db: Database, email: str) -> int:
     with db.session() as session:
-        member = Member(email=addresses.normalise(email), address_hash=addresses.hash_of(email))
+        member = Member(email=addresses.normalise(email), address_hash=hashes.hash_of(email))
         session.add(member)
         session.flush()
         return member.id
@@ -33,7 +34,7 @@ def test_suppress_once_log_every_time(db: Database) -> None:
     with db.session() as session:
         assert not suppress(session, "ann@example.org", reason="complaint", source="mailto")
     with db.session() as session:
-        held = suppression_of(session, addresses.hash_of("ann@example.org"))
+        held = suppression_of(session, hashes.hash_of("ann@example.org"))
         assert held is not None and (held.reason, held.source, held.campaign) == (
             "unsubscribe",
             "one-click",
@@ -63,7 +64,7 @@ def test_any_spelling_of_an_address_is_suppressed(db: Database) -> None:
 
 
 def test_suppress_by_hash_for_callers_without_the_address(db: Database) -> None:
-    address_hash = addresses.hash_of("cat@example.org")
+    address_hash = hashes.hash_of("cat@example.org")
     with db.session() as session:
         assert suppress_hash(session, address_hash, reason="erasure", source="admin")
         assert not suppress_hash(session, address_hash, reason="erasure", source="admin")

@@ -26,9 +26,10 @@ from conftest import launch_chromium
 from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 from support.browser import WIDTHS, check_page, free_port, live_server
+from support.hashes import address_hash
 
 from mailer import tokens
-from mailer.audience.addresses import address_hash, normalise
+from mailer.audience.addresses import normalise
 from mailer.audience.networks import consent_text, default_network
 from mailer.audience.shape import Shape
 from mailer.db import Database

@@ -1,9 +1,11 @@
-"""The load test: one-click unsubscribes arriving while a 20,000-message send runs.
+"""The load test: 2,000 one-click unsubscribes from 50 clients at once while a send runs.
 
-The send runs in this process (the delivery engine, into the aiosmtpd test server); the web app
-runs as a second process (``mailer serve``) on the same database; 1,000 one-click POSTs go to it
-from 8 client threads. Every POST must answer 200 and be recorded; no member whose unsubscribe was
-recorded before their batch was claimed may receive the newsletter.
+The send runs in this process (the delivery engine, into the aiosmtpd test server, held to a rate
+so that it outlasts the POSTs; it is stopped once they are done); the web app runs as a second
+process (``mailer serve --no-worker``, its production setup) on the same database. Every POST
+must be answered, 200, and recorded (committed before the answer: it is in the database as soon
+as the answer is); no member whose unsubscribe was recorded before their batch was claimed may
+receive the newsletter.
 """
 
 from __future__ import annotations
@@ -29,14 +31,16 @@ from mailer.models import ConsentEvent, Delivery, Member, Suppression
 from mailer.settings import Settings
 from mailer.transport import open_transport
 
-MEMBERS = 20_000
-POSTS = 1_000
-BATCH = 200
+MEMBERS = 5_000
+POSTS = 2_000
+CLIENTS = 50
+BATCH = 100
+RATE = 20.0  # messages a second: the send outlasts the POSTs (4 minutes at most), which then stop it
 # A message already claimed when its member unsubscribes may still go out: that is the batch in
 # flight. It reaches the server within seconds of the claim; anything later is a failure.
 GRACE_SECONDS = 5.0
 
-pytestmark = pytest.mark.load
+pytestmark = [pytest.mark.load, pytest.mark.slow]
 
 
 def _bench_web():  # type: ignore[no-untyped-def]
@@ -44,6 +48,7 @@ def _bench_web():  # type: ignore[no-untyped-def]
     assert spec and spec.loader
     sys.path.insert(0, str(REPO / "bench"))
     module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_web"] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -71,31 +76,32 @@ def test_one_click_posts_during_a_send_are_all_recorded_and_honoured(
         m: tokens.sign("unsubscribe", m, keys=settings.secrets, campaign=enqueued.campaign_id) for m in chosen
     }
 
-    server, base = bench_web.start_server(env)
+    server, base = bench_web.start_server(env, "--no-worker")
     try:
         engine = delivery.Engine(db, settings, SLUG, batch_size=BATCH)
-        summaries: list[delivery.Summary] = []
 
         async def run() -> None:
-            async with open_transport(smtp_server.url, concurrency=4, timeout=10) as transport:
-                summaries.append(await engine.run(transport))
+            async with open_transport(
+                smtp_server.url, concurrency=4, timeout=10, rate_per_second=RATE
+            ) as transport:
+                await engine.run(transport)
 
         sender = threading.Thread(target=lambda: asyncio.run(run()))
         sender.start()
         deadline = time.monotonic() + 60
-        while len(smtp_server.messages) < 500 and time.monotonic() < deadline:
+        while len(smtp_server.messages) < 100 and time.monotonic() < deadline:
             time.sleep(0.01)
-        results = bench_web.one_click(base, [token_of[m] for m in chosen])
+        results = bench_web.one_click(base, [token_of[m] for m in chosen], CLIENTS)
         still_sending = sender.is_alive()
-        sender.join(300)
+        engine.stop("the POSTs are done")  # a flag, read between batches
+        sender.join(120)
         assert not sender.is_alive()
     finally:
-        server.terminate()
-        server.wait(10)
+        bench_web.stop_server(server)
 
     assert still_sending, "the send ended before the POSTs did: the test did not overlap them"
-    assert sorted(status for _, status, _ in results) == [200] * POSTS
-    done_at = {token: at for token, _, at in results}
+    assert sorted(a.status for a in results) == [200] * POSTS, "every POST answered, and 200"
+    done_at = {a.token: a.at for a in results}
 
     received_at: dict[str, float] = {}
     for message in smtp_server.messages:
@@ -123,13 +129,13 @@ def test_one_click_posts_during_a_send_are_all_recorded_and_honoured(
     for member_id, email, address_hash, status in rows:
         assert address_hash in suppressed  # every POST recorded as a suppression...
         assert member_id in logged  # ...with its source and campaign in the consent log
-        if status == "suppressed":
+        if status in ("suppressed", "pending"):  # skipped at its batch, or never reached: never sent
             stopped += 1
-            assert email not in received_at  # skipped at its batch: never sent
+            assert email not in received_at
         else:
             assert status == "sent"
             # Claimed before the unsubscribe: it went out with the batch that was in flight.
             assert received_at[email] <= done_at[token_of[member_id]] + GRACE_SECONDS
     assert stopped > POSTS // 2, f"only {stopped} of {POSTS} unsubscribes landed before their batch"
-    assert all_statuses <= {"sent", "suppressed"}
-    assert len(received_at) == MEMBERS - stopped
+    # pending: not reached when the send was stopped; unknown: a reply the busy relay never gave
+    assert all_statuses <= {"sent", "suppressed", "pending", "unknown"}

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
 from mailer.audience import addresses, consent, suppression
@@ -140,7 +140,8 @@ def _normalise(email: str) -> str:
 def _unknown(session: Session, email: str, normalised: str) -> UnknownName:
     erased = session.scalar(
         select(func.max(ConsentEvent.created_at)).where(
-            ConsentEvent.address_hash == addresses.address_hash(normalised), ConsentEvent.action == "erase"
+            ConsentEvent.address_hash.in_(addresses.hash_candidates(session, normalised)),
+            ConsentEvent.action == "erase",
         )
     )
     if erased is not None:
@@ -191,7 +192,8 @@ def _mailed(session: Session, member_id: int) -> tuple[int, str | None, datetime
     return count, latest.slug, latest.sent_at
 
 
-def _record(session: Session, member: Member) -> MemberRecord:
+def record_of(session: Session, member: Member) -> MemberRecord:
+    """The member's own row as a record (subject access reads it: mailer/rights/access.py)."""
     held = session.get(Suppression, member.address_hash)
     mailed, last, last_at = _mailed(session, member.id)
     return MemberRecord(
@@ -226,12 +228,17 @@ def _networks_left(session: Session, member_id: int) -> list[NetworkLeaveRecord]
 
 def show(session: Session, email: str) -> MemberRecord:
     """The member with address ``email``."""
-    return _record(session, _member(session, email))
+    return record_of(session, _member(session, email))
 
 
 def consent_log(session: Session, address_hash: str, member_id: int | None = None) -> list[ConsentRecord]:
     """The consent-log lines for an address (by hash, and by member id where there is one), oldest first."""
-    where = ConsentEvent.address_hash == address_hash
+    return consent_log_of(session, [address_hash], member_id)
+
+
+def consent_log_of(session: Session, hashes: list[str], member_id: int | None = None) -> list[ConsentRecord]:
+    """``consent_log`` for an address whose lines may be under several hashes (an older key's)."""
+    where: ColumnElement[bool] = ConsentEvent.address_hash.in_(hashes)
     if member_id is not None:
         where = where | (ConsentEvent.member_id == member_id)
     rows = session.scalars(
@@ -258,7 +265,7 @@ def export(session: Session, email: str) -> dict[str, Any]:
     request): their member row, region, interests and fields, every consent-log line, and whether and
     why they are suppressed. For an erased address only the suppression and the log remain."""
     normalised = _normalise(email)
-    address_hash = addresses.address_hash(normalised)
+    address_hash = addresses.address_hash(session, normalised)
     member = session.scalar(select(Member).where(Member.email == normalised))
     held = session.get(Suppression, address_hash)
     events = consent_log(session, address_hash, member.id if member else None)
@@ -269,16 +276,16 @@ def export(session: Session, email: str) -> dict[str, Any]:
             "address": normalised,
             "address_hash": address_hash,
             "exported_at": utcnow(),
-            "member": _record(session, member).as_dict() if member else None,
+            "member": record_of(session, member).as_dict() if member else None,
             "suppression": asdict(SuppressionRecord.of(held)) if held else None,
             "consent_log": [asdict(e) for e in events],
-            "mailings": _mailings(session, member.id) if member else [],
+            "mailings": mailings_of(session, member.id) if member else [],
         }
     )
     return data
 
 
-def _mailings(session: Session, member_id: int) -> list[dict[str, Any]]:
+def mailings_of(session: Session, member_id: int) -> list[dict[str, Any]]:
     """Every campaign addressed to the member: what, when, and what became of it."""
     from mailer.models import Campaign, Delivery
 

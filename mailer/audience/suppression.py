@@ -73,7 +73,7 @@ def suppress(
     """
     return suppress_hash(
         session,
-        addresses.hash_of(address),
+        addresses.hash_of(session, address),
         reason=reason,
         source=source,
         campaign=campaign,
@@ -130,8 +130,13 @@ def suppress_hash(
 
 
 def is_suppressed(session: Session, address: str) -> bool:
-    """Whether ``address`` (in any spelling that normalises the same) must not be mailed."""
-    return is_hash_suppressed(session, addresses.hash_of(address))
+    """Whether ``address`` (in any spelling that normalises the same) must not be mailed: its
+    suppression under the newest key, an older one, or the unkeyed hash of before keys."""
+    candidates = addresses.hash_candidates(session, addresses.normalise(address))
+    return (
+        session.scalar(select(Suppression.address_hash).where(Suppression.address_hash.in_(candidates)))
+        is not None
+    )
 
 
 def is_hash_suppressed(session: Session, address_hash: str) -> bool:

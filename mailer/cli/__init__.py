@@ -47,8 +47,9 @@ class App:
     @cached_property
     def db(self) -> Database:
         from mailer.db import open_database
+        from mailer.settings import ensure_address_key
 
-        return open_database(self.settings)
+        return open_database(ensure_address_key(self.settings))
 
     def close(self) -> None:
         """Close the database if a command opened it (SQLite checkpoints its WAL on the last close)."""
@@ -115,6 +116,24 @@ def emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON, for scripts.")
+actor_option = click.option(
+    "--as",
+    "actor",
+    metavar="NAME",
+    help="Who is doing this, for the audit log (default: your login name on this machine).",
+)
+
+
+def actor_of(name: str | None) -> str:
+    """Who the audit log names for a command: ``--as NAME``, else the OS user."""
+    import getpass
+
+    if name and name.strip():
+        return name.strip()
+    try:
+        return f"{getpass.getuser()} (command line)"
+    except (KeyError, OSError):
+        return "(command line)"
 
 
 @click.group(cls=MailerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -176,6 +195,7 @@ from mailer.cli import (  # noqa: E402, F401
     inbound,
     lists,
     members,
+    purge,
     reports,
     secret,
     sending,

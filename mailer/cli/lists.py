@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mailer.cli import App, cli, emit, json_option, pass_app
+from mailer.cli import App, actor_of, actor_option, cli, emit, json_option, pass_app
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -454,9 +454,11 @@ def _network_of(app: App, expression: str) -> str:
     is_flag=True,
     help="Write every cell as stored, without the ' that keeps a spreadsheet from running it as a formula.",
 )
+@actor_option
 @pass_app
-def export_command(app: App, expression: str, output: Path | None, raw: bool) -> None:
-    """Export members as CSV, one row per member.
+def export_command(app: App, expression: str, output: Path | None, raw: bool, actor: str | None) -> None:
+    """Export members as CSV, one row per member. Recorded in the audit log (who, when, which
+    segment, where to; docs/data.md, Audit).
 
     Columns: email, name, postcode, region, interests (;-separated), then one column per
     free-form field. Suppressed members are never exported. Rows are streamed in chunks, so a
@@ -474,9 +476,16 @@ def export_command(app: App, expression: str, output: Path | None, raw: bool) ->
     """
     from mailer.audience import exports
     from mailer.audience.segments import compile_segment
+    from mailer.rights import auditing
 
     shape = app.shape
     compile_segment(expression, shape)  # a bad expression fails before anything opens
+    with app.db.session() as session:
+        # Recorded before the first row goes out: an export cut short still gave some away.
+        where = str(output) if output is not None else "standard output"
+        auditing.record(
+            session, "lists.export", actor=actor_of(actor), object=expression, detail=f"to {where}"
+        )
     with app.db.session() as session:
         if output is None:
             try:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from mailer.cli import App, cli, emit, json_option, pass_app
+from mailer.cli import App, actor_of, actor_option, cli, emit, json_option, pass_app
 
 if TYPE_CHECKING:
     from mailer.audience.members import MemberRecord
@@ -69,17 +70,40 @@ def show_command(app: App, email: str, as_json: bool) -> None:
 
 @members_group.command("export")
 @click.argument("email")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a readable page of it to this file (mode 600), to send to the person.",
+)
+@actor_option
 @pass_app
-def export_command(app: App, email: str) -> None:
-    """Print everything held about EMAIL as JSON (a subject access request).
+def export_command(app: App, email: str, html_file: Path | None, actor: str | None) -> None:
+    """Print everything held about EMAIL as JSON (a subject access request; docs/data.md).
 
-    The member's row, region, interests and fields, every line of the consent log about the
-    address, and its suppression, if any.
+    Their member row (region, interests, fields, status), every line of the consent log, every
+    mailing, bounce and complaint, inbound mail from or about them, event answers, their desk
+    account with its roles, sessions and audit lines, other records that mention the address, and
+    the workspace's files that mention them (outbox copies, inbound and quarantined mail, rejected
+    CSV rows); then what mailer cannot see (backups, other machines' logs). Works for a desk-only
+    person and an address erased earlier too. The export is recorded in the audit log.
+
+    \b
+    Examples:
+      mailer members export ann@example.org > ann.json
+      mailer members export ann@example.org --html ann.html --as "Jo (data protection)"
     """
-    from mailer.audience import members
+    from mailer.rights import access, auditing
 
     with app.db.session() as session:
-        data = members.export(session, email)
+        found = access.subject_access(session, app.settings, email)
+        auditing.record(session, "members.export", actor=actor_of(actor), object=found.address)
+    data = found.as_dict()
+    if html_file is not None:
+        from mailer.secret_key import write_private_file
+
+        write_private_file(html_file, access.to_html(found, app.settings.organisation))
+        click.echo(f"wrote a readable copy to {html_file}", err=True)
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
@@ -92,27 +116,40 @@ def export_command(app: App, email: str) -> None:
     help="Leave only this network's mail (lists/networks.toml), not everything; only the member "
     "can rejoin it, from their preferences page.",
 )
+@actor_option
 @json_option
 @pass_app
 def unsubscribe_command(
-    app: App, email: str, campaign: str | None, network: str | None, as_json: bool
+    app: App, email: str, campaign: str | None, network: str | None, actor: str | None, as_json: bool
 ) -> None:
     """Unsubscribe EMAIL from everything, for good (source "admin" in the consent log).
 
     The member stays on record but is suppressed: never mailed again, and no import can
-    resubscribe them. With --network, they leave that network's mail only.
+    resubscribe them. With --network, they leave that network's mail only. Recorded in the
+    audit log with who did it (--as, or your login name).
     """
     from mailer.audience import members
+    from mailer.rights import auditing
 
     if network is not None:
         with app.db.session() as session:
             newly = members.leave_network(session, email, network, list(app.shape.networks), campaign)
+            auditing.record(
+                session,
+                "members.unsubscribe",
+                actor=actor_of(actor),
+                object=email,
+                detail=f"network {network}",
+            )
         data = {"email": email, "network": network, "left": True, "newly_left": newly}
         done = f"{email}: left network {network}" if newly else f"{email}: had left {network}; unchanged"
         emit(as_json, data, lambda: click.echo(done))
         return
     with app.db.session() as session:
         newly = members.unsubscribe(session, email, source="admin", campaign=campaign)
+        auditing.record(
+            session, "members.unsubscribe", actor=actor_of(actor), object=email, detail="all mail"
+        )
     data = {"email": email, "suppressed": True, "newly_suppressed": newly}
     emit(
         as_json,
@@ -124,30 +161,66 @@ def unsubscribe_command(
 @members_group.command("forget")
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@actor_option
 @json_option
 @pass_app
-def forget_command(app: App, email: str, yes: bool, as_json: bool) -> None:
-    """Erase EMAIL's personal data (the right to erasure); keep only a suppression hash.
+def forget_command(app: App, email: str, yes: bool, actor: str | None, as_json: bool) -> None:
+    """Erase everything held about EMAIL (the right to erasure; docs/data.md), keeping only a
+    keyed hash of the address so that it is never mailed or imported again.
 
-    Deletes the member, their interests and fields. The consent log keeps its lines with only
-    a hash of the address, and the address is suppressed, so no send and no later import can
-    bring them back. This cannot be undone.
+    Deletes the member, their interests, fields and event answers; anonymises their desk account;
+    clears the consent log's details (region, interests), keeping what proves the suppression;
+    replaces the address, name and postcode with [erased] in bounces, inbound mail records,
+    deliveries and the audit log; compacts the database so no free page keeps them; removes
+    outbox copies, inbound and quarantined mail that mention them and their rows in rejected
+    CSVs. Says what it could not reach (backups, other machines' logs). Recorded in the audit
+    log. This cannot be undone.
+
+    \b
+    Examples:
+      mailer members forget ann@example.org
+      mailer members forget ann@example.org --yes --as "Jo (data protection)" --json
     """
-    from mailer.audience import members
+    from mailer.rights import erasure, person
 
-    with app.db.session() as session:
-        members.show(session, email)  # an unknown address fails before the question
+    address = person.normalised(email)
     if not yes:
-        click.confirm(f"Erase all personal data held about {email}? This cannot be undone", abort=True)
-    with app.db.session() as session:
-        report = members.forget(session, email)
-    data = {"email": email, "erased": True, **vars(report)}
+        click.confirm(f"Erase all personal data held about {address}? This cannot be undone", abort=True)
+    report = erasure.forget(app.db, app.settings, email, actor=actor_of(actor))
+    if not report.found:
+        from mailer.errors import UnknownName
+
+        when = report.already_erased_at
+        raise UnknownName(
+            f"nothing is held about {address!r}: nothing changed",
+            field="email",
+            hint=f"its data was erased on {when:%Y-%m-%d}; only its suppression remains"
+            if when
+            else "check the spelling; `mailer lists export` lists every member",
+        )
+    data = {"email": address, "erased": report.found, **report.as_dict()}
 
     def human() -> None:
-        click.echo(
-            f"{email}: erased ({report.interests_removed} interest(s), {report.fields_removed} field(s) "
-            f"removed; {report.consent_events_kept} consent-log line(s) kept with only the address hash; "
-            "suppressed for good)"
-        )
+        click.echo(f"{address}: erased; only a keyed hash of the address is kept, so it stays suppressed")
+        if report.member_erased:
+            click.echo(
+                f"  member: deleted ({report.interests_removed} interest(s), "
+                f"{report.fields_removed} field(s))"
+            )
+        if report.desk_account_anonymised:
+            click.echo("  desk account: anonymised (roles, sessions and sign-in links deleted)")
+        click.echo(f"  consent log: {report.consent_events_kept} line(s) kept without region or interests")
+        for table, count in sorted(report.rows_scrubbed.items()):
+            click.echo(f"  {table}: the address replaced with [erased] in {count} row(s)")
+        click.echo(f"  database: {report.database}")
+        for path in report.files_removed:
+            click.echo(f"  removed {path}")
+        for path in report.files_rewritten:
+            click.echo(f"  rewritten without them: {path}")
+        for problem in report.files_unreachable:
+            click.secho(f"  not reached: {problem}", fg="yellow")
+        click.echo("Not reachable from here; erase there by hand if they hold the address:")
+        for place in report.not_reached:
+            click.echo(f"  - {place}")
 
     emit(as_json, data, human)

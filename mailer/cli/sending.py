@@ -312,12 +312,11 @@ def _workers_line(app: App, slug: str, alive: list[str]) -> str:
             f"{len(alive)} worker(s) alive will send it; "
             f"watch with `mailer workers` and `mailer campaigns status {slug}`"
         )
+    from mailer.sending.health import NO_WORKER_CLI
+
     if on_postgresql(app.db):
-        return (
-            "no worker is running: start one or more with `mailer worker` (on any machine that shares this "
-            f"database), or send from here with `mailer campaigns send {slug} --in-process`"
-        )
-    return f"no worker is running: start `mailer worker`, or send now with `mailer campaigns send {slug}`"
+        return f"{NO_WORKER_CLI}; or send from here with `mailer campaigns send {slug} --in-process`"
+    return f"{NO_WORKER_CLI}; or send now from here with `mailer campaigns send {slug}`"
 
 
 @campaigns_group.command("status")
@@ -337,11 +336,17 @@ def status(app: App, slug: str, as_json: bool) -> None:
     suppressed, skipped, cancelled
     """
     from mailer.sending import STATES, campaign_stages, campaign_status
+    from mailer.sending.health import waiting_for_worker
 
     report = campaign_status(app.db, app.shape, slug)
     stages = campaign_stages(app.db, slug)
+    no_worker = (
+        _workers_line(app, slug, []) if waiting_for_worker(app.db, app.settings, report.status) else ""
+    )
 
     def human() -> None:
+        if no_worker:
+            click.echo(f"warning: {no_worker}")
         click.echo(f"{slug}: {report.status}" + (f" ({report.reason})" if report.reason else ""))
         click.echo("  " + "  ".join(f"{s} {report.counts.get(s, 0)}" for s in STATES))
         for label, counts in report.by_region:
@@ -351,7 +356,9 @@ def status(app: App, slug: str, as_json: bool) -> None:
         for step in report.next_steps(app.settings.zone):
             click.echo(f"  {step}")
 
-    emit(as_json, {**report.as_dict(), "stages": [s.as_dict() for s in stages]}, human)
+    emit(
+        as_json, {**report.as_dict(), "stages": [s.as_dict() for s in stages], "no_worker": no_worker}, human
+    )
 
 
 @campaigns_group.command("retry")

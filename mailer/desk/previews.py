@@ -4,7 +4,9 @@ with the warnings about their copy, and the variants the issue's audience gets."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer.audience.networks import Network, member_network
@@ -12,8 +14,32 @@ from mailer.audience.shape import Shape
 from mailer.compose import plan
 from mailer.errors import MailerError
 from mailer.issue.load import LoadedIssue
+from mailer.models import Member
 from mailer.preview import MemberChoice, find_member, member_warnings
 from mailer.settings import Settings
+
+
+def member_address(session: Session, member_id: int) -> str | None:
+    """The address of the member a preview link names by id (a signed token, never the address)."""
+    found = session.scalar(select(Member.email).where(Member.id == member_id))
+    return None if found is None else str(found)
+
+
+def looked_up(session: Session, email: str, *, by: int, now: datetime) -> int | None:
+    """Record a desk user's look-up of a member by address (docs/data.md, Audit) and return the
+    member's id (None: nobody has it)."""
+    from mailer.desk import audit
+
+    found = session.scalar(select(Member.id).where(Member.email == email))
+    audit.record(
+        session,
+        "desk.member-lookup",
+        by=by,
+        object=email,
+        detail="found" if found else "no such member",
+        now=now,
+    )
+    return None if found is None else int(found)
 
 
 def member(

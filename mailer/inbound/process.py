@@ -393,7 +393,7 @@ class _Act:
         if not address or self.member is None:
             return False
         try:
-            return addresses.hash_of(address) == self.member.address_hash
+            return addresses.hash_of(self.session, address) == self.member.address_hash
         except InvalidInput:
             return False
 

@@ -227,7 +227,7 @@ def _member(session: Session, address: str) -> Member | None:
     if not address:
         return None
     try:
-        digest = addresses.hash_of(address)
+        digest = addresses.hash_of(session, address)
     except InvalidInput:
         return None
     return session.scalar(select(Member).where(Member.address_hash == digest))

@@ -8,7 +8,8 @@ gives them.
 Each calendar entry has a UID, ``{slug}-{entry_key}@{list_domain}`` (the entry key is
 ``{item_id}-{n}`` for an item's n-th event, ``calendar-{n}`` for the n-th calendar-only entry), and
 an "add to calendar" URL, ``{base_url}/calendar/event/{slug}-{entry_key}.ics``, which the web app
-serves: both come from the functions here so that mail and web agree.
+serves, and an RSVP link, ``{base_url}/rsvp/{slug}-{entry_key}/{token}``: all come from the
+functions here so that mail and web agree.
 """
 
 from __future__ import annotations
@@ -107,6 +108,21 @@ def event_uid(slug: str, entry_key: str, list_domain: str) -> str:
 
     Every part is folded to one line (they are slugs and a domain, but a UID is a property line)."""
     return one_line(f"{slug}-{entry_key}@{list_domain}").replace(" ", "-")
+
+
+def event_page_url(base_url: str, uid: str) -> str:
+    """The public page of an event, where anyone can say they are coming: ``{base_url}/events/{uid
+    without domain}``."""
+    local = quote(uid.split("@", 1)[0], safe="")
+    return f"{one_line(base_url).rstrip('/')}/events/{local}"
+
+
+def rsvp_url(base_url: str, uid: str, token: str) -> str:
+    """A member's RSVP link for an event: ``{base_url}/rsvp/{uid without domain}/{token}`` (in a
+    message, ``token`` is the ``rsvp_token`` slot's marker; without a token, the link opens the
+    event's public page)."""
+    local = quote(uid.split("@", 1)[0], safe="")
+    return f"{one_line(base_url).rstrip('/')}/rsvp/{local}/{token}"
 
 
 def calendar_url(base_url: str, uid: str) -> str:

@@ -300,16 +300,22 @@ class Event(Model):
     ``timezone``). A timed event's ``end`` is a date and time or a time on the start's day; an all-day
     event's ``end`` is its last day (``start: 2025-12-08``, ``end: 2025-12-14``: a week), included.
     ``location`` says where; ``online: true`` says it can be joined online (with a location too:
-    both). ``regions`` and ``interests`` default to the item's (None means "inherit"; [] means
-    "everyone in the audience"). ``title``, ``location`` and ``contact`` are folded to one line (a
-    YAML block of several lines reads as one).
+    both; ``online: https://…`` gives the link to join). ``regions`` and ``interests`` default to the
+    item's (None means "inherit"; [] means "everyone in the audience"). ``title``, ``location`` and
+    ``contact`` are folded to one line (a YAML block of several lines reads as one). Members answer
+    an event (docs/events.md): ``capacity`` caps the "yes" answers (the rest wait in order),
+    ``remind_hours`` is when its reminder goes before the start, ``cancelled: true`` cancels it
+    after the issue was sent (its attendees are told, and it leaves the feeds).
     """
 
     title: OneLine
     start: When
     end: EndTime = None
     location: OneLine = ""
-    online: bool = False
+    online: bool | Url = False
+    capacity: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    remind_hours: Annotated[int, Field(ge=0, le=24 * 30)] = 24
+    cancelled: bool = False
     booking: Link | None = None
     contact: OneLine = ""
     regions: list[RegionSlug] | None = None
@@ -426,6 +432,11 @@ class Event(Model):
         else:  # pragma: no cover - refused by the validator
             return None
         return end.replace(tzinfo=zone)
+
+    @property
+    def online_url(self) -> str:
+        """The link to join online, when ``online`` gives one ("" otherwise)."""
+        return self.online if isinstance(self.online, str) else ""
 
 
 class Item(Model):

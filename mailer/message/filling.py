@@ -1,6 +1,7 @@
 """Filling many recipients' messages: in the sending process, or in helper processes beside it.
 
-A send fills one message per recipient: two link tokens and the VERP tag (one HMAC each,
+A send fills one message per recipient: two link tokens (three when the message has events: the
+RSVP token) and the VERP tag (one HMAC each,
 :class:`mailer.tokens.RecipientSigner`; the tag serves both the return path and the Message-ID), the
 template's slots (:meth:`MessageTemplate.fill_wire`),
 and with DKIM one signature per key. :class:`BatchFiller` does that for one recipient after
@@ -87,6 +88,8 @@ class BatchFiller:
             recipient = Recipient(
                 delivery_id, member_id or 0, email, name, unsubscribe, preferences, tag, first_name
             )
+            if template.has_rsvp:
+                recipient.rsvp_token = signer.rsvp(member_id or 0)
             try:
                 payload = template.fill_wire(recipient)
             except InvalidInput as exc:

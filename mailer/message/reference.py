@@ -51,6 +51,7 @@ def reference_message(
         "email": recipient.email,
         "unsubscribe_url": unsubscribe,
         "preferences_url": base_url + LINK_PATHS["preferences"] + recipient.preferences_token,
+        "rsvp_token": recipient.rsvp_token,
     }
 
     msg = EmailMessage()

@@ -4,7 +4,8 @@
 with holes ("slots") for what differs per recipient: the To header, Date, the delivery's signed tag in
 the Message-ID, the unsubscribe token in List-Unsubscribe, and the body markers ``[[mailer:greeting]]``
 ("Dear Jo," or, without a name, "Hello,": the ``greeting`` settings), ``[[mailer:name]]``,
-``[[mailer:email]]``, ``[[mailer:unsubscribe_url]]`` and ``[[mailer:preferences_url]]``.
+``[[mailer:email]]``, ``[[mailer:unsubscribe_url]]``, ``[[mailer:preferences_url]]`` and
+``[[mailer:rsvp_token]]`` (in each event's RSVP link).
 ``template.fill(recipient)`` then costs a few microseconds: it encodes only the short per-recipient
 values and joins precomputed byte chunks. With DKIM keys, each message also gets one signature per
 key, prepared once per variant (:mod:`mailer.message.dkim`).
@@ -154,6 +155,7 @@ class Recipient:
     preferences_token: str
     verp_tag: str = ""
     first_name: str = ""  # the greeting's name ("" greets "Hello,"); ``name`` is the To: header's
+    rsvp_token: str = ""  # for RSVP links (``MessageTemplate.has_rsvp``); "" links to the public page
 
 
 # -- small public helpers ---------------------------------------------------------------------------
@@ -249,7 +251,10 @@ class MessageTemplate:
             for name, prefix in prefixes.items()
             if "t:" + name in kinds or "h:" + name in kinds
         ]
-        assert set(SLOT_NAMES) == {"greeting", "name", "email", *prefixes}, "a slot with no value"
+        # The RSVP token, repeated in each event's link: made only when the variant has events.
+        self._rsvp_slots = [key for key in ("t:rsvp_token", "h:rsvp_token") if key in kinds]
+        known = {"greeting", "name", "email", "rsvp_token", *prefixes}
+        assert set(SLOT_NAMES) == known, "a slot with no value"
         self._list_domain = list_domain
         self._verp_keys = list(verp_keys or [])
         self._default_name = default_name
@@ -342,6 +347,11 @@ class MessageTemplate:
         return self._signing is not None
 
     @property
+    def has_rsvp(self) -> bool:
+        """Whether the messages carry RSVP links (``Recipient.rsvp_token`` is then filled in)."""
+        return bool(self._rsvp_slots)
+
+    @property
     def list_domain(self) -> str:
         """The domain of the VERP return path, List-Id and mailto unsubscribe."""
         return self._list_domain
@@ -408,6 +418,10 @@ class MessageTemplate:
             value = tokens[slot]
             for key, prefix in parts:
                 values[key] = qp_value(prefix + value)
+        if self._rsvp_slots:
+            rsvp = qp_value(checked_token(r.rsvp_token)) if r.rsvp_token else b""
+            for key in self._rsvp_slots:
+                values[key] = rsvp
         out = self._chunks.copy()
         for position, kind in self._slots:
             out[position] = values[kind]

@@ -1,8 +1,9 @@
 """The database tables, as SQLAlchemy 2.0 typed models, one module per part of the system.
 
 ``base`` holds the declarative base and the UTC timestamp type; ``audience``, ``sending``,
-``inbound`` and ``desk`` hold their tables. Every table is importable from here, and importing this
-package registers them all on ``Base.metadata`` (which the migrations and ``create_all`` read).
+``inbound``, ``desk``, ``events`` and ``rights`` hold their tables. Every table is importable from
+here, and importing this package registers them all on ``Base.metadata`` (which the migrations and
+``create_all`` read).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from mailer.models.desk import (
     User,
     UserRole,
 )
+from mailer.models.events import EventRow, Rsvp
 from mailer.models.inbound import BounceEvent, InboundMessage, ReplyRequest
+from mailer.models.rights import AddressKeyState
 from mailer.models.sending import (
     Campaign,
     CampaignStage,
@@ -45,6 +48,7 @@ from mailer.models.sending import (
 
 __all__ = [
     "NAMING",
+    "AddressKeyState",
     "Approval",
     "ApprovalAsk",
     "AuditEntry",
@@ -57,6 +61,7 @@ __all__ = [
     "Contribution",
     "Delivery",
     "DeskSession",
+    "EventRow",
     "InboundMessage",
     "Interest",
     "IssueEdit",
@@ -70,6 +75,7 @@ __all__ = [
     "RateHit",
     "Region",
     "ReplyRequest",
+    "Rsvp",
     "SignInLink",
     "Suppression",
     "UTCDateTime",

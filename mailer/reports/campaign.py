@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from mailer.audience.shape import Shape
 from mailer.errors import UnknownName
+from mailer.events import Counts, EventCounts, campaign_counts
 from mailer.inbound.classify import reply_status, status_kind
 from mailer.models import BounceEvent, Campaign, ConsentEvent, Delivery, Region, Variant
 
@@ -87,6 +88,24 @@ class CampaignReport:
     by_variant: tuple[Row, ...]
     next_steps: tuple[str, ...] = ()  # what to do about deferred, unknown and retryable deliveries
     stages: tuple[StageInfo, ...] = ()  # the stages it was sent in (docs/decisions.md, Stages), in order
+    events: tuple[EventCounts, ...] = ()  # answers to its events, counted (no names: docs/events.md)
+
+    @property
+    def rsvp_total(self) -> Counts:
+        """The answers to all its events, counted."""
+        return Counts(*(sum(getattr(e.counts, n) for e in self.events) for n in ("yes", "no", "waitlist")))
+
+    @property
+    def rsvp_by_region(self) -> dict[str, Counts]:
+        """The answers summed by the events' regions (an event for several regions counts in each;
+        one for the whole audience under "")."""
+        sums: dict[str, list[int]] = {}
+        for e in self.events:
+            for region in e.event.regions or ("",):
+                add = sums.setdefault(region, [0, 0, 0])
+                for i, n in enumerate((e.counts.yes, e.counts.no, e.counts.waitlist)):
+                    add[i] += n
+        return {r: Counts(*v) for r, v in sorted(sums.items())}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +124,11 @@ class CampaignReport:
             ],
             "next_steps": list(self.next_steps),
             "stages": [s.as_dict() for s in self.stages],
+            "rsvps": {
+                "total": self.rsvp_total.as_dict(),
+                "by_region": {r or "(whole audience)": c.as_dict() for r, c in self.rsvp_by_region.items()},
+                "events": [e.as_dict() for e in self.events],
+            },
         }
 
 
@@ -221,6 +245,7 @@ def campaign_report(session: Session, shape: Shape, slug: str) -> CampaignReport
         by_variant=variant_rows,
         next_steps=tuple(_next_steps(session, campaign)),
         stages=tuple(_stages(session, campaign)),
+        events=tuple(campaign_counts(session, campaign.slug)),
     )
 
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from mailer.audience import addresses, consent
 from mailer.db import Database, is_transient
-from mailer.models import Delivery, UTCDateTime, utcnow
+from mailer.models import Delivery, Member, UTCDateTime, utcnow
 from mailer.sending.queue import GAVE_UP, Backoff
 from mailer.transport import SendResult
 
@@ -235,9 +235,15 @@ class Recorder:
             if hard:
                 with Session(bind=connection) as session:
                     for o in hard:
+                        # The member's own hash (keyed: docs/data.md); gone with an erased member.
+                        held = session.scalar(
+                            select(Member.address_hash).where(Member.email == addresses.normalise(o.email))
+                        )
+                        if held is None:
+                            continue
                         consent.unsubscribe(
                             session,
-                            addresses.hash_of(o.email),
+                            held,
                             reason="hard-bounce",
                             source="bounce",
                             campaign=self.campaign_slug,

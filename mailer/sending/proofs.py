@@ -58,6 +58,7 @@ def test_recipients(
                     first_name=member.first_name if member is not None else "",
                     unsubscribe_token=tokens.sign("unsubscribe", member_id, keys=keys),
                     preferences_token=tokens.sign("preferences", member_id, keys=keys),
+                    rsvp_token="",  # a test copy's RSVP links open the public event pages
                 ),
             )
 

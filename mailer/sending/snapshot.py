@@ -51,6 +51,7 @@ from mailer.audience.mailable import not_left
 from mailer.compose import MASK_BITS, interest_bits, member_masks, read_members, relevant_interests
 from mailer.db import Database
 from mailer.errors import DeliveryError
+from mailer.events import sync_events
 from mailer.models import (
     Campaign,
     CampaignStage,
@@ -218,6 +219,9 @@ def enqueue(
         left = None if request.limit is None else request.limit - added
         added += _late_joiners(session, campaign.id, prepared, variants, where, left)
         variants.drop_unused()
+        # The events members will answer, in step with what this stage sends (docs/events.md).
+        settings = prepared.renderer.settings
+        sync_events(session, issue, prepared.slug, began, settings=settings, network=campaign.network)
         info = StageInfo(number, request.segment, request.limit, request.new_members, added)
         if added or existing is None:
             session.add(

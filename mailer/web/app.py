@@ -11,8 +11,15 @@ Routes, by concern:
   ``/files/…``                                                                 ``archive.py``
 - ``/calendar/``, ``/calendar/{region}.ics``, ``/calendar/all.ics``, ``/calendar/event/{uid}.ics``
                                                                                ``calendars.py``
+- ``/rsvp/{uid}/{token}``: a member's answer to an event; ``/events/{uid}`` and
+  ``/events/{uid}/confirm/{token}``: the public event page, confirmed by mail   ``events.py``
 - ``/admin/``, ``/admin/campaigns/{slug}``: reports, HTTP Basic (MAILER_ADMIN_PASSWORD)   ``admin.py``
 - ``/desk/…``: the editorial desk (sign-in by mailed link, people and roles)    ``desk/``
+- ``/healthz``, ``/metrics``: for a load balancer and Prometheus                 ``health.py``
+
+``mailer serve`` runs it in one or several processes through ``factory()``, which reads the
+workspace named by ``MAILER_WORKSPACE`` (docs/decisions.md, Serving). Past ``web_max_requests``
+requests at once a process answers 503 with Retry-After (``health.Guard``).
 
 A bad, forged or truncated token gets the same plain 400 page, whatever was wrong with it; a
 genuine preferences link past its age gets a page offering to mail a fresh one (410).
@@ -46,8 +53,8 @@ from mailer import tokens
 from mailer.audience.shape import Shape, load_shape
 from mailer.db import Database, DriverError, open_database, writer_database
 from mailer.errors import ConfigError, TokenError
-from mailer.settings import Settings
-from mailer.web import admin, archive, assets, calendars, preferences, signup, unsubscribe
+from mailer.settings import Settings, load
+from mailer.web import admin, archive, assets, calendars, events, health, preferences, signup, unsubscribe
 from mailer.web.context import Limits, SendMail, Web, web
 from mailer.web.csrf import Csrf
 from mailer.web.desk.routes import routes as desk_routes
@@ -162,7 +169,11 @@ def create_app(
         )
     shape = shape if shape is not None else load_shape(settings.path("lists"))
     db = database if database is not None else open_database(settings)
-    writer = writer_database(settings.sqlalchemy_url) if db.engine.dialect.name == "sqlite" else db
+    writer = (
+        writer_database(settings.sqlalchemy_url, settings.address_keys)
+        if db.engine.dialect.name == "sqlite"
+        else db
+    )
     csrf = Csrf(settings.secrets, secure=settings.base_url.startswith("https://"))
     extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
     state = Web(
@@ -185,13 +196,16 @@ def create_app(
         if database is None:
             db.dispose()
 
+    metrics = health.Metrics(db, settings)
     routes = [
         Route("/", home, methods=["GET"]),
+        *health.routes,
         *unsubscribe.routes,
         *preferences.routes,
         *signup.routes,
         *archive.routes,
         *calendars.routes,
+        *events.routes,
         *admin.routes,
         *desk_routes,
         assets.route,
@@ -199,6 +213,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(health.Guard, metrics=metrics, limit=settings.web_max_requests),
             Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False),
             Middleware(RefuseControlCharacters),
         ],
@@ -212,4 +227,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.web = state
+    app.state.metrics = metrics
     return app
+
+
+def factory() -> Starlette:
+    """The app of the workspace named by ``MAILER_WORKSPACE`` (or the current folder): what each
+    web process of ``mailer serve`` runs (uvicorn's ``factory=True``)."""
+    return create_app(load())

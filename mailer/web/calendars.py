@@ -9,7 +9,9 @@ audience's interest and field conditions are likewise taken as "may match".
 
 UIDs are the email's (``mailer.issue.calendar_text.event_uid``), so rebuilding a feed or downloading an
 event from two places gives the same UID and a calendar client updates rather than duplicates.
-DTSTAMP is the time the issue was sent, in UTC, so it is stable too; times are in the ``timezone``
+DTSTAMP is the time the issue was sent, in UTC, so it is stable too; SEQUENCE and LAST-MODIFIED come
+from the events table (``mailer.events``: raised when an event's time, place or title change), and a
+cancelled event leaves the feeds (its own file says STATUS:CANCELLED); times are in the ``timezone``
 setting's zone (Europe/London by default), with its VTIMEZONE in the file. An all-day event is
 ``DTSTART;VALUE=DATE`` with an exclusive ``DTEND`` (the day after its last day), so Peace Week,
 ``start: 2025-12-08`` and ``end: 2025-12-14``, is 20251208 to 20251215: seven days.
@@ -25,7 +27,7 @@ issue's network; ``all.ics``, and a region outside every network, as the organis
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
@@ -42,6 +44,7 @@ from mailer.audience.shape import Shape
 from mailer.compose import CalendarEntry, calendar_entries
 from mailer.db import Session
 from mailer.errors import MailerError
+from mailer.events import EventInfo, entry_regions, event_times, events_of
 from mailer.issue import Event, Newsletter
 from mailer.issue.calendar_text import event_uid, place_text, sentence
 from mailer.issue.schema import one_line
@@ -53,12 +56,14 @@ MEDIA_TYPE = "text/calendar; charset=utf-8"
 
 @dataclass(frozen=True)
 class FeedEvent:
-    """One calendar entry of a sent issue, with its UID."""
+    """One calendar entry of a sent issue, with its UID and, once its issue is sent, its row of the
+    events table (``state``: SEQUENCE, LAST-MODIFIED, cancelled)."""
 
     sent: SentIssue
     entry: CalendarEntry
     regions: tuple[str, ...]
     uid: str
+    state: EventInfo | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,40 +101,49 @@ def audience_reaches(expression: str, shape: Shape, region: str) -> bool:
     return _may_reach(node, frozenset(shape.ancestors(region))) is not False
 
 
-def entry_regions(issue: Newsletter, entry: CalendarEntry) -> tuple[str, ...]:
-    """The regions an entry is for: its own, else its item's; () is the whole audience."""
-    if entry.event.regions is not None:
-        return tuple(entry.event.regions)
-    item = next((i for i in issue.items if i.id == entry.item_id), None)
-    return tuple(item.regions) if item is not None else ()
-
-
 def is_upcoming(event: Event, today: date) -> bool:
     """Not over yet: its last day is today or later (an event over several days stays until it ends)."""
     return event.last_day >= today
 
 
-def issue_events(sent: SentIssue, list_domain: str) -> list[FeedEvent]:
+def issue_events(
+    sent: SentIssue, list_domain: str, states: Mapping[str, EventInfo] | None = None
+) -> list[FeedEvent]:
+    """The calendar entries of ``sent``, each with its row of the events table in ``states`` (by UID
+    without the domain) when it has one."""
     issue = sent.issue
     if not isinstance(issue, Newsletter):
         return []
-    return [
-        FeedEvent(sent, entry, entry_regions(issue, entry), event_uid(sent.slug, entry.key, list_domain))
-        for entry in calendar_entries(issue)
-    ]
+    out = []
+    for entry in calendar_entries(issue):
+        uid = event_uid(sent.slug, entry.key, list_domain)
+        state = (states or {}).get(uid.rsplit("@", 1)[0])
+        out.append(FeedEvent(sent, entry, entry_regions(issue, entry), uid, state))
+    return out
+
+
+def is_cancelled(fe: FeedEvent) -> bool:
+    """Cancelled: in the issue file (``cancelled: true``) or in the events table (left out of it)."""
+    return fe.entry.event.cancelled or (fe.state is not None and fe.state.cancelled)
 
 
 def feed_events(
-    issues: Iterable[SentIssue], shape: Shape, region: str | None, today: date, list_domain: str
+    issues: Iterable[SentIssue],
+    shape: Shape,
+    region: str | None,
+    today: date,
+    list_domain: str,
+    states: Mapping[str, EventInfo] | None = None,
 ) -> list[FeedEvent]:
-    """The upcoming events of ``issues`` for a member of ``region`` (None: every event), by start."""
+    """The upcoming events of ``issues`` for a member of ``region`` (None: every event), by start;
+    a cancelled event leaves the feeds."""
     out = []
     for sent in issues:
         if region is not None and not audience_reaches(sent.issue.audience, shape, region):
             continue
         seen = frozenset(shape.ancestors(region)) if region is not None else frozenset()
-        for fe in issue_events(sent, list_domain):
-            if not is_upcoming(fe.entry.event, today):
+        for fe in issue_events(sent, list_domain, states):
+            if not is_upcoming(fe.entry.event, today) or is_cancelled(fe):
                 continue
             if region is None or not fe.regions or any(r in seen for r in fe.regions):
                 out.append(fe)
@@ -153,7 +167,7 @@ def contributed_events(
     out = []
     for a in accepted_events(session):
         regions = tuple(a.event.regions or ())
-        if a.issue_slug in sent or not is_upcoming(a.event, today):
+        if a.issue_slug in sent or not is_upcoming(a.event, today) or a.event.cancelled:
             continue
         if region is not None and regions and not any(r in seen for r in regions):
             continue
@@ -185,25 +199,46 @@ def _stamp(sent: SentIssue) -> datetime:
     return datetime.combine(sent.issue.date, time(), UTC)
 
 
+def _planned(fe: FeedEvent, settings: Settings) -> tuple[str, str, date | datetime, date | datetime]:
+    """Title, place, start and end of an entry: the events table's (kept in step with edits made
+    after the send) once it has a row, else the issue's. An all-day event's are dates, its end the
+    day after its last day (DTEND is exclusive, RFC 5545 3.6.1); a timed one's aware times in the
+    ``timezone`` setting's zone, its end the default duration after the start when it gave none."""
+    ev, state, zone = fe.entry.event, fe.state, settings.zone
+    if state is not None:
+        start, end = state.starts_at.astimezone(zone), state.ends_at.astimezone(zone)
+        if state.all_day:
+            return state.title, state.place, start.date(), end.date()
+        return state.title, state.place, start, end
+    start, end = event_times(ev, settings)
+    if ev.all_day:
+        return ev.title, place_text(ev), ev.day, ev.last_day + timedelta(days=1)
+    return ev.title, place_text(ev), start, end
+
+
 def ics_event(fe: FeedEvent, settings: Settings) -> icalendar.Event:
-    """The VEVENT of one entry."""
+    """The VEVENT of one entry. A timed event without an end lasts the ``event_default_minutes``
+    setting (a DTEND always: without one a client shows an instant); an all-day one is TRANSPARENT
+    (Peace Week does not mark anyone busy all week), a timed one OPAQUE. SEQUENCE and LAST-MODIFIED
+    come from the events table, raised when time, place or title change (``mailer.events``), so a
+    client takes the new version; a cancelled event says so (STATUS:CANCELLED)."""
     ev = fe.entry.event
     base = settings.base_url.rstrip("/")
     archive = f"{base}/archive/{fe.sent.slug}/"
     out = icalendar.Event()
     out.add("uid", fe.uid)
-    out.add("dtstamp", _stamp(fe.sent))
-    out.add("summary", ev.title)
-    if ev.all_day:
-        # VALUE=DATE, and DTEND is exclusive (RFC 5545 3.6.1): the day after the last day.
-        out.add("dtstart", ev.day)
-        out.add("dtend", ev.last_day + timedelta(days=1))
-    else:
-        out.add("dtstart", ev.start_at(settings.zone))
-        end = ev.end_at(settings.zone)
-        if end is not None:
-            out.add("dtend", end)
-    place = place_text(ev)
+    stamp = _stamp(fe.sent)
+    out.add("dtstamp", stamp)
+    title, place, start, end = _planned(fe, settings)
+    out.add("summary", title)
+    out.add("dtstart", start)
+    out.add("dtend", end)
+    state = fe.state
+    out.add("sequence", state.sequence if state is not None else 0)
+    modified = state.last_modified if state is not None else stamp
+    out.add("last-modified", modified.astimezone(UTC).replace(microsecond=0))
+    if is_cancelled(fe):
+        out.add("status", "CANCELLED")
     if place:
         out.add("location", place[0].upper() + place[1:])
     lines = []
@@ -218,7 +253,7 @@ def ics_event(fe: FeedEvent, settings: Settings) -> icalendar.Event:
         out.add("description", "\n".join(lines))
     if ev.booking is not None or sent:
         out.add("url", ev.booking.url if ev.booking is not None else archive)
-    out.add("transp", "OPAQUE")
+    out.add("transp", "TRANSPARENT" if ev.all_day else "OPAQUE")
     return out
 
 
@@ -287,12 +322,17 @@ async def feed(request: Request) -> Response:
         region = name
     today = _today(w.clock(), w.settings.zone)
 
-    def read(s: Session) -> tuple[list[SentIssue], list[FeedEvent]]:
+    def read(s: Session) -> tuple[list[SentIssue], list[FeedEvent], dict[str, EventInfo]]:
         issues = sent_issues(s, w.cache)
-        return issues, contributed_events(s, w.shape, w.settings, region, today, {i.slug for i in issues})
+        states = events_of(s, [i.slug for i in issues])
+        return (
+            issues,
+            contributed_events(s, w.shape, w.settings, region, today, {i.slug for i in issues}),
+            states,
+        )
 
-    issues, accepted = await w.read(read)
-    events = feed_events(issues, w.shape, region, today, w.settings.list_domain) + accepted
+    issues, accepted, states = await w.read(read)
+    events = feed_events(issues, w.shape, region, today, w.settings.list_domain, states) + accepted
     events.sort(key=lambda fe: (fe.entry.sort_key, fe.uid))
     # Whether to brand the feed: as the network owning the region (``of_region``); None (the
     # organisation, unbranded) for all.ics, one network, or a region outside every network.
@@ -306,11 +346,14 @@ async def one_event(request: Request) -> Response:
     """One event's .ics, by its UID without the domain (``{slug}-{entry key}``), past or upcoming."""
     w = web(request)
     local = request.path_params["uid"]
-    issues = await w.read(lambda s: sent_issues(s, w.cache, STARTED))
+
+    def read(s: Session) -> tuple[list[SentIssue], dict[str, EventInfo]]:
+        issues = [i for i in sent_issues(s, w.cache, STARTED) if local.startswith(i.slug + "-")]
+        return issues, events_of(s, [i.slug for i in issues])
+
+    issues, states = await w.read(read)
     for sent in issues:
-        if not local.startswith(sent.slug + "-"):
-            continue
-        for fe in issue_events(sent, w.settings.list_domain):
+        for fe in issue_events(sent, w.settings.list_domain, states):
             if fe.uid.split("@", 1)[0] == local:
                 network = issue_network(w.shape, w.settings, sent)
                 body = ics_calendar([fe], w.settings, fe.entry.event.title, network)

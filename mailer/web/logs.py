@@ -16,13 +16,16 @@ is uvicorn's logging configuration with the filter on every handler, which ``mai
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import re
 import traceback
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
+from mailer.errors import ConfigError
 from mailer.settings import Settings
 
 PREFIX = 6
@@ -80,10 +83,42 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line (``log_format = "json"``): time, level, logger, message, and for an
+    access-log record its client, method, path and status as fields of their own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+            client, method, path, _version, status = record.args
+            entry.update(client=client, method=method, path=path, status=status)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["error"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+LOG_FORMATS = ("text", "json")
+
+
 def log_config(settings: Settings) -> dict[str, Any]:
-    """uvicorn's logging configuration with ``RedactingFilter`` on every handler."""
+    """uvicorn's logging configuration with ``RedactingFilter`` on every handler, the ``mailer``
+    loggers (the embedded sending worker's lines among them) beside uvicorn's, and each line as
+    JSON when ``log_format = "json"``."""
     from uvicorn.config import LOGGING_CONFIG
 
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigError(
+            f"log_format must be one of {', '.join(LOG_FORMATS)}, not {settings.log_format!r}",
+            field="log_format",
+            hint='log_format = "json" for a log collector, "text" for people',
+        )
     config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
     config.setdefault("filters", {})["redact"] = {
         "()": RedactingFilter,
@@ -91,4 +126,9 @@ def log_config(settings: Settings) -> dict[str, Any]:
     }
     for handler in config["handlers"].values():
         handler.setdefault("filters", []).append("redact")
+    config["loggers"]["mailer"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    if settings.log_format == "json":
+        config["formatters"] = {"json": {"()": JsonFormatter}}
+        for handler in config["handlers"].values():
+            handler["formatter"] = "json"
     return config

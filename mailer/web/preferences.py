@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mailer import tokens
+from mailer import events, tokens
 from mailer.audience import consent
 from mailer.audience.consent import MemberPreferences, Preferences, PreferencesForm
 from mailer.audience.members import mail_address
@@ -88,7 +88,24 @@ def _form_context(
         "suppressed": view.suppressed,
         "errors": {},
         "saved": None,
+        "answers": [],
     }
+
+
+async def _answers(w: Web, member_id: int) -> list[dict[str, str]]:
+    """The member's answers to events still to come, each with its RSVP link to change it."""
+    found = await w.read(lambda s: events.member_answers(s, member_id, since=w.clock()))
+    return [
+        {
+            "title": a.event.title,
+            "when": events.when_words(a.event, w.settings.zone),
+            "answer": a.answer,
+            "path": f"/rsvp/{a.event.uid}/"
+            + tokens.sign("rsvp", member_id, keys=w.keys, campaign=a.campaign_id),
+        }
+        for a in found
+        if not a.event.cancelled
+    ]
 
 
 def max_age(w: Web) -> timedelta:
@@ -118,14 +135,10 @@ def _scope(request: Request) -> str:
 
 async def page(request: Request) -> Response:
     """GET: the form, filled in with the member's current choices. Writes nothing."""
-    w, _data, view, network = await _member(request)
-    return w.pages.page(
-        request,
-        "preferences.html",
-        _form_context(w, request, view),
-        csrf_scope=_scope(request),
-        network=network,
-    )
+    w, data, view, network = await _member(request)
+    context = _form_context(w, request, view)
+    context["answers"] = await _answers(w, data.member_id)
+    return w.pages.page(request, "preferences.html", context, csrf_scope=_scope(request), network=network)
 
 
 def _expired(w: Web, request: Request, network: Network | None) -> Response:

@@ -228,8 +228,7 @@ async def subscribe(request: Request) -> Response:
     mailbox = hashed_key("mailbox", mailbox_key(data.email))
     if await w.hit(w.limits.mailbox, mailbox) is not None:
         return _check_inbox(w, request, network)  # enough mail to that mailbox for now; say nothing more
-    digest = address_hash(data.email)
-    member_id = await w.read(lambda s: already_subscribed(s, digest))
+    member_id = await w.read(lambda s: already_subscribed(s, address_hash(s, data.email)))
     if member_id is not None:
         prefs = tokens.sign("preferences", member_id, keys=w.keys)
         message = system_mail(

@@ -16,7 +16,8 @@ from conftest import TEST_SECRET
 from support.cli_runner import MailerCli
 from support.hostile import PASSWORD, Case, assert_handled, block_cases
 
-from mailer.settings import DATABASE_URL_FORMS, load
+from mailer.setting_values import DATABASE_URL_FORMS
+from mailer.settings import load
 
 HERE = Path(__file__).resolve().parent
 

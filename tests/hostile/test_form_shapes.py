@@ -19,9 +19,9 @@ from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import func, select
+from support.hashes import address_hash
 
 from mailer import tokens
-from mailer.audience.addresses import address_hash
 from mailer.audience.shape import Shape
 from mailer.db import Database
 from mailer.models import ConsentEvent, Member, Region

@@ -28,9 +28,10 @@ import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.routing import Route
+from support.hashes import address_hash
 
-from mailer import tokens
-from mailer.audience.addresses import address_hash, normalise
+from mailer import events, tokens
+from mailer.audience.addresses import normalise
 from mailer.audience.consent import SignupData
 from mailer.audience.shape import Shape
 from mailer.audience.suppression import is_suppressed
@@ -113,6 +114,7 @@ def test_every_case_file_names_what_it_attacks() -> None:
         "hosts.txt",
         "path-values.txt",
         "paths.txt",
+        "rsvp-emails.txt",
     ]
     for name in names:
         for case in load_cases(name):
@@ -180,6 +182,8 @@ def site(settings: Settings, db: Database, shape: Shape, smtp_server: Any) -> Si
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
     (folder / "issue.yaml").write_text(SEED.read_text(encoding="utf-8"), encoding="utf-8")
+    with db.session() as s:  # the events answered on /rsvp/ and /events/ (docs/events.md)
+        events.sync_events(s, loaded.issue, SLUG, datetime.now(UTC), settings=configured)
     first_entry = next(iter(variant.calendar), None)
     uid = event_uid(SLUG, first_entry.key, configured.list_domain).split("@")[0] if first_entry else "x"
     limits = Limits(signups_per_client=1_000_000, mails_per_address=3, preference_mails_per_member=3)
@@ -196,6 +200,10 @@ def purpose_of(route_path: str) -> str | None:
     for prefix, purpose in (("/u/", "unsubscribe"), ("/p/", "preferences"), ("/confirm/", "confirm")):
         if route_path.startswith(prefix):
             return purpose
+    if route_path.startswith("/rsvp/"):
+        return "rsvp"
+    if route_path.startswith("/events/"):
+        return "rsvp-confirm"
     return None
 
 
@@ -235,6 +243,8 @@ def recipe(site: Site, route_path: str, name: str) -> str:
     else:
         member = site.members[member_of(route_path)]
         other = "preferences" if purpose == "unsubscribe" else "unsubscribe"
+        # (an RSVP confirmation's "member" is the answer's row and its "campaign" the answer: none
+        # of these rows exist, so a valid one reaches the page and the refusal of a used link)
         made = {
             "valid": lambda: tokens.sign(purpose, member, keys=keys, campaign=1),
             "expired": lambda: tokens.sign(purpose, member, keys=keys, now=now - timedelta(days=400)),

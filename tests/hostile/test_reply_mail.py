@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 from support.dns_server import DnsTestServer
+from support.hashes import address_hash
 from support.replies import Signer, reply
 
 from mailer.audience import suppression
-from mailer.audience.addresses import address_hash
 from mailer.db import Database
 from mailer.inbound import process_message
 from mailer.inbound.authentic import MAX_BYTES

@@ -12,8 +12,8 @@ from pathlib import Path
 from conftest import REPO
 from sqlalchemy import select
 from support.cli_runner import MailerCli
+from support.hashes import address_hash
 
-from mailer.audience.addresses import address_hash
 from mailer.db import Database
 from mailer.models import Interest, Member, MemberInterest
 

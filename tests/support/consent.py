@@ -18,7 +18,7 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 
 from mailer import sending, tokens
-from mailer.audience.addresses import address_hash, normalise
+from mailer.audience.addresses import normalise
 from mailer.audience.importer import import_csv
 from mailer.audience.shape import Shape, load_shape, sync
 from mailer.db import Database, open_database
@@ -26,6 +26,7 @@ from mailer.models import Campaign, ConsentEvent, Member, NetworkLeave, Region, 
 from mailer.settings import Settings, load
 from mailer.web import create_app
 from mailer.workspace import init_workspace
+from support.hashes import address_hash, use_test_key
 from support.smtp_server import SmtpTestServer
 
 CE_ISSUE = "2025-12-central-england"
@@ -61,6 +62,7 @@ def open_demo(tmp_path: Path, database_url: str, smtp_server: SmtpTestServer) ->
     """The demo workspace with its members imported and Bo (``MEMBER``) added, and its web app."""
     root = tmp_path / "demo"
     init_workspace(root, demo=True)
+    use_test_key(root)  # Bo is added below with the tests' hash of his address
     settings = demo_settings(root, database_url, smtp_server.url)
     shape = load_shape(root / "lists")
     assert set(shape.networks) == {"kent", "central-england"}

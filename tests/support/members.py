@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from mailer.audience.addresses import address_hash
 from mailer.db import Database
 from mailer.models import Interest, Member, MemberInterest, Region, Suppression
+from support.hashes import address_hash
 
 MEMBERS = [
     # email, region, interests

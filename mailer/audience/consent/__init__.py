@@ -35,6 +35,7 @@ log (``consent_log``), so the web pages, inbound mail and the CLI apply the same
   suppression, which stays the final word.
 - **Imports** (``subscribe_imported``) log one ``subscribe`` event per new member; an import never
   lifts a suppression and never rejoins a network.
+- **Answers to events** (``log_rsvp``): each RSVP, with its source; never a subscription.
 - **Erasure** (``detach_log``) keeps the member's log lines with only the address hash.
 """
 
@@ -62,6 +63,7 @@ from mailer.audience.consent.preferences import (
     preferences_shown,
     save_preferences,
 )
+from mailer.audience.consent.rsvps import RSVP_ACTION, RSVP_SOURCES, log_rsvp
 from mailer.audience.consent.signup import (
     SIGNUP_FORMS,
     SIGNUP_NAME_LIMIT,
@@ -85,6 +87,8 @@ __all__ = [
     "IMPORT_SOURCE",
     "LEAVE_SOURCES",
     "REJOIN_SOURCES",
+    "RSVP_ACTION",
+    "RSVP_SOURCES",
     "SIGNUP_FORMS",
     "SIGNUP_NAME_LIMIT",
     "Confirmed",
@@ -107,6 +111,7 @@ __all__ = [
     "has_left",
     "leave_network",
     "log_imported",
+    "log_rsvp",
     "mailbox_key",
     "network_of_campaign",
     "networks_left",

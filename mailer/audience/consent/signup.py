@@ -356,7 +356,7 @@ def confirm_signup(
     link must not undo a later unsubscribe). Confirming twice is harmless: the member is updated to
     the same choices and the log gets a second line.
     """
-    digest = address_hash(data.email)
+    digest = address_hash(session, data.email)
     held = session.get(Suppression, digest)
     if held is not None and held.created_at.replace(microsecond=0) > data.issued_at:
         raise StaleConfirmation(

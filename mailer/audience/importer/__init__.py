@@ -58,12 +58,14 @@ Rules
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from mailer.audience import addresses
 from mailer.audience.importer.apply import Merger, page_cache
 from mailer.audience.importer.check import (
     Checker,
@@ -148,10 +150,17 @@ def import_csv(
     rejected = RejectedRows(path, scanned.header, report, write=not dry_run)
     kept = KeptRows(path, report, write=not dry_run)
     conn = session.connection()
-    checker = Checker(shape, scanned.mapping, datetime.now(UTC).date(), file=path.name, options=options)
+    checker = Checker(
+        shape,
+        scanned.mapping,
+        datetime.now(UTC).date(),
+        file=path.name,
+        options=options,
+        hasher=functools.partial(addresses.address_hash, session),
+    )
     try:
         with page_cache(conn):
-            merger = Merger(conn, path, report, kept)
+            merger = Merger(conn, path, report, kept, older=functools.partial(_older_hashes, session))
             for done, records in _chunks(path, scanned, checker, report, rejected):
                 plan = merger.plan(records)
                 if progress is not None:
@@ -259,3 +268,9 @@ def _key(cell: str) -> int | None:
         return hash(normalise_address(cell.strip()))
     except Reject:
         return None
+
+
+def _older_hashes(session: Session, normalised: str) -> list[str]:
+    """The hashes other than the newest key's that a suppression of ``normalised`` may be under: a
+    person erased under an older key, or before keys (docs/data.md, The suppression hash)."""
+    return addresses.hash_candidates(session, normalised)[1:]

@@ -11,7 +11,7 @@ at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -119,8 +119,15 @@ class Merger:
     """Plans and writes one chunk of records at a time, in ``conn``'s transaction."""
 
     def __init__(
-        self, conn: Connection, path: Path, report: ImportReport, kept: KeptRows | None = None
+        self,
+        conn: Connection,
+        path: Path,
+        report: ImportReport,
+        kept: KeptRows | None = None,
+        *,
+        older: Callable[[str], list[str]] | None = None,
     ) -> None:
+        self.older = older  # other hashes an erased person's suppression may be under
         self.conn = conn
         self.path = path
         self.report = report
@@ -148,7 +155,7 @@ class Merger:
         suppressed address stays suppressed and, without a member record, is not added; a "no" in
         the file suppresses or marks "not opted in"; a member's own choices are kept."""
         existing = self._existing([r.email for r in records]) if self.any_members else {}
-        suppressed = self._suppressed([r.address_hash for r in records]) if self.any_suppressed else {}
+        suppressed = self._suppressed_records(records) if self.any_suppressed else {}
         report = self.report
         plan = Plan()
         for record in records:
@@ -250,6 +257,16 @@ class Merger:
                 for member_id, name, source, at in conn.execute(choice_q.where(where)):
                     by_id[member_id].choices[name] = f"{source} {str(at)[:19]}"
         return existing
+
+    def _suppressed_records(self, records: Sequence[Record]) -> dict[str, str]:
+        """Reason of each suppressed record's hash, its suppression found under the newest key's
+        hash or, for a person erased earlier, an older one."""
+        found = self._suppressed([r.address_hash for r in records])
+        if self.older is not None:
+            alias = {old: r.address_hash for r in records for old in self.older(r.email)}
+            for old, reason in self._suppressed(list(alias)).items():
+                found.setdefault(alias[old], reason)
+        return found
 
     def _suppressed(self, hashes: list[str]) -> dict[str, str]:
         """Reason of each suppressed hash among ``hashes``."""

@@ -27,7 +27,7 @@ from typing import Self
 import aiosmtplib
 
 from mailer.errors import ConfigError, TransportError
-from mailer.settings import check_ehlo_name
+from mailer.setting_values import check_ehlo_name
 from mailer.transport.base import Job, Outgoing, SendResult, SendStream, send_one
 from mailer.transport.limits import RateLimiter
 from mailer.transport.smtp.connection import Connection, Reply

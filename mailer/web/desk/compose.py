@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mailer import events
 from mailer.audience.networks import Network, campaign_network, networks_of
 from mailer.desk import forms as desk_forms
 from mailer.desk import issuefile, issueform, people, pickers
@@ -442,6 +443,8 @@ async def save_issue(request: Request, form: FormData, signed: Signed) -> Respon
             s, opened.slug, saved.version, by=signed.person.id, action=action, now=now
         )
     )
+    # An issue edited after its send: its events follow (time, place, title, cancelled), at once.
+    await w.write(lambda s: events.sync_from_file(s, w.settings, w.shape, opened.slug, now))
     if ask:  # without JavaScript, removing an item is confirmed on a page of its own
         return redirect(f"/desk/issues/{opened.slug}/remove?item={action.rsplit('-', 1)[1]}")
     return redirect(f"/desk/issues/{opened.slug}?done=saved{issueform.anchor(action)}")

@@ -17,28 +17,33 @@ copy would show their name), except to an admin of every network.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from mailer import tokens
+from mailer.audience.addresses import normalise
 from mailer.audience.networks import Network
 from mailer.compose import Variant, compose, compose_all, relevant_interests
 from mailer.desk import previews as desk_previews
 from mailer.desk.issuefile import IssueFile
 from mailer.desk.issueform import region_hint
-from mailer.errors import ContentError, MailerError
+from mailer.errors import ContentError, InvalidInput, MailerError, TokenError
 from mailer.identity import issue_identity
 from mailer.issue.load import LoadedIssue, load_campaign
 from mailer.preview import sample_values
 from mailer.render import Renderer
 from mailer.slots import fill_slots
 from mailer.web.context import Web, web
-from mailer.web.desk.common import Answered, Signed, desk_page, forbidden, message, page
+from mailer.web.desk.common import Answered, Signed, desk_form, desk_page, forbidden, message, page, redirect
 from mailer.web.desk.compose import allowed, network_of
+from mailer.web.forms import text
 from mailer.web.pages import PAGE_HEADERS
 
 WIDTHS = {"phone": 375, "desktop": 640}
@@ -53,12 +58,15 @@ CACHE_SIZE = 16
 
 @dataclass(frozen=True)
 class Choice:
-    """What to preview, from the query: a member's address, or a region and interests."""
+    """What to preview, from the query: a member (``who``: a signed token of their id, so that
+    their address never sits in a URL or an access log: docs/data.md, Audit), or a region and
+    interests. ``member`` is an address looked up by POST, never read from a query."""
 
-    member: str = ""
+    who: str = ""
     region: str = ""
     interests: tuple[str, ...] = ()
     width: str = "phone"
+    member: str = ""
 
     @classmethod
     def of(cls, request: Request) -> Choice:
@@ -66,7 +74,7 @@ class Choice:
         interests = tuple(sorted({i.strip()[:100] for i in q.getlist("interest") if i.strip()}))[:50]
         width = q.get("width", "phone")
         return cls(
-            member=q.get("member", "").strip()[:320],
+            who=q.get("who", "").strip()[:64],
             region=q.get("region", "").strip()[:100],
             interests=interests,
             width=width if width in WIDTHS else "phone",
@@ -74,7 +82,7 @@ class Choice:
 
     def url_query(self, **change: Any) -> str:
         values = {
-            "member": self.member,
+            "who": self.who,
             "region": self.region,
             "interest": list(self.interests),
             "width": self.width,
@@ -127,14 +135,15 @@ async def _render(
     name: str | None = None
     first_name: str | None = None
     warnings: list[str] = []
-    if choice.member:
+    if choice.member or choice.who:
+        address = choice.member or await _named(w, choice.who)
         picked = await w.read(
             lambda s: desk_previews.member(
                 s,
                 w.settings,
                 w.shape,
                 loaded,
-                choice.member,
+                address,
                 network=network,
                 any_network=signed.person.admin_of_all,
             )
@@ -182,8 +191,54 @@ async def _render(
     return shown
 
 
+async def _named(w: Web, who: str) -> str:
+    """The address of the member a preview link's ``who`` token names; ``Refused`` when it is not
+    a valid one (tampered, or older than a day)."""
+    try:
+        member_id = tokens.verify(who, "desk-member", keys=w.keys, max_age=timedelta(days=1)).member_id
+    except TokenError:
+        raise Refused("This preview link is out of date: look the member up again.") from None
+    address = await w.read(lambda s: desk_previews.member_address(s, member_id))
+    if address is None:
+        raise Refused("No member of this network has that address.")
+    return address
+
+
+@desk_form
+async def preview_lookup(request: Request, form: FormData, signed: Signed) -> Response:
+    """A member looked up by address (posted, so it stays out of URLs and logs): recorded in the
+    audit log, then shown by a link that names them with a signed token."""
+    loaded, opened, network = await _issue(request, signed)
+    w = web(request)
+    width = text(form, "width", 20)
+    given = text(form, "member", 320).strip()
+    try:
+        address = normalise(given)
+    except InvalidInput:
+        return await _page(request, signed, Choice(member=given, width=width if width in WIDTHS else "phone"))
+    member_id = await w.write(
+        lambda s: desk_previews.looked_up(s, address, by=signed.person.id, now=w.clock())
+    )
+    choice = Choice(member=address, width=width if width in WIDTHS else "phone")
+    if member_id is None or loaded is None:
+        return await _page(request, signed, choice)
+    theirs = await w.read(
+        lambda s: desk_previews.member(
+            s, w.settings, w.shape, loaded, address, network=network, any_network=signed.person.admin_of_all
+        )
+    )
+    if theirs is None:  # outside this network: the same answer as nobody's address
+        return await _page(request, signed, choice)
+    who = tokens.sign("desk-member", member_id, keys=w.keys, now=w.clock())
+    return redirect(f"/desk/issues/{opened.slug}/preview?{Choice(who=who, width=choice.width).url_query()}")
+
+
 @desk_page
 async def preview_page(request: Request, signed: Signed) -> Response:
+    return await _page(request, signed, Choice.of(request))
+
+
+async def _page(request: Request, signed: Signed, choice: Choice) -> Response:
     got = await _issue(request, signed)
     loaded, opened, network = got
     w = web(request)
@@ -197,7 +252,6 @@ async def preview_page(request: Request, signed: Signed) -> Response:
             status=409,
             link=(f"/desk/issues/{slug}", "Back to the issue"),
         )
-    choice = Choice.of(request)
     refusal = ""
     shown: Shown | None = None
     try:
@@ -258,5 +312,6 @@ async def preview_frame(request: Request, signed: Signed) -> Response:
 
 routes = [
     Route("/desk/issues/{slug}/preview", preview_page, methods=["GET"]),
+    Route("/desk/issues/{slug}/preview", preview_lookup, methods=["POST"]),
     Route("/desk/issues/{slug}/preview/frame", preview_frame, methods=["GET"]),
 ]

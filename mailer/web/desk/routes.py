@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailer.web.desk import compose, contributions, editing, home, previews, sendpage, signin
+from mailer.web.desk import compose, contributions, editing, events, home, previews, sendpage, signin
 
 routes = [
     *signin.routes,
@@ -12,4 +12,5 @@ routes = [
     *previews.routes,
     *editing.routes,
     *sendpage.routes,
+    *events.routes,
 ]

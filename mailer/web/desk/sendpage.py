@@ -10,9 +10,10 @@
   (``plan_send(to_workers=True)``) or scheduled for them (``at=``).
 - ``GET /desk/issues/{slug}/progress``: sent, deferred, failed… as the workers go, with pause,
   resume and cancel (``POST …/pause``, ``…/resume``, ``…/cancel``: ``mailer.sending.control``).
-  Followed live (``?live=1``, where a send from the desk lands) it reloads itself every few
-  seconds (``<meta http-equiv="refresh">``, no JavaScript) and offers to stop: a timed reload
-  is the reader's choice (WCAG 2.2.1), so the page reached by a link does not reload itself.
+  While the campaign is queued, scheduled or being sent, a small script of ours
+  (``/desk/progress.js``) fetches the figures (``…/progress.json``) every few seconds and updates
+  them in place, with a button to stop (WCAG 2.2.2); without JavaScript the page's Refresh button
+  loads it again. When no sending worker is alive the page says so, and what to do.
 - ``GET /desk/issues/{slug}/report``: the campaign's report with its charts (``mailer.reports``,
   the admin report page's template).
 
@@ -24,12 +25,13 @@ for people with a role in the issue's network that lets them see it.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from mailer import reports, sending
@@ -39,6 +41,7 @@ from mailer.desk import forms as desk_forms
 from mailer.errors import MailerError, UnknownName
 from mailer.forms import FormRefused, Read, read
 from mailer.issue import SLUG
+from mailer.sending import health as sending_health
 from mailer.web.context import Web, web
 from mailer.web.desk.common import (
     Answered,
@@ -55,8 +58,14 @@ from mailer.web.forms import text
 from mailer.web.pages import PAGE_HEADERS
 
 WATCH = ("compose", "approve", "send", "schedule", "test-send")
-REFRESH_SECONDS = 5
+UPDATE_SECONDS = 5
 LIVE = ("queued", "scheduled", "sending")
+PROGRESS_SCRIPT = (Path(__file__).parent / "progress.js").read_bytes()
+# The progress page runs our own script (and only ours), which fetches the figures from this site.
+PROGRESS_HEADERS = {
+    "Content-Security-Policy": PAGE_HEADERS["Content-Security-Policy"]
+    + "; script-src 'self'; connect-src 'self'"
+}
 
 NOTICES = {
     "approved": "The issue is approved. An editor can now send or schedule it.",
@@ -394,20 +403,12 @@ async def _sent_campaign(request: Request, signed: Signed) -> tuple[str, Network
     return slug, network, key
 
 
-@desk_page
-async def progress_page(request: Request, signed: Signed) -> Response:
-    found = await _sent_campaign(request, signed)
-    slug, network, key = found
-    w = web(request)
+async def _progress(w: Web, slug: str) -> dict[str, Any]:
+    """The figures of the progress page (and of its JSON, which the page's script fetches)."""
     status = await run_in_threadpool(sending.campaign_status, w.db, w.shape, slug)
-    campaign = await run_in_threadpool(sends.find_sent, w.db, w.settings, w.shape, slug)
-    assert campaign is not None
+    no_worker = await run_in_threadpool(sending_health.waiting_for_worker, w.db, w.settings, status.status)
     counts = status.counts
-    zone = w.settings.zone
-    context = {
-        "slug": slug,
-        "title": campaign.title,
-        "network_name": network.name,
+    return {
         "status": status.status,
         "reason": status.reason,
         "total": status.total,
@@ -415,26 +416,61 @@ async def progress_page(request: Request, signed: Signed) -> Response:
         "deferred": counts.get("deferred", 0),
         "failed": counts.get("failed", 0),
         "waiting": counts.get("pending", 0) + counts.get("sending", 0),
+        "live": status.status in LIVE,
+        "no_worker": sending_health.NO_WORKER_PAGE if no_worker else "",
         "others": [
             (STATE_WORDS[s], counts[s])
             for s in ("unknown", "suppressed", "skipped", "cancelled")
             if counts.get(s)
         ],
         "by_region": [(label, c.get("sent", 0), sum(c.values())) for label, c in status.by_region],
-        "scheduled_for": campaign.scheduled_at.astimezone(zone).strftime("%A %-d %B %Y at %H:%M")
-        if campaign.scheduled_at and status.status == "scheduled"
+        "next_steps": status.next_steps(w.settings.zone),
+    }
+
+
+@desk_page
+async def progress_page(request: Request, signed: Signed) -> Response:
+    found = await _sent_campaign(request, signed)
+    slug, network, key = found
+    w = web(request)
+    figures = await _progress(w, slug)
+    campaign = await run_in_threadpool(sends.find_sent, w.db, w.settings, w.shape, slug)
+    assert campaign is not None
+    context = {
+        **figures,
+        "slug": slug,
+        "title": campaign.title,
+        "network_name": network.name,
+        "scheduled_for": campaign.scheduled_at.astimezone(w.settings.zone).strftime("%A %-d %B %Y at %H:%M")
+        if campaign.scheduled_at and figures["status"] == "scheduled"
         else "",
         "timezone": w.settings.timezone,
-        "live": status.status in LIVE,
-        "refresh_every": REFRESH_SECONDS,
-        "refresh": REFRESH_SECONDS
-        if status.status in LIVE and request.query_params.get("live") == "1"
-        else 0,
+        "update_every": UPDATE_SECONDS,
         "may_control": people.can(signed.person, "send", key),
         "notice": NOTICES.get(request.query_params.get("done", ""), ""),
-        "next_steps": status.next_steps(zone),
     }
-    return page(request, "progress.html", context, signed=signed, network=network)
+    return page(request, "progress.html", context, signed=signed, network=network, headers=PROGRESS_HEADERS)
+
+
+@desk_page
+async def progress_json(request: Request, signed: Signed) -> Response:
+    """The progress page's figures as JSON, for its script (``progress.js``)."""
+    slug, _network, _key = await _sent_campaign(request, signed)
+    figures = await _progress(web(request), slug)
+    figures["others"] = [{"words": words, "n": n} for words, n in figures["others"]]
+    figures.pop("by_region")
+    return JSONResponse(figures, headers={"Cache-Control": "no-store"})
+
+
+@desk_page
+async def progress_script(request: Request, signed: Signed) -> Response:
+    """The progress page's script (for those signed in, like the page): fetches the figures
+    every few seconds; the page works without it."""
+    return Response(
+        PROGRESS_SCRIPT,
+        media_type="text/javascript; charset=utf-8",
+        headers={"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 CONTROLS = {
@@ -512,6 +548,8 @@ routes = [
     Route("/desk/issues/{slug}/send/confirm", confirm, methods=["POST"]),
     Route("/desk/issues/{slug}/test-send", test_send, methods=["POST"]),
     Route("/desk/issues/{slug}/progress", progress_page, methods=["GET"]),
+    Route("/desk/issues/{slug}/progress.json", progress_json, methods=["GET"]),
+    Route("/desk/progress.js", progress_script, methods=["GET"]),
     Route("/desk/issues/{slug}/pause", pause, methods=["POST"]),
     Route("/desk/issues/{slug}/resume", resume, methods=["POST"]),
     Route("/desk/issues/{slug}/cancel", cancel, methods=["POST"]),

@@ -180,7 +180,8 @@ def answer_as_member(
         select(Rsvp).where(Rsvp.event_id == event.id, Rsvp.member_id == member_id)
     ).one_or_none()
     if row is None:
-        row = Rsvp(event_id=event.id, member_id=member_id, name=member.name, created_at=now)
+        # (no copy of the member's name: the list reads it from the member, so erasure clears it)
+        row = Rsvp(event_id=event.id, member_id=member_id, created_at=now)
     return _record(session, event, row, answer, now, source, member.address_hash, _counted(row))
 
 

@@ -1,6 +1,7 @@
 """The issue form in Chromium, with JavaScript (at 1280 px: the live preview is beside the form)
 and without it (at 375 px): the same edits done by drag or by buttons, and axe-core on each state
-at both widths. One page load per state."""
+at both widths. One page load per state. On SQLite only: what the browser does is the same on
+either database, and the same saves are tested over HTTP on both (test_desk_editor.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from mailer.issue import load_campaign
 from mailer.settings import Settings
 from mailer.web import create_app
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.parametrize("backend", ["sqlite"])]
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ what ``mailer worker`` and the worker embedded in ``mailer serve`` run, through
 
 from __future__ import annotations
 
+from mailer.events.digest import DIGESTS
+from mailer.events.reminders import EVENT_MAILS
 from mailer.events.watch import EVENTS_SYNC
 from mailer.inbound.chores import READ_REPLIES
 from mailer.rights.retention import PURGE
@@ -16,8 +18,9 @@ from mailer.settings import Settings
 
 def default_chores(settings: Settings) -> list[Chore]:
     """The chores every worker runs, in order."""
-    # events kept in step with edited issues; what is past its retention (docs/data.md, Retention)
-    chores: list[Chore] = [EVENTS_SYNC, PURGE]
+    # the events in step with edited issues first, so that a change is mailed in the same round; then
+    # what is past its retention (docs/data.md, Retention)
+    chores: list[Chore] = [EVENTS_SYNC, EVENT_MAILS, DIGESTS, PURGE]
     if settings.reply_source_list:  # the reply mailboxes (docs/decisions.md, Replies asking to leave)
         chores.append(READ_REPLIES)
     return chores

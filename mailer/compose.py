@@ -23,7 +23,7 @@ from sqlalchemy import BigInteger, ColumnElement, Subquery, case, func, literal,
 from sqlalchemy.orm import Session
 
 from mailer.audience.shape import Shape
-from mailer.issue.schema import Event, Issue, Item, Newsletter
+from mailer.issue.schema import Digest, Event, Issue, Item, Newsletter
 from mailer.models import Interest, Member, MemberInterest, Region
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ class CalendarEntry:
     key: str
     event: Event
     item_id: str | None = None
+    uid: str | None = None  # its own UID, when it has one from elsewhere (a digest's: the event's)
 
     @property
     def sort_key(self) -> tuple[datetime, bool]:
@@ -89,7 +90,11 @@ def highlight_of(item: Item) -> str | None:
 
 
 def calendar_entries(issue: Issue) -> list[CalendarEntry]:
-    """Every calendar entry of the issue, in the editor's order, with its key."""
+    """Every calendar entry of the issue, in the editor's order, with its key. A digest's entries
+    are the events its run found, each keyed by its own UID (``Digest.calendar_uids``)."""
+    if isinstance(issue, Digest):
+        pairs = zip(issue.calendar_uids, issue.calendar, strict=True)
+        return [CalendarEntry(uid, event, uid=uid) for uid, event in pairs]
     if not isinstance(issue, Newsletter):
         return []
     out = [
@@ -115,6 +120,8 @@ def mentioned_regions(issue: Issue) -> frozenset[str]:
 def _named(issue: Issue, field: str) -> frozenset[str]:
     """The union of ``field`` (``interests`` or ``regions``) over a newsletter's items, their events
     and its calendar; nothing for an alert."""
+    if isinstance(issue, Digest):
+        return frozenset(name for event in issue.calendar for name in getattr(event, field) or ())
     if not isinstance(issue, Newsletter):
         return frozenset()
     names: set[str] = set()
@@ -163,6 +170,8 @@ def compose(issue: Issue, shape: Shape, region: str | None, interests: frozenset
     """The variant a member in ``region`` (None: no region) with ``interests`` sees."""
     seen = frozenset(shape.ancestors(region)) if region in shape.regions else frozenset()
     label = variant_label(shape, region, interests)
+    if isinstance(issue, Digest):
+        return digest_variant(issue, seen, interests, label)
     if not isinstance(issue, Newsletter):
         return _variant(issue, [], [], label)
     items = [i for i in issue.items if _matches(i.regions, i.interests, seen, interests)]
@@ -182,8 +191,25 @@ def compose(issue: Issue, shape: Shape, region: str | None, interests: frozenset
     return _variant(issue, items, entries, label)
 
 
+def digest_variant(issue: Digest, seen: frozenset[str], interests: frozenset[str], label: str) -> Variant:
+    """A digest's variant: the events of its run that a member whose region and its ancestors are
+    ``seen``, with ``interests``, would see (an event's regions and interests are its own, resolved
+    from its item when the run found it). None at all is a variant with an empty calendar: the
+    members who would get it get no digest (``mailer.events.digest``)."""
+    entries = [
+        entry
+        for entry in calendar_entries(issue)
+        if not _is_past(entry.event, issue.date)
+        and _matches(entry.event.regions or [], entry.event.interests or [], seen, interests)
+    ]
+    return _variant(issue, [], entries, label)
+
+
 def compose_all(issue: Issue) -> Variant:
     """The editor's full issue: every item, every highlight, every calendar entry not yet past."""
+    if isinstance(issue, Digest):
+        entries = [e for e in calendar_entries(issue) if not _is_past(e.event, issue.date)]
+        return _variant(issue, [], entries, "Every event")
     if not isinstance(issue, Newsletter):
         return _variant(issue, [], [], "Full issue")
     entries = [e for e in calendar_entries(issue) if not _is_past(e.event, issue.date)]

@@ -34,7 +34,7 @@ from markupsafe import Markup
 from mailer.compose import CalendarEntry, Loaded, Variant
 from mailer.errors import RenderError
 from mailer.identity import COLOURS, Identity, band_colours, default_identity
-from mailer.issue import Alert, Event, Item, Newsletter, calendar_text
+from mailer.issue import Alert, Digest, Event, Item, calendar_text
 from mailer.issue.calendar_text import calendar_line, calendar_url, event_uid, place_text, sentence, when_text
 from mailer.settings import Settings
 from mailer.slots import SLOTS
@@ -78,7 +78,7 @@ def image_url(settings: Settings, slug: str, src: str) -> str:
 
 
 def entry_uid(settings: Settings, slug: str, entry: CalendarEntry) -> str:
-    return event_uid(slug, entry.key, settings.list_domain)
+    return entry.uid or event_uid(slug, entry.key, settings.list_domain)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -542,22 +542,18 @@ class Renderer:
                 button=LinkView(issue.button.text, url) if url else None,
             )
             return common
-        assert isinstance(issue, Newsletter)
         entries = [self._entry(loaded.slug, e, issue.date) for e in variant.calendar]
+        intro, preheader = self.md_text(issue.intro), issue.preheader or issue.intro or issue.title
+        common |= {"preheader": preheader, "intro_html": self.md_html(issue.intro), "calendar": entries}
+        common |= {"intro_text": intro.text, "intro_refs": intro.refs}
+        if isinstance(issue, Digest):  # a short list (a line per event), then the events
+            return common | {"days": issue.days}
         by_item: dict[str, list[EntryView]] = {}
         for view, entry in zip(entries, variant.calendar, strict=True):
             if entry.item_id is not None:
                 by_item.setdefault(entry.item_id, []).append(view)
-        intro = self.md_text(issue.intro)
-        common.update(
-            preheader=issue.preheader or issue.intro or issue.title,
-            intro_html=self.md_html(issue.intro),
-            intro_text=intro.text,
-            intro_refs=intro.refs,
-            highlights=[HighlightView(_anchor(h.item_id), h.text) for h in variant.highlights],
-            sections=[self._section(loaded.slug, i, by_item.get(i.id, [])) for i in variant.items],
-            calendar=entries,
-        )
+        common["highlights"] = [HighlightView(_anchor(h.item_id), h.text) for h in variant.highlights]
+        common["sections"] = [self._section(loaded.slug, i, by_item.get(i.id, [])) for i in variant.items]
         return common
 
     # -- rendering

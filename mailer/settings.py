@@ -128,6 +128,12 @@ class Settings:
         "How long a timed event without an end lasts, in minutes: its DTEND in calendars, and when it "
         "is over for answers.",
     )
+    events_clock: str = _setting(
+        "",
+        "For rehearsals and tests only: the time the events' chores (reminders, change mails, "
+        "digests) take as now, e.g. 2025-11-17 19:30 in the timezone; empty: the real time.",
+        env="MAILER_EVENTS_CLOCK",
+    )
     soft_bounce_limit: int = _setting(
         3,
         "Soft bounces (4.x.x, 5.2.2 mailbox full, other non-address failures) within soft_bounce_days "

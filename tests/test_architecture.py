@@ -48,6 +48,9 @@ STAGES: list[tuple[str, ...]] = [
     # members' rights: subject access, erasure and retention read every part's tables (the desk's
     # too) and the workers run its purge, so after the desk and before the chores' list
     ("mailer.rights",),
+    # the events' mail (reminders, changes, digests): sent through the send's path, from the sent
+    # issues' events and the desk's accepted ones and approvals; the workers' chores list them
+    ("mailer.events.digest", "mailer.events.reminders"),
     ("mailer.chores",),  # the workers' chores, listed: reminders, purges, digests
     ("mailer.web",),
     ("mailer.demo",),

@@ -136,14 +136,14 @@ def test_a_filled_message_is_about_60_kb(template: MessageTemplate) -> None:
     assert 50_000 < size < 80_000
 
 
-def test_the_feedback_id_says_newsletter_or_alert() -> None:
+def test_the_feedback_id_says_newsletter_alert_or_digest() -> None:
     """Gmail's format, three identifiers then the sender's: campaign, kind, network; sender domain."""
-    for kind in ("newsletter", "alert"):
+    for kind in ("newsletter", "alert", "digest"):
         args = {**LIST, "kind": kind}
         msg = parse(MessageTemplate.build(seed_parts(), settings=SETTINGS, **args).fill(recipients(1)[0]))
         assert str(msg["Feedback-ID"]) == f"kent-2025-11:{kind}:kent-network-newsletter:kent.example.org"
-    with pytest.raises(ValueError, match="newsletter, alert, not 'digest'"):
-        MessageTemplate.build(seed_parts(), settings=SETTINGS, **{**LIST, "kind": "digest"})
+    with pytest.raises(ValueError, match="newsletter, alert, digest, not 'reminder'"):
+        MessageTemplate.build(seed_parts(), settings=SETTINGS, **{**LIST, "kind": "reminder"})
 
 
 def test_headers_and_values(template: MessageTemplate) -> None:

@@ -37,7 +37,19 @@ from mailer.issue.load import (
     load_issue,
 )
 from mailer.issue.scaffold import KINDS, new_campaign
-from mailer.issue.schema import SLUG, Alert, Button, Event, Image, Issue, Item, Link, Newsletter, When
+from mailer.issue.schema import (
+    SLUG,
+    Alert,
+    Button,
+    Digest,
+    Event,
+    Image,
+    Issue,
+    Item,
+    Link,
+    Newsletter,
+    When,
+)
 from mailer.issue.yaml_loader import field_name, read_yaml
 
 __all__ = [
@@ -47,6 +59,7 @@ __all__ = [
     "Alert",
     "Button",
     "CheckResult",
+    "Digest",
     "Event",
     "Image",
     "Issue",

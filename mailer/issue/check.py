@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from mailer.errors import ContentError, Problem
 from mailer.issue.lint import network_problems
 from mailer.issue.load import LoadedIssue, campaign_path, load_campaign
-from mailer.issue.schema import Alert
+from mailer.issue.schema import Newsletter
 from mailer.issue.yaml_loader import Lines, Loc, field_name, read_yaml
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def audience_warnings(
             )
         ]
     out: list[Problem] = unmailable_warnings(session, loaded, audience)
-    if isinstance(issue, Alert):
+    if not isinstance(issue, Newsletter):  # an alert, or a digest (its events come from the calendar)
         return out
 
     def anyone(regions: list[str], interests: list[str]) -> bool:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from mailer.errors import ContentError, Problem, UnknownName, suggest
 from mailer.issue.lint import file_warnings
-from mailer.issue.schema import SLUG, Alert, Event, Issue, Newsletter
+from mailer.issue.schema import SLUG, Alert, Digest, Event, Issue, Newsletter
 from mailer.issue.yaml_loader import Lines, Loc, Position, field_name, read_yaml
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ MAX_BYTES = 2 * 1024 * 1024  # an issue file is text: a few kilobytes; images ar
 _MISSING_HINTS = {
     "highlight": "write the item's line in the HIGHLIGHTS, or `highlight: false` for a report with none",
     "alt": "describe the image for people who cannot see it, e.g. alt: Cover of the guide",
-    "kind": "kind: newsletter, or kind: alert",
+    "kind": "kind: newsletter, kind: alert, or kind: digest",
 }
 
 
@@ -80,7 +80,7 @@ def _unknown_field(model: type[BaseModel], loc: Loc) -> tuple[str, str | None]:
         return f"unknown field {name!r}", None
     hint = _MISPLACED_HINTS.get(found, {}).get(name.lower())
     if hint is not None:
-        where = {Event: "an event", Alert: "an alert", Newsletter: "a newsletter"}[found]
+        where = {Event: "an event", Alert: "an alert", Newsletter: "a newsletter", Digest: "a digest"}[found]
         return f"{where} has no field {name!r}", hint
     return f"unknown field {name!r}", suggest(name, list(found.model_fields), "fields")
 
@@ -311,9 +311,11 @@ def load_issue(path: Path, shape: Shape | None) -> LoadedIssue:
         return [w for w in found if w.field not in wrong]
 
     kind = data.get("kind")
-    model: type[Newsletter] | type[Alert]
+    model: type[Newsletter] | type[Alert] | type[Digest]
     if kind == "alert":
         model = Alert
+    elif kind == "digest":
+        model = Digest
     elif kind == "newsletter":
         model = Newsletter
     else:

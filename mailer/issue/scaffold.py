@@ -23,7 +23,7 @@ from mailer.issue.schema import SLUG
 if TYPE_CHECKING:
     from mailer.audience.shape import Shape
 
-KINDS = ("newsletter", "alert")
+KINDS = ("newsletter", "alert")  # a digest is written by hand: docs/events.md
 """The kinds of issue a skeleton exists for."""
 
 

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from mailer.errors import MailerError, suggest
+from mailer.issue import schedule
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _URL = re.compile(r"^(?:https?://[^\s/]+\S*|mailto:\S+@\S+)$")
@@ -544,14 +545,48 @@ class Alert(Model):
     sign_off: str = ""
 
 
-Issue = Newsletter | Alert
-"""An issue: a newsletter or an alert (``kind`` says which)."""
+class Digest(Model):
+    """ "What's on near you": the calendar's events of each member's regions and interests in the next
+    ``days`` days, sent ``every`` week or month on a ``day`` at a ``time`` (``mailer.issue.schedule``)
+    by the workers (``mailer.events.digest``, which fills ``calendar`` and ``calendar_uids``)."""
+
+    kind: Literal["digest"]
+    title: str
+    subject: str
+    preheader: str = ""
+    date: IssueDate
+    network: NetworkSlug = ""
+    audience: Audience = "all"
+    intro: str = ""
+    days: schedule.DigestDays = 14
+    every: Literal["weekly", "monthly"]
+    day: schedule.SendDay
+    time: schedule.SendTime = schedule.DEFAULT_SEND_TIME
+    approval: Literal["required", "none"] = "none"
+    sign_off: str = ""
+    calendar: list[Event] = Field(default_factory=list)
+    calendar_uids: list[str] = Field(default_factory=list)
+
+    @field_validator("day")
+    @classmethod
+    def _day_fits_every(cls, day: str | int, info: ValidationInfo) -> str | int:
+        return schedule.day_fits_every(day, info.data.get("every"))
+
+    @field_validator("calendar", "calendar_uids")
+    @classmethod
+    def _filled_by_each_run(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
+        return schedule.filled_by_each_run(value, info)
+
+
+Issue = Newsletter | Alert | Digest
+"""An issue: a newsletter, an alert or a digest (``kind`` says which)."""
 
 __all__ = [
     "SLUG",
     "Alert",
     "Audience",
     "Button",
+    "Digest",
     "EndTime",
     "Event",
     "Image",

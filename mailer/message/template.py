@@ -116,7 +116,7 @@ DKIM_HEADERS = (
 )
 DKIM_OVERSIGNED = (*DKIM_HEADERS, "Sender", "Cc")
 #: What a campaign message is (the issue's ``kind``), named in its Feedback-ID.
-KINDS = ("newsletter", "alert")
+KINDS = ("newsletter", "alert", "digest")
 #: Hosts where an http:// base_url is fine (the web app on this machine: demos and tests).
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: Slots that are whole header fields (the DKIM signer canonicalises them per message).

@@ -32,6 +32,7 @@ from mailer.models.desk import (
     User,
     UserRole,
 )
+from mailer.models.eventmail import EventMail
 from mailer.models.events import EventRow, Rsvp
 from mailer.models.inbound import BounceEvent, InboundMessage, ReplyRequest
 from mailer.models.rights import AddressKeyState
@@ -61,6 +62,7 @@ __all__ = [
     "Contribution",
     "Delivery",
     "DeskSession",
+    "EventMail",
     "EventRow",
     "InboundMessage",
     "Interest",

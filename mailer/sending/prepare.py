@@ -18,7 +18,7 @@ from mailer.audience.segments import compile_segment
 from mailer.audience.shape import Shape
 from mailer.compose import VariantPlan, plan
 from mailer.db import Database
-from mailer.errors import Problem
+from mailer.errors import DeliveryError, Problem
 from mailer.identity import Identity, campaign_identity, default_identity, issue_identity
 from mailer.issue import LoadedIssue, load_campaign
 from mailer.issue.yaml_loader import read_yaml
@@ -84,6 +84,11 @@ def prepare(
     """Load, validate, plan and render ``slug``; raise before anything is written if any of it fails."""
     loaded = load_campaign(settings.workspace, slug, shape)
     issue = loaded.issue
+    if issue.kind == "digest":
+        raise DeliveryError(
+            f"{slug} is a digest: the workers send it on its schedule ({loaded.path})",
+            hint="run `mailer worker` (or `mailer serve`); each run goes out as a campaign of its own",
+        )
     # Who it speaks as (docs/decisions.md, Networks): the network it names or its audience implies; an
     # unknown or ambiguous one is a ConfigError naming the file's `network:` and the fix.
     identity = issue_identity(

@@ -1,7 +1,7 @@
 """the desk's notices: which kinds each person turned off, and issues waiting for approval
 
 Revision ID: 0018
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-07 18:05:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import mailer.models
 
 revision: str = "0018"
-down_revision: str | None = "0015"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

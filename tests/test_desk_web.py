@@ -303,6 +303,8 @@ def test_every_desk_post_without_csrf_gets_403(desk: Desk, client: TestClient) -
         "/desk/networks/{name}/issues/new": {"title": "x", "slug": "x", "date": "2026-01-05"},
         "/desk/issues/{slug}": {"title": "x"},
         "/desk/issues/{slug}/preview": {"member": "ann@example.org"},  # a member looked up by address
+        "/desk/issues/{slug}/preview/live": {"title": "x"},  # the unsaved form, previewed
+        "/desk/issues/{slug}/image": {"alt": "x", "item": "0"},  # a photo for an item
     }
     paths = desk_posts(desk.app)
     assert set(paths) <= set(forms), "every POST route has a form here"

@@ -48,6 +48,9 @@ T = TypeVar("T")
 
 KINDS = ("event", "item")
 LINK_ROWS = 3
+EVENT_ROWS = 2
+"""The events a news item may carry (each a title, a day, a start time and a place)."""
+ITEM_EVENT_FIELDS = ("event_title", "event_date", "event_time", "event_place")
 YEARS_AHEAD = 3
 
 #: Each field's longest value, in characters.
@@ -67,10 +70,25 @@ LIMITS = {
     "body": 10000,
     "link_text": 200,
     "link_url": 1000,
+    "event_title": 200,
+    "event_date": 10,
+    "event_time": 5,
+    "event_place": 300,
 }
 MULTILINE = {"description", "body"}
 #: Fields taken as typed (only stripped), and refused unless they are exactly right.
-EXACT = {"region", "date", "end_date", "start_time", "end_time", "online_link", "booking_link", "link_url"}
+EXACT = {
+    "region",
+    "date",
+    "end_date",
+    "start_time",
+    "end_time",
+    "online_link",
+    "booking_link",
+    "link_url",
+    "event_date",
+    "event_time",
+}
 EVENT_FIELDS = (
     "title",
     "date",
@@ -440,20 +458,61 @@ def check_item(raw: dict[str, Any], shape: Shape, regions: list[str]) -> Checked
         row = _texts(pair, ("link_text", "link_url"), sub)
         values[f"link_text_{n}"], values[f"link_url_{n}"] = row["link_text"], row["link_url"]
         too_long |= {f"{name}_{n}": message for name, message in sub.items()}
+    events, event_errors = _item_events(raw, values, too_long)
     chosen = [i for i in raw.get("interests") or [] if isinstance(i, str)]
     values["interests"] = [i for i in chosen if i in shape.interests]
     got = read(
         ItemForm, {**values, "interests": chosen}, context={"regions": regions, "interests": shape.interests}
     )
-    errors = _errors(too_long, got.errors, _link_rules(values))
+    errors = _errors(too_long, got.errors, _link_rules(values), event_errors)
     if errors or got.form is None:
         return Checked("item", values, errors)
     entry = _item_entry(got.form)
+    if events:
+        entry["events"] = events
     where = {"title": "title", "highlight": "highlight", "body": "body", "contact": "contact"}
     where |= {f"links.{n - 1}.url": f"link_url_{n}" for n in range(1, LINK_ROWS + 1)}
     where |= {"regions": "region", "interests": "interests"}
+    where |= {
+        f"events.{n - 1}.{key}": f"event_{name}_{n}"
+        for n in range(1, EVENT_ROWS + 1)
+        for key, name in (("title", "title"), ("start", "date"), ("location", "place"))
+    }
     errors = _schema_errors(Item, entry, shape, where)
     return Checked("item", values, errors, {} if errors else entry)
+
+
+def _item_events(
+    raw: dict[str, Any], values: dict[str, Any], too_long: dict[str, str]
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The events the item carries (rows ``event_title_N`` …, a row left empty: none), as the
+    issue holds them under the item, and the problems of each row by field name."""
+    events: list[dict[str, Any]] = []
+    errors: dict[str, str] = {}
+    for n in range(1, EVENT_ROWS + 1):
+        sub: dict[str, str] = {}
+        row = _texts({k: raw.get(f"{k}_{n}", "") for k in ITEM_EVENT_FIELDS}, ITEM_EVENT_FIELDS, sub)
+        values.update({f"{k}_{n}": v for k, v in row.items()})
+        too_long |= {f"{k}_{n}": message for k, message in sub.items()}
+        if not any(row.values()):
+            continue
+        day, at = _quietly(_day, row["event_date"]), _quietly(_clock, row["event_time"])
+        if not row["event_title"]:
+            errors[f"event_title_{n}"] = f"Give event {n} a title (or empty its other fields)."
+        if day is None:
+            errors[f"event_date_{n}"] = f"Give event {n}'s day, like 2026-01-24."
+        if row["event_time"] and at is None:
+            errors[f"event_time_{n}"] = "Give the time on the 24-hour clock, like 18:30, or leave it empty."
+        if day is None or not row["event_title"] or (row["event_time"] and at is None):
+            continue
+        event: dict[str, Any] = {
+            "title": row["event_title"],
+            "start": f"{day.isoformat()} {at:%H:%M}" if at is not None else day.isoformat(),
+        }
+        if row["event_place"]:
+            event["location"] = row["event_place"]
+        events.append(event)
+    return events, errors
 
 
 def _item_entry(form: ItemForm) -> dict[str, Any]:

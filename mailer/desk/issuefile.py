@@ -47,7 +47,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarStri
 from sqlalchemy import select
 
 from mailer.errors import ContentError, InvalidInput, MailerError, Problem, UnknownName
-from mailer.issue.load import MAX_BYTES, campaign_path, load_issue
+from mailer.issue.load import MAX_BYTES, LoadedIssue, campaign_path, load_issue
 from mailer.issue.rewrite import Change, rewrite
 from mailer.issue.scaffold import scaffold
 from mailer.issue.schema import SLUG
@@ -519,3 +519,23 @@ __all__ = [
     "to_yaml",
     "version_of",
 ]
+
+
+def draft(workspace: Path, slug: str, change: Change, *, shape: Shape | None = None) -> LoadedIssue:
+    """The issue as ``change`` would make it, loaded but not written (the desk's live preview):
+    the changed text is loaded from a temporary file beside the issue (so its images are found)
+    and the file removed. ContentError when the changed issue cannot be loaded."""
+    path = issue_path(workspace, slug)
+    shape = _shape_of(workspace, shape)
+    text = _read_bytes(path, slug).decode("utf-8", errors="replace")
+    IssueFile(slug, path, text, version_of(text)).data()
+    new_text = rewrite(text, change, path=path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=".draft.", suffix=".yaml")
+    temp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(new_text)
+        loaded = load_issue(temp, shape)
+        return replace(loaded, path=path, slug=slug)
+    finally:
+        temp.unlink(missing_ok=True)

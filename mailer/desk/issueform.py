@@ -36,6 +36,7 @@ from mailer.desk.itemparts import (
     set_image,
     set_links,
 )
+from mailer.desk.pickers import match
 from mailer.errors import MailerError, Problem
 
 if TYPE_CHECKING:
@@ -305,14 +306,24 @@ class Submitted:
     invalid: dict[str, str] = field(default_factory=dict)
     links: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     images: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    order: list[int] | None = None
 
     @classmethod
-    def read(cls, form: Posted, data: dict[str, Any], *, folder: Path | None = None) -> Submitted:
+    def read(
+        cls,
+        form: Posted,
+        data: dict[str, Any],
+        *,
+        folder: Path | None = None,
+        known: dict[str, dict[str, str]] | None = None,
+    ) -> Submitted:
         """The post ``form`` against the file's ``data``; ``folder``: the campaign's, where an
-        image's file must be."""
+        image's file must be; ``known``: for a list field's key, its names and slugs (lower-cased)
+        → slug, so a name typed in any case is written as its slug (``pickers.table``)."""
         values: dict[str, Any] = {}
         too_long: dict[str, str] = {}
         out = cls(data, values, too_long)
+        out.order = _order(form, data)
         groups = Form.of(data).groups()
         for group in groups:
             present = group.prefix + "title" in form
@@ -325,6 +336,8 @@ class Submitted:
                 if not isinstance(raw, str):
                     continue
                 value = clean(raw, several_lines=f.spec.kind == "text")
+                if f.spec.kind == "names" and known and f.spec.key in known:
+                    value = match(value, known[f.spec.key])
                 if len(value) > f.spec.limit:
                     too_long[f.name] = (
                         f"Too long: at most {f.spec.limit:,} characters (this has {len(value):,})."
@@ -363,9 +376,27 @@ class Submitted:
                     set_links(container, self.links[group.prefix], order)
                 if group.prefix in self.images:
                     set_image(container, self.images[group.prefix], order)
+            items = doc.get("items")
+            if self.order is not None and isinstance(items, list) and len(items) == len(self.order):
+                moved = [items[i] for i in self.order]
+                for i, item in enumerate(moved):
+                    items[i] = item
             _structure(doc, action)
 
         return apply
+
+
+def _order(form: Posted, data: dict[str, Any]) -> list[int] | None:
+    """The items' new order from a drag on the page (``order``: the items' positions as they were,
+    comma-separated, in their new order); None when absent, unchanged or not a reordering of them."""
+    raw = form.get("order")
+    items = data.get("items")
+    if not isinstance(raw, str) or not isinstance(items, list) or not re.fullmatch(r"[0-9,]{1,5000}", raw):
+        return None
+    order = [int(n) for n in raw.split(",") if n]
+    if sorted(order) != list(range(len(items))) or order == sorted(order):
+        return None
+    return order
 
 
 def _container(doc: MutableMapping[str, Any], prefix: str) -> Any:
@@ -466,7 +497,7 @@ def unsaved(form: Posted, opened: IssueFile) -> list[tuple[str, str]]:
         now = {}
     out = []
     for name, value in form.multi_items():
-        if name in ("csrf", "version", "action") or not isinstance(value, str):
+        if name in ("csrf", "version", "action", "order") or not isinstance(value, str):
             continue
         value = value.replace("\r\n", "\n")
         current = now.get(name)

@@ -54,7 +54,7 @@ from mailer.audience.shape import Shape, load_shape
 from mailer.db import Database, DriverError, open_database, writer_database
 from mailer.errors import ConfigError, TokenError
 from mailer.settings import Settings, load
-from mailer.web import admin, archive, calendars, events, health, preferences, signup, unsubscribe
+from mailer.web import admin, archive, assets, calendars, events, health, preferences, signup, unsubscribe
 from mailer.web.context import Limits, SendMail, Web, web
 from mailer.web.csrf import Csrf
 from mailer.web.desk.routes import routes as desk_routes
@@ -208,6 +208,7 @@ def create_app(
         *events.routes,
         *admin.routes,
         *desk_routes,
+        assets.route,
     ]
     app = Starlette(
         routes=routes,

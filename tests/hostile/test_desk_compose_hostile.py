@@ -236,3 +236,17 @@ def test_hostile_preview_choices(editor: TestClient) -> None:
                     )
     frame = editor.get(f"/desk/issues/{CE}/preview/frame", params={"region": "canterbury"})
     assert frame.status_code == 400, "another network's region"
+
+
+def test_hostile_values_in_the_live_preview_write_nothing(editor: TestClient, workspace: Path) -> None:
+    """The live preview (``/desk/issues/{slug}/preview/live``) of a form holding each hostile value
+    in a title and a text: a page or a plain refusal, never a 5xx, and the issue's folder unchanged."""
+    folder = workspace / "campaigns" / CE
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    fields = fields_of(editor)
+    for attacks, value in form_values():
+        data = {**fields, "items-0-title": value, "items-0-body": value, "order": value}
+        shown = editor.post(f"/desk/issues/{CE}/preview/live", data=data)
+        assert shown.status_code in (200, 400), attacks
+        assert "sandbox" in shown.headers["content-security-policy"], attacks
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

@@ -109,6 +109,10 @@ ITEM = {
     "body": "It went well.",
     "link_text_1": "Our page",
     "link_url_1": "https://example.org/b",
+    "event_title_1": "Our stall on the day",
+    "event_date_1": day(20),
+    "event_time_1": "10:00",
+    "event_place_1": "The market, Birmingham",
     "contact": "Email b@example.org",
     "interests": "refugees",
 }

@@ -35,13 +35,14 @@ from starlette.routing import Route
 from mailer import events
 from mailer.audience.networks import Network, campaign_network, networks_of
 from mailer.desk import forms as desk_forms
-from mailer.desk import issuefile, issueform, people, wording
+from mailer.desk import issuefile, issueform, people, pickers, wording
 from mailer.desk import issues as issues_
 from mailer.desk.issuefile import IssueFile, StaleIssue
 from mailer.errors import ContentError, MailerError, Problem
 from mailer.forms import FormRefused, read
 from mailer.issue.check import check_campaign
 from mailer.issue.load import campaign_slugs
+from mailer.web import assets
 from mailer.web.context import Web, web
 from mailer.web.desk.common import (
     Answered,
@@ -56,10 +57,13 @@ from mailer.web.desk.common import (
     page,
     redirect,
 )
+from mailer.web.pages import PAGE_HEADERS
 
 MAX_POST = 4 * 1024 * 1024
 """The largest form post (an issue file is at most 2 MB; the form adds its field names)."""
 MAX_FIELDS = 5000
+EDIT_POLICY = PAGE_HEADERS["Content-Security-Policy"] + "; script-src 'self'; frame-src 'self'"
+"""The issue form runs its own script (``static/desk/issue_edit.js``) and frames its live preview."""
 
 STATUS_WORDS = {
     "draft": "Draft",
@@ -324,6 +328,7 @@ async def _render_issue(
     for name, text in (field_errors or {}).items():
         placed.at.setdefault(name, []).insert(0, issueform.Shown(text, "error"))
     status_word = await w.read(lambda s: issues_.status(s, w.settings, w.shape, opened.slug))
+    reach = await w.read(lambda s: pickers.choices(s, w.shape, network))
     context = {
         "title": str((data or {}).get("title") or opened.slug),
         "slug": opened.slug,
@@ -343,8 +348,18 @@ async def _render_issue(
         "network_slug": network.slug if network else "",
         "regions": issueform.region_hint(w.shape, network),
         "interests": ", ".join(w.shape.interests),
+        "script": assets.url("desk/issue_edit.js"),
+        "reach": reach,
+        "open_items": {  # the items folded open: those with a problem shown at one of their fields
+            i.anchor
+            for i in (form.items if form else [])
+            if any(k == i.anchor or k.startswith(i.anchor + "-") for k in placed.at)
+        },
     }
-    return page(request, "issue_edit.html", context, signed=signed, network=network, status=status)
+    headers = {"Content-Security-Policy": EDIT_POLICY}
+    return page(
+        request, "issue_edit.html", context, signed=signed, network=network, status=status, headers=headers
+    )
 
 
 @desk_page
@@ -376,7 +391,9 @@ async def save_issue(request: Request, form: FormData, signed: Signed) -> Respon
             request, signed, opened, network, refusal=STALE, unsaved=unsaved, status=409
         )
     try:
-        submitted = issueform.Submitted.read(form, opened.data(), folder=opened.path.parent)
+        submitted = issueform.Submitted.read(
+            form, opened.data(), folder=opened.path.parent, known=pickers.table(w.shape)
+        )
     except ContentError:
         return await _render_issue(
             request, signed, opened, network, refusal="Not saved: fix the file by hand first.", status=409
@@ -395,12 +412,13 @@ async def save_issue(request: Request, form: FormData, signed: Signed) -> Respon
             status=400,
         )
     action = issueform.line(form, "action", 40)
+    ask = action.startswith("remove-item-") and issueform.line(form, "confirmed", 3) != "yes"
 
     def save() -> issuefile.Saved:
         return issuefile.edit(
             w.settings.workspace,
             opened.slug,
-            submitted.change(action),
+            submitted.change("save" if ask else action),
             expected_version=sent_version,
             shape=w.shape,
         )
@@ -427,6 +445,8 @@ async def save_issue(request: Request, form: FormData, signed: Signed) -> Respon
     )
     # An issue edited after its send: its events follow (time, place, title, cancelled), at once.
     await w.write(lambda s: events.sync_from_file(s, w.settings, w.shape, opened.slug, now))
+    if ask:  # without JavaScript, removing an item is confirmed on a page of its own
+        return redirect(f"/desk/issues/{opened.slug}/remove?item={action.rsplit('-', 1)[1]}")
     return redirect(f"/desk/issues/{opened.slug}?done=saved{issueform.anchor(action)}")
 
 

@@ -86,6 +86,9 @@ def _raw(form: FormData) -> dict[str, Any]:
     for n in range(1, forms.LINK_ROWS + 1):
         raw[f"link_text_{n}"] = text(form, f"link_text_{n}", forms.LIMITS["link_text"] + 1)
         raw[f"link_url_{n}"] = text(form, f"link_url_{n}", forms.LIMITS["link_url"] + 1)
+    for n in range(1, forms.EVENT_ROWS + 1):
+        for name in forms.ITEM_EVENT_FIELDS:
+            raw[f"{name}_{n}"] = text(form, f"{name}_{n}", forms.LIMITS[name] + 1)
     raw["all_day"] = text(form, "all_day", 10) != ""
     raw["interests"] = texts(form, "interests", 64)[:50]
     return raw
@@ -97,6 +100,8 @@ def _blank(kind: str, region: str) -> dict[str, Any]:
     values.update(region=region, all_day=False, interests=[])
     for n in range(1, forms.LINK_ROWS + 1):
         values[f"link_text_{n}"] = values[f"link_url_{n}"] = ""
+    for n in range(1, forms.EVENT_ROWS + 1):
+        values.update({f"{name}_{n}": "" for name in forms.ITEM_EVENT_FIELDS})
     return values
 
 
@@ -111,6 +116,7 @@ def _form_context(w: Web, kind: str, regions: list[str]) -> dict[str, Any]:
         "regions": _region_choices(w, regions),
         "interests": [(slug, i.name) for slug, i in w.shape.interests.items()],
         "link_rows": list(range(1, forms.LINK_ROWS + 1)),
+        "event_rows": list(range(1, forms.EVENT_ROWS + 1)),
         "today": _today(w).isoformat(),
     }
 

@@ -2,7 +2,8 @@
 
 - ``GET /desk/issues/{slug}/preview``: choose a region and interests, or a member by address; the
   variant's HTML in a sandboxed frame (``sandbox=""``) beside its plain text, at phone (375 px) or
-  desktop (1280 px) width (a link switches, no JavaScript); and the list of the variants the
+  desktop (640 px: the email's 600 and its margins) width (a link switches, no JavaScript); and
+  the list of the variants the
   audience gets, with their member counts, each a link to its preview.
 - ``GET /desk/issues/{slug}/preview/frame``: the variant's HTML alone, for the frame, with a
   Content-Security-Policy that forbids scripts, forms and plugins (and ``sandbox``) whatever the
@@ -45,7 +46,8 @@ from mailer.web.desk.compose import allowed, network_of
 from mailer.web.forms import text
 from mailer.web.pages import PAGE_HEADERS
 
-WIDTHS = {"phone": 375, "desktop": 1280}
+WIDTHS = {"phone": 375, "desktop": 640}
+"""The frame's width: a phone's screen, and a desktop mail reader's (the email is 600 px wide)."""
 FRAME_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; font-src https: data:; "
     "form-action 'none'; base-uri 'none'; frame-ancestors 'self'; sandbox"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailer.web.desk import compose, contributions, events, home, previews, sendpage, signin
+from mailer.web.desk import compose, contributions, editing, events, home, previews, sendpage, signin
 
 routes = [
     *signin.routes,
@@ -10,6 +10,7 @@ routes = [
     *contributions.routes,
     *compose.routes,
     *previews.routes,
+    *editing.routes,
     *sendpage.routes,
     *events.routes,
 ]

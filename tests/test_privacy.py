@@ -139,8 +139,12 @@ def test_system_mails_golden_and_marketing_headers(tmp_path: Path) -> None:
     assert confirm["List-Unsubscribe"] is None and confirm["List-Id"] is None
 
 
+# The digest's golden copies are made in the tests' one-network workspace, which has no postal
+# address to print (its footer is the newsletter's, `_footer.*.j2`, checked here through theirs).
 GOLDEN_FILES = sorted(
-    p for p in GOLDEN.rglob("*") if p.suffix in (".txt", ".html") and p.parent.name != "hostile"
+    p
+    for p in GOLDEN.rglob("*")
+    if p.suffix in (".txt", ".html") and p.parent.name not in ("hostile", "digest")
 )
 
 

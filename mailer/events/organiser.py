@@ -79,7 +79,7 @@ def check(subject: str, body: str, *, waiting_too: bool = False) -> Draft:
         raise MessageRefused("the message is empty", field="body", hint="write what you want to tell them")
     if len(body) > BODY_LIMIT:
         raise MessageRefused(
-            f"the message is {len(body)} characters long, more than {BODY_LIMIT:,}",
+            f"the message is {len(body):,} characters long, more than {BODY_LIMIT:,}",
             field="body",
             hint="shorten it, or link to a page with the rest",
         )

@@ -15,13 +15,17 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
+from support.browser import chromium, tab
+from support.desk import Desk, browser_desk
 from support.events import GROUP_EVENT, ISSUE_TIME
 from support.organiser import (
     COMING,
     NOT_A_MEMBER,
     SUPPRESSED,
     WAITING,
+    browser_sign_in,
     confirm,
     coordinator,
     gathering,
@@ -39,6 +43,8 @@ from mailer.rights.erasure import forget
 from mailer.sending.chores import run_due_chores
 from mailer.settings import Settings
 from mailer.workspace import write_dkim_keys
+
+__all__ = ["browser_desk", "chromium", "tab"]  # fixtures
 
 SUBJECT = "Room change for Monday's meeting"
 BODY = "Hello all,\n\nWe meet in room 2 upstairs, not the hall.\n<b>Bring a friend</b> & a flask.\n\nMo"
@@ -149,3 +155,40 @@ def test_erasing_a_person_takes_their_answers_and_their_mails_rows(
         with db.session() as s:
             assert s.scalar(select(func.count()).where(EventMail.rsvp_id == rsvp)) == 0
             assert s.scalar(select(func.count()).where(Rsvp.id == rsvp)) == 0
+
+
+@pytest.mark.browser
+def test_the_message_form_in_a_browser(
+    tab: Any,
+    browser_desk: Desk,
+    settings: Settings,
+    db: Database,
+    shape: Shape,
+    workspace: Path,
+    smtp_server: SmtpTestServer,
+) -> None:
+    from support.axe import check_axe
+
+    gathering(settings, db, shape, workspace, smtp_server)
+    page, desk = tab, browser_desk
+    desk.add("mms-coordinator@example.org", "contributor", region="maidstone-medway-swale")
+    browser_sign_in(page, desk, "mms-coordinator@example.org")
+    page.goto(f"{desk.settings.base_url}/desk/events/{GROUP_EVENT}")
+    page.get_by_role("heading", name="Write to the people coming").wait_for()
+    check_axe(page)
+    page.get_by_label("Subject").fill("Line one")
+    page.get_by_role("button", name="Check before sending").click()
+    page.get_by_text("Nothing was sent").wait_for()
+    assert page.locator("#body-error").is_visible()
+    check_axe(page)
+    page.get_by_label("Message").fill(BODY)
+    page.get_by_label("Send it to the waiting list too").check()
+    page.get_by_role("button", name="Check before sending").click()
+    page.get_by_role("heading", name="Check your message").wait_for()
+    check_axe(page)
+    page.get_by_role("button", name="Send it to 5 people").click()
+    page.get_by_role("heading", name="Your message is on its way").wait_for()
+    check_axe(page)
+    with db.session() as s:
+        [message] = s.scalars(select(OrganiserMessage)).all()
+    assert message.body == BODY + "\n" and message.waiting_too and message.recipients == 5

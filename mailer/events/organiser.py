@@ -18,7 +18,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from mailer.errors import MailerError
@@ -90,7 +90,7 @@ def check(subject: str, body: str, *, waiting_too: bool = False) -> Draft:
     return Draft(subject, body + "\n", waiting_too)
 
 
-def _for(waiting_too: bool) -> object:
+def _for(waiting_too: bool) -> ColumnElement[bool]:
     answers = ("yes", "waitlist") if waiting_too else ("yes",)
     return and_(Rsvp.answer.in_(answers), or_(Rsvp.member_id.is_not(None), Rsvp.confirmed_at.is_not(None)))
 

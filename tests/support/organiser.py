@@ -78,3 +78,18 @@ def confirm(client: TestClient, uid: str, preview: Any, step: str = "send") -> A
     button."""
     fields = {k: html.unescape(v) for k, v in form_of(preview.text, f"/desk/events/{uid}/message").items()}
     return client.post(f"/desk/events/{uid}/message", data={**fields, "step": step})
+
+
+def browser_sign_in(page: Any, desk: Desk, address: str) -> None:
+    """Chromium signed in to the desk as ``address`` (added to the desk already)."""
+    from datetime import UTC, datetime
+
+    from mailer.desk import sessions
+    from mailer.models import User
+
+    with desk.db.session() as s:
+        user = s.scalar(select(User.id).where(User.email == address))
+        token = sessions.issue_link(s, int(user or 0), now=datetime.now(UTC))
+    page.goto(f"{desk.settings.base_url}/desk/sign-in/{token}")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Your desk").wait_for()

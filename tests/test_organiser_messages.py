@@ -192,3 +192,27 @@ def test_the_message_form_in_a_browser(
     with db.session() as s:
         [message] = s.scalars(select(OrganiserMessage)).all()
     assert message.body == BODY + "\n" and message.waiting_too and message.recipients == 5
+
+
+def test_the_mails_text_as_a_member_and_as_someone_who_is_not_one(
+    settings: Settings, db: Database, shape: Shape, workspace: Path
+) -> None:
+    from support.events import sent_with_events
+    from support.rendering import check_golden
+
+    from mailer.audience.networks import default_network
+    from mailer.events import find_event
+    from mailer.events.reminders import DueMail, body_text
+    from mailer.identity import Identity
+
+    sent_with_events(db, settings, shape, workspace)
+    with db.session() as s:
+        event = find_event(s, GROUP_EVENT)
+    assert event is not None
+    identity = Identity(default_network(settings))
+    golden = Path(__file__).parent / "golden" / "events"
+    member = DueMail("organiser", event, 1, 7, "ann@example.org", "Ann", 1, SUBJECT, BODY + "\n")
+    text = body_text(member, settings, identity, "https://example.org/u/TOKEN")
+    check_golden(golden / "organiser-member.txt", text)
+    guest = DueMail("organiser", event, 2, None, NOT_A_MEMBER, "Nia", 2, SUBJECT, BODY + "\n")
+    check_golden(golden / "organiser-not-a-member.txt", body_text(guest, settings, identity, ""))

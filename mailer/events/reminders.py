@@ -300,10 +300,10 @@ def organiser_text(mail: DueMail, settings: Settings, identity: Identity, unsubs
     """An organiser's message as it is written, then who sends it and why the person gets it: a
     member can unsubscribe; someone who is not a member is told how to cancel their answer."""
     ev = mail.event
-    lines = [f"Dear {mail.name}," if mail.name else "Hello,", "", mail.text.rstrip("\n"), "", "--"]
+    lines = [mail.text.rstrip("\n"), "", "--"]  # the organiser greets them as they choose
     lines.append(
         f"Sent by {identity.sender_name} for the organisers of {ev.title} ({when_words(ev, settings)}), "
-        "because you said you are coming."
+        "to the people who answered that they are coming or are waiting for a place."
     )
     if mail.member_id is None:
         page = f"{settings.base_url.rstrip('/')}/events/{ev.uid}"

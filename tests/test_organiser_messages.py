@@ -200,7 +200,7 @@ def test_the_mails_text_as_a_member_and_as_someone_who_is_not_one(
     from support.events import sent_with_events
     from support.rendering import check_golden
 
-    from mailer.audience.networks import default_network
+    from mailer.audience.shape import load_shape
     from mailer.events import find_event
     from mailer.events.reminders import DueMail, body_text
     from mailer.identity import Identity
@@ -209,7 +209,8 @@ def test_the_mails_text_as_a_member_and_as_someone_who_is_not_one(
     with db.session() as s:
         event = find_event(s, GROUP_EVENT)
     assert event is not None
-    identity = Identity(default_network(settings))
+    kent = load_shape(Path(__file__).resolve().parent.parent / "lists").networks["kent"]
+    identity = Identity(kent)  # the demo's Kent Network, with its postal address and privacy notice
     golden = Path(__file__).parent / "golden" / "events"
     member = DueMail("organiser", event, 1, 7, "ann@example.org", "Ann", 1, SUBJECT, BODY + "\n")
     text = body_text(member, settings, identity, "https://example.org/u/TOKEN")

@@ -311,6 +311,13 @@ def organiser_text(mail: DueMail, settings: Settings, identity: Identity, unsubs
         lines.append("To cancel your answer, say there that you cannot come.")
     if identity.network.postal_address:
         lines.append(identity.network.postal_address)
+    privacy = identity.network.privacy_url
+    if privacy:
+        lines.append(
+            f"Privacy: {settings.base_url.rstrip('/')}{privacy}"
+            if privacy.startswith("/")
+            else f"Privacy: {privacy}"
+        )
     if unsubscribe:
         lines += ["", f"Unsubscribe: {unsubscribe}"]
     return "\n".join(lines) + "\n"

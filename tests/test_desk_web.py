@@ -266,6 +266,7 @@ PATH_VALUES = {
     "{name}": "central-england",
     "{id}": "1",
     "{kind}": "event",
+    "{uid}": "2025-11-kent-network-calendar-1",
 }
 
 
@@ -305,6 +306,8 @@ def test_every_desk_post_without_csrf_gets_403(desk: Desk, client: TestClient) -
         "/desk/issues/{slug}/preview": {"member": "ann@example.org"},  # a member looked up by address
         "/desk/issues/{slug}/preview/live": {"title": "x"},  # the unsaved form, previewed
         "/desk/issues/{slug}/image": {"alt": "x", "item": "0"},  # a photo for an item
+        # An organiser's message (test_organiser_messages.py tries it on a real event).
+        "/desk/events/{uid}/message": {"step": "send", "subject": "x", "body": "x"},
     }
     paths = desk_posts(desk.app)
     assert set(paths) <= set(forms), "every POST route has a form here"

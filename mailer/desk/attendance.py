@@ -6,7 +6,8 @@ approver of N, or a contributor (a local group's coordinator) of N whose region 
 of the event: an event for the whole audience (no regions of its own) is the network's, not a local
 group's. Nobody else sees anything of it: ``NotAllowed`` (the pages answer 403). Names and addresses
 are shown here only; the campaign report counts. Each look at a list and each export is written to
-the audit log.
+the audit log, and so is each message an organiser sends to the people coming
+(``mailer.events.organiser``: who, which event, to how many).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from mailer.audience.shape import Shape
 from mailer.desk import audit
 from mailer.desk.people import Person
 from mailer.errors import MailerError
-from mailer.events import Attendee, Counts, EventInfo, attendees, counts, info
+from mailer.events import Attendee, Counts, EventInfo, attendees, counts, info, organiser
 from mailer.models import EventRow
 
 
@@ -81,16 +82,48 @@ class AttendeeList:
 def attendee_list(session: Session, person: Person, shape: Shape, uid: str, *, now: datetime) -> AttendeeList:
     """Event ``uid``'s answers for ``person``; ``NotAllowed`` when their roles do not cover it (or it
     does not exist: the same answer, so a page reveals nothing). The look is audited."""
-    row = session.scalars(select(EventRow).where(EventRow.uid == uid)).one_or_none()
-    event = info(row) if row is not None else None
-    if event is None or not covers(person, event, shape):
-        raise NotAllowed("you do not organise this event", hint="ask an editor of its network")
+    event = covered_event(session, person, shape, uid)
     people = attendees(session, uid)
     tally = counts(session, [event.id]).get(event.id, Counts())
     audit.record(
         session, "event-attendees", by=person.id, object=uid, detail=f"{len(people)} answers", now=now
     )
     return AttendeeList(event, tally, people)
+
+
+def covered_event(session: Session, person: Person, shape: Shape, uid: str) -> EventInfo:
+    """Event ``uid`` if ``person``'s roles cover it; ``NotAllowed`` if not, or if there is no such
+    event (the same answer, so that a page reveals nothing)."""
+    row = session.scalars(select(EventRow).where(EventRow.uid == uid)).one_or_none()
+    event = info(row) if row is not None else None
+    if event is None or not covers(person, event, shape):
+        raise NotAllowed("you do not organise this event", hint="ask an editor of its network")
+    return event
+
+
+def message_reach(session: Session, person: Person, shape: Shape, uid: str, draft: organiser.Draft) -> int:
+    """How many people ``draft`` would go to (before the workers leave out whoever may not be
+    mailed); ``NotAllowed`` as ``attendee_list``."""
+    event = covered_event(session, person, shape, uid)
+    return len(organiser.recipients(session, event.id, waiting_too=draft.waiting_too))
+
+
+def send_message(
+    session: Session, person: Person, shape: Shape, uid: str, draft: organiser.Draft, *, now: datetime
+) -> organiser.Queued:
+    """Queue ``draft`` to the people coming to event ``uid`` (``mailer.events.organiser.queue``),
+    for ``person`` whose roles cover it (``NotAllowed`` if not); audited: who, which event, how many."""
+    event = covered_event(session, person, shape, uid)
+    queued = organiser.queue(session, event, draft, author_id=person.id, now=now)
+    audit.record(
+        session,
+        "event-message",
+        by=person.id,
+        object=uid,
+        detail=f"message {queued.message_id} to {queued.recipients} people",
+        now=now,
+    )
+    return queued
 
 
 CSV_COLUMNS = ("name", "email", "answer", "answered_at", "member")

@@ -8,7 +8,9 @@ The ``event-mails`` chore (listed in ``mailer.chores``) finds, on each round, th
   raised by ``mailer.events.sync_events``), with the updated ICS (``METHOD:REQUEST``, the new
   SEQUENCE);
 - a **cancel** when it is cancelled (``METHOD:CANCEL``, ``STATUS:CANCELLED``);
-- **moved-up** to someone on the waiting list who got a place.
+- **moved-up** to someone on the waiting list who got a place;
+- an **organiser**'s message to the people coming (``mailer.events.organiser``), queued by the
+  desk as one row per recipient and claimed here by moving it from ``queued`` to ``claimed``.
 
 Each mail is sent once, however many workers run: it is claimed by inserting its ``event_mails``
 row (unique per event, answer, kind and sequence) before it is sent, and marked sent after. A
@@ -40,12 +42,13 @@ from mailer.audience.shape import Shape, load_shape
 from mailer.audience.suppression import is_suppressed
 from mailer.db import Database, Session
 from mailer.errors import MailerError
+from mailer.events.organiser import KIND as ORGANISER
 from mailer.events.views import EventInfo, info
 from mailer.identity import Identity
 from mailer.issue.calendar_text import calendar_url, day_text, time_text
 from mailer.message.dkim import SigningPlan, dkim_keys, signer_for
 from mailer.message.template import DKIM_HEADERS, DKIM_OVERSIGNED, list_id
-from mailer.models import Campaign, EventMail, EventRow, Member, Rsvp
+from mailer.models import Campaign, EventMail, EventRow, Member, OrganiserMessage, Rsvp
 from mailer.sending.chores import Chore, ChoreContext
 from mailer.sending.control import parse_send_time
 from mailer.settings import Settings
@@ -54,7 +57,7 @@ from mailer.transport import Transport, data_payload, transport_for
 
 log = logging.getLogger(__name__)
 
-KINDS = ("reminder", "change", "cancel", "moved-up")
+KINDS = ("reminder", "change", "cancel", "moved-up", ORGANISER)
 #: A cancellation or change is told until the event is this long over; later, nobody needs it.
 TELL_UNTIL = timedelta(hours=1)
 #: The longest ``remind_hours`` an event may have (30 days).
@@ -66,7 +69,8 @@ ROUND = 500
 @dataclass(frozen=True)
 class DueMail:
     """One mail due: its kind, the event, and the attendee (their answer's id, their member id or
-    None for someone who answered without being a member, address and name)."""
+    None for someone who answered without being a member, address and name); for an organiser's
+    message, its queued ``event_mails`` row and its subject and text."""
 
     kind: str
     event: EventInfo
@@ -74,6 +78,9 @@ class DueMail:
     member_id: int | None
     email: str
     name: str
+    queued_id: int | None = None
+    subject: str = ""
+    text: str = ""
 
 
 @dataclass
@@ -146,11 +153,39 @@ def due_mails(session: Session, now: datetime, limit: int = ROUND) -> list[DueMa
                 continue
             email = member_email or rsvp.email or ""
             out.append(DueMail(kind, info(event), rsvp.id, rsvp.member_id, email, rsvp.name))
+    return out + queued_messages(session, limit)
+
+
+def queued_messages(session: Session, limit: int = ROUND) -> list[DueMail]:
+    """The organisers' messages queued and not claimed yet, to answers that still say yes (or wait)."""
+    query = (
+        select(EventMail.id, EventRow, Rsvp, Member.email, OrganiserMessage.subject, OrganiserMessage.body)
+        .join(EventRow, EventRow.id == EventMail.event_id)
+        .join(Rsvp, Rsvp.id == EventMail.rsvp_id)
+        .join(OrganiserMessage, OrganiserMessage.id == EventMail.sequence)
+        .outerjoin(Member, Member.id == Rsvp.member_id)
+        .where(EventMail.kind == ORGANISER, EventMail.status == "queued")
+        .order_by(EventMail.id)
+        .limit(limit)
+    )
+    out: list[DueMail] = []
+    for queued_id, event, rsvp, member_email, subject, body in session.execute(query).all():
+        email = member_email or rsvp.email or ""
+        out.append(
+            DueMail(
+                ORGANISER, info(event), rsvp.id, rsvp.member_id, email, rsvp.name, queued_id, subject, body
+            )
+        )
     return out
 
 
 def may_mail(session: Session, mail: DueMail) -> bool:
-    """A member who may be mailed and has not left the event's network; an address not suppressed."""
+    """A member who may be mailed and has not left the event's network; an address not suppressed;
+    for an organiser's message, an answer that still says yes (or waits)."""
+    if mail.kind == ORGANISER:
+        answer = session.scalar(select(Rsvp.answer).where(Rsvp.id == mail.rsvp_id))
+        if answer not in ("yes", "waitlist"):
+            return False
     if mail.member_id is not None:
         condition = and_(Member.id == mail.member_id, may_be_mailed())
         if mail.event.network:
@@ -165,6 +200,14 @@ def may_mail(session: Session, mail: DueMail) -> bool:
 
 def claim(db: Database, mail: DueMail, worker: str, now: datetime) -> int | None:
     """Claim ``mail`` for this worker (its ``event_mails`` row); None when another has it."""
+    if mail.queued_id is not None:
+        with db.session() as session:
+            moved = session.execute(
+                update(EventMail)
+                .where(EventMail.id == mail.queued_id, EventMail.status == "queued")
+                .values(status="claimed", claimed_by=worker[:200], claimed_at=now)
+            )
+            return mail.queued_id if moved.rowcount == 1 else None  # type: ignore[attr-defined]
     sequence = mail.event.sequence if mail.kind in ("change", "cancel") else 0
     try:
         with db.session() as session:
@@ -184,12 +227,15 @@ def claim(db: Database, mail: DueMail, worker: str, now: datetime) -> int | None
         return None
 
 
-def finish(db: Database, mail_id: int, mail: DueMail, *, ok: bool, detail: str, now: datetime) -> None:
+def finish(
+    db: Database, mail_id: int, mail: DueMail, *, ok: bool, detail: str, now: datetime, status: str = ""
+) -> None:
+    status = status or ("sent" if ok else "failed")
     with db.session() as session:
         session.execute(
             update(EventMail)
             .where(EventMail.id == mail_id)
-            .values(status="sent" if ok else "failed", sent_at=now if ok else None, detail=detail[:500])
+            .values(status=status, sent_at=now if ok else None, detail=detail[:500])
         )
         if ok and mail.kind == "moved-up":
             session.execute(update(Rsvp).where(Rsvp.id == mail.rsvp_id).values(promotion_mailed_at=now))
@@ -250,7 +296,36 @@ OPENINGS = {
 }
 
 
+def organiser_text(mail: DueMail, settings: Settings, identity: Identity, unsubscribe: str) -> str:
+    """An organiser's message as it is written, then who sends it and why the person gets it: a
+    member can unsubscribe; someone who is not a member is told how to cancel their answer."""
+    ev = mail.event
+    lines = [mail.text.rstrip("\n"), "", "--"]  # the organiser greets them as they choose
+    lines.append(
+        f"Sent by {identity.sender_name} for the organisers of {ev.title} ({when_words(ev, settings)}), "
+        "to the people who answered that they are coming or are waiting for a place."
+    )
+    if mail.member_id is None:
+        page = f"{settings.base_url.rstrip('/')}/events/{ev.uid}"
+        lines.append(f"You are not on our mailing list: you get this only because you answered on {page}")
+        lines.append("To cancel your answer, say there that you cannot come.")
+    if identity.network.postal_address:
+        lines.append(identity.network.postal_address)
+    privacy = identity.network.privacy_url
+    if privacy:
+        lines.append(
+            f"Privacy: {settings.base_url.rstrip('/')}{privacy}"
+            if privacy.startswith("/")
+            else f"Privacy: {privacy}"
+        )
+    if unsubscribe:
+        lines += ["", f"Unsubscribe: {unsubscribe}"]
+    return "\n".join(lines) + "\n"
+
+
 def body_text(mail: DueMail, settings: Settings, identity: Identity, unsubscribe: str) -> str:
+    if mail.kind == ORGANISER:
+        return organiser_text(mail, settings, identity, unsubscribe)
     ev = mail.event
     lines = [
         f"Dear {mail.name}," if mail.name else "Hello,",
@@ -299,7 +374,10 @@ def build_message(
     msg["To"] = formataddr((mail.name, mail.email)) if mail.name else mail.email
     if identity.reply_to:
         msg["Reply-To"] = identity.reply_to
-    msg["Subject"] = SUBJECTS[mail.kind].format(title=ev.title, when=when_words(ev, settings))
+    if mail.kind == ORGANISER:  # one line, checked when it was written (mailer.events.organiser)
+        msg["Subject"] = mail.subject
+    else:
+        msg["Subject"] = SUBJECTS[mail.kind].format(title=ev.title, when=when_words(ev, settings))
     msg["Date"] = format_datetime(now.astimezone(UTC))
     msg["Message-ID"] = make_msgid(f"event{ev.id}.{mail.kind}", domain=domain)
     msg["List-Id"] = f"{identity.list_name} <{list_id(identity.list_name, identity.list_slug, domain)}>"
@@ -308,14 +386,15 @@ def build_message(
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(body_text(mail, settings, identity, unsubscribe))
-    cancel = mail.kind == "cancel"
-    msg.add_attachment(
-        ics(ev, settings, cancel=cancel, now=now),
-        maintype="text",
-        subtype="calendar",
-        filename="event.ics",
-        params={"method": "CANCEL" if cancel else "REQUEST"},
-    )
+    if mail.kind != ORGANISER:  # an organiser's message is text only
+        cancel = mail.kind == "cancel"
+        msg.add_attachment(
+            ics(ev, settings, cancel=cancel, now=now),
+            maintype="text",
+            subtype="calendar",
+            filename="event.ics",
+            params={"method": "CANCEL" if cancel else "REQUEST"},
+        )
     data = msg.as_bytes(policy=SMTP)
     keys = dkim_keys(speaking)
     if keys:
@@ -345,6 +424,9 @@ async def send_due(
         allowed = [m for m in due if may_mail(session, m)]
         campaigns = _campaign_ids(session, {m.event.campaign_slug for m in allowed})
     done.skipped += len(due) - len(allowed)
+    for mail in due:  # an organiser's message not to be mailed is not looked at again
+        if mail.queued_id is not None and mail not in allowed and claim(db, mail, worker, now):
+            finish(db, mail.queued_id, mail, ok=False, detail="not to be mailed", now=now, status="skipped")
     for mail in allowed:
         mail_id = claim(db, mail, worker, now)
         if mail_id is None:

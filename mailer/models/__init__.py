@@ -32,7 +32,7 @@ from mailer.models.desk import (
     User,
     UserRole,
 )
-from mailer.models.eventmail import EventMail
+from mailer.models.eventmail import EventMail, OrganiserMessage
 from mailer.models.events import EventRow, Rsvp
 from mailer.models.inbound import BounceEvent, InboundMessage, ReplyRequest
 from mailer.models.rights import AddressKeyState
@@ -73,6 +73,7 @@ __all__ = [
     "MemberField",
     "MemberInterest",
     "NetworkLeave",
+    "OrganiserMessage",
     "RateBucket",
     "RateHit",
     "Region",

@@ -103,6 +103,8 @@ def forget(
 def _held(session: Session, settings: Settings, person: Person) -> bool:
     if person.member is not None or person.user is not None:
         return True
+    if events.rsvps_of(session, None, person.address):  # someone who answered without being a member
+        return True
     if next(mentions(session, person), None) is not None:
         return True
     return bool(files.mentions(settings, person.terms)[0])

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.orm import Session
 
-from mailer.models import EventRow, Rsvp
+from mailer.models import EventMail, EventRow, Rsvp
 
 
 def _theirs(member_id: int | None, address: str) -> ColumnElement[bool]:
@@ -40,6 +40,9 @@ def rsvps_of(session: Session, member_id: int | None, address: str) -> list[dict
 
 
 def erase_rsvps(session: Session, member_id: int | None, address: str) -> int:
-    """Delete the person's answers to events (before their member row goes); how many."""
+    """Delete the person's answers to events (before their member row goes), and the rows of the
+    mails sent to them about those events (reminders, organisers' messages); how many answers."""
+    theirs = select(Rsvp.id).where(_theirs(member_id, address)).scalar_subquery()
+    session.execute(delete(EventMail).where(EventMail.rsvp_id.in_(theirs)))
     result = session.execute(delete(Rsvp).where(_theirs(member_id, address)))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

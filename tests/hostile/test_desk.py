@@ -164,7 +164,8 @@ def desk_forms(site: Desk) -> dict[str, dict[str, str]]:
 
 def test_every_desk_post_route_has_its_hostile_cases(site: Desk) -> None:
     """Each desk POST route is replayed with the hostile form values by one of the hostile test files:
-    sign-in and people here, contributions, compose and sending in their own files."""
+    sign-in and people here, contributions, compose, sending and organisers' messages in their own
+    files."""
     here = Path(__file__).parent
     texts = "".join(
         (here / name).read_text(encoding="utf-8")
@@ -173,6 +174,7 @@ def test_every_desk_post_route_has_its_hostile_cases(site: Desk) -> None:
             "test_desk_contributions_hostile.py",
             "test_desk_compose_hostile.py",
             "test_desk_send.py",
+            "test_organiser_messages_hostile.py",
         )
     )
     posts = {

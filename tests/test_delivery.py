@@ -115,6 +115,9 @@ def test_every_eligible_member_gets_their_variant_once(
                 "unsubscribe_url": link(settings.base_url, "unsubscribe", unsub.group(1)),
                 "preferences_url": link(settings.base_url, "preferences", prefs.group(1)),
             }
+            rsvp = re.search(r"/rsvp/[^/\s]+/([a-z0-9]+)", body)
+            if rsvp:  # a variant with events: each event's RSVP link carries the member's token
+                values["rsvp_token"] = rsvp.group(1)
             assert body == fill_slots(row.text, values, html=False)
             assert member.email in msg["To"]
     status = delivery.campaign_status(db, shape, SLUG)

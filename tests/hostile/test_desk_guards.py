@@ -50,6 +50,7 @@ def forms(fingerprint: str, version: str) -> dict[str, dict[str, str]]:
     return {
         f"{PAGES}/approve": {"fingerprint": fingerprint},
         f"{PAGES}/withdraw": {},
+        f"{PAGES}/ask-approval": {},
         f"{PAGES}/test-send": {},
         f"{PAGES}/send": {"when": "now", "at": ""},
         f"{PAGES}/send/confirm": {"when": "now", "at": "", "fingerprint": fingerprint},
